@@ -1,0 +1,1 @@
+//! Common crate of the Polar → Smartabase connector.

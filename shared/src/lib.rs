@@ -1,1 +1,15 @@
-//! Common crate of the Polar → Smartabase connector.
+//! Common crate of the Polar → Smartabase connector: configuration, the Polar and Smartabase clients,
+//! stores, the queue, mapping, crypto, the rate budget, telemetry and the use cases every function runs.
+
+pub mod budget;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod polar;
+pub mod queue;
+pub mod smartabase;
+pub mod store;
+pub mod telemetry;

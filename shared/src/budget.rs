@@ -1,0 +1,415 @@
+//! The app-wide Polar rate budget: Polar's short (15 min) and long (24 h) windows, shared by every
+//! function through the store, corrected from every `RateLimit-*` reading.
+//!
+//! The window arithmetic is pure ([`BudgetState`]); [`RateBudget`] applies it to the store with
+//! optimistic concurrency, so concurrent workers never overspend.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::polar::RateLimitObservation;
+use crate::store::{BudgetStore, StoreError};
+
+/// Polar's short window.
+pub const SHORT_WINDOW: Duration = Duration::minutes(15);
+/// Polar's long window.
+pub const LONG_WINDOW: Duration = Duration::hours(24);
+
+/// Polar's published limits: `base + per_user × registered users` (reference §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitFormula {
+    /// Short-window base.
+    pub short_base: u64,
+    /// Short-window requests per registered user.
+    pub short_per_user: u64,
+    /// Long-window base.
+    pub long_base: u64,
+    /// Long-window requests per registered user.
+    pub long_per_user: u64,
+}
+
+impl LimitFormula {
+    /// Polar's numbers.
+    pub const POLAR: Self = Self {
+        short_base: 500,
+        short_per_user: 20,
+        long_base: 5000,
+        long_per_user: 100,
+    };
+
+    /// The (short, long) limits for `users` registered users.
+    pub fn limits(self, users: u64) -> (u64, u64) {
+        (
+            self.short_base + self.short_per_user * users,
+            self.long_base + self.long_per_user * users,
+        )
+    }
+}
+
+/// One window's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Requests spent in this window.
+    pub used: u64,
+    /// The window's limit.
+    pub limit: u64,
+    /// When the window resets (`None`: no window open; the next request opens one).
+    pub resets_at: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    fn rolled(self, now: DateTime<Utc>) -> Self {
+        match self.resets_at {
+            Some(at) if at > now => self,
+            _ => Self {
+                used: 0,
+                resets_at: None,
+                ..self
+            },
+        }
+    }
+
+    fn remaining(self, share: f64) -> u64 {
+        let allowed = (self.limit as f64 * share).floor() as u64;
+        allowed.saturating_sub(self.used)
+    }
+}
+
+/// The shared budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetState {
+    /// 15-minute window.
+    pub short: Window,
+    /// 24-hour window.
+    pub long: Window,
+    /// After a 429: nobody calls Polar before this.
+    pub blocked_until: Option<DateTime<Utc>>,
+}
+
+/// Budget is short; try again at `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Polar rate budget exhausted until {until}")]
+pub struct BudgetExhausted {
+    /// When a window resets (or a 429 block ends).
+    pub until: DateTime<Utc>,
+}
+
+impl BudgetState {
+    /// A fresh budget from the formula with `users` registered users (corrected by the first reading).
+    pub fn initial(formula: LimitFormula, users: u64) -> Self {
+        let (short, long) = formula.limits(users);
+        Self {
+            short: Window {
+                used: 0,
+                limit: short,
+                resets_at: None,
+            },
+            long: Window {
+                used: 0,
+                limit: long,
+                resets_at: None,
+            },
+            blocked_until: None,
+        }
+    }
+
+    /// The budget with lapsed windows and blocks cleared.
+    pub fn rolled(self, now: DateTime<Utc>) -> Self {
+        Self {
+            short: self.short.rolled(now),
+            long: self.long.rolled(now),
+            blocked_until: self.blocked_until.filter(|b| *b > now),
+        }
+    }
+
+    /// Spends `calls` if they fit within `share` (0..=1) of both windows. Windows open at the first
+    /// request after a reset, as Polar's do.
+    pub fn reserve(
+        self,
+        calls: u64,
+        share: f64,
+        now: DateTime<Utc>,
+    ) -> Result<Self, BudgetExhausted> {
+        let mut state = self.rolled(now);
+        if let Some(until) = state.blocked_until {
+            return Err(BudgetExhausted { until });
+        }
+        if state.short.remaining(share) < calls {
+            return Err(BudgetExhausted {
+                until: state.short.resets_at.unwrap_or(now + SHORT_WINDOW),
+            });
+        }
+        if state.long.remaining(share) < calls {
+            return Err(BudgetExhausted {
+                until: state.long.resets_at.unwrap_or(now + LONG_WINDOW),
+            });
+        }
+        for (window, length) in [
+            (&mut state.short, SHORT_WINDOW),
+            (&mut state.long, LONG_WINDOW),
+        ] {
+            window.used += calls;
+            window.resets_at.get_or_insert(now + length);
+        }
+        Ok(state)
+    }
+
+    /// Folds in Polar's own reading: Polar's limits and reset times win; usage takes the larger of the
+    /// two counts when both describe the same window (a stale reading never lowers the count).
+    pub fn observe(self, reading: RateLimitObservation) -> Self {
+        let info = reading.info;
+        let at = reading.observed_at;
+        let merge = |ours: Window, used: u64, limit: u64, reset_seconds: u64| {
+            let theirs_reset = at + Duration::seconds(reset_seconds as i64);
+            let same_window = ours
+                .resets_at
+                .is_some_and(|r| (r - theirs_reset).num_seconds().abs() <= 60);
+            Window {
+                used: if same_window {
+                    ours.used.max(used)
+                } else {
+                    used
+                },
+                limit,
+                resets_at: Some(theirs_reset),
+            }
+        };
+        let current = self.rolled(at);
+        Self {
+            short: merge(
+                current.short,
+                info.short_used,
+                info.short_limit,
+                info.short_reset_seconds,
+            ),
+            long: merge(
+                current.long,
+                info.long_used,
+                info.long_limit,
+                info.long_reset_seconds,
+            ),
+            blocked_until: current.blocked_until,
+        }
+    }
+
+    /// After a 429: block everyone until the refusing window resets.
+    pub fn rate_limited(self, retry_after_seconds: u64, now: DateTime<Utc>) -> Self {
+        let until = now + Duration::seconds(retry_after_seconds.max(1) as i64);
+        Self {
+            blocked_until: Some(self.blocked_until.map_or(until, |b| b.max(until))),
+            ..self
+        }
+    }
+
+    /// Calls still available now within `share` of each window: (short, long).
+    pub fn available(self, share: f64, now: DateTime<Utc>) -> (u64, u64) {
+        let state = self.rolled(now);
+        if state.blocked_until.is_some() {
+            return (0, 0);
+        }
+        (state.short.remaining(share), state.long.remaining(share))
+    }
+}
+
+/// Failures of the budget service.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    /// No budget now.
+    #[error(transparent)]
+    Exhausted(#[from] BudgetExhausted),
+    /// The store failed (or stayed contended).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The budget service over a store.
+pub struct RateBudget<'a, S> {
+    store: &'a S,
+    formula: LimitFormula,
+    share: f64,
+}
+
+impl<'a, S: BudgetStore> RateBudget<'a, S> {
+    /// Scheduled work may spend this share of each window; the rest is headroom for athletes linking now.
+    pub const SCHEDULED_SHARE: f64 = 0.9;
+    const ATTEMPTS: usize = 8;
+
+    /// A budget over `store` for scheduled work.
+    pub fn new(store: &'a S, formula: LimitFormula) -> Self {
+        Self {
+            store,
+            formula,
+            share: Self::SCHEDULED_SHARE,
+        }
+    }
+
+    async fn update<T>(
+        &self,
+        change: impl Fn(BudgetState) -> Result<(BudgetState, T), BudgetExhausted>,
+    ) -> Result<T, BudgetError> {
+        for _ in 0..Self::ATTEMPTS {
+            let (state, version) = match self.store.load_budget().await? {
+                Some(found) => found,
+                None => (BudgetState::initial(self.formula, 0), 0),
+            };
+            let (next, result) = change(state)?;
+            match self.store.save_budget(&next, version).await {
+                Ok(_) => return Ok(result),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict("polar rate budget".into()).into())
+    }
+
+    /// Spends `calls` or says when to come back.
+    pub async fn reserve(&self, calls: u64, now: DateTime<Utc>) -> Result<(), BudgetError> {
+        let share = self.share;
+        self.update(|s| s.reserve(calls, share, now).map(|n| (n, ())))
+            .await
+    }
+
+    /// Records Polar's reading.
+    pub async fn observe(&self, reading: RateLimitObservation) -> Result<(), BudgetError> {
+        self.update(|s| Ok((s.observe(reading), ()))).await
+    }
+
+    /// Records a 429.
+    pub async fn rate_limited(
+        &self,
+        retry_after_seconds: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), BudgetError> {
+        self.update(|s| Ok((s.rate_limited(retry_after_seconds, now), ())))
+            .await
+    }
+
+    /// Calls available now: (short, long) and when the short window resets.
+    pub async fn available(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64, Option<DateTime<Utc>>), BudgetError> {
+        let state = match self.store.load_budget().await? {
+            Some((state, _)) => state,
+            None => BudgetState::initial(self.formula, 0),
+        };
+        let (short, long) = state.available(self.share, now);
+        Ok((short, long, state.rolled(now).short.resets_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::polar::RateLimitInfo;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn formula_grows_with_registered_users() {
+        assert_eq!(LimitFormula::POLAR.limits(0), (500, 5000));
+        assert_eq!(LimitFormula::POLAR.limits(50), (1500, 10_000));
+        assert_eq!(LimitFormula::POLAR.limits(200), (4500, 25_000));
+        assert_eq!(LimitFormula::POLAR.limits(20_000), (400_500, 2_005_000));
+    }
+
+    #[test]
+    fn reserve_spends_until_the_share_is_gone_then_defers_to_the_reset() {
+        let formula = LimitFormula {
+            short_base: 10,
+            short_per_user: 0,
+            long_base: 100,
+            long_per_user: 0,
+        };
+        let mut state = BudgetState::initial(formula, 0);
+        for _ in 0..9 {
+            state = state.reserve(1, 0.9, t0()).unwrap();
+        }
+        assert_eq!(state.short.used, 9);
+        assert_eq!(state.short.resets_at, Some(t0() + SHORT_WINDOW));
+        let refused = state
+            .reserve(1, 0.9, t0() + Duration::minutes(1))
+            .unwrap_err();
+        assert_eq!(refused.until, t0() + SHORT_WINDOW);
+        // After the reset the window opens again at the next request.
+        let later = t0() + SHORT_WINDOW + Duration::seconds(1);
+        let state = state.reserve(4, 0.9, later).unwrap();
+        assert_eq!(state.short.used, 4);
+        assert_eq!(state.short.resets_at, Some(later + SHORT_WINDOW));
+        assert_eq!(state.long.used, 13, "the long window keeps counting");
+    }
+
+    #[test]
+    fn long_window_can_be_the_one_that_refuses() {
+        let formula = LimitFormula {
+            short_base: 100,
+            short_per_user: 0,
+            long_base: 10,
+            long_per_user: 0,
+        };
+        let state = BudgetState::initial(formula, 0)
+            .reserve(9, 1.0, t0())
+            .unwrap();
+        let refused = state
+            .reserve(2, 1.0, t0() + Duration::hours(1))
+            .unwrap_err();
+        assert_eq!(refused.until, t0() + LONG_WINDOW);
+    }
+
+    fn reading(
+        short_used: u64,
+        short_limit: u64,
+        short_reset: u64,
+        at: DateTime<Utc>,
+    ) -> RateLimitObservation {
+        RateLimitObservation {
+            info: RateLimitInfo {
+                short_used,
+                short_limit,
+                short_reset_seconds: short_reset,
+                long_used: short_used * 3,
+                long_limit: short_limit * 10,
+                long_reset_seconds: 80_000,
+            },
+            observed_at: at,
+        }
+    }
+
+    #[test]
+    fn readings_correct_limits_and_never_lower_usage_within_a_window() {
+        let state = BudgetState::initial(LimitFormula::POLAR, 0)
+            .reserve(5, 0.9, t0())
+            .unwrap();
+        // Polar says 40 used of 1500 (the registered users grew the limit), window ends when ours does.
+        let corrected = state.observe(reading(40, 1500, 900, t0()));
+        assert_eq!((corrected.short.used, corrected.short.limit), (40, 1500));
+        // A stale reading (lower usage, same window) does not lower the count.
+        let stale = corrected.observe(reading(12, 1500, 840, t0() + Duration::minutes(1)));
+        assert_eq!(stale.short.used, 40);
+        // A reading from a new window replaces the count.
+        let fresh = stale.observe(reading(3, 1500, 890, t0() + Duration::minutes(16)));
+        assert_eq!(fresh.short.used, 3);
+        assert_eq!(
+            fresh.short.resets_at,
+            Some(t0() + Duration::minutes(16) + Duration::seconds(890))
+        );
+    }
+
+    #[test]
+    fn a_429_blocks_everyone_until_the_reset() {
+        let state = BudgetState::initial(LimitFormula::POLAR, 0).rate_limited(120, t0());
+        assert_eq!(state.available(0.9, t0()), (0, 0));
+        assert_eq!(
+            state
+                .reserve(1, 0.9, t0() + Duration::seconds(119))
+                .unwrap_err()
+                .until,
+            t0() + Duration::seconds(120)
+        );
+        assert!(state.reserve(1, 0.9, t0() + Duration::seconds(121)).is_ok());
+    }
+}

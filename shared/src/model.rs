@@ -1,0 +1,256 @@
+//! The connector's own records: athletes, their link status, sync cursors, stored tokens, ledger entries, jobs.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::SealedToken;
+use crate::ids::{AthleteUuid, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
+
+/// Where an athlete stands with the connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AthleteStatus {
+    /// On the roster, never linked (or the link was never completed).
+    Unlinked,
+    /// Linked to Polar and syncing.
+    Linked,
+    /// Unlinked by the revoke hook or an operator.
+    Revoked,
+    /// Polar confirmed the token is dead (the athlete disconnected on Polar's side).
+    NeedsReauthorisation,
+    /// No longer on the Smartabase roster: deregistered at Polar, token deleted.
+    Removed,
+}
+
+impl AthleteStatus {
+    /// Every status, for listings.
+    pub const ALL: [Self; 5] = [
+        Self::Unlinked,
+        Self::Linked,
+        Self::Revoked,
+        Self::NeedsReauthorisation,
+        Self::Removed,
+    ];
+
+    /// The `Status` value written to the `Polar Access Token` profile form (design §5).
+    pub fn profile_label(self) -> &'static str {
+        match self {
+            Self::Unlinked => "Not Linked",
+            Self::Linked => "Linked",
+            Self::Revoked => "Revoked",
+            Self::NeedsReauthorisation => "Needs Reauthorisation",
+            Self::Removed => "Removed",
+        }
+    }
+
+    /// Stable machine name (stored, and accepted by `connector athletes --status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unlinked => "unlinked",
+            Self::Linked => "linked",
+            Self::Revoked => "revoked",
+            Self::NeedsReauthorisation => "needs-reauthorisation",
+            Self::Removed => "removed",
+        }
+    }
+
+    /// Parses [`Self::as_str`] (and the profile labels, case-insensitively).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| {
+            s.as_str().eq_ignore_ascii_case(value) || s.profile_label().eq_ignore_ascii_case(value)
+        })
+    }
+}
+
+/// How far each data type has been delivered to Smartabase; only advanced after Smartabase confirmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCursors {
+    /// Exercises uploaded before this instant are delivered (the list is re-read; this bounds ledger lookups).
+    pub exercises_uploaded_since: Option<DateTime<Utc>>,
+    /// Daily activity from this date on may still need a write.
+    pub activity_from: Option<NaiveDate>,
+    /// Sleep from this date on may still need a write.
+    pub sleep_from: Option<NaiveDate>,
+    /// Nightly Recharge from this date on may still need a write.
+    pub recharge_from: Option<NaiveDate>,
+}
+
+/// One athlete as the connector knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Athlete {
+    /// Smartabase UUID: the key of everything.
+    pub uuid: AthleteUuid,
+    /// Smartabase `userId`, learned from the roster.
+    pub smartabase_user_id: Option<SmartabaseUserId>,
+    /// Link status.
+    pub status: AthleteStatus,
+    /// Polar user id once linked.
+    pub polar_user_id: Option<PolarUserId>,
+    /// When the current link was made.
+    pub linked_at: Option<DateTime<Utc>>,
+    /// When `status` last changed.
+    pub status_changed_at: Option<DateTime<Utc>>,
+    /// Last successful sync.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// When the next scheduled sync is due (only meaningful while `Linked`).
+    pub next_sync_due: Option<DateTime<Utc>>,
+    /// A job for this athlete is in the queue until then (fan-out's duplicate guard).
+    pub queued_until: Option<DateTime<Utc>>,
+    /// The scan pass that last saw this athlete on the roster.
+    pub roster_seen_at: Option<DateTime<Utc>>,
+    /// Delivery cursors.
+    pub cursors: SyncCursors,
+    /// Last sync failure, short and free of secrets, for operators.
+    pub last_error: Option<String>,
+    /// Optimistic-concurrency version, bumped on every write.
+    pub version: u64,
+}
+
+impl Athlete {
+    /// A roster athlete not linked yet.
+    pub fn new(uuid: AthleteUuid) -> Self {
+        Self {
+            uuid,
+            smartabase_user_id: None,
+            status: AthleteStatus::Unlinked,
+            polar_user_id: None,
+            linked_at: None,
+            status_changed_at: None,
+            last_sync_at: None,
+            next_sync_due: None,
+            queued_until: None,
+            roster_seen_at: None,
+            cursors: SyncCursors::default(),
+            last_error: None,
+            version: 0,
+        }
+    }
+
+    /// Moves to `status` at `now`, keeping `status_changed_at` true.
+    pub fn set_status(&mut self, status: AthleteStatus, now: DateTime<Utc>) {
+        if self.status != status {
+            self.status = status;
+            self.status_changed_at = Some(now);
+        }
+        if status != AthleteStatus::Linked {
+            self.next_sync_due = None;
+        }
+    }
+}
+
+/// How a token reached the connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenSource {
+    /// The web flow's callback.
+    WebFlow,
+    /// Picked up from the `Polar Access Token` profile form (Athlete app).
+    AthleteApp,
+}
+
+/// A Polar token at rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// AES-256-GCM sealed, bound to the athlete.
+    pub sealed: SealedToken,
+    /// The Polar user the token belongs to.
+    pub polar_user_id: Option<PolarUserId>,
+    /// When the connector received it.
+    pub issued_at: DateTime<Utc>,
+    /// Polar's `expires_in` turned into an instant, when known.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How it arrived.
+    pub source: TokenSource,
+    /// SHA-256 of the raw token, to recognise the same token in the profile form without storing it twice.
+    pub fingerprint: String,
+}
+
+/// The four event forms, by role (names come from the mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// `Polar Training`.
+    Training,
+    /// `Polar Activity`.
+    Activity,
+    /// `Polar Sleep`.
+    Sleep,
+    /// `Polar Nightly Recharge`.
+    Recharge,
+}
+
+impl DataKind {
+    /// All four.
+    pub const ALL: [Self; 4] = [Self::Training, Self::Activity, Self::Sleep, Self::Recharge];
+
+    /// Stable machine name used in keys, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Training => "training",
+            Self::Activity => "activity",
+            Self::Sleep => "sleep",
+            Self::Recharge => "recharge",
+        }
+    }
+}
+
+/// What identifies one Polar record: the exercise id, or the calendar date of a daily record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKey {
+    /// A training session.
+    Exercise(ExerciseId),
+    /// A daily record's date.
+    Date(NaiveDate),
+}
+
+/// The ledger's key: one Smartabase event per (athlete, form, record).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LedgerKey {
+    /// Which form.
+    pub kind: DataKind,
+    /// Which record.
+    pub record: RecordKey,
+}
+
+impl LedgerKey {
+    /// `training#<exercise id>` or `sleep#2025-09-02`: the stored form of the key.
+    pub fn encode(&self) -> String {
+        match &self.record {
+            RecordKey::Exercise(id) => format!("{}#{}", self.kind.as_str(), id),
+            RecordKey::Date(d) => format!("{}#{}", self.kind.as_str(), d.format("%Y-%m-%d")),
+        }
+    }
+
+    /// Reverses [`Self::encode`].
+    pub fn decode(value: &str) -> Option<Self> {
+        let (kind, rest) = value.split_once('#')?;
+        let kind = DataKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        let record = match kind {
+            DataKind::Training => RecordKey::Exercise(ExerciseId::parse(rest).ok()?),
+            _ => RecordKey::Date(NaiveDate::parse_from_str(rest, "%Y-%m-%d").ok()?),
+        };
+        Some(Self { kind, record })
+    }
+}
+
+/// Whether Smartabase has confirmed the ledger entry's event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerState {
+    /// An import was sent and not confirmed (the worker may have died): look the event up before writing again.
+    Pending,
+    /// Smartabase answered `SUCCESSFULLY_IMPORTED` with this event id.
+    Confirmed,
+}
+
+/// What the connector last wrote for one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Hash of the event content last written (or being written).
+    pub content_hash: String,
+    /// The Smartabase event, once known.
+    pub event_id: Option<EventId>,
+    /// Confirmed or in flight.
+    pub state: LedgerState,
+    /// The event's start date, where a lookup searches for a lost event.
+    pub event_start_date: NaiveDate,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}

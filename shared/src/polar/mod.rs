@@ -1,0 +1,426 @@
+//! Polar AccessLink v3: the port the use cases call, its domain types and errors.
+//!
+//! Everything Polar-specific (URLs, auth headers, status codes, field casing, lenient parsing, the
+//! `RateLimit-*` headers) lives under this module; the rest of the connector sees only these types.
+
+use std::future::Future;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
+
+pub mod client;
+pub mod duration;
+mod wire;
+
+pub use client::{PolarClient, PolarEndpoints};
+
+/// Polar's `RateLimit-*` headers from one response: short (15 min) and long (24 h) windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitInfo {
+    /// Requests used in the short window.
+    pub short_used: u64,
+    /// Short-window limit.
+    pub short_limit: u64,
+    /// Seconds until the short window resets.
+    pub short_reset_seconds: u64,
+    /// Requests used in the long window.
+    pub long_used: u64,
+    /// Long-window limit.
+    pub long_limit: u64,
+    /// Seconds until the long window resets.
+    pub long_reset_seconds: u64,
+}
+
+/// A rate-limit reading with the time it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitObservation {
+    /// The headers.
+    pub info: RateLimitInfo,
+    /// When the response arrived.
+    pub observed_at: DateTime<Utc>,
+}
+
+/// Failures of a Polar call, by what the caller must do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum PolarError {
+    /// 401: the token is revoked, deleted or the athlete disconnected (confirm before acting).
+    #[error("Polar answered 401 Unauthorized")]
+    Unauthorized,
+    /// 403: the athlete has not accepted Polar's mandatory consents.
+    #[error("Polar answered 403: mandatory consents not accepted")]
+    ConsentsMissing,
+    /// 429: over the rate limit; retry after the reset.
+    #[error("Polar answered 429 Too Many Requests (retry in {retry_after_seconds}s)")]
+    RateLimited {
+        /// Seconds until the window that refused us resets.
+        retry_after_seconds: u64,
+    },
+    /// Token endpoint `invalid_grant`: code expired, reused or redirect URI mismatch.
+    #[error("Polar refused the authorisation code (invalid_grant)")]
+    InvalidGrant,
+    /// Token endpoint `invalid_client`: our client id/secret are wrong (configuration).
+    #[error("Polar refused the client credentials (invalid_client)")]
+    InvalidClient,
+    /// Another 4xx: our request is wrong.
+    #[error("Polar answered {status}: {detail}")]
+    BadRequest {
+        /// HTTP status.
+        status: u16,
+        /// Polar's error code or a short description; never a token.
+        detail: String,
+    },
+    /// 5xx.
+    #[error("Polar answered {status} (server error)")]
+    Server {
+        /// HTTP status.
+        status: u16,
+    },
+    /// No answer in time.
+    #[error("Polar did not answer in time")]
+    Timeout,
+    /// Connection refused, reset or dropped.
+    #[error("Polar could not be reached: {0}")]
+    Transport(String),
+    /// 2xx with a body that is not what the API documents.
+    #[error("Polar sent a malformed response: {0}")]
+    Malformed(String),
+}
+
+impl PolarError {
+    /// Whether retrying later may succeed (5xx, timeouts, dropped connections, malformed bodies, 429).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Server { .. }
+                | Self::Timeout
+                | Self::Transport(_)
+                | Self::Malformed(_)
+                | Self::RateLimited { .. }
+        )
+    }
+}
+
+/// A successful token exchange.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// The bearer token (redacted in `Debug`).
+    pub access_token: AccessToken,
+    /// `x_user_id`.
+    pub polar_user_id: PolarUserId,
+    /// `expires_in` seconds, if sent.
+    pub expires_in_seconds: Option<i64>,
+}
+
+/// Result of `POST /v3/users`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// 200: newly registered.
+    Registered,
+    /// 409: already registered to our client (fine).
+    AlreadyRegistered,
+}
+
+/// Result of `DELETE /v3/users/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deregistration {
+    /// 204: deregistered and token revoked.
+    Deleted,
+    /// 401/404: already gone.
+    AlreadyGone,
+}
+
+/// Polar's `user` object, the parts the connector uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolarUser {
+    /// `polar-user-id`.
+    pub polar_user_id: PolarUserId,
+    /// `member-id` (our athlete UUID).
+    pub member_id: Option<String>,
+    /// `registration-date`.
+    pub registered_at: Option<DateTime<Utc>>,
+}
+
+/// One heart-rate zone of an exercise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartRateZone {
+    /// 1..=5.
+    pub index: u8,
+    /// Time in the zone.
+    pub in_zone_seconds: f64,
+}
+
+/// A training session from `/v3/exercises` (with `zones=true`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exercise {
+    /// Hashed id.
+    pub id: ExerciseId,
+    /// When it reached Polar Flow (UTC).
+    pub upload_time: Option<DateTime<Utc>>,
+    /// Device model.
+    pub device: Option<String>,
+    /// Local wall-clock start (no offset).
+    pub start_time: NaiveDateTime,
+    /// Minutes east of UTC: UTC = local − offset.
+    pub start_time_utc_offset_minutes: i32,
+    /// Session length in seconds.
+    pub duration_seconds: Option<f64>,
+    /// kcal.
+    pub calories: Option<f64>,
+    /// Metres.
+    pub distance_metres: Option<f64>,
+    /// bpm.
+    pub heart_rate_average: Option<f64>,
+    /// bpm.
+    pub heart_rate_maximum: Option<f64>,
+    /// `training_load`.
+    pub training_load: Option<f64>,
+    /// `sport`.
+    pub sport: Option<String>,
+    /// `detailed_sport_info`.
+    pub detailed_sport_info: Option<String>,
+    /// Heart-rate zones, when embedded.
+    pub heart_rate_zones: Vec<HeartRateZone>,
+    /// `training_load_pro.cardio-load`.
+    pub cardio_load: Option<f64>,
+    /// `training_load_pro.muscle-load`.
+    pub muscle_load: Option<f64>,
+}
+
+/// One day's activity summary from `/v3/users/activities`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyActivity {
+    /// The calendar day (from `start_time`'s date part).
+    pub date: NaiveDate,
+    /// `active_duration` in seconds.
+    pub active_duration_seconds: Option<f64>,
+    /// kcal including BMR.
+    pub calories: Option<f64>,
+    /// kcal excluding BMR.
+    pub active_calories: Option<f64>,
+    /// Steps.
+    pub steps: Option<i64>,
+    /// `distance_from_steps`, metres.
+    pub distance_from_steps_metres: Option<f64>,
+}
+
+/// One night from `/v3/users/sleep`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sleep {
+    /// The sleep's result date (the wake-up day).
+    pub date: NaiveDate,
+    /// Local start with its offset.
+    pub sleep_start: Option<DateTime<chrono::FixedOffset>>,
+    /// Local end with its offset.
+    pub sleep_end: Option<DateTime<chrono::FixedOffset>>,
+    /// Seconds.
+    pub light_sleep_seconds: Option<i64>,
+    /// Seconds.
+    pub deep_sleep_seconds: Option<i64>,
+    /// Seconds.
+    pub rem_sleep_seconds: Option<i64>,
+    /// Seconds.
+    pub unrecognized_sleep_seconds: Option<i64>,
+    /// Seconds.
+    pub total_interruption_seconds: Option<i64>,
+    /// 1–100.
+    pub sleep_score: Option<f64>,
+    /// 1–5.
+    pub sleep_charge: Option<f64>,
+    /// 1.0–5.0.
+    pub continuity: Option<f64>,
+}
+
+/// One Nightly Recharge from `/v3/users/nightly-recharge`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NightlyRecharge {
+    /// The night's date.
+    pub date: NaiveDate,
+    /// 1–6.
+    pub nightly_recharge_status: Option<i64>,
+    /// −10.0..=10.0.
+    pub ans_charge: Option<f64>,
+    /// bpm.
+    pub heart_rate_avg: Option<f64>,
+    /// ms.
+    pub heart_rate_variability_avg: Option<f64>,
+    /// breaths/min.
+    pub breathing_rate_avg: Option<f64>,
+}
+
+/// A record in a list that could not be parsed; the rest of the list is still used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenRecord {
+    /// Its id or date if those could be read, for logs and for holding the cursor back.
+    pub hint: Option<String>,
+    /// The date it belongs to, if readable.
+    pub date: Option<NaiveDate>,
+    /// What was wrong (field name and expectation; never the whole body).
+    pub reason: String,
+}
+
+/// A list response: the records that parsed and the ones that did not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Records<T> {
+    /// Parsed records.
+    pub records: Vec<T>,
+    /// Records skipped as malformed.
+    pub broken: Vec<BrokenRecord>,
+}
+
+impl<T> Default for Records<T> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            broken: Vec::new(),
+        }
+    }
+}
+
+/// Webhook event types the connector subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WebhookEventType {
+    /// New training session.
+    Exercise,
+    /// New or revised sleep.
+    Sleep,
+    /// New or revised daily activity.
+    ActivitySummary,
+}
+
+impl WebhookEventType {
+    /// The types the connector registers.
+    pub const SUBSCRIBED: [Self; 3] = [Self::Exercise, Self::Sleep, Self::ActivitySummary];
+}
+
+/// A webhook as `GET /v3/webhooks` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookInfo {
+    /// Polar's id.
+    pub id: String,
+    /// Subscribed events (as Polar spells them; unknown ones kept).
+    pub events: Vec<String>,
+    /// Delivery URL.
+    pub url: String,
+    /// Whether Polar is delivering (it deactivates after 7 days of failures).
+    pub active: Option<bool>,
+}
+
+/// A webhook just created: the only time Polar shows its signing secret.
+#[derive(Debug, Clone)]
+pub struct CreatedWebhook {
+    /// Polar's id.
+    pub id: String,
+    /// `signature_secret_key`.
+    pub signature_secret: SecretString,
+}
+
+/// Everything the connector asks of Polar. `PolarClient` talks HTTP; `testing::FakePolar` is in memory.
+pub trait PolarApi: Send + Sync {
+    /// The browser URL that starts authorisation (pure; no request).
+    fn authorization_url(&self, state: &AuthState, redirect_uri: &str) -> String;
+
+    /// Exchanges a code once; never retried by the client (a reused code kills the athlete's tokens).
+    fn exchange_code(
+        &self,
+        code: &AuthCode,
+        redirect_uri: &str,
+    ) -> impl Future<Output = Result<TokenGrant, PolarError>> + Send;
+
+    /// `POST /v3/users` with `member-id`.
+    fn register_user(
+        &self,
+        token: &AccessToken,
+        member_id: &AthleteUuid,
+    ) -> impl Future<Output = Result<Registration, PolarError>> + Send;
+
+    /// `GET /v3/users/{id}`: `None` on 204. Used to confirm a 401 before unlinking anyone.
+    fn get_user(
+        &self,
+        token: &AccessToken,
+        user: PolarUserId,
+    ) -> impl Future<Output = Result<Option<PolarUser>, PolarError>> + Send;
+
+    /// `DELETE /v3/users/{id}`.
+    fn delete_user(
+        &self,
+        token: &AccessToken,
+        user: PolarUserId,
+    ) -> impl Future<Output = Result<Deregistration, PolarError>> + Send;
+
+    /// `GET /v3/exercises?zones=true`: the last 30 days of uploads.
+    fn exercises(
+        &self,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<Records<Exercise>, PolarError>> + Send;
+
+    /// `GET /v3/exercises/{id}?zones=true`: `None` on 404 (unknown or older than 30 days).
+    fn exercise(
+        &self,
+        token: &AccessToken,
+        id: &ExerciseId,
+    ) -> impl Future<Output = Result<Option<Exercise>, PolarError>> + Send;
+
+    /// `GET /v3/users/activities/?from=&to=` (span ≤ 28 days; callers chunk).
+    fn activities(
+        &self,
+        token: &AccessToken,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> impl Future<Output = Result<Records<DailyActivity>, PolarError>> + Send;
+
+    /// `GET /v3/users/activities/{date}`: `None` on 204.
+    fn activity(
+        &self,
+        token: &AccessToken,
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<Option<DailyActivity>, PolarError>> + Send;
+
+    /// `GET /v3/users/sleep`: the last 28 nights.
+    fn sleeps(
+        &self,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<Records<Sleep>, PolarError>> + Send;
+
+    /// `GET /v3/users/sleep/{date}`: `None` on 404.
+    fn sleep(
+        &self,
+        token: &AccessToken,
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<Option<Sleep>, PolarError>> + Send;
+
+    /// `GET /v3/users/nightly-recharge`: the last 28 nights.
+    fn recharges(
+        &self,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<Records<NightlyRecharge>, PolarError>> + Send;
+
+    /// `GET /v3/users/nightly-recharge/{date}`: `None` on 404 (no data, or not computed yet).
+    fn recharge(
+        &self,
+        token: &AccessToken,
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<Option<NightlyRecharge>, PolarError>> + Send;
+
+    /// `POST /v3/webhooks` (client credentials). Polar pings `url` first.
+    fn create_webhook(
+        &self,
+        url: &str,
+        events: &[WebhookEventType],
+    ) -> impl Future<Output = Result<CreatedWebhook, PolarError>> + Send;
+
+    /// `GET /v3/webhooks`.
+    fn webhooks(&self) -> impl Future<Output = Result<Vec<WebhookInfo>, PolarError>> + Send;
+
+    /// `POST /v3/webhooks/activate`: `false` when there is no webhook.
+    fn activate_webhook(&self) -> impl Future<Output = Result<bool, PolarError>> + Send;
+
+    /// `DELETE /v3/webhooks/{id}`.
+    fn delete_webhook(&self, id: &str) -> impl Future<Output = Result<(), PolarError>> + Send;
+
+    /// The most recent `RateLimit-*` reading of any response through this client, for the budget.
+    fn latest_rate_limit(&self) -> Option<RateLimitObservation>;
+}

@@ -1,0 +1,3 @@
+//! SQS queue (being written).
+/// SQS queue.
+pub struct SqsQueue;

@@ -1,0 +1,3 @@
+//! HTTP client for Smartabase (being written).
+/// Smartabase client.
+pub struct SmartabaseClient;

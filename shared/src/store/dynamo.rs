@@ -1,0 +1,3 @@
+//! DynamoDB store (being written).
+/// DynamoDB store.
+pub struct DynamoStore;

@@ -1,0 +1,247 @@
+//! Durable state as ports: athletes, tokens, auth states, the write ledger, locks, the rate budget,
+//! one-shot markers and settings. `DynamoStore` keeps them in one DynamoDB table; `MemoryStore` (feature
+//! `testing`) in memory, with the same contract tests run against both.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::budget::BudgetState;
+use crate::ids::{AthleteUuid, AuthState, PolarUserId};
+use crate::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, StoredToken};
+
+pub mod dynamo;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+pub mod schema;
+
+pub use dynamo::DynamoStore;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An optimistic-concurrency check failed: someone else wrote first. Re-read and try again.
+    #[error("concurrent update of {0}")]
+    Conflict(String),
+    /// The store throttled or was unreachable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored item could not be read back (a defect or a manual edit).
+    #[error("stored item {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The item's key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A page position for listings; opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken(pub String);
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// Items.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` at the end.
+    pub next: Option<PageToken>,
+}
+
+/// Athletes and the Polar-user index.
+pub trait AthleteStore: Send + Sync {
+    /// One athlete.
+    fn get_athlete(
+        &self,
+        uuid: &AthleteUuid,
+    ) -> impl Future<Output = Result<Option<Athlete>, StoreError>> + Send;
+
+    /// Writes `athlete` if the stored version still equals `athlete.version` (0 = must not exist yet), and
+    /// returns the athlete with its new version. Keeps the due-index and the Polar-user index in step.
+    fn save_athlete(
+        &self,
+        athlete: &Athlete,
+    ) -> impl Future<Output = Result<Athlete, StoreError>> + Send;
+
+    /// The athlete linked to a Polar user, for webhooks.
+    fn athlete_for_polar_user(
+        &self,
+        user: PolarUserId,
+    ) -> impl Future<Output = Result<Option<AthleteUuid>, StoreError>> + Send;
+
+    /// `Linked` athletes whose `next_sync_due` ≤ `now`, oldest due first.
+    fn due_athletes(
+        &self,
+        now: DateTime<Utc>,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<AthleteUuid>, StoreError>> + Send;
+
+    /// All athletes, optionally of one status (operators' listings, the scan's removal pass).
+    fn list_athletes(
+        &self,
+        status: Option<AthleteStatus>,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Athlete>, StoreError>> + Send;
+
+    /// Sets the queued marker if the athlete is `Linked` and not already queued (or the marker lapsed).
+    /// `false` means "do not enqueue". Does not bump the version seen by `save_athlete` callers' logic
+    /// beyond the marker itself.
+    fn mark_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Clears the queued marker (the job ran, or sending it failed).
+    fn clear_queued(
+        &self,
+        uuid: &AthleteUuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Polar tokens, sealed.
+pub trait TokenStore: Send + Sync {
+    /// Stores (replaces) the athlete's token.
+    fn put_token(
+        &self,
+        uuid: &AthleteUuid,
+        token: &StoredToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The athlete's token.
+    fn get_token(
+        &self,
+        uuid: &AthleteUuid,
+    ) -> impl Future<Output = Result<Option<StoredToken>, StoreError>> + Send;
+    /// Deletes the athlete's token (idempotent).
+    fn delete_token(
+        &self,
+        uuid: &AthleteUuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Single-use OAuth states.
+pub trait AuthStateStore: Send + Sync {
+    /// Stores a fresh state for `athlete`, valid until `expires_at`.
+    fn put_state(
+        &self,
+        state: &AuthState,
+        athlete: &AthleteUuid,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Atomically consumes a state: the first caller gets the athlete, every later caller (and any caller
+    /// after expiry) gets `None`.
+    fn take_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<AthleteUuid>, StoreError>> + Send;
+}
+
+/// The exactly-once write ledger.
+pub trait LedgerStore: Send + Sync {
+    /// Entries for `keys` (missing keys are absent from the map).
+    fn ledger_get(
+        &self,
+        uuid: &AthleteUuid,
+        keys: &[LedgerKey],
+    ) -> impl Future<Output = Result<HashMap<LedgerKey, LedgerEntry>, StoreError>> + Send;
+    /// Writes entries (create or replace).
+    fn ledger_put(
+        &self,
+        uuid: &AthleteUuid,
+        entries: &[(LedgerKey, LedgerEntry)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many entries the athlete has, by data kind name (for `connector athlete`).
+    fn ledger_counts(
+        &self,
+        uuid: &AthleteUuid,
+    ) -> impl Future<Output = Result<HashMap<String, u64>, StoreError>> + Send;
+}
+
+/// Per-athlete sync locks with a TTL, so a crashed worker's lock lapses.
+pub trait LockStore: Send + Sync {
+    /// Takes the lock if free or lapsed. `false` = someone else holds it.
+    fn try_lock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Releases the lock if `owner` still holds it.
+    fn unlock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The app-wide Polar rate budget, read and written with optimistic concurrency.
+pub trait BudgetStore: Send + Sync {
+    /// The budget and its version (`None` before the first write).
+    fn load_budget(
+        &self,
+    ) -> impl Future<Output = Result<Option<(BudgetState, u64)>, StoreError>> + Send;
+    /// Writes the budget if the version is still `expected_version` (0 = must not exist); returns the new version.
+    fn save_budget(
+        &self,
+        state: &BudgetState,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// One-shot markers with an expiry: webhook de-duplication and similar "first caller wins" guards.
+pub trait MarkerStore: Send + Sync {
+    /// Claims `key` until `until`. `true` for the first claim; `false` while an unexpired claim exists.
+    fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Small named settings: scan continuation, mapping override, webhook state.
+pub trait SettingsStore: Send + Sync {
+    /// A setting's value.
+    fn get_setting(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Sets a setting.
+    fn put_setting(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Every store port; what the production store and the in-memory one implement.
+pub trait Store:
+    AthleteStore
+    + TokenStore
+    + AuthStateStore
+    + LedgerStore
+    + LockStore
+    + BudgetStore
+    + MarkerStore
+    + SettingsStore
+{
+}
+
+impl<T> Store for T where
+    T: AthleteStore
+        + TokenStore
+        + AuthStateStore
+        + LedgerStore
+        + LockStore
+        + BudgetStore
+        + MarkerStore
+        + SettingsStore
+{
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod mapping;
 pub mod model;
 pub mod polar;
 pub mod queue;

@@ -34,7 +34,9 @@
 //! `POST {base}/{app}/api/v1/{endpoint}?informat=json&format=json`, HTTP Basic auth on every
 //! call. Checked in this order: wrong app → 404; missing/bad credentials → 401; unknown
 //! endpoint → 404; not `POST` → 405; query without `informat=json&format=json` → 400; then
-//! injected faults; then an empty or non-JSON body → 400. Other paths → 404.
+//! injected faults; then an empty or non-JSON body → 400, as are a missing `formNames`
+//! (searches) or `formName` (`synchronise`), malformed search dates/times and a garbled
+//! `cursor`. Other paths (including v2/v3 and `userauthentication`) → 404.
 //!
 //! | endpoint | body | answer |
 //! |---|---|---|

@@ -141,12 +141,12 @@ pub(crate) async fn unknown_path(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let not_found = Outcome::Answer(Reply::Text(StatusCode::NOT_FOUND, "Not Found"));
+    let not_found = Reply::Text(StatusCode::NOT_FOUND, "Not Found");
     if uri.path().starts_with("/_sim/") {
-        return Reply::Text(StatusCode::NOT_FOUND, "Not Found").into_response();
+        return not_found.into_response();
     }
     let record = start_record(&shared, &method, &uri, &headers, &body);
-    finish(&shared, record, not_found)
+    finish(&shared, record, Outcome::Answer(not_found))
 }
 
 fn start_record(

@@ -1,3 +1,419 @@
-//! HTTP client for Smartabase (being written).
-/// Smartabase client.
-pub struct SmartabaseClient;
+//! `SmartabaseClient`: the [`SmartabaseApi`] over HTTP — site URL, Basic auth, headers, status codes,
+//! chunking and batch limits. Body shapes and their quirks are read in `wire`.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use reqwest::header::ACCEPT;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+use super::wire;
+use super::{
+    EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, SmartabaseApi, SmartabaseError,
+};
+use crate::ids::SmartabaseUserId;
+
+/// `X-APP-ID` sent on every call, so Smartabase support can trace the connector's requests.
+pub const APP_ID: &str = "polar-smartabase-connector";
+/// Connect timeout of [`SmartabaseClient::http_client`].
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole-request timeout of [`SmartabaseClient::http_client`]: large Smartabase calls are slow (reference §7.1).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most events one `eventsimport` call carries (Teamworks' own sample size, reference §3.6).
+pub const MAX_EVENTS_PER_IMPORT: usize = 25;
+/// Most user ids one `profilesearch` call carries (reference §4.1).
+pub const MAX_USERS_PER_SEARCH: usize = 200;
+
+const USER_SYNCHRONISE: &str = "usersynchronise";
+const PROFILE_SEARCH: &str = "profilesearch";
+const PROFILE_IMPORT: &str = "profileimport";
+const EVENTS_IMPORT: &str = "eventsimport";
+const EVENT_SEARCH: &str = "eventsearch";
+
+/// Why a site URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the Smartabase site URL {0}")]
+pub struct SiteUrlError(&'static str);
+
+/// The Smartabase v1 API of one site, with the API account's credentials.
+#[derive(Clone)]
+pub struct SmartabaseClient {
+    /// `{site_url}/api/v1/`.
+    api_base: Url,
+    app_name: String,
+    username: String,
+    password: SecretString,
+    api_user_id: Option<SmartabaseUserId>,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for SmartabaseClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmartabaseClient")
+            .field("api_base", &self.api_base.as_str())
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("api_user_id", &self.api_user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmartabaseClient {
+    /// A client of the site at `site_url` (`https://host/{appName}`; the app name is its last path segment).
+    pub fn new(
+        site_url: Url,
+        username: String,
+        password: SecretString,
+        http: reqwest::Client,
+    ) -> Result<Self, SiteUrlError> {
+        if !site_url.username().is_empty() || site_url.password().is_some() {
+            return Err(SiteUrlError(
+                "must not carry credentials (they come from the secret)",
+            ));
+        }
+        let app_name = site_url
+            .path()
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|segment| !segment.is_empty())
+            .map(str::to_owned)
+            .ok_or(SiteUrlError("must end with the site's app name"))?;
+        let mut api_base = site_url;
+        api_base.set_query(None);
+        api_base.set_fragment(None);
+        api_base
+            .path_segments_mut()
+            .map_err(|()| SiteUrlError("must be an http(s) URL"))?
+            .pop_if_empty()
+            .extend(["api", "v1", ""]);
+        Ok(Self {
+            api_base,
+            app_name,
+            username,
+            password,
+            api_user_id: None,
+            http,
+        })
+    }
+
+    /// Sends `enteredByUserId` = the API account's own user id on writes (omitted when unknown, and
+    /// Smartabase then uses the authenticated account).
+    pub fn with_api_user_id(mut self, user_id: SmartabaseUserId) -> Self {
+        self.api_user_id = Some(user_id);
+        self
+    }
+
+    /// The HTTP client production uses: rustls, no redirects (a POST must not turn into a GET), connect timeout
+    /// [`CONNECT_TIMEOUT`], total [`REQUEST_TIMEOUT`]. Build it once per cold start.
+    pub fn http_client() -> Result<reqwest::Client, SmartabaseError> {
+        reqwest::Client::builder()
+            .tls_backend_rustls()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "polar-smartabase-connector/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|error| SmartabaseError::Transport(describe(&error)))
+    }
+
+    /// The site's app name (last path segment of the site URL).
+    pub fn app_name(&self) -> &str {
+        &self.app_name
+    }
+
+    /// `{site}/api/v1/{endpoint}?informat=json&format=json`.
+    fn endpoint_url(&self, endpoint: &str) -> Result<Url, SmartabaseError> {
+        let mut url = self
+            .api_base
+            .join(endpoint)
+            .map_err(|error| SmartabaseError::Transport(format!("{endpoint}: {error}")))?;
+        url.set_query(Some("informat=json&format=json"));
+        Ok(url)
+    }
+
+    /// One v1 call: the JSON body of a 2xx answer (`None` when empty), or the error its status means.
+    async fn post<B: Serialize + ?Sized>(
+        &self,
+        endpoint: &'static str,
+        body: &B,
+    ) -> Result<Option<Value>, SmartabaseError> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(self.endpoint_url(endpoint)?)
+            .basic_auth(&self.username, Some(self.password.expose_secret()))
+            .header(ACCEPT, "application/json")
+            .header("X-APP-ID", APP_ID)
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| request_error(endpoint, &error))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| request_error(endpoint, &error))?;
+        tracing::debug!(
+            endpoint,
+            status = status.as_u16(),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            bytes = bytes.len(),
+            "smartabase call"
+        );
+        if !status.is_success() {
+            return Err(wire::status_error(status.as_u16(), &bytes));
+        }
+        wire::json_body(endpoint, &bytes)
+    }
+
+    /// Removes the password from any server text an error carries, in case a server echoes it.
+    fn scrubbed<T>(&self, result: Result<T, SmartabaseError>) -> Result<T, SmartabaseError> {
+        let password = self.password.expose_secret();
+        if password.is_empty() {
+            return result;
+        }
+        let scrub = |text: String| text.replace(password, "[redacted]");
+        result.map_err(|error| match error {
+            SmartabaseError::Rejected { state, message } => SmartabaseError::Rejected {
+                state: scrub(state),
+                message: scrub(message),
+            },
+            SmartabaseError::BadRequest { status, detail } => SmartabaseError::BadRequest {
+                status,
+                detail: scrub(detail),
+            },
+            SmartabaseError::UnexpectedIds(text) => SmartabaseError::UnexpectedIds(scrub(text)),
+            SmartabaseError::Transport(text) => SmartabaseError::Transport(scrub(text)),
+            SmartabaseError::Malformed(text) => SmartabaseError::Malformed(scrub(text)),
+            other @ (SmartabaseError::Unauthorized { .. }
+            | SmartabaseError::Server { .. }
+            | SmartabaseError::Timeout) => other,
+        })
+    }
+
+    async fn roster_page_unscrubbed(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<RosterPage, SmartabaseError> {
+        let request = wire::UserSynchroniseRequest::full_roster(cursor);
+        let body = self.post(USER_SYNCHRONISE, &request).await?;
+        wire::roster_page(body.as_ref())
+    }
+
+    async fn profiles_unscrubbed(
+        &self,
+        form: &str,
+        users: &[SmartabaseUserId],
+    ) -> Result<Vec<ProfileEntry>, SmartabaseError> {
+        let mut entries = Vec::new();
+        for chunk in users.chunks(MAX_USERS_PER_SEARCH) {
+            let request = wire::ProfileSearchRequest {
+                form_names: [form],
+                user_ids: chunk,
+            };
+            let body = self.post(PROFILE_SEARCH, &request).await?;
+            entries.extend(wire::profile_entries(body.as_ref(), form)?);
+        }
+        Ok(entries)
+    }
+
+    async fn save_profile_unscrubbed(&self, entry: &ProfileEntry) -> Result<(), SmartabaseError> {
+        let request = wire::ProfileImportRequest::new(entry, self.api_user_id);
+        let body = self.post(PROFILE_IMPORT, &request).await?;
+        let dropped = wire::profile_import_result(body.as_ref())?;
+        if !dropped.is_empty() {
+            tracing::warn!(form = %entry.form, dropped_fields = ?dropped, "Smartabase dropped profile fields the form does not have");
+        }
+        Ok(())
+    }
+
+    async fn import_events_unscrubbed(
+        &self,
+        events: &[EventWrite],
+    ) -> Result<ImportOutcome, SmartabaseError> {
+        let Some(first) = events.first() else {
+            return Ok(ImportOutcome {
+                ids: Vec::new(),
+                dropped_fields: Vec::new(),
+            });
+        };
+        if events.len() > MAX_EVENTS_PER_IMPORT {
+            return Err(refused(format!(
+                "{} events in one import (at most {MAX_EVENTS_PER_IMPORT})",
+                events.len()
+            )));
+        }
+        if events.iter().any(|event| event.form != first.form) {
+            return Err(refused(
+                "events of more than one form in one import".to_owned(),
+            ));
+        }
+        let request = wire::EventsImportRequest {
+            events: events
+                .iter()
+                .map(|event| wire::EventImport::new(event, self.api_user_id))
+                .collect(),
+        };
+        let body = self.post(EVENTS_IMPORT, &request).await?;
+        let outcome = wire::events_import_outcome(body.as_ref(), events)?;
+        if !outcome.dropped_fields.is_empty() {
+            tracing::warn!(form = %first.form, dropped_fields = ?outcome.dropped_fields, "Smartabase dropped event fields the form does not have");
+        }
+        Ok(outcome)
+    }
+
+    async fn find_events_unscrubbed(
+        &self,
+        form: &str,
+        user: SmartabaseUserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<EventRead>, SmartabaseError> {
+        let request = wire::EventSearchRequest::days(form, user, from, to);
+        let body = self.post(EVENT_SEARCH, &request).await?;
+        wire::events_found(body.as_ref(), form, user)
+    }
+}
+
+impl SmartabaseApi for SmartabaseClient {
+    async fn roster_page(&self, cursor: Option<&str>) -> Result<RosterPage, SmartabaseError> {
+        self.scrubbed(self.roster_page_unscrubbed(cursor).await)
+    }
+
+    async fn profiles(
+        &self,
+        form: &str,
+        users: &[SmartabaseUserId],
+    ) -> Result<Vec<ProfileEntry>, SmartabaseError> {
+        self.scrubbed(self.profiles_unscrubbed(form, users).await)
+    }
+
+    async fn save_profile(&self, entry: &ProfileEntry) -> Result<(), SmartabaseError> {
+        self.scrubbed(self.save_profile_unscrubbed(entry).await)
+    }
+
+    async fn import_events(&self, events: &[EventWrite]) -> Result<ImportOutcome, SmartabaseError> {
+        self.scrubbed(self.import_events_unscrubbed(events).await)
+    }
+
+    async fn find_events(
+        &self,
+        form: &str,
+        user: SmartabaseUserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<EventRead>, SmartabaseError> {
+        self.scrubbed(self.find_events_unscrubbed(form, user, from, to).await)
+    }
+}
+
+/// A batch refused before anything was sent (status 0: there was no answer).
+fn refused(detail: String) -> SmartabaseError {
+    SmartabaseError::BadRequest {
+        status: 0,
+        detail: format!("not sent: {detail}"),
+    }
+}
+
+/// The error for a request that got no (complete) answer.
+fn request_error(endpoint: &str, error: &reqwest::Error) -> SmartabaseError {
+    if error.is_timeout() {
+        SmartabaseError::Timeout
+    } else {
+        SmartabaseError::Transport(format!("{endpoint}: {}", describe(error)))
+    }
+}
+
+/// An error and its causes on one line, without the URL.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(site: &str) -> SmartabaseClient {
+        SmartabaseClient::new(
+            Url::parse(site).unwrap(),
+            "api.user".to_owned(),
+            SecretString::from("SB-PASSWORD-xyz"),
+            reqwest::Client::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoint_urls_hang_under_the_site_with_the_json_query() {
+        for site in [
+            "https://club.smartabase.com/club",
+            "https://club.smartabase.com/club/",
+            "https://club.smartabase.com/club?x=1#frag",
+        ] {
+            let client = client(site);
+            assert_eq!(client.app_name(), "club", "{site}");
+            assert_eq!(
+                client.endpoint_url("eventsimport").unwrap().as_str(),
+                "https://club.smartabase.com/club/api/v1/eventsimport?informat=json&format=json",
+                "{site}"
+            );
+        }
+        let nested = client("https://usopc.smartabase.com/athlete360-usss");
+        assert_eq!(nested.app_name(), "athlete360-usss");
+    }
+
+    #[test]
+    fn site_url_without_app_name_or_with_credentials_is_refused() {
+        let new = |site: &str| {
+            SmartabaseClient::new(
+                Url::parse(site).unwrap(),
+                "u".to_owned(),
+                SecretString::from("p"),
+                reqwest::Client::new(),
+            )
+        };
+        assert!(new("https://club.smartabase.com").is_err());
+        assert!(new("https://club.smartabase.com/").is_err());
+        assert!(new("https://user:pw@club.smartabase.com/club").is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let printed = format!("{:?}", client("https://club.smartabase.com/club"));
+        assert!(!printed.contains("SB-PASSWORD-xyz"), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
+        assert!(printed.contains("api.user"), "{printed}");
+    }
+
+    #[test]
+    fn server_text_echoing_the_password_is_scrubbed_from_errors() {
+        let client = client("https://club.smartabase.com/club");
+        let result: Result<(), _> = client.scrubbed(Err(SmartabaseError::Rejected {
+            state: "UNEXPECTED_ERROR".to_owned(),
+            message: "bad login SB-PASSWORD-xyz".to_owned(),
+        }));
+        let printed = result.unwrap_err().to_string();
+        assert!(!printed.contains("SB-PASSWORD-xyz"), "{printed}");
+        assert!(printed.contains("bad login [redacted]"), "{printed}");
+    }
+
+    #[test]
+    fn production_http_client_builds() {
+        assert!(SmartabaseClient::http_client().is_ok());
+    }
+}

@@ -37,10 +37,10 @@ pub enum SmartabaseError {
         /// HTTP status.
         status: u16,
     },
-    /// Another 4xx: our request is wrong.
+    /// Another 4xx: our request is wrong (or the client refused to send it).
     #[error("Smartabase answered {status}: {detail}")]
     BadRequest {
-        /// HTTP status.
+        /// HTTP status; 0 when the client refused the request before sending it (e.g. a batch over 25 events).
         status: u16,
         /// Short description.
         detail: String,

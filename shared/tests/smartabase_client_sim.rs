@@ -602,7 +602,13 @@ async fn dropped_connection_is_a_transport_error() {
         .await
         .unwrap_err();
 
-    assert!(matches!(error, SmartabaseError::Transport(_)), "{error:?}");
+    match &error {
+        SmartabaseError::Transport(text) => {
+            assert!(text.starts_with("eventsimport: "), "{text}");
+            assert!(!text.contains("127.0.0.1"), "no URL in the message: {text}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
     assert!(error.is_transient());
     assert!(sim.events_for(riley.user_id, POLAR_ACTIVITY).is_empty());
 }

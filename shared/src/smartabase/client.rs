@@ -121,7 +121,7 @@ impl SmartabaseClient {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .map_err(|error| SmartabaseError::Transport(describe(&error)))
+            .map_err(|error| SmartabaseError::Transport(describe(error)))
     }
 
     /// The site's app name (last path segment of the site URL).
@@ -155,12 +155,12 @@ impl SmartabaseClient {
             .json(body)
             .send()
             .await
-            .map_err(|error| request_error(endpoint, &error))?;
+            .map_err(|error| request_error(endpoint, error))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|error| request_error(endpoint, &error))?;
+            .map_err(|error| request_error(endpoint, error))?;
         tracing::debug!(
             endpoint,
             status = status.as_u16(),
@@ -324,7 +324,7 @@ fn refused(detail: String) -> SmartabaseError {
 }
 
 /// The error for a request that got no (complete) answer.
-fn request_error(endpoint: &str, error: &reqwest::Error) -> SmartabaseError {
+fn request_error(endpoint: &str, error: reqwest::Error) -> SmartabaseError {
     if error.is_timeout() {
         SmartabaseError::Timeout
     } else {
@@ -333,9 +333,10 @@ fn request_error(endpoint: &str, error: &reqwest::Error) -> SmartabaseError {
 }
 
 /// An error and its causes on one line, without the URL.
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

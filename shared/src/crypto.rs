@@ -265,13 +265,14 @@ pub enum RevokeSignatureError {
     BadSignature,
 }
 
-/// Verifies `X-Connector-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (design §4).
+/// Verifies `X-Connector-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (design §4)
+/// and returns the signed time `t`.
 pub fn verify_revoke_signature(
     secret: &SecretString,
     header: Option<&str>,
     body: &[u8],
     now: DateTime<Utc>,
-) -> Result<(), RevokeSignatureError> {
+) -> Result<DateTime<Utc>, RevokeSignatureError> {
     let header = header.ok_or(RevokeSignatureError::Malformed)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
@@ -302,11 +303,10 @@ pub fn verify_revoke_signature(
     let matched = signatures
         .iter()
         .fold(false, |acc, sig| verify_hex(key, &message, sig) | acc);
-    if matched {
-        Ok(())
-    } else {
-        Err(RevokeSignatureError::BadSignature)
+    if !matched {
+        return Err(RevokeSignatureError::BadSignature);
     }
+    DateTime::from_timestamp(timestamp, 0).ok_or(RevokeSignatureError::Malformed)
 }
 
 /// The revoke hook's replay window: five minutes either way.
@@ -481,7 +481,7 @@ mod tests {
         let header = revoke_signature_header(&secret, body, now);
         assert_eq!(
             verify_revoke_signature(&secret, Some(&header), body, now),
-            Ok(())
+            Ok(now)
         );
         assert_eq!(
             verify_revoke_signature(
@@ -490,7 +490,7 @@ mod tests {
                 body,
                 now + chrono::Duration::seconds(300)
             ),
-            Ok(())
+            Ok(now)
         );
         assert_eq!(
             verify_revoke_signature(

@@ -29,3 +29,13 @@ impl Disposition {
         }
     }
 }
+
+/// A JSON parse error described without echoing the input (serde's messages can quote values).
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Data => "a field is missing or has the wrong type",
+        serde_json::error::Category::Eof => "truncated JSON",
+        _ => "not JSON",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}

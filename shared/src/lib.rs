@@ -14,3 +14,4 @@ pub mod queue;
 pub mod smartabase;
 pub mod store;
 pub mod telemetry;
+pub mod usecase;

@@ -98,18 +98,7 @@ impl SyncJob {
 
     /// Parses a message body; the error says which field is wrong, never echoing the body.
     pub fn from_body(body: &str) -> Result<Self, String> {
-        serde_json::from_str(body).map_err(|e| {
-            let what = match e.classify() {
-                serde_json::error::Category::Data => "a field is missing or invalid",
-                serde_json::error::Category::Eof => "truncated JSON",
-                _ => "not JSON",
-            };
-            format!(
-                "not a sync job: {what} (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })
+        serde_json::from_str(body).map_err(|e| format!("not a sync job: {}", crate::error::describe_json_error(&e)))
     }
 }
 

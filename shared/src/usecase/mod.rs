@@ -1,0 +1,162 @@
+//! The connector's use cases, written once over the ports so every function, the admin CLI and the
+//! tests run the same code: linking (web and Athlete app), the roster scan, revoking, fan-out, the
+//! per-athlete sync and webhooks.
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+
+use crate::clock::Clock;
+use crate::config::{Config, Secrets, SyncInterval};
+use crate::crypto::{LinkSigner, TokenCipher};
+use crate::mapping::Mapping;
+use crate::model::Athlete;
+use crate::polar::PolarApi;
+use crate::queue::JobQueue;
+use crate::smartabase::{ProfileEntry, SmartabaseApi, SmartabaseError};
+use crate::store::{Store, StoreError};
+
+pub mod fanout;
+pub mod link;
+pub mod revoke;
+pub mod scan;
+pub mod sync;
+pub mod webhook;
+
+/// Settings the use cases need beyond the ports.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `{PUBLIC_BASE_URL}/polar/callback`, exactly as registered at Polar.
+    pub redirect_uri: String,
+    /// `{PUBLIC_BASE_URL}/polar/authorize`, where athletes' links point.
+    pub authorize_endpoint: String,
+    /// Per-athlete sync interval.
+    pub sync_interval: SyncInterval,
+    /// Revoke-hook HMAC key.
+    pub revoke_hook_secret: SecretString,
+    /// Polar webhook signing secret, once a webhook is registered.
+    pub polar_webhook_secret: Option<SecretString>,
+}
+
+impl Settings {
+    /// Settings from the environment and the secret.
+    pub fn new(config: &Config, secrets: &Secrets) -> Self {
+        Self {
+            redirect_uri: config.redirect_uri(),
+            authorize_endpoint: config.authorize_endpoint(),
+            sync_interval: config.sync_interval,
+            revoke_hook_secret: secrets.revoke_hook_secret.clone(),
+            polar_webhook_secret: secrets.polar_webhook_secret.clone(),
+        }
+    }
+}
+
+/// Everything a use case runs on: the ports plus keys and settings. Built once per container.
+pub struct Connector<S, Q, P, B, C> {
+    /// Durable state.
+    pub store: S,
+    /// The sync queue.
+    pub queue: Q,
+    /// Polar.
+    pub polar: P,
+    /// Smartabase.
+    pub smartabase: B,
+    /// Time.
+    pub clock: C,
+    /// Seals tokens.
+    pub cipher: TokenCipher,
+    /// Signs athletes' links.
+    pub signer: LinkSigner,
+    /// Form and field names.
+    pub mapping: Mapping,
+    /// URLs, interval and hook secrets.
+    pub settings: Settings,
+}
+
+impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    /// Now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The signed authorisation link of `athlete`, valid for [`LinkSigner::VALIDITY_DAYS`] from `now`.
+    pub fn authorisation_link(&self, athlete: &crate::ids::AthleteUuid, now: DateTime<Utc>) -> String {
+        self.signer
+            .url(&self.settings.authorize_endpoint, athlete, now + Duration::days(LinkSigner::VALIDITY_DAYS))
+    }
+
+    /// Re-reads the athlete, applies `change`, writes with the version check, and retries on conflicts
+    /// (the callback, the scan, the revoke hook and workers may touch one athlete at once).
+    pub async fn update_athlete(
+        &self,
+        uuid: &crate::ids::AthleteUuid,
+        change: impl Fn(&mut Athlete),
+    ) -> Result<Athlete, StoreError> {
+        const ATTEMPTS: usize = 6;
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let mut athlete = self
+                .store
+                .get_athlete(uuid)
+                .await?
+                .unwrap_or_else(|| Athlete::new(uuid.clone()));
+            change(&mut athlete);
+            match self.store.save_athlete(&athlete).await {
+                Ok(saved) => return Ok(saved),
+                Err(StoreError::Conflict(what)) => last = Some(what),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(last.unwrap_or_default()))
+    }
+
+    /// Writes the athlete's status (and Polar user id, link time) into their `Polar Access Token` profile,
+    /// read-modify-write so fields the connector does not own survive. Never writes a token.
+    pub async fn write_access_token_profile(
+        &self,
+        athlete: &Athlete,
+        access_token_field: Option<&str>,
+    ) -> Result<(), SmartabaseError> {
+        let Some(user) = athlete.smartabase_user_id else {
+            return Ok(());
+        };
+        let spec = &self.mapping.access_token;
+        let existing = self.smartabase.profiles(&spec.form, &[user]).await?;
+        let mut entry = existing
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| ProfileEntry { form: spec.form.clone(), user_id: user, fields: Default::default() });
+        let mut set = |role: &str, value: Option<String>| {
+            if let (Some(name), Some(value)) = (spec.field(role), value) {
+                entry.fields.insert(name.to_string(), value);
+            }
+        };
+        set("status", Some(athlete.status.profile_label().to_string()));
+        set("polar_user_id", athlete.polar_user_id.map(|id| id.to_string()));
+        set("linked_at", athlete.linked_at.map(format_instant));
+        set("access_token", access_token_field.map(str::to_string));
+        self.smartabase.save_profile(&entry).await
+    }
+}
+
+/// How the connector writes an instant into a text field a coach reads: `27/11/2026 10:15 AM UTC`.
+pub fn format_instant(at: DateTime<Utc>) -> String {
+    format!(
+        "{} {} UTC",
+        crate::smartabase::format_date(at.date_naive()),
+        crate::smartabase::format_time(at.time())
+    )
+}
+
+/// What profile-form `Access Token` value means "the connector holds it".
+pub const STORED_TOKEN_MARKER: &str = "stored";
+
+/// How long the queued marker keeps the fan-out from queueing an athlete again; the worker clears it when
+/// the job ends, so this only matters for jobs lost or parked in the DLQ.
+pub const QUEUED_MARKER_TTL: Duration = Duration::hours(2);

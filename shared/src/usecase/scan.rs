@@ -1,0 +1,418 @@
+//! The two-hourly roster scan: every rostered athlete gets a personal authorisation link, tokens left by
+//! the Athlete app are picked up, profile statuses are kept true, and athletes removed from the roster
+//! are deregistered. Runs in bounded slices with a stored continuation, is idempotent, and is safe to
+//! overlap with itself and with the callback (every athlete write is version-checked).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use super::{Connector, STORED_TOKEN_MARKER};
+use crate::clock::Clock;
+use crate::crypto::sha256_hex;
+use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
+use crate::model::{AthleteStatus, StoredToken, TokenSource};
+use crate::polar::{PolarApi, PolarError};
+use crate::queue::{JobKind, JobQueue};
+use crate::smartabase::{ProfileEntry, RosterUser, SmartabaseApi, SmartabaseError};
+use crate::store::{Store, StoreError};
+
+/// Links with less validity than this left are rewritten.
+pub const LINK_REFRESH_BEFORE_EXPIRY: Duration = Duration::days(14);
+
+/// The removal pass is skipped when it would remove more than this share of tracked athletes: an
+/// empty or truncated roster (lost permissions, a Smartabase fault) must never deregister a whole club.
+pub const MAX_REMOVAL_SHARE: f64 = 0.2;
+
+const SCAN_SETTING: &str = "scan-continuation";
+const ATHLETE_CONCURRENCY: usize = 8;
+
+/// Where an unfinished pass continues.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Continuation {
+    cursor: Option<String>,
+    pass_started_at: DateTime<Utc>,
+    users_seen: u64,
+}
+
+/// Bounds of one scan run.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanLimits {
+    /// Stop (and store a continuation) before this instant.
+    pub deadline: Instant,
+    /// Stop after this many roster pages.
+    pub max_pages: usize,
+}
+
+/// What one run did (the counts of its log line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Roster pages read.
+    pub pages: u64,
+    /// Rostered users with a usable UUID.
+    pub athletes_seen: u64,
+    /// Rostered users without one (cannot link).
+    pub users_without_uuid: u64,
+    /// Authorisation links written.
+    pub links_written: u64,
+    /// Athletes linked from an Athlete-app token.
+    pub app_links: u64,
+    /// Profile statuses corrected.
+    pub statuses_written: u64,
+    /// Athletes removed from the roster and deregistered.
+    pub removed: u64,
+    /// Per-athlete failures (logged; retried next run).
+    pub failures: u64,
+    /// Whether the pass reached the end of the roster.
+    pub pass_complete: bool,
+    /// Whether the removal pass was skipped by the shrink guard.
+    pub removal_guarded: bool,
+}
+
+/// A scan run that could not proceed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// Smartabase failed on the roster or a profile search.
+    #[error("Smartabase: {0}")]
+    Smartabase(#[from] SmartabaseError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Default)]
+struct AthleteScan {
+    link_written: bool,
+    app_linked: bool,
+    status_written: bool,
+    failed: bool,
+}
+
+impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    /// One scan run: continues the stored pass (or starts one), reads roster pages until the end or the
+    /// limits, then — at the end of a pass — removes athletes the pass did not see.
+    pub async fn scan(&self, limits: ScanLimits) -> Result<ScanReport, ScanError> {
+        let now = self.now();
+        let mut report = ScanReport::default();
+        let mut pass = match self.store.get_setting(SCAN_SETTING).await? {
+            Some(json) => serde_json::from_str::<Continuation>(&json).unwrap_or_else(|_| {
+                warn!("scan continuation unreadable; starting a new pass");
+                Continuation { cursor: None, pass_started_at: now, users_seen: 0 }
+            }),
+            None => Continuation { cursor: None, pass_started_at: now, users_seen: 0 },
+        };
+        if pass.cursor.is_some() {
+            info!(pass_started_at = %pass.pass_started_at, "continuing the roster pass");
+        }
+        loop {
+            if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
+                self.store.put_setting(SCAN_SETTING, &serde_json::to_string(&pass).unwrap_or_default()).await?;
+                info!(pages = report.pages, outcome = "continued", "scan stopped at its limit; the next run continues");
+                return Ok(report);
+            }
+            let page = self.smartabase.roster_page(pass.cursor.as_deref()).await?;
+            report.pages += 1;
+            report.users_without_uuid += page.users_without_uuid as u64;
+            let users: Vec<&RosterUser> = page.users.iter().filter(|u| u.uuid.is_some()).collect();
+            report.athletes_seen += users.len() as u64;
+            pass.users_seen += users.len() as u64;
+            self.scan_page(&users, pass.pass_started_at, &mut report).await?;
+            pass.cursor = page.next_cursor;
+            if pass.cursor.is_none() {
+                break;
+            }
+        }
+        report.pass_complete = true;
+        self.removal_pass(pass.pass_started_at, pass.users_seen, &mut report).await?;
+        // The next run starts a fresh pass.
+        self.store
+            .put_setting(
+                SCAN_SETTING,
+                &serde_json::to_string(&Continuation { cursor: None, pass_started_at: now, users_seen: 0 })
+                    .unwrap_or_default(),
+            )
+            .await?;
+        self.store.put_setting("scan-last-complete", &now.to_rfc3339()).await?;
+        Ok(report)
+    }
+
+    async fn scan_page(&self, users: &[&RosterUser], pass_started: DateTime<Utc>, report: &mut ScanReport) -> Result<(), ScanError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<_> = users.iter().map(|u| u.user_id).collect();
+        let by_user = |entries: Vec<ProfileEntry>| -> HashMap<_, _> { entries.into_iter().map(|e| (e.user_id, e)).collect() };
+        let portal = by_user(self.smartabase.profiles(&self.mapping.auth_portal.form, &ids).await?);
+        let tokens = by_user(self.smartabase.profiles(&self.mapping.access_token.form, &ids).await?);
+        let results: Vec<AthleteScan> = futures::stream::iter(users.iter().copied())
+            .map(|user| self.scan_athlete(user, portal.get(&user.user_id), tokens.get(&user.user_id), pass_started))
+            .buffer_unordered(ATHLETE_CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            report.links_written += u64::from(r.link_written);
+            report.app_links += u64::from(r.app_linked);
+            report.statuses_written += u64::from(r.status_written);
+            report.failures += u64::from(r.failed);
+        }
+        Ok(())
+    }
+
+    async fn scan_athlete(
+        &self,
+        user: &RosterUser,
+        portal: Option<&ProfileEntry>,
+        token_entry: Option<&ProfileEntry>,
+        pass_started: DateTime<Utc>,
+    ) -> AthleteScan {
+        let mut result = AthleteScan::default();
+        let Some(uuid) = user.uuid.clone() else {
+            return result;
+        };
+        let now = self.now();
+        let athlete = match self
+            .update_athlete(&uuid, |a| {
+                a.smartabase_user_id = Some(user.user_id);
+                a.roster_seen_at = Some(pass_started);
+                if a.status == AthleteStatus::Removed {
+                    a.set_status(AthleteStatus::Unlinked, now);
+                }
+            })
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(athlete = %uuid, error = %e, outcome = "failed", "scan could not record the athlete");
+                result.failed = true;
+                return result;
+            }
+        };
+
+        let link_field = self.mapping.auth_portal.field("authorisation_link");
+        let current_link = portal.zip(link_field).and_then(|(p, f)| p.fields.get(f));
+        if self.link_needs_refresh(&uuid, current_link.map(String::as_str), now) {
+            match self.write_auth_link(&uuid, user, portal, now).await {
+                Ok(()) => result.link_written = true,
+                Err(e) => {
+                    warn!(athlete = %uuid, error = %e, "could not write the authorisation link");
+                    result.failed = true;
+                }
+            }
+        }
+
+        let token_field = self.mapping.access_token.field("access_token");
+        let app_token = token_entry
+            .zip(token_field)
+            .and_then(|(e, f)| e.fields.get(f))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty() && *v != STORED_TOKEN_MARKER);
+        if let Some(raw) = app_token {
+            let polar_user_field = self.mapping.access_token.field("polar_user_id");
+            let polar_user = token_entry
+                .zip(polar_user_field)
+                .and_then(|(e, f)| e.fields.get(f))
+                .and_then(|v| PolarUserId::parse(v).ok());
+            match self.pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now).await {
+                Ok(true) => {
+                    result.app_linked = true;
+                    return result;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(athlete = %uuid, error = %e, outcome = "failed", "could not pick up the Athlete-app token");
+                    result.failed = true;
+                    return result;
+                }
+            }
+        }
+
+        // Keep the profile's Status true (a callback or revoke may have failed to write it).
+        let status_field = self.mapping.access_token.field("status");
+        let shown = token_entry.zip(status_field).and_then(|(e, f)| e.fields.get(f)).map(String::as_str);
+        let should_show = matches!(
+            athlete.status,
+            AthleteStatus::Linked | AthleteStatus::Revoked | AthleteStatus::NeedsReauthorisation
+        );
+        if should_show && shown != Some(athlete.status.profile_label()) {
+            let token_value = (athlete.status == AthleteStatus::Linked && app_token.is_some()).then_some(STORED_TOKEN_MARKER);
+            match self.write_access_token_profile(&athlete, token_value).await {
+                Ok(()) => result.status_written = true,
+                Err(e) => {
+                    warn!(athlete = %uuid, error = %e, "could not correct the profile status");
+                    result.failed = true;
+                }
+            }
+        }
+
+        // A revoked athlete whose deregistration failed earlier still holds a sealed token: finish it.
+        if athlete.status == AthleteStatus::Revoked
+            && let Err(e) = self.deregister(&uuid).await
+        {
+            warn!(athlete = %uuid, error = %e, "could not complete a pending deregistration");
+            result.failed = true;
+        }
+        result
+    }
+
+    fn link_needs_refresh(&self, athlete: &AthleteUuid, current: Option<&str>, now: DateTime<Utc>) -> bool {
+        let Some(current) = current else { return true };
+        let Some(query) = current.strip_prefix(&format!("{}?", self.settings.authorize_endpoint)) else {
+            return true; // another deployment's URL, or edited
+        };
+        let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+        let (Some(a), Some(exp), Some(sig)) = (params.get("athlete"), params.get("exp"), params.get("sig")) else {
+            return true;
+        };
+        let Ok(exp) = exp.parse::<i64>() else { return true };
+        a != athlete.as_str() || self.signer.verify(athlete, exp, sig, now + LINK_REFRESH_BEFORE_EXPIRY).is_err()
+    }
+
+    async fn write_auth_link(
+        &self,
+        athlete: &AthleteUuid,
+        user: &RosterUser,
+        existing: Option<&ProfileEntry>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SmartabaseError> {
+        let spec = &self.mapping.auth_portal;
+        let mut entry = existing.cloned().unwrap_or_else(|| ProfileEntry {
+            form: spec.form.clone(),
+            user_id: user.user_id,
+            fields: Default::default(),
+        });
+        if let Some(field) = spec.field("authorisation_link") {
+            entry.fields.insert(field.to_string(), self.authorisation_link(athlete, now));
+        }
+        self.smartabase.save_profile(&entry).await
+    }
+
+    /// Links an athlete from a token the Athlete app left in their profile. `Ok(false)` when the token
+    /// is the one already held, or Polar refused it (logged; the field stays for the next run).
+    async fn pick_up_app_token(
+        &self,
+        athlete: &AthleteUuid,
+        token: AccessToken,
+        polar_user: Option<PolarUserId>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ScanError> {
+        let fingerprint = sha256_hex(token.expose_secret().as_bytes());
+        let held = self.store.get_token(athlete).await?;
+        let current = self.store.get_athlete(athlete).await?;
+        let already_linked = current.as_ref().is_some_and(|a| a.status == AthleteStatus::Linked);
+        if held.as_ref().is_some_and(|t| t.fingerprint == fingerprint) && already_linked {
+            // Held already; only the profile still shows the raw token. Overwrite it.
+            if let Some(a) = current {
+                self.write_access_token_profile(&a, Some(STORED_TOKEN_MARKER)).await?;
+            }
+            return Ok(false);
+        }
+        match self.polar.register_user(&token, athlete).await {
+            Ok(_) => {}
+            Err(PolarError::ConsentsMissing) => {
+                info!(athlete = %athlete, outcome = "consents_missing", "Athlete-app token: Polar consents missing; retrying next scan");
+                return Ok(false);
+            }
+            Err(PolarError::Unauthorized) => {
+                warn!(athlete = %athlete, outcome = "rejected", "Athlete-app token refused by Polar (401)");
+                return Ok(false);
+            }
+            Err(e) if e.is_transient() => {
+                warn!(athlete = %athlete, error = %e, outcome = "deferred", "Polar unavailable; retrying next scan");
+                return Ok(false);
+            }
+            Err(e) => {
+                error!(athlete = %athlete, error = %e, outcome = "failed", "Polar refused the registration");
+                return Ok(false);
+            }
+        }
+        let sealed = match self.cipher.seal(athlete, &token) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(athlete = %athlete, error = %e, "token could not be sealed");
+                return Ok(false);
+            }
+        };
+        let polar_user = polar_user.or(held.as_ref().and_then(|t| t.polar_user_id));
+        self.store
+            .put_token(
+                athlete,
+                &StoredToken { sealed, polar_user_id: polar_user, issued_at: now, expires_at: None, source: TokenSource::AthleteApp, fingerprint },
+            )
+            .await?;
+        let linked = self
+            .update_athlete(athlete, |a| {
+                a.set_status(AthleteStatus::Linked, now);
+                if polar_user.is_some() {
+                    a.polar_user_id = polar_user;
+                }
+                a.linked_at = Some(now);
+                a.next_sync_due = Some(now);
+                a.last_error = None;
+            })
+            .await?;
+        if let Err(e) = self.write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER)).await {
+            // The token is safe; the next run sees it is held and overwrites the field then.
+            warn!(athlete = %athlete, error = %e, "could not overwrite the profile token with `stored`");
+        }
+        let queued = self.enqueue_now(athlete, JobKind::FirstSync, now).await;
+        info!(athlete = %athlete, first_sync_queued = queued, outcome = "linked", "athlete linked from the Athlete app");
+        Ok(true)
+    }
+
+    async fn removal_pass(&self, pass_started: DateTime<Utc>, users_seen: u64, report: &mut ScanReport) -> Result<(), ScanError> {
+        let mut tracked = Vec::new();
+        for status in [AthleteStatus::Linked, AthleteStatus::NeedsReauthorisation, AthleteStatus::Revoked] {
+            let mut page = None;
+            loop {
+                let listing = self.store.list_athletes(Some(status), page, 500).await?;
+                tracked.extend(listing.items);
+                match listing.next {
+                    Some(next) => page = Some(next),
+                    None => break,
+                }
+            }
+        }
+        let gone: Vec<_> = tracked
+            .iter()
+            .filter(|a| a.roster_seen_at.is_none_or(|seen| seen < pass_started))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let share = gone.len() as f64 / tracked.len().max(1) as f64;
+        if users_seen == 0 || (gone.len() > 5 && share > MAX_REMOVAL_SHARE) {
+            error!(
+                missing = gone.len(),
+                tracked = tracked.len(),
+                users_seen,
+                outcome = "guarded",
+                "roster pass missed too many linked athletes; removal skipped (check the API account's groups)"
+            );
+            report.removal_guarded = true;
+            return Ok(());
+        }
+        let now = self.now();
+        for athlete in gone {
+            let deregistered = self.deregister(&athlete.uuid).await?;
+            self.update_athlete(&athlete.uuid, |a| {
+                a.set_status(AthleteStatus::Removed, now);
+                a.queued_until = None;
+            })
+            .await?;
+            report.removed += 1;
+            info!(athlete = %athlete.uuid, deregistered, outcome = "removed", "athlete no longer on the roster");
+        }
+        Ok(())
+    }
+}

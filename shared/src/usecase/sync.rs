@@ -1,0 +1,742 @@
+//! One athlete's sync: fetch what Polar has, map it, and write each record to Smartabase exactly once.
+//!
+//! Exactly once rests on the ledger: before an import the entries are written `Pending`; after
+//! Smartabase confirms (`SUCCESSFULLY_IMPORTED` with the expected ids) they become `Confirmed` with the
+//! event id. A worker that dies in between leaves `Pending` entries, and the next run looks the event up
+//! in Smartabase before writing, so a lost answer never becomes a duplicate. Unchanged records cost no
+//! Smartabase call; revised ones update their event in place. Cursors only move past what Smartabase
+//! confirmed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use tracing::{error, info, warn};
+
+use super::Connector;
+use crate::budget::{BudgetError, LimitFormula, RateBudget};
+use crate::clock::Clock;
+use crate::error::Disposition;
+use crate::ids::{AccessToken, AthleteUuid, EventId, SmartabaseUserId};
+use crate::mapping::MappedEvent;
+use crate::model::{Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors};
+use crate::polar::{BrokenRecord, PolarApi, PolarError, Records};
+use crate::queue::{JobKind, JobQueue, SyncJob, Target};
+use crate::smartabase::{EventRead, SmartabaseApi, SmartabaseError};
+use crate::store::{Store, StoreError};
+
+/// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
+pub const LOCK_TTL: Duration = Duration::seconds(180);
+/// Daily records this recent are re-read every sync: Polar revises sleep and activity after delivery.
+pub const REVISION_WINDOW_DAYS: i64 = 3;
+/// Polar keeps daily data for 28 days and exercises for 30.
+pub const DAILY_HISTORY_DAYS: i64 = 28;
+/// With a webhook registered, scheduled syncs become a safety net at this interval.
+pub const RECONCILIATION_INTERVAL: Duration = Duration::hours(6);
+/// A busy athlete's job comes back after this long.
+pub const BUSY_RETRY: Duration = Duration::seconds(60);
+/// A recharge not ready when its sleep arrived is asked for again after this long, this many times.
+pub const RECHARGE_RETRY: Duration = Duration::minutes(20);
+/// See [`RECHARGE_RETRY`].
+pub const RECHARGE_MAX_RETRIES: u32 = 6;
+/// Events per `eventsimport` call (Teamworks' own sample size).
+pub const IMPORT_BATCH: usize = 25;
+
+/// Counts of one sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Records Polar returned, by kind.
+    pub fetched: BTreeMap<DataKind, u64>,
+    /// Events created.
+    pub created: u64,
+    /// Events updated in place.
+    pub updated: u64,
+    /// Records unchanged since the last write (no Smartabase call).
+    pub unchanged: u64,
+    /// Records Polar sent malformed (skipped, retried next cycle).
+    pub broken: u64,
+    /// Records that could not be written this time.
+    pub failed: u64,
+    /// Lost writes recovered from Smartabase instead of being written twice.
+    pub recovered: u64,
+    /// Field names Smartabase dropped (a form is missing them).
+    pub dropped_fields: u64,
+    /// Polar calls made.
+    pub polar_calls: u64,
+    /// Smartabase calls made.
+    pub smartabase_calls: u64,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Everything fetched was delivered (or unchanged).
+    Synced(SyncCounts),
+    /// The job had nothing to do: unknown athlete, or not linked (revoked jobs become no-ops).
+    Skipped(&'static str),
+    /// Try again later; the job goes back on the queue with a delay (not a failed receive).
+    Deferred {
+        /// When.
+        until: DateTime<Utc>,
+        /// Why (budget, busy athlete, 429).
+        reason: &'static str,
+    },
+    /// Budget or a 429 block lasts beyond the queue's longest delay: the job is dropped and the athlete
+    /// left due, so the fan-out sends it again when there is budget.
+    Released {
+        /// Why.
+        reason: &'static str,
+    },
+    /// Polar confirmed the token is dead: the athlete now needs reauthorisation.
+    Reauthorise,
+    /// The athlete's Polar consents are missing: recorded, retried at the next interval.
+    ConsentsMissing,
+}
+
+impl SyncOutcome {
+    /// The `outcome` field of the job's log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Synced(c) if c.created + c.updated + c.recovered == 0 => "unchanged",
+            Self::Synced(_) => "synced",
+            Self::Skipped(_) => "skipped",
+            Self::Deferred { .. } => "deferred",
+            Self::Released { .. } => "released",
+            Self::Reauthorise => "reauthorise",
+            Self::ConsentsMissing => "consents_missing",
+        }
+    }
+}
+
+/// A sync that must be retried (the message fails; SQS retries with backoff, then the DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Polar failed transiently (5xx, timeout, dropped connection, malformed body).
+    #[error("Polar: {0}")]
+    Polar(PolarError),
+    /// Smartabase failed or did not confirm.
+    #[error("Smartabase: {0}")]
+    Smartabase(SmartabaseError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some records could not be written; the rest were.
+    #[error("{failed} record(s) could not be written: {first}")]
+    Partial {
+        /// How many.
+        failed: u64,
+        /// The first failure.
+        first: String,
+    },
+    /// A Linked athlete without a readable token: a defect or a rotated key.
+    #[error("the athlete's token cannot be used: {0}")]
+    Token(String),
+}
+
+impl SyncError {
+    /// What the failure calls for.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Token(_) => Disposition::Bug,
+            _ => Disposition::Retry,
+        }
+    }
+}
+
+/// Successful job: its outcome plus, for the worker, jobs to queue as follow-ups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The outcome.
+    pub outcome: SyncOutcome,
+    /// Follow-up jobs (a recharge that was not ready yet) with their delays in seconds.
+    pub follow_ups: Vec<(SyncJob, u32)>,
+}
+
+impl SyncReport {
+    fn only(outcome: SyncOutcome) -> Self {
+        Self { outcome, follow_ups: Vec::new() }
+    }
+}
+
+/// The records one fetch returned, mapped.
+struct Fetched {
+    events: Vec<MappedEvent>,
+    broken: Vec<BrokenRecord>,
+    complete: bool,
+}
+
+fn list<T>(records: Records<T>, map: impl Fn(&T) -> MappedEvent) -> Fetched {
+    Fetched { events: records.records.iter().map(map).collect(), broken: records.broken, complete: true }
+}
+
+/// A fetch that ended the job early.
+enum Stop {
+    Unauthorized,
+    RateLimited(u64),
+    Consents,
+    Failed(SyncError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    /// Runs one sync job under the athlete's lock.
+    pub async fn sync_job(&self, job: &SyncJob) -> Result<SyncReport, SyncError> {
+        let now = self.now();
+        let Some(athlete) = self.store.get_athlete(&job.athlete).await? else {
+            return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
+        };
+        if athlete.status != AthleteStatus::Linked {
+            if athlete.queued_until.is_some() {
+                self.store.clear_queued(&job.athlete).await?;
+            }
+            return Ok(SyncReport::only(SyncOutcome::Skipped("athlete is not linked")));
+        }
+        if !self.store.try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL).await? {
+            return Ok(SyncReport::only(SyncOutcome::Deferred { until: now + BUSY_RETRY, reason: "athlete busy" }));
+        }
+        let result = self.sync_locked(job, athlete, now).await;
+        if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
+            // The lock lapses by itself after LOCK_TTL.
+            warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
+        }
+        if let Some(reading) = self.polar.latest_rate_limit()
+            && let Err(e) = self.budget().observe(reading).await
+        {
+            warn!(error = %e, "could not record Polar's rate-limit reading");
+        }
+        result
+    }
+
+    fn budget(&self) -> RateBudget<'_, S> {
+        RateBudget::new(&self.store, LimitFormula::POLAR)
+    }
+
+    async fn sync_locked(&self, job: &SyncJob, athlete: Athlete, now: DateTime<Utc>) -> Result<SyncReport, SyncError> {
+        let Some(user) = athlete.smartabase_user_id else {
+            // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
+            return Ok(SyncReport::only(SyncOutcome::Deferred {
+                until: now + Duration::minutes(15),
+                reason: "Smartabase user id not known yet",
+            }));
+        };
+        let stored = self.store.get_token(&job.athlete).await?.ok_or_else(|| SyncError::Token("no token stored".into()))?;
+        let token = self.cipher.open(&job.athlete, &stored.sealed).map_err(|e| SyncError::Token(e.to_string()))?;
+
+        let plan = Plan::for_job(job, &athlete.cursors, now);
+        match self.budget().reserve(plan.calls(), now).await {
+            Ok(()) => {}
+            Err(BudgetError::Exhausted(e)) => return Ok(self.defer_or_release(job, e.until, now, "Polar rate budget").await?),
+            Err(BudgetError::Store(e)) => return Err(e.into()),
+        }
+
+        let mut counts = SyncCounts::default();
+        let mut cursors = athlete.cursors.clone();
+        let mut follow_ups = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+
+        for step in &plan.steps {
+            let fetched = match self.fetch(&token, step, &mut counts).await {
+                Ok(f) => f,
+                Err(Stop::Unauthorized) => return self.confirm_unauthorized(&athlete, &token, &mut counts).await,
+                Err(Stop::RateLimited(seconds)) => {
+                    if let Err(e) = self.budget().rate_limited(seconds, now).await {
+                        warn!(error = %e, "could not record the 429 in the budget");
+                    }
+                    return Ok(self.defer_or_release(job, now + Duration::seconds(seconds as i64), now, "Polar 429").await?);
+                }
+                Err(Stop::Consents) => {
+                    self.update_athlete(&job.athlete, |a| {
+                        a.last_error = Some("Polar: mandatory consents not accepted".into());
+                        a.queued_until = None;
+                        a.next_sync_due = Some(now + self.settings.sync_interval.duration());
+                    })
+                    .await?;
+                    return Ok(SyncReport::only(SyncOutcome::ConsentsMissing));
+                }
+                Err(Stop::Failed(e)) => {
+                    failures.push(format!("{} fetch: {e}", step.kind().as_str()));
+                    continue;
+                }
+            };
+            if let Step::Recharge { date: Some(date) } = step
+                && fetched.events.is_empty()
+                && fetched.broken.is_empty()
+                && job.deferrals < RECHARGE_MAX_RETRIES
+            {
+                // Nightly Recharge may lag its sleep: ask again later.
+                let mut later = SyncJob::new(job.athlete.clone(), JobKind::Targeted, vec![Target::Recharge { date: *date }], job.enqueued_at);
+                later.deferrals = job.deferrals + 1;
+                follow_ups.push((later, RECHARGE_RETRY.num_seconds() as u32));
+            }
+            counts.broken += fetched.broken.len() as u64;
+            for broken in &fetched.broken {
+                warn!(
+                    athlete = %job.athlete,
+                    kind = step.kind().as_str(),
+                    record = broken.hint.as_deref().unwrap_or("?"),
+                    reason = %broken.reason,
+                    outcome = "broken_record",
+                    "Polar sent a malformed record; skipped, retried next cycle"
+                );
+            }
+            let written = self.deliver(&job.athlete, user, fetched.events, &mut counts, now).await?;
+            if let Some(first) = written.failures.first() {
+                failures.push(first.clone());
+            }
+            if plan.advances_cursors {
+                let held_back = fetched.broken.iter().filter_map(|b| b.date).chain(written.failed_dates).min();
+                step.advance(&mut cursors, now, fetched.complete && written.failures.is_empty(), held_back);
+            }
+        }
+
+        let failed = counts.failed;
+        let sync_interval = if self.settings.polar_webhook_secret.is_some() {
+            RECONCILIATION_INTERVAL.max(self.settings.sync_interval.duration())
+        } else {
+            self.settings.sync_interval.duration()
+        };
+        let first_failure = failures.first().cloned();
+        let full_sync = job.kind != JobKind::Targeted;
+        self.update_athlete(&job.athlete, |a| {
+            a.cursors = cursors.clone();
+            if full_sync {
+                a.queued_until = None;
+                if first_failure.is_none() {
+                    a.last_sync_at = Some(now);
+                    if a.status == AthleteStatus::Linked {
+                        a.next_sync_due = Some(now + sync_interval);
+                    }
+                }
+            }
+            a.last_error = first_failure.clone();
+        })
+        .await?;
+        if plan.first_sync {
+            info!(
+                athlete = %job.athlete,
+                daily_from = %plan.daily_from,
+                to = %now.date_naive(),
+                "first sync: took everything Polar still offers (exercises 30 days, daily data 28 days)"
+            );
+        }
+        if let Some(first) = failures.into_iter().next() {
+            return Err(SyncError::Partial { failed: failed.max(1), first });
+        }
+        Ok(SyncReport { outcome: SyncOutcome::Synced(counts), follow_ups })
+    }
+
+    async fn defer_or_release(&self, job: &SyncJob, until: DateTime<Utc>, now: DateTime<Utc>, reason: &'static str) -> Result<SyncReport, StoreError> {
+        if until - now <= Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) {
+            return Ok(SyncReport::only(SyncOutcome::Deferred { until, reason }));
+        }
+        // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget returns.
+        self.update_athlete(&job.athlete, |a| {
+            a.queued_until = None;
+            if a.status == AthleteStatus::Linked {
+                a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)));
+            }
+        })
+        .await?;
+        Ok(SyncReport::only(SyncOutcome::Released { reason }))
+    }
+
+    /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
+    /// Polar user id is unknown) must also answer 401. Anything else is transient.
+    async fn confirm_unauthorized(&self, athlete: &Athlete, token: &AccessToken, counts: &mut SyncCounts) -> Result<SyncReport, SyncError> {
+        counts.polar_calls += 1;
+        let confirmation = match athlete.polar_user_id {
+            Some(user) => self.polar.get_user(token, user).await.map(|_| ()),
+            None => self.polar.sleeps(token).await.map(|_| ()),
+        };
+        match confirmation {
+            Err(PolarError::Unauthorized) => {}
+            Ok(()) => return Err(SyncError::Polar(PolarError::Unauthorized)),
+            Err(e) => return Err(SyncError::Polar(e)),
+        }
+        let now = self.now();
+        let updated = self
+            .update_athlete(&athlete.uuid, |a| {
+                a.set_status(AthleteStatus::NeedsReauthorisation, now);
+                a.queued_until = None;
+                a.last_error = Some("Polar: access revoked on Polar's side (confirmed 401)".into());
+            })
+            .await?;
+        if let Err(e) = self.write_access_token_profile(&updated, None).await {
+            warn!(athlete = %athlete.uuid, error = %e, "could not write Needs Reauthorisation to the profile; the scan retries");
+        }
+        warn!(athlete = %athlete.uuid, outcome = "reauthorise", "athlete disconnected on Polar's side; needs reauthorisation");
+        Ok(SyncReport::only(SyncOutcome::Reauthorise))
+    }
+
+    async fn fetch(&self, token: &AccessToken, step: &Step, counts: &mut SyncCounts) -> Result<Fetched, Stop> {
+        let m = &self.mapping;
+        let stop = |e: PolarError| match e {
+            PolarError::Unauthorized => Stop::Unauthorized,
+            PolarError::RateLimited { retry_after_seconds } => Stop::RateLimited(retry_after_seconds),
+            PolarError::ConsentsMissing => Stop::Consents,
+            other => Stop::Failed(SyncError::Polar(other)),
+        };
+        counts.polar_calls += 1;
+        let fetched = match step {
+            Step::Exercises { uploaded_since } => {
+                let records = self.polar.exercises(token).await.map_err(stop)?;
+                let cutoff = uploaded_since.map(|t| t - Duration::days(1));
+                let records = Records {
+                    records: records
+                        .records
+                        .into_iter()
+                        .filter(|e| match (cutoff, e.upload_time) {
+                            (Some(c), Some(u)) => u >= c,
+                            _ => true,
+                        })
+                        .collect(),
+                    broken: records.broken,
+                };
+                list(records, |e| m.training(e))
+            }
+            Step::Exercise(id) => {
+                let found = self.polar.exercise(token, id).await.map_err(stop)?;
+                Fetched { events: found.iter().map(|e| m.training(e)).collect(), broken: Vec::new(), complete: true }
+            }
+            Step::Activities { from, to } => {
+                let mut all = Records::default();
+                let mut chunk_from = *from;
+                while chunk_from <= *to {
+                    let chunk_to = (chunk_from + Duration::days(DAILY_HISTORY_DAYS - 1)).min(*to);
+                    let r = self.polar.activities(token, chunk_from, chunk_to).await.map_err(stop)?;
+                    all.records.extend(r.records);
+                    all.broken.extend(r.broken);
+                    chunk_from = chunk_to + Duration::days(1);
+                    if chunk_from <= *to {
+                        counts.polar_calls += 1;
+                    }
+                }
+                list(all, |a| m.activity(a))
+            }
+            Step::Activity(date) => {
+                let found = self.polar.activity(token, *date).await.map_err(stop)?;
+                Fetched { events: found.iter().map(|a| m.activity(a)).collect(), broken: Vec::new(), complete: true }
+            }
+            Step::Sleeps { from } => {
+                let mut r = self.polar.sleeps(token).await.map_err(stop)?;
+                r.records.retain(|s| from.is_none_or(|f| s.date >= f));
+                list(r, |s| m.sleep(s))
+            }
+            Step::Sleep(date) => {
+                let found = self.polar.sleep(token, *date).await.map_err(stop)?;
+                Fetched { events: found.iter().map(|s| m.sleep(s)).collect(), broken: Vec::new(), complete: true }
+            }
+            Step::Recharges { from } => {
+                let mut r = self.polar.recharges(token).await.map_err(stop)?;
+                r.records.retain(|n| from.is_none_or(|f| n.date >= f));
+                list(r, |n| m.recharge(n))
+            }
+            Step::Recharge { date: Some(date) } => {
+                let found = self.polar.recharge(token, *date).await.map_err(stop)?;
+                Fetched { events: found.iter().map(|n| m.recharge(n)).collect(), broken: Vec::new(), complete: true }
+            }
+            Step::Recharge { date: None } => Fetched { events: Vec::new(), broken: Vec::new(), complete: true },
+        };
+        *counts.fetched.entry(step.kind()).or_default() += fetched.events.len() as u64 + fetched.broken.len() as u64;
+        Ok(fetched)
+    }
+
+    /// Writes what changed, exactly once. Returns the dates of daily records that could not be written.
+    async fn deliver(
+        &self,
+        athlete: &AthleteUuid,
+        user: SmartabaseUserId,
+        events: Vec<MappedEvent>,
+        counts: &mut SyncCounts,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, SyncError> {
+        let mut delivery = Delivery::default();
+        if events.is_empty() {
+            return Ok(delivery);
+        }
+        // Polar may list a record twice (a revision next to the original): keep the last.
+        let mut unique: Vec<MappedEvent> = Vec::new();
+        for e in events {
+            match unique.iter_mut().find(|u| u.key == e.key) {
+                Some(slot) => *slot = e,
+                None => unique.push(e),
+            }
+        }
+        let keys: Vec<LedgerKey> = unique.iter().map(|e| e.key.clone()).collect();
+        let ledger = self.store.ledger_get(athlete, &keys).await?;
+
+        let mut writes: Vec<(MappedEvent, Option<EventId>)> = Vec::new();
+        for event in unique {
+            match ledger.get(&event.key) {
+                Some(entry) if entry.state == LedgerState::Confirmed && entry.content_hash == event.content_hash => {
+                    counts.unchanged += 1;
+                }
+                Some(entry) if entry.state == LedgerState::Confirmed => writes.push((event, entry.event_id)),
+                Some(entry) => {
+                    // Pending: an earlier import may have landed without us hearing back. Look before writing.
+                    counts.smartabase_calls += 1;
+                    match self.find_lost_event(user, &event, entry).await {
+                        Ok(Some(found)) if entry.content_hash == event.content_hash => {
+                            self.confirm(athlete, &event, found, now).await?;
+                            counts.recovered += 1;
+                        }
+                        Ok(found) => {
+                            if found.is_some() {
+                                counts.recovered += 1;
+                            }
+                            writes.push((event, found.or(entry.event_id)));
+                        }
+                        Err(e) => {
+                            counts.failed += 1;
+                            delivery.fail(&event, format!("looking up a pending write: {e}"));
+                        }
+                    }
+                }
+                None => writes.push((event, None)),
+            }
+        }
+
+        for batch in batches(writes) {
+            self.write_batch(athlete, user, batch, counts, &mut delivery, now).await?;
+        }
+        Ok(delivery)
+    }
+
+    async fn find_lost_event(&self, user: SmartabaseUserId, event: &MappedEvent, entry: &LedgerEntry) -> Result<Option<EventId>, SmartabaseError> {
+        let date = entry.event_start_date;
+        let found = self.smartabase.find_events(&event.form, user, date, date).await?;
+        Ok(found.into_iter().find(|read| same_record(read, event)).map(|read| read.id))
+    }
+
+    async fn confirm(&self, athlete: &AthleteUuid, event: &MappedEvent, id: EventId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store.ledger_put(athlete, &[(event.key.clone(), ledger_entry(event, Some(id), LedgerState::Confirmed, now))]).await
+    }
+
+    async fn write_batch(
+        &self,
+        athlete: &AthleteUuid,
+        user: SmartabaseUserId,
+        batch: Vec<(MappedEvent, Option<EventId>)>,
+        counts: &mut SyncCounts,
+        delivery: &mut Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
+        let pending: Vec<_> = batch
+            .iter()
+            .map(|(e, id)| (e.key.clone(), ledger_entry(e, *id, LedgerState::Pending, now)))
+            .collect();
+        self.store.ledger_put(athlete, &pending).await?;
+        let writes: Vec<_> = batch.iter().map(|(e, id)| e.to_write(user, *id)).collect();
+        counts.smartabase_calls += 1;
+        match self.smartabase.import_events(&writes).await {
+            Ok(outcome) => {
+                if !outcome.dropped_fields.is_empty() {
+                    counts.dropped_fields += outcome.dropped_fields.len() as u64;
+                    error!(
+                        athlete = %athlete,
+                        form = %batch[0].0.form,
+                        dropped = ?outcome.dropped_fields,
+                        "Smartabase dropped fields that are not on the form: fix the form or the mapping"
+                    );
+                }
+                let confirmed: Vec<_> = batch
+                    .iter()
+                    .zip(&outcome.ids)
+                    .map(|((e, _), id)| (e.key.clone(), ledger_entry(e, Some(*id), LedgerState::Confirmed, now)))
+                    .collect();
+                self.store.ledger_put(athlete, &confirmed).await?;
+                for (_, existing) in &batch {
+                    if existing.is_some() { counts.updated += 1 } else { counts.created += 1 }
+                }
+                Ok(())
+            }
+            Err(e) if batch.len() > 1 && e.is_transient() => {
+                // A batch is all-or-nothing and the answer does not say which event was bad: isolate it.
+                warn!(athlete = %athlete, error = %e, events = batch.len(), "batch refused; retrying its events one by one");
+                for single in batch {
+                    Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now)).await?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                counts.failed += batch.len() as u64;
+                for (event, _) in &batch {
+                    delivery.fail(event, format!("Smartabase: {e}"));
+                }
+                warn!(athlete = %athlete, error = %e, events = batch.len(), "Smartabase did not confirm; retried later");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn ledger_entry(event: &MappedEvent, id: Option<EventId>, state: LedgerState, now: DateTime<Utc>) -> LedgerEntry {
+    LedgerEntry { content_hash: event.content_hash.clone(), event_id: id, state, event_start_date: event.start.date(), updated_at: now }
+}
+
+/// Whether an event read back from Smartabase is the one `event` describes: the same exercise id, or
+/// the same day's record (one per form and day).
+fn same_record(read: &EventRead, event: &MappedEvent) -> bool {
+    match &event.key.record {
+        // Exercise ids are unique hashes: any field holding it is the `Polar Exercise ID` field.
+        RecordKey::Exercise(id) => read.fields.values().any(|v| v == id.as_str()),
+        RecordKey::Date(date) => read.start_date == Some(*date),
+    }
+}
+
+/// Groups writes into `eventsimport` calls: one form per call, at most [`IMPORT_BATCH`] events, and
+/// never two events of one form starting on the same day in one call (reference §3.6).
+fn batches(writes: Vec<(MappedEvent, Option<EventId>)>) -> Vec<Vec<(MappedEvent, Option<EventId>)>> {
+    let mut by_form: BTreeMap<String, Vec<(MappedEvent, Option<EventId>)>> = BTreeMap::new();
+    for w in writes {
+        by_form.entry(w.0.form.clone()).or_default().push(w);
+    }
+    let mut out = Vec::new();
+    for (_, mut events) in by_form {
+        events.sort_by_key(|(e, _)| e.start);
+        let mut current: Vec<(MappedEvent, Option<EventId>)> = Vec::new();
+        let mut days: HashSet<NaiveDate> = HashSet::new();
+        for w in events {
+            let day = w.0.start.date();
+            if current.len() == IMPORT_BATCH || days.contains(&day) {
+                out.push(std::mem::take(&mut current));
+                days.clear();
+            }
+            days.insert(day);
+            current.push(w);
+        }
+        if !current.is_empty() {
+            out.push(current);
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Delivery {
+    failures: Vec<String>,
+    failed_dates: Vec<NaiveDate>,
+}
+
+impl Delivery {
+    fn fail(&mut self, event: &MappedEvent, why: String) {
+        if let RecordKey::Date(d) = event.key.record {
+            self.failed_dates.push(d);
+        }
+        self.failures.push(format!("{}: {why}", event.key.encode()));
+    }
+}
+
+/// One fetch of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Exercises { uploaded_since: Option<DateTime<Utc>> },
+    Exercise(crate::ids::ExerciseId),
+    Activities { from: NaiveDate, to: NaiveDate },
+    Activity(NaiveDate),
+    Sleeps { from: Option<NaiveDate> },
+    Sleep(NaiveDate),
+    Recharges { from: Option<NaiveDate> },
+    Recharge { date: Option<NaiveDate> },
+}
+
+impl Step {
+    fn kind(&self) -> DataKind {
+        match self {
+            Self::Exercises { .. } | Self::Exercise(_) => DataKind::Training,
+            Self::Activities { .. } | Self::Activity(_) => DataKind::Activity,
+            Self::Sleeps { .. } | Self::Sleep(_) => DataKind::Sleep,
+            Self::Recharges { .. } | Self::Recharge { .. } => DataKind::Recharge,
+        }
+    }
+
+    /// Moves the cursor of this step's kind: past everything when the step was fully delivered, else
+    /// no later than the first record that was not.
+    fn advance(&self, cursors: &mut SyncCursors, now: DateTime<Utc>, delivered: bool, held_back: Option<NaiveDate>) {
+        let revision_floor = now.date_naive() - Duration::days(REVISION_WINDOW_DAYS);
+        let next_daily = |current: Option<NaiveDate>| -> Option<NaiveDate> {
+            let target = if delivered { revision_floor } else { held_back.unwrap_or(revision_floor).min(revision_floor) };
+            Some(match current {
+                Some(c) if !delivered => c.min(target),
+                _ => target,
+            })
+        };
+        match self {
+            Self::Exercises { .. } if delivered => cursors.exercises_uploaded_since = Some(now),
+            Self::Activities { .. } => cursors.activity_from = next_daily(cursors.activity_from),
+            Self::Sleeps { .. } => cursors.sleep_from = next_daily(cursors.sleep_from),
+            Self::Recharges { .. } => cursors.recharge_from = next_daily(cursors.recharge_from),
+            _ => {}
+        }
+    }
+}
+
+/// What a job fetches.
+struct Plan {
+    steps: Vec<Step>,
+    advances_cursors: bool,
+    first_sync: bool,
+    daily_from: NaiveDate,
+}
+
+impl Plan {
+    fn for_job(job: &SyncJob, cursors: &SyncCursors, now: DateTime<Utc>) -> Self {
+        let today = now.date_naive();
+        let oldest = today - Duration::days(DAILY_HISTORY_DAYS - 1);
+        if job.kind == JobKind::Targeted {
+            let mut steps = Vec::new();
+            for target in &job.targets {
+                match target {
+                    Target::Exercise { id } => steps.push(Step::Exercise(id.clone())),
+                    Target::Night { date } => {
+                        steps.push(Step::Sleep(*date));
+                        steps.push(Step::Recharge { date: Some(*date) });
+                    }
+                    Target::Recharge { date } => steps.push(Step::Recharge { date: Some(*date) }),
+                    Target::Activity { date } => steps.push(Step::Activity(*date)),
+                }
+            }
+            let mut seen = HashSet::new();
+            steps.retain(|s| seen.insert(format!("{s:?}")));
+            return Self { steps, advances_cursors: false, first_sync: false, daily_from: today };
+        }
+        let first_sync = cursors == &SyncCursors::default();
+        let clamp = |c: Option<NaiveDate>| c.map(|d| d.max(oldest));
+        let activity_from = clamp(cursors.activity_from).unwrap_or(oldest);
+        // Polar's "today" runs up to 14 hours ahead of UTC for athletes east of Greenwich.
+        let activity_to = today + Duration::days(1);
+        Self {
+            steps: vec![
+                Step::Exercises { uploaded_since: cursors.exercises_uploaded_since },
+                Step::Activities { from: activity_from, to: activity_to },
+                Step::Sleeps { from: clamp(cursors.sleep_from) },
+                Step::Recharges { from: clamp(cursors.recharge_from) },
+            ],
+            advances_cursors: true,
+            first_sync,
+            daily_from: activity_from,
+        }
+    }
+
+    /// Polar calls the plan needs (activity ranges are chunked to 28 days).
+    fn calls(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Activities { from, to } => ((*to - *from).num_days() / DAILY_HISTORY_DAYS + 1) as u64,
+                _ => 1,
+            })
+            .sum()
+    }
+}

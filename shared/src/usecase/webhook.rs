@@ -1,0 +1,151 @@
+//! Polar's webhook: verify the signature over the raw body, answer PING, and queue a job targeted at
+//! the announced record. Polar double-fires; duplicates within a short window coalesce.
+
+use chrono::{Duration, NaiveDate};
+use serde::Deserialize;
+use tracing::{error, info, warn};
+
+use super::Connector;
+use crate::clock::Clock;
+use crate::crypto::verify_webhook_signature;
+use crate::error::{Disposition, describe_json_error};
+use crate::ids::{AthleteUuid, ExerciseId, PolarUserId};
+use crate::model::AthleteStatus;
+use crate::polar::PolarApi;
+use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob, Target};
+use crate::smartabase::SmartabaseApi;
+use crate::store::{Store, StoreError};
+
+/// Deliveries of the same event within this window are one.
+pub const DUPLICATE_WINDOW: Duration = Duration::minutes(10);
+
+/// What a delivery led to (all answered 200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// Polar's handshake.
+    Ping,
+    /// A targeted job was queued.
+    Queued {
+        /// For whom.
+        athlete: AthleteUuid,
+        /// What.
+        target: Option<Target>,
+    },
+    /// The same event arrived again within [`DUPLICATE_WINDOW`].
+    Duplicate,
+    /// A Polar user the connector does not know, or an athlete not linked (answered 200 so Polar does
+    /// not deactivate the webhook).
+    Ignored(&'static str),
+}
+
+/// A delivery refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// No webhook secret configured: nothing can be verified.
+    #[error("the Polar webhook secret is not configured")]
+    NotConfigured,
+    /// Signature missing or wrong: 401.
+    #[error("webhook signature missing or invalid")]
+    BadSignature,
+    /// Signed, but not a payload we understand: 400.
+    #[error("webhook payload invalid: {0}")]
+    Malformed(String),
+    /// The store failed: 5xx so Polar retries.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl WebhookError {
+    /// What the failure calls for.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Store(_) => Disposition::Retry,
+            Self::NotConfigured => Disposition::Bug,
+            _ => Disposition::Reject,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    event: String,
+    user_id: Option<i64>,
+    entity_id: Option<String>,
+    date: Option<String>,
+}
+
+impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    /// `POST /polar/webhook`.
+    pub async fn webhook(&self, event_header: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
+        let now = self.now();
+        if event_header.is_some_and(|e| e.eq_ignore_ascii_case("PING")) {
+            // Polar pings before the secret exists (on create and activate); a ping changes nothing.
+            info!(outcome = "ping", "Polar webhook ping");
+            self.store.put_setting("webhook-last-ping", &now.to_rfc3339()).await?;
+            return Ok(WebhookOutcome::Ping);
+        }
+        let Some(secret) = &self.settings.polar_webhook_secret else {
+            error!("webhook delivery received but polar_webhook_secret is not configured; run `connector webhook register`");
+            return Err(WebhookError::NotConfigured);
+        };
+        if !verify_webhook_signature(secret, signature, body) {
+            warn!(outcome = "rejected", "webhook delivery with a bad signature");
+            return Err(WebhookError::BadSignature);
+        }
+        let payload: Payload = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(describe_json_error(&e)))?;
+        self.store.put_setting("webhook-last-delivery", &now.to_rfc3339()).await?;
+        if payload.event.eq_ignore_ascii_case("PING") {
+            return Ok(WebhookOutcome::Ping);
+        }
+        let user = payload
+            .user_id
+            .and_then(|id| PolarUserId::new(id).ok())
+            .ok_or_else(|| WebhookError::Malformed("user_id missing".into()))?;
+        let Some(athlete) = self.store.athlete_for_polar_user(user).await? else {
+            info!(polar_user_id = %user, outcome = "ignored", "webhook for a Polar user the connector does not know");
+            return Ok(WebhookOutcome::Ignored("unknown Polar user"));
+        };
+        let linked = self.store.get_athlete(&athlete).await?.is_some_and(|a| a.status == AthleteStatus::Linked);
+        if !linked {
+            info!(athlete = %athlete, outcome = "ignored", "webhook for an athlete who is not linked");
+            return Ok(WebhookOutcome::Ignored("athlete not linked"));
+        }
+        let date = payload.date.as_deref().and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok());
+        let target = match payload.event.as_str() {
+            "EXERCISE" => payload.entity_id.and_then(|id| ExerciseId::parse(id).ok()).map(|id| Target::Exercise { id }),
+            "SLEEP" => date.map(|date| Target::Night { date }),
+            "ACTIVITY_SUMMARY" => date.map(|date| Target::Activity { date }),
+            other => {
+                info!(athlete = %athlete, event = other, outcome = "ignored", "webhook event type not synced");
+                return Ok(WebhookOutcome::Ignored("event type not synced"));
+            }
+        };
+        let dedupe_key = format!("webhook#{user}#{}#{}", payload.event, target.as_ref().map_or_else(|| "full".to_string(), |t| format!("{t:?}")));
+        if !self.store.claim(&dedupe_key, now, now + DUPLICATE_WINDOW).await? {
+            info!(athlete = %athlete, outcome = "duplicate", "webhook delivery coalesced with an earlier one");
+            return Ok(WebhookOutcome::Duplicate);
+        }
+        let queued = match &target {
+            Some(t) => {
+                let job = SyncJob::new(athlete.clone(), JobKind::Targeted, vec![t.clone()], now);
+                matches!(self.queue.send_batch(&[Outgoing { job, delay_seconds: 0 }]).await, Ok(failed) if failed.is_empty())
+            }
+            // The payload did not name a usable record (Polar's examples carry impossible dates): sync fully.
+            None => self.enqueue_now(&athlete, JobKind::Manual, now).await,
+        };
+        if !queued {
+            // Nothing is lost: the athlete becomes due and the next fan-out syncs them.
+            warn!(athlete = %athlete, "could not queue the webhook's job; athlete marked due");
+            self.update_athlete(&athlete, |a| a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)))).await?;
+        }
+        info!(athlete = %athlete, event = %payload.event, outcome = "queued", "webhook job queued");
+        Ok(WebhookOutcome::Queued { athlete, target })
+    }
+}

@@ -886,7 +886,7 @@ fn activity_day(ctx: &GenContext, traits: &Traits, date: NaiveDate) -> Generated
     let bed_minute: usize = rng.random_range(1350..=1400);
     let mut steps_per_minute = [0u32; 1440];
     let weight_total: u32 = HOURLY_STEPS_WEIGHT.iter().sum();
-    let bouts = rng.random_range(25..=70);
+    let bouts = rng.random_range(12..=40);
     for _ in 0..bouts {
         let mut roll = rng.random_range(0..weight_total.max(1));
         let mut hour = 12;
@@ -898,8 +898,8 @@ fn activity_day(ctx: &GenContext, traits: &Traits, date: NaiveDate) -> Generated
             roll -= weight;
         }
         let start = hour * 60 + rng.random_range(0..60);
-        let length = rng.random_range(2..=25);
-        let cadence: u32 = rng.random_range(55..=125);
+        let length = rng.random_range(1..=10);
+        let cadence: u32 = rng.random_range(45..=120);
         for minute in start..(start + length).min(1440) {
             if minute < wake_minute || minute >= bed_minute {
                 continue;

@@ -38,7 +38,7 @@ fn dropped() -> Response {
     response
 }
 
-/// Applies a body-rewriting fault; `None` when the answer holds nothing to rewrite.
+/// Applies a body-rewriting fault; the flag is false when the answer held nothing to rewrite.
 async fn rewrite_body(response: Response, fault: &FaultKind) -> (Response, bool) {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_REWRITE_BODY).await else {

@@ -60,8 +60,10 @@
 //!
 //! Errors: `{"error": "..."}` with 400 (bad input), 404 (unknown account/record), 409 (exists).
 //! Record kinds in paths: `exercise`, `activity`, `sleep`, `recharge`; keys are exercise ids or
-//! dates. Webhook events are sent when a record becomes served for a registered account (add,
-//! generate, revise, ready) and the webhook is active and subscribed.
+//! dates. Revising a record uploads it again (now). Webhook events are sent when a record
+//! becomes served for a registered account (add, generate, revise, ready) and the webhook is
+//! active and subscribed; after 7 days (sim clock) without a successful delivery the webhook is
+//! deactivated, as at Polar.
 
 mod api;
 mod config;

@@ -119,7 +119,9 @@ impl PolarSim {
             .with_context(|| format!("binding polar-sim to {addr}"))?;
         let local = listener.local_addr().context("reading the bound address")?;
         let base_url = format!("http://{local}");
+        // Webhook receivers are local test servers: never route them through a proxy.
         let http = reqwest::Client::builder()
+            .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the webhook HTTP client")?;

@@ -511,7 +511,7 @@ async fn sleep_recharge_and_activity_map_to_exact_domain_values() {
 
     let activity = client.activity(&token, night).await.unwrap().unwrap();
     let ranged = client
-        .activities(&token, night - Days::days(27), night)
+        .activities(&token, Some(night - Days::days(1)))
         .await
         .unwrap();
     assert_eq!(ranged.records, vec![activity.clone()]);
@@ -530,7 +530,7 @@ async fn sleep_recharge_and_activity_map_to_exact_domain_values() {
     assert_eq!(range_call.path, "/v3/users/activities/");
     assert_eq!(
         range_call.query.unwrap(),
-        format!("from={}&to={night}", night - Days::days(27))
+        format!("from={}", night - Days::days(1))
     );
 }
 
@@ -556,10 +556,7 @@ async fn generated_history_parses_without_broken_records() {
     let today = local_today(&sim);
 
     let exercises = client.exercises(&token).await.unwrap();
-    let activities = client
-        .activities(&token, today - Days::days(27), today)
-        .await
-        .unwrap();
+    let activities = client.activities(&token, None).await.unwrap();
     let sleeps = client.sleeps(&token).await.unwrap();
     let recharges = client.recharges(&token).await.unwrap();
 
@@ -650,22 +647,30 @@ async fn missing_single_records_are_none_and_not_ready_recharge_appears_when_rea
 }
 
 #[tokio::test]
-async fn an_activity_range_over_28_days_is_refused_without_a_request() {
+async fn activities_use_the_list_or_a_from_range_that_leaves_to_to_polar() {
     let sim = start_sim(PolarSimConfig::default()).await;
     let client = client_for(&sim);
     let (_, token) = linked(&sim, &client).await;
     let today = local_today(&sim);
     sim.clear_requests();
 
-    let result = client
-        .activities(&token, today - Days::days(28), today)
-        .await;
+    client.activities(&token, None).await.unwrap();
+    client
+        .activities(&token, Some(today - Days::days(3)))
+        .await
+        .unwrap();
 
-    assert!(
-        matches!(&result, Err(PolarError::BadRequest { status: 400, .. })),
-        "{result:?}"
+    let calls: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .map(|r| (r.path, r.query))
+        .collect();
+    assert_eq!(calls[0], ("/v3/users/activities".to_string(), None));
+    assert_eq!(calls[1].0, "/v3/users/activities/");
+    assert_eq!(
+        calls[1].1.as_deref(),
+        Some(format!("from={}", today - Days::days(3)).as_str())
     );
-    assert!(sim.requests().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,9 +27,6 @@ use super::{
 use crate::config::Config;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
 
-/// The longest activity range Polar serves in one request, counting both ends (callers chunk).
-pub const ACTIVITY_RANGE_MAX_DAYS: i64 = 28;
-
 /// How long to wait after a 429 that carries no reset time.
 const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
 
@@ -348,15 +345,18 @@ impl PolarApi for PolarClient {
     async fn activities(
         &self,
         token: &AccessToken,
-        from: NaiveDate,
-        to: NaiveDate,
+        since: Option<NaiveDate>,
     ) -> Result<Records<DailyActivity>, PolarError> {
-        check_activity_range(from, to)?;
-        // Polar documents the range path with a slash before the query: `/activities/?from=`.
-        let mut url = self.api_url(&["v3", "users", "activities", ""]);
-        url.query_pairs_mut()
-            .append_pair("from", &from.to_string())
-            .append_pair("to", &to.to_string());
+        let url = match since {
+            None => self.api_url(&["v3", "users", "activities"]),
+            Some(from) => {
+                // Polar documents the range path with a slash before the query: `/activities/?from=`.
+                // `to` is left to Polar: it defaults to the athlete's local today.
+                let mut url = self.api_url(&["v3", "users", "activities", ""]);
+                url.query_pairs_mut().append_pair("from", &from.to_string());
+                url
+            }
+        };
         self.list::<ActivityWire>(url, token, ListShape::Array)
             .await
     }
@@ -492,23 +492,6 @@ impl PolarApi for PolarClient {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Refuses a range Polar would answer with 400, before spending a request on it.
-fn check_activity_range(from: NaiveDate, to: NaiveDate) -> Result<(), PolarError> {
-    if to < from {
-        return Err(PolarError::BadRequest {
-            status: 400,
-            detail: "activity range ends before it starts".into(),
-        });
-    }
-    if (to - from).num_days() + 1 > ACTIVITY_RANGE_MAX_DAYS {
-        return Err(PolarError::BadRequest {
-            status: 400,
-            detail: format!("activity range longer than {ACTIVITY_RANGE_MAX_DAYS} days"),
-        });
-    }
-    Ok(())
 }
 
 /// The error for a status the endpoint gives no special meaning.
@@ -742,20 +725,6 @@ mod tests {
             ])),
             1
         );
-    }
-
-    #[test]
-    fn activity_ranges_longer_than_28_days_are_refused_before_sending() {
-        assert!(check_activity_range(date("2025-09-01"), date("2025-09-28")).is_ok());
-        assert!(check_activity_range(date("2025-09-01"), date("2025-09-01")).is_ok());
-        assert!(matches!(
-            check_activity_range(date("2025-09-01"), date("2025-09-29")),
-            Err(PolarError::BadRequest { status: 400, .. })
-        ));
-        assert!(matches!(
-            check_activity_range(date("2025-09-02"), date("2025-09-01")),
-            Err(PolarError::BadRequest { status: 400, .. })
-        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Common crate of the Polar → Smartabase connector: configuration, the Polar and Smartabase clients,
 //! stores, the queue, mapping, crypto, the rate budget, telemetry and the use cases every function runs.
 
+pub mod aws;
 pub mod budget;
 pub mod clock;
 pub mod config;
@@ -14,4 +15,6 @@ pub mod queue;
 pub mod smartabase;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod usecase;

@@ -1,1 +1,405 @@
-//! Memory store (being written).
+//! `MemoryStore`: every store port in memory, with the semantics of `DynamoStore` (version conflicts,
+//! second-resolution expiry of states, locks and markers, due order, paging). The contract tests in
+//! `shared/tests/store_contract.rs` run against both, so the two cannot drift.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+use super::dynamo::preferred_for_polar_user;
+use super::schema;
+use super::{
+    AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
+    PageToken, SettingsStore, StoreError, TokenStore,
+};
+use crate::budget::BudgetState;
+use crate::ids::{AthleteUuid, AuthState, PolarUserId};
+use crate::model::{Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, StoredToken};
+
+#[derive(Default)]
+struct State {
+    athletes: BTreeMap<AthleteUuid, Athlete>,
+    tokens: HashMap<AthleteUuid, StoredToken>,
+    /// state → (athlete, expiry in epoch seconds)
+    auth_states: HashMap<String, (AthleteUuid, i64)>,
+    ledger: HashMap<AthleteUuid, BTreeMap<LedgerKey, LedgerEntry>>,
+    /// athlete → (owner, locked until, epoch seconds)
+    locks: HashMap<AthleteUuid, (String, i64)>,
+    budget: Option<(BudgetState, u64)>,
+    /// key → claimed until, epoch seconds
+    markers: HashMap<String, i64>,
+    settings: HashMap<String, String>,
+    unavailable: bool,
+}
+
+/// The in-memory store for handler tests. Cheap to create; share it by reference.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// While `true`, every call fails with [`StoreError::Unavailable`], as a throttled table would.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.lock_state().unavailable = unavailable;
+    }
+
+    /// Every athlete, in UUID order: for assertions on the resulting state.
+    pub fn athletes(&self) -> Vec<Athlete> {
+        self.lock_state().athletes.values().cloned().collect()
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock leaves consistent data: every change is one step.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        let state = self.lock_state();
+        if state.unavailable {
+            return Err(StoreError::Unavailable(
+                "memory store set unavailable".into(),
+            ));
+        }
+        Ok(state)
+    }
+}
+
+fn page_after(token: Option<PageToken>) -> Option<String> {
+    token.map(|t| t.0)
+}
+
+impl AthleteStore for MemoryStore {
+    async fn get_athlete(&self, uuid: &AthleteUuid) -> Result<Option<Athlete>, StoreError> {
+        Ok(self.state()?.athletes.get(uuid).cloned())
+    }
+
+    async fn save_athlete(&self, athlete: &Athlete) -> Result<Athlete, StoreError> {
+        let mut state = self.state()?;
+        let stored = state.athletes.get(&athlete.uuid).map(|a| a.version);
+        let matches = match stored {
+            None => athlete.version == 0,
+            Some(v) => athlete.version != 0 && v == athlete.version,
+        };
+        if !matches {
+            return Err(StoreError::Conflict(format!("athlete {}", athlete.uuid)));
+        }
+        let saved = Athlete {
+            version: athlete.version + 1,
+            ..athlete.clone()
+        };
+        state.athletes.insert(saved.uuid.clone(), saved.clone());
+        Ok(saved)
+    }
+
+    async fn athlete_for_polar_user(
+        &self,
+        user: PolarUserId,
+    ) -> Result<Option<AthleteUuid>, StoreError> {
+        let state = self.state()?;
+        Ok(preferred_for_polar_user(
+            state
+                .athletes
+                .values()
+                .filter(|a| a.polar_user_id == Some(user)),
+        ))
+    }
+
+    async fn due_athletes(
+        &self,
+        now: DateTime<Utc>,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<AthleteUuid>, StoreError> {
+        let state = self.state()?;
+        let upper = schema::due_upper_bound(now);
+        let after = page_after(page);
+        let mut due: Vec<(String, AthleteUuid)> = state
+            .athletes
+            .values()
+            .filter(|a| a.status == AthleteStatus::Linked)
+            .filter_map(|a| {
+                a.next_sync_due
+                    .map(|d| (schema::due_sort_key(d, &a.uuid), a.uuid.clone()))
+            })
+            .filter(|(k, _)| *k <= upper && after.as_ref().is_none_or(|after| k > after))
+            .collect();
+        due.sort();
+        Ok(paged(due, limit))
+    }
+
+    async fn list_athletes(
+        &self,
+        status: Option<AthleteStatus>,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<Athlete>, StoreError> {
+        let state = self.state()?;
+        let rank = |s: AthleteStatus| AthleteStatus::ALL.iter().position(|x| *x == s);
+        // Status order, then UUID, as the status index lists them; the position is "<rank>#<uuid>".
+        let after = page_after(page);
+        let mut listed: Vec<(String, Athlete)> = state
+            .athletes
+            .values()
+            .filter(|a| status.is_none_or(|s| a.status == s))
+            .filter_map(|a| rank(a.status).map(|r| (format!("{r}#{}", a.uuid), a.clone())))
+            .filter(|(k, _)| after.as_ref().is_none_or(|after| k > after))
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(paged(listed, limit))
+    }
+
+    async fn mark_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        match state.athletes.get_mut(uuid) {
+            Some(a)
+                if a.status == AthleteStatus::Linked && a.queued_until.is_none_or(|q| q < now) =>
+            {
+                a.queued_until = Some(until);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
+        if let Some(a) = self.state()?.athletes.get_mut(uuid) {
+            a.queued_until = None;
+        }
+        Ok(())
+    }
+}
+
+/// The first `limit` (at least 1) of `sorted`, with the last one's position as the next page's start.
+fn paged<T>(sorted: Vec<(String, T)>, limit: usize) -> Page<T> {
+    let limit = limit.max(1);
+    let more = sorted.len() > limit;
+    let mut items = Vec::with_capacity(limit.min(sorted.len()));
+    let mut last = None;
+    for (position, item) in sorted.into_iter().take(limit) {
+        last = Some(position);
+        items.push(item);
+    }
+    Page {
+        items,
+        next: if more { last.map(PageToken) } else { None },
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn put_token(&self, uuid: &AthleteUuid, token: &StoredToken) -> Result<(), StoreError> {
+        self.state()?.tokens.insert(uuid.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn get_token(&self, uuid: &AthleteUuid) -> Result<Option<StoredToken>, StoreError> {
+        Ok(self.state()?.tokens.get(uuid).cloned())
+    }
+
+    async fn delete_token(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
+        self.state()?.tokens.remove(uuid);
+        Ok(())
+    }
+}
+
+impl AuthStateStore for MemoryStore {
+    async fn put_state(
+        &self,
+        state: &AuthState,
+        athlete: &AthleteUuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut store = self.state()?;
+        if store.auth_states.contains_key(state.as_str()) {
+            return Err(StoreError::Conflict("auth state".to_string()));
+        }
+        store.auth_states.insert(
+            state.as_str().to_string(),
+            (athlete.clone(), schema::epoch_seconds(expires_at)),
+        );
+        Ok(())
+    }
+
+    async fn take_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AthleteUuid>, StoreError> {
+        Ok(self
+            .state()?
+            .auth_states
+            .remove(state.as_str())
+            .filter(|(_, expires)| *expires > schema::epoch_seconds(now))
+            .map(|(athlete, _)| athlete))
+    }
+}
+
+impl LedgerStore for MemoryStore {
+    async fn ledger_get(
+        &self,
+        uuid: &AthleteUuid,
+        keys: &[LedgerKey],
+    ) -> Result<HashMap<LedgerKey, LedgerEntry>, StoreError> {
+        let state = self.state()?;
+        let Some(ledger) = state.ledger.get(uuid) else {
+            return Ok(HashMap::new());
+        };
+        Ok(keys
+            .iter()
+            .filter_map(|k| ledger.get(k).map(|e| (k.clone(), e.clone())))
+            .collect())
+    }
+
+    async fn ledger_put(
+        &self,
+        uuid: &AthleteUuid,
+        entries: &[(LedgerKey, LedgerEntry)],
+    ) -> Result<(), StoreError> {
+        let mut state = self.state()?;
+        let ledger = state.ledger.entry(uuid.clone()).or_default();
+        for (key, entry) in entries {
+            ledger.insert(key.clone(), entry.clone());
+        }
+        Ok(())
+    }
+
+    async fn ledger_counts(&self, uuid: &AthleteUuid) -> Result<HashMap<String, u64>, StoreError> {
+        let state = self.state()?;
+        let ledger = state.ledger.get(uuid);
+        Ok(DataKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let count = ledger.map_or(0, |l| l.keys().filter(|k| k.kind == kind).count());
+                (kind.as_str().to_string(), count as u64)
+            })
+            .collect())
+    }
+}
+
+impl LockStore for MemoryStore {
+    async fn try_lock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        let free = state
+            .locks
+            .get(uuid)
+            .is_none_or(|(_, held_until)| *held_until < schema::epoch_seconds(now));
+        if free {
+            state.locks.insert(
+                uuid.clone(),
+                (owner.to_string(), schema::epoch_seconds(until)),
+            );
+        }
+        Ok(free)
+    }
+
+    async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
+        let mut state = self.state()?;
+        if state.locks.get(uuid).is_some_and(|(o, _)| o == owner) {
+            state.locks.remove(uuid);
+        }
+        Ok(())
+    }
+}
+
+impl BudgetStore for MemoryStore {
+    async fn load_budget(&self) -> Result<Option<(BudgetState, u64)>, StoreError> {
+        Ok(self.state()?.budget)
+    }
+
+    async fn save_budget(
+        &self,
+        budget: &BudgetState,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state()?;
+        let stored = state.budget.map_or(0, |(_, v)| v);
+        if stored != expected_version {
+            return Err(StoreError::Conflict("polar rate budget".to_string()));
+        }
+        let version = expected_version + 1;
+        state.budget = Some((*budget, version));
+        Ok(version)
+    }
+}
+
+impl MarkerStore for MemoryStore {
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        let free = state
+            .markers
+            .get(key)
+            .is_none_or(|held_until| *held_until < schema::epoch_seconds(now));
+        if free {
+            state
+                .markers
+                .insert(key.to_string(), schema::epoch_seconds(until));
+        }
+        Ok(free)
+    }
+}
+
+impl SettingsStore for MemoryStore {
+    async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state()?.settings.get(name).cloned())
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.state()?
+            .settings
+            .insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unavailable_store_fails_every_call_until_restored() {
+        let store = MemoryStore::new();
+        let uuid = AthleteUuid::parse("a").unwrap();
+        store
+            .save_athlete(&Athlete::new(uuid.clone()))
+            .await
+            .unwrap();
+        store.set_unavailable(true);
+        assert!(matches!(
+            store.get_athlete(&uuid).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.put_setting("x", "y").await,
+            Err(StoreError::Unavailable(_))
+        ));
+        store.set_unavailable(false);
+        assert_eq!(store.athletes().len(), 1);
+        assert_eq!(
+            store.get_setting("x").await.unwrap(),
+            None,
+            "nothing was written"
+        );
+    }
+}

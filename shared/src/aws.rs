@@ -1,0 +1,341 @@
+//! AWS wiring shared by every binary and by `connector init`: the SDK configuration, the secret read once
+//! per cold start, and idempotent provisioning of the sync queues and the secret (the table's lives in
+//! [`crate::store::schema`]).
+
+use std::collections::HashMap;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::config::{ConfigError, Secrets};
+
+/// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`, which points
+/// every client at a local stack such as moto).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Reads and parses the connector's secret. Failures name the secret id and the SDK's error code, or the
+/// missing/invalid key; never a value.
+pub async fn read_secrets(config: &SdkConfig, secret_id: &str) -> Result<Secrets, ConfigError> {
+    let unavailable = |reason: String| ConfigError::SecretUnavailable {
+        secret_id: secret_id.to_string(),
+        reason,
+    };
+    let out = aws_sdk_secretsmanager::Client::new(config)
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| unavailable(error_code(&e)))?;
+    let json = out
+        .secret_string()
+        .ok_or_else(|| unavailable("the secret has no string value".to_string()))?;
+    Secrets::from_json(json)
+}
+
+/// The error code of any AWS SDK failure (`ConditionalCheckFailedException`, `timeout`, `dispatch
+/// failure`, …) for logs and errors: never the request or response payload.
+pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
+    match err {
+        SdkError::ServiceError(e) => e
+            .err()
+            .code()
+            .unwrap_or("unknown service error")
+            .to_string(),
+        SdkError::TimeoutError(_) => "timeout".to_string(),
+        SdkError::DispatchFailure(_) => "dispatch failure".to_string(),
+        SdkError::ResponseError(_) => "unreadable response".to_string(),
+        SdkError::ConstructionFailure(_) => "request construction failure".to_string(),
+        _ => "unknown SDK error".to_string(),
+    }
+}
+
+/// A provisioning step failed; names the resource, the operation and the SDK's error code.
+#[derive(Debug, thiserror::Error)]
+#[error("{resource}: {operation} failed: {code}")]
+pub struct ProvisionError {
+    /// What was being set up (`table X`, `queue Y`, `secret Z`).
+    pub resource: String,
+    /// The AWS operation.
+    pub operation: &'static str,
+    /// The error code or reason.
+    pub code: String,
+}
+
+impl ProvisionError {
+    pub(crate) fn new(resource: impl Into<String>, operation: &'static str, code: String) -> Self {
+        Self {
+            resource: resource.into(),
+            operation,
+            code,
+        }
+    }
+}
+
+/// What an idempotent provisioning step found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioned {
+    /// It did not exist and was created.
+    Created,
+    /// It existed as wanted; nothing changed.
+    Unchanged,
+    /// It existed with other settings or content, which were replaced.
+    Updated,
+}
+
+/// The sync queue's visibility timeout: six times the worker's 150 s timeout, as AWS recommends.
+pub const SYNC_QUEUE_VISIBILITY_TIMEOUT_SECONDS: u32 = 900;
+/// Receives before a sync job moves to the dead-letter queue.
+pub const SYNC_QUEUE_MAX_RECEIVE_COUNT: u32 = 5;
+/// How long the dead-letter queue keeps jobs: 14 days, SQS's maximum.
+pub const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
+
+/// The sync queue and its dead-letter queue after [`ensure_sync_queues`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncQueues {
+    /// The sync queue's URL (`SYNC_QUEUE_URL`).
+    pub queue_url: String,
+    /// What happened to the sync queue.
+    pub queue: Provisioned,
+    /// The dead-letter queue's URL.
+    pub dlq_url: String,
+    /// What happened to the dead-letter queue.
+    pub dlq: Provisioned,
+}
+
+/// The dead-letter queue's name for the sync queue `name`.
+pub fn dlq_name(name: &str) -> String {
+    format!("{name}-dlq")
+}
+
+/// Creates, idempotently, the sync queue `name` (visibility timeout 900 s, redrive to the DLQ after 5
+/// receives) and its dead-letter queue `<name>-dlq` (retention 14 days). Existing queues whose settings
+/// differ are brought in line.
+pub async fn ensure_sync_queues(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<SyncQueues, ProvisionError> {
+    let dlq_name = dlq_name(name);
+    let (dlq_url, dlq) = ensure_queue(
+        client,
+        &dlq_name,
+        HashMap::from([(
+            QueueAttributeName::MessageRetentionPeriod,
+            DLQ_RETENTION_SECONDS.to_string(),
+        )]),
+    )
+    .await?;
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| {
+            ProvisionError::new(
+                format!("queue {dlq_name}"),
+                "GetQueueAttributes",
+                error_code(&e),
+            )
+        })?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| {
+            ProvisionError::new(
+                format!("queue {dlq_name}"),
+                "GetQueueAttributes",
+                "no QueueArn returned".to_string(),
+            )
+        })?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": SYNC_QUEUE_MAX_RECEIVE_COUNT,
+    });
+    let (queue_url, queue) = ensure_queue(
+        client,
+        name,
+        HashMap::from([
+            (
+                QueueAttributeName::VisibilityTimeout,
+                SYNC_QUEUE_VISIBILITY_TIMEOUT_SECONDS.to_string(),
+            ),
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+        ]),
+    )
+    .await?;
+    Ok(SyncQueues {
+        queue_url,
+        queue,
+        dlq_url,
+        dlq,
+    })
+}
+
+/// Whether a queue attribute as SQS reports it means `wanted`. Redrive policies are compared as JSON,
+/// since SQS may report `maxReceiveCount` as a number or a string.
+fn attribute_matches(name: &QueueAttributeName, current: Option<&String>, wanted: &str) -> bool {
+    let Some(current) = current else {
+        return false;
+    };
+    if *name != QueueAttributeName::RedrivePolicy {
+        return current == wanted;
+    }
+    let normalise = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| {
+                let count = match &v["maxReceiveCount"] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (v["deadLetterTargetArn"].as_str().map(str::to_string), count)
+            })
+    };
+    normalise(current).is_some_and(|c| Some(c) == normalise(wanted))
+}
+
+async fn ensure_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    wanted: HashMap<QueueAttributeName, String>,
+) -> Result<(String, Provisioned), ProvisionError> {
+    let resource = format!("queue {name}");
+    let existing = match client.get_queue_url().queue_name(name).send().await {
+        Ok(out) => out.queue_url,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_queue_does_not_exist()) =>
+        {
+            None
+        }
+        Err(e) => return Err(ProvisionError::new(resource, "GetQueueUrl", error_code(&e))),
+    };
+    let Some(url) = existing else {
+        let url = client
+            .create_queue()
+            .queue_name(name)
+            .set_attributes(Some(wanted))
+            .send()
+            .await
+            .map_err(|e| ProvisionError::new(&resource, "CreateQueue", error_code(&e)))?
+            .queue_url
+            .ok_or_else(|| {
+                ProvisionError::new(&resource, "CreateQueue", "no QueueUrl returned".to_string())
+            })?;
+        return Ok((url, Provisioned::Created));
+    };
+    let current = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .set_attribute_names(Some(wanted.keys().cloned().collect()))
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&resource, "GetQueueAttributes", error_code(&e)))?
+        .attributes
+        .unwrap_or_default();
+    let differs = wanted
+        .iter()
+        .any(|(name, value)| !attribute_matches(name, current.get(name), value));
+    if !differs {
+        return Ok((url, Provisioned::Unchanged));
+    }
+    client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .set_attributes(Some(wanted))
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&resource, "SetQueueAttributes", error_code(&e)))?;
+    Ok((url, Provisioned::Updated))
+}
+
+/// Stores `json` as the secret `secret_id`: creates it, leaves it alone when it already holds the same
+/// JSON (compared as JSON values), or puts `json` as its new current value.
+pub async fn ensure_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    json: &str,
+) -> Result<Provisioned, ProvisionError> {
+    let resource = format!("secret {secret_id}");
+    let wanted: Option<serde_json::Value> = serde_json::from_str(json).ok();
+    match client.get_secret_value().secret_id(secret_id).send().await {
+        Ok(out) => {
+            let current = out
+                .secret_string()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+            if current.is_some() && current == wanted {
+                return Ok(Provisioned::Unchanged);
+            }
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            match client
+                .create_secret()
+                .name(secret_id)
+                .secret_string(json)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Provisioned::Created),
+                // It exists without a current value (or was created meanwhile): put the value below.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_exists_exception()) => {}
+                Err(e) => {
+                    return Err(ProvisionError::new(
+                        resource,
+                        "CreateSecret",
+                        error_code(&e),
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(ProvisionError::new(
+                resource,
+                "GetSecretValue",
+                error_code(&e),
+            ));
+        }
+    }
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(json)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(resource, "PutSecretValue", error_code(&e)))?;
+    Ok(Provisioned::Updated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redrive_policies_compare_as_json_whatever_the_count_type() {
+        let wanted =
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:q-dlq","maxReceiveCount":5}"#;
+        let as_string =
+            r#"{"maxReceiveCount":"5", "deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:q-dlq"}"#
+                .to_string();
+        let other_count =
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:q-dlq","maxReceiveCount":3}"#
+                .to_string();
+        let other_target =
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:x","maxReceiveCount":5}"#
+                .to_string();
+        let redrive = QueueAttributeName::RedrivePolicy;
+        assert!(attribute_matches(&redrive, Some(&as_string), wanted));
+        assert!(!attribute_matches(&redrive, Some(&other_count), wanted));
+        assert!(!attribute_matches(&redrive, Some(&other_target), wanted));
+        assert!(!attribute_matches(&redrive, None, wanted));
+        let timeout = QueueAttributeName::VisibilityTimeout;
+        assert!(attribute_matches(&timeout, Some(&"900".to_string()), "900"));
+        assert!(!attribute_matches(&timeout, Some(&"30".to_string()), "900"));
+    }
+}

@@ -1,0 +1,829 @@
+//! The store contract: one suite of generic checks run against `MemoryStore` and against `DynamoStore`
+//! on moto (a fresh table per test), so the in-memory fake cannot drift from the real store.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use futures::future::join_all;
+use shared::budget::{BudgetState, LimitFormula};
+use shared::crypto::SealedToken;
+use shared::ids::{AthleteUuid, AuthState, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
+use shared::model::{
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, StoredToken,
+    SyncCursors, TokenSource,
+};
+use shared::store::{PageToken, Store, StoreError};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+}
+
+fn uuid(value: &str) -> AthleteUuid {
+    AthleteUuid::parse(value).unwrap()
+}
+
+fn linked(id: &str, due: Option<DateTime<Utc>>) -> Athlete {
+    let mut athlete = Athlete::new(uuid(id));
+    athlete.set_status(AthleteStatus::Linked, t0());
+    athlete.next_sync_due = due;
+    athlete
+}
+
+async fn create<S: Store>(store: &S, athlete: Athlete) -> Athlete {
+    store.save_athlete(&athlete).await.unwrap()
+}
+
+/// Every page of `due_athletes` at `now`, checking each respects `limit`.
+async fn all_due<S: Store>(store: &S, now: DateTime<Utc>, limit: usize) -> Vec<AthleteUuid> {
+    let mut all = Vec::new();
+    let mut page: Option<PageToken> = None;
+    for _ in 0..100 {
+        let got = store.due_athletes(now, page, limit).await.unwrap();
+        assert!(
+            got.items.len() <= limit,
+            "page of {} > {limit}",
+            got.items.len()
+        );
+        all.extend(got.items);
+        match got.next {
+            Some(next) => page = Some(next),
+            None => return all,
+        }
+    }
+    panic!("due_athletes did not end");
+}
+
+/// Every page of `list_athletes`, checking each respects `limit`.
+async fn all_listed<S: Store>(
+    store: &S,
+    status: Option<AthleteStatus>,
+    limit: usize,
+) -> Vec<Athlete> {
+    let mut all = Vec::new();
+    let mut page: Option<PageToken> = None;
+    for _ in 0..100 {
+        let got = store.list_athletes(status, page, limit).await.unwrap();
+        assert!(
+            got.items.len() <= limit,
+            "page of {} > {limit}",
+            got.items.len()
+        );
+        all.extend(got.items);
+        match got.next {
+            Some(next) => page = Some(next),
+            None => return all,
+        }
+    }
+    panic!("list_athletes did not end");
+}
+
+async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
+    let id = uuid("505050");
+    assert_eq!(store.get_athlete(&id).await.unwrap(), None);
+
+    let full = Athlete {
+        uuid: id.clone(),
+        smartabase_user_id: Some(SmartabaseUserId::new(4711).unwrap()),
+        status: AthleteStatus::Linked,
+        polar_user_id: Some(PolarUserId::new(48_211_902).unwrap()),
+        linked_at: Some(t0() + Duration::nanoseconds(123_456_789)),
+        status_changed_at: Some(t0()),
+        last_sync_at: Some(t0() - Duration::minutes(5)),
+        next_sync_due: Some(t0() + Duration::minutes(55)),
+        queued_until: Some(t0() + Duration::hours(2)),
+        roster_seen_at: Some(t0() - Duration::days(1)),
+        cursors: SyncCursors {
+            exercises_uploaded_since: Some(t0() - Duration::days(2)),
+            activity_from: NaiveDate::from_ymd_opt(2026, 11, 20),
+            sleep_from: NaiveDate::from_ymd_opt(2026, 11, 21),
+            recharge_from: NaiveDate::from_ymd_opt(2026, 11, 22),
+        },
+        last_error: Some("Smartabase 503".to_string()),
+        version: 0,
+    };
+    let saved = store.save_athlete(&full).await.unwrap();
+    assert_eq!(saved.version, 1);
+    assert_eq!(
+        saved,
+        Athlete {
+            version: 1,
+            ..full.clone()
+        }
+    );
+    assert_eq!(store.get_athlete(&id).await.unwrap(), Some(saved.clone()));
+
+    // Creating again (version 0) is a conflict: someone created it first.
+    assert!(matches!(
+        store.save_athlete(&full).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Clearing optional fields is stored too.
+    let mut cleared = saved.clone();
+    cleared.smartabase_user_id = None;
+    cleared.polar_user_id = None;
+    cleared.linked_at = None;
+    cleared.last_sync_at = None;
+    cleared.queued_until = None;
+    cleared.roster_seen_at = None;
+    cleared.cursors = SyncCursors::default();
+    cleared.last_error = None;
+    cleared.set_status(AthleteStatus::Revoked, t0() + Duration::minutes(1));
+    let second = store.save_athlete(&cleared).await.unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(store.get_athlete(&id).await.unwrap(), Some(second.clone()));
+    assert_eq!(second.next_sync_due, None);
+
+    // A writer holding version 1 lost the race.
+    let mut stale = saved;
+    stale.last_error = Some("stale".into());
+    assert!(matches!(
+        store.save_athlete(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_athlete(&id).await.unwrap(), Some(second));
+
+    // A version that never existed is a conflict too.
+    let mut unknown = Athlete::new(uuid("never-saved"));
+    unknown.version = 3;
+    assert!(matches!(
+        store.save_athlete(&unknown).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_athlete(&uuid("never-saved")).await.unwrap(), None);
+}
+
+async fn due_athletes_come_oldest_first_in_pages<S: Store>(store: &S) {
+    let now = t0();
+    // Due in the past at distinct times, one exactly now, two tied (UUID breaks the tie), one in the future.
+    let due = [
+        ("d-late", now - Duration::minutes(1)),
+        ("d-early", now - Duration::hours(3)),
+        ("d-now", now),
+        ("tie-b", now - Duration::hours(1)),
+        ("tie-a", now - Duration::hours(1)),
+        (
+            "d-mid",
+            now - Duration::minutes(30) - Duration::nanoseconds(1),
+        ),
+        ("future", now + Duration::seconds(1)),
+    ];
+    for (id, at) in due {
+        create(store, linked(id, Some(at))).await;
+    }
+    for i in 0..6 {
+        create(
+            store,
+            linked(&format!("bulk-{i:02}"), Some(now - Duration::days(1))),
+        )
+        .await;
+    }
+    // Not due: linked without a due time, and not linked (even with a due time set directly).
+    create(store, linked("no-due", None)).await;
+    let mut unlinked = Athlete::new(uuid("unlinked"));
+    unlinked.next_sync_due = Some(now - Duration::hours(5));
+    create(store, unlinked).await;
+
+    let mut expected: Vec<String> = (0..6).map(|i| format!("bulk-{i:02}")).collect();
+    expected.extend(["d-early", "tie-a", "tie-b", "d-mid", "d-late", "d-now"].map(String::from));
+    let got: Vec<String> = all_due(store, now, 4)
+        .await
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect();
+    assert_eq!(got, expected);
+
+    // One big page gives the same order; a limit of one still pages through everything.
+    let one_page = store.due_athletes(now, None, 100).await.unwrap();
+    assert_eq!(one_page.items.len(), expected.len());
+    assert_eq!(one_page.next, None);
+    assert_eq!(all_due(store, now, 1).await.len(), expected.len());
+
+    // Leaving `Linked` or moving the due time later takes an athlete out of the due list.
+    let mut early = store.get_athlete(&uuid("d-early")).await.unwrap().unwrap();
+    early.set_status(AthleteStatus::NeedsReauthorisation, now);
+    store.save_athlete(&early).await.unwrap();
+    let mut late = store.get_athlete(&uuid("d-late")).await.unwrap().unwrap();
+    late.next_sync_due = Some(now + Duration::hours(1));
+    store.save_athlete(&late).await.unwrap();
+    let got: HashSet<String> = all_due(store, now, 50)
+        .await
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect();
+    assert_eq!(got.len(), expected.len() - 2);
+    assert!(!got.contains("d-early") && !got.contains("d-late"));
+    // Later, the future one is due too.
+    assert!(
+        all_due(store, now + Duration::hours(2), 50)
+            .await
+            .contains(&uuid("future"))
+    );
+}
+
+async fn listings_page_by_status_then_uuid<S: Store>(store: &S) {
+    let statuses = [
+        ("m", AthleteStatus::Linked),
+        ("c", AthleteStatus::Unlinked),
+        ("k", AthleteStatus::Linked),
+        ("z", AthleteStatus::Revoked),
+        ("a", AthleteStatus::Linked),
+        ("q", AthleteStatus::NeedsReauthorisation),
+        ("b", AthleteStatus::Removed),
+        ("y", AthleteStatus::Unlinked),
+        ("e", AthleteStatus::Linked),
+    ];
+    for (id, status) in statuses {
+        let mut athlete = Athlete::new(uuid(id));
+        athlete.set_status(status, t0());
+        create(store, athlete).await;
+    }
+    let linked: Vec<String> = all_listed(store, Some(AthleteStatus::Linked), 2)
+        .await
+        .into_iter()
+        .map(|a| a.uuid.to_string())
+        .collect();
+    assert_eq!(linked, ["a", "e", "k", "m"]);
+    assert!(
+        all_listed(store, Some(AthleteStatus::Revoked), 10)
+            .await
+            .iter()
+            .all(|a| a.status == AthleteStatus::Revoked && a.version == 1)
+    );
+
+    let rank = |s: AthleteStatus| AthleteStatus::ALL.iter().position(|x| *x == s);
+    let mut expected: Vec<(Option<usize>, String)> = statuses
+        .iter()
+        .map(|(id, s)| (rank(*s), id.to_string()))
+        .collect();
+    expected.sort();
+    for limit in [1, 3, 4, 100] {
+        let all: Vec<(Option<usize>, String)> = all_listed(store, None, limit)
+            .await
+            .into_iter()
+            .map(|a| (rank(a.status), a.uuid.to_string()))
+            .collect();
+        assert_eq!(all, expected, "limit {limit}");
+    }
+
+    // A status change moves the athlete between listings.
+    let mut moved = store.get_athlete(&uuid("k")).await.unwrap().unwrap();
+    moved.set_status(AthleteStatus::Revoked, t0());
+    store.save_athlete(&moved).await.unwrap();
+    let linked = all_listed(store, Some(AthleteStatus::Linked), 10).await;
+    assert!(linked.iter().all(|a| a.uuid != uuid("k")));
+    assert_eq!(linked.len(), 3);
+    let revoked = all_listed(store, Some(AthleteStatus::Revoked), 10).await;
+    assert_eq!(
+        revoked
+            .iter()
+            .map(|a| a.uuid.to_string())
+            .collect::<Vec<_>>(),
+        ["k", "z"]
+    );
+}
+
+async fn polar_user_finds_the_linked_athlete<S: Store>(store: &S) {
+    let user = PolarUserId::new(777).unwrap();
+    assert_eq!(store.athlete_for_polar_user(user).await.unwrap(), None);
+
+    let mut first = linked("first", Some(t0()));
+    first.polar_user_id = Some(user);
+    first.linked_at = Some(t0() - Duration::days(30));
+    let first = create(store, first).await;
+    assert_eq!(
+        store.athlete_for_polar_user(user).await.unwrap(),
+        Some(uuid("first"))
+    );
+
+    // The same Polar account linked again by another athlete after the first was revoked.
+    let mut revoked = first.clone();
+    revoked.set_status(AthleteStatus::Revoked, t0());
+    store.save_athlete(&revoked).await.unwrap();
+    let mut second = linked("second", Some(t0()));
+    second.polar_user_id = Some(user);
+    second.linked_at = Some(t0() - Duration::days(40));
+    create(store, second).await;
+    assert_eq!(
+        store.athlete_for_polar_user(user).await.unwrap(),
+        Some(uuid("second")),
+        "the linked athlete wins over a more recently linked revoked one"
+    );
+
+    // Dropping the id takes the athlete out of the index.
+    let mut second = store.get_athlete(&uuid("second")).await.unwrap().unwrap();
+    second.polar_user_id = None;
+    store.save_athlete(&second).await.unwrap();
+    assert_eq!(
+        store.athlete_for_polar_user(user).await.unwrap(),
+        Some(uuid("first"))
+    );
+    assert_eq!(
+        store
+            .athlete_for_polar_user(PolarUserId::new(778).unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn queued_marker_guards_the_fanout<S: Store>(store: &S) {
+    let now = t0();
+    let id = uuid("queued");
+    let until = now + Duration::hours(2);
+    assert!(
+        !store.mark_queued(&id, until, now).await.unwrap(),
+        "unknown athlete"
+    );
+    store.clear_queued(&id).await.unwrap();
+    assert_eq!(
+        store.get_athlete(&id).await.unwrap(),
+        None,
+        "clear creates nothing"
+    );
+
+    let unlinked = create(store, Athlete::new(id.clone())).await;
+    assert!(
+        !store.mark_queued(&id, until, now).await.unwrap(),
+        "not linked"
+    );
+
+    let mut athlete = unlinked;
+    athlete.set_status(AthleteStatus::Linked, now);
+    let athlete = store.save_athlete(&athlete).await.unwrap();
+    assert!(store.mark_queued(&id, until, now).await.unwrap());
+    assert!(
+        !store
+            .mark_queued(&id, until, now + Duration::minutes(5))
+            .await
+            .unwrap()
+    );
+    let stored = store.get_athlete(&id).await.unwrap().unwrap();
+    assert_eq!(stored.queued_until, Some(until));
+    assert_eq!(
+        stored.version, athlete.version,
+        "the marker does not bump the version"
+    );
+
+    // A lapsed marker (the job was lost) can be taken again.
+    let later = until + Duration::seconds(1);
+    assert!(
+        store
+            .mark_queued(&id, later + Duration::hours(2), later)
+            .await
+            .unwrap()
+    );
+
+    store.clear_queued(&id).await.unwrap();
+    assert_eq!(
+        store.get_athlete(&id).await.unwrap().unwrap().queued_until,
+        None
+    );
+    assert!(store.mark_queued(&id, until, now).await.unwrap());
+
+    // A save carrying the marker's absence clears it (the revoke path does this).
+    let mut current = store.get_athlete(&id).await.unwrap().unwrap();
+    current.queued_until = None;
+    store.save_athlete(&current).await.unwrap();
+    assert_eq!(
+        store.get_athlete(&id).await.unwrap().unwrap().queued_until,
+        None
+    );
+}
+
+async fn tokens_are_replaced_and_deleted<S: Store>(store: &S) {
+    let id = uuid("token-owner");
+    assert_eq!(store.get_token(&id).await.unwrap(), None);
+    let token = StoredToken {
+        sealed: SealedToken::from_stored("v1.bm9uY2U.Y2lwaGVy".to_string()),
+        polar_user_id: Some(PolarUserId::new(99).unwrap()),
+        issued_at: t0(),
+        expires_at: Some(t0() + Duration::days(365)),
+        source: TokenSource::WebFlow,
+        fingerprint: "ab".repeat(32),
+    };
+    store.put_token(&id, &token).await.unwrap();
+    assert_eq!(store.get_token(&id).await.unwrap(), Some(token.clone()));
+
+    let replacement = StoredToken {
+        sealed: SealedToken::from_stored("v1.other".to_string()),
+        polar_user_id: None,
+        expires_at: None,
+        source: TokenSource::AthleteApp,
+        ..token
+    };
+    store.put_token(&id, &replacement).await.unwrap();
+    assert_eq!(store.get_token(&id).await.unwrap(), Some(replacement));
+    assert_eq!(store.get_token(&uuid("someone-else")).await.unwrap(), None);
+
+    store.delete_token(&id).await.unwrap();
+    assert_eq!(store.get_token(&id).await.unwrap(), None);
+    store.delete_token(&id).await.unwrap();
+}
+
+async fn auth_states_are_single_use_and_expire<S: Store>(store: &S) {
+    let athlete = uuid("state-owner");
+    let state = AuthState::generate();
+    let expires = t0() + Duration::minutes(15);
+    store.put_state(&state, &athlete, expires).await.unwrap();
+    assert!(matches!(
+        store.put_state(&state, &athlete, expires).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .take_state(&state, t0() + Duration::minutes(14))
+            .await
+            .unwrap(),
+        Some(athlete.clone())
+    );
+    assert_eq!(
+        store.take_state(&state, t0()).await.unwrap(),
+        None,
+        "single use"
+    );
+
+    // Expired but not yet removed by TTL: absent, and consumed.
+    let old = AuthState::generate();
+    store.put_state(&old, &athlete, expires).await.unwrap();
+    assert_eq!(
+        store.take_state(&old, expires).await.unwrap(),
+        None,
+        "expiry is exclusive"
+    );
+    assert_eq!(store.take_state(&old, t0()).await.unwrap(), None);
+
+    assert_eq!(
+        store
+            .take_state(&AuthState::generate(), t0())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn one_of_twenty_concurrent_takes_wins<S: Store>(store: &S) {
+    let state = AuthState::generate();
+    store
+        .put_state(&state, &uuid("racer"), t0() + Duration::minutes(15))
+        .await
+        .unwrap();
+    let results = join_all((0..20).map(|_| store.take_state(&state, t0()))).await;
+    let winners = results
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(winners, 1);
+}
+
+fn entry(hash: &str, event: Option<i64>, state: LedgerState) -> LedgerEntry {
+    LedgerEntry {
+        content_hash: hash.to_string(),
+        event_id: event.map(|id| EventId::new(id).unwrap()),
+        state,
+        event_start_date: NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
+        updated_at: t0(),
+    }
+}
+
+fn exercise_key(id: &str) -> LedgerKey {
+    LedgerKey {
+        kind: DataKind::Training,
+        record: RecordKey::Exercise(ExerciseId::parse(id).unwrap()),
+    }
+}
+
+fn day_key(kind: DataKind, day: u32) -> LedgerKey {
+    LedgerKey {
+        kind,
+        record: RecordKey::Date(
+            NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + Duration::days(day.into()),
+        ),
+    }
+}
+
+async fn ledger_reads_writes_and_counts<S: Store>(store: &S) {
+    let athlete = uuid("ledger-owner");
+    let other = uuid("ledger-other");
+    let training = exercise_key("Xy7Qp2Lr");
+    let sleep = day_key(DataKind::Sleep, 3);
+    let activity = day_key(DataKind::Activity, 3);
+    let missing = day_key(DataKind::Recharge, 3);
+    assert!(
+        store
+            .ledger_get(&athlete, std::slice::from_ref(&training))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .ledger_put(
+            &athlete,
+            &[
+                (training.clone(), entry("h1", None, LedgerState::Pending)),
+                (sleep.clone(), entry("h2", Some(12), LedgerState::Confirmed)),
+                (
+                    activity.clone(),
+                    entry("h3", Some(13), LedgerState::Confirmed),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .ledger_put(
+            &other,
+            &[(missing.clone(), entry("x", None, LedgerState::Pending))],
+        )
+        .await
+        .unwrap();
+    let got = store
+        .ledger_get(
+            &athlete,
+            &[
+                training.clone(),
+                sleep.clone(),
+                missing.clone(),
+                sleep.clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.len(),
+        2,
+        "the missing key is absent, the repeated one counted once"
+    );
+    assert_eq!(got[&training], entry("h1", None, LedgerState::Pending));
+    assert_eq!(got[&sleep], entry("h2", Some(12), LedgerState::Confirmed));
+
+    // Replacing an entry (confirming it); of two writes to one key in a call, the last wins.
+    store
+        .ledger_put(
+            &athlete,
+            &[
+                (training.clone(), entry("stale", None, LedgerState::Pending)),
+                (
+                    training.clone(),
+                    entry("h1", Some(11), LedgerState::Confirmed),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .ledger_get(&athlete, std::slice::from_ref(&training))
+            .await
+            .unwrap()[&training],
+        entry("h1", Some(11), LedgerState::Confirmed)
+    );
+
+    let counts = store.ledger_counts(&athlete).await.unwrap();
+    let expected: HashMap<String, u64> = [
+        ("training", 1),
+        ("activity", 1),
+        ("sleep", 1),
+        ("recharge", 0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(counts, expected);
+    assert_eq!(store.ledger_counts(&other).await.unwrap()["recharge"], 1);
+}
+
+async fn ledger_handles_more_than_one_batch<S: Store>(store: &S) {
+    // 130 entries: more than BatchWriteItem's 25 and BatchGetItem's 100 per call.
+    let athlete = uuid("busy-athlete");
+    let entries: Vec<(LedgerKey, LedgerEntry)> = (0..130)
+        .map(|i| {
+            let kind = if i % 2 == 0 {
+                DataKind::Sleep
+            } else {
+                DataKind::Activity
+            };
+            (
+                day_key(kind, i),
+                entry(
+                    &format!("h{i}"),
+                    Some(i64::from(i) + 1),
+                    LedgerState::Confirmed,
+                ),
+            )
+        })
+        .collect();
+    store.ledger_put(&athlete, &entries).await.unwrap();
+    let keys: Vec<LedgerKey> = entries.iter().map(|(k, _)| k.clone()).collect();
+    let got = store.ledger_get(&athlete, &keys).await.unwrap();
+    assert_eq!(got.len(), 130);
+    for (key, value) in &entries {
+        assert_eq!(&got[key], value);
+    }
+    let counts = store.ledger_counts(&athlete).await.unwrap();
+    assert_eq!(
+        (counts["sleep"], counts["activity"], counts["training"]),
+        (65, 65, 0)
+    );
+}
+
+async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
+    let id = uuid("locked");
+    let now = t0();
+    let until = now + Duration::minutes(3);
+    assert!(store.try_lock(&id, "worker-a", now, until).await.unwrap());
+    assert!(!store.try_lock(&id, "worker-b", now, until).await.unwrap());
+    assert!(
+        !store.try_lock(&id, "worker-a", now, until).await.unwrap(),
+        "not re-entrant"
+    );
+    assert!(
+        !store
+            .try_lock(&id, "worker-b", until, until + Duration::minutes(3))
+            .await
+            .unwrap(),
+        "held through its last second"
+    );
+    // Someone else's unlock releases nothing.
+    store.unlock(&id, "worker-b").await.unwrap();
+    assert!(!store.try_lock(&id, "worker-b", now, until).await.unwrap());
+    // The owner's does.
+    store.unlock(&id, "worker-a").await.unwrap();
+    assert!(store.try_lock(&id, "worker-b", now, until).await.unwrap());
+
+    // A crashed owner's lock lapses; its late unlock then leaves the new owner's lock alone.
+    let later = until + Duration::seconds(1);
+    assert!(
+        store
+            .try_lock(&id, "worker-c", later, later + Duration::minutes(3))
+            .await
+            .unwrap()
+    );
+    store.unlock(&id, "worker-b").await.unwrap();
+    assert!(!store.try_lock(&id, "worker-d", later, later).await.unwrap());
+    // Locks are per athlete.
+    assert!(
+        store
+            .try_lock(&uuid("other"), "worker-d", later, later)
+            .await
+            .unwrap()
+    );
+}
+
+async fn one_of_twenty_concurrent_locks_wins<S: Store>(store: &S) {
+    let id = uuid("contended");
+    let owners: Vec<String> = (0..20).map(|i| format!("worker-{i}")).collect();
+    let results = join_all(
+        owners
+            .iter()
+            .map(|owner| store.try_lock(&id, owner, t0(), t0() + Duration::minutes(3))),
+    )
+    .await;
+    let winners = results
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|won| *won)
+        .count();
+    assert_eq!(winners, 1);
+}
+
+async fn budget_saves_check_the_version<S: Store>(store: &S) {
+    assert_eq!(store.load_budget().await.unwrap(), None);
+    let state = BudgetState::initial(LimitFormula::POLAR, 3);
+    assert_eq!(store.save_budget(&state, 0).await.unwrap(), 1);
+    assert!(matches!(
+        store.save_budget(&state, 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.load_budget().await.unwrap(), Some((state, 1)));
+    let spent = state.reserve(7, 0.9, t0()).unwrap().rate_limited(60, t0());
+    assert_eq!(store.save_budget(&spent, 1).await.unwrap(), 2);
+    assert!(matches!(
+        store.save_budget(&state, 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.save_budget(&state, 5).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.load_budget().await.unwrap(), Some((spent, 2)));
+}
+
+async fn concurrent_budget_updates_lose_nothing<S: Store>(store: &S) {
+    let spend_one = || async {
+        for _ in 0..200 {
+            let (state, version) = match store.load_budget().await.unwrap() {
+                Some(found) => found,
+                None => (BudgetState::initial(LimitFormula::POLAR, 0), 0),
+            };
+            let mut next = state;
+            next.short.used += 1;
+            match store.save_budget(&next, version).await {
+                Ok(_) => return,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no progress under contention");
+    };
+    join_all((0..20).map(|_| spend_one())).await;
+    let (state, version) = store.load_budget().await.unwrap().unwrap();
+    assert_eq!((state.short.used, version), (20, 20));
+}
+
+async fn markers_are_claimed_once_until_they_lapse<S: Store>(store: &S) {
+    let until = t0() + Duration::minutes(10);
+    assert!(store.claim("webhook:abc", t0(), until).await.unwrap());
+    assert!(
+        !store
+            .claim("webhook:abc", t0() + Duration::minutes(9), until)
+            .await
+            .unwrap()
+    );
+    assert!(!store.claim("webhook:abc", until, until).await.unwrap());
+    assert!(store.claim("webhook:other", t0(), until).await.unwrap());
+    let later = until + Duration::seconds(1);
+    assert!(
+        store
+            .claim("webhook:abc", later, later + Duration::minutes(10))
+            .await
+            .unwrap()
+    );
+    let results = join_all((0..20).map(|_| store.claim("webhook:race", t0(), until))).await;
+    assert_eq!(
+        results
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|c| *c)
+            .count(),
+        1
+    );
+}
+
+async fn settings_round_trip<S: Store>(store: &S) {
+    assert_eq!(store.get_setting("scan.cursor").await.unwrap(), None);
+    store.put_setting("scan.cursor", "page-3").await.unwrap();
+    store
+        .put_setting("mapping", "{\"forms\": {}}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_setting("scan.cursor").await.unwrap().as_deref(),
+        Some("page-3")
+    );
+    store.put_setting("scan.cursor", "").await.unwrap();
+    assert_eq!(
+        store.get_setting("scan.cursor").await.unwrap().as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        store.get_setting("mapping").await.unwrap().as_deref(),
+        Some("{\"forms\": {}}")
+    );
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&shared::testing::MemoryStore::new()).await;
+                }
+            )*
+        }
+
+        mod dynamo {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let moto = testkit::moto::shared().await;
+                    let store = moto.new_store("contract").await.unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    athlete_round_trips_with_optimistic_versions,
+    due_athletes_come_oldest_first_in_pages,
+    listings_page_by_status_then_uuid,
+    polar_user_finds_the_linked_athlete,
+    queued_marker_guards_the_fanout,
+    tokens_are_replaced_and_deleted,
+    auth_states_are_single_use_and_expire,
+    one_of_twenty_concurrent_takes_wins,
+    ledger_reads_writes_and_counts,
+    ledger_handles_more_than_one_batch,
+    locks_exclude_until_released_or_lapsed,
+    one_of_twenty_concurrent_locks_wins,
+    budget_saves_check_the_version,
+    concurrent_budget_updates_lose_nothing,
+    markers_are_claimed_once_until_they_lapse,
+    settings_round_trip,
+);

@@ -1,0 +1,256 @@
+//! What only `DynamoStore` has: the table's schema, the raw item layout the indexes rely on, and how
+//! SDK failures and undecodable items surface (moto stands in for DynamoDB).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, BillingMode, KeyType, ProjectionType, TimeToLiveStatus,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use shared::ids::{AthleteUuid, AuthState, PolarUserId};
+use shared::model::{Athlete, AthleteStatus};
+use shared::store::schema::{self, TableSetup};
+use shared::store::{AthleteStore, AuthStateStore, DynamoStore, LockStore, PageToken, StoreError};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+}
+
+async fn fresh_table() -> (Client, String, DynamoStore) {
+    let moto = testkit::moto::shared().await;
+    let table = testkit::moto::unique_name("dyn");
+    moto.create_table(&table).await.unwrap();
+    let client = Client::new(&moto.sdk_config().await);
+    let store = DynamoStore::new(client.clone(), table.clone());
+    (client, table, store)
+}
+
+async fn raw_item(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    sk: &str,
+) -> HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default()
+}
+
+/// An index as described: its key schema, projection type and projected non-key attributes.
+type IndexShape<'a> = (Vec<(&'a str, KeyType)>, ProjectionType, Vec<String>);
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+#[tokio::test]
+async fn table_has_the_schema_the_template_mirrors_and_creation_is_idempotent() {
+    let (client, table, _) = fresh_table().await;
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let description = described.table().unwrap();
+    let keys: Vec<(&str, KeyType)> = description
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type().clone()))
+        .collect();
+    assert_eq!(keys, [("pk", KeyType::Hash), ("sk", KeyType::Range)]);
+    assert_eq!(
+        description
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode()),
+        Some(&BillingMode::PayPerRequest)
+    );
+
+    let mut indexes: HashMap<&str, IndexShape> = HashMap::new();
+    for index in description.global_secondary_indexes() {
+        let projection = index.projection().unwrap();
+        indexes.insert(
+            index.index_name().unwrap(),
+            (
+                index
+                    .key_schema()
+                    .iter()
+                    .map(|k| (k.attribute_name(), k.key_type().clone()))
+                    .collect(),
+                projection.projection_type().unwrap().clone(),
+                projection.non_key_attributes().to_vec(),
+            ),
+        );
+    }
+    assert_eq!(indexes.len(), 3);
+    assert_eq!(
+        indexes["due"],
+        (
+            vec![("due_pk", KeyType::Hash), ("due_sk", KeyType::Range)],
+            ProjectionType::KeysOnly,
+            vec![]
+        )
+    );
+    assert_eq!(
+        indexes["polar_user"],
+        (
+            vec![("polar_user_key", KeyType::Hash)],
+            ProjectionType::Include,
+            vec!["uuid".to_string()]
+        )
+    );
+    assert_eq!(
+        indexes["status"],
+        (
+            vec![("status_key", KeyType::Hash), ("uuid", KeyType::Range)],
+            ProjectionType::KeysOnly,
+            vec![]
+        )
+    );
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+
+    assert_eq!(
+        schema::create_table(&client, &table).await.unwrap(),
+        TableSetup {
+            created: false,
+            ttl_enabled: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn athlete_items_carry_exactly_the_index_keys_their_state_calls_for() {
+    let (client, table, store) = fresh_table().await;
+    let uuid = AthleteUuid::parse("test-uuid-123").unwrap();
+    let due = t0() + Duration::minutes(60);
+    let mut athlete = Athlete::new(uuid.clone());
+    athlete.set_status(AthleteStatus::Linked, t0());
+    athlete.polar_user_id = Some(PolarUserId::new(42).unwrap());
+    athlete.next_sync_due = Some(due);
+    let saved = store.save_athlete(&athlete).await.unwrap();
+
+    let item = raw_item(&client, &table, "ATHLETE#test-uuid-123", "ATHLETE").await;
+    assert_eq!(text(&item, "uuid").as_deref(), Some("test-uuid-123"));
+    assert_eq!(text(&item, "status_key").as_deref(), Some("linked"));
+    assert_eq!(text(&item, "polar_user_key").as_deref(), Some("POLAR#42"));
+    assert_eq!(text(&item, "due_pk").as_deref(), Some("DUE"));
+    assert_eq!(
+        text(&item, "due_sk").as_deref(),
+        Some("2026-11-27T13:00:00.000000000Z#test-uuid-123")
+    );
+    assert_eq!(item.get("version"), Some(&AttributeValue::N("1".into())));
+
+    let mut revoked = saved;
+    revoked.set_status(AthleteStatus::Revoked, t0());
+    revoked.polar_user_id = None;
+    store.save_athlete(&revoked).await.unwrap();
+    let item = raw_item(&client, &table, "ATHLETE#test-uuid-123", "ATHLETE").await;
+    assert_eq!(text(&item, "status_key").as_deref(), Some("revoked"));
+    for gone in ["due_pk", "due_sk", "polar_user_key", "next_sync_due"] {
+        assert!(!item.contains_key(gone), "{gone} still set");
+    }
+}
+
+#[tokio::test]
+async fn expiring_items_carry_the_ttl_attribute() {
+    let (client, table, store) = fresh_table().await;
+    let state = AuthState::generate();
+    let uuid = AthleteUuid::parse("ttl-owner").unwrap();
+    let expires = t0() + Duration::minutes(15);
+    store.put_state(&state, &uuid, expires).await.unwrap();
+    let item = raw_item(
+        &client,
+        &table,
+        &format!("STATE#{}", state.as_str()),
+        "STATE",
+    )
+    .await;
+    assert_eq!(
+        item.get("expires_at"),
+        Some(&AttributeValue::N(expires.timestamp().to_string()))
+    );
+
+    let until = t0() + Duration::minutes(3);
+    assert!(store.try_lock(&uuid, "worker", t0(), until).await.unwrap());
+    let lock = raw_item(&client, &table, "ATHLETE#ttl-owner", "LOCK").await;
+    assert_eq!(text(&lock, "owner").as_deref(), Some("worker"));
+    assert_eq!(
+        lock.get("expires_at"),
+        Some(&AttributeValue::N(until.timestamp().to_string()))
+    );
+}
+
+#[tokio::test]
+async fn undecodable_items_are_reported_corrupt_with_their_key() {
+    let (client, table, store) = fresh_table().await;
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("ATHLETE#broken".into()))
+        .item("sk", AttributeValue::S("ATHLETE".into()))
+        .item("uuid", AttributeValue::S("broken".into()))
+        .item("version", AttributeValue::N("1".into()))
+        .item("status", AttributeValue::S("banana".into()))
+        .item("cursors", AttributeValue::S("{}".into()))
+        .send()
+        .await
+        .unwrap();
+    match store
+        .get_athlete(&AthleteUuid::parse("broken").unwrap())
+        .await
+    {
+        Err(StoreError::Corrupt { key, reason }) => {
+            assert_eq!(key, "ATHLETE#broken/ATHLETE");
+            assert!(reason.contains("banana"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+
+    assert!(matches!(
+        store
+            .due_athletes(t0(), Some(PageToken("not a key".into())), 10)
+            .await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn service_failures_are_unavailable_and_carry_only_the_code() {
+    let moto = testkit::moto::shared().await;
+    let missing = DynamoStore::from_config(
+        &moto.sdk_config().await,
+        testkit::moto::unique_name("missing"),
+    );
+    match missing
+        .get_athlete(&AthleteUuid::parse("anyone").unwrap())
+        .await
+    {
+        Err(StoreError::Unavailable(reason)) => {
+            assert_eq!(reason, "GetItem: ResourceNotFoundException");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(matches!(
+        missing.try_lock(&AthleteUuid::parse("anyone").unwrap(), "w", t0(), t0()).await,
+        Err(StoreError::Unavailable(reason)) if reason.starts_with("PutItem: ")
+    ));
+}

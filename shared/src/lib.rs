@@ -2,6 +2,7 @@
 //! stores, the queue, mapping, crypto, the rate budget, telemetry and the use cases every function runs.
 
 pub mod aws;
+pub mod bootstrap;
 pub mod budget;
 pub mod clock;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod mapping;
+pub mod metrics;
 pub mod model;
 pub mod polar;
 pub mod queue;

@@ -98,7 +98,8 @@ impl SyncJob {
 
     /// Parses a message body; the error says which field is wrong, never echoing the body.
     pub fn from_body(body: &str) -> Result<Self, String> {
-        serde_json::from_str(body).map_err(|e| format!("not a sync job: {}", crate::error::describe_json_error(&e)))
+        serde_json::from_str(body)
+            .map_err(|e| format!("not a sync job: {}", crate::error::describe_json_error(&e)))
     }
 }
 

@@ -96,19 +96,27 @@ where
         let mut page: Option<PageToken> = None;
         loop {
             if Instant::now() >= deadline {
-                info!(queued = report.queued, outcome = "continued", "fan-out reached its deadline; the next run continues");
+                info!(
+                    queued = report.queued,
+                    outcome = "continued",
+                    "fan-out reached its deadline; the next run continues"
+                );
                 return Ok(report);
             }
             let listing = self.store.due_athletes(now, page.take(), PAGE).await?;
             report.due += listing.items.len() as u64;
-            let marked: Vec<(AthleteUuid, Result<bool, StoreError>)> = futures::stream::iter(listing.items)
-                .map(|uuid| async move {
-                    let r = self.store.mark_queued(&uuid, now + QUEUED_MARKER_TTL, now).await;
-                    (uuid, r)
-                })
-                .buffered(MARK_CONCURRENCY)
-                .collect()
-                .await;
+            let marked: Vec<(AthleteUuid, Result<bool, StoreError>)> =
+                futures::stream::iter(listing.items)
+                    .map(|uuid| async move {
+                        let r = self
+                            .store
+                            .mark_queued(&uuid, now + QUEUED_MARKER_TTL, now)
+                            .await;
+                        (uuid, r)
+                    })
+                    .buffered(MARK_CONCURRENCY)
+                    .collect()
+                    .await;
             let mut outgoing = Vec::new();
             for (uuid, marked) in marked {
                 match marked {
@@ -119,13 +127,17 @@ where
                     }
                     Err(e) => return Err(e.into()),
                 }
-                let Some(delay_seconds) = spread.delay_for(report.queued + outgoing.len() as u64) else {
+                let Some(delay_seconds) = spread.delay_for(report.queued + outgoing.len() as u64)
+                else {
                     // No budget left this interval: release the marker so the athlete stays due.
                     report.budget_limited = true;
                     self.store.clear_queued(&uuid).await?;
                     continue;
                 };
-                outgoing.push(Outgoing { job: SyncJob::new(uuid, JobKind::Scheduled, Vec::new(), now), delay_seconds });
+                outgoing.push(Outgoing {
+                    job: SyncJob::new(uuid, JobKind::Scheduled, Vec::new(), now),
+                    delay_seconds,
+                });
             }
             self.send_all(outgoing, &mut report).await?;
             if report.budget_limited {
@@ -149,20 +161,34 @@ where
     async fn spread(&self, now: DateTime<Utc>) -> Result<Spread, FanoutError> {
         let budget = RateBudget::new(&self.store, LimitFormula::POLAR);
         let (short, long, resets_at) = budget.available(now).await?;
-        let state_limit = self.store.load_budget().await?.map(|(s, _)| s.short.limit).unwrap_or(LimitFormula::POLAR.short_base);
+        let state_limit = self
+            .store
+            .load_budget()
+            .await?
+            .map(|(s, _)| s.short.limit)
+            .unwrap_or(LimitFormula::POLAR.short_base);
         let jobs_now = short.min(long) / CALLS_PER_JOB;
         let until_reset = resets_at.map_or(Duration::zero(), |r| (r - now).max(Duration::zero()));
         let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
         let next_window = if until_reset <= max_delay {
-            let full = (state_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / CALLS_PER_JOB;
+            let full =
+                (state_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / CALLS_PER_JOB;
             full.min(long.saturating_sub(short.min(long)) / CALLS_PER_JOB)
         } else {
             0
         };
-        Ok(Spread { now: jobs_now, next_window, delay_seconds: until_reset.num_seconds().clamp(0, max_delay.num_seconds()) as u32 })
+        Ok(Spread {
+            now: jobs_now,
+            next_window,
+            delay_seconds: until_reset.num_seconds().clamp(0, max_delay.num_seconds()) as u32,
+        })
     }
 
-    async fn send_all(&self, outgoing: Vec<Outgoing>, report: &mut FanoutReport) -> Result<(), FanoutError> {
+    async fn send_all(
+        &self,
+        outgoing: Vec<Outgoing>,
+        report: &mut FanoutReport,
+    ) -> Result<(), FanoutError> {
         for batch in outgoing.chunks(10) {
             let failed = match self.queue.send_batch(batch).await {
                 Ok(failed) => failed,
@@ -193,8 +219,15 @@ mod tests {
 
     #[test]
     fn spread_fills_now_then_the_next_window_then_stops() {
-        let spread = Spread { now: 2, next_window: 3, delay_seconds: 600 };
+        let spread = Spread {
+            now: 2,
+            next_window: 3,
+            delay_seconds: 600,
+        };
         let delays: Vec<_> = (0..6).map(|i| spread.delay_for(i)).collect();
-        assert_eq!(delays, [Some(0), Some(0), Some(600), Some(600), Some(600), None]);
+        assert_eq!(
+            delays,
+            [Some(0), Some(0), Some(600), Some(600), Some(600), None]
+        );
     }
 }

@@ -124,26 +124,40 @@ where
 {
     /// `GET /polar/authorize`: checks the athlete's signed link and returns Polar's authorisation URL with a
     /// fresh single-use state bound to that athlete.
-    pub async fn start_authorization(&self, request: &AuthorizeRequest) -> Result<String, AuthorizeError> {
+    pub async fn start_authorization(
+        &self,
+        request: &AuthorizeRequest,
+    ) -> Result<String, AuthorizeError> {
         let now = self.now();
-        let (Some(athlete), Some(exp), Some(sig)) = (&request.athlete, &request.exp, &request.sig) else {
+        let (Some(athlete), Some(exp), Some(sig)) = (&request.athlete, &request.exp, &request.sig)
+        else {
             return Err(AuthorizeError::Malformed);
         };
-        let athlete = AthleteUuid::parse(athlete.as_str()).map_err(|_| AuthorizeError::Malformed)?;
+        let athlete =
+            AthleteUuid::parse(athlete.as_str()).map_err(|_| AuthorizeError::Malformed)?;
         let exp: i64 = exp.trim().parse().map_err(|_| AuthorizeError::Malformed)?;
-        self.signer.verify(&athlete, exp, sig, now).map_err(|e| match e {
-            LinkError::BadSignature => AuthorizeError::BadSignature,
-            LinkError::Expired => AuthorizeError::Expired,
-        })?;
+        self.signer
+            .verify(&athlete, exp, sig, now)
+            .map_err(|e| match e {
+                LinkError::BadSignature => AuthorizeError::BadSignature,
+                LinkError::Expired => AuthorizeError::Expired,
+            })?;
         let state = AuthState::generate();
-        self.store.put_state(&state, &athlete, now + STATE_TTL).await?;
+        self.store
+            .put_state(&state, &athlete, now + STATE_TTL)
+            .await?;
         info!(athlete = %athlete, outcome = "redirected", "authorisation started");
-        Ok(self.polar.authorization_url(&state, &self.settings.redirect_uri))
+        Ok(self
+            .polar
+            .authorization_url(&state, &self.settings.redirect_uri))
     }
 
     /// `GET /polar/callback`: consumes the state once, exchanges the code once, registers, stores the
     /// sealed token, marks the athlete `Linked`, writes their profile entry and queues the first sync.
-    pub async fn complete_authorization(&self, request: CallbackRequest) -> Result<Linked, CallbackError> {
+    pub async fn complete_authorization(
+        &self,
+        request: CallbackRequest,
+    ) -> Result<Linked, CallbackError> {
         let now = self.now();
         let state = request
             .state
@@ -151,23 +165,44 @@ where
             .and_then(|s| AuthState::parse(s).ok())
             .ok_or(CallbackError::Malformed)?;
         // Consuming the state first makes every replay of this callback fail here, before Polar is called.
-        let athlete = self.store.take_state(&state, now).await?.ok_or(CallbackError::StateUsedOrExpired)?;
+        let athlete = self
+            .store
+            .take_state(&state, now)
+            .await?
+            .ok_or(CallbackError::StateUsedOrExpired)?;
         if let Some(error) = request.error.as_deref() {
             info!(athlete = %athlete, polar_error = error, outcome = "rejected", "Polar returned an error to the callback");
-            return Err(if error == "access_denied" { CallbackError::AccessDenied } else { CallbackError::PolarReportedError });
+            return Err(if error == "access_denied" {
+                CallbackError::AccessDenied
+            } else {
+                CallbackError::PolarReportedError
+            });
         }
         let code = request.code.ok_or(CallbackError::Malformed)?;
-        let grant = self.polar.exchange_code(&code, &self.settings.redirect_uri).await.map_err(|e| match e {
-            PolarError::InvalidGrant | PolarError::BadRequest { .. } => CallbackError::CodeRefused,
-            PolarError::InvalidClient => CallbackError::Misconfigured(e),
-            other => CallbackError::PolarUnavailable(other),
-        })?;
-        let registration = match self.polar.register_user(&grant.access_token, &athlete).await {
+        let grant = self
+            .polar
+            .exchange_code(&code, &self.settings.redirect_uri)
+            .await
+            .map_err(|e| match e {
+                PolarError::InvalidGrant | PolarError::BadRequest { .. } => {
+                    CallbackError::CodeRefused
+                }
+                PolarError::InvalidClient => CallbackError::Misconfigured(e),
+                other => CallbackError::PolarUnavailable(other),
+            })?;
+        let registration = match self
+            .polar
+            .register_user(&grant.access_token, &athlete)
+            .await
+        {
             Ok(r) => r,
             Err(PolarError::ConsentsMissing) => return Err(CallbackError::ConsentsMissing),
             Err(e) => return Err(CallbackError::PolarUnavailable(e)),
         };
-        let sealed = self.cipher.seal(&athlete, &grant.access_token).map_err(|_| CallbackError::Crypto)?;
+        let sealed = self
+            .cipher
+            .seal(&athlete, &grant.access_token)
+            .map_err(|_| CallbackError::Crypto)?;
         let token = StoredToken {
             sealed,
             polar_user_id: Some(grant.polar_user_id),
@@ -186,7 +221,10 @@ where
                 a.last_error = None;
             })
             .await?;
-        if let Err(e) = self.write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER)).await {
+        if let Err(e) = self
+            .write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER))
+            .await
+        {
             // The link itself is complete; the scan writes the profile status on its next pass.
             warn!(athlete = %athlete, error = %e, "could not write the Polar Access Token profile entry");
         }
@@ -199,12 +237,21 @@ where
             outcome = "linked",
             "athlete linked through the web flow"
         );
-        Ok(Linked { athlete, already_registered: registration == Registration::AlreadyRegistered, first_sync_queued })
+        Ok(Linked {
+            athlete,
+            already_registered: registration == Registration::AlreadyRegistered,
+            first_sync_queued,
+        })
     }
 
     /// Queues a job for `athlete` now, guarded by the queued marker; `false` if it was not queued (already
     /// queued, or the queue failed — the athlete stays due, so the fan-out takes it).
-    pub async fn enqueue_now(&self, athlete: &AthleteUuid, kind: JobKind, now: DateTime<Utc>) -> bool {
+    pub async fn enqueue_now(
+        &self,
+        athlete: &AthleteUuid,
+        kind: JobKind,
+        now: DateTime<Utc>,
+    ) -> bool {
         let until = now + super::QUEUED_MARKER_TTL;
         match self.store.mark_queued(athlete, until, now).await {
             Ok(true) => {}
@@ -215,7 +262,14 @@ where
             }
         }
         let job = SyncJob::new(athlete.clone(), kind, Vec::new(), now);
-        match self.queue.send_batch(&[Outgoing { job, delay_seconds: 0 }]).await {
+        match self
+            .queue
+            .send_batch(&[Outgoing {
+                job,
+                delay_seconds: 0,
+            }])
+            .await
+        {
             Ok(failed) if failed.is_empty() => true,
             result => {
                 warn!(athlete = %athlete, queue_error = ?result.err(), "could not queue a sync job");

@@ -86,9 +86,16 @@ where
     }
 
     /// The signed authorisation link of `athlete`, valid for [`LinkSigner::VALIDITY_DAYS`] from `now`.
-    pub fn authorisation_link(&self, athlete: &crate::ids::AthleteUuid, now: DateTime<Utc>) -> String {
-        self.signer
-            .url(&self.settings.authorize_endpoint, athlete, now + Duration::days(LinkSigner::VALIDITY_DAYS))
+    pub fn authorisation_link(
+        &self,
+        athlete: &crate::ids::AthleteUuid,
+        now: DateTime<Utc>,
+    ) -> String {
+        self.signer.url(
+            &self.settings.authorize_endpoint,
+            athlete,
+            now + Duration::days(LinkSigner::VALIDITY_DAYS),
+        )
     }
 
     /// Re-reads the athlete, applies `change`, writes with the version check, and retries on conflicts
@@ -128,17 +135,21 @@ where
         };
         let spec = &self.mapping.access_token;
         let existing = self.smartabase.profiles(&spec.form, &[user]).await?;
-        let mut entry = existing
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| ProfileEntry { form: spec.form.clone(), user_id: user, fields: Default::default() });
+        let mut entry = existing.into_iter().next().unwrap_or_else(|| ProfileEntry {
+            form: spec.form.clone(),
+            user_id: user,
+            fields: Default::default(),
+        });
         let mut set = |role: &str, value: Option<String>| {
             if let (Some(name), Some(value)) = (spec.field(role), value) {
                 entry.fields.insert(name.to_string(), value);
             }
         };
         set("status", Some(athlete.status.profile_label().to_string()));
-        set("polar_user_id", athlete.polar_user_id.map(|id| id.to_string()));
+        set(
+            "polar_user_id",
+            athlete.polar_user_id.map(|id| id.to_string()),
+        );
         set("linked_at", athlete.linked_at.map(format_instant));
         set("access_token", access_token_field.map(str::to_string));
         self.smartabase.save_profile(&entry).await
@@ -160,3 +171,13 @@ pub const STORED_TOKEN_MARKER: &str = "stored";
 /// How long the queued marker keeps the fan-out from queueing an athlete again; the worker clears it when
 /// the job ends, so this only matters for jobs lost or parked in the DLQ.
 pub const QUEUED_MARKER_TTL: Duration = Duration::hours(2);
+
+/// The instant `margin_seconds` before a Lambda invocation's deadline (epoch milliseconds), for
+/// use cases that stop in time and leave a continuation.
+pub fn deadline_before(deadline_epoch_ms: u64, margin_seconds: u64) -> std::time::Instant {
+    let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+    let remaining = deadline_epoch_ms
+        .saturating_sub(now_ms)
+        .saturating_sub(margin_seconds * 1000);
+    std::time::Instant::now() + std::time::Duration::from_millis(remaining)
+}

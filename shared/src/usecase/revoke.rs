@@ -68,15 +68,29 @@ where
     /// `POST /polar/revoke`: verifies the timestamped signature over the raw body before reading it, then
     /// revokes. A request signed before the athlete's current link was made (a replay, within the
     /// five-minute window, of a revoke that preceded a re-link) changes nothing.
-    pub async fn revoke_hook(&self, signature_header: Option<&str>, body: &[u8]) -> Result<RevokeOutcome, RevokeError> {
+    pub async fn revoke_hook(
+        &self,
+        signature_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<RevokeOutcome, RevokeError> {
         let now = self.now();
-        let signed_at = verify_revoke_signature(&self.settings.revoke_hook_secret, signature_header, body, now)
-            .map_err(RevokeError::Unauthenticated)?;
-        let parsed: RevokeBody = serde_json::from_slice(body)
-            .map_err(|_| RevokeError::BadRequest("expected {\"athlete_uuid\": \"<uuid>\"}".into()))?;
-        let athlete =
-            AthleteUuid::parse(parsed.athlete_uuid).map_err(|e| RevokeError::BadRequest(e.to_string()))?;
-        let current = self.store.get_athlete(&athlete).await?.ok_or(RevokeError::UnknownAthlete)?;
+        let signed_at = verify_revoke_signature(
+            &self.settings.revoke_hook_secret,
+            signature_header,
+            body,
+            now,
+        )
+        .map_err(RevokeError::Unauthenticated)?;
+        let parsed: RevokeBody = serde_json::from_slice(body).map_err(|_| {
+            RevokeError::BadRequest("expected {\"athlete_uuid\": \"<uuid>\"}".into())
+        })?;
+        let athlete = AthleteUuid::parse(parsed.athlete_uuid)
+            .map_err(|e| RevokeError::BadRequest(e.to_string()))?;
+        let current = self
+            .store
+            .get_athlete(&athlete)
+            .await?
+            .ok_or(RevokeError::UnknownAthlete)?;
         if current.linked_at.is_some_and(|linked| linked > signed_at) {
             info!(athlete = %athlete, outcome = "stale", "revoke request predates the current link; ignored");
             return Ok(RevokeOutcome::AlreadyRevoked);
@@ -88,20 +102,37 @@ where
     /// `Revoked` here and in the profile. Jobs already queued for the athlete become no-ops. If Polar is
     /// unreachable the athlete is still revoked at once and the token kept sealed until the scan
     /// completes the deregistration.
-    pub async fn revoke_athlete(&self, athlete: &AthleteUuid, origin: &'static str) -> Result<RevokeOutcome, RevokeError> {
+    pub async fn revoke_athlete(
+        &self,
+        athlete: &AthleteUuid,
+        origin: &'static str,
+    ) -> Result<RevokeOutcome, RevokeError> {
         let now = self.now();
-        let current = self.store.get_athlete(athlete).await?.ok_or(RevokeError::UnknownAthlete)?;
+        let current = self
+            .store
+            .get_athlete(athlete)
+            .await?
+            .ok_or(RevokeError::UnknownAthlete)?;
         let token_held = self.store.get_token(athlete).await?.is_some();
-        if matches!(current.status, AthleteStatus::Revoked | AthleteStatus::Unlinked | AthleteStatus::Removed) && !token_held {
+        if matches!(
+            current.status,
+            AthleteStatus::Revoked | AthleteStatus::Unlinked | AthleteStatus::Removed
+        ) && !token_held
+        {
             info!(athlete = %athlete, origin, outcome = "already_revoked", "revoke: nothing to do");
             return Ok(RevokeOutcome::AlreadyRevoked);
         }
-        let revoked = self.update_athlete(athlete, |a| {
-            if matches!(a.status, AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation) {
-                a.set_status(AthleteStatus::Revoked, now);
-            }
-            a.queued_until = None;
-        }).await?;
+        let revoked = self
+            .update_athlete(athlete, |a| {
+                if matches!(
+                    a.status,
+                    AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
+                ) {
+                    a.set_status(AthleteStatus::Revoked, now);
+                }
+                a.queued_until = None;
+            })
+            .await?;
         let deregistered = self.deregister(athlete).await?;
         if let Err(e) = self.write_access_token_profile(&revoked, None).await {
             warn!(athlete = %athlete, error = %e, "could not write Revoked to the profile form; the scan retries");
@@ -118,7 +149,11 @@ where
         };
         let polar_user = match stored.polar_user_id {
             Some(id) => Some(id),
-            None => self.store.get_athlete(athlete).await?.and_then(|a| a.polar_user_id),
+            None => self
+                .store
+                .get_athlete(athlete)
+                .await?
+                .and_then(|a| a.polar_user_id),
         };
         match (self.cipher.open(athlete, &stored.sealed), polar_user) {
             (Ok(token), Some(user)) => match self.polar.delete_user(&token, user).await {
@@ -127,10 +162,16 @@ where
                     warn!(athlete = %athlete, error = %e, outcome = "deferred", "Polar deregistration failed; will retry");
                     return Ok(false);
                 }
-                Err(e) => warn!(athlete = %athlete, error = %e, "Polar refused deregistration; deleting the token anyway"),
+                Err(e) => {
+                    warn!(athlete = %athlete, error = %e, "Polar refused deregistration; deleting the token anyway")
+                }
             },
-            (Ok(_), None) => warn!(athlete = %athlete, "no Polar user id known; token deleted without deregistering"),
-            (Err(e), _) => warn!(athlete = %athlete, error = %e, "stored token cannot be opened; deleting it"),
+            (Ok(_), None) => {
+                warn!(athlete = %athlete, "no Polar user id known; token deleted without deregistering")
+            }
+            (Err(e), _) => {
+                warn!(athlete = %athlete, error = %e, "stored token cannot be opened; deleting it")
+            }
         }
         self.store.delete_token(athlete).await?;
         Ok(true)

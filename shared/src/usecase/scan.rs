@@ -108,17 +108,34 @@ where
         let mut pass = match self.store.get_setting(SCAN_SETTING).await? {
             Some(json) => serde_json::from_str::<Continuation>(&json).unwrap_or_else(|_| {
                 warn!("scan continuation unreadable; starting a new pass");
-                Continuation { cursor: None, pass_started_at: now, users_seen: 0 }
+                Continuation {
+                    cursor: None,
+                    pass_started_at: now,
+                    users_seen: 0,
+                }
             }),
-            None => Continuation { cursor: None, pass_started_at: now, users_seen: 0 },
+            None => Continuation {
+                cursor: None,
+                pass_started_at: now,
+                users_seen: 0,
+            },
         };
         if pass.cursor.is_some() {
             info!(pass_started_at = %pass.pass_started_at, "continuing the roster pass");
         }
         loop {
             if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
-                self.store.put_setting(SCAN_SETTING, &serde_json::to_string(&pass).unwrap_or_default()).await?;
-                info!(pages = report.pages, outcome = "continued", "scan stopped at its limit; the next run continues");
+                self.store
+                    .put_setting(
+                        SCAN_SETTING,
+                        &serde_json::to_string(&pass).unwrap_or_default(),
+                    )
+                    .await?;
+                info!(
+                    pages = report.pages,
+                    outcome = "continued",
+                    "scan stopped at its limit; the next run continues"
+                );
                 return Ok(report);
             }
             let page = self.smartabase.roster_page(pass.cursor.as_deref()).await?;
@@ -127,36 +144,66 @@ where
             let users: Vec<&RosterUser> = page.users.iter().filter(|u| u.uuid.is_some()).collect();
             report.athletes_seen += users.len() as u64;
             pass.users_seen += users.len() as u64;
-            self.scan_page(&users, pass.pass_started_at, &mut report).await?;
+            self.scan_page(&users, pass.pass_started_at, &mut report)
+                .await?;
             pass.cursor = page.next_cursor;
             if pass.cursor.is_none() {
                 break;
             }
         }
         report.pass_complete = true;
-        self.removal_pass(pass.pass_started_at, pass.users_seen, &mut report).await?;
+        self.removal_pass(pass.pass_started_at, pass.users_seen, &mut report)
+            .await?;
         // The next run starts a fresh pass.
         self.store
             .put_setting(
                 SCAN_SETTING,
-                &serde_json::to_string(&Continuation { cursor: None, pass_started_at: now, users_seen: 0 })
-                    .unwrap_or_default(),
+                &serde_json::to_string(&Continuation {
+                    cursor: None,
+                    pass_started_at: now,
+                    users_seen: 0,
+                })
+                .unwrap_or_default(),
             )
             .await?;
-        self.store.put_setting("scan-last-complete", &now.to_rfc3339()).await?;
+        self.store
+            .put_setting("scan-last-complete", &now.to_rfc3339())
+            .await?;
         Ok(report)
     }
 
-    async fn scan_page(&self, users: &[&RosterUser], pass_started: DateTime<Utc>, report: &mut ScanReport) -> Result<(), ScanError> {
+    async fn scan_page(
+        &self,
+        users: &[&RosterUser],
+        pass_started: DateTime<Utc>,
+        report: &mut ScanReport,
+    ) -> Result<(), ScanError> {
         if users.is_empty() {
             return Ok(());
         }
         let ids: Vec<_> = users.iter().map(|u| u.user_id).collect();
-        let by_user = |entries: Vec<ProfileEntry>| -> HashMap<_, _> { entries.into_iter().map(|e| (e.user_id, e)).collect() };
-        let portal = by_user(self.smartabase.profiles(&self.mapping.auth_portal.form, &ids).await?);
-        let tokens = by_user(self.smartabase.profiles(&self.mapping.access_token.form, &ids).await?);
+        let by_user = |entries: Vec<ProfileEntry>| -> HashMap<_, _> {
+            entries.into_iter().map(|e| (e.user_id, e)).collect()
+        };
+        let portal = by_user(
+            self.smartabase
+                .profiles(&self.mapping.auth_portal.form, &ids)
+                .await?,
+        );
+        let tokens = by_user(
+            self.smartabase
+                .profiles(&self.mapping.access_token.form, &ids)
+                .await?,
+        );
         let results: Vec<AthleteScan> = futures::stream::iter(users.iter().copied())
-            .map(|user| self.scan_athlete(user, portal.get(&user.user_id), tokens.get(&user.user_id), pass_started))
+            .map(|user| {
+                self.scan_athlete(
+                    user,
+                    portal.get(&user.user_id),
+                    tokens.get(&user.user_id),
+                    pass_started,
+                )
+            })
             .buffer_unordered(ATHLETE_CONCURRENCY)
             .collect()
             .await;
@@ -223,7 +270,10 @@ where
                 .zip(polar_user_field)
                 .and_then(|(e, f)| e.fields.get(f))
                 .and_then(|v| PolarUserId::parse(v).ok());
-            match self.pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now).await {
+            match self
+                .pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now)
+                .await
+            {
                 Ok(true) => {
                     result.app_linked = true;
                     return result;
@@ -239,13 +289,17 @@ where
 
         // Keep the profile's Status true (a callback or revoke may have failed to write it).
         let status_field = self.mapping.access_token.field("status");
-        let shown = token_entry.zip(status_field).and_then(|(e, f)| e.fields.get(f)).map(String::as_str);
+        let shown = token_entry
+            .zip(status_field)
+            .and_then(|(e, f)| e.fields.get(f))
+            .map(String::as_str);
         let should_show = matches!(
             athlete.status,
             AthleteStatus::Linked | AthleteStatus::Revoked | AthleteStatus::NeedsReauthorisation
         );
         if should_show && shown != Some(athlete.status.profile_label()) {
-            let token_value = (athlete.status == AthleteStatus::Linked && app_token.is_some()).then_some(STORED_TOKEN_MARKER);
+            let token_value = (athlete.status == AthleteStatus::Linked && app_token.is_some())
+                .then_some(STORED_TOKEN_MARKER);
             match self.write_access_token_profile(&athlete, token_value).await {
                 Ok(()) => result.status_written = true,
                 Err(e) => {
@@ -265,17 +319,31 @@ where
         result
     }
 
-    fn link_needs_refresh(&self, athlete: &AthleteUuid, current: Option<&str>, now: DateTime<Utc>) -> bool {
+    fn link_needs_refresh(
+        &self,
+        athlete: &AthleteUuid,
+        current: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> bool {
         let Some(current) = current else { return true };
-        let Some(query) = current.strip_prefix(&format!("{}?", self.settings.authorize_endpoint)) else {
+        let Some(query) = current.strip_prefix(&format!("{}?", self.settings.authorize_endpoint))
+        else {
             return true; // another deployment's URL, or edited
         };
         let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
-        let (Some(a), Some(exp), Some(sig)) = (params.get("athlete"), params.get("exp"), params.get("sig")) else {
+        let (Some(a), Some(exp), Some(sig)) =
+            (params.get("athlete"), params.get("exp"), params.get("sig"))
+        else {
             return true;
         };
-        let Ok(exp) = exp.parse::<i64>() else { return true };
-        a != athlete.as_str() || self.signer.verify(athlete, exp, sig, now + LINK_REFRESH_BEFORE_EXPIRY).is_err()
+        let Ok(exp) = exp.parse::<i64>() else {
+            return true;
+        };
+        a != athlete.as_str()
+            || self
+                .signer
+                .verify(athlete, exp, sig, now + LINK_REFRESH_BEFORE_EXPIRY)
+                .is_err()
     }
 
     async fn write_auth_link(
@@ -292,7 +360,9 @@ where
             fields: Default::default(),
         });
         if let Some(field) = spec.field("authorisation_link") {
-            entry.fields.insert(field.to_string(), self.authorisation_link(athlete, now));
+            entry
+                .fields
+                .insert(field.to_string(), self.authorisation_link(athlete, now));
         }
         self.smartabase.save_profile(&entry).await
     }
@@ -309,11 +379,14 @@ where
         let fingerprint = sha256_hex(token.expose_secret().as_bytes());
         let held = self.store.get_token(athlete).await?;
         let current = self.store.get_athlete(athlete).await?;
-        let already_linked = current.as_ref().is_some_and(|a| a.status == AthleteStatus::Linked);
+        let already_linked = current
+            .as_ref()
+            .is_some_and(|a| a.status == AthleteStatus::Linked);
         if held.as_ref().is_some_and(|t| t.fingerprint == fingerprint) && already_linked {
             // Held already; only the profile still shows the raw token. Overwrite it.
             if let Some(a) = current {
-                self.write_access_token_profile(&a, Some(STORED_TOKEN_MARKER)).await?;
+                self.write_access_token_profile(&a, Some(STORED_TOKEN_MARKER))
+                    .await?;
             }
             return Ok(false);
         }
@@ -347,7 +420,14 @@ where
         self.store
             .put_token(
                 athlete,
-                &StoredToken { sealed, polar_user_id: polar_user, issued_at: now, expires_at: None, source: TokenSource::AthleteApp, fingerprint },
+                &StoredToken {
+                    sealed,
+                    polar_user_id: polar_user,
+                    issued_at: now,
+                    expires_at: None,
+                    source: TokenSource::AthleteApp,
+                    fingerprint,
+                },
             )
             .await?;
         let linked = self
@@ -361,7 +441,10 @@ where
                 a.last_error = None;
             })
             .await?;
-        if let Err(e) = self.write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER)).await {
+        if let Err(e) = self
+            .write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER))
+            .await
+        {
             // The token is safe; the next run sees it is held and overwrites the field then.
             warn!(athlete = %athlete, error = %e, "could not overwrite the profile token with `stored`");
         }
@@ -370,9 +453,18 @@ where
         Ok(true)
     }
 
-    async fn removal_pass(&self, pass_started: DateTime<Utc>, users_seen: u64, report: &mut ScanReport) -> Result<(), ScanError> {
+    async fn removal_pass(
+        &self,
+        pass_started: DateTime<Utc>,
+        users_seen: u64,
+        report: &mut ScanReport,
+    ) -> Result<(), ScanError> {
         let mut tracked = Vec::new();
-        for status in [AthleteStatus::Linked, AthleteStatus::NeedsReauthorisation, AthleteStatus::Revoked] {
+        for status in [
+            AthleteStatus::Linked,
+            AthleteStatus::NeedsReauthorisation,
+            AthleteStatus::Revoked,
+        ] {
             let mut page = None;
             loop {
                 let listing = self.store.list_athletes(Some(status), page, 500).await?;

@@ -18,7 +18,9 @@ use crate::clock::Clock;
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, EventId, SmartabaseUserId};
 use crate::mapping::MappedEvent;
-use crate::model::{Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors};
+use crate::model::{
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors,
+};
 use crate::polar::{BrokenRecord, PolarApi, PolarError, Records};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{EventRead, SmartabaseApi, SmartabaseError};
@@ -46,6 +48,8 @@ pub const IMPORT_BATCH: usize = 25;
 pub struct SyncCounts {
     /// Records Polar returned, by kind.
     pub fetched: BTreeMap<DataKind, u64>,
+    /// Events created or updated, by kind.
+    pub written: BTreeMap<DataKind, u64>,
     /// Events created.
     pub created: u64,
     /// Events updated in place.
@@ -153,7 +157,10 @@ pub struct SyncReport {
 
 impl SyncReport {
     fn only(outcome: SyncOutcome) -> Self {
-        Self { outcome, follow_ups: Vec::new() }
+        Self {
+            outcome,
+            follow_ups: Vec::new(),
+        }
     }
 }
 
@@ -161,11 +168,13 @@ impl SyncReport {
 struct Fetched {
     events: Vec<MappedEvent>,
     broken: Vec<BrokenRecord>,
-    complete: bool,
 }
 
 fn list<T>(records: Records<T>, map: impl Fn(&T) -> MappedEvent) -> Fetched {
-    Fetched { events: records.records.iter().map(map).collect(), broken: records.broken, complete: true }
+    Fetched {
+        events: records.records.iter().map(map).collect(),
+        broken: records.broken,
+    }
 }
 
 /// A fetch that ended the job early.
@@ -200,10 +209,19 @@ where
             if athlete.queued_until.is_some() {
                 self.store.clear_queued(&job.athlete).await?;
             }
-            return Ok(SyncReport::only(SyncOutcome::Skipped("athlete is not linked")));
+            return Ok(SyncReport::only(SyncOutcome::Skipped(
+                "athlete is not linked",
+            )));
         }
-        if !self.store.try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL).await? {
-            return Ok(SyncReport::only(SyncOutcome::Deferred { until: now + BUSY_RETRY, reason: "athlete busy" }));
+        if !self
+            .store
+            .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
+            .await?
+        {
+            return Ok(SyncReport::only(SyncOutcome::Deferred {
+                until: now + BUSY_RETRY,
+                reason: "athlete busy",
+            }));
         }
         let result = self.sync_locked(job, athlete, now).await;
         if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
@@ -222,7 +240,12 @@ where
         RateBudget::new(&self.store, LimitFormula::POLAR)
     }
 
-    async fn sync_locked(&self, job: &SyncJob, athlete: Athlete, now: DateTime<Utc>) -> Result<SyncReport, SyncError> {
+    async fn sync_locked(
+        &self,
+        job: &SyncJob,
+        athlete: Athlete,
+        now: DateTime<Utc>,
+    ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
             return Ok(SyncReport::only(SyncOutcome::Deferred {
@@ -230,13 +253,24 @@ where
                 reason: "Smartabase user id not known yet",
             }));
         };
-        let stored = self.store.get_token(&job.athlete).await?.ok_or_else(|| SyncError::Token("no token stored".into()))?;
-        let token = self.cipher.open(&job.athlete, &stored.sealed).map_err(|e| SyncError::Token(e.to_string()))?;
+        let stored = self
+            .store
+            .get_token(&job.athlete)
+            .await?
+            .ok_or_else(|| SyncError::Token("no token stored".into()))?;
+        let token = self
+            .cipher
+            .open(&job.athlete, &stored.sealed)
+            .map_err(|e| SyncError::Token(e.to_string()))?;
 
         let plan = Plan::for_job(job, &athlete.cursors, now);
         match self.budget().reserve(plan.calls(), now).await {
             Ok(()) => {}
-            Err(BudgetError::Exhausted(e)) => return Ok(self.defer_or_release(job, e.until, now, "Polar rate budget").await?),
+            Err(BudgetError::Exhausted(e)) => {
+                return Ok(self
+                    .defer_or_release(job, e.until, now, "Polar rate budget")
+                    .await?);
+            }
             Err(BudgetError::Store(e)) => return Err(e.into()),
         }
 
@@ -248,12 +282,23 @@ where
         for step in &plan.steps {
             let fetched = match self.fetch(&token, step, &mut counts).await {
                 Ok(f) => f,
-                Err(Stop::Unauthorized) => return self.confirm_unauthorized(&athlete, &token, &mut counts).await,
+                Err(Stop::Unauthorized) => {
+                    return self
+                        .confirm_unauthorized(&athlete, &token, &mut counts)
+                        .await;
+                }
                 Err(Stop::RateLimited(seconds)) => {
                     if let Err(e) = self.budget().rate_limited(seconds, now).await {
                         warn!(error = %e, "could not record the 429 in the budget");
                     }
-                    return Ok(self.defer_or_release(job, now + Duration::seconds(seconds as i64), now, "Polar 429").await?);
+                    return Ok(self
+                        .defer_or_release(
+                            job,
+                            now + Duration::seconds(seconds as i64),
+                            now,
+                            "Polar 429",
+                        )
+                        .await?);
                 }
                 Err(Stop::Consents) => {
                     self.update_athlete(&job.athlete, |a| {
@@ -269,13 +314,18 @@ where
                     continue;
                 }
             };
-            if let Step::Recharge { date: Some(date) } = step
+            if let Step::Recharge(date) = step
                 && fetched.events.is_empty()
                 && fetched.broken.is_empty()
                 && job.deferrals < RECHARGE_MAX_RETRIES
             {
                 // Nightly Recharge may lag its sleep: ask again later.
-                let mut later = SyncJob::new(job.athlete.clone(), JobKind::Targeted, vec![Target::Recharge { date: *date }], job.enqueued_at);
+                let mut later = SyncJob::new(
+                    job.athlete.clone(),
+                    JobKind::Targeted,
+                    vec![Target::Recharge { date: *date }],
+                    job.enqueued_at,
+                );
                 later.deferrals = job.deferrals + 1;
                 follow_ups.push((later, RECHARGE_RETRY.num_seconds() as u32));
             }
@@ -290,13 +340,25 @@ where
                     "Polar sent a malformed record; skipped, retried next cycle"
                 );
             }
-            let written = self.deliver(&job.athlete, user, fetched.events, &mut counts, now).await?;
+            let written = self
+                .deliver(&job.athlete, user, fetched.events, &mut counts, now)
+                .await?;
             if let Some(first) = written.failures.first() {
                 failures.push(first.clone());
             }
             if plan.advances_cursors {
-                let held_back = fetched.broken.iter().filter_map(|b| b.date).chain(written.failed_dates).min();
-                step.advance(&mut cursors, now, fetched.complete && written.failures.is_empty(), held_back);
+                let held_back = fetched
+                    .broken
+                    .iter()
+                    .filter_map(|b| b.date)
+                    .chain(written.failed_dates)
+                    .min();
+                step.advance(
+                    &mut cursors,
+                    now,
+                    fetched.broken.is_empty() && written.failures.is_empty(),
+                    held_back,
+                );
             }
         }
 
@@ -331,12 +393,24 @@ where
             );
         }
         if let Some(first) = failures.into_iter().next() {
-            return Err(SyncError::Partial { failed: failed.max(1), first });
+            return Err(SyncError::Partial {
+                failed: failed.max(1),
+                first,
+            });
         }
-        Ok(SyncReport { outcome: SyncOutcome::Synced(counts), follow_ups })
+        Ok(SyncReport {
+            outcome: SyncOutcome::Synced(counts),
+            follow_ups,
+        })
     }
 
-    async fn defer_or_release(&self, job: &SyncJob, until: DateTime<Utc>, now: DateTime<Utc>, reason: &'static str) -> Result<SyncReport, StoreError> {
+    async fn defer_or_release(
+        &self,
+        job: &SyncJob,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        reason: &'static str,
+    ) -> Result<SyncReport, StoreError> {
         if until - now <= Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) {
             return Ok(SyncReport::only(SyncOutcome::Deferred { until, reason }));
         }
@@ -353,7 +427,12 @@ where
 
     /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
     /// Polar user id is unknown) must also answer 401. Anything else is transient.
-    async fn confirm_unauthorized(&self, athlete: &Athlete, token: &AccessToken, counts: &mut SyncCounts) -> Result<SyncReport, SyncError> {
+    async fn confirm_unauthorized(
+        &self,
+        athlete: &Athlete,
+        token: &AccessToken,
+        counts: &mut SyncCounts,
+    ) -> Result<SyncReport, SyncError> {
         counts.polar_calls += 1;
         let confirmation = match athlete.polar_user_id {
             Some(user) => self.polar.get_user(token, user).await.map(|_| ()),
@@ -379,11 +458,18 @@ where
         Ok(SyncReport::only(SyncOutcome::Reauthorise))
     }
 
-    async fn fetch(&self, token: &AccessToken, step: &Step, counts: &mut SyncCounts) -> Result<Fetched, Stop> {
+    async fn fetch(
+        &self,
+        token: &AccessToken,
+        step: &Step,
+        counts: &mut SyncCounts,
+    ) -> Result<Fetched, Stop> {
         let m = &self.mapping;
         let stop = |e: PolarError| match e {
             PolarError::Unauthorized => Stop::Unauthorized,
-            PolarError::RateLimited { retry_after_seconds } => Stop::RateLimited(retry_after_seconds),
+            PolarError::RateLimited {
+                retry_after_seconds,
+            } => Stop::RateLimited(retry_after_seconds),
             PolarError::ConsentsMissing => Stop::Consents,
             other => Stop::Failed(SyncError::Polar(other)),
         };
@@ -407,26 +493,21 @@ where
             }
             Step::Exercise(id) => {
                 let found = self.polar.exercise(token, id).await.map_err(stop)?;
-                Fetched { events: found.iter().map(|e| m.training(e)).collect(), broken: Vec::new(), complete: true }
-            }
-            Step::Activities { from, to } => {
-                let mut all = Records::default();
-                let mut chunk_from = *from;
-                while chunk_from <= *to {
-                    let chunk_to = (chunk_from + Duration::days(DAILY_HISTORY_DAYS - 1)).min(*to);
-                    let r = self.polar.activities(token, chunk_from, chunk_to).await.map_err(stop)?;
-                    all.records.extend(r.records);
-                    all.broken.extend(r.broken);
-                    chunk_from = chunk_to + Duration::days(1);
-                    if chunk_from <= *to {
-                        counts.polar_calls += 1;
-                    }
+                Fetched {
+                    events: found.iter().map(|e| m.training(e)).collect(),
+                    broken: Vec::new(),
                 }
-                list(all, |a| m.activity(a))
+            }
+            Step::Activities { since } => {
+                let records = self.polar.activities(token, *since).await.map_err(stop)?;
+                list(records, |a| m.activity(a))
             }
             Step::Activity(date) => {
                 let found = self.polar.activity(token, *date).await.map_err(stop)?;
-                Fetched { events: found.iter().map(|a| m.activity(a)).collect(), broken: Vec::new(), complete: true }
+                Fetched {
+                    events: found.iter().map(|a| m.activity(a)).collect(),
+                    broken: Vec::new(),
+                }
             }
             Step::Sleeps { from } => {
                 let mut r = self.polar.sleeps(token).await.map_err(stop)?;
@@ -435,20 +516,26 @@ where
             }
             Step::Sleep(date) => {
                 let found = self.polar.sleep(token, *date).await.map_err(stop)?;
-                Fetched { events: found.iter().map(|s| m.sleep(s)).collect(), broken: Vec::new(), complete: true }
+                Fetched {
+                    events: found.iter().map(|s| m.sleep(s)).collect(),
+                    broken: Vec::new(),
+                }
             }
             Step::Recharges { from } => {
                 let mut r = self.polar.recharges(token).await.map_err(stop)?;
                 r.records.retain(|n| from.is_none_or(|f| n.date >= f));
                 list(r, |n| m.recharge(n))
             }
-            Step::Recharge { date: Some(date) } => {
+            Step::Recharge(date) => {
                 let found = self.polar.recharge(token, *date).await.map_err(stop)?;
-                Fetched { events: found.iter().map(|n| m.recharge(n)).collect(), broken: Vec::new(), complete: true }
+                Fetched {
+                    events: found.iter().map(|n| m.recharge(n)).collect(),
+                    broken: Vec::new(),
+                }
             }
-            Step::Recharge { date: None } => Fetched { events: Vec::new(), broken: Vec::new(), complete: true },
         };
-        *counts.fetched.entry(step.kind()).or_default() += fetched.events.len() as u64 + fetched.broken.len() as u64;
+        *counts.fetched.entry(step.kind()).or_default() +=
+            fetched.events.len() as u64 + fetched.broken.len() as u64;
         Ok(fetched)
     }
 
@@ -479,10 +566,15 @@ where
         let mut writes: Vec<(MappedEvent, Option<EventId>)> = Vec::new();
         for event in unique {
             match ledger.get(&event.key) {
-                Some(entry) if entry.state == LedgerState::Confirmed && entry.content_hash == event.content_hash => {
+                Some(entry)
+                    if entry.state == LedgerState::Confirmed
+                        && entry.content_hash == event.content_hash =>
+                {
                     counts.unchanged += 1;
                 }
-                Some(entry) if entry.state == LedgerState::Confirmed => writes.push((event, entry.event_id)),
+                Some(entry) if entry.state == LedgerState::Confirmed => {
+                    writes.push((event, entry.event_id))
+                }
                 Some(entry) => {
                     // Pending: an earlier import may have landed without us hearing back. Look before writing.
                     counts.smartabase_calls += 1;
@@ -508,19 +600,45 @@ where
         }
 
         for batch in batches(writes) {
-            self.write_batch(athlete, user, batch, counts, &mut delivery, now).await?;
+            self.write_batch(athlete, user, batch, counts, &mut delivery, now)
+                .await?;
         }
         Ok(delivery)
     }
 
-    async fn find_lost_event(&self, user: SmartabaseUserId, event: &MappedEvent, entry: &LedgerEntry) -> Result<Option<EventId>, SmartabaseError> {
+    async fn find_lost_event(
+        &self,
+        user: SmartabaseUserId,
+        event: &MappedEvent,
+        entry: &LedgerEntry,
+    ) -> Result<Option<EventId>, SmartabaseError> {
         let date = entry.event_start_date;
-        let found = self.smartabase.find_events(&event.form, user, date, date).await?;
-        Ok(found.into_iter().find(|read| same_record(read, event)).map(|read| read.id))
+        let found = self
+            .smartabase
+            .find_events(&event.form, user, date, date)
+            .await?;
+        Ok(found
+            .into_iter()
+            .find(|read| same_record(read, event))
+            .map(|read| read.id))
     }
 
-    async fn confirm(&self, athlete: &AthleteUuid, event: &MappedEvent, id: EventId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.store.ledger_put(athlete, &[(event.key.clone(), ledger_entry(event, Some(id), LedgerState::Confirmed, now))]).await
+    async fn confirm(
+        &self,
+        athlete: &AthleteUuid,
+        event: &MappedEvent,
+        id: EventId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .ledger_put(
+                athlete,
+                &[(
+                    event.key.clone(),
+                    ledger_entry(event, Some(id), LedgerState::Confirmed, now),
+                )],
+            )
+            .await
     }
 
     async fn write_batch(
@@ -534,7 +652,12 @@ where
     ) -> Result<(), SyncError> {
         let pending: Vec<_> = batch
             .iter()
-            .map(|(e, id)| (e.key.clone(), ledger_entry(e, *id, LedgerState::Pending, now)))
+            .map(|(e, id)| {
+                (
+                    e.key.clone(),
+                    ledger_entry(e, *id, LedgerState::Pending, now),
+                )
+            })
             .collect();
         self.store.ledger_put(athlete, &pending).await?;
         let writes: Vec<_> = batch.iter().map(|(e, id)| e.to_write(user, *id)).collect();
@@ -553,11 +676,21 @@ where
                 let confirmed: Vec<_> = batch
                     .iter()
                     .zip(&outcome.ids)
-                    .map(|((e, _), id)| (e.key.clone(), ledger_entry(e, Some(*id), LedgerState::Confirmed, now)))
+                    .map(|((e, _), id)| {
+                        (
+                            e.key.clone(),
+                            ledger_entry(e, Some(*id), LedgerState::Confirmed, now),
+                        )
+                    })
                     .collect();
                 self.store.ledger_put(athlete, &confirmed).await?;
-                for (_, existing) in &batch {
-                    if existing.is_some() { counts.updated += 1 } else { counts.created += 1 }
+                for (event, existing) in &batch {
+                    *counts.written.entry(event.key.kind).or_default() += 1;
+                    if existing.is_some() {
+                        counts.updated += 1
+                    } else {
+                        counts.created += 1
+                    }
                 }
                 Ok(())
             }
@@ -565,7 +698,8 @@ where
                 // A batch is all-or-nothing and the answer does not say which event was bad: isolate it.
                 warn!(athlete = %athlete, error = %e, events = batch.len(), "batch refused; retrying its events one by one");
                 for single in batch {
-                    Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now)).await?;
+                    Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now))
+                        .await?;
                 }
                 Ok(())
             }
@@ -581,8 +715,19 @@ where
     }
 }
 
-fn ledger_entry(event: &MappedEvent, id: Option<EventId>, state: LedgerState, now: DateTime<Utc>) -> LedgerEntry {
-    LedgerEntry { content_hash: event.content_hash.clone(), event_id: id, state, event_start_date: event.start.date(), updated_at: now }
+fn ledger_entry(
+    event: &MappedEvent,
+    id: Option<EventId>,
+    state: LedgerState,
+    now: DateTime<Utc>,
+) -> LedgerEntry {
+    LedgerEntry {
+        content_hash: event.content_hash.clone(),
+        event_id: id,
+        state,
+        event_start_date: event.start.date(),
+        updated_at: now,
+    }
 }
 
 /// Whether an event read back from Smartabase is the one `event` describes: the same exercise id, or
@@ -597,7 +742,9 @@ fn same_record(read: &EventRead, event: &MappedEvent) -> bool {
 
 /// Groups writes into `eventsimport` calls: one form per call, at most [`IMPORT_BATCH`] events, and
 /// never two events of one form starting on the same day in one call (reference §3.6).
-fn batches(writes: Vec<(MappedEvent, Option<EventId>)>) -> Vec<Vec<(MappedEvent, Option<EventId>)>> {
+fn batches(
+    writes: Vec<(MappedEvent, Option<EventId>)>,
+) -> Vec<Vec<(MappedEvent, Option<EventId>)>> {
     let mut by_form: BTreeMap<String, Vec<(MappedEvent, Option<EventId>)>> = BTreeMap::new();
     for w in writes {
         by_form.entry(w.0.form.clone()).or_default().push(w);
@@ -641,14 +788,22 @@ impl Delivery {
 /// One fetch of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
-    Exercises { uploaded_since: Option<DateTime<Utc>> },
+    Exercises {
+        uploaded_since: Option<DateTime<Utc>>,
+    },
     Exercise(crate::ids::ExerciseId),
-    Activities { from: NaiveDate, to: NaiveDate },
+    Activities {
+        since: Option<NaiveDate>,
+    },
     Activity(NaiveDate),
-    Sleeps { from: Option<NaiveDate> },
+    Sleeps {
+        from: Option<NaiveDate>,
+    },
     Sleep(NaiveDate),
-    Recharges { from: Option<NaiveDate> },
-    Recharge { date: Option<NaiveDate> },
+    Recharges {
+        from: Option<NaiveDate>,
+    },
+    Recharge(NaiveDate),
 }
 
 impl Step {
@@ -657,16 +812,26 @@ impl Step {
             Self::Exercises { .. } | Self::Exercise(_) => DataKind::Training,
             Self::Activities { .. } | Self::Activity(_) => DataKind::Activity,
             Self::Sleeps { .. } | Self::Sleep(_) => DataKind::Sleep,
-            Self::Recharges { .. } | Self::Recharge { .. } => DataKind::Recharge,
+            Self::Recharges { .. } | Self::Recharge(_) => DataKind::Recharge,
         }
     }
 
     /// Moves the cursor of this step's kind: past everything when the step was fully delivered, else
     /// no later than the first record that was not.
-    fn advance(&self, cursors: &mut SyncCursors, now: DateTime<Utc>, delivered: bool, held_back: Option<NaiveDate>) {
+    fn advance(
+        &self,
+        cursors: &mut SyncCursors,
+        now: DateTime<Utc>,
+        delivered: bool,
+        held_back: Option<NaiveDate>,
+    ) {
         let revision_floor = now.date_naive() - Duration::days(REVISION_WINDOW_DAYS);
         let next_daily = |current: Option<NaiveDate>| -> Option<NaiveDate> {
-            let target = if delivered { revision_floor } else { held_back.unwrap_or(revision_floor).min(revision_floor) };
+            let target = if delivered {
+                revision_floor
+            } else {
+                held_back.unwrap_or(revision_floor).min(revision_floor)
+            };
             Some(match current {
                 Some(c) if !delivered => c.min(target),
                 _ => target,
@@ -701,42 +866,49 @@ impl Plan {
                     Target::Exercise { id } => steps.push(Step::Exercise(id.clone())),
                     Target::Night { date } => {
                         steps.push(Step::Sleep(*date));
-                        steps.push(Step::Recharge { date: Some(*date) });
+                        steps.push(Step::Recharge(*date));
                     }
-                    Target::Recharge { date } => steps.push(Step::Recharge { date: Some(*date) }),
+                    Target::Recharge { date } => steps.push(Step::Recharge(*date)),
                     Target::Activity { date } => steps.push(Step::Activity(*date)),
                 }
             }
             let mut seen = HashSet::new();
             steps.retain(|s| seen.insert(format!("{s:?}")));
-            return Self { steps, advances_cursors: false, first_sync: false, daily_from: today };
+            return Self {
+                steps,
+                advances_cursors: false,
+                first_sync: false,
+                daily_from: today,
+            };
         }
         let first_sync = cursors == &SyncCursors::default();
         let clamp = |c: Option<NaiveDate>| c.map(|d| d.max(oldest));
-        let activity_from = clamp(cursors.activity_from).unwrap_or(oldest);
-        // Polar's "today" runs up to 14 hours ahead of UTC for athletes east of Greenwich.
-        let activity_to = today + Duration::days(1);
+        // A cursor older than Polar's window means "everything": the plain list (Polar picks the 28 days in
+        // the athlete's own time zone, which may be a day ahead of UTC).
+        let activity_since = cursors.activity_from.filter(|d| *d > oldest);
         Self {
             steps: vec![
-                Step::Exercises { uploaded_since: cursors.exercises_uploaded_since },
-                Step::Activities { from: activity_from, to: activity_to },
-                Step::Sleeps { from: clamp(cursors.sleep_from) },
-                Step::Recharges { from: clamp(cursors.recharge_from) },
+                Step::Exercises {
+                    uploaded_since: cursors.exercises_uploaded_since,
+                },
+                Step::Activities {
+                    since: activity_since,
+                },
+                Step::Sleeps {
+                    from: clamp(cursors.sleep_from),
+                },
+                Step::Recharges {
+                    from: clamp(cursors.recharge_from),
+                },
             ],
             advances_cursors: true,
             first_sync,
-            daily_from: activity_from,
+            daily_from: activity_since.unwrap_or(oldest),
         }
     }
 
-    /// Polar calls the plan needs (activity ranges are chunked to 28 days).
+    /// Polar calls the plan needs: one per step.
     fn calls(&self) -> u64 {
-        self.steps
-            .iter()
-            .map(|s| match s {
-                Step::Activities { from, to } => ((*to - *from).num_days() / DAILY_HISTORY_DAYS + 1) as u64,
-                _ => 1,
-            })
-            .sum()
+        self.steps.len() as u64
     }
 }

@@ -83,24 +83,39 @@ where
     C: Clock,
 {
     /// `POST /polar/webhook`.
-    pub async fn webhook(&self, event_header: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
+    pub async fn webhook(
+        &self,
+        event_header: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<WebhookOutcome, WebhookError> {
         let now = self.now();
         if event_header.is_some_and(|e| e.eq_ignore_ascii_case("PING")) {
             // Polar pings before the secret exists (on create and activate); a ping changes nothing.
             info!(outcome = "ping", "Polar webhook ping");
-            self.store.put_setting("webhook-last-ping", &now.to_rfc3339()).await?;
+            self.store
+                .put_setting("webhook-last-ping", &now.to_rfc3339())
+                .await?;
             return Ok(WebhookOutcome::Ping);
         }
         let Some(secret) = &self.settings.polar_webhook_secret else {
-            error!("webhook delivery received but polar_webhook_secret is not configured; run `connector webhook register`");
+            error!(
+                "webhook delivery received but polar_webhook_secret is not configured; run `connector webhook register`"
+            );
             return Err(WebhookError::NotConfigured);
         };
         if !verify_webhook_signature(secret, signature, body) {
-            warn!(outcome = "rejected", "webhook delivery with a bad signature");
+            warn!(
+                outcome = "rejected",
+                "webhook delivery with a bad signature"
+            );
             return Err(WebhookError::BadSignature);
         }
-        let payload: Payload = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(describe_json_error(&e)))?;
-        self.store.put_setting("webhook-last-delivery", &now.to_rfc3339()).await?;
+        let payload: Payload = serde_json::from_slice(body)
+            .map_err(|e| WebhookError::Malformed(describe_json_error(&e)))?;
+        self.store
+            .put_setting("webhook-last-delivery", &now.to_rfc3339())
+            .await?;
         if payload.event.eq_ignore_ascii_case("PING") {
             return Ok(WebhookOutcome::Ping);
         }
@@ -112,14 +127,24 @@ where
             info!(polar_user_id = %user, outcome = "ignored", "webhook for a Polar user the connector does not know");
             return Ok(WebhookOutcome::Ignored("unknown Polar user"));
         };
-        let linked = self.store.get_athlete(&athlete).await?.is_some_and(|a| a.status == AthleteStatus::Linked);
+        let linked = self
+            .store
+            .get_athlete(&athlete)
+            .await?
+            .is_some_and(|a| a.status == AthleteStatus::Linked);
         if !linked {
             info!(athlete = %athlete, outcome = "ignored", "webhook for an athlete who is not linked");
             return Ok(WebhookOutcome::Ignored("athlete not linked"));
         }
-        let date = payload.date.as_deref().and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok());
+        let date = payload
+            .date
+            .as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok());
         let target = match payload.event.as_str() {
-            "EXERCISE" => payload.entity_id.and_then(|id| ExerciseId::parse(id).ok()).map(|id| Target::Exercise { id }),
+            "EXERCISE" => payload
+                .entity_id
+                .and_then(|id| ExerciseId::parse(id).ok())
+                .map(|id| Target::Exercise { id }),
             "SLEEP" => date.map(|date| Target::Night { date }),
             "ACTIVITY_SUMMARY" => date.map(|date| Target::Activity { date }),
             other => {
@@ -127,8 +152,18 @@ where
                 return Ok(WebhookOutcome::Ignored("event type not synced"));
             }
         };
-        let dedupe_key = format!("webhook#{user}#{}#{}", payload.event, target.as_ref().map_or_else(|| "full".to_string(), |t| format!("{t:?}")));
-        if !self.store.claim(&dedupe_key, now, now + DUPLICATE_WINDOW).await? {
+        let dedupe_key = format!(
+            "webhook#{user}#{}#{}",
+            payload.event,
+            target
+                .as_ref()
+                .map_or_else(|| "full".to_string(), |t| format!("{t:?}"))
+        );
+        if !self
+            .store
+            .claim(&dedupe_key, now, now + DUPLICATE_WINDOW)
+            .await?
+        {
             info!(athlete = %athlete, outcome = "duplicate", "webhook delivery coalesced with an earlier one");
             return Ok(WebhookOutcome::Duplicate);
         }
@@ -143,7 +178,10 @@ where
         if !queued {
             // Nothing is lost: the athlete becomes due and the next fan-out syncs them.
             warn!(athlete = %athlete, "could not queue the webhook's job; athlete marked due");
-            self.update_athlete(&athlete, |a| a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)))).await?;
+            self.update_athlete(&athlete, |a| {
+                a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)))
+            })
+            .await?;
         }
         info!(athlete = %athlete, event = %payload.event, outcome = "queued", "webhook job queued");
         Ok(WebhookOutcome::Queued { athlete, target })

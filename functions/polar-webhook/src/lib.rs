@@ -1,0 +1,72 @@
+//! `polar-webhook`: `POST /polar/webhook`. Verifies Polar's signature over the raw body, answers PING,
+//! queues a targeted sync and answers at once.
+
+use lambda_http::{Body, Request, RequestExt as _, Response};
+use serde_json::json;
+use shared::clock::Clock;
+use shared::metrics::Metrics;
+use shared::polar::PolarApi;
+use shared::queue::JobQueue;
+use shared::smartabase::SmartabaseApi;
+use shared::store::Store;
+use shared::usecase::Connector;
+use shared::usecase::webhook::{WebhookError, WebhookOutcome};
+use tracing::{error, warn};
+
+/// Polar's event header.
+pub const EVENT_HEADER: &str = "polar-webhook-event";
+/// Polar's signature header.
+pub const SIGNATURE_HEADER: &str = "polar-webhook-signature";
+
+/// Handles one delivery.
+pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, request: Request) -> Result<Response<Body>, lambda_http::Error>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    if request.method() != "POST" || !request.raw_http_path().trim_end_matches('/').ends_with("/polar/webhook") {
+        return Ok(reply(404, json!({"error": "not found"})));
+    }
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let body: &[u8] = request.body().as_ref();
+    let mut metrics = Metrics::new("polar-webhook");
+    let response = match connector.webhook(header(EVENT_HEADER), header(SIGNATURE_HEADER), body).await {
+        Ok(outcome) => {
+            let name = match outcome {
+                WebhookOutcome::Ping => "WebhookPings",
+                WebhookOutcome::Queued { .. } => "WebhookDeliveries",
+                WebhookOutcome::Duplicate => "WebhookDuplicates",
+                WebhookOutcome::Ignored(_) => "WebhookIgnored",
+            };
+            metrics.count(name, 1);
+            reply(200, json!({"status": "ok"}))
+        }
+        Err(e) => {
+            metrics.count("WebhookRejected", 1);
+            let status = match &e {
+                WebhookError::BadSignature | WebhookError::NotConfigured => 401,
+                WebhookError::Malformed(_) => 400,
+                WebhookError::Store(_) => 503,
+            };
+            if status >= 500 || matches!(e, WebhookError::NotConfigured) {
+                error!(error = %e, outcome = "failed", "webhook delivery failed");
+            } else {
+                warn!(error = %e, outcome = "rejected", "webhook delivery refused");
+            }
+            reply(status, json!({"error": e.to_string()}))
+        }
+    };
+    metrics.emit(connector.now());
+    Ok(response)
+}
+
+fn reply(status: u16, body: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,199 @@
+//! `sync-worker`: takes sync jobs from SQS and runs each athlete's sync, answering with partial batch
+//! failures. Transient failures fail the message (SQS retries with backoff, then the DLQ); deferrals
+//! go back on the queue with a delay and are acknowledged, so they never count as failed receives.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use shared::clock::Clock;
+use shared::metrics::Metrics;
+use shared::polar::PolarApi;
+use shared::queue::{JobQueue, Outgoing, SyncJob};
+use shared::smartabase::SmartabaseApi;
+use shared::store::Store;
+use shared::usecase::Connector;
+use shared::usecase::sync::{SyncOutcome, SyncReport};
+use tracing::{Instrument as _, error, info, info_span, warn};
+
+/// Messages of one batch processed at once (they belong to different athletes; one athlete's jobs are
+/// serialised by its lock).
+pub const CONCURRENCY: usize = 5;
+/// The queue's `maxReceiveCount`: the receive that moves a failing job to the DLQ is logged as such.
+pub const MAX_RECEIVES: u32 = 5;
+
+/// Handles one SQS batch.
+pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, event: SqsEvent) -> SqsBatchResponse
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    let failures: Vec<Option<String>> = futures::stream::iter(event.records)
+        .map(|message| process(connector, message))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .flatten()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// Runs one message; `Some(message id)` if it must be retried.
+async fn process<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, message: SqsMessage) -> Option<String>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    let message_id = message.message_id.clone().unwrap_or_default();
+    let receives: u32 = message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let job = match SyncJob::from_body(message.body.as_deref().unwrap_or_default()) {
+        Ok(job) => job,
+        Err(e) => {
+            // Fails until it reaches the DLQ, where an operator can look at it: never dropped silently.
+            error!(message_id, receives, error = %e, outcome = "failed", "unreadable sync job");
+            return Some(message_id);
+        }
+    };
+    let span = info_span!("sync", athlete = %job.athlete, job_id = %job.job_id, kind = ?job.kind, message_id);
+    async {
+        let started = connector.now();
+        let mut metrics = Metrics::new("sync-worker");
+        let result = connector.sync_job(&job).await;
+        let retry = match result {
+            Ok(report) => settle(connector, &job, report, started, &mut metrics).await,
+            Err(e) => {
+                metrics.count("JobsFailed", 1);
+                let last = receives >= MAX_RECEIVES;
+                error!(
+                    error = %e,
+                    disposition = ?e.disposition(),
+                    receives,
+                    moving_to_dlq = last,
+                    outcome = "failed",
+                    "sync failed; SQS retries it"
+                );
+                true
+            }
+        };
+        metrics.emit(connector.now());
+        retry.then_some(message_id)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Acts on a finished job; `true` if the message must be retried.
+async fn settle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    job: &SyncJob,
+    report: SyncReport,
+    started: DateTime<Utc>,
+    metrics: &mut Metrics,
+) -> bool
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    let mut follow_ups: Vec<Outgoing> = report
+        .follow_ups
+        .into_iter()
+        .map(|(job, delay_seconds)| Outgoing { job, delay_seconds })
+        .collect();
+    match &report.outcome {
+        SyncOutcome::Synced(counts) => {
+            metrics
+                .count("JobsSynced", 1)
+                .count("RecordsCreated", counts.created)
+                .count("RecordsUpdated", counts.updated)
+                .count("RecordsUnchanged", counts.unchanged)
+                .count("RecordsBroken", counts.broken)
+                .count("RecordsRecovered", counts.recovered)
+                .count("FieldsDropped", counts.dropped_fields)
+                .count("PolarCalls", counts.polar_calls)
+                .count("SmartabaseCalls", counts.smartabase_calls)
+                .seconds("SyncLagSeconds", (started - job.enqueued_at).num_milliseconds() as f64 / 1000.0);
+            for (kind, written) in &counts.written {
+                metrics.count(
+                    match kind {
+                        shared::model::DataKind::Training => "TrainingRecordsWritten",
+                        shared::model::DataKind::Activity => "ActivityRecordsWritten",
+                        shared::model::DataKind::Sleep => "SleepRecordsWritten",
+                        shared::model::DataKind::Recharge => "RechargeRecordsWritten",
+                    },
+                    *written,
+                );
+            }
+            info!(
+                outcome = report.outcome.label(),
+                created = counts.created,
+                updated = counts.updated,
+                unchanged = counts.unchanged,
+                broken = counts.broken,
+                recovered = counts.recovered,
+                polar_calls = counts.polar_calls,
+                smartabase_calls = counts.smartabase_calls,
+                "sync finished"
+            );
+        }
+        SyncOutcome::Deferred { until, reason } => {
+            metrics.count("JobsDeferred", 1);
+            if reason.contains("budget") || reason.contains("429") {
+                metrics.count("BudgetDeferrals", 1);
+            }
+            let delay = (*until - connector.now()).num_seconds().clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) as u32;
+            let mut again = job.clone();
+            again.deferrals += 1;
+            follow_ups.push(Outgoing { job: again, delay_seconds: delay });
+            info!(outcome = "deferred", reason, delay_seconds = delay, "job deferred");
+        }
+        SyncOutcome::Released { reason } => {
+            metrics.count("JobsReleased", 1).count("BudgetDeferrals", 1);
+            info!(outcome = "released", reason, "job released; the athlete stays due");
+        }
+        SyncOutcome::Reauthorise => {
+            metrics.count("AthletesNeedingReauthorisation", 1);
+        }
+        SyncOutcome::Skipped(reason) => {
+            metrics.count("JobsSkipped", 1);
+            info!(outcome = "skipped", reason, "nothing to do");
+        }
+        SyncOutcome::ConsentsMissing => {
+            metrics.count("JobsSkipped", 1);
+            warn!(outcome = "consents_missing", "athlete has not accepted Polar's consents");
+        }
+    }
+    if follow_ups.is_empty() {
+        return false;
+    }
+    for batch in follow_ups.chunks(10) {
+        match connector.queue.send_batch(batch).await {
+            Ok(failed) if failed.is_empty() => {}
+            result => {
+                // Retrying the original message redoes the work safely (the ledger makes it a no-op).
+                error!(queue_error = ?result.err(), "could not queue a follow-up job; retrying the message");
+                return true;
+            }
+        }
+    }
+    false
+}

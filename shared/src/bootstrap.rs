@@ -1,0 +1,106 @@
+//! Building the connector once per container: configuration, the secret, the AWS and HTTP clients and
+//! the site's mapping. Every function's `main` calls [`start`]; a failure is one log line naming the
+//! setting, and the function refuses to run.
+
+use aws_config::SdkConfig;
+
+use crate::aws;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, Secrets};
+use crate::crypto::{LinkSigner, TokenCipher};
+use crate::mapping::Mapping;
+use crate::polar::{PolarClient, PolarEndpoints};
+use crate::queue::{JobQueue, SqsQueue};
+use crate::smartabase::SmartabaseClient;
+use crate::store::{DynamoStore, SettingsStore, Store};
+use crate::usecase::{Connector, Settings};
+
+/// The setting holding a site's mapping override (`connector mapping set FILE`).
+pub const MAPPING_SETTING: &str = "mapping";
+
+/// The connector as deployed.
+pub type LiveConnector =
+    Connector<DynamoStore, SqsQueue, PolarClient, SmartabaseClient, SystemClock>;
+
+/// Reads the environment and the secret and builds the live connector; logs and returns the first
+/// configuration problem.
+pub async fn start(function: &'static str) -> Result<LiveConnector, ConfigError> {
+    let result = async {
+        let config = Config::from_env()?;
+        let sdk = aws::sdk_config().await;
+        live_connector(&config, &sdk).await
+    }
+    .await;
+    if let Err(e) = &result {
+        tracing::error!(function, error = %e, "start-up failed: fix the configuration");
+    }
+    result
+}
+
+/// The live connector for `config` on the AWS endpoint of `sdk`.
+pub async fn live_connector(
+    config: &Config,
+    sdk: &SdkConfig,
+) -> Result<LiveConnector, ConfigError> {
+    let secrets = aws::read_secrets(sdk, &config.secret_id).await?;
+    let store = DynamoStore::from_config(sdk, config.table.clone());
+    let queue = SqsQueue::from_config(sdk, config.sync_queue_url.clone());
+    connector(config, &secrets, store, queue, SystemClock).await
+}
+
+/// A connector with real Polar and Smartabase clients over the given store, queue and clock (the live
+/// functions, the local runner and the whole-system tests all build it this way).
+pub async fn connector<S: Store, Q: JobQueue, C: Clock>(
+    config: &Config,
+    secrets: &Secrets,
+    store: S,
+    queue: Q,
+    clock: C,
+) -> Result<Connector<S, Q, PolarClient, SmartabaseClient, C>, ConfigError> {
+    let invalid = |name: &str, reason: String| ConfigError::Invalid {
+        name: name.to_string(),
+        reason,
+    };
+    let polar_http =
+        PolarClient::http_client().map_err(|e| invalid("Polar HTTP client", e.to_string()))?;
+    let polar = PolarClient::new(
+        PolarEndpoints::from_config(config),
+        secrets.polar_client_id.clone(),
+        secrets.polar_client_secret.clone(),
+        polar_http,
+    );
+    let smartabase_http = SmartabaseClient::http_client()
+        .map_err(|e| invalid("Smartabase HTTP client", e.to_string()))?;
+    let smartabase = SmartabaseClient::new(
+        config.smartabase_url.clone(),
+        secrets.smartabase_username.clone(),
+        secrets.smartabase_password.clone(),
+        smartabase_http,
+    )
+    .map_err(|e| invalid("SMARTABASE_URL", e.to_string()))?;
+    let mapping = load_mapping(&store).await?;
+    Ok(Connector {
+        store,
+        queue,
+        polar,
+        smartabase,
+        clock,
+        cipher: TokenCipher::new(&secrets.token_encryption_key),
+        signer: LinkSigner::new(secrets.link_signing_key.clone()),
+        mapping,
+        settings: Settings::new(config, secrets),
+    })
+}
+
+/// The built-in mapping with the site's override, if one is stored.
+pub async fn load_mapping<S: SettingsStore>(store: &S) -> Result<Mapping, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: format!("mapping override (setting `{MAPPING_SETTING}`)"),
+        reason,
+    };
+    match store.get_setting(MAPPING_SETTING).await {
+        Ok(None) => Ok(Mapping::defaults()),
+        Ok(Some(json)) => Mapping::with_override(&json).map_err(|e| invalid(e.to_string())),
+        Err(e) => Err(invalid(format!("could not be read: {e}"))),
+    }
+}

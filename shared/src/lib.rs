@@ -7,6 +7,7 @@ pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod edge;
 pub mod error;
 pub mod ids;
 pub mod mapping;

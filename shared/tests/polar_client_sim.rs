@@ -553,7 +553,6 @@ async fn generated_history_parses_without_broken_records() {
             },
         )
         .unwrap();
-    let today = local_today(&sim);
 
     let exercises = client.exercises(&token).await.unwrap();
     let activities = client.activities(&token, None).await.unwrap();

@@ -1,4 +1,8 @@
-//! Local stack for tests: a moto server shared by every test of a process ([`moto`]), and helpers to
-//! give each test its own table and queues.
+//! Local stack for tests and the demo: a moto server shared by every test of a process ([`moto`]), the
+//! sync queue with its event-source behaviour ([`queue`]), the API Gateway front ([`front`]) and a
+//! whole connector on both simulators ([`world`]).
 
+pub mod front;
 pub mod moto;
+pub mod queue;
+pub mod world;

@@ -17,7 +17,10 @@ use tracing::{error, info};
 pub const MAX_PAGES_PER_RUN: usize = 400;
 
 /// Runs one scan until `deadline`.
-pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, deadline: Instant) -> Result<ScanReport, ScanError>
+pub async fn handle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    deadline: Instant,
+) -> Result<ScanReport, ScanError>
 where
     S: Store,
     Q: JobQueue,
@@ -25,7 +28,12 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    let result = connector.scan(ScanLimits { deadline, max_pages: MAX_PAGES_PER_RUN }).await;
+    let result = connector
+        .scan(ScanLimits {
+            deadline,
+            max_pages: MAX_PAGES_PER_RUN,
+        })
+        .await;
     let mut metrics = Metrics::new("athlete-scan");
     match &result {
         Ok(r) => {
@@ -39,7 +47,11 @@ where
                 .count("ScanFailures", r.failures)
                 .count("RemovalGuarded", u64::from(r.removal_guarded));
             info!(
-                outcome = if r.pass_complete { "complete" } else { "continued" },
+                outcome = if r.pass_complete {
+                    "complete"
+                } else {
+                    "continued"
+                },
                 pages = r.pages,
                 athletes_seen = r.athletes_seen,
                 users_without_uuid = r.users_without_uuid,

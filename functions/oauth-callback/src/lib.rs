@@ -3,8 +3,9 @@
 
 pub mod pages;
 
-use lambda_http::{Body, Request, RequestExt as _, Response};
+use lambda_http::{Body, Request, Response};
 use shared::clock::Clock;
+use shared::edge::{Query, is_route};
 use shared::ids::AuthCode;
 use shared::polar::PolarApi;
 use shared::queue::JobQueue;
@@ -17,7 +18,10 @@ use tracing::{error, warn};
 use crate::pages::Page;
 
 /// Routes one request. Every outcome a caller can cause is an `Ok` response.
-pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, request: Request) -> Result<Response<Body>, lambda_http::Error>
+pub async fn handle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error>
 where
     S: Store,
     Q: JobQueue,
@@ -25,17 +29,21 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    let path = request.raw_http_path().to_string();
     let query = Query::of(&request);
-    let response = match (request.method().as_str(), path.trim_end_matches('/')) {
-        ("GET", p) if p.ends_with("/polar/authorize") => authorize(connector, &query).await,
-        ("GET", p) if p.ends_with("/polar/callback") => callback(connector, &query).await,
-        _ => page(&pages::NOT_FOUND),
+    let response = if is_route(&request, "GET", "/polar/authorize") {
+        authorize(connector, &query).await
+    } else if is_route(&request, "GET", "/polar/callback") {
+        callback(connector, &query).await
+    } else {
+        page(&pages::NOT_FOUND)
     };
     Ok(response)
 }
 
-async fn authorize<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, query: &Query) -> Response<Body>
+async fn authorize<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    query: &Query,
+) -> Response<Body>
 where
     S: Store,
     Q: JobQueue,
@@ -43,7 +51,11 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    let request = AuthorizeRequest { athlete: query.get("athlete"), exp: query.get("exp"), sig: query.get("sig") };
+    let request = AuthorizeRequest {
+        athlete: query.get("athlete"),
+        exp: query.get("exp"),
+        sig: query.get("sig"),
+    };
     match connector.start_authorization(&request).await {
         Ok(polar_url) => redirect(&polar_url),
         Err(e) => {
@@ -58,7 +70,10 @@ where
     }
 }
 
-async fn callback<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, query: &Query) -> Response<Body>
+async fn callback<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    query: &Query,
+) -> Response<Body>
 where
     S: Store,
     Q: JobQueue,
@@ -100,7 +115,10 @@ fn page(page: &Page) -> Response<Body> {
         .header("content-type", "text/html; charset=utf-8")
         .header("cache-control", "no-store")
         .header("x-content-type-options", "nosniff")
-        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'");
+        .header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'",
+        );
     if page.status == 503 {
         builder = builder.header("retry-after", "120");
     }
@@ -114,22 +132,4 @@ fn redirect(location: &str) -> Response<Body> {
         .header("cache-control", "no-store")
         .body(Body::Empty)
         .unwrap_or_default()
-}
-
-/// Query parameters, from API Gateway's parsed map or, when a caller built the request directly, the URI.
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn of(request: &Request) -> Self {
-        let parsed = request.query_string_parameters();
-        if !parsed.is_empty() {
-            return Self(parsed.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        }
-        let raw = request.uri().query().unwrap_or_default();
-        Self(serde_urlencoded::from_str(raw).unwrap_or_default())
-    }
-
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
-    }
 }

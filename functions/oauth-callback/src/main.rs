@@ -6,5 +6,8 @@ use lambda_http::{run, service_fn};
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init("oauth-callback");
     let connector = shared::bootstrap::start("oauth-callback").await?;
-    run(service_fn(|request| oauth_callback::handle(&connector, request))).await
+    run(service_fn(|request| {
+        oauth_callback::handle(&connector, request)
+    }))
+    .await
 }

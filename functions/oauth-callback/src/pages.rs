@@ -41,7 +41,11 @@ impl Page {
 "#,
             title = self.title,
             message = self.message,
-            colour = if self.status < 400 { "#1b7f3b" } else { "#b3261e" },
+            colour = if self.status < 400 {
+                "#1b7f3b"
+            } else {
+                "#b3261e"
+            },
         )
     }
 }

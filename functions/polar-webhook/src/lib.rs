@@ -1,9 +1,10 @@
 //! `polar-webhook`: `POST /polar/webhook`. Verifies Polar's signature over the raw body, answers PING,
 //! queues a targeted sync and answers at once.
 
-use lambda_http::{Body, Request, RequestExt as _, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::clock::Clock;
+use shared::edge::{header, is_route};
 use shared::metrics::Metrics;
 use shared::polar::PolarApi;
 use shared::queue::JobQueue;
@@ -19,7 +20,10 @@ pub const EVENT_HEADER: &str = "polar-webhook-event";
 pub const SIGNATURE_HEADER: &str = "polar-webhook-signature";
 
 /// Handles one delivery.
-pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, request: Request) -> Result<Response<Body>, lambda_http::Error>
+pub async fn handle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error>
 where
     S: Store,
     Q: JobQueue,
@@ -27,13 +31,19 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    if request.method() != "POST" || !request.raw_http_path().trim_end_matches('/').ends_with("/polar/webhook") {
+    if !is_route(&request, "POST", "/polar/webhook") {
         return Ok(reply(404, json!({"error": "not found"})));
     }
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let body: &[u8] = request.body().as_ref();
     let mut metrics = Metrics::new("polar-webhook");
-    let response = match connector.webhook(header(EVENT_HEADER), header(SIGNATURE_HEADER), body).await {
+    let response = match connector
+        .webhook(
+            header(&request, EVENT_HEADER),
+            header(&request, SIGNATURE_HEADER),
+            body,
+        )
+        .await
+    {
         Ok(outcome) => {
             let name = match outcome {
                 WebhookOutcome::Ping => "WebhookPings",

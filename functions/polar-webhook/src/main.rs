@@ -6,5 +6,8 @@ use lambda_http::{run, service_fn};
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init("polar-webhook");
     let connector = shared::bootstrap::start("polar-webhook").await?;
-    run(service_fn(|request| polar_webhook::handle(&connector, request))).await
+    run(service_fn(|request| {
+        polar_webhook::handle(&connector, request)
+    }))
+    .await
 }

@@ -1,8 +1,9 @@
 //! `revoke-hook`: `POST /polar/revoke`, signed with `X-Connector-Signature` (design §4).
 
-use lambda_http::{Body, Request, RequestExt as _, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::clock::Clock;
+use shared::edge::{header, is_route};
 use shared::polar::PolarApi;
 use shared::queue::JobQueue;
 use shared::smartabase::SmartabaseApi;
@@ -15,7 +16,10 @@ use tracing::{error, warn};
 pub const SIGNATURE_HEADER: &str = "x-connector-signature";
 
 /// Handles one request; every outcome a caller can cause is an `Ok` JSON response.
-pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, request: Request) -> Result<Response<Body>, lambda_http::Error>
+pub async fn handle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error>
 where
     S: Store,
     Q: JobQueue,
@@ -23,16 +27,19 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    if request.method() != "POST" || !request.raw_http_path().trim_end_matches('/').ends_with("/polar/revoke") {
+    if !is_route(&request, "POST", "/polar/revoke") {
         return Ok(reply(404, json!({"error": "not found"})));
     }
-    let signature = request.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let signature = header(&request, SIGNATURE_HEADER);
     let body: &[u8] = request.body().as_ref();
     Ok(match connector.revoke_hook(signature, body).await {
         Ok(_) => reply(200, json!({"status": "revoked"})),
         Err(e) => {
             let (status, message) = match &e {
-                RevokeError::Unauthenticated(_) => (401, "signature missing, invalid or outside the 5-minute window"),
+                RevokeError::Unauthenticated(_) => (
+                    401,
+                    "signature missing, invalid or outside the 5-minute window",
+                ),
                 RevokeError::BadRequest(_) => (400, "body must be {\"athlete_uuid\": \"<uuid>\"}"),
                 RevokeError::UnknownAthlete => (404, "unknown athlete"),
                 RevokeError::Store(_) => (503, "temporarily unavailable; retry"),

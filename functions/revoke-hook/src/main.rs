@@ -6,5 +6,8 @@ use lambda_http::{run, service_fn};
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init("revoke-hook");
     let connector = shared::bootstrap::start("revoke-hook").await?;
-    run(service_fn(|request| revoke_hook::handle(&connector, request))).await
+    run(service_fn(|request| {
+        revoke_hook::handle(&connector, request)
+    }))
+    .await
 }

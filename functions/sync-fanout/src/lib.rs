@@ -13,7 +13,10 @@ use shared::usecase::fanout::{FanoutError, FanoutReport};
 use tracing::{error, info};
 
 /// Runs one fan-out until `deadline`.
-pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, deadline: Instant) -> Result<FanoutReport, FanoutError>
+pub async fn handle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    deadline: Instant,
+) -> Result<FanoutReport, FanoutError>
 where
     S: Store,
     Q: JobQueue,
@@ -33,7 +36,13 @@ where
                 .count("FanoutBudgetLimited", u64::from(r.budget_limited))
                 .count("FanoutSendFailures", r.send_failures);
             info!(
-                outcome = if r.complete { "complete" } else if r.budget_limited { "budget_limited" } else { "continued" },
+                outcome = if r.complete {
+                    "complete"
+                } else if r.budget_limited {
+                    "budget_limited"
+                } else {
+                    "continued"
+                },
                 due = r.due,
                 queued = r.queued,
                 delayed = r.delayed,

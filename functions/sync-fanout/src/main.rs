@@ -7,10 +7,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init("sync-fanout");
     let connector = shared::bootstrap::start("sync-fanout").await?;
     let connector = &connector;
-    run(service_fn(|event: LambdaEvent<serde_json::Value>| async move {
-        let deadline = shared::usecase::deadline_before(event.context.deadline, 20);
-        sync_fanout::handle(&connector, deadline).await?;
-        Ok::<_, lambda_runtime::Error>(())
-    }))
+    run(service_fn(
+        |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = shared::usecase::deadline_before(event.context.deadline, 20);
+            sync_fanout::handle(connector, deadline).await?;
+            Ok::<_, lambda_runtime::Error>(())
+        },
+    ))
     .await
 }

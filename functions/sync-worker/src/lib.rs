@@ -22,7 +22,10 @@ pub const CONCURRENCY: usize = 5;
 pub const MAX_RECEIVES: u32 = 5;
 
 /// Handles one SQS batch.
-pub async fn handle<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, event: SqsEvent) -> SqsBatchResponse
+pub async fn handle<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    event: SqsEvent,
+) -> SqsBatchResponse
 where
     S: Store,
     Q: JobQueue,
@@ -49,7 +52,10 @@ where
 }
 
 /// Runs one message; `Some(message id)` if it must be retried.
-async fn process<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, message: SqsMessage) -> Option<String>
+async fn process<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    message: SqsMessage,
+) -> Option<String>
 where
     S: Store,
     Q: JobQueue,
@@ -131,7 +137,10 @@ where
                 .count("FieldsDropped", counts.dropped_fields)
                 .count("PolarCalls", counts.polar_calls)
                 .count("SmartabaseCalls", counts.smartabase_calls)
-                .seconds("SyncLagSeconds", (started - job.enqueued_at).num_milliseconds() as f64 / 1000.0);
+                .seconds(
+                    "SyncLagSeconds",
+                    (started - job.enqueued_at).num_milliseconds() as f64 / 1000.0,
+                );
             for (kind, written) in &counts.written {
                 metrics.count(
                     match kind {
@@ -160,15 +169,29 @@ where
             if reason.contains("budget") || reason.contains("429") {
                 metrics.count("BudgetDeferrals", 1);
             }
-            let delay = (*until - connector.now()).num_seconds().clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) as u32;
+            let delay = (*until - connector.now())
+                .num_seconds()
+                .clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS))
+                as u32;
             let mut again = job.clone();
             again.deferrals += 1;
-            follow_ups.push(Outgoing { job: again, delay_seconds: delay });
-            info!(outcome = "deferred", reason, delay_seconds = delay, "job deferred");
+            follow_ups.push(Outgoing {
+                job: again,
+                delay_seconds: delay,
+            });
+            info!(
+                outcome = "deferred",
+                reason,
+                delay_seconds = delay,
+                "job deferred"
+            );
         }
         SyncOutcome::Released { reason } => {
             metrics.count("JobsReleased", 1).count("BudgetDeferrals", 1);
-            info!(outcome = "released", reason, "job released; the athlete stays due");
+            info!(
+                outcome = "released",
+                reason, "job released; the athlete stays due"
+            );
         }
         SyncOutcome::Reauthorise => {
             metrics.count("AthletesNeedingReauthorisation", 1);
@@ -179,7 +202,10 @@ where
         }
         SyncOutcome::ConsentsMissing => {
             metrics.count("JobsSkipped", 1);
-            warn!(outcome = "consents_missing", "athlete has not accepted Polar's consents");
+            warn!(
+                outcome = "consents_missing",
+                "athlete has not accepted Polar's consents"
+            );
         }
     }
     if follow_ups.is_empty() {

@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let connector = shared::bootstrap::start("sync-worker").await?;
     let connector = &connector;
     run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(sync_worker::handle(&connector, event.payload).await)
+        Ok::<_, lambda_runtime::Error>(sync_worker::handle(connector, event.payload).await)
     }))
     .await
 }

@@ -616,10 +616,6 @@ mod tests {
         map
     }
 
-    fn date(text: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
-    }
-
     fn client(api: &str) -> PolarClient {
         PolarClient::new(
             PolarEndpoints {

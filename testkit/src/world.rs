@@ -1,0 +1,387 @@
+//! A whole connector on the local stack: both simulators, a store (memory, or DynamoDB on moto), the
+//! sync queue ([`LocalQueue`]) and the connector built exactly as the functions build it, with the
+//! functions' own handlers behind [`World::http`], [`World::run_worker`], [`World::scan`] and
+//! [`World::fanout`]. Time is a [`FixedClock`] that [`World::advance`] moves together with Polar's.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::{Context, anyhow};
+use aws_lambda_events::event::sqs::SqsEvent;
+use base64::Engine as _;
+use chrono::{Duration, Utc};
+use polar_sim::{ConsentMode, NewAccount, PolarSim, PolarSimConfig, PolarSimHandle};
+use shared::bootstrap;
+use shared::config::{Config, Secrets};
+use shared::ids::{AthleteUuid, SmartabaseUserId};
+use shared::polar::PolarClient;
+use shared::queue::SqsQueue;
+use shared::smartabase::SmartabaseClient;
+use shared::store::{DynamoStore, Store};
+use shared::testing::{FixedClock, MemoryStore};
+use shared::usecase::Connector;
+use shared::usecase::fanout::FanoutReport;
+use shared::usecase::scan::ScanReport;
+use smartabase_sim::{NewUser, SmartabaseSim, SmartabaseSimConfig, SmartabaseSimHandle};
+
+use crate::front::{self, HttpRequest, HttpResponse};
+use crate::queue::LocalQueue;
+
+/// The public URL the connector believes it has (requests reach it through [`World::http`]).
+pub const PUBLIC_BASE_URL: &str = "https://connector.test";
+
+/// How to build a world.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// Polar simulator settings (the redirect URI and client credentials are set by the world).
+    pub polar: PolarSimConfig,
+    /// Smartabase simulator settings.
+    pub smartabase: SmartabaseSimConfig,
+    /// Register a webhook secret in the connector's secrets.
+    pub webhook_secret: Option<String>,
+    /// `SYNC_INTERVAL_MINUTES`.
+    pub sync_interval_minutes: u32,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            polar: PolarSimConfig {
+                consent_mode: ConsentMode::AutoAccept,
+                ..PolarSimConfig::default()
+            },
+            smartabase: SmartabaseSimConfig::default(),
+            webhook_secret: None,
+            sync_interval_minutes: 60,
+        }
+    }
+}
+
+/// The connector type of a world.
+pub type WorldConnector<S> = Connector<S, LocalQueue, PolarClient, SmartabaseClient, FixedClock>;
+
+/// A running local stack.
+pub struct World<S> {
+    /// The Polar simulator.
+    pub polar: PolarSimHandle,
+    /// The Smartabase simulator.
+    pub smartabase: SmartabaseSimHandle,
+    /// The connector.
+    pub connector: WorldConnector<S>,
+    /// The connector's clock (shared with `connector.clock`).
+    pub clock: FixedClock,
+    /// The environment the functions would see.
+    pub config: Config,
+    /// The secret the functions would read.
+    pub secrets: Secrets,
+    /// The secret as JSON (what `connector init --secrets` takes).
+    pub secrets_json: String,
+}
+
+/// Random test secrets for both simulators' credentials.
+pub fn test_secrets_json(
+    polar: &PolarSimHandle,
+    smartabase: &SmartabaseSimHandle,
+    webhook_secret: Option<&str>,
+) -> String {
+    let random = |n: usize| {
+        let mut bytes = vec![0u8; n];
+        rand::fill(&mut bytes[..]);
+        bytes
+    };
+    let mut json = serde_json::json!({
+        "polar_client_id": polar.client_id(),
+        "polar_client_secret": polar.client_secret(),
+        "smartabase_username": smartabase.config().username,
+        "smartabase_password": smartabase.config().password,
+        "link_signing_key": hex::encode(random(24)),
+        "token_encryption_key": base64::engine::general_purpose::STANDARD.encode(random(32)),
+        "revoke_hook_secret": hex::encode(random(24)),
+    });
+    if let Some(secret) = webhook_secret {
+        json["polar_webhook_secret"] = secret.into();
+    }
+    json.to_string()
+}
+
+/// The environment for the functions, as `NAME=value` pairs.
+pub fn environment(
+    table: &str,
+    queue_url: &str,
+    secret_id: &str,
+    polar: &PolarSimHandle,
+    smartabase: &SmartabaseSimHandle,
+    public_base_url: &str,
+    interval: u32,
+) -> Vec<(String, String)> {
+    [
+        ("CONNECTOR_TABLE", table.to_string()),
+        ("SYNC_QUEUE_URL", queue_url.to_string()),
+        ("CONNECTOR_SECRET_ID", secret_id.to_string()),
+        ("PUBLIC_BASE_URL", public_base_url.to_string()),
+        ("SMARTABASE_URL", smartabase.site_url()),
+        ("POLAR_AUTH_URL", polar.auth_url()),
+        ("POLAR_TOKEN_URL", polar.token_url()),
+        ("POLAR_API_URL", polar.api_url()),
+        ("SYNC_INTERVAL_MINUTES", interval.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+async fn simulators(
+    options: &WorldOptions,
+    public_base_url: &str,
+) -> anyhow::Result<(PolarSimHandle, SmartabaseSimHandle)> {
+    let mut polar_config = options.polar.clone();
+    polar_config.redirect_uris = vec![format!("{public_base_url}/polar/callback")];
+    let polar = PolarSim::start(polar_config)
+        .await
+        .context("starting polar-sim")?;
+    let smartabase = SmartabaseSim::start(options.smartabase.clone())
+        .await
+        .context("starting smartabase-sim")?;
+    Ok((polar, smartabase))
+}
+
+impl World<MemoryStore> {
+    /// A world with the in-memory store and queue: fast, for handler-level tests.
+    pub async fn in_memory(options: WorldOptions) -> anyhow::Result<Self> {
+        let (polar, smartabase) = simulators(&options, PUBLIC_BASE_URL).await?;
+        let clock = FixedClock::new(Utc::now());
+        let queue = LocalQueue::memory(clock.clone());
+        Self::assemble(
+            options,
+            polar,
+            smartabase,
+            MemoryStore::new(),
+            queue,
+            clock,
+            "memory",
+            "memory",
+        )
+        .await
+    }
+}
+
+impl World<DynamoStore> {
+    /// A world on moto: the real DynamoDB table, SQS queues (with the DLQ redrive) and adapters.
+    pub async fn on_moto(options: WorldOptions) -> anyhow::Result<Self> {
+        let moto = crate::moto::shared().await;
+        let (polar, smartabase) = simulators(&options, PUBLIC_BASE_URL).await?;
+        let sdk = moto.sdk_config().await;
+        let name = crate::moto::unique_name("world");
+        moto.create_table(&name).await?;
+        let (url, dlq_url) = moto.create_queues(&name).await?;
+        let store = DynamoStore::from_config(&sdk, name.clone());
+        let queue = LocalQueue::Sqs {
+            queue: SqsQueue::from_config(&sdk, url.clone()),
+            client: aws_sdk_sqs::Client::new(&sdk),
+            url: url.clone(),
+            dlq_url,
+        };
+        Self::assemble(
+            options,
+            polar,
+            smartabase,
+            store,
+            queue,
+            FixedClock::new(Utc::now()),
+            &name,
+            &url,
+        )
+        .await
+    }
+}
+
+impl<S: Store> World<S> {
+    #[allow(clippy::too_many_arguments)]
+    async fn assemble(
+        options: WorldOptions,
+        polar: PolarSimHandle,
+        smartabase: SmartabaseSimHandle,
+        store: S,
+        queue: LocalQueue,
+        clock: FixedClock,
+        table: &str,
+        queue_url: &str,
+    ) -> anyhow::Result<Self> {
+        let secrets_json =
+            test_secrets_json(&polar, &smartabase, options.webhook_secret.as_deref());
+        let env = environment(
+            table,
+            queue_url,
+            "test-secret",
+            &polar,
+            &smartabase,
+            PUBLIC_BASE_URL,
+            options.sync_interval_minutes,
+        );
+        let config = Config::from_lookup(|name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })?;
+        let secrets = Secrets::from_json(&secrets_json)?;
+        let connector =
+            bootstrap::connector(&config, &secrets, store, queue, clock.clone()).await?;
+        Ok(Self {
+            polar,
+            smartabase,
+            connector,
+            clock,
+            config,
+            secrets,
+            secrets_json,
+        })
+    }
+
+    /// Moves the connector's and Polar's clocks by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        if let Err(e) = self.polar.advance_clock(by.num_seconds()) {
+            panic!("cannot advance polar-sim's clock: {e}");
+        }
+    }
+
+    /// Puts an athlete on the Smartabase roster; returns their Smartabase user id.
+    pub fn add_athlete(&self, uuid: &str, first: &str, last: &str) -> SmartabaseUserId {
+        let user = self.smartabase.add_user(NewUser {
+            first_name: first.into(),
+            last_name: last.into(),
+            uuid: uuid.into(),
+            ..NewUser::default()
+        });
+        SmartabaseUserId::new(user.user_id)
+            .unwrap_or_else(|e| panic!("sim gave a bad user id: {e}"))
+    }
+
+    /// Creates a Polar account in a time zone (`utc_offset_minutes`); returns its Polar user id.
+    pub fn polar_account(&self, utc_offset_minutes: i32) -> i64 {
+        self.polar
+            .create_account(NewAccount {
+                utc_offset_minutes: Some(utc_offset_minutes),
+                ..NewAccount::default()
+            })
+            .unwrap_or_else(|e| panic!("cannot create a Polar account: {e}"))
+            .polar_user_id
+    }
+
+    /// Sends a request through the API Gateway front to the owning function.
+    pub async fn http(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        front::dispatch(&self.connector, &request).await
+    }
+
+    /// The athlete's signed authorisation link, as a path and query for [`World::http`].
+    pub fn link_path(&self, uuid: &str) -> String {
+        let uuid = AthleteUuid::parse(uuid).unwrap_or_else(|e| panic!("bad uuid {uuid}: {e}"));
+        let url = self.connector.authorisation_link(&uuid, self.clock_now());
+        url.strip_prefix(PUBLIC_BASE_URL)
+            .map(str::to_string)
+            .unwrap_or(url)
+    }
+
+    fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use shared::clock::Clock as _;
+        self.clock.now()
+    }
+
+    /// The web flow end to end: the athlete's link → `GET /polar/authorize` → Polar's consent (the
+    /// simulator's browser session logged in as `polar_user`) → `GET /polar/callback`. Returns the
+    /// callback's response (and the authorize response if it did not redirect).
+    pub async fn link_via_web(&self, uuid: &str, polar_user: i64) -> anyhow::Result<HttpResponse> {
+        let authorize = self.http(HttpRequest::get(self.link_path(uuid))).await?;
+        if authorize.status != 302 {
+            return Ok(authorize);
+        }
+        let callback = self.consent_at_polar(&authorize, polar_user).await?;
+        self.http(HttpRequest::get(callback)).await
+    }
+
+    /// Follows a `302` to Polar's authorisation page as a browser logged in as `polar_user` would, and
+    /// returns the callback path and query Polar redirects back to.
+    pub async fn consent_at_polar(
+        &self,
+        authorize: &HttpResponse,
+        polar_user: i64,
+    ) -> anyhow::Result<String> {
+        let location = authorize
+            .header("location")
+            .ok_or_else(|| anyhow!("no Location on the authorize response"))?;
+        self.polar.login(Some(polar_user))?;
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let at_polar = browser.get(location).send().await?;
+        let back = at_polar
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("Polar did not redirect back (status {})", at_polar.status()))?
+            .to_string();
+        Ok(back
+            .strip_prefix(PUBLIC_BASE_URL)
+            .map(str::to_string)
+            .unwrap_or(back))
+    }
+
+    /// Runs the scan function once (no time limit).
+    pub async fn scan(&self) -> anyhow::Result<ScanReport> {
+        athlete_scan::handle(
+            &self.connector,
+            Instant::now() + StdDuration::from_secs(600),
+        )
+        .await
+        .map_err(Into::into)
+    }
+
+    /// Runs the fan-out function once.
+    pub async fn fanout(&self) -> anyhow::Result<FanoutReport> {
+        sync_fanout::handle(
+            &self.connector,
+            Instant::now() + StdDuration::from_secs(600),
+        )
+        .await
+        .map_err(Into::into)
+    }
+
+    /// Delivers visible messages to the worker function, batch after batch, until none is visible;
+    /// failed messages are redelivered (and dead-lettered after five receives) within the same run.
+    pub async fn run_worker(&self) -> anyhow::Result<WorkerRun> {
+        let mut run = WorkerRun::default();
+        for _ in 0..10_000 {
+            let delivered = self.connector.queue.receive(10).await?;
+            if delivered.is_empty() {
+                return Ok(run);
+            }
+            let mut event = SqsEvent::default();
+            event.records = delivered.iter().map(|r| r.message.clone()).collect();
+            let response = sync_worker::handle(&self.connector, event).await;
+            let failed: Vec<String> = response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect();
+            run.delivered += delivered.len();
+            run.failed += failed.len();
+            self.connector.queue.settle(&delivered, &failed).await?;
+        }
+        Err(anyhow!(
+            "the worker did not drain the queue in 10,000 batches"
+        ))
+    }
+
+    /// Scan, then fan-out and worker until the queue is empty: one full cycle of the schedules.
+    pub async fn cycle(&self) -> anyhow::Result<WorkerRun> {
+        self.scan().await?;
+        self.fanout().await?;
+        self.run_worker().await
+    }
+}
+
+/// What a worker run delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerRun {
+    /// Messages delivered (redeliveries counted again).
+    pub delivered: usize,
+    /// Deliveries that failed.
+    pub failed: usize,
+}

@@ -3,6 +3,7 @@
 //! whole connector on both simulators ([`world`]).
 
 pub mod front;
+pub mod logs;
 pub mod moto;
 pub mod queue;
 pub mod world;

@@ -1,4 +1,4 @@
-# Build, lint and test the connector. CI runs `make test` through .ci/run.
+# Polar → Smartabase connector. `make demo` shows it working locally; `make test` is what CI runs.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -6,19 +6,28 @@ SHELL := bash
 
 PYTHON ?= python3
 VENV := .venv
-# moto server for the adapter and whole-system tests; the stamp's name carries the pin, so changing
-# the pin reinstalls.
+# moto server for the AWS tests and the demo; the stamp's name carries the pin, so changing it reinstalls.
 MOTO_VERSION := 5.2.1
 VENV_STAMP := $(VENV)/.moto-$(MOTO_VERSION).stamp
+# cargo-lambda (with zig) for Lambda builds, in a venv of its own.
+CARGO_LAMBDA_VERSION := 1.9.2
+LAMBDA_VENV := .venv-lambda
+LAMBDA_STAMP := $(LAMBDA_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION).stamp
+FUNCTIONS := oauth-callback athlete-scan sync-fanout sync-worker revoke-hook polar-webhook
+ARGS ?=
 
-.PHONY: help tools venv test
+.PHONY: help tools venv demo local test validate build deploy
 
 help:
-	@echo "make venv  - Python venv $(VENV) with moto[server]==$(MOTO_VERSION) (needed by the AWS tests)"
-	@echo "make test  - cargo fmt --check, clippy -D warnings, then every test against one moto server"
+	@echo "make demo      - the whole connector on a local stack, narrated (ARGS=--keep leaves it running)"
+	@echo "make test      - fmt, clippy -D warnings, every test on one moto server, template validation"
+	@echo "make local     - moto and both simulators in the foreground, with their URLs"
+	@echo "make validate  - cfn-lint and sam validate --lint of infra/template.yaml, and its tests (offline)"
+	@echo "make build     - cargo lambda build --release --arm64 of the six functions (x86_64 fallback)"
+	@echo "make deploy    - sam build && sam deploy --guided from infra/"
 
 tools:
-	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found: install the Rust toolchain (rustup) and put cargo on PATH" >&2; exit 1; }
+	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found: install the Rust toolchain (https://rustup.rs) and put cargo on PATH" >&2; exit 1; }
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: install Python 3 with its venv module (e.g. apt-get install python3 python3-venv)" >&2; exit 1; }
 
 venv: $(VENV_STAMP)
@@ -31,6 +40,15 @@ $(VENV_STAMP):
 	@rm -f $(VENV)/.moto-*.stamp
 	@touch $@
 
+demo: tools venv
+	@echo "==> building the six functions, the connector CLI and the local runner (first time: a few minutes)"
+	@cargo build --quiet $(addprefix -p ,$(FUNCTIONS)) -p connector -p testkit --bins
+	@RUST_BACKTRACE=0 cargo run --quiet -p testkit --bin connector-local -- demo $(ARGS)
+
+local: tools venv
+	@cargo build --quiet -p testkit --bin connector-local
+	@RUST_BACKTRACE=0 cargo run --quiet -p testkit --bin connector-local -- local $(ARGS)
+
 test: tools venv
 	@echo "==> cargo fmt --check"
 	cargo fmt --all --check
@@ -38,3 +56,31 @@ test: tools venv
 	cargo clippy --workspace --all-targets -- -D warnings
 	@echo "==> tests (one moto server for the whole run)"
 	scripts/with-moto.sh cargo test --workspace
+	@echo "==> infra/template.yaml"
+	scripts/validate-infra.sh
+
+validate:
+	scripts/validate-infra.sh
+
+$(LAMBDA_STAMP):
+	@echo "==> venv: cargo-lambda==$(CARGO_LAMBDA_VERSION) into $(LAMBDA_VENV)"
+	@$(PYTHON) -m venv $(LAMBDA_VENV)
+	@$(LAMBDA_VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
+	@rm -f $(LAMBDA_VENV)/.cargo-lambda-*.stamp
+	@touch $@
+
+build: tools $(LAMBDA_STAMP)
+	@export PATH="$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH"; \
+	if rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then \
+		echo "==> cargo lambda build --release --arm64"; \
+		cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS)); \
+	else \
+		echo "warning: the aarch64-unknown-linux-gnu target is not installed and could not be added;" >&2; \
+		echo "         building x86_64 instead: set Architectures to x86_64 in infra/template.yaml before deploying it" >&2; \
+		cargo lambda build --release --x86-64 $(addprefix -p ,$(FUNCTIONS)); \
+	fi
+	@ls -l target/lambda/*/bootstrap
+
+deploy: tools $(LAMBDA_STAMP)
+	@command -v sam >/dev/null 2>&1 || [ -x .venv-infra/bin/sam ] || { echo "error: sam not found: run 'make validate' once (it installs the pinned SAM CLI into .venv-infra) or install the AWS SAM CLI" >&2; exit 1; }
+	@export PATH="$(CURDIR)/$(LAMBDA_VENV)/bin:$(CURDIR)/.venv-infra/bin:$$PATH"; cd infra && sam build && sam deploy --guided

@@ -2,8 +2,11 @@
 //! sync queue with its event-source behaviour ([`queue`]), the API Gateway front ([`front`]) and a
 //! whole connector on both simulators ([`world`]).
 
+pub mod demo;
 pub mod front;
+pub mod local;
 pub mod logs;
 pub mod moto;
 pub mod queue;
+pub mod runtime_api;
 pub mod world;

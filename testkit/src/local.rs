@@ -90,7 +90,9 @@ impl LocalStack {
     pub async fn start(options: LocalOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.work_dir)?;
         let moto = crate::moto::shared().await;
-        let front = TcpListener::bind(("127.0.0.1", options.front_port)).await.context("binding the HTTP front")?;
+        let front = TcpListener::bind(("127.0.0.1", options.front_port))
+            .await
+            .context("binding the HTTP front")?;
         let public_base_url = format!("http://{}", front.local_addr()?);
 
         let polar = PolarSim::start_on(
@@ -113,13 +115,30 @@ impl LocalStack {
         let secrets_file = options.work_dir.join("secrets.json");
         write_private(&secrets_file, &secrets_json)?;
         let connector_bin = binary_path(&options.workspace, &options.profile, "connector");
-        let mut moto_env: Vec<(String, String)> = moto.env_vars().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut moto_env: Vec<(String, String)> = moto
+            .env_vars()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         moto_env.push(("AWS_CONFIG_FILE".into(), "/nonexistent/aws-config".into()));
-        moto_env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), "/nonexistent/aws-credentials".into()));
+        moto_env.push((
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            "/nonexistent/aws-credentials".into(),
+        ));
         let names = crate::moto::unique_name("demo");
         let init = run_binary(
             &connector_bin,
-            &["init", "--secrets", &secrets_file.to_string_lossy(), "--table", &names, "--queue", &names, "--secret-id", &format!("{names}/secrets")],
+            &[
+                "init",
+                "--secrets",
+                &secrets_file.to_string_lossy(),
+                "--table",
+                &names,
+                "--queue",
+                &names,
+                "--secret-id",
+                &format!("{names}/secrets"),
+            ],
             &moto_env,
         )
         .await?;
@@ -128,10 +147,27 @@ impl LocalStack {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
-        let get = |k: &str| printed.get(k).cloned().ok_or_else(|| anyhow!("`connector init` did not print {k}"));
-        let (table, queue_url, secret_id) = (get("CONNECTOR_TABLE")?, get("SYNC_QUEUE_URL")?, get("CONNECTOR_SECRET_ID")?);
+        let get = |k: &str| {
+            printed
+                .get(k)
+                .cloned()
+                .ok_or_else(|| anyhow!("`connector init` did not print {k}"))
+        };
+        let (table, queue_url, secret_id) = (
+            get("CONNECTOR_TABLE")?,
+            get("SYNC_QUEUE_URL")?,
+            get("CONNECTOR_SECRET_ID")?,
+        );
 
-        let mut env = crate::world::environment(&table, &queue_url, &secret_id, &polar, &smartabase, &public_base_url, options.sync_interval_minutes);
+        let mut env = crate::world::environment(
+            &table,
+            &queue_url,
+            &secret_id,
+            &polar,
+            &smartabase,
+            &public_base_url,
+            options.sync_interval_minutes,
+        );
         env.extend(moto_env);
         env.push(("RUST_LOG".into(), "info".into()));
 
@@ -155,7 +191,9 @@ impl LocalStack {
         }
 
         let stack_functions = functions.clone();
-        let app = Router::new().fallback(front_handler).with_state(Arc::new(stack_functions));
+        let app = Router::new()
+            .fallback(front_handler)
+            .with_state(Arc::new(stack_functions));
         tokio::spawn(async move {
             let _ = axum::serve(front, app).await;
         });
@@ -183,7 +221,9 @@ impl LocalStack {
     }
 
     fn function(&self, name: &str) -> anyhow::Result<&Arc<LambdaFunction>> {
-        self.functions.get(name).ok_or_else(|| anyhow!("no function {name}"))
+        self.functions
+            .get(name)
+            .ok_or_else(|| anyhow!("no function {name}"))
     }
 
     /// Sends EventBridge's scheduled event to `function` (the scan or the fan-out) and waits.
@@ -199,7 +239,10 @@ impl LocalStack {
             "resources": [format!("arn:aws:events:{}:{}:rule/{rule}", crate::moto::REGION, crate::moto::ACCOUNT_ID)],
             "detail": {}
         });
-        self.function(function)?.invoke(event).await.map_err(Into::into)
+        self.function(function)?
+            .invoke(event)
+            .await
+            .map_err(Into::into)
     }
 
     /// One pass of the SQS event source mapping: receive up to 10 visible messages, invoke the worker,
@@ -219,7 +262,12 @@ impl LocalStack {
         if messages.is_empty() {
             return Ok(0);
         }
-        let queue_arn = format!("arn:aws:sqs:{}:{}:{}", crate::moto::REGION, crate::moto::ACCOUNT_ID, self.queue_url.rsplit('/').next().unwrap_or_default());
+        let queue_arn = format!(
+            "arn:aws:sqs:{}:{}:{}",
+            crate::moto::REGION,
+            crate::moto::ACCOUNT_ID,
+            self.queue_url.rsplit('/').next().unwrap_or_default()
+        );
         let records: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -242,7 +290,10 @@ impl LocalStack {
                 })
             })
             .collect();
-        let answer = self.function("sync-worker")?.invoke(json!({"Records": records})).await;
+        let answer = self
+            .function("sync-worker")?
+            .invoke(json!({"Records": records}))
+            .await;
         let failed: Vec<String> = match &answer {
             Ok(v) => v["batchItemFailures"]
                 .as_array()
@@ -251,14 +302,30 @@ impl LocalStack {
                 .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string))
                 .collect(),
             // The whole batch failed (crash, timeout): every message is retried.
-            Err(_) => messages.iter().filter_map(|m| m.message_id.clone()).collect(),
+            Err(_) => messages
+                .iter()
+                .filter_map(|m| m.message_id.clone())
+                .collect(),
         };
         for m in &messages {
-            let Some(handle) = &m.receipt_handle else { continue };
+            let Some(handle) = &m.receipt_handle else {
+                continue;
+            };
             if m.message_id.as_ref().is_some_and(|id| failed.contains(id)) {
-                self.sqs.change_message_visibility().queue_url(&self.queue_url).receipt_handle(handle).visibility_timeout(5).send().await?;
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(5)
+                    .send()
+                    .await?;
             } else {
-                self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(handle).send().await?;
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
             }
         }
         Ok(messages.len())
@@ -278,8 +345,13 @@ impl LocalStack {
 
     /// Sends a request through the HTTP front (a real HTTP request to the local API).
     pub async fn http(&self, request: HttpRequest) -> anyhow::Result<reqwest::Response> {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let mut builder = client.request(Method::from_bytes(request.method.as_bytes())?, format!("{}{}", self.public_base_url, request.path_and_query));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut builder = client.request(
+            Method::from_bytes(request.method.as_bytes())?,
+            format!("{}{}", self.public_base_url, request.path_and_query),
+        );
         for (k, v) in &request.headers {
             builder = builder.header(k, v);
         }
@@ -302,14 +374,26 @@ impl LocalStack {
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
 
-async fn run_binary(binary: &Path, args: &[&str], env: &[(String, String)]) -> anyhow::Result<String> {
+async fn run_binary(
+    binary: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> anyhow::Result<String> {
     if !binary.exists() {
-        bail!("{} is not built (run `cargo build --bins` first)", binary.display());
+        bail!(
+            "{} is not built (run `cargo build --bins` first)",
+            binary.display()
+        );
     }
     let output = tokio::process::Command::new(binary)
         .args(args)
@@ -320,7 +404,10 @@ async fn run_binary(binary: &Path, args: &[&str], env: &[(String, String)]) -> a
     if !output.status.success() {
         bail!(
             "{} {} failed ({}): {}",
-            binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            binary
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             args.first().copied().unwrap_or_default(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
@@ -349,10 +436,17 @@ async fn front_handler(
     };
     let request = HttpRequest {
         method: method.to_string(),
-        path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers: headers
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
             .collect(),
         body: body.to_vec(),
     };
@@ -365,17 +459,25 @@ async fn front_handler(
 
 /// An API Gateway v2 proxy response (`statusCode`, `headers`, `body`, `isBase64Encoded`) as HTTP.
 fn apigw_response(answer: &Value) -> Response {
-    let status = answer["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
+    let status = answer["statusCode"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::OK);
     let body = answer["body"].as_str().unwrap_or_default();
     let bytes = if answer["isBase64Encoded"].as_bool().unwrap_or(false) {
-        base64::engine::general_purpose::STANDARD.decode(body).unwrap_or_default()
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap_or_default()
     } else {
         body.as_bytes().to_vec()
     };
     let mut response = (status, bytes).into_response();
     if let Some(headers) = answer["headers"].as_object() {
         for (k, v) in headers {
-            if let (Ok(name), Some(Ok(value))) = (axum::http::HeaderName::from_bytes(k.as_bytes()), v.as_str().map(axum::http::HeaderValue::from_str)) {
+            if let (Ok(name), Some(Ok(value))) = (
+                axum::http::HeaderName::from_bytes(k.as_bytes()),
+                v.as_str().map(axum::http::HeaderValue::from_str),
+            ) {
                 response.headers_mut().insert(name, value);
             }
         }

@@ -111,7 +111,10 @@ impl LambdaFunction {
         });
         let app = Router::new()
             .route(&format!("{PREFIX}/invocation/next"), get(next))
-            .route(&format!("{PREFIX}/invocation/{{id}}/response"), post(response))
+            .route(
+                &format!("{PREFIX}/invocation/{{id}}/response"),
+                post(response),
+            )
             .route(&format!("{PREFIX}/invocation/{{id}}/error"), post(error))
             .route(&format!("{PREFIX}/init/error"), post(init_error))
             .with_state(state.clone());
@@ -121,7 +124,11 @@ impl LambdaFunction {
             let _ = axum::serve(listener, app).await;
         });
         if !spec.binary.exists() {
-            return Err(anyhow!("{} is not built: {} is missing", spec.name, spec.binary.display()));
+            return Err(anyhow!(
+                "{} is not built: {} is missing",
+                spec.name,
+                spec.binary.display()
+            ));
         }
         let function = Arc::new(Self {
             spec,
@@ -150,17 +157,31 @@ impl LambdaFunction {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", self.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.spec.name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", self.spec.memory_mb.to_string())
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.spec.memory_mb.to_string(),
+            )
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", self.spec.name))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", self.spec.name),
+            )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().with_context(|| format!("spawning {}", self.spec.binary.display()))?;
-        for stream in [child.stdout.take().map(Either::Out), child.stderr.take().map(Either::Err)].into_iter().flatten() {
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawning {}", self.spec.binary.display()))?;
+        for stream in [
+            child.stdout.take().map(Either::Out),
+            child.stderr.take().map(Either::Err),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let output = self.spec.output.clone();
             let name = self.spec.name.clone();
             tokio::spawn(async move { forward(stream, output, name).await });
@@ -193,7 +214,10 @@ impl LambdaFunction {
                 return Err(anyhow!("{} exited at start ({status})", self.spec.name));
             }
             if start.elapsed() > within {
-                return Err(anyhow!("{} did not poll for work within {within:?}", self.spec.name));
+                return Err(anyhow!(
+                    "{} did not poll for work within {within:?}",
+                    self.spec.name
+                ));
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -220,17 +244,28 @@ impl LambdaFunction {
             None => false,
         };
         if !alive {
-            self.spawn().await.map_err(|e| InvokeError::Crashed(self.spec.name.clone(), e.to_string()))?;
+            self.spawn()
+                .await
+                .map_err(|e| InvokeError::Crashed(self.spec.name.clone(), e.to_string()))?;
         }
         let (reply, answer) = oneshot::channel();
         let deadline_ms = epoch_ms() + self.spec.timeout.as_millis() as u64;
         self.sender
-            .send(Pending { payload, reply, deadline_ms })
+            .send(Pending {
+                payload,
+                reply,
+                deadline_ms,
+            })
             .await
-            .map_err(|_| InvokeError::Crashed(self.spec.name.clone(), "runtime API closed".into()))?;
+            .map_err(|_| {
+                InvokeError::Crashed(self.spec.name.clone(), "runtime API closed".into())
+            })?;
         match tokio::time::timeout(self.spec.timeout, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(InvokeError::Crashed(self.spec.name.clone(), "no answer".into())),
+            Ok(Err(_)) => Err(InvokeError::Crashed(
+                self.spec.name.clone(),
+                "no answer".into(),
+            )),
             Err(_) => {
                 // Lambda kills a sandbox that overruns; the next invoke starts a new one.
                 let _ = self.restart().await;
@@ -258,7 +293,12 @@ async fn forward(stream: Either, output: Output, name: String) {
         Either::Err(s) => Box::new(BufReader::new(s).lines()),
     };
     let mut file = match &output {
-        Output::File(path) => tokio::fs::OpenOptions::new().create(true).append(true).open(path).await.ok(),
+        Output::File(path) => tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .ok(),
         _ => None,
     };
     while let Some(line) = lines.next().await {
@@ -276,17 +316,24 @@ async fn forward(stream: Either, output: Output, name: String) {
 }
 
 trait LineSource: Send {
-    fn next(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>>;
+    fn next(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>>;
 }
 
 impl<R: tokio::io::AsyncBufRead + Unpin + Send> LineSource for tokio::io::Lines<R> {
-    fn next(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>> {
+    fn next(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>> {
         Box::pin(async move { self.next_line().await.ok().flatten() })
     }
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 async fn next(State(state): State<Arc<ApiState>>) -> Response {
@@ -301,7 +348,11 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
         return StatusCode::GONE.into_response();
     };
     let id = uuid::Uuid::new_v4().to_string();
-    state.in_flight.lock().await.insert(id.clone(), pending.reply);
+    state
+        .in_flight
+        .lock()
+        .await
+        .insert(id.clone(), pending.reply);
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -309,30 +360,54 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
         }
     };
     put("lambda-runtime-aws-request-id", id);
-    put("lambda-runtime-deadline-ms", pending.deadline_ms.to_string());
-    put("lambda-runtime-invoked-function-arn", format!("arn:aws:lambda:us-east-1:123456789012:function:{}", state.name));
-    put("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0".into());
+    put(
+        "lambda-runtime-deadline-ms",
+        pending.deadline_ms.to_string(),
+    );
+    put(
+        "lambda-runtime-invoked-function-arn",
+        format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{}",
+            state.name
+        ),
+    );
+    put(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0".into(),
+    );
     put("content-type", "application/json".into());
     (StatusCode::OK, headers, pending.payload.to_string()).into_response()
 }
 
-async fn response(State(state): State<Arc<ApiState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn response(
+    State(state): State<Arc<ApiState>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     let Some(reply) = state.in_flight.lock().await.remove(&id) else {
         return StatusCode::BAD_REQUEST;
     };
-    let value = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let value = serde_json::from_slice(&body)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into_owned()));
     let _ = reply.send(Ok(value));
     StatusCode::ACCEPTED
 }
 
-async fn error(State(state): State<Arc<ApiState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn error(
+    State(state): State<Arc<ApiState>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     let Some(reply) = state.in_flight.lock().await.remove(&id) else {
         return StatusCode::BAD_REQUEST;
     };
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let _ = reply.send(Err(InvokeError::Function {
         function: state.name.clone(),
-        error_type: parsed["errorType"].as_str().unwrap_or("Unknown").to_string(),
+        error_type: parsed["errorType"]
+            .as_str()
+            .unwrap_or("Unknown")
+            .to_string(),
         message: parsed["errorMessage"].as_str().unwrap_or("").to_string(),
     }));
     StatusCode::ACCEPTED
@@ -340,12 +415,19 @@ async fn error(State(state): State<Arc<ApiState>>, UrlPath(id): UrlPath<String>,
 
 async fn init_error(State(state): State<Arc<ApiState>>, body: Bytes) -> StatusCode {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    *state.init_error.lock().await = Some(parsed["errorMessage"].as_str().unwrap_or("init error").to_string());
+    *state.init_error.lock().await = Some(
+        parsed["errorMessage"]
+            .as_str()
+            .unwrap_or("init error")
+            .to_string(),
+    );
     StatusCode::ACCEPTED
 }
 
 /// The `target/<profile>/<name>` path of a workspace binary.
 pub fn binary_path(workspace: &Path, profile: &str, name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
     target.join(profile).join(name)
 }

@@ -39,7 +39,10 @@ enum Command {
 }
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 #[tokio::main]
@@ -47,10 +50,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = workspace();
     match cli.command {
-        Command::Demo { keep, release, port } => {
+        Command::Demo {
+            keep,
+            release,
+            port,
+        } => {
             let options = LocalOptions {
                 workspace: root.clone(),
-                profile: if release { "release".into() } else { "debug".into() },
+                profile: if release {
+                    "release".into()
+                } else {
+                    "debug".into()
+                },
                 front_port: port,
                 polar_port: 0,
                 smartabase_port: 0,
@@ -60,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
             };
             testkit::demo::run(options, keep).await
         }
-        Command::Local { polar_port, smartabase_port } => testkit::demo::local_only(polar_port, smartabase_port).await,
+        Command::Local {
+            polar_port,
+            smartabase_port,
+        } => testkit::demo::local_only(polar_port, smartabase_port).await,
     }
 }

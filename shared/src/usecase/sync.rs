@@ -694,8 +694,10 @@ where
                 }
                 Ok(())
             }
-            Err(e) if batch.len() > 1 && e.is_transient() => {
-                // A batch is all-or-nothing and the answer does not say which event was bad: isolate it.
+            Err(e @ SmartabaseError::Rejected { .. }) if batch.len() > 1 => {
+                // A refused batch stored nothing and does not say which event was bad: isolate it. Any other
+                // failure (lost answer, timeout, 5xx, missing ids) may have stored some events, so they stay
+                // `Pending` and the next run looks them up instead of writing them again.
                 warn!(athlete = %athlete, error = %e, events = batch.len(), "batch refused; retrying its events one by one");
                 for single in batch {
                     Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now))

@@ -828,16 +828,17 @@ impl Step {
         held_back: Option<NaiveDate>,
     ) {
         let revision_floor = now.date_naive() - Duration::days(REVISION_WINDOW_DAYS);
+        // Not fully delivered: the cursor never moves forward (`None`, "everything", stays `None`), and only
+        // moves back to a record that was held back.
         let next_daily = |current: Option<NaiveDate>| -> Option<NaiveDate> {
-            let target = if delivered {
-                revision_floor
+            if delivered {
+                Some(revision_floor)
             } else {
-                held_back.unwrap_or(revision_floor).min(revision_floor)
-            };
-            Some(match current {
-                Some(c) if !delivered => c.min(target),
-                _ => target,
-            })
+                match (current, held_back) {
+                    (Some(c), Some(h)) => Some(c.min(h)),
+                    (c, _) => c,
+                }
+            }
         };
         match self {
             Self::Exercises { .. } if delivered => cursors.exercises_uploaded_since = Some(now),

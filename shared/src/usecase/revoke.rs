@@ -91,7 +91,12 @@ where
             .get_athlete(&athlete)
             .await?
             .ok_or(RevokeError::UnknownAthlete)?;
-        if current.linked_at.is_some_and(|linked| linked > signed_at) {
+        // `t` has whole seconds: a link made in the same second as the signature does not make the
+        // request stale, or a revoke right after linking would be ignored.
+        if current
+            .linked_at
+            .is_some_and(|linked| linked.timestamp() > signed_at.timestamp())
+        {
             info!(athlete = %athlete, outcome = "stale", "revoke request predates the current link; ignored");
             return Ok(RevokeOutcome::AlreadyRevoked);
         }

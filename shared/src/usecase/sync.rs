@@ -372,13 +372,13 @@ where
         let full_sync = job.kind != JobKind::Targeted;
         self.update_athlete(&job.athlete, |a| {
             a.cursors = cursors.clone();
-            if full_sync {
+            // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
+            // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
+            if full_sync && first_failure.is_none() {
                 a.queued_until = None;
-                if first_failure.is_none() {
-                    a.last_sync_at = Some(now);
-                    if a.status == AthleteStatus::Linked {
-                        a.next_sync_due = Some(now + sync_interval);
-                    }
+                a.last_sync_at = Some(now);
+                if a.status == AthleteStatus::Linked {
+                    a.next_sync_due = Some(now + sync_interval);
                 }
             }
             a.last_error = first_failure.clone();

@@ -587,6 +587,7 @@ async fn a_lost_answer_is_found_in_smartabase_and_never_written_twice() {
 
 #[tokio::test]
 async fn a_first_sync_takes_everything_polar_still_offers() {
+    testkit::logs::install();
     // Polar serves history from before registration here, so the window limits are what bound it.
     let world = World::on_moto(WorldOptions {
         polar: PolarSimConfig {
@@ -640,4 +641,19 @@ async fn a_first_sync_takes_everything_polar_still_offers() {
     let stored = stored_athlete(&world, a).await;
     assert!(stored.cursors.exercises_uploaded_since.is_some());
     assert!(stored.last_sync_at.is_some());
+    // The covered range is logged: daily data from 27 days before (UTC) today.
+    let utc_today = world.polar.now().date_naive();
+    let range = testkit::logs::lines_where("athlete", &a.uuid)
+        .into_iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("first sync"))
+        })
+        .expect("a first-sync line with the covered range");
+    assert_eq!(
+        range["fields"]["daily_from"],
+        (utc_today - Duration::days(27)).to_string()
+    );
+    assert_eq!(range["fields"]["to"], utc_today.to_string());
 }

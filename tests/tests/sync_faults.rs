@@ -1,0 +1,344 @@
+//! The sync under failure: a worker killed while holding an athlete's lock, a malformed record from
+//! Polar, and Polar 5xx or dropped connections (retries, then the DLQ with the job intact).
+
+mod sync_support;
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use polar_sim::{FaultKind, FaultSpec, NewRecord, RecordKind};
+use shared::clock::Clock as _;
+use shared::model::LedgerState;
+use shared::queue::SyncJob;
+use shared::store::LockStore as _;
+use shared::usecase::sync::LOCK_TTL;
+use smartabase_sim::{Endpoint, FaultRule, FaultTrigger};
+use sync_support::*;
+use testkit::world::{World, WorldOptions};
+
+fn polar_fault(path_prefix: &str, fault: FaultKind, count: u32) -> FaultSpec {
+    FaultSpec {
+        path_prefix: path_prefix.into(),
+        method: None,
+        fault,
+        count: Some(count),
+        probability: None,
+    }
+}
+
+fn new_exercise() -> NewRecord {
+    NewRecord {
+        kind: RecordKind::Exercise,
+        date: None,
+        start_time: None,
+        values: Default::default(),
+        ready: true,
+        uploaded_at: None,
+    }
+}
+
+/// Receives one batch and hands it to the worker once; returns (delivered, failed ids, bodies).
+async fn one_delivery<S: shared::store::Store>(
+    world: &World<S>,
+) -> (usize, Vec<String>, Vec<String>) {
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+    let bodies = delivered
+        .iter()
+        .filter_map(|r| r.message.body.clone())
+        .collect();
+    let response = sync_worker::handle(&world.connector, event).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &failed)
+        .await
+        .unwrap();
+    (delivered.len(), failed, bodies)
+}
+
+#[tokio::test]
+async fn a_job_waits_while_a_dead_workers_lock_lives_then_delivers_everything_once() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "lock", &[-570]).await;
+    let a = &athletes[0];
+    generate(&world, a, 4);
+    // A worker took the lock and died without releasing it.
+    let now = world.clock.now();
+    assert!(
+        world
+            .connector
+            .store
+            .try_lock(&a.athlete(), "dead-worker", now, now + LOCK_TTL)
+            .await
+            .unwrap()
+    );
+    world.polar.clear_requests();
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0), "deferred, not failed");
+    assert!(world.smartabase.events(&Default::default()).is_empty());
+    assert!(
+        polar_paths(&world, a.polar).is_empty(),
+        "no Polar call while locked"
+    );
+    let deferred = world.connector.queue.sent();
+    let again = deferred.last().expect("the job went back on the queue");
+    assert_eq!(again.job.athlete.as_str(), a.uuid);
+    assert!(again.delay_seconds > 0 && again.delay_seconds <= 900);
+    assert_eq!(again.job.deferrals, 1);
+
+    // Still locked a minute later: deferred again.
+    world.advance(Duration::seconds(i64::from(again.delay_seconds)));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert!(world.smartabase.events(&Default::default()).is_empty());
+
+    // Past the lock's TTL the job runs and delivers everything exactly once.
+    world.advance(LOCK_TTL);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_smartabase_matches_polar(&world, a);
+    assert_eq!(world.connector.queue.depth().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "kill", &[825]).await;
+    let a = &athletes[0];
+    generate(&world, a, 4);
+    // Smartabase is slow; the Lambda is killed (its future dropped) in the middle of an import.
+    let slow = StdDuration::from_millis(1200);
+    world
+        .smartabase
+        .add_fault(FaultRule {
+            endpoint: Some(Endpoint::EventsImport),
+            fault: smartabase_sim::FaultKind::Delay {
+                ms: slow.as_millis() as u64,
+            },
+            trigger: FaultTrigger::Next(1),
+        })
+        .unwrap();
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![delivered[0].message.clone()];
+    let killed = tokio::time::timeout(
+        StdDuration::from_millis(300),
+        sync_worker::handle(&world.connector, event),
+    )
+    .await;
+    assert!(killed.is_err(), "the worker must still have been writing");
+    // Whatever the slow import did, it is over now; the message comes back after its visibility timeout.
+    tokio::time::sleep(slow).await;
+    let message_id = delivered[0].message.message_id.clone().unwrap();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &[message_id])
+        .await
+        .unwrap();
+    let pending = ledger(&world, a).await;
+    assert!(
+        pending.values().any(|e| e.state == LedgerState::Pending),
+        "the killed worker left unconfirmed writes"
+    );
+
+    // The redelivered job finds the athlete locked by the dead worker and waits.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    let waiting = world.connector.queue.sent();
+    let again = waiting.last().unwrap();
+    assert_eq!(again.job.athlete.as_str(), a.uuid);
+    assert!(again.delay_seconds > 0);
+
+    // After the lock's TTL it runs, recovers the unconfirmed writes and writes nothing twice.
+    world.advance(LOCK_TTL + Duration::seconds(1));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(run.failed, 0);
+    assert_eq!(world.connector.queue.depth().await.unwrap(), 0);
+    assert_smartabase_matches_polar(&world, a);
+    assert!(
+        ledger(&world, a)
+            .await
+            .values()
+            .all(|e| e.state == LedgerState::Confirmed)
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_record_is_skipped_logged_and_retried_next_cycle_without_blocking_the_rest() {
+    testkit::logs::install();
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "broken", &[-600]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let settled = stored_athlete(&world, a).await.cursors;
+    assert!(settled.exercises_uploaded_since.is_some());
+
+    // New data arrives, and Polar's lists each carry one record with wrong field types.
+    world.advance(Duration::minutes(61));
+    world.polar.add_record(a.polar, new_exercise()).unwrap();
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                kind: RecordKind::Sleep,
+                ..new_exercise()
+            },
+        )
+        .unwrap();
+    for path in ["/v3/exercises", "/v3/users/sleep"] {
+        world
+            .polar
+            .inject_fault(polar_fault(path, FaultKind::MalformedRecord, 1))
+            .unwrap();
+    }
+    world.fanout().await.unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(
+        (run.delivered, run.failed),
+        (1, 0),
+        "a broken record never fails the job"
+    );
+
+    // The good records were delivered; the cursors of the affected kinds did not move.
+    assert_smartabase_matches_polar(&world, a);
+    let after = stored_athlete(&world, a).await;
+    assert_eq!(
+        after.cursors.exercises_uploaded_since, settled.exercises_uploaded_since,
+        "exercise cursor held back"
+    );
+    assert_eq!(after.cursors.sleep_from, settled.sleep_from);
+    let broken: Vec<_> = testkit::logs::lines_where("athlete", &a.uuid)
+        .into_iter()
+        .filter(|l| l["fields"]["outcome"] == "broken_record")
+        .collect();
+    let kinds: Vec<&str> = broken
+        .iter()
+        .filter_map(|l| l["fields"]["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["training", "sleep"], "{broken:?}");
+
+    // Next cycle: Polar is well again, the same lists are read and the cursors move on.
+    world.advance(Duration::minutes(61));
+    world.polar.clear_requests();
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert_eq!(polar_paths(&world, a.polar).len(), 4);
+    let healed = stored_athlete(&world, a).await;
+    assert_eq!(
+        healed.cursors.exercises_uploaded_since,
+        Some(world.clock.now())
+    );
+    assert_smartabase_matches_polar(&world, a);
+}
+
+#[tokio::test]
+async fn polar_5xx_fails_the_message_five_times_then_parks_it_in_the_dlq_intact() {
+    testkit::logs::install();
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "dlq", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 2);
+    world
+        .polar
+        .inject_fault(polar_fault("/v3/", FaultKind::Status { status: 503 }, 1000))
+        .unwrap();
+
+    let (delivered, failed, bodies) = one_delivery(&world).await;
+    assert_eq!((delivered, failed.len()), (1, 1));
+    let original = bodies[0].clone();
+    // While the job is retrying, the fan-out does not queue a second one for the athlete.
+    world.advance(Duration::minutes(61));
+    let fanout = world.fanout().await.unwrap();
+    assert_eq!(
+        (fanout.queued, fanout.already_queued),
+        (0, 1),
+        "a failing job is still queued: {fanout:?}"
+    );
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(
+        (run.delivered, run.failed),
+        (4, 4),
+        "receives 2..=5 fail too"
+    );
+    let dead = world.connector.queue.dead_letters().await.unwrap();
+    assert_eq!(
+        dead,
+        vec![original.clone()],
+        "the job body is kept for a redrive"
+    );
+    let job = SyncJob::from_body(&original).unwrap();
+    assert_eq!(job.athlete.as_str(), a.uuid);
+    assert!(world.smartabase.events(&Default::default()).is_empty());
+    let stored = stored_athlete(&world, a).await;
+    assert_eq!(stored.status, shared::model::AthleteStatus::Linked);
+    assert!(
+        stored
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("503"))
+    );
+    let last = testkit::logs::lines_where("athlete", &a.uuid)
+        .into_iter()
+        .filter(|l| l["fields"]["outcome"] == "failed")
+        .next_back()
+        .expect("a failure line");
+    assert_eq!(last["fields"]["moving_to_dlq"], true);
+
+    // Redriven after Polar recovered, the same job delivers everything.
+    world.polar.clear_faults();
+    let mut message = aws_lambda_events::event::sqs::SqsMessage::default();
+    message.message_id = Some("redrive-1".into());
+    message.body = Some(original);
+    let mut redriven = aws_lambda_events::event::sqs::SqsEvent::default();
+    redriven.records = vec![message];
+    let response = sync_worker::handle(&world.connector, redriven).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_smartabase_matches_polar(&world, a);
+}
+
+#[tokio::test]
+async fn dropped_polar_connections_fail_the_message_and_the_retry_delivers() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "drop", &[-180]).await;
+    let a = &athletes[0];
+    generate(&world, a, 2);
+    world
+        .polar
+        .inject_fault(polar_fault(
+            "/v3/",
+            FaultKind::Drop {
+                after_processing: false,
+            },
+            2,
+        ))
+        .unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(
+        (run.delivered, run.failed),
+        (2, 1),
+        "failed once, then delivered"
+    );
+    assert!(
+        world
+            .connector
+            .queue
+            .dead_letters()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_smartabase_matches_polar(&world, a);
+}

@@ -36,8 +36,9 @@ pub const DAILY_HISTORY_DAYS: i64 = 28;
 pub const RECONCILIATION_INTERVAL: Duration = Duration::hours(6);
 /// A busy athlete's job comes back after this long.
 pub const BUSY_RETRY: Duration = Duration::seconds(60);
-/// A recharge not ready when its sleep arrived is asked for again after this long, this many times.
-pub const RECHARGE_RETRY: Duration = Duration::minutes(20);
+/// A recharge not ready when its sleep arrived is asked for again after this long (SQS's longest delay),
+/// this many times.
+pub const RECHARGE_RETRY: Duration = Duration::minutes(15);
 /// See [`RECHARGE_RETRY`].
 pub const RECHARGE_MAX_RETRIES: u32 = 6;
 /// Events per `eventsimport` call (Teamworks' own sample size).

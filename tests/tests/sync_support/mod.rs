@@ -563,8 +563,12 @@ impl WebhookRelay {
     }
 
     /// Serves the next `count` requests Polar sends through the world's HTTP front (waiting up to ten
-    /// seconds for each), and returns the function's answers.
-    pub async fn serve<S: Store>(&mut self, world: &World<S>, count: usize) -> Vec<HttpResponse> {
+    /// seconds for each), and returns each request with the function's answer.
+    pub async fn serve<S: Store>(
+        &mut self,
+        world: &World<S>,
+        count: usize,
+    ) -> Vec<(HttpRequest, HttpResponse)> {
         let mut answers = Vec::new();
         for _ in 0..count {
             let (request, reply) =
@@ -572,8 +576,8 @@ impl WebhookRelay {
                     .await
                     .expect("Polar sent no webhook request within 10 s")
                     .expect("relay closed");
-            let response = world.http(request).await.unwrap();
-            answers.push(response.clone());
+            let response = world.http(request.clone()).await.unwrap();
+            answers.push((request, response.clone()));
             let _ = reply.send(response);
         }
         answers

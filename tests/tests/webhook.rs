@@ -1,0 +1,387 @@
+//! Polar's webhook end to end: the simulator's own signed deliveries reach the `polar-webhook` function
+//! through a local relay standing in for the public URL, and the worker fetches only what was announced.
+
+mod sync_support;
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use polar_sim::{NewRecord, RecordKind, SettingsPatch, WebhookEventRequest};
+use shared::polar::{PolarApi as _, WebhookEventType};
+use shared::queue::{JobKind, Target};
+use shared::store::Store;
+use shared::usecase::sync::RECHARGE_RETRY;
+use sync_support::*;
+use testkit::front::HttpRequest;
+use testkit::world::{World, WorldOptions};
+
+/// Registers the connector's webhook at Polar (Polar pings the relay first, which must answer 200)
+/// and configures the secret Polar returned, as `connector webhook register` stores it.
+async fn register_webhook<S: Store>(world: &mut World<S>) -> WebhookRelay {
+    let mut relay = WebhookRelay::start().await;
+    let url = relay.url.clone();
+    let (created, pings) = tokio::join!(
+        world
+            .connector
+            .polar
+            .create_webhook(&url, &WebhookEventType::SUBSCRIBED),
+        relay.serve(world, 1)
+    );
+    let created = created.expect("Polar created the webhook after a successful ping");
+    assert_eq!(pings[0].1.status, 200, "the creation ping is answered 200");
+    world.connector.settings.polar_webhook_secret = Some(created.signature_secret);
+    relay
+}
+
+fn record(kind: RecordKind) -> NewRecord {
+    NewRecord {
+        kind,
+        date: None,
+        start_time: None,
+        values: Default::default(),
+        ready: true,
+        uploaded_at: None,
+    }
+}
+
+fn local_today(world: &World<impl Store>, offset: i32) -> chrono::NaiveDate {
+    (world.polar.now() + Duration::minutes(i64::from(offset))).date_naive()
+}
+
+/// A linked athlete with some history already synced, and the webhook registered.
+async fn synced_world() -> (World<shared::store::DynamoStore>, WebhookRelay, Linked) {
+    let mut world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let a = link_athletes(&world, "hook", &[345]).await.remove(0);
+    generate(&world, &a, 2);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let relay = register_webhook(&mut world).await;
+    world.polar.clear_requests();
+    (world, relay, a)
+}
+
+#[tokio::test]
+async fn a_signed_exercise_webhook_fetches_only_that_exercise_and_writes_it() {
+    let (world, mut relay, a) = synced_world().await;
+    let exercise = world
+        .polar
+        .add_record(a.polar, record(RecordKind::Exercise))
+        .unwrap();
+    let answers = relay.serve(&world, 1).await;
+    assert_eq!(answers[0].1.status, 200, "{}", answers[0].1.text());
+    let delivery = world
+        .polar
+        .wait_for_deliveries(1, StdDuration::from_secs(5))
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(delivery.event, "EXERCISE");
+    assert_eq!(delivery.status, Some(200));
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_eq!(
+        polar_paths(&world, a.polar),
+        [format!("/v3/exercises/{}", exercise.key)],
+        "only the announced exercise is fetched"
+    );
+    assert_smartabase_matches_polar(&world, &a);
+}
+
+#[tokio::test]
+async fn a_sleep_webhook_syncs_that_night_and_its_recharge_only() {
+    let (world, mut relay, a) = synced_world().await;
+    let today = local_today(&world, a.offset);
+    // The recharge is stored first (it has no webhook event of its own), then the sleep announces the night.
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                ..record(RecordKind::Recharge)
+            },
+        )
+        .unwrap();
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                ..record(RecordKind::Sleep)
+            },
+        )
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_eq!(
+        polar_paths(&world, a.polar),
+        [
+            format!("/v3/users/sleep/{today}"),
+            format!("/v3/users/nightly-recharge/{today}")
+        ]
+    );
+    assert_smartabase_matches_polar(&world, &a);
+}
+
+#[tokio::test]
+async fn an_activity_webhook_syncs_that_day_only() {
+    let (world, mut relay, a) = synced_world().await;
+    let today = local_today(&world, a.offset);
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                ..record(RecordKind::Activity)
+            },
+        )
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_eq!(
+        polar_paths(&world, a.polar),
+        [format!("/v3/users/activities/{today}")]
+    );
+    assert_smartabase_matches_polar(&world, &a);
+}
+
+#[tokio::test]
+async fn a_double_fired_sleep_webhook_queues_one_job() {
+    let (world, mut relay, a) = synced_world().await;
+    world.polar.update_settings(SettingsPatch {
+        double_fire_sleep: Some(true),
+        ..SettingsPatch::default()
+    });
+    let yesterday = (local_today(&world, a.offset) - Duration::days(1)).to_string();
+    world
+        .polar
+        .revise_record(
+            a.polar,
+            RecordKind::Sleep,
+            &yesterday,
+            serde_json::from_str(r#"{"sleep_score": 97}"#).unwrap(),
+        )
+        .unwrap();
+    let answers = relay.serve(&world, 2).await;
+    assert!(
+        answers.iter().all(|(_, r)| r.status == 200),
+        "both answered 200"
+    );
+    let deliveries = world
+        .polar
+        .wait_for_deliveries(2, StdDuration::from_secs(5))
+        .await;
+    let sleeps: Vec<_> = deliveries.iter().filter(|d| d.event == "SLEEP").collect();
+    assert_eq!(sleeps.len(), 2, "Polar fired twice");
+    assert_eq!(sleeps[0].body, sleeps[1].body);
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(
+        (run.delivered, run.failed),
+        (1, 0),
+        "one job for two deliveries"
+    );
+    let paths = polar_paths(&world, a.polar);
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.starts_with("/v3/users/sleep/"))
+            .count(),
+        1
+    );
+    let night = world
+        .smartabase
+        .events_for(a.user, "Polar Sleep")
+        .into_iter()
+        .find(|e| e.start.date().to_string() == yesterday)
+        .unwrap();
+    assert_eq!(night.value("Sleep Score"), Some("97"));
+    assert_smartabase_matches_polar(&world, &a);
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused_pings_and_unknown_users_are_answered_200() {
+    let (world, mut relay, a) = synced_world().await;
+    let body = format!(
+        r#"{{"event":"EXERCISE","user_id":{},"entity_id":"Abc123","timestamp":"2026-01-01T00:00:00.000Z","url":"x"}}"#,
+        a.polar
+    );
+    let forged = world
+        .http(
+            HttpRequest::post("/polar/webhook", body.clone())
+                .header("Polar-Webhook-Event", "EXERCISE")
+                .header("Polar-Webhook-Signature", "00".repeat(32)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged.status, 401);
+    let unsigned = world
+        .http(HttpRequest::post("/polar/webhook", body).header("Polar-Webhook-Event", "EXERCISE"))
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status, 401);
+
+    // A real delivery from Polar with one byte of its body changed, keeping Polar's signature.
+    world
+        .polar
+        .add_record(a.polar, record(RecordKind::Exercise))
+        .unwrap();
+    let (genuine, answer) = relay.serve(&world, 1).await.remove(0);
+    assert_eq!(answer.status, 200);
+    let mut tampered = genuine.clone();
+    let text = String::from_utf8(genuine.body.clone()).unwrap();
+    assert!(text.contains(r#""event":"EXERCISE""#), "{text}");
+    tampered.body = text
+        .replacen(&a.polar.to_string(), &(a.polar + 1).to_string(), 1)
+        .into_bytes();
+    assert!(
+        tampered
+            .headers
+            .iter()
+            .any(|(k, _)| k == "polar-webhook-signature"),
+        "Polar signed the delivery"
+    );
+    assert_eq!(world.http(tampered).await.unwrap().status, 401);
+
+    // PING without any signature (Polar pings before the secret exists).
+    let ping = world
+        .http(
+            HttpRequest::post("/polar/webhook", r#"{"event":"PING","timestamp":"x"}"#)
+                .header("Polar-Webhook-Event", "PING"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ping.status, 200);
+
+    // A Polar user the connector does not know: 200 so Polar keeps the webhook active, nothing queued.
+    let stranger = world.polar_account(0);
+    world
+        .polar
+        .deliver_webhook(WebhookEventRequest {
+            event: "EXERCISE".into(),
+            polar_user_id: Some(stranger),
+            entity_id: Some("Zz9".into()),
+            date: None,
+        })
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+
+    // Only the genuine delivery queued a job.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert!(polar_paths(&world, stranger).is_empty());
+    assert_eq!(polar_paths(&world, a.polar).len(), 1);
+    relay.assert_quiet(StdDuration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_recharge_not_ready_with_its_sleep_is_fetched_again_later_once_ready() {
+    let mut world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = link_athletes(&world, "late", &[-570]).await.remove(0);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let mut relay = register_webhook(&mut world).await;
+    let today = local_today(&world, a.offset);
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                ready: false,
+                ..record(RecordKind::Recharge)
+            },
+        )
+        .unwrap();
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                ..record(RecordKind::Sleep)
+            },
+        )
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    world.polar.clear_requests();
+    let sent_before = world.connector.queue.sent().len();
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    let recharge_path = format!("/v3/users/nightly-recharge/{today}");
+    assert_eq!(
+        polar_paths(&world, a.polar),
+        [format!("/v3/users/sleep/{today}"), recharge_path.clone()]
+    );
+    assert_eq!(world.smartabase.events_for(a.user, "Polar Sleep").len(), 1);
+    assert!(
+        world
+            .smartabase
+            .events_for(a.user, "Polar Nightly Recharge")
+            .is_empty()
+    );
+    let follow_ups: Vec<_> = world.connector.queue.sent().split_off(sent_before);
+    assert_eq!(follow_ups.len(), 1);
+    let follow_up = &follow_ups[0];
+    assert_eq!(follow_up.job.kind, JobKind::Targeted);
+    assert_eq!(follow_up.job.targets, [Target::Recharge { date: today }]);
+    assert_eq!(
+        i64::from(follow_up.delay_seconds),
+        RECHARGE_RETRY.num_seconds()
+    );
+    assert!(follow_up.delay_seconds <= 900, "within SQS's longest delay");
+
+    // Not due yet: nothing runs.
+    assert_eq!(world.run_worker().await.unwrap().delivered, 0);
+    // Polar finishes the recharge; the follow-up comes due and fetches it once.
+    world
+        .polar
+        .set_record_ready(a.polar, RecordKind::Recharge, &today.to_string(), true)
+        .unwrap();
+    world.polar.clear_requests();
+    world.advance(RECHARGE_RETRY);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_eq!(polar_paths(&world, a.polar), [recharge_path]);
+    assert_smartabase_matches_polar(&world, &a);
+    assert_eq!(
+        world.connector.queue.sent().len(),
+        sent_before + 1,
+        "no further follow-up once delivered"
+    );
+}
+
+#[tokio::test]
+async fn with_webhooks_on_an_athlete_without_new_data_costs_no_polar_calls_for_hours() {
+    let world = World::on_moto(WorldOptions {
+        webhook_secret: Some("configured-webhook-secret".into()),
+        ..WorldOptions::default()
+    })
+    .await
+    .unwrap();
+    let a = link_athletes(&world, "quiet", &[600]).await.remove(0);
+    generate(&world, &a, 2);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.polar.clear_requests();
+
+    for hour in 1..=5 {
+        world.advance(Duration::hours(1));
+        let fanout = world.fanout().await.unwrap();
+        assert_eq!(fanout.queued, 0, "hour {hour}: {fanout:?}");
+        assert_eq!(world.run_worker().await.unwrap().delivered, 0);
+    }
+    assert!(
+        polar_paths(&world, a.polar).is_empty(),
+        "no Polar call in five hours"
+    );
+
+    // The six-hourly reconciliation still runs.
+    world.advance(Duration::hours(1));
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+    assert_eq!(world.run_worker().await.unwrap().delivered, 1);
+    assert_eq!(polar_paths(&world, a.polar).len(), 4);
+}

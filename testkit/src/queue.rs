@@ -33,6 +33,7 @@ pub struct MemorySqs {
     items: Mutex<Vec<Item>>,
     dead: Mutex<Vec<String>>,
     sent: Mutex<Vec<Outgoing>>,
+    batch_sizes: Mutex<Vec<usize>>,
     next_id: Mutex<u64>,
 }
 
@@ -70,6 +71,7 @@ impl LocalQueue {
             items: Mutex::new(Vec::new()),
             dead: Mutex::new(Vec::new()),
             sent: Mutex::new(Vec::new()),
+            batch_sizes: Mutex::new(Vec::new()),
             next_id: Mutex::new(0),
         })
     }
@@ -194,6 +196,14 @@ impl LocalQueue {
         }
     }
 
+    /// The size of every `send_batch` call so far, in order (memory only).
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        match self {
+            Self::Memory(q) => lock(&q.batch_sizes).clone(),
+            Self::Sqs { .. } => Vec::new(),
+        }
+    }
+
     /// Messages waiting, visible or delayed, not yet deleted (memory: exact; SQS: approximate).
     pub async fn depth(&self) -> anyhow::Result<usize> {
         match self {
@@ -298,6 +308,7 @@ impl JobQueue for LocalQueue {
                     });
                 }
                 lock(&q.sent).extend(jobs.iter().cloned());
+                lock(&q.batch_sizes).push(jobs.len());
                 Ok(Vec::new())
             }
         }

@@ -54,6 +54,8 @@ test: tools venv
 	cargo fmt --all --check
 	@echo "==> clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "==> building the function binaries and the connector CLI (the local runner's tests run them)"
+	cargo build --bins $(addprefix -p ,$(FUNCTIONS)) -p connector
 	@echo "==> tests (one moto server for the whole run)"
 	scripts/with-moto.sh cargo test --workspace
 	@echo "==> infra/template.yaml"

@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use tracing::{info, warn};
 
 use super::{Connector, QUEUED_MARKER_TTL};
-use crate::budget::{BudgetError, LimitFormula, RateBudget};
+use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW};
 use crate::clock::Clock;
 use crate::ids::AthleteUuid;
 use crate::polar::PolarApi;
@@ -168,7 +168,8 @@ where
             .map(|(s, _)| s.short.limit)
             .unwrap_or(LimitFormula::POLAR.short_base);
         let jobs_now = short.min(long) / CALLS_PER_JOB;
-        let until_reset = resets_at.map_or(Duration::zero(), |r| (r - now).max(Duration::zero()));
+        // No window open: the jobs sent now open one, and it resets a whole window later.
+        let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));
         let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
         let next_window = if until_reset <= max_delay {
             let full =

@@ -1,0 +1,215 @@
+//! The scheduled fan-out over real linked athletes: who gets a job, batches of ten, the queued marker,
+//! and spreading jobs with SQS delays when the Polar budget cannot cover every due athlete.
+
+mod sync_support;
+
+use std::collections::BTreeSet;
+
+use chrono::Duration;
+use shared::budget::{BudgetState, LimitFormula, Window};
+use shared::clock::Clock as _;
+use shared::model::AthleteStatus;
+use shared::queue::JobKind;
+use shared::store::Store;
+use sync_support::*;
+use testkit::world::{World, WorldOptions};
+
+/// Replaces the shared Polar budget (as if Polar's headers had said so).
+async fn set_budget<S: Store>(world: &World<S>, state: BudgetState) {
+    let version = world
+        .connector
+        .store
+        .load_budget()
+        .await
+        .unwrap()
+        .map_or(0, |(_, v)| v);
+    world
+        .connector
+        .store
+        .save_budget(&state, version)
+        .await
+        .unwrap();
+}
+
+/// Links `count` athletes and runs their first syncs, so each is next due one interval later.
+async fn synced_athletes<S: Store>(world: &World<S>, prefix: &str, count: usize) -> Vec<Linked> {
+    let athletes = link_athletes(world, prefix, &vec![120; count]).await;
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (count, 0));
+    athletes
+}
+
+#[tokio::test]
+async fn fanout_queues_only_linked_due_unqueued_athletes_in_batches_of_ten() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "fan", 25).await;
+    world.add_athlete("fan-unlinked", "Never", "Linked");
+    world.scan().await.unwrap();
+    world.advance(Duration::minutes(61));
+    let now = world.clock.now();
+    // Two are no longer linked, one has a job queued already, one synced a moment ago.
+    for (a, status) in athletes[..2]
+        .iter()
+        .zip([AthleteStatus::Revoked, AthleteStatus::NeedsReauthorisation])
+    {
+        world
+            .connector
+            .update_athlete(&a.athlete(), |x| x.set_status(status, now))
+            .await
+            .unwrap();
+    }
+    let queued = &athletes[2];
+    assert!(
+        world
+            .connector
+            .enqueue_now(&queued.athlete(), JobKind::Manual, now)
+            .await
+    );
+    let fresh = &athletes[3];
+    world
+        .connector
+        .update_athlete(&fresh.athlete(), |x| {
+            x.next_sync_due = Some(now + Duration::minutes(59))
+        })
+        .await
+        .unwrap();
+    let sent_before = world.connector.queue.sent().len();
+    let batches_before = world.connector.queue.batch_sizes().len();
+
+    let report = world.fanout().await.unwrap();
+
+    assert_eq!(
+        (
+            report.due,
+            report.queued,
+            report.delayed,
+            report.already_queued
+        ),
+        (22, 21, 0, 1),
+        "{report:?}"
+    );
+    assert!(report.complete && !report.budget_limited);
+    let sent = world.connector.queue.sent().split_off(sent_before);
+    let got: BTreeSet<&str> = sent.iter().map(|o| o.job.athlete.as_str()).collect();
+    let expected: BTreeSet<&str> = athletes[4..].iter().map(|a| a.uuid.as_str()).collect();
+    assert_eq!(got, expected);
+    assert!(
+        sent.iter()
+            .all(|o| o.job.kind == JobKind::Scheduled && o.delay_seconds == 0)
+    );
+    assert_eq!(
+        world.connector.queue.batch_sizes()[batches_before..],
+        [10, 10, 1]
+    );
+
+    // Right after, every due athlete still has a job on the queue: nothing more is sent.
+    let again = world.fanout().await.unwrap();
+    assert_eq!((again.queued, again.already_queued), (0, 22), "{again:?}");
+    assert_eq!(world.connector.queue.sent().len(), sent_before + 21);
+
+    // The jobs run; the athletes are next due one interval later and the marker is gone.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (22, 0));
+    let after = world.fanout().await.unwrap();
+    assert_eq!((after.due, after.queued), (0, 0));
+}
+
+#[tokio::test]
+async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_rest_due() {
+    testkit::logs::install();
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "spread", 30).await;
+    world.advance(Duration::minutes(61));
+    let now = world.clock.now();
+    // Polar's short window allows 40 calls (36 for scheduled work); 4 are spent and it resets in 10 min.
+    let mut state = BudgetState::initial(
+        LimitFormula {
+            short_base: 40,
+            short_per_user: 0,
+            long_base: 10_000,
+            long_per_user: 0,
+        },
+        0,
+    );
+    state.short = Window {
+        used: 4,
+        limit: 40,
+        resets_at: Some(now + Duration::minutes(10)),
+    };
+    set_budget(&world, state).await;
+    let sent_before = world.connector.queue.sent().len();
+
+    let report = world.fanout().await.unwrap();
+
+    // 32 calls now = 8 jobs; the next window (36 calls = 9 jobs) after its reset; the rest stay due.
+    assert_eq!((report.queued, report.delayed), (17, 9), "{report:?}");
+    assert!(report.budget_limited && !report.complete);
+    let sent = world.connector.queue.sent().split_off(sent_before);
+    let delays: Vec<u32> = sent.iter().map(|o| o.delay_seconds).collect();
+    assert_eq!(delays, [vec![0; 8], vec![600; 9]].concat());
+    let queued: BTreeSet<String> = sent.iter().map(|o| o.job.athlete.to_string()).collect();
+    for a in &athletes {
+        let stored = stored_athlete(&world, a).await;
+        if queued.contains(&a.uuid) {
+            assert!(stored.queued_until.is_some(), "{}", a.uuid);
+        } else {
+            assert_eq!(stored.queued_until, None, "{} must stay due", a.uuid);
+            assert!(stored.next_sync_due.is_some_and(|d| d <= now));
+        }
+    }
+    let line = testkit::logs::captured()
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|l| {
+            l["fields"]["outcome"] == "budget_limited"
+                && l["fields"]["message"] == "fan-out finished"
+                && l["fields"]["queued"] == 17
+        })
+        .expect("the fan-out reports that the budget limited it");
+    assert_eq!(line["fields"]["delayed"], 9);
+
+    // The jobs sent now run; the delayed ones wait for the window to reset.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (8, 0));
+    world.advance(Duration::minutes(10));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (9, 0));
+    // The 13 left due are queued by later runs once budget is back.
+    world.advance(Duration::minutes(16));
+    let later = world.fanout().await.unwrap();
+    assert_eq!(later.queued, 13, "{later:?}");
+}
+
+#[tokio::test]
+async fn with_no_window_open_the_second_share_waits_a_whole_short_window() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "fresh", 12).await;
+    world.advance(Duration::hours(2));
+    // A budget of 20 short-window calls and no window open yet: the first request opens one.
+    set_budget(
+        &world,
+        BudgetState::initial(
+            LimitFormula {
+                short_base: 20,
+                short_per_user: 0,
+                long_base: 10_000,
+                long_per_user: 0,
+            },
+            0,
+        ),
+    )
+    .await;
+    let sent_before = world.connector.queue.sent().len();
+    let report = world.fanout().await.unwrap();
+    let delays: Vec<u32> = world
+        .connector
+        .queue
+        .sent()
+        .split_off(sent_before)
+        .iter()
+        .map(|o| o.delay_seconds)
+        .collect();
+    // 18 calls = 4 jobs now, 4 more once the window that those open has reset (15 minutes).
+    assert_eq!(delays, [vec![0; 4], vec![900; 4]].concat(), "{report:?}");
+    assert!(report.budget_limited);
+}

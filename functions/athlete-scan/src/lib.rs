@@ -45,9 +45,12 @@ where
                 .count("ProfileStatusesWritten", r.statuses_written)
                 .count("AthletesRemoved", r.removed)
                 .count("ScanFailures", r.failures)
-                .count("RemovalGuarded", u64::from(r.removal_guarded));
+                .count("RemovalGuarded", u64::from(r.removal_guarded))
+                .count("ScanRunsOverlapped", u64::from(r.overlapped));
             info!(
-                outcome = if r.pass_complete {
+                outcome = if r.overlapped {
+                    "overlap"
+                } else if r.pass_complete {
                     "complete"
                 } else {
                     "continued"

@@ -24,11 +24,17 @@ use crate::store::{Store, StoreError};
 /// Links with less validity than this left are rewritten.
 pub const LINK_REFRESH_BEFORE_EXPIRY: Duration = Duration::days(14);
 
-/// The removal pass is skipped when it would remove more than this share of tracked athletes: an
-/// empty or truncated roster (lost permissions, a Smartabase fault) must never deregister a whole club.
+/// The removal pass is skipped when it would remove more than one athlete and more than this share of
+/// tracked athletes (or the roster is empty): an empty or truncated roster (lost permissions, a
+/// Smartabase fault) must never deregister a whole club.
 pub const MAX_REMOVAL_SHARE: f64 = 0.2;
 
 const SCAN_SETTING: &str = "scan-continuation";
+/// The number of the scan run that may go next, and (with `#<n>`) the claim of the run holding it.
+const SCAN_GENERATION_SETTING: &str = "scan-generation";
+
+/// How long a run holds the scan at most: a Lambda invocation lasts 15 minutes at most.
+pub const SCAN_LEASE: Duration = Duration::minutes(15);
 const ATHLETE_CONCURRENCY: usize = 8;
 
 /// Where an unfinished pass continues.
@@ -71,6 +77,8 @@ pub struct ScanReport {
     pub pass_complete: bool,
     /// Whether the removal pass was skipped by the shrink guard.
     pub removal_guarded: bool,
+    /// Whether the run stopped at once because another run held the scan.
+    pub overlapped: bool,
 }
 
 /// A scan run that could not proceed at all.
@@ -100,29 +108,75 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    /// One scan run: continues the stored pass (or starts one), reads roster pages until the end or the
-    /// limits, then — at the end of a pass — removes athletes the pass did not see.
+    /// One scan run: takes the scan (a run that finds another one in progress stops at once), continues
+    /// the stored pass (or starts one), reads roster pages until the end or the limits, then — at the end
+    /// of a pass — removes athletes the pass did not see.
     pub async fn scan(&self, limits: ScanLimits) -> Result<ScanReport, ScanError> {
         let now = self.now();
+        let generation = self
+            .store
+            .get_setting(SCAN_GENERATION_SETTING)
+            .await?
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or(0);
+        // Runs read the same generation; only one can claim it. Handing over bumps it, so the next run
+        // claims a fresh one; a run that died leaves its claim to lapse after the lease.
+        if !self
+            .store
+            .claim(
+                &format!("{SCAN_GENERATION_SETTING}#{generation}"),
+                now,
+                now + SCAN_LEASE,
+            )
+            .await?
+        {
+            info!(
+                outcome = "overlap",
+                "another scan run is in progress; this one stops"
+            );
+            return Ok(ScanReport {
+                overlapped: true,
+                ..ScanReport::default()
+            });
+        }
+        let result = self.scan_pass(limits, now).await;
+        if let Err(e) = self
+            .store
+            .put_setting(SCAN_GENERATION_SETTING, &(generation + 1).to_string())
+            .await
+        {
+            warn!(error = %e, "could not hand the scan over; the next run waits for the lease to lapse");
+        }
+        result
+    }
+
+    async fn scan_pass(
+        &self,
+        limits: ScanLimits,
+        now: DateTime<Utc>,
+    ) -> Result<ScanReport, ScanError> {
         let mut report = ScanReport::default();
-        let mut pass = match self.store.get_setting(SCAN_SETTING).await? {
-            Some(json) => serde_json::from_str::<Continuation>(&json).unwrap_or_else(|_| {
-                warn!("scan continuation unreadable; starting a new pass");
-                Continuation {
-                    cursor: None,
-                    pass_started_at: now,
-                    users_seen: 0,
-                }
-            }),
-            None => Continuation {
+        let previous = match self.store.get_setting(SCAN_SETTING).await? {
+            Some(json) => serde_json::from_str::<Continuation>(&json)
+                .inspect_err(|_| warn!("scan continuation unreadable; starting a new pass"))
+                .ok(),
+            None => None,
+        };
+        let mut pass = match previous {
+            Some(unfinished) if unfinished.cursor.is_some() => {
+                info!(pass_started_at = %unfinished.pass_started_at, "continuing the roster pass");
+                unfinished
+            }
+            // A new pass starts strictly after the last one, so the athletes the last pass saw count as
+            // "not seen by this pass" until this pass sees them, even if the clock has not moved.
+            last => Continuation {
                 cursor: None,
-                pass_started_at: now,
+                pass_started_at: last.map_or(now, |last| {
+                    now.max(last.pass_started_at + Duration::nanoseconds(1))
+                }),
                 users_seen: 0,
             },
         };
-        if pass.cursor.is_some() {
-            info!(pass_started_at = %pass.pass_started_at, "continuing the roster pass");
-        }
         loop {
             if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
                 self.store
@@ -154,13 +208,13 @@ where
         report.pass_complete = true;
         self.removal_pass(pass.pass_started_at, pass.users_seen, &mut report)
             .await?;
-        // The next run starts a fresh pass.
+        // Without a cursor the next run starts a fresh pass, after this one.
         self.store
             .put_setting(
                 SCAN_SETTING,
                 &serde_json::to_string(&Continuation {
                     cursor: None,
-                    pass_started_at: now,
+                    pass_started_at: pass.pass_started_at,
                     users_seen: 0,
                 })
                 .unwrap_or_default(),
@@ -483,7 +537,8 @@ where
             return Ok(());
         }
         let share = gone.len() as f64 / tracked.len().max(1) as f64;
-        if users_seen == 0 || (gone.len() > 5 && share > MAX_REMOVAL_SHARE) {
+        // One athlete leaving is always believable; more than one at a time only up to the share.
+        if users_seen == 0 || (gone.len() > 1 && share > MAX_REMOVAL_SHARE) {
             error!(
                 missing = gone.len(),
                 tracked = tracked.len(),

@@ -1,6 +1,6 @@
-//! AWS wiring shared by every binary and by `connector init`: the SDK configuration, the secret read once
-//! per cold start, and idempotent provisioning of the sync queues and the secret (the table's lives in
-//! [`crate::store::schema`]).
+//! AWS wiring shared by every binary and by the `connector` CLI: the SDK configuration, the secret read once
+//! per cold start, idempotent provisioning of the sync queues and the secret (the table's lives in
+//! [`crate::store::schema`]), and the operators' secret-key updates and dead-letter-queue lookup.
 
 use std::collections::HashMap;
 
@@ -52,7 +52,8 @@ pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
     }
 }
 
-/// A provisioning step failed; names the resource, the operation and the SDK's error code.
+/// A provisioning step (or an operator's lookup) failed; names the resource, the operation and the SDK's
+/// error code.
 #[derive(Debug, thiserror::Error)]
 #[error("{resource}: {operation} failed: {code}")]
 pub struct ProvisionError {
@@ -312,9 +313,139 @@ pub async fn ensure_secret(
     Ok(Provisioned::Updated)
 }
 
+/// Sets one key of the JSON secret `secret_id` to `value` (or removes it with `None`), keeping every other
+/// key: read, modify, put a new version. Used for values that arrive after `connector init`, such as
+/// Polar's webhook signing key. Returns whether the secret changed. Errors never echo the secret.
+pub async fn set_secret_key(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<bool, ProvisionError> {
+    let resource = format!("secret {secret_id}");
+    let current = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&resource, "GetSecretValue", error_code(&e)))?;
+    let mut object: serde_json::Map<String, serde_json::Value> = current
+        .secret_string()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| {
+            ProvisionError::new(
+                &resource,
+                "GetSecretValue",
+                "the secret is not a JSON object".to_string(),
+            )
+        })?;
+    let changed = match value {
+        Some(value) => {
+            object.insert(
+                key.to_string(),
+                serde_json::Value::String(value.to_string()),
+            ) != Some(serde_json::Value::String(value.to_string()))
+        }
+        None => object.remove(key).is_some(),
+    };
+    if !changed {
+        return Ok(false);
+    }
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(serde_json::Value::Object(object).to_string())
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&resource, "PutSecretValue", error_code(&e)))?;
+    Ok(true)
+}
+
+/// The URL of the dead-letter queue of the queue at `queue_url`, found from its `RedrivePolicy` (so it
+/// works whatever the DLQ is called, e.g. when SAM named it).
+pub async fn dead_letter_queue_url(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<String, ProvisionError> {
+    let resource = format!("queue {queue_url}");
+    let policy = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&resource, "GetQueueAttributes", error_code(&e)))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::RedrivePolicy))
+        .ok_or_else(|| {
+            ProvisionError::new(
+                &resource,
+                "GetQueueAttributes",
+                "the queue has no RedrivePolicy (no dead-letter queue)".to_string(),
+            )
+        })?;
+    let (account, name) = dead_letter_target(&policy).ok_or_else(|| {
+        ProvisionError::new(
+            &resource,
+            "GetQueueAttributes",
+            "the RedrivePolicy names no deadLetterTargetArn".to_string(),
+        )
+    })?;
+    client
+        .get_queue_url()
+        .queue_name(&name)
+        .queue_owner_aws_account_id(account)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(format!("queue {name}"), "GetQueueUrl", error_code(&e)))?
+        .queue_url
+        .ok_or_else(|| {
+            ProvisionError::new(
+                format!("queue {name}"),
+                "GetQueueUrl",
+                "no QueueUrl returned".to_string(),
+            )
+        })
+}
+
+/// The account and queue name of a redrive policy's `deadLetterTargetArn`
+/// (`arn:aws:sqs:<region>:<account>:<name>`).
+fn dead_letter_target(policy: &str) -> Option<(String, String)> {
+    let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
+    let arn = policy["deadLetterTargetArn"].as_str()?;
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    (!account.is_empty() && !name.is_empty()).then(|| (account.to_string(), name.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_targets_come_from_the_arn() {
+        assert_eq!(
+            dead_letter_target(
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:123456789012:sync-dlq","maxReceiveCount":"5"}"#
+            ),
+            Some(("123456789012".to_string(), "sync-dlq".to_string()))
+        );
+        assert_eq!(
+            dead_letter_target(r#"{"deadLetterTargetArn":"arn:aws:sns:eu-west-1:1:topic"}"#),
+            None
+        );
+        assert_eq!(dead_letter_target(r#"{"maxReceiveCount":5}"#), None);
+        assert_eq!(dead_letter_target("not json"), None);
+    }
 
     #[test]
     fn redrive_policies_compare_as_json_whatever_the_count_type() {

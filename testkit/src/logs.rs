@@ -28,7 +28,9 @@ static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
 
 fn lines() -> MutexGuard<'static, Vec<String>> {
-    LINES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LINES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Collects one formatted event and hands its lines to the capture when dropped.

@@ -1,0 +1,136 @@
+//! The scan's bounded runs: a large roster is covered by several runs that continue where the last one
+//! stopped, and two runs at once neither fail nor do the same work twice.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use shared::model::AthleteStatus;
+use shared::usecase::scan::ScanLimits;
+use smartabase_sim::{NewUser, POLAR_ACCESS_TOKEN, POLAR_AUTH_PORTAL};
+
+use crate::support::*;
+
+fn limits(max_pages: usize) -> ScanLimits {
+    ScanLimits {
+        deadline: Instant::now() + StdDuration::from_secs(600),
+        max_pages,
+    }
+}
+
+/// Puts `count` athletes on the roster at once; returns their user ids.
+fn big_roster(world: &MotoWorld, tag: &str, count: usize) -> Vec<i64> {
+    let users = (0..count)
+        .map(|i| NewUser {
+            first_name: "Big".into(),
+            last_name: format!("Roster{i}"),
+            uuid: testkit::moto::unique_name(tag),
+            ..NewUser::default()
+        })
+        .collect();
+    world
+        .smartabase
+        .add_users(users)
+        .into_iter()
+        .map(|u| u.user_id)
+        .collect()
+}
+
+fn portal_link_writes(world: &MotoWorld) -> usize {
+    smartabase_calls(world, "profileimport", Some(POLAR_AUTH_PORTAL))
+}
+
+#[tokio::test]
+async fn a_large_roster_is_covered_by_bounded_runs_that_continue_where_the_last_stopped() {
+    let world = world().await;
+    let users = big_roster(&world, "big", 250);
+
+    // A run whose deadline has passed reads nothing and keeps the pass for the next one.
+    let late = world
+        .connector
+        .scan(ScanLimits {
+            deadline: Instant::now(),
+            max_pages: 400,
+        })
+        .await
+        .unwrap();
+    assert_eq!(late.pages, 0);
+    assert!(!late.pass_complete);
+    assert_eq!(portal_link_writes(&world), 0);
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let run = world.connector.scan(limits(1)).await.unwrap();
+        assert_eq!(run.pages, 1);
+        assert_eq!(run.failures, 0);
+        seen.push((run.athletes_seen, run.links_written, run.pass_complete));
+    }
+    assert_eq!(
+        seen,
+        [(100, 100, false), (100, 100, false), (50, 50, true)],
+        "each run continues the pass"
+    );
+    assert_eq!(portal_link_writes(&world), 250);
+    for user in &users {
+        let link = world
+            .smartabase
+            .profile(*user, POLAR_AUTH_PORTAL)
+            .and_then(|p| p.value("Authorisation Link").map(str::to_string));
+        assert!(link.is_some(), "user {user} has no link");
+    }
+
+    // The next run starts a fresh pass, which finds every link in place.
+    world.smartabase.clear_requests();
+    let fresh = world.connector.scan(limits(400)).await.unwrap();
+    assert_eq!(fresh.pages, 3);
+    assert_eq!(fresh.athletes_seen, 250);
+    assert_eq!(fresh.links_written, 0);
+    assert!(fresh.pass_complete);
+    assert_eq!(smartabase_writes(&world), 0);
+    assert_logs_clean(&world, &[]);
+}
+
+#[tokio::test]
+async fn two_scans_at_once_neither_fail_nor_do_the_same_work_twice() {
+    let world = world().await;
+    big_roster(&world, "overlap", 120);
+    let (app_athletes, app_users, seen) = app_linked_roster(&world, "overlapapp", 5).await;
+    world.polar.clear_requests();
+
+    let (a, b) = tokio::join!(
+        world.connector.scan(limits(400)),
+        world.connector.scan(limits(400))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Both read the scan's generation before either finished: exactly one may run.
+    assert!(a.overlapped != b.overlapped, "{a:?} {b:?}");
+    assert_eq!(a.failures + b.failures, 0, "{a:?} {b:?}");
+    assert_eq!(a.links_written + b.links_written, 125, "{a:?} {b:?}");
+    assert_eq!(a.app_links + b.app_links, 5, "{a:?} {b:?}");
+
+    // Each link and each app pickup happened once.
+    assert_eq!(portal_link_writes(&world), 125);
+    assert_eq!(polar_calls(&world, "POST", "/v3/users").len(), 5);
+    let jobs = queued_jobs(&world).await;
+    assert_eq!(jobs.len(), 5, "{jobs:?}");
+    for (athlete, user) in app_athletes.iter().zip(&app_users) {
+        let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+        assert_eq!(record.status, AthleteStatus::Linked);
+        assert_eq!(record.polar_user_id.map(|id| id.get()), Some(*user));
+        assert_eq!(
+            profile_value(&world, athlete, POLAR_ACCESS_TOKEN, "Access Token").as_deref(),
+            Some("stored")
+        );
+    }
+
+    // And the next scan on its own finds nothing left to do.
+    world.smartabase.clear_requests();
+    world.polar.clear_requests();
+    let after = world.scan().await.unwrap();
+    assert_eq!(
+        (after.links_written, after.app_links, after.failures),
+        (0, 0, 0)
+    );
+    assert_eq!(smartabase_writes(&world), 0);
+    assert!(world.polar.requests().is_empty());
+    assert!(!after.overlapped, "a finished run hands the scan over");
+    assert_logs_clean(&world, &seen);
+}

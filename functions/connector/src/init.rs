@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use aws_config::SdkConfig;
 use shared::aws::{Provisioned, dlq_name, ensure_secret, ensure_sync_queues};
 use shared::config::Secrets;
 use shared::store::schema;
@@ -30,8 +31,8 @@ pub struct InitArgs {
     secret_id: String,
 }
 
-/// Runs `connector init`.
-pub async fn run(args: InitArgs) -> Result<(), CliError> {
+/// Runs `connector init` against the AWS endpoint of `config`.
+pub async fn run(args: InitArgs, config: &SdkConfig) -> Result<(), CliError> {
     let secrets_file = args.secrets.display().to_string();
     let json = std::fs::read_to_string(&args.secrets)
         .with_context(|| format!("cannot read the secrets file {secrets_file}"))
@@ -40,9 +41,7 @@ pub async fn run(args: InitArgs) -> Result<(), CliError> {
         .with_context(|| format!("the secrets file {secrets_file} is not valid"))
         .map_err(CliError::Input)?;
 
-    let config = shared::aws::sdk_config().await;
-
-    let table = schema::create_table(&aws_sdk_dynamodb::Client::new(&config), &args.table)
+    let table = schema::create_table(&aws_sdk_dynamodb::Client::new(config), &args.table)
         .await
         .context("creating the table")?;
     if table.created {
@@ -54,14 +53,14 @@ pub async fn run(args: InitArgs) -> Result<(), CliError> {
         eprintln!("enabled TTL on {}.{}", args.table, schema::EXPIRES_AT);
     }
 
-    let queues = ensure_sync_queues(&aws_sdk_sqs::Client::new(&config), &args.queue)
+    let queues = ensure_sync_queues(&aws_sdk_sqs::Client::new(config), &args.queue)
         .await
         .context("creating the sync queues")?;
     report("queue", &dlq_name(&args.queue), queues.dlq);
     report("queue", &args.queue, queues.queue);
 
     let secret = ensure_secret(
-        &aws_sdk_secretsmanager::Client::new(&config),
+        &aws_sdk_secretsmanager::Client::new(config),
         &args.secret_id,
         &json,
     )

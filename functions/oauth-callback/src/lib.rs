@@ -13,7 +13,8 @@ use shared::smartabase::SmartabaseApi;
 use shared::store::Store;
 use shared::usecase::Connector;
 use shared::usecase::link::{AuthorizeError, AuthorizeRequest, CallbackError, CallbackRequest};
-use tracing::{error, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, error, info_span, warn};
 
 use crate::pages::Page;
 
@@ -30,10 +31,15 @@ where
     C: Clock,
 {
     let query = Query::of(&request);
+    // The use cases record the athlete on these spans once they know who it is.
     let response = if is_route(&request, "GET", "/polar/authorize") {
-        authorize(connector, &query).await
+        authorize(connector, &query)
+            .instrument(info_span!("authorize", athlete = Empty))
+            .await
     } else if is_route(&request, "GET", "/polar/callback") {
-        callback(connector, &query).await
+        callback(connector, &query)
+            .instrument(info_span!("callback", athlete = Empty))
+            .await
     } else {
         page(&pages::NOT_FOUND)
     };

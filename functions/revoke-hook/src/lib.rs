@@ -10,7 +10,8 @@ use shared::smartabase::SmartabaseApi;
 use shared::store::Store;
 use shared::usecase::Connector;
 use shared::usecase::revoke::RevokeError;
-use tracing::{error, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, error, info_span, warn};
 
 /// The contract's signature header.
 pub const SIGNATURE_HEADER: &str = "x-connector-signature";
@@ -32,7 +33,13 @@ where
     }
     let signature = header(&request, SIGNATURE_HEADER);
     let body: &[u8] = request.body().as_ref();
-    Ok(match connector.revoke_hook(signature, body).await {
+    // The use case records the athlete on this span once the signature is verified.
+    let span = info_span!("revoke", athlete = Empty);
+    let result = connector
+        .revoke_hook(signature, body)
+        .instrument(span.clone())
+        .await;
+    Ok(span.in_scope(|| match result {
         Ok(_) => reply(200, json!({"status": "revoked"})),
         Err(e) => {
             let (status, message) = match &e {
@@ -51,7 +58,7 @@ where
             }
             reply(status, json!({"error": message}))
         }
-    })
+    }))
 }
 
 fn reply(status: u16, body: serde_json::Value) -> Response<Body> {

@@ -2,7 +2,7 @@
 //! code exactly once, registers the athlete at Polar, seals the token and starts the first sync.
 
 use chrono::{DateTime, Duration, Utc};
-use tracing::{info, warn};
+use tracing::{Span, info, warn};
 
 use super::{Connector, STORED_TOKEN_MARKER};
 use crate::clock::Clock;
@@ -135,6 +135,9 @@ where
         };
         let athlete =
             AthleteUuid::parse(athlete.as_str()).map_err(|_| AuthorizeError::Malformed)?;
+        // The claimed athlete goes on the request's span (if it has the field), so the outcome line names
+        // them whatever happens next.
+        Span::current().record("athlete", athlete.as_str());
         let exp: i64 = exp.trim().parse().map_err(|_| AuthorizeError::Malformed)?;
         self.signer
             .verify(&athlete, exp, sig, now)
@@ -170,8 +173,12 @@ where
             .take_state(&state, now)
             .await?
             .ok_or(CallbackError::StateUsedOrExpired)?;
+        Span::current().record("athlete", athlete.as_str());
         if let Some(error) = request.error.as_deref() {
-            info!(athlete = %athlete, polar_error = error, outcome = "rejected", "Polar returned an error to the callback");
+            info!(
+                polar_error = error,
+                "Polar returned an error to the callback"
+            );
             return Err(if error == "access_denied" {
                 CallbackError::AccessDenied
             } else {

@@ -2,7 +2,7 @@
 //! and deregistration at Polar. Idempotent: revoking a revoked athlete answers the same and changes nothing.
 
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{Span, info, warn};
 
 use super::Connector;
 use crate::clock::Clock;
@@ -86,6 +86,8 @@ where
         })?;
         let athlete = AthleteUuid::parse(parsed.athlete_uuid)
             .map_err(|e| RevokeError::BadRequest(e.to_string()))?;
+        // Named on the request's span (if it has the field) once the signature vouched for the body.
+        Span::current().record("athlete", athlete.as_str());
         let current = self
             .store
             .get_athlete(&athlete)

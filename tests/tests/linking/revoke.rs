@@ -233,6 +233,7 @@ async fn revoking_an_unknown_athlete_gets_404() {
         .unwrap();
     assert_eq!(response.status, 404, "{}", response.text());
     assert_eq!(json(&response)["error"], "unknown athlete");
+    assert_eq!(outcome_lines("nobody-we-know", "rejected").len(), 1);
     assert!(stored_athlete(&world, "nobody-we-know").await.is_none());
     assert_still_linked(&world, &athlete, polar_user).await;
     assert_logs_clean(&world, &seen);

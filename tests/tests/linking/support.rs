@@ -39,12 +39,6 @@ pub struct Rostered {
     pub user_id: i64,
 }
 
-impl Rostered {
-    pub fn id(&self) -> AthleteUuid {
-        AthleteUuid::parse(self.uuid.as_str()).unwrap()
-    }
-}
-
 /// Puts a new athlete on the Smartabase roster.
 pub fn roster(world: &MotoWorld, tag: &str) -> Rostered {
     let uuid = testkit::moto::unique_name(tag);
@@ -84,8 +78,6 @@ pub fn outcome_lines(athlete: &str, outcome: &str) -> Vec<serde_json::Value> {
 
 /// One run of the web flow, step by step.
 pub struct WebLink {
-    /// `GET /polar/authorize`'s answer.
-    pub authorize: HttpResponse,
     /// Where Polar sent the browser back (path and query), if it did.
     pub callback_path: Option<String>,
     /// The code in it.
@@ -129,8 +121,7 @@ pub async fn link_on_web(world: &MotoWorld, uuid: &str, polar_user: i64) -> WebL
         .unwrap();
     if authorize.status != 302 {
         return WebLink {
-            response: authorize.clone(),
-            authorize,
+            response: authorize,
             callback_path: None,
             code: None,
         };
@@ -145,7 +136,6 @@ pub async fn link_on_web(world: &MotoWorld, uuid: &str, polar_user: i64) -> WebL
         .unwrap();
     WebLink {
         code: query_param(&callback_path, "code"),
-        authorize,
         callback_path: Some(callback_path),
         response,
     }

@@ -428,7 +428,10 @@ async fn polar_token_endpoint_failing_shows_try_again_stores_nothing_and_the_ret
         profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
         Some("Linked")
     );
-    assert_eq!(outcome_lines(&athlete.uuid, "failed").len(), 0);
+    // The failure's outcome line names the athlete (through the request's span).
+    let failed_lines = outcome_lines(&athlete.uuid, "failed");
+    assert_eq!(failed_lines.len(), 1, "{failed_lines:?}");
+    assert_eq!(failed_lines[0]["level"], "ERROR");
     assert_logs_clean(
         &world,
         &[token, failed.code.unwrap(), retried.code.unwrap()],
@@ -453,6 +456,12 @@ async fn access_denied_at_polar_shows_a_page_and_stores_nothing() {
     );
     assert_eq!(denied.response.status, 403, "{}", denied.response.text());
     assert!(denied.response.text().contains("Access was not granted"));
+    let rejected = outcome_lines(&athlete.uuid, "rejected");
+    assert_eq!(
+        rejected.len(),
+        1,
+        "one outcome line per callback: {rejected:?}"
+    );
     assert!(polar_calls(&world, "POST", "/v2/oauth2/token").is_empty());
     assert_nothing_stored(&world, &athlete).await;
     assert_logs_clean(&world, &[]);

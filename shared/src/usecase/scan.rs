@@ -15,7 +15,7 @@ use super::{Connector, STORED_TOKEN_MARKER};
 use crate::clock::Clock;
 use crate::crypto::sha256_hex;
 use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
-use crate::model::{AthleteStatus, StoredToken, TokenSource};
+use crate::model::{Athlete, AthleteStatus, StoredToken, TokenSource};
 use crate::polar::{PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue};
 use crate::smartabase::{ProfileEntry, RosterUser, SmartabaseApi, SmartabaseError};
@@ -513,21 +513,25 @@ where
         users_seen: u64,
         report: &mut ScanReport,
     ) -> Result<(), ScanError> {
+        // Athletes removed while Polar was unreachable still hold a sealed token: finish them first.
+        for athlete in self.athletes_with(AthleteStatus::Removed).await? {
+            if self.store.get_token(&athlete.uuid).await?.is_some() {
+                let deregistered = self.deregister(&athlete.uuid).await?;
+                let outcome = if deregistered {
+                    "deregistered"
+                } else {
+                    "deferred"
+                };
+                info!(athlete = %athlete.uuid, outcome, "pending deregistration of a removed athlete retried");
+            }
+        }
         let mut tracked = Vec::new();
         for status in [
             AthleteStatus::Linked,
             AthleteStatus::NeedsReauthorisation,
             AthleteStatus::Revoked,
         ] {
-            let mut page = None;
-            loop {
-                let listing = self.store.list_athletes(Some(status), page, 500).await?;
-                tracked.extend(listing.items);
-                match listing.next {
-                    Some(next) => page = Some(next),
-                    None => break,
-                }
-            }
+            tracked.extend(self.athletes_with(status).await?);
         }
         let gone: Vec<_> = tracked
             .iter()
@@ -561,5 +565,19 @@ where
             info!(athlete = %athlete.uuid, deregistered, outcome = "removed", "athlete no longer on the roster");
         }
         Ok(())
+    }
+
+    /// Every athlete with `status`, all pages.
+    async fn athletes_with(&self, status: AthleteStatus) -> Result<Vec<Athlete>, StoreError> {
+        let mut athletes = Vec::new();
+        let mut page = None;
+        loop {
+            let listing = self.store.list_athletes(Some(status), page, 500).await?;
+            athletes.extend(listing.items);
+            match listing.next {
+                Some(next) => page = Some(next),
+                None => return Ok(athletes),
+            }
+        }
     }
 }

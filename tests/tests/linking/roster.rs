@@ -2,7 +2,7 @@
 //! token deleted at the end of the next full pass — unless the roster came back empty or shrank by more
 //! than a fifth, which looks like lost permissions rather than people leaving.
 
-use polar_sim::RequestLogEntry;
+use polar_sim::{FaultKind, FaultSpec, RequestLogEntry};
 use shared::model::AthleteStatus;
 
 use crate::support::*;
@@ -88,5 +88,51 @@ async fn an_empty_roster_or_one_that_shrank_by_more_than_a_fifth_deregisters_no_
         .filter(|line| line.contains("\"outcome\":\"guarded\"") && line.contains("\"tracked\":10"))
         .collect();
     assert_eq!(guarded.len(), 2, "{guarded:?}");
+    assert_logs_clean(&world, &seen);
+}
+
+#[tokio::test]
+async fn polar_down_during_a_removal_still_removes_and_a_later_pass_deregisters() {
+    let world = world().await;
+    let (athletes, users, seen) = app_linked_roster(&world, "downleaver", 2).await;
+    assert_eq!(world.scan().await.unwrap().app_links, 2);
+    world
+        .polar
+        .inject_fault(FaultSpec {
+            path_prefix: "/v3/users/".into(),
+            method: Some("DELETE".into()),
+            fault: FaultKind::Status { status: 503 },
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    world.smartabase.remove_user(athletes[0].user_id).unwrap();
+    let report = world.scan().await.unwrap();
+    assert_eq!(report.removed, 1);
+    let record = stored_athlete(&world, &athletes[0].uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Removed);
+    // Polar could not be told yet: the sealed token is kept to finish the job.
+    assert!(world.polar.account(users[0]).unwrap().registered);
+    assert!(stored_token(&world, &athletes[0].uuid).await.is_some());
+
+    world.polar.clear_requests();
+    world.scan().await.unwrap();
+    let deletes = deletes_of(&world, users[0]);
+    assert_eq!(deletes.len(), 1, "{:?}", world.polar.requests());
+    assert_eq!(deletes[0].status, Some(204));
+    assert!(!world.polar.account(users[0]).unwrap().registered);
+    assert!(stored_token(&world, &athletes[0].uuid).await.is_none());
+    assert_eq!(
+        stored_athlete(&world, &athletes[0].uuid)
+            .await
+            .unwrap()
+            .status,
+        AthleteStatus::Removed
+    );
+    assert_eq!(outcome_lines(&athletes[0].uuid, "deregistered").len(), 1);
+    // Nothing is left to finish afterwards.
+    world.polar.clear_requests();
+    world.scan().await.unwrap();
+    assert!(polar_calls(&world, "DELETE", "/v3/users/").is_empty());
     assert_logs_clean(&world, &seen);
 }

@@ -287,3 +287,39 @@ async fn polar_down_during_a_revoke_still_revokes_and_a_later_scan_deregisters()
     assert!(world.polar.requests().is_empty());
     assert_logs_clean(&world, &seen);
 }
+
+#[tokio::test]
+async fn revoking_an_athlete_who_disconnected_at_polar_deletes_the_dead_token() {
+    let world = world().await;
+    let (athlete, polar_user, seen) = linked_athlete(&world, "deadtoken").await;
+    world.run_worker().await.unwrap();
+    world.polar.disconnect(polar_user).unwrap();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    world.run_worker().await.unwrap();
+    assert_eq!(
+        stored_athlete(&world, &athlete.uuid).await.unwrap().status,
+        AthleteStatus::NeedsReauthorisation
+    );
+    world.polar.clear_requests();
+
+    let response = world
+        .http(revoke_request(&world, &athlete.uuid))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    // Polar answers 401 for the dead token: already gone, so the token is deleted all the same.
+    let deletes = polar_calls(&world, "DELETE", "/v3/users/");
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].status, Some(401));
+    assert!(stored_token(&world, &athlete.uuid).await.is_none());
+    assert_eq!(
+        stored_athlete(&world, &athlete.uuid).await.unwrap().status,
+        AthleteStatus::Revoked
+    );
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Revoked")
+    );
+    assert_logs_clean(&world, &seen);
+}

@@ -6,6 +6,7 @@ use std::time::{Duration as StdDuration, Instant};
 use shared::model::AthleteStatus;
 use shared::usecase::scan::ScanLimits;
 use smartabase_sim::{NewUser, POLAR_ACCESS_TOKEN, POLAR_AUTH_PORTAL};
+use testkit::front::HttpRequest;
 
 use crate::support::*;
 
@@ -133,4 +134,44 @@ async fn two_scans_at_once_neither_fail_nor_do_the_same_work_twice() {
     assert!(world.polar.requests().is_empty());
     assert!(!after.overlapped, "a finished run hands the scan over");
     assert_logs_clean(&world, &seen);
+}
+
+#[tokio::test]
+async fn a_scan_and_a_callback_at_once_both_complete() {
+    let world = world().await;
+    big_roster(&world, "busy", 60);
+    let athlete = roster(&world, "midscan");
+    let polar_user = world.polar_account(0);
+    world.scan().await.unwrap();
+    let (_, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
+    world
+        .smartabase
+        .clear_profile(athlete.user_id, POLAR_AUTH_PORTAL)
+        .unwrap();
+
+    let (scan, callback) = tokio::join!(
+        world.connector.scan(limits(400)),
+        world.http(HttpRequest::get(callback_path.clone()))
+    );
+    let (scan, callback) = (scan.unwrap(), callback.unwrap());
+    assert_eq!(callback.status, 200, "{}", callback.text());
+    assert_eq!(scan.failures, 0);
+    assert_eq!(scan.links_written, 1);
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+    assert_eq!(
+        record.smartabase_user_id.map(|id| id.get()),
+        Some(athlete.user_id)
+    );
+    assert!(profile_value(&world, &athlete, POLAR_AUTH_PORTAL, "Authorisation Link").is_some());
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Linked")
+    );
+    assert_eq!(queued_jobs(&world).await.len(), 1);
+    let token = opened_token(&world, &athlete.uuid).await.unwrap();
+    assert_logs_clean(
+        &world,
+        &[token, query_param(&callback_path, "code").unwrap()],
+    );
 }

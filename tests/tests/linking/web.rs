@@ -8,7 +8,10 @@ use shared::crypto::hmac_hex;
 use shared::model::{AthleteStatus, TokenSource};
 use shared::queue::JobKind;
 use shared::usecase::format_instant;
-use smartabase_sim::{POLAR_ACCESS_TOKEN, POLAR_AUTH_PORTAL};
+use smartabase_sim::{
+    Endpoint, FaultKind as SmartabaseFault, FaultRule, NewUser, POLAR_ACCESS_TOKEN,
+    POLAR_AUTH_PORTAL,
+};
 use testkit::front::HttpRequest;
 use testkit::world::PUBLIC_BASE_URL;
 
@@ -548,4 +551,96 @@ async fn an_athlete_already_registered_at_polar_links_fine() {
             second.code.unwrap(),
         ],
     );
+}
+
+#[tokio::test]
+async fn a_uuid_with_characters_that_need_encoding_links_through_the_scans_link() {
+    let world = world().await;
+    let uuid = testkit::moto::unique_name("Äth+50%=x:ü");
+    let user = world.smartabase.add_user(NewUser {
+        first_name: "Odd".into(),
+        last_name: "Uuid".into(),
+        uuid: uuid.clone(),
+        ..NewUser::default()
+    });
+    let athlete = Rostered {
+        uuid: uuid.clone(),
+        user_id: user.user_id,
+    };
+    let polar_user = world.polar_account(0);
+    world.scan().await.unwrap();
+    let link = profile_value(&world, &athlete, POLAR_AUTH_PORTAL, "Authorisation Link").unwrap();
+    assert_eq!(
+        query_param(&link, "athlete").as_deref(),
+        Some(uuid.as_str())
+    );
+
+    // The athlete follows exactly the link in their profile.
+    let path = link.strip_prefix(PUBLIC_BASE_URL).unwrap().to_string();
+    let authorize = world.http(HttpRequest::get(path)).await.unwrap();
+    assert_eq!(authorize.status, 302, "{}", authorize.text());
+    let callback_path = world
+        .consent_at_polar(&authorize, polar_user)
+        .await
+        .unwrap();
+    let callback = world
+        .http(HttpRequest::get(callback_path.clone()))
+        .await
+        .unwrap();
+    assert_eq!(callback.status, 200, "{}", callback.text());
+    assert_eq!(
+        world
+            .polar
+            .account(polar_user)
+            .unwrap()
+            .member_id
+            .as_deref(),
+        Some(uuid.as_str())
+    );
+    assert_eq!(
+        stored_athlete(&world, &uuid).await.unwrap().status,
+        AthleteStatus::Linked
+    );
+    // And the next scan recognises the link as its own: nothing rewritten.
+    assert_eq!(world.scan().await.unwrap().links_written, 0);
+    let token = opened_token(&world, &uuid).await.unwrap();
+    assert_logs_clean(
+        &world,
+        &[token, query_param(&callback_path, "code").unwrap()],
+    );
+}
+
+#[tokio::test]
+async fn smartabase_failing_during_the_callback_still_links_and_the_scan_writes_the_profile() {
+    let world = world().await;
+    let athlete = roster(&world, "sbdown");
+    let polar_user = world.polar_account(0);
+    world.scan().await.unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule::next(
+            Some(Endpoint::ProfileImport),
+            SmartabaseFault::Http500,
+            1,
+        ))
+        .unwrap();
+    let link = link_on_web(&world, &athlete.uuid, polar_user).await;
+    assert_eq!(link.response.status, 200, "{}", link.response.text());
+    assert_eq!(
+        stored_athlete(&world, &athlete.uuid).await.unwrap().status,
+        AthleteStatus::Linked
+    );
+    assert!(profile(&world, &athlete, POLAR_ACCESS_TOKEN).is_none());
+    assert_eq!(queued_jobs(&world).await.len(), 1);
+
+    let report = world.scan().await.unwrap();
+    assert_eq!(report.statuses_written, 1);
+    let entry = profile(&world, &athlete, POLAR_ACCESS_TOKEN).unwrap();
+    assert_eq!(entry.value("Status"), Some("Linked"));
+    assert_eq!(
+        entry.value("Polar User ID"),
+        Some(polar_user.to_string().as_str())
+    );
+    let token = opened_token(&world, &athlete.uuid).await.unwrap();
+    assert_logs_clean(&world, &[token, link.code.unwrap()]);
 }

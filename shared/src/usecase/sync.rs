@@ -21,7 +21,7 @@ use crate::mapping::MappedEvent;
 use crate::model::{
     Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors,
 };
-use crate::polar::{BrokenRecord, PolarApi, PolarError, Records};
+use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation, Records};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{EventRead, SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
@@ -224,13 +224,24 @@ where
                 reason: "athlete busy",
             }));
         }
+        let reading_before = self.polar.latest_rate_limit();
         let result = self.sync_locked(job, athlete, now).await;
         if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
             // The lock lapses by itself after LOCK_TTL.
             warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
         }
+        // Only a reading this job caused is news: the client keeps the last one it ever saw. It is stamped
+        // on the connector's clock, which the budget keeps every instant on (the client uses the wall
+        // clock: the same in production, not under a test's clock).
         if let Some(reading) = self.polar.latest_rate_limit()
-            && let Err(e) = self.budget().observe(reading).await
+            && Some(reading) != reading_before
+            && let Err(e) = self
+                .budget()
+                .observe(RateLimitObservation {
+                    observed_at: self.now(),
+                    ..reading
+                })
+                .await
         {
             warn!(error = %e, "could not record Polar's rate-limit reading");
         }

@@ -225,7 +225,19 @@ where
             }));
         }
         let reading_before = self.polar.latest_rate_limit();
-        let result = self.sync_locked(job, athlete, now).await;
+        let result = match self.store.get_athlete(&job.athlete).await {
+            // Read again under the lock: a job that just finished may have moved the cursors.
+            Ok(Some(current)) if redundant(job, &current) => Ok(SyncReport::only(
+                SyncOutcome::Skipped("the athlete was synced after this job was queued"),
+            )),
+            Ok(Some(current)) if current.status == AthleteStatus::Linked => {
+                self.sync_locked(job, current, now).await
+            }
+            Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
+                "athlete is not linked",
+            ))),
+            Err(e) => Err(e.into()),
+        };
         if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
             // The lock lapses by itself after LOCK_TTL.
             warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
@@ -727,6 +739,16 @@ where
             }
         }
     }
+}
+
+/// Whether a full sync finished after this full job was queued: a redelivered message, or a second job
+/// for the athlete (the first-sync job and a fan-out's, a deferred one and a newer one). Running it
+/// again would spend Polar budget to find nothing new; webhook jobs name records and always run.
+fn redundant(job: &SyncJob, athlete: &Athlete) -> bool {
+    job.kind != JobKind::Targeted
+        && athlete
+            .last_sync_at
+            .is_some_and(|synced| synced > job.enqueued_at)
 }
 
 fn ledger_entry(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDate, NaiveTime};
 use polar_sim::{ConsentMode, NewRecord, PolarSimConfig, RecordKind};
 use serde_json::{Value, json};
+use shared::clock::Clock as _;
 use shared::model::LedgerState;
 use shared::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use smartabase_sim::{Endpoint, FaultKind, FaultRule};
@@ -435,7 +436,7 @@ async fn the_same_sqs_message_delivered_twice_creates_no_duplicates() {
         .unwrap();
 
     // The same job body sent twice (SQS at-least-once delivery), then each copy received.
-    let job = SyncJob::new(a.athlete(), JobKind::Manual, Vec::new(), world.polar.now());
+    let job = SyncJob::new(a.athlete(), JobKind::Manual, Vec::new(), world.clock.now());
     let copy = Outgoing {
         job: job.clone(),
         delay_seconds: 0,

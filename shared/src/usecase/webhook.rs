@@ -91,11 +91,16 @@ where
     ) -> Result<WebhookOutcome, WebhookError> {
         let now = self.now();
         if event_header.is_some_and(|e| e.eq_ignore_ascii_case("PING")) {
-            // Polar pings before the secret exists (on create and activate); a ping changes nothing.
+            // Polar pings before the secret exists (on create and activate); a ping changes nothing. Its
+            // time is bookkeeping: a store hiccup must not fail Polar's handshake.
             info!(outcome = "ping", "Polar webhook ping");
-            self.store
+            if let Err(e) = self
+                .store
                 .put_setting("webhook-last-ping", &now.to_rfc3339())
-                .await?;
+                .await
+            {
+                warn!(error = %e, "could not record the webhook ping");
+            }
             return Ok(WebhookOutcome::Ping);
         }
         let Some(secret) = &self.settings.polar_webhook_secret else {

@@ -292,8 +292,7 @@ async fn polar_5xx_fails_the_message_five_times_then_parks_it_in_the_dlq_intact(
     );
     let last = testkit::logs::lines_where("athlete", &a.uuid)
         .into_iter()
-        .filter(|l| l["fields"]["outcome"] == "failed")
-        .next_back()
+        .rfind(|l| l["fields"]["outcome"] == "failed")
         .expect("a failure line");
     assert_eq!(last["fields"]["moving_to_dlq"], true);
 

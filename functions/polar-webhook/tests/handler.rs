@@ -1,0 +1,163 @@
+//! `polar-webhook` behind the API Gateway front: status codes for every outcome a caller can cause
+//! (404 off-route, 401 unsigned or unconfigured, 400 signed nonsense, 503 when the store is down so
+//! Polar retries, 200 otherwise) and exactly one job per accepted delivery.
+#![allow(clippy::unwrap_used)]
+
+use hmac::{KeyInit, Mac};
+use shared::testing::MemoryStore;
+use testkit::front::{HttpRequest, HttpResponse};
+use testkit::world::{World, WorldOptions};
+
+const SECRET: &str = "handler-test-webhook-secret";
+
+/// HMAC-SHA256 hex of `body` with the test secret, computed here with the `hmac` crate.
+fn sign(body: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn world(secret: Option<&str>) -> World<MemoryStore> {
+    World::in_memory(WorldOptions {
+        webhook_secret: secret.map(str::to_string),
+        ..WorldOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn deliver(
+    world: &World<MemoryStore>,
+    event: &str,
+    body: &str,
+    signed: bool,
+) -> HttpResponse {
+    let mut request = HttpRequest::post("/polar/webhook", body)
+        .header("content-type", "application/json")
+        .header("Polar-Webhook-Event", event);
+    if signed {
+        request = request.header("Polar-Webhook-Signature", sign(body));
+    }
+    world.http(request).await.unwrap()
+}
+
+/// A linked athlete: (uuid, Polar user id).
+async fn linked(world: &World<MemoryStore>) -> (String, i64) {
+    let uuid = "hook-athlete".to_string();
+    world.add_athlete(&uuid, "Web", "Hook");
+    let polar = world.polar_account(-570);
+    world.scan().await.unwrap();
+    assert_eq!(world.link_via_web(&uuid, polar).await.unwrap().status, 200);
+    // The first-sync job the link queued is not this test's business.
+    world.run_worker().await.unwrap();
+    (uuid, polar)
+}
+
+#[tokio::test]
+async fn other_methods_on_the_route_get_404() {
+    let world = world(Some(SECRET)).await;
+    let response = world
+        .http(HttpRequest::get("/polar/webhook"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 404);
+}
+
+#[tokio::test]
+async fn a_signed_delivery_queues_one_targeted_job_and_answers_200() {
+    let world = world(Some(SECRET)).await;
+    let (uuid, polar) = linked(&world).await;
+    let sent_before = world.connector.queue.sent().len();
+    let body = format!(
+        r#"{{"event":"ACTIVITY_SUMMARY","user_id":{polar},"date":"2026-01-02","timestamp":"2026-01-02T10:00:00.000Z","url":"x"}}"#
+    );
+    let response = deliver(&world, "ACTIVITY_SUMMARY", &body, true).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let sent = world.connector.queue.sent().split_off(sent_before);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].job.athlete.as_str(), uuid);
+    assert_eq!(sent[0].delay_seconds, 0);
+    assert_eq!(
+        serde_json::to_value(&sent[0].job.targets).unwrap(),
+        serde_json::json!([{"type": "activity", "date": "2026-01-02"}])
+    );
+    // The same delivery again (Polar retrying) coalesces.
+    let again = deliver(&world, "ACTIVITY_SUMMARY", &body, true).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(world.connector.queue.sent().len(), sent_before + 1);
+}
+
+#[tokio::test]
+async fn unsigned_or_wrongly_signed_deliveries_get_401_and_queue_nothing() {
+    let world = world(Some(SECRET)).await;
+    let (_, polar) = linked(&world).await;
+    let sent_before = world.connector.queue.sent().len();
+    let body = format!(r#"{{"event":"EXERCISE","user_id":{polar},"entity_id":"abc"}}"#);
+    assert_eq!(deliver(&world, "EXERCISE", &body, false).await.status, 401);
+    let wrong = world
+        .http(
+            HttpRequest::post("/polar/webhook", body.clone())
+                .header("Polar-Webhook-Event", "EXERCISE")
+                .header("Polar-Webhook-Signature", sign(&format!("{body} "))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.text().contains(SECRET));
+    assert_eq!(world.connector.queue.sent().len(), sent_before);
+}
+
+#[tokio::test]
+async fn without_a_configured_secret_deliveries_get_401_but_pings_200() {
+    let world = world(None).await;
+    let body = r#"{"event":"EXERCISE","user_id":1,"entity_id":"abc"}"#;
+    assert_eq!(deliver(&world, "EXERCISE", body, false).await.status, 401);
+    let ping = deliver(&world, "PING", r#"{"event":"PING","timestamp":"x"}"#, false).await;
+    assert_eq!(ping.status, 200);
+}
+
+#[tokio::test]
+async fn a_signed_body_that_is_not_a_webhook_payload_gets_400() {
+    let world = world(Some(SECRET)).await;
+    for body in ["not json", r#"{"user_id":1}"#, r#"{"event":"EXERCISE"}"#] {
+        let response = deliver(&world, "EXERCISE", body, true).await;
+        assert_eq!(response.status, 400, "{body}: {}", response.text());
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_for_an_unknown_user_or_event_type_is_answered_200_and_ignored() {
+    let world = world(Some(SECRET)).await;
+    let (_, polar) = linked(&world).await;
+    let sent_before = world.connector.queue.sent().len();
+    let unknown_user = r#"{"event":"SLEEP","user_id":99999999,"date":"2026-01-02"}"#;
+    assert_eq!(
+        deliver(&world, "SLEEP", unknown_user, true).await.status,
+        200
+    );
+    let unsynced_type =
+        format!(r#"{{"event":"CONTINUOUS_HEART_RATE","user_id":{polar},"date":"2026-01-02"}}"#);
+    assert_eq!(
+        deliver(&world, "CONTINUOUS_HEART_RATE", &unsynced_type, true)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(world.connector.queue.sent().len(), sent_before);
+}
+
+#[tokio::test]
+async fn a_store_outage_answers_503_so_polar_retries_but_pings_still_succeed() {
+    let world = world(Some(SECRET)).await;
+    let (_, polar) = linked(&world).await;
+    world.connector.store.set_unavailable(true);
+    let body = format!(r#"{{"event":"EXERCISE","user_id":{polar},"entity_id":"abc"}}"#);
+    let response = deliver(&world, "EXERCISE", &body, true).await;
+    assert_eq!(response.status, 503);
+    // Polar's handshake still succeeds: a ping needs no store.
+    let ping = deliver(&world, "PING", r#"{"event":"PING","timestamp":"x"}"#, false).await;
+    assert_eq!(ping.status, 200);
+    world.connector.store.set_unavailable(false);
+    assert_eq!(deliver(&world, "EXERCISE", &body, true).await.status, 200);
+}

@@ -1,0 +1,200 @@
+//! `sync-worker` as Lambda calls it: SQS batches in, partial batch failures out, deferrals put back on
+//! the queue (and acknowledged), and one EMF metric line per job on stdout.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::Duration;
+use polar_sim::{FaultKind, FaultSpec, GenerateRequest, UploadMode};
+use serde_json::Value;
+use shared::clock::Clock as _;
+use shared::ids::AthleteUuid;
+use shared::queue::{JobKind, SyncJob};
+use shared::store::{LockStore as _, Store};
+use shared::testing::MemoryStore;
+use shared::usecase::sync::{BUSY_RETRY, LOCK_TTL};
+use testkit::world::{World, WorldOptions};
+
+fn message(id: &str, body: &str) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.into());
+    m.body = Some(body.into());
+    m
+}
+
+fn event(messages: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = messages;
+    e
+}
+
+fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+/// One athlete linked through the web flow with two days of data at Polar; the first-sync job the
+/// link queued is taken off the queue and returned.
+async fn linked_world(uuid: &str) -> (World<MemoryStore>, SqsMessage, i64) {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    world.add_athlete(uuid, "Wor", "Ker");
+    let polar = world.polar_account(345);
+    world.scan().await.unwrap();
+    assert_eq!(world.link_via_web(uuid, polar).await.unwrap().status, 200);
+    world
+        .polar
+        .generate(
+            polar,
+            &GenerateRequest {
+                days: 2,
+                upload: UploadMode::Now,
+                ..GenerateRequest::default()
+            },
+        )
+        .unwrap();
+    let mut received = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(received.len(), 1);
+    let first_sync = received.remove(0).message;
+    (world, first_sync, polar)
+}
+
+#[tokio::test]
+async fn only_unreadable_or_failing_messages_are_reported_as_batch_failures() {
+    let (world, first_sync, _) = linked_world("worker-batch").await;
+    let stranger = SyncJob::new(
+        AthleteUuid::parse("nobody-here").unwrap(),
+        JobKind::Scheduled,
+        Vec::new(),
+        world.clock.now(),
+    );
+    let batch = event(vec![
+        first_sync,
+        message("m-garbage", "{not a job"),
+        message("m-stranger", &stranger.to_body()),
+        message("m-empty", ""),
+    ]);
+
+    let response = sync_worker::handle(&world.connector, batch).await;
+
+    let mut failed = failures(&response);
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["m-empty", "m-garbage"],
+        "unreadable bodies go to the DLQ, never dropped"
+    );
+    assert!(
+        !world.smartabase.events(&Default::default()).is_empty(),
+        "the good job in the same batch synced"
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_job_is_acknowledged_and_requeued_with_a_delay() {
+    let (world, first_sync, _) = linked_world("worker-defer").await;
+    let job = SyncJob::from_body(first_sync.body.as_deref().unwrap()).unwrap();
+    let now = world.clock.now();
+    assert!(
+        world
+            .connector
+            .store
+            .try_lock(&job.athlete, "other-worker", now, now + LOCK_TTL)
+            .await
+            .unwrap()
+    );
+    let sent_before = world.connector.queue.sent().len();
+
+    let response = sync_worker::handle(&world.connector, event(vec![first_sync])).await;
+
+    assert!(
+        failures(&response).is_empty(),
+        "a deferral is not a failed receive"
+    );
+    let requeued = world.connector.queue.sent().split_off(sent_before);
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].delay_seconds as i64, BUSY_RETRY.num_seconds());
+    assert_eq!(requeued[0].job.job_id, job.job_id);
+    assert_eq!(requeued[0].job.enqueued_at, job.enqueued_at);
+    assert_eq!(requeued[0].job.deferrals, job.deferrals + 1);
+    assert!(world.smartabase.events(&Default::default()).is_empty());
+
+    // When it comes back after the lock lapsed, it runs.
+    world.advance(LOCK_TTL + Duration::seconds(1));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert!(!world.smartabase.events(&Default::default()).is_empty());
+}
+
+/// Runs the ignored test `name` of this binary in a child process and returns its stdout lines that
+/// are JSON (the EMF metric lines the handler writes to the process's real stdout).
+fn child_json_lines(name: &str) -> Vec<Value> {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child {name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn run_with_a_malformed_record<S: Store>(world: &World<S>, first_sync: SqsMessage) {
+    world
+        .polar
+        .inject_fault(FaultSpec {
+            path_prefix: "/v3/users/sleep".into(),
+            method: None,
+            fault: FaultKind::MalformedRecord,
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    let response = sync_worker::handle(&world.connector, event(vec![first_sync])).await;
+    assert!(failures(&response).is_empty());
+}
+
+#[tokio::test]
+#[ignore = "run by a_job_prints_one_emf_line_with_its_counts in a child process"]
+async fn child_sync_with_a_malformed_record() {
+    let (world, first_sync, _) = linked_world("worker-metrics").await;
+    run_with_a_malformed_record(&world, first_sync).await;
+}
+
+#[test]
+fn a_job_prints_one_emf_line_with_its_counts() {
+    let lines = child_json_lines("child_sync_with_a_malformed_record");
+    let worker: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["Function"] == "sync-worker")
+        .collect();
+    assert_eq!(worker.len(), 1, "one line per job: {lines:?}");
+    let line = worker[0];
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "PolarConnector"
+    );
+    assert_eq!(line["JobsSynced"], 1.0);
+    assert_eq!(
+        line["RecordsBroken"], 1.0,
+        "the malformed record is counted"
+    );
+    assert_eq!(line["PolarCalls"], 4.0);
+    assert!(line["RecordsCreated"].as_f64().unwrap() >= 6.0);
+    assert_eq!(line["FieldsDropped"], 0.0);
+}

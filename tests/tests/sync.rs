@@ -658,3 +658,39 @@ async fn a_first_sync_takes_everything_polar_still_offers() {
     );
     assert_eq!(range["fields"]["to"], utc_today.to_string());
 }
+
+#[tokio::test]
+async fn a_success_with_fewer_ids_than_events_is_not_done_and_the_retry_fills_the_gap_once() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "fewer", &[825]).await;
+    let a = &athletes[0];
+    generate(&world, a, 4);
+    // Smartabase answers SUCCESSFULLY_IMPORTED but silently drops the last event of the call.
+    world
+        .smartabase
+        .add_fault(FaultRule {
+            endpoint: Some(Endpoint::EventsImport),
+            fault: FaultKind::FewerIds,
+            trigger: smartabase_sim::FaultTrigger::Next(1),
+        })
+        .unwrap();
+
+    let (_, failed) = one_delivery(&world).await;
+    assert_eq!(
+        failed.len(),
+        1,
+        "a short id list is a failure, not a success"
+    );
+    let pending = ledger(&world, a).await;
+    assert!(pending.values().any(|e| e.state == LedgerState::Pending));
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_smartabase_matches_polar(&world, a);
+    assert!(
+        ledger(&world, a)
+            .await
+            .values()
+            .all(|e| e.state == LedgerState::Confirmed)
+    );
+}

@@ -120,7 +120,9 @@ async fn linked(sim: &PolarSimHandle, client: &PolarClient) -> (AccountView, Acc
             .register_user(&grant.access_token, &member)
             .await
             .unwrap(),
-        Registration::Registered
+        Registration::Registered {
+            polar_user_id: Some(PolarUserId::new(account.polar_user_id).unwrap())
+        }
     );
     (account, grant.access_token)
 }

@@ -280,7 +280,13 @@ impl PolarApi for PolarClient {
             });
         let reply = self.send(request).await?;
         match reply.status {
-            StatusCode::OK | StatusCode::CREATED => Ok(Registration::Registered),
+            // The user object names the Polar user id; a body we cannot read does not undo the registration.
+            StatusCode::OK | StatusCode::CREATED => Ok(Registration::Registered {
+                polar_user_id: wire::parse_one::<UserWire>(&reply.body)
+                    .ok()
+                    .and_then(|user| user.into_domain().ok())
+                    .map(|user| user.polar_user_id),
+            }),
             StatusCode::CONFLICT => Ok(Registration::AlreadyRegistered),
             _ => Err(status_error(&reply)),
         }
@@ -574,8 +580,9 @@ fn parse_rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {
 }
 
 /// How long a 429 asks us to wait: the reset of the window that is exhausted (the later one if both
-/// are; the long one if usage shows neither, since Polar refused anyway). Without usage figures the
-/// short window is assumed, the common case; a wrong guess costs one more 429 with fresh headers.
+/// are). When usage shows neither exhausted, or there are no usage figures, the short window is
+/// assumed: blocking every athlete for up to a day on an unexplained 429 costs far more than one more
+/// 429 with fresh headers.
 /// Without `RateLimit-Reset`, a `Retry-After` in seconds, else 60 s. Never less than a second.
 fn retry_after_seconds(headers: &HeaderMap) -> u64 {
     let seconds = match header_pair(headers, "ratelimit-reset") {
@@ -586,8 +593,8 @@ fn retry_after_seconds(headers: &HeaderMap) -> u64 {
                 Some(((short_used, long_used), (short_limit, long_limit))) => {
                     match (short_used >= short_limit, long_used >= long_limit) {
                         (true, true) => short_reset.max(long_reset),
-                        (true, false) => short_reset,
-                        (false, _) => long_reset,
+                        (false, true) => long_reset,
+                        (_, false) => short_reset,
                     }
                 }
                 None => short_reset,
@@ -698,7 +705,7 @@ mod tests {
             ("RateLimit-Limit", "1500,10000"),
             ("RateLimit-Reset", "300,50000"),
         ]);
-        assert_eq!(retry_after_seconds(&neither), 50000);
+        assert_eq!(retry_after_seconds(&neither), 300);
     }
 
     #[test]

@@ -117,8 +117,11 @@ pub struct TokenGrant {
 /// Result of `POST /v3/users`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registration {
-    /// 200: newly registered.
-    Registered,
+    /// 200: newly registered; Polar's user object names the user id.
+    Registered {
+        /// `polar-user-id` of the answer, when readable.
+        polar_user_id: Option<PolarUserId>,
+    },
     /// 409: already registered to our client (fine).
     AlreadyRegistered,
 }

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::crypto::sha256_hex;
 use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
 use crate::model::{Athlete, AthleteStatus, StoredToken, TokenSource};
-use crate::polar::{PolarApi, PolarError};
+use crate::polar::{PolarApi, PolarError, Registration};
 use crate::queue::{JobKind, JobQueue};
 use crate::smartabase::{ProfileEntry, RosterUser, SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
@@ -444,8 +444,9 @@ where
             }
             return Ok(false);
         }
-        match self.polar.register_user(&token, athlete).await {
-            Ok(_) => {}
+        let registered_as = match self.polar.register_user(&token, athlete).await {
+            Ok(Registration::Registered { polar_user_id }) => polar_user_id,
+            Ok(Registration::AlreadyRegistered) => None,
             Err(PolarError::ConsentsMissing) => {
                 info!(athlete = %athlete, outcome = "consents_missing", "Athlete-app token: Polar consents missing; retrying next scan");
                 return Ok(false);
@@ -462,7 +463,7 @@ where
                 error!(athlete = %athlete, error = %e, outcome = "failed", "Polar refused the registration");
                 return Ok(false);
             }
-        }
+        };
         let sealed = match self.cipher.seal(athlete, &token) {
             Ok(s) => s,
             Err(e) => {
@@ -470,7 +471,11 @@ where
                 return Ok(false);
             }
         };
-        let polar_user = polar_user.or(held.as_ref().and_then(|t| t.polar_user_id));
+        // The profile's field, else Polar's answer, else what an earlier token said: without an id the athlete
+        // syncs but cannot be deregistered at Polar later.
+        let polar_user = polar_user
+            .or(registered_as)
+            .or(held.as_ref().and_then(|t| t.polar_user_id));
         self.store
             .put_token(
                 athlete,

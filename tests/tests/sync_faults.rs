@@ -115,7 +115,7 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
     let a = &athletes[0];
     generate(&world, a, 4);
     // Smartabase is slow; the Lambda is killed (its future dropped) in the middle of an import.
-    let slow = StdDuration::from_millis(1200);
+    let slow = StdDuration::from_millis(2000);
     world
         .smartabase
         .add_fault(FaultRule {
@@ -130,12 +130,23 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
     assert_eq!(delivered.len(), 1);
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     event.records = vec![delivered[0].message.clone()];
-    let killed = tokio::time::timeout(
-        StdDuration::from_millis(300),
-        sync_worker::handle(&world.connector, event),
-    )
-    .await;
-    assert!(killed.is_err(), "the worker must still have been writing");
+    let worker = sync_worker::handle(&world.connector, event);
+    // Killed once its first import is on the wire: the ledger says `Pending`, Smartabase is still busy.
+    let import_in_flight = async {
+        while !ledger(&world, a)
+            .await
+            .values()
+            .any(|e| e.state == LedgerState::Pending)
+        {
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    };
+    let finished = tokio::select! {
+        _ = worker => true,
+        _ = import_in_flight => false,
+    };
+    assert!(!finished, "the worker must still have been writing");
     // Whatever the slow import did, it is over now; the message comes back after its visibility timeout.
     tokio::time::sleep(slow).await;
     let message_id = delivered[0].message.message_id.clone().unwrap();
@@ -161,8 +172,13 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
 
     // After the lock's TTL it runs, recovers the unconfirmed writes and writes nothing twice.
     world.advance(LOCK_TTL + Duration::seconds(1));
+    world.smartabase.clear_requests();
     let run = world.run_worker().await.unwrap();
     assert_eq!(run.failed, 0);
+    assert!(
+        smartabase_calls(&world, "eventsearch") > 0,
+        "unconfirmed writes are looked up before anything is written again"
+    );
     assert_eq!(world.connector.queue.depth().await.unwrap(), 0);
     assert_smartabase_matches_polar(&world, a);
     assert!(

@@ -949,3 +949,86 @@ impl Plan {
         self.steps.len() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    fn noon(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_delivered_step_moves_its_cursor_to_the_revision_floor() {
+        let mut cursors = SyncCursors::default();
+        Step::Sleeps { from: None }.advance(&mut cursors, noon(27), true, None);
+        Step::Exercises {
+            uploaded_since: None,
+        }
+        .advance(&mut cursors, noon(27), true, None);
+        assert_eq!(cursors.sleep_from, Some(day(27 - 3)));
+        assert_eq!(cursors.exercises_uploaded_since, Some(noon(27)));
+    }
+
+    #[test]
+    fn an_undelivered_step_never_moves_its_cursor_forward() {
+        let mut first = SyncCursors::default();
+        Step::Sleeps { from: None }.advance(&mut first, noon(27), false, Some(day(25)));
+        Step::Exercises {
+            uploaded_since: None,
+        }
+        .advance(&mut first, noon(27), false, None);
+        assert_eq!(
+            first,
+            SyncCursors::default(),
+            "`everything` stays `everything`"
+        );
+
+        let mut later = SyncCursors {
+            activity_from: Some(day(20)),
+            sleep_from: Some(day(20)),
+            ..SyncCursors::default()
+        };
+        // A broken record without a readable date holds the cursor where it is ...
+        Step::Activities { since: None }.advance(&mut later, noon(27), false, None);
+        assert_eq!(later.activity_from, Some(day(20)));
+        // ... and one that was held back can only pull it back.
+        Step::Sleeps { from: None }.advance(&mut later, noon(27), false, Some(day(18)));
+        assert_eq!(later.sleep_from, Some(day(18)));
+        Step::Sleeps { from: None }.advance(&mut later, noon(27), false, Some(day(26)));
+        assert_eq!(later.sleep_from, Some(day(18)));
+    }
+
+    #[test]
+    fn a_full_job_is_redundant_only_after_a_later_full_sync() {
+        let mut athlete = Athlete::new(athlete_uuid());
+        let queued_at = noon(27);
+        let job = |kind| SyncJob::new(athlete_uuid(), kind, Vec::new(), queued_at);
+        assert!(
+            !redundant(&job(JobKind::Scheduled), &athlete),
+            "never synced"
+        );
+        athlete.last_sync_at = Some(queued_at);
+        assert!(
+            !redundant(&job(JobKind::Scheduled), &athlete),
+            "synced as it was queued"
+        );
+        athlete.last_sync_at = Some(queued_at + Duration::seconds(1));
+        assert!(redundant(&job(JobKind::Scheduled), &athlete));
+        assert!(redundant(&job(JobKind::FirstSync), &athlete));
+        assert!(
+            !redundant(&job(JobKind::Targeted), &athlete),
+            "webhook jobs name records a full sync may have missed"
+        );
+    }
+
+    fn athlete_uuid() -> AthleteUuid {
+        AthleteUuid::parse("a-1").unwrap()
+    }
+}

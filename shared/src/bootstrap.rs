@@ -24,7 +24,7 @@ pub type LiveConnector =
 
 /// Reads the environment and the secret and builds the live connector; logs and returns the first
 /// configuration problem.
-pub async fn start(function: &'static str) -> Result<LiveConnector, ConfigError> {
+pub async fn start() -> Result<LiveConnector, ConfigError> {
     let result = async {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
@@ -32,7 +32,7 @@ pub async fn start(function: &'static str) -> Result<LiveConnector, ConfigError>
     }
     .await;
     if let Err(e) = &result {
-        tracing::error!(function, error = %e, "start-up failed: fix the configuration");
+        tracing::error!(error = %e, "start-up failed: fix the configuration");
     }
     result
 }

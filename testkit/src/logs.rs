@@ -11,6 +11,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Crates whose debug lines are captured too (everything else from `info`): the connector's own code.
 const CONNECTOR_CRATES: [&str; 8] = [
@@ -84,7 +86,7 @@ impl<'a> MakeWriter<'a> for Capture {
 }
 
 /// Installs the capturing subscriber once per process (later calls do nothing). Its format is
-/// `shared::telemetry`'s: JSON, current span, no span list, no target, no timestamp. Level: `RUST_LOG`
+/// `shared::telemetry`'s own layer: flat JSON with the event's and the enclosing spans' fields. Level: `RUST_LOG`
 /// if set, else `info` plus `debug` for the connector's crates. Panics if another global subscriber
 /// was installed first, since nothing would be captured then.
 pub fn install() {
@@ -98,16 +100,14 @@ pub fn install() {
                     .collect();
                 EnvFilter::new(directives.join(","))
             });
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_target(false)
-            .without_time()
-            .with_writer(Capture {
-                echo: std::env::var("TEST_LOG").is_ok_and(|v| v == "1"),
-            })
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(shared::telemetry::json_layer(
+                "test",
+                Capture {
+                    echo: std::env::var("TEST_LOG").is_ok_and(|v| v == "1"),
+                },
+            ))
             .try_init()
             .map_err(|e| e.to_string())
     });
@@ -121,16 +121,14 @@ pub fn captured() -> Vec<String> {
     lines().clone()
 }
 
-/// The captured lines as JSON whose event or current span has `field` equal to `value` (e.g. every line
-/// about one athlete: `lines_where("athlete", uuid)`).
+/// The captured lines as JSON whose `field` — the event's, or an enclosing span's under `span` — equals
+/// `value` (e.g. every line about one athlete: `lines_where("athlete", uuid)`).
 pub fn lines_where(field: &str, value: &str) -> Vec<Value> {
     captured()
         .iter()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| {
-            ["fields", "span"]
-                .iter()
-                .any(|part| line[part][field].as_str() == Some(value))
+            line[field].as_str() == Some(value) || line["span"][field].as_str() == Some(value)
         })
         .collect()
 }
@@ -164,8 +162,8 @@ mod tests {
         let about = lines_where("athlete", &marker);
         assert_eq!(about.len(), 1, "{about:?}");
         assert_eq!(about[0]["level"], "INFO");
-        assert_eq!(about[0]["fields"]["outcome"], "linked");
-        assert_eq!(about[0]["fields"]["message"], "test line");
+        assert_eq!(about[0]["outcome"], "linked");
+        assert_eq!(about[0]["message"], "test line");
 
         assert_clean(&["a value never logged by anything"]);
         let leaked = std::panic::catch_unwind(|| assert_clean(&[marker.as_str()]));
@@ -187,6 +185,6 @@ mod tests {
         span.in_scope(|| tracing::warn!(outcome = "deferred", "inside the span"));
         let about = lines_where("athlete", &marker);
         assert_eq!(about.len(), 1, "{about:?}");
-        assert_eq!(about[0]["fields"]["outcome"], "deferred");
+        assert_eq!(about[0]["outcome"], "deferred");
     }
 }

@@ -647,16 +647,16 @@ async fn a_first_sync_takes_everything_polar_still_offers() {
     let range = testkit::logs::lines_where("athlete", &a.uuid)
         .into_iter()
         .find(|l| {
-            l["fields"]["message"]
+            l["message"]
                 .as_str()
                 .is_some_and(|m| m.starts_with("first sync"))
         })
         .expect("a first-sync line with the covered range");
     assert_eq!(
-        range["fields"]["daily_from"],
+        range["daily_from"],
         (utc_today - Duration::days(27)).to_string()
     );
-    assert_eq!(range["fields"]["to"], utc_today.to_string());
+    assert_eq!(range["to"], utc_today.to_string());
 }
 
 #[tokio::test]

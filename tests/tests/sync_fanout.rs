@@ -161,12 +161,12 @@ async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_re
         .into_iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
         .find(|l| {
-            l["fields"]["outcome"] == "budget_limited"
-                && l["fields"]["message"] == "fan-out finished"
-                && l["fields"]["queued"] == 17
+            l["outcome"] == "budget_limited"
+                && l["message"] == "fan-out finished"
+                && l["queued"] == 17
         })
         .expect("the fan-out reports that the budget limited it");
-    assert_eq!(line["fields"]["delayed"], 9);
+    assert_eq!(line["delayed"], 9);
 
     // The jobs sent now run; the delayed ones wait for the window to reset.
     let run = world.run_worker().await.unwrap();

@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init("athlete-scan");
-    let connector = shared::bootstrap::start("athlete-scan").await?;
+    let connector = shared::bootstrap::start().await?;
     let connector = &connector;
     run(service_fn(
         |event: LambdaEvent<serde_json::Value>| async move {

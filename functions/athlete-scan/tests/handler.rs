@@ -34,9 +34,9 @@ fn finished_lines(athletes_seen: u64, outcome: &str) -> Vec<serde_json::Value> {
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|l| {
-            l["fields"]["message"] == "scan finished"
-                && l["fields"]["athletes_seen"] == athletes_seen
-                && l["fields"]["outcome"] == outcome
+            l["message"] == "scan finished"
+                && l["athletes_seen"] == athletes_seen
+                && l["outcome"] == outcome
         })
         .collect()
 }
@@ -82,8 +82,8 @@ async fn a_run_writes_one_outcome_line_with_its_counts() {
     let lines = finished_lines(7, "complete");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["level"], "INFO");
-    assert_eq!(lines[0]["fields"]["links_written"], 7);
-    assert_eq!(lines[0]["fields"]["failures"], 0);
+    assert_eq!(lines[0]["links_written"], 7);
+    assert_eq!(lines[0]["failures"], 0);
 }
 
 #[tokio::test]
@@ -231,7 +231,7 @@ async fn an_app_token_waits_in_the_profile_until_polar_consents_are_accepted() {
     assert!(world.connector.queue.sent().is_empty());
     let waiting = testkit::logs::lines_where("athlete", &uuid)
         .into_iter()
-        .filter(|l| l["fields"]["outcome"] == "consents_missing")
+        .filter(|l| l["outcome"] == "consents_missing")
         .count();
     assert_eq!(waiting, 1);
 

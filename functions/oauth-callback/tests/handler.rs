@@ -305,7 +305,7 @@ async fn polar_refusing_our_client_credentials_is_our_fault_500() {
     assert_not_linked(&world, &uuid).await;
     let failed: Vec<_> = testkit::logs::lines_where("athlete", &uuid)
         .into_iter()
-        .filter(|l| l["fields"]["outcome"] == "failed")
+        .filter(|l| l["outcome"] == "failed")
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["level"], "ERROR");

@@ -5,7 +5,7 @@ use lambda_http::{run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init("polar-webhook");
-    let connector = shared::bootstrap::start("polar-webhook").await?;
+    let connector = shared::bootstrap::start().await?;
     run(service_fn(|request| {
         polar_webhook::handle(&connector, request)
     }))

@@ -77,7 +77,7 @@ where
             return Some(message_id);
         }
     };
-    let span = info_span!("sync", athlete = %job.athlete, job_id = %job.job_id, kind = ?job.kind, message_id);
+    let span = info_span!("sync", athlete = %job.athlete, job_id = %job.job_id, job_kind = ?job.kind, message_id);
     async {
         let started = connector.now();
         let mut metrics = Metrics::new("sync-worker");
@@ -88,6 +88,7 @@ where
                 metrics.count("JobsFailed", 1);
                 let last = receives >= MAX_RECEIVES;
                 error!(
+                    athlete = %job.athlete,
                     error = %e,
                     disposition = ?e.disposition(),
                     receives,
@@ -153,6 +154,7 @@ where
                 );
             }
             info!(
+                athlete = %job.athlete,
                 outcome = report.outcome.label(),
                 created = counts.created,
                 updated = counts.updated,
@@ -180,6 +182,7 @@ where
                 delay_seconds: delay,
             });
             info!(
+                athlete = %job.athlete,
                 outcome = "deferred",
                 reason,
                 delay_seconds = delay,
@@ -189,6 +192,7 @@ where
         SyncOutcome::Released { reason } => {
             metrics.count("JobsReleased", 1).count("BudgetDeferrals", 1);
             info!(
+                athlete = %job.athlete,
                 outcome = "released",
                 reason, "job released; the athlete stays due"
             );
@@ -198,11 +202,12 @@ where
         }
         SyncOutcome::Skipped(reason) => {
             metrics.count("JobsSkipped", 1);
-            info!(outcome = "skipped", reason, "nothing to do");
+            info!(athlete = %job.athlete, outcome = "skipped", reason, "nothing to do");
         }
         SyncOutcome::ConsentsMissing => {
             metrics.count("JobsSkipped", 1);
             warn!(
+                athlete = %job.athlete,
                 outcome = "consents_missing",
                 "athlete has not accepted Polar's consents"
             );

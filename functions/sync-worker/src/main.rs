@@ -6,7 +6,7 @@ use lambda_runtime::{LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init("sync-worker");
-    let connector = shared::bootstrap::start("sync-worker").await?;
+    let connector = shared::bootstrap::start().await?;
     let connector = &connector;
     run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_runtime::Error>(sync_worker::handle(connector, event.payload).await)

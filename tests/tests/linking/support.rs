@@ -72,7 +72,7 @@ pub fn assert_logs_clean(world: &MotoWorld, seen: &[String]) {
 pub fn outcome_lines(athlete: &str, outcome: &str) -> Vec<serde_json::Value> {
     testkit::logs::lines_where("athlete", athlete)
         .into_iter()
-        .filter(|line| line["fields"]["outcome"] == outcome)
+        .filter(|line| line["outcome"] == outcome)
         .collect()
 }
 

@@ -244,7 +244,7 @@ async fn an_athlete_links_on_the_web_and_everything_lands_where_it_belongs() {
     assert_eq!(outcome_lines(&athlete.uuid, "redirected").len(), 1);
     let linked = outcome_lines(&athlete.uuid, "linked");
     assert_eq!(linked.len(), 1, "{linked:?}");
-    assert_eq!(linked[0]["fields"]["first_sync_queued"], true);
+    assert_eq!(linked[0]["first_sync_queued"], true);
     assert_logs_clean(&world, &[raw, code, state]);
 }
 
@@ -541,7 +541,7 @@ async fn an_athlete_already_registered_at_polar_links_fine() {
     assert_ne!(first_token, second_token, "the newest token is kept");
     let lines = outcome_lines(&athlete.uuid, "linked");
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[1]["fields"]["already_registered"], true);
+    assert_eq!(lines[1]["already_registered"], true);
     assert_logs_clean(
         &world,
         &[

@@ -98,8 +98,9 @@ where
         )
     }
 
-    /// Re-reads the athlete, applies `change`, writes with the version check, and retries on conflicts
-    /// (the callback, the scan, the revoke hook and workers may touch one athlete at once).
+    /// Re-reads the athlete, applies `change`, writes with the version check (skipped when nothing
+    /// changed), and retries on conflicts (the callback, the scan, the revoke hook and workers may touch
+    /// one athlete at once).
     pub async fn update_athlete(
         &self,
         uuid: &crate::ids::AthleteUuid,
@@ -108,12 +109,13 @@ where
         const ATTEMPTS: usize = 6;
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let mut athlete = self
-                .store
-                .get_athlete(uuid)
-                .await?
-                .unwrap_or_else(|| Athlete::new(uuid.clone()));
+            let stored = self.store.get_athlete(uuid).await?;
+            let mut athlete = stored.clone().unwrap_or_else(|| Athlete::new(uuid.clone()));
             change(&mut athlete);
+            if stored.as_ref() == Some(&athlete) {
+                // Nothing changed: no write (the scan visits every athlete every two hours).
+                return Ok(athlete);
+            }
             match self.store.save_athlete(&athlete).await {
                 Ok(saved) => return Ok(saved),
                 Err(StoreError::Conflict(what)) => last = Some(what),

@@ -285,9 +285,13 @@ where
         let athlete = match self
             .update_athlete(&uuid, |a| {
                 a.smartabase_user_id = Some(user.user_id);
-                a.roster_seen_at = Some(pass_started);
                 if a.status == AthleteStatus::Removed {
                     a.set_status(AthleteStatus::Unlinked, now);
+                }
+                // Only the removal pass reads this, and only for athletes it could deregister: recording it
+                // for everyone else would rewrite every athlete every two hours.
+                if a.status != AthleteStatus::Unlinked {
+                    a.roster_seen_at = Some(pass_started);
                 }
             })
             .await
@@ -325,7 +329,7 @@ where
                 .and_then(|(e, f)| e.fields.get(f))
                 .and_then(|v| PolarUserId::parse(v).ok());
             match self
-                .pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now)
+                .pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now, pass_started)
                 .await
             {
                 Ok(true) => {
@@ -429,6 +433,7 @@ where
         token: AccessToken,
         polar_user: Option<PolarUserId>,
         now: DateTime<Utc>,
+        pass_started: DateTime<Utc>,
     ) -> Result<bool, ScanError> {
         let fingerprint = sha256_hex(token.expose_secret().as_bytes());
         let held = self.store.get_token(athlete).await?;
@@ -498,6 +503,8 @@ where
                 a.linked_at = Some(now);
                 a.next_sync_due = Some(now);
                 a.last_error = None;
+                // This pass saw them on the roster (it is linking them from it).
+                a.roster_seen_at = Some(pass_started);
             })
             .await?;
         if let Err(e) = self
@@ -540,7 +547,9 @@ where
         }
         let gone: Vec<_> = tracked
             .iter()
+            // Not seen by this pass, and not linked while it ran (the pass may have visited them unlinked).
             .filter(|a| a.roster_seen_at.is_none_or(|seen| seen < pass_started))
+            .filter(|a| a.linked_at.is_none_or(|linked| linked < pass_started))
             .collect();
         if gone.is_empty() {
             return Ok(());

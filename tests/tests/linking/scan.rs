@@ -175,3 +175,63 @@ async fn a_scan_and_a_callback_at_once_both_complete() {
         &[token, query_param(&callback_path, "code").unwrap()],
     );
 }
+
+#[tokio::test]
+async fn a_scan_of_an_unchanged_roster_rewrites_no_athlete() {
+    let world = world().await;
+    let linked = roster(&world, "still");
+    let unlinked = roster(&world, "idle");
+    let polar_user = world.polar_account(60);
+    world.scan().await.unwrap();
+    link_on_web(&world, &linked.uuid, polar_user).await;
+    world.scan().await.unwrap();
+    let linked_version = stored_athlete(&world, &linked.uuid).await.unwrap().version;
+    let unlinked_version = stored_athlete(&world, &unlinked.uuid)
+        .await
+        .unwrap()
+        .version;
+
+    world.advance(chrono::Duration::hours(2));
+    world.scan().await.unwrap();
+
+    // The unlinked athlete's roster entry did not change: no write at all.
+    assert_eq!(
+        stored_athlete(&world, &unlinked.uuid)
+            .await
+            .unwrap()
+            .version,
+        unlinked_version
+    );
+    // The linked one only gets the pass's roster sighting (what the removal pass reads).
+    let after = stored_athlete(&world, &linked.uuid).await.unwrap();
+    assert_eq!(after.status, AthleteStatus::Linked);
+    assert_eq!(after.version, linked_version + 1);
+}
+
+#[tokio::test]
+async fn an_athlete_who_links_while_a_pass_runs_is_not_removed_by_it() {
+    let world = world().await;
+    // Ours is on the roster's first page; 150 others fill a second one.
+    let athlete = roster(&world, "mid");
+    big_roster(&world, "pass", 150);
+    let polar_user = world.polar_account(-180);
+
+    // A pass visits page one while the athlete is still unlinked…
+    let started = world.connector.scan(limits(1)).await.unwrap();
+    assert!(!started.pass_complete);
+    assert_eq!(
+        stored_athlete(&world, &athlete.uuid).await.unwrap().status,
+        AthleteStatus::Unlinked
+    );
+    // …they link before it ends…
+    world.advance(chrono::Duration::minutes(1));
+    let linked = link_on_web(&world, &athlete.uuid, polar_user).await;
+    assert_eq!(linked.response.status, 200);
+    // …and the end of the pass, with its removal pass, keeps them.
+    let finished = world.connector.scan(limits(5)).await.unwrap();
+    assert!(finished.pass_complete);
+    assert_eq!(finished.removed, 0);
+    let stored = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(stored.status, AthleteStatus::Linked);
+    assert!(stored_token(&world, &athlete.uuid).await.is_some());
+}

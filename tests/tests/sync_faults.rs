@@ -354,3 +354,58 @@ async fn dropped_polar_connections_fail_the_message_and_the_retry_delivers() {
     );
     assert_smartabase_matches_polar(&world, a);
 }
+
+#[tokio::test]
+async fn a_revision_whose_update_was_lost_is_written_again_not_taken_as_landed() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "lostupdate", &[-300]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let yesterday = (world.polar.now() + Duration::minutes(i64::from(a.offset))
+        - Duration::days(1))
+    .date_naive()
+    .to_string();
+    let before = world
+        .smartabase
+        .events_for(a.user, "Polar Sleep")
+        .into_iter()
+        .find(|e| e.start.date().to_string() == yesterday)
+        .expect("yesterday's sleep");
+
+    // Polar revises the night; the update's import fails without landing (the old event stays as it was),
+    // so its ledger entry is left `Pending` with the new content.
+    let mut values = serde_json::Map::new();
+    values.insert("sleep_score".into(), 99.into());
+    world
+        .polar
+        .revise_record(a.polar, RecordKind::Sleep, &yesterday, values)
+        .unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule {
+            endpoint: Some(Endpoint::EventsImport),
+            fault: smartabase_sim::FaultKind::Http500,
+            trigger: FaultTrigger::Next(1),
+        })
+        .unwrap();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(
+        (run.delivered, run.failed),
+        (2, 1),
+        "failed once, then retried"
+    );
+
+    // The retry found the old event: it must not count it as the lost update, but write the update again.
+    let after = world.smartabase.event(before.id).expect("the same event");
+    assert_eq!(after.value("Sleep Score"), Some("99"));
+    assert_smartabase_matches_polar(&world, a);
+    assert!(
+        ledger(&world, a)
+            .await
+            .values()
+            .all(|e| e.state == LedgerState::Confirmed)
+    );
+}

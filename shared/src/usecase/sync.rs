@@ -601,17 +601,19 @@ where
                 }
                 Some(entry) => {
                     // Pending: an earlier import may have landed without us hearing back. Look before writing.
+                    // Finding the event is not enough: a pending update finds the old event whether or not
+                    // the update landed, so only an event that already holds this content is confirmed.
                     counts.smartabase_calls += 1;
                     match self.find_lost_event(user, &event, entry).await {
-                        Ok(Some(found)) if entry.content_hash == event.content_hash => {
-                            self.confirm(athlete, &event, found, now).await?;
+                        Ok(Some(found)) if holds(&found, &event) => {
+                            self.confirm(athlete, &event, found.id, now).await?;
                             counts.recovered += 1;
                         }
                         Ok(found) => {
                             if found.is_some() {
                                 counts.recovered += 1;
                             }
-                            writes.push((event, found.or(entry.event_id)));
+                            writes.push((event, found.map(|f| f.id).or(entry.event_id)));
                         }
                         Err(e) => {
                             counts.failed += 1;
@@ -635,16 +637,13 @@ where
         user: SmartabaseUserId,
         event: &MappedEvent,
         entry: &LedgerEntry,
-    ) -> Result<Option<EventId>, SmartabaseError> {
+    ) -> Result<Option<EventRead>, SmartabaseError> {
         let date = entry.event_start_date;
         let found = self
             .smartabase
             .find_events(&event.form, user, date, date)
             .await?;
-        Ok(found
-            .into_iter()
-            .find(|read| same_record(read, event))
-            .map(|read| read.id))
+        Ok(found.into_iter().find(|read| same_record(read, event)))
     }
 
     async fn confirm(
@@ -774,6 +773,29 @@ fn same_record(read: &EventRead, event: &MappedEvent) -> bool {
         RecordKey::Exercise(id) => read.fields.values().any(|v| v == id.as_str()),
         RecordKey::Date(date) => read.start_date == Some(*date),
     }
+}
+
+/// Whether an event read back already holds exactly `event`'s field values: every value we would write is
+/// there and no other field has one. Smartabase may reformat values it returns (numbers in scientific
+/// notation), so numbers compare as numbers; anything else that differs means "write again", which is an
+/// update in place and never a duplicate. (Times are not read back; an exercise's finish follows its
+/// `Duration (min)`, which is compared.)
+fn holds(read: &EventRead, event: &MappedEvent) -> bool {
+    let same = |read: &str, written: &str| {
+        read.trim() == written.trim()
+            || matches!(
+                (read.trim().parse::<f64>(), written.trim().parse::<f64>()),
+                (Ok(a), Ok(b)) if a == b
+            )
+    };
+    let written_all = event
+        .pairs
+        .iter()
+        .all(|(field, value)| read.fields.get(field).is_some_and(|r| same(r, value)));
+    let nothing_else = read.fields.iter().all(|(field, value)| {
+        value.trim().is_empty() || event.pairs.iter().any(|(f, _)| f == field)
+    });
+    written_all && nothing_else
 }
 
 /// Groups writes into `eventsimport` calls: one form per call, at most [`IMPORT_BATCH`] events, and
@@ -1026,6 +1048,69 @@ mod tests {
             !redundant(&job(JobKind::Targeted), &athlete),
             "webhook jobs name records a full sync may have missed"
         );
+    }
+
+    fn sleep_event(pairs: &[(&str, &str)]) -> MappedEvent {
+        let mapping = crate::mapping::Mapping::defaults();
+        let mut event = mapping.sleep(&crate::polar::Sleep {
+            date: day(26),
+            sleep_start: None,
+            sleep_end: None,
+            light_sleep_seconds: None,
+            deep_sleep_seconds: None,
+            rem_sleep_seconds: None,
+            unrecognized_sleep_seconds: None,
+            total_interruption_seconds: None,
+            sleep_score: None,
+            sleep_charge: None,
+            continuity: None,
+        });
+        event.pairs = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        event
+    }
+
+    fn read_back(fields: &[(&str, &str)]) -> EventRead {
+        EventRead {
+            id: EventId::new(7).unwrap(),
+            form: "Polar Sleep".into(),
+            user_id: SmartabaseUserId::new(3).unwrap(),
+            start_date: Some(day(26)),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_read_back_event_holds_a_write_only_with_the_same_values_and_nothing_else() {
+        let event = sleep_event(&[("Sleep Date", "26/11/2026"), ("Sleep Score", "99")]);
+        assert!(holds(
+            &read_back(&[("Sleep Date", "26/11/2026"), ("Sleep Score", "99")]),
+            &event
+        ));
+        // Smartabase's own number formats are the same numbers.
+        assert!(holds(
+            &read_back(&[("Sleep Date", "26/11/2026"), ("Sleep Score", "9.9E1")]),
+            &event
+        ));
+        // The old revision (a lost update), a missing value, and a value Polar no longer gives are not.
+        assert!(!holds(
+            &read_back(&[("Sleep Date", "26/11/2026"), ("Sleep Score", "69")]),
+            &event
+        ));
+        assert!(!holds(&read_back(&[("Sleep Date", "26/11/2026")]), &event));
+        assert!(!holds(
+            &read_back(&[
+                ("Sleep Date", "26/11/2026"),
+                ("Sleep Score", "99"),
+                ("Continuity", "3.1")
+            ]),
+            &event
+        ));
     }
 
     fn athlete_uuid() -> AthleteUuid {

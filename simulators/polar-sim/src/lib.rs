@@ -325,6 +325,12 @@ impl PolarSimHandle {
         self.shared.lock().requests.clear();
     }
 
+    /// Every authorization code and access token issued so far, used or revoked ones included, so a
+    /// test can check that none of them reached a log (in-process only; not on the control API).
+    pub fn issued_credentials(&self) -> Vec<String> {
+        self.shared.lock().issued_credentials()
+    }
+
     /// Current settings.
     pub fn settings(&self) -> SimSettings {
         self.shared.lock().settings.clone()

@@ -101,6 +101,8 @@ pub(crate) struct SimState {
     pub session: Option<i64>,
     codes: HashMap<String, AuthCode>,
     tokens: HashMap<String, TokenRecord>,
+    /// Every token ever issued, revoked ones too (the test suite's log scan looks for them).
+    issued_tokens: Vec<String>,
     pub rate: RateLimiter,
     pub faults: Vec<Fault>,
     pub next_fault_id: u64,
@@ -136,6 +138,7 @@ impl SimState {
             session: None,
             codes: HashMap::new(),
             tokens: HashMap::new(),
+            issued_tokens: Vec::new(),
             rate: RateLimiter::default(),
             faults: Vec::new(),
             next_fault_id: 1,
@@ -396,7 +399,17 @@ impl SimState {
         let token = self.random_hex(40);
         self.tokens
             .insert(token.clone(), TokenRecord { polar_user_id });
+        self.issued_tokens.push(token.clone());
         token
+    }
+
+    /// Every authorization code and access token issued so far, used or revoked ones included.
+    pub fn issued_credentials(&self) -> Vec<String> {
+        self.codes
+            .keys()
+            .chain(&self.issued_tokens)
+            .cloned()
+            .collect()
     }
 
     /// The account a live token belongs to.

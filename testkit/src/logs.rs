@@ -4,8 +4,15 @@
 //!
 //! Every test of a process shares the capture; tests tell their lines apart by the athlete UUIDs they use,
 //! and [`assert_clean`] checks every line of the process, which only makes it stricter.
+//!
+//! For the scan over the whole test suite (`scripts/scan-test-logs.sh`, run at the end of `make test`),
+//! every captured line is also appended to `<target>/test-logs/<process>.jsonl`, and every secret a test
+//! world holds (plus the tokens and codes its Polar simulator issued) to `<process>.secrets`, one JSON
+//! string per line, readable by the owner only. [`log_dir`] says where.
 
+use std::fs::File;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde_json::Value;
@@ -28,6 +35,101 @@ const CONNECTOR_CRATES: [&str; 8] = [
 
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+/// This process's `.jsonl` file; `None` when it cannot be created (the in-memory capture still works).
+static LINE_FILE: OnceLock<Option<Mutex<File>>> = OnceLock::new();
+/// Serialises appends to this process's `.secrets` file.
+static SECRETS_FILE: Mutex<()> = Mutex::new(());
+
+/// Overrides [`log_dir`] (the scan script takes the same directory as its argument).
+pub const LOG_DIR_VARIABLE: &str = "CONNECTOR_TEST_LOG_DIR";
+/// Secrets shorter than this are not recorded: they would match ordinary text.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// Where test processes leave their captured lines and secrets: `$CONNECTOR_TEST_LOG_DIR`, else
+/// `test-logs` in the cargo target directory the running binary was built into (the first ancestor
+/// holding cargo's `CACHEDIR.TAG`), else `target/test-logs` of the workspace.
+pub fn log_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(LOG_DIR_VARIABLE).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let built_into = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_path_buf)
+    });
+    built_into
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("test-logs")
+}
+
+/// `<test binary name>-<pid>`: one pair of files per process, so parallel test binaries never share one.
+fn process_name() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "test".to_string());
+    format!("{binary}-{}", std::process::id())
+}
+
+/// Opens (creating the directory) one of this process's files for appending, owner-only.
+fn open_private(extension: &str) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = log_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join(format!("{}.{extension}", process_name())))
+}
+
+fn append_lines(lines: &[&str]) {
+    if lines.is_empty() {
+        return;
+    }
+    let file = LINE_FILE.get_or_init(|| match open_private("jsonl") {
+        Ok(file) => Some(Mutex::new(file)),
+        Err(e) => {
+            eprintln!(
+                "testkit::logs: cannot write {} ({e}); the suite-wide log scan will not see this process",
+                log_dir().display()
+            );
+            None
+        }
+    });
+    if let Some(file) = file {
+        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = lines.join("\n");
+        text.push('\n');
+        // Best effort: a full disk must not fail the test that logged.
+        let _ = file.write_all(text.as_bytes());
+    }
+}
+
+/// Records secret values (keys, passwords, tokens, codes) that no log line of the test suite may
+/// contain, for `scripts/scan-test-logs.sh`. Values shorter than [`MIN_SECRET_LEN`] are skipped.
+pub fn record_secrets<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) {
+    let lines: Vec<String> = secrets
+        .into_iter()
+        .filter(|s| s.as_ref().len() >= MIN_SECRET_LEN)
+        .filter_map(|s| serde_json::to_string(s.as_ref()).ok())
+        .collect();
+    if lines.is_empty() {
+        return;
+    }
+    let _serial = SECRETS_FILE.lock().unwrap_or_else(|p| p.into_inner());
+    let written = open_private("secrets").and_then(|mut file| {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        file.write_all(text.as_bytes())
+    });
+    if let Err(e) = written {
+        eprintln!(
+            "testkit::logs: cannot record secrets in {} ({e})",
+            log_dir().display()
+        );
+    }
+}
 
 fn lines() -> MutexGuard<'static, Vec<String>> {
     LINES
@@ -62,11 +164,12 @@ impl Drop for LineWriter {
             let _ = std::io::stderr().write_all(&self.buffer);
         }
         let text = String::from_utf8_lossy(&self.buffer);
-        lines().extend(
-            text.lines()
-                .filter(|line| !line.trim().is_empty())
-                .map(str::to_string),
-        );
+        let new: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
+        append_lines(&new);
+        lines().extend(new.into_iter().map(str::to_string));
     }
 }
 
@@ -175,6 +278,36 @@ mod tests {
             message.contains(&marker) && message.contains("secret #0"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn captured_lines_and_recorded_secrets_reach_this_processs_files() {
+        install();
+        let marker = format!("file-{}", uuid::Uuid::new_v4());
+        tracing::info!(athlete = %marker, "written to the file too");
+        let jsonl = log_dir().join(format!("{}.jsonl", process_name()));
+        let written = std::fs::read_to_string(&jsonl).unwrap_or_default();
+        let line = written
+            .lines()
+            .find(|l| l.contains(&marker))
+            .unwrap_or_else(|| panic!("no line with {marker} in {}", jsonl.display()));
+        let parsed: Value = serde_json::from_str(line).unwrap_or_default();
+        assert_eq!(parsed["athlete"], marker.as_str());
+
+        // A value recorded as secret (never logged: the suite-wide scan would flag it), and one too short.
+        let secret = format!("secret-{}", uuid::Uuid::new_v4());
+        record_secrets([secret.as_str(), "short"]);
+        let path = log_dir().join(format!("{}.secrets", process_name()));
+        let recorded: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(recorded.contains(&secret), "{recorded:?}");
+        assert!(!recorded.iter().any(|s| s == "short"));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
     }
 
     #[test]

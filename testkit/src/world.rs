@@ -13,7 +13,7 @@ use polar_sim::{ConsentMode, NewAccount, PolarSim, PolarSimConfig, PolarSimHandl
 use shared::bootstrap;
 use shared::config::{Config, Secrets};
 use shared::ids::{AthleteUuid, SmartabaseUserId};
-use shared::polar::PolarClient;
+use shared::polar::{PolarClient, PolarEndpoints};
 use shared::queue::SqsQueue;
 use shared::smartabase::SmartabaseClient;
 use shared::store::{DynamoStore, Store};
@@ -40,6 +40,9 @@ pub struct WorldOptions {
     pub webhook_secret: Option<String>,
     /// `SYNC_INTERVAL_MINUTES`.
     pub sync_interval_minutes: u32,
+    /// Per-request timeout of the connector's Polar and Smartabase HTTP clients; `None` keeps
+    /// production's (20 s and Smartabase's own). The chaos suite shortens it to turn delays into timeouts.
+    pub http_timeout: Option<StdDuration>,
 }
 
 impl Default for WorldOptions {
@@ -52,6 +55,7 @@ impl Default for WorldOptions {
             smartabase: SmartabaseSimConfig::default(),
             webhook_secret: None,
             sync_interval_minutes: 60,
+            http_timeout: None,
         }
     }
 }
@@ -221,8 +225,31 @@ impl<S: Store> World<S> {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })?;
         let secrets = Secrets::from_json(&secrets_json)?;
-        let connector =
+        // Every world's logs are captured (and written for the suite-wide scan) with its secrets beside them.
+        crate::logs::install();
+        crate::logs::record_secrets(secret_values(&secrets_json));
+        let mut connector =
             bootstrap::connector(&config, &secrets, store, queue, clock.clone()).await?;
+        if let Some(timeout) = options.http_timeout {
+            let http = reqwest::Client::builder()
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()?;
+            connector.polar = PolarClient::new(
+                PolarEndpoints::from_config(&config),
+                secrets.polar_client_id.clone(),
+                secrets.polar_client_secret.clone(),
+                http.clone(),
+            );
+            connector.smartabase = SmartabaseClient::new(
+                config.smartabase_url.clone(),
+                secrets.smartabase_username.clone(),
+                secrets.smartabase_password.clone(),
+                http,
+            )?;
+        }
         Ok(Self {
             polar,
             smartabase,
@@ -375,6 +402,25 @@ impl<S: Store> World<S> {
         self.fanout().await?;
         self.run_worker().await
     }
+}
+
+impl<S> Drop for World<S> {
+    /// Records the tokens and codes Polar issued during the test for the suite-wide log scan.
+    fn drop(&mut self) {
+        crate::logs::record_secrets(self.polar.issued_credentials());
+    }
+}
+
+/// The values of a secret JSON that must never be logged: every string but the two account names.
+pub fn secret_values(secrets_json: &str) -> Vec<String> {
+    let parsed: serde_json::Value = serde_json::from_str(secrets_json).unwrap_or_default();
+    parsed
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| !matches!(name.as_str(), "polar_client_id" | "smartabase_username"))
+        .filter_map(|(_, value)| value.as_str().map(str::to_string))
+        .collect()
 }
 
 /// What a worker run delivered.

@@ -16,7 +16,7 @@ LAMBDA_STAMP := $(LAMBDA_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION).stamp
 FUNCTIONS := oauth-callback athlete-scan sync-fanout sync-worker revoke-hook polar-webhook
 ARGS ?=
 
-.PHONY: help tools venv demo local test validate build deploy
+.PHONY: help tools venv demo local test validate build deploy bench
 
 help:
 	@echo "make demo      - the whole connector on a local stack, narrated (ARGS=--keep leaves it running)"
@@ -25,6 +25,7 @@ help:
 	@echo "make validate  - cfn-lint and sam validate --lint of infra/template.yaml, and its tests (offline)"
 	@echo "make build     - cargo lambda build --release --arm64 of the six functions (x86_64 fallback)"
 	@echo "make deploy    - sam build && sam deploy --guided from infra/"
+	@echo "make bench     - cold start, API efficiency, scale, throughput, cost -> bench/results.md (ARGS=--help)"
 
 tools:
 	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found: install the Rust toolchain (https://rustup.rs) and put cargo on PATH" >&2; exit 1; }
@@ -86,3 +87,9 @@ build: tools $(LAMBDA_STAMP)
 deploy: tools $(LAMBDA_STAMP)
 	@command -v sam >/dev/null 2>&1 || [ -x .venv-infra/bin/sam ] || { echo "error: sam not found: run 'make validate' once (it installs the pinned SAM CLI into .venv-infra) or install the AWS SAM CLI" >&2; exit 1; }
 	@export PATH="$(CURDIR)/$(LAMBDA_VENV)/bin:$(CURDIR)/.venv-infra/bin:$$PATH"; cd infra && sam build && sam deploy --guided
+
+bench: tools venv
+	@echo "==> building the release binaries the benchmarks run (first time: many minutes)"
+	@cargo build --release --quiet $(addprefix -p ,$(FUNCTIONS)) -p connector -p bench
+	@echo "==> benchmarks on one moto server; progress below, results in bench/results.md and bench/results.json"
+	@RUST_BACKTRACE=0 scripts/with-moto.sh cargo run --release --quiet -p bench -- $(ARGS)

@@ -1,0 +1,368 @@
+//! A store wrapper that counts what each call would cost on DynamoDB on-demand: the request units
+//! `DynamoStore` consumes for the same call (read units for strongly consistent gets, query units for
+//! its index queries, write units for each item and each secondary-index entry it changes).
+//!
+//! The wrapped store does the work; the meter only counts, so the in-memory benchmarks learn the
+//! DynamoDB bill of the real store without a DynamoDB.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::budget::BudgetState;
+use shared::ids::{AthleteUuid, AuthState, PolarUserId};
+use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, StoredToken};
+use shared::store::{
+    AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
+    PageToken, SettingsStore, StoreError, TokenStore,
+};
+
+/// Bytes one key-only entry of the due or status index takes in a query result (keys of table and index).
+const INDEX_ENTRY_BYTES: u64 = 120;
+/// DynamoDB rounds query reads up to 4 KB; an eventually consistent read unit covers 8 KB of them.
+const QUERY_BYTES_PER_UNIT: u64 = 8 * 1024;
+
+/// Request units and API requests counted so far (read units are in halves, so index queries that cost
+/// 0.5 units add up exactly).
+#[derive(Debug, Default)]
+pub struct StoreMeter {
+    half_read_units: AtomicU64,
+    write_units: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// A reading of the meter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StoreUsage {
+    /// Read request units.
+    pub read_units: f64,
+    /// Write request units.
+    pub write_units: f64,
+    /// DynamoDB API requests.
+    pub requests: u64,
+}
+
+impl StoreUsage {
+    /// The usage between `earlier` and this reading.
+    pub fn since(self, earlier: StoreUsage) -> StoreUsage {
+        StoreUsage {
+            read_units: self.read_units - earlier.read_units,
+            write_units: self.write_units - earlier.write_units,
+            requests: self.requests - earlier.requests,
+        }
+    }
+}
+
+impl StoreMeter {
+    fn read(&self, units: u64, requests: u64) {
+        self.half_read_units.fetch_add(units * 2, Ordering::Relaxed);
+        self.requests.fetch_add(requests, Ordering::Relaxed);
+    }
+
+    fn query(&self, entries: u64) {
+        let halves = entries
+            .saturating_mul(INDEX_ENTRY_BYTES)
+            .div_ceil(QUERY_BYTES_PER_UNIT)
+            .max(1);
+        self.half_read_units.fetch_add(halves, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self, units: u64, requests: u64) {
+        self.write_units.fetch_add(units, Ordering::Relaxed);
+        self.requests.fetch_add(requests, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn usage(&self) -> StoreUsage {
+        StoreUsage {
+            read_units: self.half_read_units.load(Ordering::Relaxed) as f64 / 2.0,
+            write_units: self.write_units.load(Ordering::Relaxed) as f64,
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `inner` with every call metered.
+pub struct MeteredStore<S> {
+    inner: S,
+    meter: StoreMeter,
+}
+
+impl<S> MeteredStore<S> {
+    /// Meters `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            meter: StoreMeter::default(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn usage(&self) -> StoreUsage {
+        self.meter.usage()
+    }
+}
+
+/// Write units the three secondary indexes of the athlete item add when it changes from `old` to `new`:
+/// an index entry that appears or disappears costs one, one whose key changes two (delete and put).
+fn index_write_units(old: Option<&Athlete>, new: &Athlete) -> u64 {
+    fn due_key(a: &Athlete) -> Option<String> {
+        match (a.status, a.next_sync_due) {
+            (AthleteStatus::Linked, Some(due)) => Some(due.to_rfc3339()),
+            _ => None,
+        }
+    }
+    fn changed<T: PartialEq>(old: Option<T>, new: Option<T>) -> u64 {
+        match (old, new) {
+            (Some(a), Some(b)) if a == b => 0,
+            (Some(_), Some(_)) => 2,
+            (None, None) => 0,
+            _ => 1,
+        }
+    }
+    changed(old.and_then(due_key), due_key(new))
+        + changed(old.map(|a| a.status), Some(new.status))
+        + changed(old.and_then(|a| a.polar_user_id), new.polar_user_id)
+}
+
+impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
+    async fn get_athlete(&self, uuid: &AthleteUuid) -> Result<Option<Athlete>, StoreError> {
+        self.meter.read(1, 1);
+        self.inner.get_athlete(uuid).await
+    }
+
+    async fn save_athlete(&self, athlete: &Athlete) -> Result<Athlete, StoreError> {
+        // The previous item decides which index entries change; reading it from the wrapped store is free.
+        let old = self.inner.get_athlete(&athlete.uuid).await?;
+        let saved = self.inner.save_athlete(athlete).await;
+        let index_units = match &saved {
+            Ok(new) => index_write_units(old.as_ref(), new),
+            Err(_) => 0,
+        };
+        // A refused conditional put still consumes its write unit.
+        self.meter.write(1 + index_units, 1);
+        saved
+    }
+
+    async fn athlete_for_polar_user(
+        &self,
+        user: PolarUserId,
+    ) -> Result<Option<AthleteUuid>, StoreError> {
+        self.meter.query(1);
+        self.inner.athlete_for_polar_user(user).await
+    }
+
+    async fn due_athletes(
+        &self,
+        now: DateTime<Utc>,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<AthleteUuid>, StoreError> {
+        let listed = self.inner.due_athletes(now, page, limit).await;
+        self.meter
+            .query(listed.as_ref().map_or(0, |p| p.items.len() as u64));
+        listed
+    }
+
+    async fn list_athletes(
+        &self,
+        status: Option<AthleteStatus>,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<Athlete>, StoreError> {
+        let listed = self.inner.list_athletes(status, page, limit).await;
+        let items = listed.as_ref().map_or(0, |p| p.items.len() as u64);
+        // The status index lists keys; the athletes are then fetched with BatchGetItem.
+        self.meter.query(items);
+        self.meter.read(items, items.div_ceil(100));
+        listed
+    }
+
+    async fn mark_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.meter.write(1, 1);
+        self.inner.mark_queued(uuid, until, now).await
+    }
+
+    async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.clear_queued(uuid).await
+    }
+}
+
+impl<S: TokenStore> TokenStore for MeteredStore<S> {
+    async fn put_token(&self, uuid: &AthleteUuid, token: &StoredToken) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.put_token(uuid, token).await
+    }
+
+    async fn get_token(&self, uuid: &AthleteUuid) -> Result<Option<StoredToken>, StoreError> {
+        self.meter.read(1, 1);
+        self.inner.get_token(uuid).await
+    }
+
+    async fn delete_token(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.delete_token(uuid).await
+    }
+}
+
+impl<S: AuthStateStore> AuthStateStore for MeteredStore<S> {
+    async fn put_state(
+        &self,
+        state: &AuthState,
+        athlete: &AthleteUuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.put_state(state, athlete, expires_at).await
+    }
+
+    async fn take_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AthleteUuid>, StoreError> {
+        self.meter.write(1, 1);
+        self.inner.take_state(state, now).await
+    }
+}
+
+impl<S: LedgerStore> LedgerStore for MeteredStore<S> {
+    async fn ledger_get(
+        &self,
+        uuid: &AthleteUuid,
+        keys: &[LedgerKey],
+    ) -> Result<HashMap<LedgerKey, LedgerEntry>, StoreError> {
+        let keys_read = keys.len() as u64;
+        self.meter.read(keys_read, keys_read.div_ceil(100).max(1));
+        self.inner.ledger_get(uuid, keys).await
+    }
+
+    async fn ledger_put(
+        &self,
+        uuid: &AthleteUuid,
+        entries: &[(LedgerKey, LedgerEntry)],
+    ) -> Result<(), StoreError> {
+        let distinct: std::collections::HashSet<&LedgerKey> =
+            entries.iter().map(|(k, _)| k).collect();
+        let items = distinct.len() as u64;
+        self.meter.write(items, items.div_ceil(25).max(1));
+        self.inner.ledger_put(uuid, entries).await
+    }
+
+    async fn ledger_counts(&self, uuid: &AthleteUuid) -> Result<HashMap<String, u64>, StoreError> {
+        let counts = self.inner.ledger_counts(uuid).await;
+        for total in counts.iter().flat_map(|c| c.values()) {
+            self.meter.query(*total);
+        }
+        counts
+    }
+}
+
+impl<S: LockStore> LockStore for MeteredStore<S> {
+    async fn try_lock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.meter.write(1, 1);
+        self.inner.try_lock(uuid, owner, now, until).await
+    }
+
+    async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.unlock(uuid, owner).await
+    }
+}
+
+impl<S: BudgetStore> BudgetStore for MeteredStore<S> {
+    async fn load_budget(&self) -> Result<Option<(BudgetState, u64)>, StoreError> {
+        self.meter.read(1, 1);
+        self.inner.load_budget().await
+    }
+
+    async fn save_budget(
+        &self,
+        state: &BudgetState,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        self.meter.write(1, 1);
+        self.inner.save_budget(state, expected_version).await
+    }
+}
+
+impl<S: MarkerStore> MarkerStore for MeteredStore<S> {
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.meter.write(1, 1);
+        self.inner.claim(key, now, until).await
+    }
+}
+
+impl<S: SettingsStore> SettingsStore for MeteredStore<S> {
+    async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.meter.read(1, 1);
+        self.inner.get_setting(name).await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.put_setting(name, value).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use shared::testing::MemoryStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn saving_a_linked_athlete_counts_its_item_and_the_index_entries_it_changes() {
+        let store = MeteredStore::new(MemoryStore::new());
+        let uuid = AthleteUuid::parse("bench-athlete").unwrap();
+        let mut athlete = Athlete::new(uuid.clone());
+        // New item: table + status index entry.
+        let saved = store.save_athlete(&athlete).await.unwrap();
+        assert_eq!(store.usage().write_units, 2.0);
+        athlete = saved;
+        athlete.status = AthleteStatus::Linked;
+        athlete.polar_user_id = Some(PolarUserId::new(77).unwrap());
+        athlete.next_sync_due = Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        // Status key changes (2), due entry appears (1), Polar-user entry appears (1), plus the item.
+        let saved = store.save_athlete(&athlete).await.unwrap();
+        assert_eq!(store.usage().write_units, 2.0 + 5.0);
+        // Only the due time moves: the due entry is replaced (2) plus the item.
+        let mut later = saved;
+        later.next_sync_due = Some(Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).unwrap());
+        store.save_athlete(&later).await.unwrap();
+        assert_eq!(store.usage().write_units, 2.0 + 5.0 + 3.0);
+        assert_eq!(store.usage().requests, 3);
+    }
+
+    #[tokio::test]
+    async fn reads_count_one_unit_per_item_and_queries_half_a_unit_per_8_kb() {
+        let store = MeteredStore::new(MemoryStore::new());
+        let uuid = AthleteUuid::parse("bench-athlete").unwrap();
+        store.get_athlete(&uuid).await.unwrap();
+        store.get_token(&uuid).await.unwrap();
+        assert_eq!(store.usage().read_units, 2.0);
+        store.due_athletes(Utc::now(), None, 200).await.unwrap();
+        assert_eq!(store.usage().read_units, 2.5);
+        assert_eq!(store.usage().requests, 3);
+    }
+}

@@ -409,3 +409,38 @@ async fn a_revision_whose_update_was_lost_is_written_again_not_taken_as_landed()
             .all(|e| e.state == LedgerState::Confirmed)
     );
 }
+
+#[tokio::test]
+async fn a_lookup_answered_with_an_http_200_failure_is_not_taken_as_no_event() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "lookupfail", &[345]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    // The first import stores all but its last event and answers with one id fewer, so the next attempt
+    // looks its events up; Smartabase answers every lookup of that attempt with its HTTP-200 failure body.
+    world
+        .smartabase
+        .add_fault(FaultRule {
+            endpoint: Some(Endpoint::EventsImport),
+            fault: smartabase_sim::FaultKind::FewerIds,
+            trigger: FaultTrigger::Next(1),
+        })
+        .unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule {
+            endpoint: Some(Endpoint::EventSearch),
+            fault: smartabase_sim::FaultKind::FailureBody,
+            trigger: FaultTrigger::Next(3),
+        })
+        .unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_smartabase_matches_polar(&world, a);
+    assert_eq!(run.failed, 2, "the fewer ids, then the failed lookups");
+    assert!(
+        ledger(&world, a)
+            .await
+            .values()
+            .all(|e| e.state == LedgerState::Confirmed)
+    );
+}

@@ -337,6 +337,28 @@ fn rpc_exception(body: &Value) -> Option<SmartabaseError> {
     })
 }
 
+/// A failure Smartabase reports with HTTP 200 in answer to a read (`usersynchronise`, `profilesearch`,
+/// `eventsearch`): a `state` (top level or under `result`) that is not a success. A search answer carries
+/// no state, so reading one as "nothing found" would make the connector write events that exist.
+fn read_failure(body: &Value) -> Option<SmartabaseError> {
+    let answer = body.get("state").map(|state| (state, body)).or_else(|| {
+        let result = body.get("result")?;
+        result.get("state").map(|state| (state, result))
+    });
+    let (state, holder) = answer?;
+    let state = state
+        .as_str()
+        .map_or_else(|| state.to_string(), str::to_owned);
+    if profile_state_is_success(&state) {
+        return None;
+    }
+    let message = holder
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no detail");
+    Some(rejected(state, message))
+}
+
 /// A typed view of a body; the error names the endpoint and position only, never the content (which may hold
 /// tokens or health data).
 fn typed<T: serde::de::DeserializeOwned>(
@@ -435,7 +457,7 @@ pub(crate) fn roster_page(body: Option<&Value>) -> Result<RosterPage, Smartabase
         next_cursor: None,
     };
     let Some(body) = body else { return Ok(page) };
-    if let Some(error) = rpc_exception(body) {
+    if let Some(error) = rpc_exception(body).or_else(|| read_failure(body)) {
         return Err(error);
     }
     let mut without_user_id = 0_usize;
@@ -512,6 +534,9 @@ pub(crate) fn profile_entries(
     let Some(body) = body else {
         return Ok(Vec::new());
     };
+    if let Some(error) = read_failure(body) {
+        return Err(error);
+    }
     let response: ProfileSearchResponse = typed("profilesearch", body)?;
     let mut entries = Vec::new();
     for record in response.profiles.unwrap_or_default() {
@@ -652,6 +677,9 @@ pub(crate) fn events_found(
     let Some(body) = body else {
         return Ok(Vec::new());
     };
+    if let Some(error) = read_failure(body) {
+        return Err(error);
+    }
     let response: EventSearchResponse = typed("eventsearch", body)?;
     let mut found = Vec::new();
     for record in response.events.unwrap_or_default() {
@@ -906,6 +934,32 @@ mod tests {
         expect_rejected(profile_entries(Some(&body), "Polar Access Token").map(drop));
         expect_rejected(events_found(Some(&body), "Polar Sleep", user(1)).map(drop));
         expect_rejected(roster_page(Some(&body)).map(drop));
+    }
+
+    #[test]
+    fn http_200_failure_bodies_of_reads_are_rejected_not_read_as_nothing_found() {
+        let expect_rejected = |result: Result<(), SmartabaseError>| match result {
+            Err(SmartabaseError::Rejected { state, message }) => {
+                assert_eq!(state, "UNEXPECTED_ERROR");
+                assert_eq!(message, "try later");
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        };
+        for body in [
+            json!({"state": "UNEXPECTED_ERROR", "message": "try later"}),
+            json!({"result": {"state": "UNEXPECTED_ERROR", "message": "try later"}}),
+        ] {
+            expect_rejected(profile_entries(Some(&body), "Polar Access Token").map(drop));
+            expect_rejected(events_found(Some(&body), "Polar Sleep", user(1)).map(drop));
+            expect_rejected(roster_page(Some(&body)).map(drop));
+        }
+        // A success state next to the records is no failure.
+        let fine = json!({"state": "SUCCESS", "events": []});
+        assert!(
+            events_found(Some(&fine), "Polar Sleep", user(1))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ LAMBDA_STAMP := $(LAMBDA_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION).stamp
 FUNCTIONS := oauth-callback athlete-scan sync-fanout sync-worker revoke-hook polar-webhook
 ARGS ?=
 
-.PHONY: help tools venv demo local test validate build deploy bench
+.PHONY: help tools venv demo local test validate build deploy bench chaos
 
 help:
 	@echo "make demo      - the whole connector on a local stack, narrated (ARGS=--keep leaves it running)"
@@ -26,6 +26,7 @@ help:
 	@echo "make build     - cargo lambda build --release --arm64 of the six functions (x86_64 fallback)"
 	@echo "make deploy    - sam build && sam deploy --guided from infra/"
 	@echo "make bench     - cold start, API efficiency, scale, throughput, cost -> bench/results.md (ARGS=--help)"
+	@echo "make chaos     - the full chaos suite: >= 1,000 seeded faults, then everything delivered once (CHAOS_SEED=n)"
 
 tools:
 	@command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found: install the Rust toolchain (https://rustup.rs) and put cargo on PATH" >&2; exit 1; }
@@ -93,3 +94,7 @@ bench: tools venv
 	@cargo build --release --quiet $(addprefix -p ,$(FUNCTIONS)) -p connector -p bench
 	@echo "==> benchmarks on one moto server; progress below, results in bench/results.md and bench/results.json"
 	@RUST_BACKTRACE=0 scripts/with-moto.sh cargo run --release --quiet -p bench -- $(ARGS)
+
+chaos: tools
+	@echo "==> chaos suite, full size (a bounded run of it is part of make test); CHAOS_SEED=<n> replays a seed"
+	@RUST_BACKTRACE=0 cargo test --quiet -p system-tests --test chaos -- --ignored --nocapture

@@ -219,6 +219,11 @@ pub fn install() {
     }
 }
 
+/// Whether this process captures its logs ([`install`] ran and succeeded).
+pub fn installed() -> bool {
+    INSTALLED.get().is_some_and(Result::is_ok)
+}
+
 /// Every line captured so far in this process, oldest first.
 pub fn captured() -> Vec<String> {
     lines().clone()

@@ -143,7 +143,9 @@ pub(crate) struct ErrorBody {
 }
 
 impl ErrorBody {
-    /// Polar's error code if the body carries a plausible one; free text is never passed on.
+    /// Polar's error code if the body carries a plausible one (`invalid_grant`, `CONFLICT`): words of
+    /// letters joined by `_`, `-` or `.`. Free text is never passed on, and neither is anything with a
+    /// digit in it: a token or an authorisation code echoed back would look like that.
     pub(crate) fn code_from(body: &[u8]) -> Option<String> {
         let parsed: Self = serde_json::from_slice(body).ok()?;
         parsed.error.or(parsed.error_type).filter(|code| {
@@ -151,7 +153,7 @@ impl ErrorBody {
                 && code.len() <= 64
                 && code
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                    .all(|c| c.is_ascii_alphabetic() || matches!(c, '_' | '-' | '.'))
         })
     }
 }
@@ -1147,6 +1149,11 @@ mod tests {
             None
         );
         assert_eq!(ErrorBody::code_from(b"<html>"), None);
+        // A token or code echoed back is no error code.
+        assert_eq!(
+            ErrorBody::code_from(br#"{"error":"a9f3c2e17b6d4e0f8a1c3b5d7e9f0a2c"}"#),
+            None
+        );
     }
 
     #[test]

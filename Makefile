@@ -13,14 +13,23 @@ VENV_STAMP := $(VENV)/.moto-$(MOTO_VERSION).stamp
 CARGO_LAMBDA_VERSION := 1.9.2
 LAMBDA_VENV := .venv-lambda
 LAMBDA_STAMP := $(LAMBDA_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION).stamp
+# cargo-deny for the dependency audit, installed from crates.io into .tools (a cold install takes a few
+# minutes on 2 cores). Advisories need the RustSec database from GitHub: where GitHub is reachable,
+# `make audit AUDIT_CHECKS="advisories licenses bans sources"`.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY_ROOT := .tools/cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY := $(CARGO_DENY_ROOT)/bin/cargo-deny
+AUDIT_CHECKS ?= licenses bans sources
+TEST_LOGS := $${CARGO_TARGET_DIR:-target}/test-logs
 FUNCTIONS := oauth-callback athlete-scan sync-fanout sync-worker revoke-hook polar-webhook
 ARGS ?=
 
-.PHONY: help tools venv demo local test validate build deploy bench chaos
+.PHONY: help tools venv demo local test validate build deploy bench chaos audit
 
 help:
 	@echo "make demo      - the whole connector on a local stack, narrated (ARGS=--keep leaves it running)"
-	@echo "make test      - fmt, clippy -D warnings, every test on one moto server, template validation"
+	@echo "make test      - fmt, clippy -D warnings, dependency audit, every test on one moto server, the log scan, template validation"
+	@echo "make audit     - cargo deny check licenses bans sources (deny.toml; advisories where GitHub is reachable)"
 	@echo "make local     - moto and both simulators in the foreground, with their URLs"
 	@echo "make validate  - cfn-lint and sam validate --lint of infra/template.yaml, and its tests (offline)"
 	@echo "make build     - cargo lambda build --release --arm64 of the six functions (x86_64 fallback)"
@@ -56,15 +65,27 @@ test: tools venv
 	cargo fmt --all --check
 	@echo "==> clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory audit
 	@echo "==> building the function binaries and the connector CLI (the local runner's tests run them)"
 	cargo build --bins $(addprefix -p ,$(FUNCTIONS)) -p connector
 	@echo "==> tests (one moto server for the whole run)"
+	rm -rf "$(TEST_LOGS)"
 	scripts/with-moto.sh cargo test --workspace
+	@echo "==> log scan: no secret, token or code in any log line the tests captured"
+	scripts/scan-test-logs.sh
 	@echo "==> infra/template.yaml"
 	scripts/validate-infra.sh
 
 validate:
 	scripts/validate-infra.sh
+
+$(CARGO_DENY):
+	@echo "==> installing cargo-deny $(CARGO_DENY_VERSION) into $(CARGO_DENY_ROOT) (first time: a few minutes)"
+	cargo install --quiet --locked cargo-deny --version $(CARGO_DENY_VERSION) --root $(CARGO_DENY_ROOT)
+
+audit: tools $(CARGO_DENY)
+	@echo "==> cargo deny check $(AUDIT_CHECKS) (deny.toml)"
+	$(CARGO_DENY) check --hide-inclusion-graph $(AUDIT_CHECKS)
 
 $(LAMBDA_STAMP):
 	@echo "==> venv: cargo-lambda==$(CARGO_LAMBDA_VERSION) into $(LAMBDA_VENV)"

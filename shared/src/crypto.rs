@@ -293,7 +293,8 @@ pub fn verify_revoke_signature(
     if signatures.is_empty() {
         return Err(RevokeSignatureError::Malformed);
     }
-    if (now.timestamp() - timestamp).abs() > REVOKE_REPLAY_WINDOW_SECONDS {
+    // `abs_diff`: any `t` a caller sends, however far off, is only outside the window, never an overflow.
+    if now.timestamp().abs_diff(timestamp) > REVOKE_REPLAY_WINDOW_SECONDS.unsigned_abs() {
         return Err(RevokeSignatureError::OutsideWindow);
     }
     let mut message = format!("{timestamp}.").into_bytes();
@@ -521,6 +522,18 @@ mod tests {
                 verify_revoke_signature(&secret, bad, body, now),
                 Err(RevokeSignatureError::Malformed),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_revoke_timestamp_at_the_ends_of_i64_is_outside_the_window_not_a_panic() {
+        let secret = SecretString::from("revoke-hook-secret-0123456789");
+        let now = Utc::now();
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            assert_eq!(
+                verify_revoke_signature(&secret, Some(&format!("t={t},v1=00")), b"{}", now),
+                Err(RevokeSignatureError::OutsideWindow)
             );
         }
     }

@@ -117,6 +117,13 @@ impl Config {
                     "must be an http(s) URL with a host",
                 ));
             }
+            // Credentials in a URL would be printed with the configuration and written into links.
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(ConfigError::invalid(
+                    name,
+                    "must not carry credentials (they belong in the secret)",
+                ));
+            }
             Ok(parsed)
         };
         let optional_url = |name: &str, default: &str| -> Result<Url, ConfigError> {
@@ -381,6 +388,11 @@ mod tests {
             ("SMARTABASE_URL", "https://club.smartabase.com"),
             ("SMARTABASE_URL", "ftp://club.smartabase.com/club"),
             ("POLAR_API_URL", "nope"),
+            ("PUBLIC_BASE_URL", "https://user:pass@api.example.com/prod"),
+            (
+                "POLAR_TOKEN_URL",
+                "https://client@polarremote.com/v2/oauth2/token",
+            ),
             ("SYNC_INTERVAL_MINUTES", "14"),
             ("SYNC_INTERVAL_MINUTES", "1441"),
             ("SYNC_INTERVAL_MINUTES", "sixty"),

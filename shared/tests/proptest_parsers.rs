@@ -1,0 +1,451 @@
+//! Property tests of every parser of outside input that is not an HTTP client (those are in
+//! `proptest_clients.rs`): SQS job bodies, the secret JSON, the environment, mapping overrides, the revoke
+//! hook's and Polar's webhook signatures, the athletes' signed links, sealed tokens and identifiers.
+//! Whatever comes in: no panic, a clear error, and no secret in the error; what was signed or sealed
+//! correctly always verifies, and anything else never does.
+//!
+//! Constant time: the signature checks go through `hmac`'s `verify_slice` (a constant-time comparison).
+//! Timing cannot be measured reliably on a shared CI machine, so
+//! `signature_checks_compare_in_constant_time_and_refuse_every_one_bit_change` pins the structure instead:
+//! every check reaches `verify_slice`, and a signature one bit off is refused at every bit.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::config::{Config, EncryptionKey, Secrets};
+use shared::crypto::{
+    LinkError, LinkSigner, REVOKE_REPLAY_WINDOW_SECONDS, RevokeSignatureError, TokenCipher,
+    hmac_hex, revoke_signature_header, verify_revoke_signature, verify_webhook_signature,
+};
+use shared::ids::{AccessToken, AthleteUuid, AuthState, ExerciseId, PolarUserId};
+use shared::mapping::Mapping;
+use shared::queue::SyncJob;
+
+/// A secret-looking value; inputs carry it where a secret would be, errors must never show it.
+const MARKER: &str = "5ecre7-marker-9d2f41b7c6e0a83d5f1b";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 10, 15, 0).unwrap()
+}
+
+/// Text that breaks naive parsers.
+fn tricky() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just(MARKER.to_string()),
+        Just("t=,v1=".to_string()),
+        Just("t=-9223372036854775808,v1=00".to_string()),
+        Just("t=9223372036854775807,v1=00".to_string()),
+        Just("\u{0}\u{202e}\u{feff}".to_string()),
+        Just("9".repeat(40)),
+        "\\PC{0,40}",
+        "[ -~]{0,60}",
+    ]
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        tricky().prop_map(Value::from),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(3, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,16}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `template` with some of its top-level keys replaced by odd values or removed.
+fn near(template: Value) -> impl Strategy<Value = Value> {
+    let keys: Vec<String> = template
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let count = keys.len().max(1);
+    prop::collection::vec((0..count, prop::option::weighted(0.8, json_value())), 0..4).prop_map(
+        move |changes| {
+            let mut body = template.clone();
+            for (index, replacement) in changes {
+                let (Some(key), Some(map)) = (keys.get(index), body.as_object_mut()) else {
+                    continue;
+                };
+                match replacement {
+                    Some(value) => map.insert(key.clone(), value),
+                    None => map.remove(key),
+                };
+            }
+            body
+        },
+    )
+}
+
+/// Input text: near the documented shape, any JSON, or any text.
+fn input(template: Value) -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => near(template).prop_map(|v| v.to_string()),
+        2 => json_value().prop_map(|v| v.to_string()),
+        1 => tricky(),
+    ]
+}
+
+fn clear_error(error: &str) -> Result<(), TestCaseError> {
+    prop_assert!(!error.trim().is_empty(), "an error without a message");
+    prop_assert!(
+        !error.contains(MARKER),
+        "the error echoes its input: {error}"
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqs_bodies_parse_or_say_which_field_is_wrong(body in input(json!({
+        "job_id": MARKER, "athlete": "athlete-1", "kind": "targeted",
+        "targets": [{"type": "night", "date": "2026-11-26"}, {"type": "exercise", "id": "Xy7Qp2Lr"}],
+        "enqueued_at": "2026-11-27T10:15:00Z", "deferrals": 2
+    }))) {
+        if let Err(error) = SyncJob::from_body(&body) {
+            clear_error(&error)?;
+        }
+    }
+
+    #[test]
+    fn a_job_survives_its_own_body(athlete in "[a-zA-Z0-9._-]{1,40}", deferrals in any::<u32>(), seconds in 0i64..4_000_000_000) {
+        let at = Utc.timestamp_opt(seconds, 0).unwrap();
+        let mut job = SyncJob::new(AthleteUuid::parse(athlete).unwrap(), shared::queue::JobKind::Scheduled, Vec::new(), at);
+        job.deferrals = deferrals;
+        prop_assert_eq!(SyncJob::from_body(&job.to_body()).unwrap(), job);
+    }
+
+    #[test]
+    fn the_secret_json_parses_or_names_the_key_and_never_shows_a_secret(text in input(secret_json())) {
+        match Secrets::from_json(&text) {
+            Err(error) => clear_error(&error.to_string())?,
+            // Whatever parsed prints redacted.
+            Ok(secrets) => {
+                let printed = format!("{secrets:?}");
+                prop_assert!(!printed.contains(MARKER), "secrets print unredacted: {printed}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_environment_loads_or_names_the_variable(changes in prop::collection::btree_map(
+        prop::sample::select(vec![
+            "CONNECTOR_TABLE", "SYNC_QUEUE_URL", "CONNECTOR_SECRET_ID", "PUBLIC_BASE_URL", "SMARTABASE_URL",
+            "POLAR_AUTH_URL", "POLAR_TOKEN_URL", "POLAR_API_URL", "SYNC_INTERVAL_MINUTES",
+        ]),
+        prop::option::weighted(0.9, prop_oneof![
+            tricky(),
+            Just(format!("https://user:{MARKER}@host.test/club")),
+            Just("15".to_string()),
+            Just("14".to_string()),
+            Just("4294967296".to_string()),
+            "https://[a-z]{1,10}\\.test(/[a-z]{0,8}){0,2}/?",
+        ]),
+        0..4,
+    )) {
+        // A working environment with up to four variables changed or removed.
+        let mut values: BTreeMap<&str, String> = [
+            ("CONNECTOR_TABLE", "connector"),
+            ("SYNC_QUEUE_URL", "https://sqs.test/123456789012/sync"),
+            ("CONNECTOR_SECRET_ID", "connector/secrets"),
+            ("PUBLIC_BASE_URL", "https://api.example.com/prod"),
+            ("SMARTABASE_URL", "https://club.smartabase.com/club"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+        for (name, value) in changes {
+            match value {
+                Some(value) => values.insert(name, value),
+                None => values.remove(name),
+            };
+        }
+        match Config::from_lookup(|name| values.get(name).cloned()) {
+            Err(error) => {
+                let text = error.to_string();
+                prop_assert!(text.starts_with("configuration: "), "{text}");
+                prop_assert!(!text.contains(MARKER), "the error echoes a value: {text}");
+            }
+            Ok(config) => {
+                prop_assert!(config.sync_interval.minutes() >= 15);
+                // `Config` is safe to print and its URLs end up in links and requests: none carries credentials.
+                for url in [&config.public_base_url, &config.smartabase_url, &config.polar_auth_url, &config.polar_token_url, &config.polar_api_url] {
+                    prop_assert!(url.username().is_empty() && url.password().is_none(), "{url} carries credentials");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_mapping_override_applies_or_says_what_is_wrong(text in input(json!({
+        "training": {"form": "Club Training", "fields": {"calories": "Energy", "device": null}},
+        "sleep": {"fields": {"sleep_score": "Score"}},
+        "access_token": {"form": "Polar Link"}
+    }))) {
+        if let Err(error) = Mapping::with_override(&text) {
+            prop_assert!(!error.to_string().trim().is_empty());
+        }
+    }
+
+    #[test]
+    fn any_revoke_signature_header_is_refused_without_panicking(header in tricky(), body in prop::collection::vec(any::<u8>(), 0..64)) {
+        let secret = SecretString::from(MARKER);
+        if let Err(error) = verify_revoke_signature(&secret, Some(&header), &body, now()) {
+            clear_error(&error.to_string())?;
+        }
+    }
+
+    #[test]
+    fn a_signed_revoke_verifies_within_the_window_and_nowhere_else(
+        body in prop::collection::vec(any::<u8>(), 0..128),
+        skew in -2 * REVOKE_REPLAY_WINDOW_SECONDS..2 * REVOKE_REPLAY_WINDOW_SECONDS,
+        t in any::<i64>(),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let secret = SecretString::from("revoke-hook-secret-0123456789");
+        let signed_at = now() + Duration::seconds(skew);
+        let header = revoke_signature_header(&secret, &body, signed_at);
+        let result = verify_revoke_signature(&secret, Some(&header), &body, now());
+        if skew.abs() <= REVOKE_REPLAY_WINDOW_SECONDS {
+            prop_assert_eq!(result, Ok(signed_at));
+            // Another body under the same signature is refused.
+            let mut other = body.clone();
+            if other.is_empty() { other.push(b'x') } else { let i = flip.index(other.len()); other[i] ^= 0x01; }
+            prop_assert_eq!(verify_revoke_signature(&secret, Some(&header), &other, now()), Err(RevokeSignatureError::BadSignature));
+            // And so is the right signature under another key.
+            let wrong = SecretString::from("another-secret-0123456789");
+            prop_assert_eq!(verify_revoke_signature(&wrong, Some(&header), &body, now()), Err(RevokeSignatureError::BadSignature));
+        } else {
+            prop_assert_eq!(result, Err(RevokeSignatureError::OutsideWindow));
+        }
+        // Any timestamp at all is an answer, never a panic (this signature leaves out `t`, so it never matches).
+        let any_time = format!("t={t},v1={}", hmac_hex(b"revoke-hook-secret-0123456789", &body));
+        prop_assert!(verify_revoke_signature(&secret, Some(&any_time), &body, now()).is_err());
+    }
+
+    #[test]
+    fn a_webhook_verifies_only_with_its_own_body_and_secret(
+        body in prop::collection::vec(any::<u8>(), 0..128),
+        signature in tricky(),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let secret = SecretString::from("polar-webhook-secret");
+        let good = hmac_hex(b"polar-webhook-secret", &body);
+        prop_assert!(verify_webhook_signature(&secret, Some(&good), &body));
+        prop_assert!(verify_webhook_signature(&secret, Some(&good.to_uppercase()), &body));
+        prop_assert!(!verify_webhook_signature(&secret, None, &body));
+        prop_assert_eq!(verify_webhook_signature(&secret, Some(&signature), &body), signature.trim().eq_ignore_ascii_case(&good));
+        let mut other = body.clone();
+        if other.is_empty() { other.push(0) } else { let i = flip.index(other.len()); other[i] ^= 0x80; }
+        prop_assert!(!verify_webhook_signature(&secret, Some(&good), &other));
+    }
+
+    #[test]
+    fn a_link_verifies_for_its_athlete_until_it_expires_and_never_otherwise(
+        athlete in "[\\p{L}\\p{N}._~-]{1,64}",
+        other in "[\\p{L}\\p{N}._~-]{1,64}",
+        valid_for in -1_000_000i64..1_000_000,
+        exp in any::<i64>(),
+        sig in tricky(),
+    ) {
+        let signer = LinkSigner::new(SecretString::from("link-signing-key-0123456789"));
+        let athlete = AthleteUuid::parse(athlete).unwrap();
+        let expires = now() + Duration::seconds(valid_for);
+        let link = signer.sign(&athlete, expires);
+        let verdict = signer.verify(&athlete, link.expires, &link.signature, now());
+        if valid_for >= 0 {
+            prop_assert_eq!(verdict, Ok(()));
+        } else {
+            prop_assert_eq!(verdict, Err(LinkError::Expired));
+        }
+        let other = AthleteUuid::parse(other).unwrap();
+        if other != athlete {
+            prop_assert_eq!(signer.verify(&other, link.expires, &link.signature, now()), Err(LinkError::BadSignature));
+        }
+        if exp != link.expires {
+            prop_assert_eq!(signer.verify(&athlete, exp, &link.signature, now()), Err(LinkError::BadSignature));
+        }
+        // Anything else as a signature: refused, never a panic.
+        if !sig.trim().eq_ignore_ascii_case(&link.signature) {
+            prop_assert_eq!(signer.verify(&athlete, link.expires, &sig, now()), Err(LinkError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn a_sealed_token_opens_only_for_its_athlete_and_garbage_never_opens(
+        token in "[ -~]{1,80}",
+        garbage in prop_oneof![
+            tricky(),
+            prop::collection::vec(any::<u8>(), 0..80).prop_map(|b| format!("v1.{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(b))),
+        ],
+    ) {
+        let cipher = TokenCipher::new(&key());
+        let athlete = AthleteUuid::parse("athlete-1").unwrap();
+        let sealed = cipher.seal(&athlete, &AccessToken::new(token.clone())).unwrap();
+        prop_assert!(!sealed.as_str().contains(&token) || token.len() < 8);
+        let opened = cipher.open(&athlete, &sealed).unwrap();
+        prop_assert_eq!(opened.expose_secret(), token.as_str());
+        prop_assert!(cipher.open(&AthleteUuid::parse("athlete-2").unwrap(), &sealed).is_err());
+        let refused = cipher.open(&athlete, &shared::crypto::SealedToken::from_stored(garbage));
+        prop_assert!(refused.is_err(), "garbage opened");
+        prop_assert!(!refused.unwrap_err().to_string().is_empty());
+    }
+
+    #[test]
+    fn identifiers_are_checked_not_trusted(text in tricky()) {
+        for error in [
+            AthleteUuid::parse(text.clone()).err().map(|e| e.to_string()),
+            ExerciseId::parse(text.clone()).err().map(|e| e.to_string()),
+            PolarUserId::parse(&text).err().map(|e| e.to_string()),
+            AuthState::parse(&text).err().map(|e| e.to_string()),
+        ].into_iter().flatten() {
+            clear_error(&error)?;
+        }
+    }
+}
+
+fn key() -> EncryptionKey {
+    EncryptionKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+        .unwrap()
+}
+
+/// A complete secret JSON whose secret values all carry [`MARKER`].
+fn secret_json() -> Value {
+    let values: BTreeMap<&str, String> = [
+        ("polar_client_id", "client-id".to_string()),
+        ("polar_client_secret", format!("{MARKER}-client")),
+        ("smartabase_username", "api.user".to_string()),
+        ("smartabase_password", format!("{MARKER}-password")),
+        ("link_signing_key", format!("{MARKER}-link")),
+        (
+            "token_encryption_key",
+            base64::engine::general_purpose::STANDARD.encode(MARKER.as_bytes()),
+        ),
+        ("revoke_hook_secret", format!("{MARKER}-revoke")),
+        ("polar_webhook_secret", format!("{MARKER}-webhook")),
+    ]
+    .into();
+    serde_json::to_value(values).unwrap()
+}
+
+#[test]
+fn signature_checks_compare_in_constant_time_and_refuse_every_one_bit_change() {
+    // Structure: one helper holds the comparison and it is `hmac`'s constant-time `verify_slice`; every
+    // signature check goes through it and none compares signatures itself.
+    let source = include_str!("../src/crypto.rs");
+    let helper = source
+        .split("fn verify_hex(")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("crypto.rs has verify_hex");
+    assert!(
+        helper.contains(".verify_slice("),
+        "verify_hex must use verify_slice"
+    );
+    for check in [
+        "pub fn verify(",
+        "pub fn verify_revoke_signature(",
+        "pub fn verify_webhook_signature(",
+    ] {
+        let body = source
+            .split(check)
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .unwrap_or_else(|| panic!("crypto.rs has {check}"));
+        assert!(
+            body.contains("verify_hex("),
+            "{check} must check through verify_hex"
+        );
+        assert!(
+            !body.contains("signature ==")
+                && !body.contains("== signature")
+                && !body.contains("sig =="),
+            "{check} compares a signature with =="
+        );
+    }
+
+    // Behaviour: a signature of the right length with any one bit flipped is refused.
+    let flips = |signature: &str| -> Vec<String> {
+        let bytes = hex::decode(signature).unwrap();
+        (0..bytes.len() * 8)
+            .map(|bit| {
+                let mut flipped = bytes.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                hex::encode(flipped)
+            })
+            .collect()
+    };
+    let signer = LinkSigner::new(SecretString::from("link-signing-key-0123456789"));
+    let athlete = AthleteUuid::parse("athlete-1").unwrap();
+    let link = signer.sign(&athlete, now() + Duration::days(1));
+    let revoke_secret = SecretString::from("revoke-hook-secret-0123456789");
+    let body = br#"{"athlete_uuid":"athlete-1"}"#;
+    let t = now().timestamp();
+    let revoke = hmac_hex(
+        b"revoke-hook-secret-0123456789",
+        format!("{t}.{}", String::from_utf8_lossy(body)).as_bytes(),
+    );
+    let webhook_secret = SecretString::from("polar-webhook-secret");
+    let webhook = hmac_hex(b"polar-webhook-secret", body);
+    assert_eq!(
+        signer.verify(&athlete, link.expires, &link.signature, now()),
+        Ok(())
+    );
+    assert!(
+        verify_revoke_signature(
+            &revoke_secret,
+            Some(&format!("t={t},v1={revoke}")),
+            body,
+            now()
+        )
+        .is_ok()
+    );
+    assert!(verify_webhook_signature(
+        &webhook_secret,
+        Some(&webhook),
+        body
+    ));
+    for (flipped_link, (flipped_revoke, flipped_webhook)) in flips(&link.signature)
+        .iter()
+        .zip(flips(&revoke).iter().zip(flips(&webhook).iter()))
+    {
+        assert_eq!(
+            signer.verify(&athlete, link.expires, flipped_link, now()),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            verify_revoke_signature(
+                &revoke_secret,
+                Some(&format!("t={t},v1={flipped_revoke}")),
+                body,
+                now()
+            ),
+            Err(RevokeSignatureError::BadSignature)
+        );
+        assert!(!verify_webhook_signature(
+            &webhook_secret,
+            Some(flipped_webhook),
+            body
+        ));
+    }
+    assert_eq!(flips(&webhook).len(), 256);
+}

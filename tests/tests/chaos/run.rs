@@ -109,7 +109,7 @@ struct Chaos {
 pub async fn run(size: Size, seed: u64) {
     let started = Instant::now();
     println!(
-        "chaos: seed {seed}: {} athletes x {} days, {} cycles (reproduce with CHAOS_SEED={seed})",
+        "chaos: seed {seed}: {} athletes x {} days, {} cycles (rerun with CHAOS_SEED={seed})",
         size.athletes, size.days, size.cycles
     );
     let mut chaos = Chaos::start(size, seed).await;
@@ -539,7 +539,7 @@ impl Chaos {
     /// or the queue, no one unlinked by a transient error, and no write once everything is in place.
     async fn verify(&mut self, size: Size, seed: u64) {
         let fail = |what: String| -> ! {
-            panic!("chaos seed {seed} (reproduce with CHAOS_SEED={seed}): {what}")
+            panic!("chaos seed {seed} (rerun with CHAOS_SEED={seed}): {what}")
         };
         let mismatches = self.mismatches();
         if !mismatches.is_empty() {

@@ -117,5 +117,5 @@ bench: tools venv
 	@RUST_BACKTRACE=0 scripts/with-moto.sh cargo run --release --quiet -p bench -- $(ARGS)
 
 chaos: tools
-	@echo "==> chaos suite, full size (a bounded run of it is part of make test); CHAOS_SEED=<n> replays a seed"
-	@RUST_BACKTRACE=0 cargo test --quiet -p system-tests --test chaos -- --ignored --nocapture
+	@echo "==> chaos suite, full size (a bounded run of it is part of make test); CHAOS_SEED=<n> reruns a seed"
+	@RUST_BACKTRACE=0 cargo test --quiet -p system-tests --test chaos -- --ignored --nocapture 2>&1 | grep -v '"_aws":'

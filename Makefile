@@ -114,7 +114,7 @@ bench: tools venv
 	@echo "==> building the release binaries the benchmarks run (first time: many minutes)"
 	@cargo build --release --quiet $(addprefix -p ,$(FUNCTIONS)) -p connector -p bench
 	@echo "==> benchmarks on one moto server; progress below, results in bench/results.md and bench/results.json"
-	@RUST_BACKTRACE=0 scripts/with-moto.sh cargo run --release --quiet -p bench -- $(ARGS)
+	@RUST_BACKTRACE=0 scripts/with-moto.sh cargo run --release --quiet -p bench --bin bench -- $(ARGS)
 
 chaos: tools
 	@echo "==> chaos suite, full size (a bounded run of it is part of make test); CHAOS_SEED=<n> reruns a seed"

@@ -88,7 +88,7 @@ impl Machine {
 pub struct Load {
     /// `/proc/loadavg`'s first figure.
     pub load_1m: f64,
-    /// `rustc`/`cargo`/`clippy-driver` processes of anyone (other helpers' builds).
+    /// `rustc`, `clippy-driver`, `cc` and `ld` processes of anyone (builds running beside the benchmark).
     pub compilers: usize,
 }
 

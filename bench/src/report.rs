@@ -136,7 +136,7 @@ fn efficiency_section(out: &mut String, e: &EfficiencyReport) {
     let _ = writeln!(out, "## 2. API efficiency\n");
     let _ = writeln!(
         out,
-        "{} athletes of typical habits for {} simulated days at the 60-minute interval: each day a sleep and its Nightly Recharge with the morning sync, one training uploaded when it is over, and the day's activity uploaded in the morning and revised three times (7 record versions a day), in twelve time zones. The clock steps hour by hour; each hour's records are uploaded with their own upload times, then the webhook deliveries (when on), the scan (every 2 h), the fan-out and the worker run. Counts come from the simulators' request logs and the worker's own outcome lines.\n",
+        "{} athletes of typical habits for {} simulated days at the 60-minute interval: each day a sleep and its Nightly Recharge with the morning sync, one training uploaded when it is over, and the day's activity uploaded in the morning and revised three times (7 record versions a day), in twelve time zones. The clock moves to each upload's minute, when the record is uploaded (with webhooks on, Polar's signed delivery goes through the `polar-webhook` function and the worker runs at once); at each hour mark the scan (every 2 h), the fan-out and the worker run. Counts come from the simulators' request logs and the worker's own outcome lines. Stored records leave out what Polar serves only on request (exercise samples and route, activity minute samples): the connector never asks for them, so Polar's answers are the same, and polar-sim stays small enough for the scale run.\n",
         first.athletes,
         first.measured.hours / 24
     );
@@ -542,13 +542,32 @@ fn interpretation(out: &mut String, r: &Results) {
         let d = &s.simulation.delivery;
         let _ = writeln!(
             out,
-            "- Scale: at {:.1} Polar calls per athlete-day (hourly syncs) the fleet needs {:.2}× the budget the connector allows itself (90 % of Polar's 24-hour limit). {} 429s came back; the worst first-version freshness was {:.0} min (sim time) and {}.",
+            "- Scale: hourly syncs ask {:.1} Polar calls per athlete-day, {:.2}× the budget the connector allows itself for {} athletes (90 % of Polar's 24-hour limit). The fan-out stops queueing when the window's budget is spent ({} runs stopped) and the athletes it leaves due sync when Polar's window resets: {} 429s came back, {} record versions waited more than an interval, the worst up to {:.0} min (sim time), and {}.",
             s.demand_per_athlete_day,
             s.measured_budget.demand_over_budget,
+            s.measured_budget.athletes,
+            s.simulation.measured.fanout.budget_limited_runs
+                + s.simulation.drain.fanout.budget_limited_runs,
             s.simulation.measured.polar.rate_limited + s.simulation.drain.polar.rate_limited,
+            d.later_than_interval,
             d.first_version_lag_minutes.max,
             delivery_line(d)
         );
+        if let Some(e) = &r.efficiency
+            && let Some(on) = e.figures.iter().find(|f| f.webhooks)
+        {
+            let with_webhooks = crate::scale::Budget::for_fleet(
+                s.target_budget.athletes,
+                on.polar_calls_per_athlete_day,
+            );
+            let _ = writeln!(
+                out,
+                "  With webhooks ({:.1} calls per athlete-day) {} athletes would need {:.2}× that budget.",
+                on.polar_calls_per_athlete_day,
+                with_webhooks.athletes,
+                with_webhooks.demand_over_budget
+            );
+        }
     }
     if let Some(t) = &r.throughput {
         let rate = |instances: usize| {
@@ -580,7 +599,7 @@ fn interpretation(out: &mut String, r: &Results) {
     }
     let _ = writeln!(
         out,
-        "- The clock steps by the hour, so freshness is measured at that resolution: a record uploaded during an hour lands at that hour's end at the earliest; with webhooks a real delivery arrives within seconds.\n- Timings are wall-clock on a shared 2-core machine (see the load table); ratios measured in one run (function vs hello-world, webhooks on vs off) are the figures to trust, absolute times less so."
+        "- Freshness is sim time at a minute's resolution: scheduled syncs run at the hour marks, so without webhooks a record waits for the next one (and, at scale, for budget); with webhooks the delivery and the worker follow the upload within the same minute.\n- Timings are wall-clock on a shared 2-core machine (see the load table); ratios measured in one run (function vs hello-world, webhooks on vs off) are the figures to trust, absolute times less so."
     );
 }
 

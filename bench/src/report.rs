@@ -639,11 +639,11 @@ fn interpretation(out: &mut String, r: &Results) {
         };
         let _ = writeln!(
             out,
-            "- Throughput is bound by API latency, not CPU: with {} ms per call one worker instance runs about {:.0} jobs a minute and ten about {:.0}; an hourly fan-out of 1,000 athletes drains in about {:.1} minutes with the template's concurrency of 10.",
+            "- Throughput is bound by API latency, not CPU: with {} ms per call one worker instance runs about {:.0} jobs a minute and ten about {:.0}; an hourly fan-out of 1,000 athletes drains in about {:.0} s with the template's concurrency of 10.",
             t.latency_ms,
             rate(1),
             rate(10),
-            1000.0 / rate(10).max(1.0)
+            1000.0 / rate(10).max(1.0) * 60.0
         );
     }
     if let Some(c) = &r.cost {

@@ -150,6 +150,52 @@ async fn an_activity_webhook_syncs_that_day_only() {
 }
 
 #[tokio::test]
+async fn a_revision_announced_minutes_after_the_first_delivery_is_synced_at_once() {
+    let (world, mut relay, a) = synced_world().await;
+    let today = local_today(&world, a.offset);
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                values: serde_json::from_str(r#"{"steps": 4000}"#).unwrap(),
+                ..record(RecordKind::Activity)
+            },
+        )
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+
+    // Five minutes later the watch syncs again: Polar revises the day and announces it anew.
+    world.advance(Duration::minutes(5));
+    world
+        .polar
+        .revise_record(
+            a.polar,
+            RecordKind::Activity,
+            &today.to_string(),
+            serde_json::from_str(r#"{"steps": 9100}"#).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(
+        (run.delivered, run.failed),
+        (1, 0),
+        "the revision got its own job"
+    );
+    let day = world
+        .smartabase
+        .events_for(a.user, "Polar Activity")
+        .into_iter()
+        .find(|e| e.start.date() == today)
+        .unwrap();
+    assert_eq!(day.value("Steps"), Some("9100"));
+    assert_smartabase_matches_polar(&world, &a);
+}
+
+#[tokio::test]
 async fn a_double_fired_sleep_webhook_queues_one_job() {
     let (world, mut relay, a) = synced_world().await;
     world.polar.update_settings(SettingsPatch {

@@ -16,7 +16,7 @@ use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob, Target};
 use crate::smartabase::SmartabaseApi;
 use crate::store::{Store, StoreError};
 
-/// Deliveries of the same event within this window are one.
+/// Deliveries of the same announcement (same event, record and Polar timestamp) within this window are one.
 pub const DUPLICATE_WINDOW: Duration = Duration::minutes(10);
 
 /// What a delivery led to (all answered 200).
@@ -72,6 +72,8 @@ struct Payload {
     user_id: Option<i64>,
     entity_id: Option<String>,
     date: Option<String>,
+    /// Polar's send time: a re-delivery repeats it, a revision of the record carries a new one.
+    timestamp: Option<serde_json::Value>,
 }
 
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
@@ -157,12 +159,20 @@ where
                 return Ok(WebhookOutcome::Ignored("event type not synced"));
             }
         };
+        // The same announcement delivered again (Polar double-fires, or retries) coalesces; a revision of
+        // the record is a new announcement and always gets its own job, or it would wait for the next
+        // reconciliation.
         let dedupe_key = format!(
-            "webhook#{user}#{}#{}",
+            "webhook#{user}#{}#{}#{}",
             payload.event,
             target
                 .as_ref()
-                .map_or_else(|| "full".to_string(), |t| format!("{t:?}"))
+                .map_or_else(|| "full".to_string(), |t| format!("{t:?}")),
+            payload
+                .timestamp
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
         );
         if !self
             .store

@@ -149,12 +149,7 @@ impl DynamoStore {
         }
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(unavailable("PutItem", &e)),
         }
     }
@@ -501,12 +496,7 @@ impl AthleteStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(unavailable("UpdateItem", &e)),
         }
     }
@@ -526,12 +516,7 @@ impl AthleteStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(unavailable("UpdateItem", &e)),
         }
     }
@@ -622,12 +607,7 @@ impl AuthStateStore for DynamoStore {
             .await;
         let old = match result {
             Ok(out) => out.attributes.unwrap_or_default(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(None);
-            }
+            Err(e) if condition_failed(&e) => return Ok(None),
             Err(e) => return Err(unavailable("DeleteItem", &e)),
         };
         let r = Reader::new(&old);
@@ -758,12 +738,7 @@ impl LockStore for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             // Someone else holds it now (ours lapsed), or nobody does: nothing to release.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(unavailable("DeleteItem", &e)),
         }
     }
@@ -899,6 +874,13 @@ fn query_limit(limit: usize) -> i32 {
 
 fn backoff(attempt: u32) -> StdDuration {
     StdDuration::from_millis(25u64 << attempt.min(6))
+}
+
+/// Whether a request failed only because its condition did not hold (every DynamoDB operation reports it
+/// with this code).
+fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
 }
 
 fn unavailable<E: ProvideErrorMetadata, R>(operation: &str, err: &SdkError<E, R>) -> StoreError {

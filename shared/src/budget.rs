@@ -211,6 +211,19 @@ impl BudgetState {
     }
 }
 
+/// What scheduled work may spend now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Availability {
+    /// Calls left in the short window (within the scheduled share).
+    pub short: u64,
+    /// Calls left in the long window (within the scheduled share).
+    pub long: u64,
+    /// When the open short window resets (`None`: none is open).
+    pub short_resets_at: Option<DateTime<Utc>>,
+    /// The short window's whole limit, for planning the next window.
+    pub short_limit: u64,
+}
+
 /// Failures of the budget service.
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
@@ -284,17 +297,19 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
             .await
     }
 
-    /// Calls available now: (short, long) and when the short window resets.
-    pub async fn available(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<(u64, u64, Option<DateTime<Utc>>), BudgetError> {
+    /// What scheduled work may spend now, and the short window it is spent in.
+    pub async fn available(&self, now: DateTime<Utc>) -> Result<Availability, BudgetError> {
         let state = match self.store.load_budget().await? {
             Some((state, _)) => state,
             None => BudgetState::initial(self.formula, 0),
         };
         let (short, long) = state.available(self.share, now);
-        Ok((short, long, state.rolled(now).short.resets_at))
+        Ok(Availability {
+            short,
+            long,
+            short_resets_at: state.rolled(now).short.resets_at,
+            short_limit: state.short.limit,
+        })
     }
 }
 

@@ -160,20 +160,15 @@ where
 
     async fn spread(&self, now: DateTime<Utc>) -> Result<Spread, FanoutError> {
         let budget = RateBudget::new(&self.store, LimitFormula::POLAR);
-        let (short, long, resets_at) = budget.available(now).await?;
-        let state_limit = self
-            .store
-            .load_budget()
-            .await?
-            .map(|(s, _)| s.short.limit)
-            .unwrap_or(LimitFormula::POLAR.short_base);
+        let available = budget.available(now).await?;
+        let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
         let jobs_now = short.min(long) / CALLS_PER_JOB;
         // No window open: the jobs sent now open one, and it resets a whole window later.
         let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));
         let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
         let next_window = if until_reset <= max_delay {
-            let full =
-                (state_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / CALLS_PER_JOB;
+            let full = (available.short_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64
+                / CALLS_PER_JOB;
             full.min(long.saturating_sub(short.min(long)) / CALLS_PER_JOB)
         } else {
             0

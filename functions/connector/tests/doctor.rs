@@ -108,6 +108,23 @@ fn changed_secret(
     json.to_string()
 }
 
+/// Runs doctor with the world's secret changed by `change`, stored as a secret of its own.
+async fn doctor_with_secret(
+    stack: &Stack,
+    change: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Run {
+    let secret_id = put_secret(stack, &changed_secret(stack, change)).await;
+    doctor(stack, &[("CONNECTOR_SECRET_ID", &secret_id)], &[]).await
+}
+
+/// Every form check with `status`.
+fn form_checks(status: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {
+    ALL_CHECKS
+        .into_iter()
+        .filter(|name| name.starts_with("form."))
+        .map(move |name| (name, status))
+}
+
 /// The session tokens Smartabase issued: credentials that must never be printed.
 fn session_tokens(stack: &Stack) -> Vec<String> {
     stack.world.smartabase.issued_sessions()
@@ -320,15 +337,10 @@ async fn wrong_smartabase_credentials_fail_the_login_and_the_checks_needing_it_s
     let stack = Stack::new().await;
     stack.world.add_athlete("ath-ada", "Ada", "Okafor");
     let wrong = "WRONG-SB-PASSWORD-4711";
-    let secret_id = put_secret(
-        &stack,
-        &changed_secret(&stack, |s| {
-            s.insert("smartabase_password".into(), wrong.into());
-        }),
-    )
+    let run = doctor_with_secret(&stack, |s| {
+        s.insert("smartabase_password".into(), wrong.into());
+    })
     .await;
-
-    let run = doctor(&stack, &[("CONNECTOR_SECRET_ID", &secret_id)], &[]).await;
     run.failed_with(1, "1 check(s) failed");
     let lines = lines(&run);
     let mut expected = vec![
@@ -336,12 +348,7 @@ async fn wrong_smartabase_credentials_fail_the_login_and_the_checks_needing_it_s
         ("smartabase.athletes", "warn"),
         ("polar.webhook", "warn"),
     ];
-    let forms: Vec<&str> = ALL_CHECKS
-        .iter()
-        .copied()
-        .filter(|n| n.starts_with("form."))
-        .collect();
-    expected.extend(forms.iter().map(|name| (*name, "warn")));
+    expected.extend(form_checks("warn"));
     assert_statuses(&lines, &expected);
     let login = &line(&lines, "smartabase.login").text;
     let username = &stack.world.secrets.smartabase_username;
@@ -351,7 +358,7 @@ async fn wrong_smartabase_credentials_fail_the_login_and_the_checks_needing_it_s
             && login.contains("smartabase_password"),
         "{login}"
     );
-    for name in forms.iter().chain(&["smartabase.athletes"]) {
+    for (name, _) in form_checks("warn").chain([("smartabase.athletes", "")]) {
         assert!(
             line(&lines, name)
                 .text
@@ -368,15 +375,10 @@ async fn wrong_polar_client_credentials_fail_the_client_check() {
     let stack = Stack::new().await;
     stack.world.add_athlete("ath-ada", "Ada", "Okafor");
     let wrong = "WRONG-POLAR-SECRET-0815";
-    let secret_id = put_secret(
-        &stack,
-        &changed_secret(&stack, |s| {
-            s.insert("polar_client_secret".into(), wrong.into());
-        }),
-    )
+    let run = doctor_with_secret(&stack, |s| {
+        s.insert("polar_client_secret".into(), wrong.into());
+    })
     .await;
-
-    let run = doctor(&stack, &[("CONNECTOR_SECRET_ID", &secret_id)], &[]).await;
     run.failed_with(1, "1 check(s) failed");
     let lines = lines(&run);
     assert_statuses(
@@ -472,12 +474,7 @@ async fn an_incomplete_configuration_or_secret_is_named_and_stops_only_what_need
         ("polar.webhook", "warn"),
         ("polar.redirect_url", "warn"),
     ];
-    expected.extend(
-        ALL_CHECKS
-            .iter()
-            .filter(|n| n.starts_with("form."))
-            .map(|n| (*n, "warn")),
-    );
+    expected.extend(form_checks("warn"));
     assert_statuses(&lines, &expected);
     assert!(
         line(&lines, "configuration")
@@ -492,15 +489,11 @@ async fn an_incomplete_configuration_or_secret_is_named_and_stops_only_what_need
         "{run:?}"
     );
 
-    let incomplete = put_secret(
-        &stack,
-        &changed_secret(&stack, |s| {
-            s.insert("polar_client_secret".into(), "".into());
-            s.remove("revoke_hook_secret");
-        }),
-    )
+    let run = doctor_with_secret(&stack, |s| {
+        s.insert("polar_client_secret".into(), "".into());
+        s.remove("revoke_hook_secret");
+    })
     .await;
-    let run = doctor(&stack, &[("CONNECTOR_SECRET_ID", &incomplete)], &[]).await;
     run.failed_with(1, "1 check(s) failed");
     let lines = self::lines(&run);
     let mut expected = vec![
@@ -510,12 +503,7 @@ async fn an_incomplete_configuration_or_secret_is_named_and_stops_only_what_need
         ("polar.client", "warn"),
         ("polar.webhook", "warn"),
     ];
-    expected.extend(
-        ALL_CHECKS
-            .iter()
-            .filter(|n| n.starts_with("form."))
-            .map(|n| (*n, "warn")),
-    );
+    expected.extend(form_checks("warn"));
     assert_statuses(&lines, &expected);
     assert!(
         line(&lines, "secret")

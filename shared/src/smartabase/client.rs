@@ -181,31 +181,13 @@ impl SmartabaseClient {
                 client_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M").to_string(),
             },
         };
-        let response = self
+        let login = self
             .http
             .post(self.versioned_url("v2", &["user", "loginUser"], true)?)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
-            .header(ACCEPT, "application/json")
-            .header("X-APP-ID", APP_ID)
-            .json(&request)
-            .send()
-            .await
-            .map_err(|error| request_error(LOGIN_USER, error))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| request_error(LOGIN_USER, error))?;
-        tracing::debug!(
-            endpoint = LOGIN_USER,
-            status = status.as_u16(),
-            "smartabase call"
-        );
-        if !status.is_success() {
-            return Err(wire::status_error(status.as_u16(), &bytes));
-        }
-        forms::login_answer(&headers, wire::json_body(LOGIN_USER, &bytes)?.as_ref())
+            .json(&request);
+        let (headers, body) = self.session_exchange(LOGIN_USER, login).await?;
+        forms::login_answer(&headers, body.as_ref())
     }
 
     /// `GET /api/v3/forms/summaries`: every form the API account can see, with its type.
@@ -259,17 +241,30 @@ impl SmartabaseClient {
         url: Url,
     ) -> Result<Option<Value>, SmartabaseError> {
         let token = session.token().expose_secret();
-        let response = self
+        let get = self
             .http
             .get(url)
             .header(forms::SESSION_HEADER, token)
-            .header(COOKIE, forms::cookie_header(token))
+            .header(COOKIE, forms::cookie_header(token));
+        let (_, body) = self.session_exchange(endpoint, get).await?;
+        Ok(body)
+    }
+
+    /// Sends one session call: the answer's headers and JSON body (`None` when empty) on 2xx, else the
+    /// error its status means.
+    async fn session_exchange(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Option<Value>), SmartabaseError> {
+        let response = request
             .header(ACCEPT, "application/json")
             .header("X-APP-ID", APP_ID)
             .send()
             .await
             .map_err(|error| request_error(endpoint, error))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .bytes()
             .await
@@ -278,7 +273,7 @@ impl SmartabaseClient {
         if !status.is_success() {
             return Err(wire::status_error(status.as_u16(), &bytes));
         }
-        wire::json_body(endpoint, &bytes)
+        Ok((headers, wire::json_body(endpoint, &bytes)?))
     }
 
     /// One v1 call: the JSON body of a 2xx answer (`None` when empty), or the error its status means.

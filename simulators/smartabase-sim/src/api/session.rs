@@ -159,23 +159,17 @@ pub(crate) async fn form_summaries(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut record = start_record(&shared, &method, &uri, &headers, &body);
-    record.endpoint = Some(Endpoint::FormSummaries.name().to_owned());
-    let request = Request {
+    let call = Call {
         app: &app,
         method: &method,
-        query: "",
+        uri: &uri,
         headers: &headers,
+        body: &body,
     };
-    let outcome = session_call(
-        &shared,
-        &request,
-        Endpoint::FormSummaries,
-        &mut record,
-        || summaries(&shared.config),
-    )
-    .await;
-    finish(&shared, record, outcome)
+    session_call(&shared, &call, Endpoint::FormSummaries, || {
+        summaries(&shared.config)
+    })
+    .await
 }
 
 /// `GET /{app}/api/v3/forms/{type}/{id}`.
@@ -187,45 +181,53 @@ pub(crate) async fn form_schema(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut record = start_record(&shared, &method, &uri, &headers, &body);
-    record.endpoint = Some(Endpoint::FormSchema.name().to_owned());
-    let request = Request {
+    let call = Call {
         app: &app,
         method: &method,
-        query: "",
+        uri: &uri,
         headers: &headers,
+        body: &body,
     };
-    let outcome = session_call(&shared, &request, Endpoint::FormSchema, &mut record, || {
+    session_call(&shared, &call, Endpoint::FormSchema, || {
         schema(&shared.config, &form_type, &id)
     })
-    .await;
-    finish(&shared, record, outcome)
+    .await
 }
 
-/// A v3 GET: the site, a valid session, the method, then faults, then the answer.
+/// A v3 GET as it arrived.
+struct Call<'a> {
+    app: &'a str,
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+/// A v3 GET, logged: the site, a valid session, the method, then faults, then the answer.
 async fn session_call(
     shared: &Shared,
-    request: &Request<'_>,
+    call: &Call<'_>,
     endpoint: Endpoint,
-    record: &mut RequestRecord,
     answer: impl FnOnce() -> Reply,
-) -> Outcome {
-    if request.app != shared.config.app_name {
-        return Outcome::Answer(Reply::Text(StatusCode::NOT_FOUND, "Not Found"));
-    }
-    if !has_session(shared, request.headers) {
-        return Outcome::Answer(Reply::Text(StatusCode::UNAUTHORIZED, "Unauthorized"));
-    }
-    if *request.method != Method::GET {
-        return Outcome::Answer(Reply::Text(
+) -> Response {
+    let mut record = start_record(shared, call.method, call.uri, call.headers, call.body);
+    record.endpoint = Some(endpoint.name().to_owned());
+    let outcome = if call.app != shared.config.app_name {
+        Outcome::Answer(Reply::Text(StatusCode::NOT_FOUND, "Not Found"))
+    } else if !has_session(shared, call.headers) {
+        Outcome::Answer(Reply::Text(StatusCode::UNAUTHORIZED, "Unauthorized"))
+    } else if *call.method != Method::GET {
+        Outcome::Answer(Reply::Text(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method Not Allowed",
-        ));
-    }
-    match inject_fault(shared, endpoint, record).await {
-        Ok(injected) => injected.outcome(answer()),
-        Err(outcome) => outcome,
-    }
+        ))
+    } else {
+        match inject_fault(shared, endpoint, &mut record).await {
+            Ok(injected) => injected.outcome(answer()),
+            Err(outcome) => outcome,
+        }
+    };
+    finish(shared, record, outcome)
 }
 
 /// Whether the request carries a valid session, as the `session-header` header or the `JSESSIONID`

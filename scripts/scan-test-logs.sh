@@ -4,8 +4,9 @@
 #
 # Logs: every `<dir>/test-logs/*.jsonl` (each test process's captured lines, from testkit::logs) and every
 # `functions.log` under `<dir>/test-artifacts` (the function binaries the local runner started).
-# Secrets: every `<dir>/test-logs/*.secrets` (one JSON string per line: each test world's secret values and
-# the tokens and codes its Polar simulator issued) and the `secrets.json` beside each `functions.log`.
+# Secrets: every `<dir>/test-logs/*.secrets` (one JSON string per line: each test world's secret values, the
+# tokens and codes its Polar simulator issued and its Smartabase session tokens) and the `secrets.json`
+# beside each `functions.log`.
 # Each secret is looked for as is, percent-encoded and JSON-escaped. A hit fails the scan and is printed as
 # file:line with every secret in the line masked.
 #

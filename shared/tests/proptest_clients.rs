@@ -271,6 +271,8 @@ fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
                 "retry-after",
                 "content-type",
                 "location",
+                "session-header",
+                "set-cookie",
             ]),
             header_value(),
         ),
@@ -481,16 +483,20 @@ enum SmartabaseCall {
     Import,
     ImportUpdate,
     Find,
+    Login,
+    FormMetadata,
 }
 
 impl SmartabaseCall {
-    const ALL: [SmartabaseCall; 6] = [
+    const ALL: [SmartabaseCall; 8] = [
         Self::Roster,
         Self::Profiles,
         Self::SaveProfile,
         Self::Import,
         Self::ImportUpdate,
         Self::Find,
+        Self::Login,
+        Self::FormMetadata,
     ];
 
     fn template(self) -> Value {
@@ -511,6 +517,17 @@ impl SmartabaseCall {
                 "id": 2875223, "formName": "Polar Sleep", "startDate": "02/09/2025", "startTime": "12:00 AM",
                 "finishDate": "02/09/2025", "finishTime": "11:59 PM", "userId": 72827, "rows": pairs
             }]}),
+            Self::Login => json!({
+                "isCoach": true, "user": {"id": 120855, "username": "api.user"},
+                "permissions": ["Import Data", "Import Profile Data"]
+            }),
+            // One answer serves the login, the summaries and the schema: a body shaped like all three.
+            Self::FormMetadata => json!({
+                "user": {"id": 120855},
+                "event": [{"id": 2001, "name": "Polar Sleep", "isReadOnly": false}],
+                "type": "Form", "name": "Polar Sleep",
+                "children": [{"type": "FormPage", "children": [{"type": "FormItem", "name": "Sleep Score"}]}]
+            }),
         }
     }
 
@@ -555,6 +572,21 @@ impl SmartabaseCall {
                 .find_events("Polar Sleep", user, day, day)
                 .await
                 .map(|r| format!("{r:?}")),
+            Self::Login => client.login().await.map(|r| format!("{r:?}")),
+            Self::FormMetadata => {
+                async {
+                    let mut session = client.login().await?;
+                    let forms = client.form_summaries(&mut session).await?;
+                    match forms.first() {
+                        Some(form) => client
+                            .form_field_names(&mut session, form)
+                            .await
+                            .map(|r| format!("{r:?}")),
+                        None => Ok(format!("{forms:?}")),
+                    }
+                }
+                .await
+            }
         };
         r.map_err(|e| e.to_string())
     }

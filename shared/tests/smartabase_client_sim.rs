@@ -1,5 +1,6 @@
 //! `SmartabaseClient` over HTTP against the Smartabase simulator: request shape, paging, read-modify-write,
-//! create/update ids, times, dropped fields, HTTP-200 failures, silent drops, status codes and transport faults.
+//! create/update ids, times, dropped fields, HTTP-200 failures, silent drops, status codes and transport faults;
+//! and the session login with the form-metadata calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -10,11 +11,12 @@ use secrecy::SecretString;
 use shared::ids::{EventId, SmartabaseUserId};
 use shared::smartabase::client::APP_ID;
 use shared::smartabase::{
-    EventWrite, ProfileEntry, SmartabaseApi, SmartabaseClient, SmartabaseError,
+    EVENT_FORMS, EventWrite, PROFILE_FORMS, ProfileEntry, SmartabaseApi, SmartabaseClient,
+    SmartabaseError,
 };
 use smartabase_sim::{
-    Endpoint, FaultKind, FaultRule, NewUser, POLAR_ACCESS_TOKEN, POLAR_ACTIVITY, POLAR_SLEEP,
-    SimPair, SimUser, SmartabaseSim, SmartabaseSimConfig, SmartabaseSimHandle,
+    Endpoint, FaultKind, FaultRule, FormKind, NewUser, POLAR_ACCESS_TOKEN, POLAR_ACTIVITY,
+    POLAR_SLEEP, SimPair, SimUser, SmartabaseSim, SmartabaseSimConfig, SmartabaseSimHandle,
 };
 use url::Url;
 
@@ -779,4 +781,195 @@ async fn find_events_matches_on_the_start_date() {
         .await
         .unwrap();
     assert!(none.is_empty(), "an empty answer is no events");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The v2 session login and the v3 form metadata (what `connector doctor` reads).
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_opens_a_session_and_describes_the_api_account() {
+    let sim = start_sim().await;
+    let session = client_for(&sim).login().await.unwrap();
+    assert_eq!(
+        session.account.user_id,
+        Some(SmartabaseUserId::new(sim.config().api_user_id).unwrap())
+    );
+    for permission in ["Import Data", "Import Profile Data"] {
+        assert!(
+            session.account.permissions.iter().any(|p| p == permission),
+            "{:?}",
+            session.account.permissions
+        );
+    }
+    let issued = sim.issued_sessions();
+    assert_eq!(issued.len(), 1);
+    assert!(!format!("{session:?}").contains(&issued[0]));
+    let login = &sim.requests()[0];
+    assert_eq!(login.method, "POST");
+    assert_eq!(login.path, "/club/api/v2/user/loginUser");
+    assert_eq!(login.query, "informat=json&format=json");
+    assert_eq!(login.app_id.as_deref(), Some(APP_ID));
+    assert_eq!(login.status, Some(200));
+}
+
+#[tokio::test]
+async fn login_with_a_wrong_password_is_unauthorized_and_never_echoed() {
+    let sim = start_sim().await;
+    let client = client_with(
+        &sim,
+        "WRONG-PASSWORD-123",
+        SmartabaseClient::http_client().unwrap(),
+    );
+    let error = client.login().await.unwrap_err();
+    assert!(
+        matches!(error, SmartabaseError::Unauthorized { status: 401 }),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("WRONG-PASSWORD-123"));
+    assert!(sim.issued_sessions().is_empty());
+}
+
+#[tokio::test]
+async fn form_summaries_list_every_form_of_the_site_under_its_type() {
+    let sim = start_sim().await;
+    let client = client_for(&sim);
+    let mut session = client.login().await.unwrap();
+    let forms = client.form_summaries(&mut session).await.unwrap();
+    let listed: BTreeMap<String, String> = forms
+        .iter()
+        .map(|f| (f.name.clone(), f.form_type.clone()))
+        .collect();
+    let expected: BTreeMap<String, String> = sim
+        .config()
+        .forms
+        .iter()
+        .map(|f| {
+            let kind = match f.kind {
+                FormKind::Event => EVENT_FORMS,
+                FormKind::Profile => PROFILE_FORMS,
+            };
+            (f.name.clone(), kind.to_owned())
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(forms.iter().all(|f| !f.read_only));
+    let call = sim.requests().pop().unwrap();
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str()),
+        ("GET", "/club/api/v3/forms/summaries")
+    );
+    assert_eq!(call.status, Some(200));
+}
+
+#[tokio::test]
+async fn form_fields_are_every_field_of_the_form_wherever_the_tree_holds_it() {
+    let mut config = SmartabaseSimConfig::default();
+    let sleep = config
+        .forms
+        .iter_mut()
+        .find(|f| f.name == POLAR_SLEEP)
+        .unwrap();
+    sleep.fields.retain(|field| field.name != "Continuity");
+    let sim = SmartabaseSim::start(config).await.unwrap();
+    let client = client_for(&sim);
+    let mut session = client.login().await.unwrap();
+    let forms = client.form_summaries(&mut session).await.unwrap();
+    for form in &forms {
+        let names = client.form_field_names(&mut session, form).await.unwrap();
+        let expected: Vec<String> = sim
+            .config()
+            .form(&form.name)
+            .unwrap()
+            .fields
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        assert_eq!(names, expected, "{}", form.name);
+    }
+    let sleep = forms.iter().find(|f| f.name == POLAR_SLEEP).unwrap();
+    let names = client.form_field_names(&mut session, sleep).await.unwrap();
+    assert_eq!(names.len(), 10);
+    assert!(!names.iter().any(|n| n == "Continuity"));
+
+    // A form asked for under the wrong type is not found.
+    let mut wrong = sleep.clone();
+    wrong.form_type = PROFILE_FORMS.to_owned();
+    let error = client
+        .form_field_names(&mut session, &wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SmartabaseError::BadRequest { status: 404, .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_session_is_renewed_once_by_logging_in_again() {
+    let sim = start_sim().await;
+    let client = client_for(&sim);
+    let mut session = client.login().await.unwrap();
+    sim.expire_sessions();
+    let forms = client.form_summaries(&mut session).await.unwrap();
+    assert!(!forms.is_empty());
+    let statuses: Vec<(String, Option<u16>)> = sim
+        .requests()
+        .iter()
+        .map(|r| (r.endpoint.clone().unwrap_or_default(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("v2/user/loginUser".to_owned(), Some(200)),
+            ("v3/forms/summaries".to_owned(), Some(401)),
+            ("v2/user/loginUser".to_owned(), Some(200)),
+            ("v3/forms/summaries".to_owned(), Some(200)),
+        ]
+    );
+    assert_eq!(sim.issued_sessions().len(), 2);
+    // The renewed session is kept: the next call needs no login.
+    sim.clear_requests();
+    client.form_summaries(&mut session).await.unwrap();
+    assert_eq!(sim.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn form_metadata_failures_are_errors_not_an_empty_site() {
+    let sim = start_sim().await;
+    let client = client_for(&sim);
+    let mut session = client.login().await.unwrap();
+    sim.add_fault(FaultRule::next(
+        Some(Endpoint::FormSummaries),
+        FaultKind::Http500,
+        1,
+    ))
+    .unwrap();
+    let error = client.form_summaries(&mut session).await.unwrap_err();
+    assert!(
+        matches!(error, SmartabaseError::Server { status: 500 }),
+        "{error:?}"
+    );
+    sim.add_fault(FaultRule::next(
+        Some(Endpoint::FormSummaries),
+        FaultKind::FailureBody,
+        1,
+    ))
+    .unwrap();
+    let error = client.form_summaries(&mut session).await.unwrap_err();
+    assert!(
+        matches!(error, SmartabaseError::Rejected { .. }),
+        "{error:?}"
+    );
+    sim.add_fault(FaultRule::next(
+        Some(Endpoint::LoginUser),
+        FaultKind::RpcException,
+        1,
+    ))
+    .unwrap();
+    let error = client.login().await.unwrap_err();
+    assert!(
+        matches!(error, SmartabaseError::Rejected { .. }),
+        "{error:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! `make demo`: the connector at work on the local stack, narrated, through its real binaries and
-//! triggers — athletes link on the web and in the Athlete app, the scan, fan-out and worker sync
-//! everyone, a revised night updates its event, one athlete revokes — then a table of what landed.
+//! triggers — `connector doctor` checks the site, athletes link on the web and in the Athlete app, the
+//! scan, fan-out and worker sync everyone, a revised night updates its event, one athlete revokes — then
+//! a table of what landed.
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,19 @@ pub async fn run(options: LocalOptions, keep: bool) -> anyhow::Result<()> {
         ));
         roster.push((uuid, first, user.user_id, account.polar_user_id, linking));
     }
+
+    step(
+        "Site readiness: `connector doctor` checks the deployment against the Smartabase site and Polar",
+    );
+    let doctor = stack.cli_output(&["doctor"]).await?;
+    for line in String::from_utf8_lossy(&doctor.stdout).lines() {
+        note(line);
+    }
+    note(String::from_utf8_lossy(&doctor.stderr).trim());
+    if !doctor.status.success() {
+        bail!("`connector doctor` found a failing check (above)");
+    }
+    note("(the webhook warning is expected: the demo runs on scheduled syncs)");
 
     step(
         "athlete-scan (EventBridge, every 2 hours): personal authorisation links into `Polar Auth Portal`",

@@ -363,6 +363,11 @@ impl LocalStack {
         run_binary(&self.connector_bin, args, &self.env).await
     }
 
+    /// Runs the `connector` CLI and returns its exit status and output, whether it succeeded or not.
+    pub async fn cli_output(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        binary_output(&self.connector_bin, args, &self.env).await
+    }
+
     /// Stops the functions.
     pub async fn stop(&self) {
         for function in self.functions.values() {
@@ -384,23 +389,31 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_binary(
+async fn binary_output(
     binary: &Path,
     args: &[&str],
     env: &[(String, String)],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<std::process::Output> {
     if !binary.exists() {
         bail!(
             "{} is not built (run `cargo build --bins` first)",
             binary.display()
         );
     }
-    let output = tokio::process::Command::new(binary)
+    Ok(tokio::process::Command::new(binary)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env_remove("AWS_PROFILE")
         .output()
-        .await?;
+        .await?)
+}
+
+async fn run_binary(
+    binary: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> anyhow::Result<String> {
+    let output = binary_output(binary, args, env).await?;
     if !output.status.success() {
         bail!(
             "{} {} failed ({}): {}",

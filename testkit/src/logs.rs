@@ -7,8 +7,9 @@
 //!
 //! For the scan over the whole test suite (`scripts/scan-test-logs.sh`, run at the end of `make test`),
 //! every captured line is also appended to `<target>/test-logs/<process>.jsonl`, and every secret a test
-//! world holds (plus the tokens and codes its Polar simulator issued) to `<process>.secrets`, one JSON
-//! string per line, readable by the owner only. [`log_dir`] says where.
+//! world holds (plus the tokens and codes its Polar simulator issued and the session tokens of its
+//! Smartabase simulator) to `<process>.secrets`, one JSON string per line, readable by the owner only.
+//! [`log_dir`] says where.
 
 use std::fs::File;
 use std::io::Write;

@@ -405,11 +405,13 @@ impl<S: Store> World<S> {
 }
 
 impl<S> Drop for World<S> {
-    /// Records the tokens and codes Polar issued during the test for the suite-wide log scan (only in a
-    /// process whose logs are captured: a benchmark building its own world has nothing to scan).
+    /// Records the tokens and codes Polar issued and the Smartabase session tokens during the test for
+    /// the suite-wide log scan (only in a process whose logs are captured: a benchmark building its own
+    /// world has nothing to scan).
     fn drop(&mut self) {
         if crate::logs::installed() {
             crate::logs::record_secrets(self.polar.issued_credentials());
+            crate::logs::record_secrets(self.smartabase.issued_sessions());
         }
     }
 }

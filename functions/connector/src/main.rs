@@ -1,10 +1,12 @@
-//! `connector`: the operators' command line. `init` provisions the AWS resources; each further task
-//! (athletes, athlete, link, sync, revoke, webhook, dlq, mapping) is one module with its own arguments and
-//! `run`. Results go to stdout, notes to stderr; exit code 0 = done, 1 = the operation failed, 2 = bad
-//! usage or configuration. No secret value is ever printed.
+//! `connector`: the operators' command line. `init` provisions the AWS resources, `doctor` checks a
+//! deployment against its site; each further task (athletes, athlete, link, sync, revoke, webhook, dlq,
+//! mapping) is one module with its own arguments and `run`. Results go to stdout, notes to stderr; exit
+//! code 0 = done, 1 = the operation failed, 2 = bad usage or configuration. No secret value is ever
+//! printed.
 
 mod athletes;
 mod dlq;
+mod doctor;
 mod environment;
 mod error;
 mod init;
@@ -45,6 +47,10 @@ enum Command {
     /// Create (idempotently) the table, the sync queue with its DLQ and the secret, then print the
     /// functions' environment as NAME=value lines.
     Init(init::InitArgs),
+    /// Check the deployment against its site: configuration, secret, AWS resources, Smartabase account,
+    /// athletes and forms, Polar client and webhook; one line per check with the fix. Exit code 1 when a
+    /// check fails.
+    Doctor(doctor::DoctorArgs),
     #[command(flatten)]
     Task(Task),
 }
@@ -89,6 +95,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let environment = Environment::load(cli.env_file.as_deref())?;
     let task = match cli.command {
         Command::Init(args) => return init::run(args, &environment.sdk_config().await).await,
+        // Doctor reports an incomplete configuration as a check instead of refusing to start.
+        Command::Doctor(args) => return doctor::run(args, &environment).await,
         Command::Task(task) => task,
     };
     let operator = Operator::new(&environment).await?;

@@ -3,12 +3,9 @@
 //! stdout and stderr are checked for secret values.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use common::{Stack, forward, temp_file};
 use polar_sim::{GenerateRequest, UploadMode};
 use serde_json::Value;
 use shared::bootstrap::{self, MAPPING_SETTING};
@@ -20,167 +17,12 @@ use shared::store::{
     AthleteStore as _, DynamoStore, LedgerStore as _, SettingsStore as _, TokenStore as _,
 };
 use testkit::front::HttpRequest;
-use testkit::moto::{Moto, unique_name};
+use testkit::moto::Moto;
 use testkit::queue::LocalQueue;
-use testkit::world::{PUBLIC_BASE_URL, World, WorldOptions, environment};
-
-/// One CLI run.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn failed_with(&self, code: i32, needle: &str) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "{needle:?} missing from stderr: {}",
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
-    }
-}
-
-/// A world on moto plus the secret in moto's Secrets Manager and the functions' environment.
-struct Stack {
-    world: Arc<World<DynamoStore>>,
-    moto: &'static Moto,
-    secret_id: String,
-    env: Vec<(String, String)>,
-    /// Every stdout and stderr so far, for the leak check.
-    printed: Mutex<Vec<String>>,
-}
-
-impl Stack {
-    async fn new() -> Self {
-        let world = World::on_moto(WorldOptions::default()).await.unwrap();
-        let moto = testkit::moto::shared().await;
-        let secret_id = format!("{}/secrets", unique_name("cli"));
-        let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
-        shared::aws::ensure_secret(&client, &secret_id, &world.secrets_json)
-            .await
-            .unwrap();
-        let env = environment(
-            &world.config.table,
-            &world.config.sync_queue_url,
-            &secret_id,
-            &world.polar,
-            &world.smartabase,
-            PUBLIC_BASE_URL,
-            60,
-        );
-        Self {
-            world: Arc::new(world),
-            moto,
-            secret_id,
-            env,
-            printed: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_connector"));
-        self.moto.configure_command(&mut command);
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        command
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        let mut command = self.command();
-        command.args(args);
-        self.output(command).await
-    }
-
-    async fn output(&self, command: std::process::Command) -> Run {
-        let output = tokio::process::Command::from(command)
-            .output()
-            .await
-            .unwrap();
-        let run = Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        let mut printed = self.printed.lock().unwrap();
-        printed.push(run.stdout.clone());
-        printed.push(run.stderr.clone());
-        run
-    }
-
-    fn store(&self) -> &DynamoStore {
-        &self.world.connector.store
-    }
-
-    async fn stored_secret(&self) -> Value {
-        let client = aws_sdk_secretsmanager::Client::new(&self.moto.sdk_config().await);
-        let out = client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .unwrap();
-        serde_json::from_str(out.secret_string().unwrap()).unwrap()
-    }
-
-    /// Asserts that no secret value (nor `extra`) was ever printed.
-    fn assert_no_secret_printed(&self, extra: &[&str]) {
-        let secrets: Value = serde_json::from_str(&self.world.secrets_json).unwrap();
-        let mut values: Vec<String> = [
-            "polar_client_secret",
-            "smartabase_password",
-            "link_signing_key",
-            "token_encryption_key",
-            "revoke_hook_secret",
-        ]
-        .iter()
-        .map(|key| secrets[key].as_str().unwrap().to_string())
-        .collect();
-        values.extend(extra.iter().map(|v| v.to_string()));
-        let printed = self.printed.lock().unwrap();
-        assert!(!printed.is_empty());
-        for text in printed.iter() {
-            for value in &values {
-                assert!(
-                    !text.contains(value.as_str()),
-                    "a secret was printed: {text}"
-                );
-            }
-        }
-    }
-}
+use testkit::world::{PUBLIC_BASE_URL, World};
 
 fn uuid(value: &str) -> AthleteUuid {
     AthleteUuid::parse(value).unwrap()
-}
-
-fn temp_file(content: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(content.as_bytes()).unwrap();
-    file
 }
 
 /// The sync queue's and the DLQ's URLs of a moto world.
@@ -441,36 +283,6 @@ async fn athletes_athlete_link_sync_and_revoke() {
     assert_eq!(revoked[0]["uuid"], "ath-bob");
 
     stack.assert_no_secret_printed(&[]);
-}
-
-/// Forwards every request to the world's HTTP front, as API Gateway would (Polar's PING must reach the
-/// polar-webhook function and get its 200).
-async fn forward(
-    State(world): State<Arc<World<DynamoStore>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, Vec<u8>) {
-    let mut request = HttpRequest {
-        method: method.to_string(),
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        headers: Vec::new(),
-        body: body.to_vec(),
-    };
-    for (name, value) in &headers {
-        request = request.header(name.as_str(), value.to_str().unwrap_or_default());
-    }
-    match world.http(request).await {
-        Ok(response) => (
-            StatusCode::from_u16(response.status).unwrap(),
-            response.body,
-        ),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string().into_bytes()),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -936,7 +748,8 @@ fn help_describes_every_subcommand() {
     };
     let top = help(&[]);
     for command in [
-        "init", "athletes", "athlete", "link", "sync", "revoke", "webhook", "dlq", "mapping",
+        "init", "doctor", "athletes", "athlete", "link", "sync", "revoke", "webhook", "dlq",
+        "mapping",
     ] {
         let line = top
             .lines()
@@ -948,7 +761,8 @@ fn help_describes_every_subcommand() {
         );
     }
     for (args, expected) in [
-        (&["athletes"][..], "--status"),
+        (&["doctor"][..], "--json"),
+        (&["athletes"], "--status"),
         (&["athlete"], "<UUID>"),
         (&["link"], "<UUID>"),
         (&["sync"], "--all"),

@@ -69,6 +69,33 @@ impl FormSpec {
     pub fn field(&self, role: &str) -> Option<&str> {
         self.fields.get(role).and_then(|f| f.as_deref())
     }
+
+    /// Each field role with the site's field name (`None` = left out on this site), by role.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.fields
+            .iter()
+            .map(|(role, name)| (role.as_str(), name.as_deref()))
+    }
+}
+
+/// Whether a form holds dated events or one record per athlete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKind {
+    /// One event per Polar record (`eventsimport`).
+    Event,
+    /// One record per athlete (`profileimport`).
+    Profile,
+}
+
+/// A form the connector writes on this site.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteForm<'a> {
+    /// The mapping's key (`training`, `auth_portal`, …).
+    pub key: &'static str,
+    /// Event or profile form.
+    pub kind: FormKind,
+    /// Its name and field names on this site.
+    pub spec: &'a FormSpec,
 }
 
 /// All six forms.
@@ -176,6 +203,33 @@ impl Mapping {
             access_token: take(FORM_KEYS[5])?,
         };
         Ok(mapping)
+    }
+
+    /// Every form the connector writes on this site, in the order of `default.json`: the forms a site
+    /// must have. A form the mapping switches off is not listed.
+    pub fn enabled_forms(&self) -> Vec<SiteForm<'_>> {
+        let kind = |key: &str| {
+            if PROFILE_FORMS.contains(&key) {
+                FormKind::Profile
+            } else {
+                FormKind::Event
+            }
+        };
+        [
+            (FORM_KEYS[0], &self.training),
+            (FORM_KEYS[1], &self.activity),
+            (FORM_KEYS[2], &self.sleep),
+            (FORM_KEYS[3], &self.recharge),
+            (FORM_KEYS[4], &self.auth_portal),
+            (FORM_KEYS[5], &self.access_token),
+        ]
+        .into_iter()
+        .map(|(key, spec)| SiteForm {
+            key,
+            kind: kind(key),
+            spec,
+        })
+        .collect()
     }
 
     /// The event form for a data kind.
@@ -719,6 +773,34 @@ mod tests {
             Mapping::with_override("[1,2"),
             Err(MappingError::Shape(_))
         ));
+    }
+
+    #[test]
+    fn enabled_forms_are_the_six_forms_with_their_site_names_and_kinds() {
+        let m = Mapping::with_override(
+            r#"{"sleep": {"form": "Club Sleep", "fields": {"continuity": null}}}"#,
+        )
+        .unwrap();
+        let forms = m.enabled_forms();
+        let listed: Vec<(&str, FormKind, &str)> = forms
+            .iter()
+            .map(|f| (f.key, f.kind, f.spec.form.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("training", FormKind::Event, "Polar Training"),
+                ("activity", FormKind::Event, "Polar Activity"),
+                ("sleep", FormKind::Event, "Club Sleep"),
+                ("recharge", FormKind::Event, "Polar Nightly Recharge"),
+                ("auth_portal", FormKind::Profile, "Polar Auth Portal"),
+                ("access_token", FormKind::Profile, "Polar Access Token"),
+            ]
+        );
+        let sleep: Vec<(&str, Option<&str>)> = forms[2].spec.fields().collect();
+        assert_eq!(sleep.len(), 11);
+        assert!(sleep.contains(&("continuity", None)));
+        assert!(sleep.contains(&("sleep_score", Some("Sleep Score"))));
     }
 
     #[test]

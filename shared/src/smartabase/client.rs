@@ -5,12 +5,13 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, COOKIE};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
+use super::forms::{self, FormSummary, SmartabaseSession};
 use super::wire;
 use super::{
     EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, SmartabaseApi, SmartabaseError,
@@ -33,6 +34,10 @@ const PROFILE_SEARCH: &str = "profilesearch";
 const PROFILE_IMPORT: &str = "profileimport";
 const EVENTS_IMPORT: &str = "eventsimport";
 const EVENT_SEARCH: &str = "eventsearch";
+/// The v2 session login and the v3 form-metadata calls (reference §1.3, §1.6).
+const LOGIN_USER: &str = "v2/user/loginUser";
+const FORM_SUMMARIES: &str = "v3/forms/summaries";
+const FORM_SCHEMA: &str = "v3/forms/{type}/{id}";
 
 /// Why a site URL cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +142,138 @@ impl SmartabaseClient {
             .map_err(|error| SmartabaseError::Transport(format!("{endpoint}: {error}")))?;
         url.set_query(Some("informat=json&format=json"));
         Ok(url)
+    }
+
+    /// `{site}/api/{version}/{path…}`, each path segment percent-encoded; with `informat=json&format=json`
+    /// when `json_query` (v2 takes it like v1; the clients send v3 GETs without it).
+    fn versioned_url(
+        &self,
+        version: &str,
+        path: &[&str],
+        json_query: bool,
+    ) -> Result<Url, SmartabaseError> {
+        let mut url = self.api_base.clone();
+        url.path_segments_mut()
+            .map_err(|()| SmartabaseError::Transport("the site URL cannot be a base".to_owned()))?
+            .pop_if_empty()
+            .pop()
+            .push(version)
+            .extend(path);
+        if json_query {
+            url.set_query(Some("informat=json&format=json"));
+        }
+        Ok(url)
+    }
+
+    /// Opens a v2/v3 session for the form-metadata calls: `POST /api/v2/user/loginUser` with the account's
+    /// credentials in the body and as Basic auth, as the open-source clients do (reference §1.3). 401 is
+    /// [`SmartabaseError::Unauthorized`]; an RPC exception answered with HTTP 200 is a rejection.
+    pub async fn login(&self) -> Result<SmartabaseSession, SmartabaseError> {
+        self.scrubbed(self.login_unscrubbed().await)
+    }
+
+    async fn login_unscrubbed(&self) -> Result<SmartabaseSession, SmartabaseError> {
+        let request = forms::LoginRequest {
+            username: &self.username,
+            password: self.password.expose_secret(),
+            login_properties: forms::LoginProperties {
+                app_name: &self.app_name,
+                client_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M").to_string(),
+            },
+        };
+        let login = self
+            .http
+            .post(self.versioned_url("v2", &["user", "loginUser"], true)?)
+            .basic_auth(&self.username, Some(self.password.expose_secret()))
+            .json(&request);
+        let (headers, body) = self.session_exchange(LOGIN_USER, login).await?;
+        forms::login_answer(&headers, body.as_ref())
+    }
+
+    /// `GET /api/v3/forms/summaries`: every form the API account can see, with its type.
+    pub async fn form_summaries(
+        &self,
+        session: &mut SmartabaseSession,
+    ) -> Result<Vec<FormSummary>, SmartabaseError> {
+        let body = self.scrubbed(
+            self.session_get(session, FORM_SUMMARIES, &["forms", "summaries"])
+                .await,
+        )?;
+        forms::form_summaries(body.as_ref())
+    }
+
+    /// `GET /api/v3/forms/{type}/{id}`: the exact names of every field of one form.
+    pub async fn form_field_names(
+        &self,
+        session: &mut SmartabaseSession,
+        form: &FormSummary,
+    ) -> Result<Vec<String>, SmartabaseError> {
+        let id = form.id.to_string();
+        let body = self.scrubbed(
+            self.session_get(session, FORM_SCHEMA, &["forms", &form.form_type, &id])
+                .await,
+        )?;
+        forms::form_field_names(body.as_ref())
+    }
+
+    /// One v3 GET with the session's header and cookie. Session lifetime is undocumented (reference
+    /// §1.3): a 401/403 logs in again once and retries with the new session.
+    async fn session_get(
+        &self,
+        session: &mut SmartabaseSession,
+        endpoint: &'static str,
+        path: &[&str],
+    ) -> Result<Option<Value>, SmartabaseError> {
+        let url = self.versioned_url("v3", path, false)?;
+        match self.session_get_once(session, endpoint, url.clone()).await {
+            Err(SmartabaseError::Unauthorized { .. }) => {
+                *session = self.login_unscrubbed().await?;
+                self.session_get_once(session, endpoint, url).await
+            }
+            other => other,
+        }
+    }
+
+    async fn session_get_once(
+        &self,
+        session: &SmartabaseSession,
+        endpoint: &'static str,
+        url: Url,
+    ) -> Result<Option<Value>, SmartabaseError> {
+        let token = session.token().expose_secret();
+        let get = self
+            .http
+            .get(url)
+            .header(forms::SESSION_HEADER, token)
+            .header(COOKIE, forms::cookie_header(token));
+        let (_, body) = self.session_exchange(endpoint, get).await?;
+        Ok(body)
+    }
+
+    /// Sends one session call: the answer's headers and JSON body (`None` when empty) on 2xx, else the
+    /// error its status means.
+    async fn session_exchange(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Option<Value>), SmartabaseError> {
+        let response = request
+            .header(ACCEPT, "application/json")
+            .header("X-APP-ID", APP_ID)
+            .send()
+            .await
+            .map_err(|error| request_error(endpoint, error))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| request_error(endpoint, error))?;
+        tracing::debug!(endpoint, status = status.as_u16(), "smartabase call");
+        if !status.is_success() {
+            return Err(wire::status_error(status.as_u16(), &bytes));
+        }
+        Ok((headers, wire::json_body(endpoint, &bytes)?))
     }
 
     /// One v1 call: the JSON body of a 2xx answer (`None` when empty), or the error its status means.
@@ -376,6 +513,32 @@ mod tests {
         }
         let nested = client("https://usopc.smartabase.com/athlete360-usss");
         assert_eq!(nested.app_name(), "athlete360-usss");
+    }
+
+    #[test]
+    fn session_calls_hang_under_the_site_with_their_version() {
+        let client = client("https://usopc.smartabase.com/athlete360-usss/");
+        assert_eq!(
+            client
+                .versioned_url("v2", &["user", "loginUser"], true)
+                .unwrap()
+                .as_str(),
+            "https://usopc.smartabase.com/athlete360-usss/api/v2/user/loginUser?informat=json&format=json"
+        );
+        assert_eq!(
+            client
+                .versioned_url("v3", &["forms", "event", "2001"], false)
+                .unwrap()
+                .as_str(),
+            "https://usopc.smartabase.com/athlete360-usss/api/v3/forms/event/2001"
+        );
+        assert_eq!(
+            client
+                .versioned_url("v3", &["forms", "a/b c"], false)
+                .unwrap()
+                .as_str(),
+            "https://usopc.smartabase.com/athlete360-usss/api/v3/forms/a%2Fb%20c"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Smartabase v1 HTTP API: the port the use cases call, its domain types, errors and value formats.
+//! Smartabase v1 HTTP API: the port the use cases call, its domain types, errors and value formats; and
+//! the v2/v3 form-metadata calls `connector doctor` reads (`forms`).
 //!
 //! Everything Smartabase-specific (URL shape, Basic auth, `informat`/`format`, HTTP-200 failures, the
 //! `dd/mm/yyyy` and `h:mm AM` formats, the wrapped `userId` on writes and bare one on reads, lenient
@@ -12,9 +13,11 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike as _};
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 
 pub mod client;
+mod forms;
 mod wire;
 
 pub use client::SmartabaseClient;
+pub use forms::{ApiAccount, EVENT_FORMS, FormSummary, PROFILE_FORMS, SmartabaseSession};
 
 /// Failures of a Smartabase call.
 #[derive(Debug, thiserror::Error)]

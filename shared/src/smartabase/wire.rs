@@ -319,7 +319,7 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 /// Smartabase's `{"__is_rpc_exception__": true, "value": {...}}` failure, which comes with HTTP 200.
-fn rpc_exception(body: &Value) -> Option<SmartabaseError> {
+pub(crate) fn rpc_exception(body: &Value) -> Option<SmartabaseError> {
     let flagged = body
         .get("__is_rpc_exception__")
         .is_some_and(|flag| flag.as_bool() == Some(true) || flag.as_str() == Some("true"));
@@ -340,7 +340,7 @@ fn rpc_exception(body: &Value) -> Option<SmartabaseError> {
 /// A failure Smartabase reports with HTTP 200 in answer to a read (`usersynchronise`, `profilesearch`,
 /// `eventsearch`): a `state` (top level or under `result`) that is not a success. A search answer carries
 /// no state, so reading one as "nothing found" would make the connector write events that exist.
-fn read_failure(body: &Value) -> Option<SmartabaseError> {
+pub(crate) fn read_failure(body: &Value) -> Option<SmartabaseError> {
     let answer = body.get("state").map(|state| (state, body)).or_else(|| {
         let result = body.get("result")?;
         result.get("state").map(|state| (state, result))

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, put};
+use axum::routing::{delete, get, patch, put};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -70,6 +70,12 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/_sim/faults",
             get(faults).post(add_fault).delete(clear_faults),
         )
+        .route("/_sim/sessions", delete(expire_sessions))
+}
+
+async fn expire_sessions(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.state().sessions.clear();
+    StatusCode::NO_CONTENT
 }
 
 pub(crate) fn site_info(shared: &Shared) -> SiteInfo {

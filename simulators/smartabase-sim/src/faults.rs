@@ -1,9 +1,9 @@
-//! Injected faults: which v1 calls misbehave, how, and when.
+//! Injected faults: which calls misbehave, how, and when.
 
 use rand::{RngExt, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-/// The v1 endpoints the simulator serves.
+/// The endpoints the simulator serves: the v1 API, the v2 session login and the v3 form metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Endpoint {
@@ -25,11 +25,33 @@ pub enum Endpoint {
     Synchronise,
     /// `deleteevent`
     DeleteEvent,
+    /// `POST /api/v2/user/loginUser`
+    LoginUser,
+    /// `GET /api/v3/forms/summaries`
+    FormSummaries,
+    /// `GET /api/v3/forms/{type}/{id}`
+    FormSchema,
 }
 
 impl Endpoint {
     /// Every endpoint, in documentation order.
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 12] = [
+        Endpoint::UserSearch,
+        Endpoint::UserSynchronise,
+        Endpoint::ProfileSearch,
+        Endpoint::ProfileImport,
+        Endpoint::EventImport,
+        Endpoint::EventsImport,
+        Endpoint::EventSearch,
+        Endpoint::Synchronise,
+        Endpoint::DeleteEvent,
+        Endpoint::LoginUser,
+        Endpoint::FormSummaries,
+        Endpoint::FormSchema,
+    ];
+
+    /// The v1 endpoints (`/api/v1/{name}`).
+    pub const V1: [Endpoint; 9] = [
         Endpoint::UserSearch,
         Endpoint::UserSynchronise,
         Endpoint::ProfileSearch,
@@ -41,7 +63,7 @@ impl Endpoint {
         Endpoint::DeleteEvent,
     ];
 
-    /// The path segment after `/api/v1/`.
+    /// The path after `/api/v1/` for v1 endpoints; the versioned path after `/api/` for the others.
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::UserSearch => "usersearch",
@@ -53,12 +75,15 @@ impl Endpoint {
             Endpoint::EventSearch => "eventsearch",
             Endpoint::Synchronise => "synchronise",
             Endpoint::DeleteEvent => "deleteevent",
+            Endpoint::LoginUser => "v2/user/loginUser",
+            Endpoint::FormSummaries => "v3/forms/summaries",
+            Endpoint::FormSchema => "v3/forms/{type}/{id}",
         }
     }
 
-    /// The endpoint served under this path segment.
+    /// The v1 endpoint served under this path segment.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
+        Self::V1
             .into_iter()
             .find(|endpoint| endpoint.name() == name)
     }

@@ -36,7 +36,7 @@
 //! endpoint → 404; not `POST` → 405; query without `informat=json&format=json` → 400; then
 //! injected faults; then an empty or non-JSON body → 400, as are a missing `formNames`
 //! (searches) or `formName` (`synchronise`), malformed search dates/times and a garbled
-//! `cursor`. Other paths (including v2/v3 and `userauthentication`) → 404.
+//! `cursor`. Other paths (including `userauthentication` and other v2/v3 calls) → 404.
 //!
 //! | endpoint | body | answer |
 //! |---|---|---|
@@ -49,6 +49,21 @@
 //! | `eventsearch` | `{formNames, userIds, startDate, finishDate, startTime, finishTime, resultsPerUser?}` | `{"events":[{id,formName,startDate,startTime,finishDate,finishTime,userId,enteredByUserId,rows}]}` |
 //! | `synchronise` | `{formName, userIds, lastSynchronisationTimeOnServer?}` | `{"export":{"events":[..]},"lastSynchronisationTimeOnServer":T,"idsOfDeletedEvents":[..]}` |
 //! | `deleteevent` | `{"eventId":N}` | `{"state":"SUCCESS","message":"Deleted N"}` or `{"state":"FAILURE",..}` |
+//!
+//! ## Session login and form metadata (reference §1.3, §1.6)
+//!
+//! | call | answer |
+//! |---|---|
+//! | `POST {base}/{app}/api/v2/user/loginUser?informat=json&format=json`, body `{"username","password","loginProperties":{"appName","clientTime"}}` | headers `session-header: T` and `Set-Cookie: JSESSIONID=T; Path=/; Secure; HttpOnly` (the same fresh token), body `{isAthlete, isCoach, isAdmin, user:{id,username,..}, applicationId, permissions:[..]}` |
+//! | `GET {base}/{app}/api/v3/forms/summaries` | `{"event":[{id,name,mainCategory,isReadOnly,groupEntryEnabled}..],"profile":[..],"database":null,"linkedOnlyEvent":[],"linkedOnlyProfile":[]}` from the site's configured forms |
+//! | `GET {base}/{app}/api/v3/forms/{type}/{id}` | `{id,name,type:"Form",children:[FormPage..]}`: the first half of the fields in a `FormFieldSet` on page 1, the rest in a `FormFieldSet` nested in another on page 2; each `FormItem` with `name`, `formItemType` (`Text`/`Number`), `required`, `options`, `defaultsToLastKnownValue`; unknown id or wrong type → 404 |
+//!
+//! The login checks, in order: wrong app → 404; not `POST` → 405; no `informat=json&format=json` →
+//! 400; faults; body not JSON → 400; body credentials wrong, or a Basic header that disagrees → 401;
+//! `loginProperties.appName` other than the site's → **HTTP 200 with an RPC exception**. The v3 calls
+//! need a valid session as the `session-header` header or the `JSESSIONID` cookie (Basic auth alone →
+//! 401); [`SmartabaseSimHandle::expire_sessions`] ends every session, as a timeout would. Faults apply
+//! to them as endpoints `loginuser`, `formsummaries`, `formschema`.
 //!
 //! Event imports validate every event; a batch is all-or-nothing and a failure is HTTP 200 with
 //! `UNEXPECTED_ERROR` (batch: in `result`) and a message naming the problem but not the event:
@@ -101,6 +116,7 @@
 //! | `GET /_sim/dropped-fields` | [`DroppedField`]s |
 //! | `GET /_sim/requests`, `DELETE /_sim/requests` | request log ([`RequestRecord`]: method, path, query, endpoint, status, body summary, `X-APP-ID`, fault; never credentials or pair values); clear it |
 //! | `GET /_sim/faults`, `POST /_sim/faults` ([`FaultRule`]), `DELETE /_sim/faults` | faults |
+//! | `DELETE /_sim/sessions` | end every v2/v3 session |
 //!
 //! A fault rule, e.g. `{"endpoint":"eventsimport","fault":{"kind":"http500"},"trigger":{"next":2}}`
 //! or `{"fault":{"kind":"delay","ms":1500},"trigger":{"probability":0.2}}` (no endpoint = all).
@@ -326,6 +342,17 @@ impl SmartabaseSimHandle {
     /// Removes every fault rule.
     pub fn clear_faults(&self) {
         self.shared.state().faults.clear();
+    }
+
+    /// Ends every v2/v3 session, as a server restart or a session timeout would: the next v3 call
+    /// with an old token gets 401.
+    pub fn expire_sessions(&self) {
+        self.shared.state().sessions.clear();
+    }
+
+    /// Every session token the login has issued, oldest first (credentials: tests check none leaks).
+    pub fn issued_sessions(&self) -> Vec<String> {
+        self.shared.state().issued_sessions.clone()
     }
 
     /// Stops the server and waits until its connections are closed.

@@ -29,6 +29,18 @@ struct ConnectionDropped;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     control::routes()
         .route("/{app}/api/v1/{endpoint}", axum::routing::any(api::v1_call))
+        .route(
+            "/{app}/api/v2/user/loginUser",
+            axum::routing::any(api::login_user),
+        )
+        .route(
+            "/{app}/api/v3/forms/summaries",
+            axum::routing::any(api::form_summaries),
+        )
+        .route(
+            "/{app}/api/v3/forms/{form_type}/{id}",
+            axum::routing::any(api::form_schema),
+        )
         .fallback(api::unknown_path)
         .with_state(shared)
 }

@@ -192,7 +192,8 @@ pub struct RequestRecord {
     pub path: String,
     /// Query string (without `?`), empty when none.
     pub query: String,
-    /// The v1 endpoint segment, when the path had the v1 shape.
+    /// The endpoint: the v1 segment (`eventsimport`), or the versioned path of the session calls
+    /// (`v2/user/loginUser`, `v3/forms/summaries`, `v3/forms/{type}/{id}`); `None` for unknown paths.
     pub endpoint: Option<String>,
     /// Answer status; `None` when the connection was dropped without one.
     pub status: Option<u16>,
@@ -279,6 +280,10 @@ pub(crate) struct SimState {
     pub requests: Vec<RequestRecord>,
     pub faults: Vec<FaultRule>,
     pub rng: StdRng,
+    /// Tokens of the v2/v3 sessions still valid.
+    pub sessions: Vec<String>,
+    /// Every session token ever issued, oldest first (for tests that check none leaks).
+    pub issued_sessions: Vec<String>,
 }
 
 impl SimState {
@@ -297,7 +302,18 @@ impl SimState {
             requests: Vec::new(),
             faults: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
+            sessions: Vec::new(),
+            issued_sessions: Vec::new(),
         }
+    }
+
+    /// A new v2/v3 session token. Random from the OS, not the seeded generator: logins must not shift
+    /// a seeded run's faults.
+    pub fn open_session(&mut self) -> String {
+        let token = format!("{:032x}", rand::random::<u128>());
+        self.sessions.push(token.clone());
+        self.issued_sessions.push(token.clone());
+        token
     }
 
     /// Server time in epoch ms, strictly increasing across calls, so a change stamped after a

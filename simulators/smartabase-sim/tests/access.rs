@@ -220,16 +220,13 @@ async fn other_paths_are_404_and_logged() {
     let site = Site::start().await;
     let response = site
         .client
-        .post(format!(
-            "{}/club/api/v2/user/loginUser",
-            site.sim.base_url()
-        ))
+        .post(format!("{}/club/api/v2/person/get", site.sim.base_url()))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let log = site.sim.requests();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].path, "/club/api/v2/user/loginUser");
+    assert_eq!(log[0].path, "/club/api/v2/person/get");
     assert_eq!(log[0].status, Some(404));
 }

@@ -1,8 +1,10 @@
-//! The simulated v1 API: URL shape, Basic auth, faults, dispatch and the request log.
+//! The simulated API: URL shape, Basic auth, faults, dispatch and the request log of the v1 calls; the
+//! v2 session login and v3 form metadata in `session`.
 
 mod events;
 mod import;
 mod profiles;
+mod session;
 mod users;
 mod wire;
 
@@ -17,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+pub(crate) use session::{form_schema, form_summaries, login_user};
 pub use users::USERS_PER_PAGE;
 
 use crate::config::{EmptyResults, SmartabaseSimConfig};
@@ -95,7 +98,7 @@ pub(crate) fn empty_results(config: &SmartabaseSimConfig, list_key: &str) -> Rep
 }
 
 /// The outcome of one call: an answer, or a connection closed without one.
-enum Outcome {
+pub(crate) enum Outcome {
     Answer(Reply),
     Dropped,
 }
@@ -149,7 +152,7 @@ pub(crate) async fn unknown_path(
     finish(&shared, record, Outcome::Answer(not_found))
 }
 
-fn start_record(
+pub(crate) fn start_record(
     shared: &Shared,
     method: &Method,
     uri: &Uri,
@@ -172,7 +175,7 @@ fn start_record(
     }
 }
 
-fn finish(shared: &Shared, mut record: RequestRecord, outcome: Outcome) -> Response {
+pub(crate) fn finish(shared: &Shared, mut record: RequestRecord, outcome: Outcome) -> Response {
     let response = match outcome {
         Outcome::Answer(reply) => {
             record.status = Some(reply.status().as_u16());
@@ -218,50 +221,76 @@ async fn serve(shared: &Shared, call: &Call<'_>, record: &mut RequestRecord) -> 
         ));
     }
 
+    let injected = match inject_fault(shared, endpoint, record).await {
+        Ok(injected) => injected,
+        Err(outcome) => return outcome,
+    };
+    let reply = dispatch(shared, endpoint, call.body, injected.fewer_ids);
+    injected.outcome(reply)
+}
+
+/// What an injected fault leaves for a call that goes on.
+#[derive(Default)]
+pub(crate) struct Injected {
+    /// Event imports store one event fewer than sent.
+    fewer_ids: bool,
+    /// The call is carried out, then the connection is closed without the answer.
+    drop_after: bool,
+}
+
+impl Injected {
+    fn outcome(&self, reply: Reply) -> Outcome {
+        if self.drop_after {
+            Outcome::Dropped
+        } else {
+            Outcome::Answer(reply)
+        }
+    }
+}
+
+/// Picks and applies the fault of one call (recorded in `record`): `Err` = the call ends here.
+async fn inject_fault(
+    shared: &Shared,
+    endpoint: Endpoint,
+    record: &mut RequestRecord,
+) -> Result<Injected, Outcome> {
     let fault = {
         let mut state = shared.state();
         let state = &mut *state;
         pick_fault(&mut state.faults, endpoint, &mut state.rng)
     };
     record.fault = fault.as_ref().map(|fault| fault.label().to_owned());
-    let mut fewer_ids = false;
-    let mut drop_after = false;
+    let mut injected = Injected::default();
     match fault {
         Some(FaultKind::Http500) => {
-            return Outcome::Answer(Reply::Text(
+            return Err(Outcome::Answer(Reply::Text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
-            ));
+            )));
         }
         Some(FaultKind::FailureBody) => {
-            return Outcome::Answer(failure_body(
+            return Err(Outcome::Answer(failure_body(
                 endpoint,
                 "An unexpected error occurred (simulated)",
-            ));
+            )));
         }
         Some(FaultKind::RpcException) => {
-            return Outcome::Answer(Reply::ok(json!({
+            return Err(Outcome::Answer(Reply::ok(json!({
                 "__is_rpc_exception__": true,
                 "value": {"detailMessage": "Simulated RPC exception"},
-            })));
+            }))));
         }
         Some(FaultKind::DropConnection {
             after_processing: false,
-        }) => return Outcome::Dropped,
+        }) => return Err(Outcome::Dropped),
         Some(FaultKind::DropConnection {
             after_processing: true,
-        }) => drop_after = true,
+        }) => injected.drop_after = true,
         Some(FaultKind::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(FaultKind::FewerIds) => fewer_ids = true,
+        Some(FaultKind::FewerIds) => injected.fewer_ids = true,
         None => {}
     }
-
-    let reply = dispatch(shared, endpoint, call.body, fewer_ids);
-    if drop_after {
-        Outcome::Dropped
-    } else {
-        Outcome::Answer(reply)
-    }
+    Ok(injected)
 }
 
 fn dispatch(shared: &Shared, endpoint: Endpoint, body: &[u8], fewer_ids: bool) -> Reply {
@@ -281,11 +310,15 @@ fn dispatch(shared: &Shared, endpoint: Endpoint, body: &[u8], fewer_ids: bool) -
         Endpoint::EventSearch => events::event_search(shared, &body),
         Endpoint::Synchronise => events::synchronise(shared, &body),
         Endpoint::DeleteEvent => events::delete_event(shared, &body),
+        // Served under their own routes (`session`), never as `/api/v1/{name}`.
+        Endpoint::LoginUser | Endpoint::FormSummaries | Endpoint::FormSchema => {
+            Reply::Text(StatusCode::NOT_FOUND, "Not Found")
+        }
     }
 }
 
 /// HTTP Basic auth with the API account's username and password.
-fn authorised(headers: &HeaderMap, config: &SmartabaseSimConfig) -> bool {
+pub(crate) fn authorised(headers: &HeaderMap, config: &SmartabaseSimConfig) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -308,7 +341,7 @@ fn authorised(headers: &HeaderMap, config: &SmartabaseSimConfig) -> bool {
 }
 
 /// Whether the query carries `informat=json` and `format=json`.
-fn asks_for_json(query: &str) -> bool {
+pub(crate) fn asks_for_json(query: &str) -> bool {
     let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
         return false;
     };

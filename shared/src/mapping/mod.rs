@@ -191,8 +191,14 @@ impl Mapping {
     /// A training session: local start → local start + duration (which may cross midnight).
     pub fn training(&self, exercise: &Exercise) -> MappedEvent {
         let start = exercise.start_time;
-        let duration = exercise.duration_seconds.unwrap_or(0.0).max(0.0);
-        let finish = start + Duration::milliseconds((duration * 1000.0).round() as i64);
+        // Polar's reading keeps the duration within seven days and the finish within year 9999; should a
+        // finish still not exist, the session is shown at its start rather than taking the worker down.
+        let finish = exercise
+            .duration_seconds
+            .filter(|seconds| *seconds > 0.0)
+            .and_then(|seconds| Duration::try_milliseconds((seconds * 1000.0).round() as i64))
+            .and_then(|length| start.checked_add_signed(length))
+            .unwrap_or(start);
         let mut b = PairsBuilder::new(&self.training);
         b.text("exercise_id", Some(exercise.id.as_str()));
         b.text(
@@ -556,6 +562,22 @@ mod tests {
         assert_eq!(e.value("Sport"), Some("RUNNING"));
         for absent in ["Distance (km)", "Calories", "Zone 1 (min)", "Device"] {
             assert_eq!(e.value(absent), None, "{absent}");
+        }
+    }
+
+    #[test]
+    fn a_training_whose_duration_runs_off_the_calendar_is_mapped_without_panicking() {
+        let mut ex = reference_exercise();
+        for (start, seconds) in [
+            (NaiveDateTime::MAX, 60.0),
+            (date(2025, 9, 2).and_hms_opt(7, 5, 0).unwrap(), 1e300),
+            (date(2025, 9, 2).and_hms_opt(7, 5, 0).unwrap(), f64::NAN),
+            (NaiveDateTime::MIN, -1e18),
+        ] {
+            ex.start_time = start;
+            ex.duration_seconds = Some(seconds);
+            let e = Mapping::defaults().training(&ex);
+            assert!(e.finish >= e.start, "{start} + {seconds}");
         }
     }
 

@@ -770,7 +770,7 @@ fn date_hint(raw: &Value) -> RecordHint {
     let date = raw
         .get("date")
         .and_then(Value::as_str)
-        .and_then(|text| NaiveDate::parse_from_str(text, DATE_FORMAT).ok());
+        .and_then(|text| parse_date("date", text).ok());
     RecordHint {
         label: date.map(|d| d.to_string()),
         date,
@@ -1292,6 +1292,9 @@ mod tests {
             [date("9999-12-31")]
         );
         assert_eq!(records.broken.len(), 4);
+        // A broken night's date outside the four-digit years is no hint (it would hold a cursor there).
+        assert_eq!(records.broken[0].date, None);
+        assert_eq!(records.broken[3].date, Some(date("2025-09-02")));
         let days = br#"[{"start_time":"+262143-12-31T00:00","steps":5},{"start_time":"2025-09-01T00:00","steps":5}]"#;
         let records = parse_list::<ActivityWire>(days, ListShape::Array).unwrap();
         assert_eq!(records.records.len(), 1);

@@ -23,7 +23,12 @@ pub fn polar_wait_until(now: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
         .ok()
         .and_then(Duration::try_seconds)
         .map_or(LONG_WINDOW, |wait| wait.min(LONG_WINDOW));
-    now.checked_add_signed(wait)
+    after(now, wait)
+}
+
+/// `now + length`, or the end of the calendar.
+fn after(now: DateTime<Utc>, length: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(length)
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
@@ -148,12 +153,12 @@ impl BudgetState {
         }
         if state.short.remaining(share) < calls {
             return Err(BudgetExhausted {
-                until: state.short.resets_at.unwrap_or(now + SHORT_WINDOW),
+                until: state.short.resets_at.unwrap_or(after(now, SHORT_WINDOW)),
             });
         }
         if state.long.remaining(share) < calls {
             return Err(BudgetExhausted {
-                until: state.long.resets_at.unwrap_or(now + LONG_WINDOW),
+                until: state.long.resets_at.unwrap_or(after(now, LONG_WINDOW)),
             });
         }
         for (window, length) in [
@@ -161,7 +166,7 @@ impl BudgetState {
             (&mut state.long, LONG_WINDOW),
         ] {
             window.used = window.used.saturating_add(calls);
-            window.resets_at.get_or_insert(now + length);
+            window.resets_at.get_or_insert(after(now, length));
         }
         Ok(state)
     }

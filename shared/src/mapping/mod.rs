@@ -267,7 +267,11 @@ impl Mapping {
             sleep.rem_sleep_seconds,
             sleep.unrecognized_sleep_seconds,
         ];
-        let total = stages.iter().flatten().copied().reduce(|a, b| a + b);
+        let total = stages
+            .iter()
+            .flatten()
+            .copied()
+            .reduce(|a, b| a.saturating_add(b));
         b.minutes("total_sleep_min", total.map(|s| s as f64));
         b.minutes("deep_sleep_min", sleep.deep_sleep_seconds.map(|s| s as f64));
         b.minutes("rem_sleep_min", sleep.rem_sleep_seconds.map(|s| s as f64));

@@ -38,8 +38,11 @@ fn dropped() -> Response {
     response
 }
 
-/// `RateLimit-Reset` and `Retry-After` no Polar window can mean (`u64::MAX` seconds).
-const EXTREME_WAIT: &str = "18446744073709551615";
+/// `RateLimit-Reset` no Polar window can mean: `u64::MAX` and `i64::MAX` seconds (the largest number
+/// a client may read unsigned, and the largest it may read signed).
+const EXTREME_RESET: &str = "18446744073709551615,9223372036854775807";
+/// `Retry-After` no Polar window can mean: `i64::MAX` seconds.
+const EXTREME_RETRY_AFTER: &str = "9223372036854775807";
 
 /// Applies a body-rewriting fault (`nth`: how often the rule has been applied); the flag is false
 /// when the answer held nothing to rewrite.
@@ -160,12 +163,15 @@ pub(crate) async fn polar_layer(
         snapshot.write_headers(response.headers_mut());
     }
     if let Some((_, _, FaultKind::ExtremeHeaders { .. })) = &fault {
-        let extreme = header::HeaderValue::from_static(EXTREME_WAIT);
-        let pair = format!("{EXTREME_WAIT},{EXTREME_WAIT}");
-        if let Ok(pair) = header::HeaderValue::from_str(&pair) {
-            response.headers_mut().insert("ratelimit-reset", pair);
-        }
-        response.headers_mut().insert(header::RETRY_AFTER, extreme);
+        let headers = response.headers_mut();
+        headers.insert(
+            "ratelimit-reset",
+            header::HeaderValue::from_static(EXTREME_RESET),
+        );
+        headers.insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(EXTREME_RETRY_AFTER),
+        );
     }
     let dropped_connection = response.extensions().get::<DropConnection>().is_some();
     let entry = RequestLogEntry {

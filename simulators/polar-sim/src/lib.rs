@@ -38,7 +38,7 @@
 //! - Outside values Polar may send are there on request: `generate` with `no_data` marks values as
 //!   not measured the way live data does (`sleep_charge: -1`, `0` bpm, ...); the fault kinds
 //!   `extreme_record` (a record with a duration, offset or date no calendar holds) and
-//!   `extreme_headers` (`RateLimit-Reset`/`Retry-After` of `u64::MAX` seconds); the setting
+//!   `extreme_headers` (`RateLimit-Reset`/`Retry-After` of `u64::MAX`/`i64::MAX` seconds); the setting
 //!   `token_expires_in` (any number in the token answer).
 //!
 //! # Control API (`/_sim/`, JSON, no auth; each has a [`PolarSimHandle`] method)

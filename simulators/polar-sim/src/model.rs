@@ -258,8 +258,9 @@ pub enum FaultKind {
     /// minutes from UTC, a date at the edge of chrono's calendar or before year 0 (each application
     /// the next of these). Only list endpoints; not used up on other answers.
     ExtremeRecord,
-    /// Answer with `RateLimit-Reset` and `Retry-After` of `u64::MAX` seconds (and, with
-    /// `rate_limited`, a 429 instead of processing the request).
+    /// Answer with `RateLimit-Reset: 18446744073709551615,9223372036854775807` and `Retry-After:
+    /// 9223372036854775807` (`u64::MAX` and `i64::MAX` seconds) and, with `rate_limited`, a 429
+    /// instead of processing the request.
     ExtremeHeaders {
         /// Refuse the request with 429.
         #[serde(default)]

@@ -503,9 +503,9 @@ async fn extreme_header_fault_sends_rate_limit_waits_no_window_can_mean() {
     assert_eq!(answered.status(), StatusCode::OK);
     assert_eq!(
         header(&answered, "ratelimit-reset"),
-        "18446744073709551615,18446744073709551615"
+        "18446744073709551615,9223372036854775807"
     );
-    assert_eq!(header(&answered, "retry-after"), "18446744073709551615");
+    assert_eq!(header(&answered, "retry-after"), "9223372036854775807");
     assert_eq!(header(&answered, "ratelimit-usage").split(',').count(), 2);
 
     inject(
@@ -515,7 +515,7 @@ async fn extreme_header_fault_sends_rate_limit_waits_no_window_can_mean() {
     .await;
     let refused = h.get("/v3/exercises", &token).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header(&refused, "retry-after"), "18446744073709551615");
+    assert_eq!(header(&refused, "retry-after"), "9223372036854775807");
     let normal = h.get("/v3/exercises", &token).await;
     assert_eq!(normal.status(), StatusCode::OK);
     assert!(normal.headers().get("retry-after").is_none());

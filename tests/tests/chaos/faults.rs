@@ -91,7 +91,7 @@ pub fn install_standing(
             FaultKind::ExtremeRecord,
             0.03,
         ),
-        // RateLimit-Reset and Retry-After of u64::MAX seconds: ignored with a log line.
+        // RateLimit-Reset and Retry-After of u64::MAX and i64::MAX seconds: ignored with a log line.
         polar(
             "Polar extreme rate-limit headers",
             "/v3/",

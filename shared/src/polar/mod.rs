@@ -1,7 +1,9 @@
 //! Polar AccessLink v3: the port the use cases call, its domain types and errors.
 //!
 //! Everything Polar-specific (URLs, auth headers, status codes, field casing, lenient parsing, the
-//! `RateLimit-*` headers) lives under this module; the rest of the connector sees only these types.
+//! `RateLimit-*` headers, the numbers Polar uses to mean "no data") lives under this module; the rest of
+//! the connector sees only these types. Every value in the record types is data: what Polar marks as not
+//! measured is `None` (the scales are in `scale.rs`, the decisions in [`crate::mapping`]'s docs).
 
 use std::future::Future;
 

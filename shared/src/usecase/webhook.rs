@@ -18,10 +18,11 @@ use crate::store::{Store, StoreError};
 
 /// Deliveries of the same announcement (same event, record and Polar timestamp) within this window are one.
 pub const DUPLICATE_WINDOW: Duration = Duration::minutes(10);
-/// The dates, counted from today (UTC), a webhook can name a record by: Polar serves a day at most a year
-/// back, and the athlete's own today can be a day ahead of UTC. Outside them Polar would refuse the date
-/// (a job that can never succeed), so such a delivery syncs the athlete fully, like an impossible date.
-const TARGET_DAYS_FROM_TODAY: std::ops::RangeInclusive<i64> = -365..=1;
+/// The dates, counted from today (UTC), a webhook can name a record by: Polar serves a day at most 365
+/// days back from the athlete's own today, which can be a day ahead of UTC. Outside them Polar would
+/// refuse the date (a job that can never succeed), so such a delivery syncs the athlete fully, like an
+/// impossible date.
+const TARGET_DAYS_FROM_TODAY: std::ops::RangeInclusive<i64> = -364..=1;
 
 /// What a delivery led to (all answered 200).
 #[derive(Debug, Clone, PartialEq, Eq)]

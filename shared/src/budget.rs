@@ -15,6 +15,23 @@ pub const SHORT_WINDOW: Duration = Duration::minutes(15);
 /// Polar's long window.
 pub const LONG_WINDOW: Duration = Duration::hours(24);
 
+/// `now` plus a wait Polar stated in seconds (a `RateLimit-Reset` or `Retry-After`), never more than
+/// [`LONG_WINDOW`] ahead: none of Polar's windows resets later than that, so a longer wait is not
+/// Polar's meaning, and the sum can never leave the calendar.
+pub fn polar_wait_until(now: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    let wait = i64::try_from(seconds)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .map_or(LONG_WINDOW, |wait| wait.min(LONG_WINDOW));
+    after(now, wait)
+}
+
+/// `now + length`, or the end of the calendar.
+fn after(now: DateTime<Utc>, length: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(length)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Polar's published limits: `base + per_user × registered users` (reference §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitFormula {
@@ -136,20 +153,20 @@ impl BudgetState {
         }
         if state.short.remaining(share) < calls {
             return Err(BudgetExhausted {
-                until: state.short.resets_at.unwrap_or(now + SHORT_WINDOW),
+                until: state.short.resets_at.unwrap_or(after(now, SHORT_WINDOW)),
             });
         }
         if state.long.remaining(share) < calls {
             return Err(BudgetExhausted {
-                until: state.long.resets_at.unwrap_or(now + LONG_WINDOW),
+                until: state.long.resets_at.unwrap_or(after(now, LONG_WINDOW)),
             });
         }
         for (window, length) in [
             (&mut state.short, SHORT_WINDOW),
             (&mut state.long, LONG_WINDOW),
         ] {
-            window.used += calls;
-            window.resets_at.get_or_insert(now + length);
+            window.used = window.used.saturating_add(calls);
+            window.resets_at.get_or_insert(after(now, length));
         }
         Ok(state)
     }
@@ -160,7 +177,7 @@ impl BudgetState {
         let info = reading.info;
         let at = reading.observed_at;
         let merge = |ours: Window, used: u64, limit: u64, reset_seconds: u64| {
-            let theirs_reset = at + Duration::seconds(reset_seconds as i64);
+            let theirs_reset = polar_wait_until(at, reset_seconds);
             let same_window = ours
                 .resets_at
                 .is_some_and(|r| (r - theirs_reset).num_seconds().abs() <= 60);
@@ -194,7 +211,7 @@ impl BudgetState {
 
     /// After a 429: block everyone until the refusing window resets.
     pub fn rate_limited(self, retry_after_seconds: u64, now: DateTime<Utc>) -> Self {
-        let until = now + Duration::seconds(retry_after_seconds.max(1) as i64);
+        let until = polar_wait_until(now, retry_after_seconds.max(1));
         Self {
             blocked_until: Some(self.blocked_until.map_or(until, |b| b.max(until))),
             ..self
@@ -411,6 +428,48 @@ mod tests {
         assert_eq!(
             fresh.short.resets_at,
             Some(t0() + Duration::minutes(16) + Duration::seconds(890))
+        );
+    }
+
+    #[test]
+    fn an_absurd_rate_limit_reading_neither_panics_nor_pushes_a_reset_past_a_day() {
+        for absurd in [u64::MAX, i64::MAX as u64, 1 << 62, 10_000_000_000_000] {
+            let reading = RateLimitObservation {
+                info: RateLimitInfo {
+                    short_used: absurd,
+                    short_limit: absurd,
+                    short_reset_seconds: absurd,
+                    long_used: absurd,
+                    long_limit: 10_000,
+                    long_reset_seconds: absurd,
+                },
+                observed_at: t0(),
+            };
+            let state = BudgetState::initial(LimitFormula::POLAR, 0).observe(reading);
+            for window in [state.short, state.long] {
+                let resets_at = window.resets_at.unwrap();
+                assert!(
+                    resets_at > t0() && resets_at <= t0() + LONG_WINDOW,
+                    "{absurd}"
+                );
+            }
+            // Spending on top of an absurd count saturates instead of overflowing.
+            let refused = state.reserve(u64::MAX, 1.0, t0()).unwrap_err();
+            assert!(refused.until <= t0() + LONG_WINDOW);
+            assert_eq!(state.available(1.0, t0()).1, 0);
+        }
+    }
+
+    #[test]
+    fn a_429_asking_for_an_absurd_wait_blocks_for_at_most_a_day() {
+        for absurd in [u64::MAX, i64::MAX as u64, 1 << 62, 86_401] {
+            let state = BudgetState::initial(LimitFormula::POLAR, 0).rate_limited(absurd, t0());
+            assert_eq!(state.blocked_until, Some(t0() + LONG_WINDOW), "{absurd}");
+            assert_eq!(polar_wait_until(t0(), absurd), t0() + LONG_WINDOW);
+        }
+        assert_eq!(
+            polar_wait_until(DateTime::<Utc>::MAX_UTC, 60),
+            DateTime::<Utc>::MAX_UTC
         );
     }
 

@@ -1,23 +1,28 @@
 //! Property tests of the two API clients against a scripted HTTP server that answers with anything:
-//! every status, `RateLimit-*` and `Retry-After` headers with garbage in them, and bodies that are the
-//! documented shapes with random fields broken, arbitrary JSON, or arbitrary bytes. Whatever comes back,
-//! a client call never panics, returns a typed result, and an error says what went wrong without the
-//! secrets the client holds (the Polar client secret and token, the Smartabase password), even when the
-//! server echoes them.
+//! every status, `RateLimit-*` and `Retry-After` headers with garbage or extreme numbers in them, and
+//! bodies that are the documented shapes with random fields broken (extreme durations, dates at the
+//! calendar's edges, huge numbers, Polar's no-data marks), arbitrary JSON, or arbitrary bytes. Whatever
+//! comes back, a client call never panics, returns a typed result, and an error says what went wrong
+//! without the secrets the client holds (the Polar client secret and token, the Smartabase password),
+//! even when the server echoes them. What the Polar client returns is then taken on as the use cases
+//! take it (records mapped to events, readings and 429s into the rate budget, the token's expiry), so
+//! a number that would overflow a date or duration computation downstream is caught here too.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use shared::budget::{BudgetState, LONG_WINDOW, LimitFormula, polar_wait_until};
 use shared::ids::{
     AccessToken, AthleteUuid, AuthCode, EventId, ExerciseId, PolarUserId, SmartabaseUserId,
 };
-use shared::polar::{PolarApi, PolarClient, PolarEndpoints, WebhookEventType};
+use shared::mapping::Mapping;
+use shared::polar::{PolarApi, PolarClient, PolarEndpoints, PolarError, WebhookEventType};
 use shared::smartabase::{EventWrite, ProfileEntry, SmartabaseApi, SmartabaseClient};
 
 /// Secrets the clients hold; the scripted server sometimes echoes them back.
@@ -93,9 +98,19 @@ fn tricky_string() -> impl Strategy<Value = String> {
         Just("PT-5S".to_string()),
         Just("PT99999999999999999999H".to_string()),
         Just("PT1e308S".to_string()),
+        Just("P99999999D".to_string()),
+        Just("P4294967295W".to_string()),
+        Just("P4294967295DT4294967295H4294967295M4294967295.999S".to_string()),
+        Just("PT-1H-30M".to_string()),
+        Just("-PT0S".to_string()),
         Just("2025-13-40".to_string()),
         Just("2025-02-30T25:61:61".to_string()),
         Just("+262143-12-31T23:59:59+14:00".to_string()),
+        Just("+262142-12-31T23:30:00".to_string()),
+        Just("+262142-12-31".to_string()),
+        Just("-0001-01-01T00:00:00".to_string()),
+        Just("9999-12-31T23:30:00".to_string()),
+        Just("NOT_AVAILABLE".to_string()),
         Just("9999999999999999999999".to_string()),
         Just("1.78432026E9".to_string()),
         Just("NaN".to_string()),
@@ -118,6 +133,12 @@ fn json_leaf() -> impl Strategy<Value = Value> {
             .prop_map(Value::from),
         Just(json!(-0.0)),
         Just(json!(1e300)),
+        Just(json!(-1)),
+        Just(json!(0)),
+        Just(json!(99_999_999)),
+        Just(json!(i64::MAX)),
+        Just(json!(i64::MIN)),
+        Just(json!(u64::MAX)),
         tricky_string().prop_map(Value::from),
     ]
 }
@@ -253,8 +274,19 @@ fn status() -> impl Strategy<Value = u16> {
 }
 
 fn header_value() -> impl Strategy<Value = String> {
+    let extreme = || {
+        prop_oneof![
+            0u64..100_000,
+            Just(86_401u64),
+            Just(i64::MAX as u64),
+            Just(u64::MAX),
+            any::<u64>(),
+        ]
+    };
     prop_oneof![
         (0u64..100_000, 0u64..100_000).prop_map(|(a, b)| format!("{a}, {b}")),
+        (extreme(), extreme()).prop_map(|(a, b)| format!("{a},{b}")),
+        extreme().prop_map(|a| a.to_string()),
         Just("18446744073709551615, 18446744073709551615".to_string()),
         Just("-1, -5".to_string()),
         "[ -~]{0,24}",
@@ -404,19 +436,35 @@ impl PolarCall {
         }
     }
 
-    /// Makes the call; returns the error text, or the `Debug` of what came back.
+    /// Makes the call and takes on what came back as the use cases do (mapped into events, the
+    /// token's expiry, a 429's wait); returns the error text, or the `Debug` of what came back.
     async fn make(self, client: &PolarClient) -> Result<String, String> {
         let token = AccessToken::new(TOKEN.to_string());
         let user = PolarUserId::new(48211902).unwrap();
         let day = NaiveDate::from_ymd_opt(2025, 9, 2).unwrap();
         let exercise = ExerciseId::parse("Xy7Qp2Lr").unwrap();
-        let debug = |r: Result<String, shared::polar::PolarError>| r.map_err(|e| e.to_string());
+        let m = Mapping::defaults();
+        let debug = |r: Result<String, PolarError>| {
+            r.map_err(|e| {
+                if let PolarError::RateLimited {
+                    retry_after_seconds,
+                } = e
+                {
+                    // The sync defers until then and blocks the budget as long.
+                    let until = polar_wait_until(now(), retry_after_seconds);
+                    assert!(until - now() <= LONG_WINDOW, "a 429 waits {until}");
+                    BudgetState::initial(LimitFormula::POLAR, 0)
+                        .rate_limited(retry_after_seconds, now());
+                }
+                e.to_string()
+            })
+        };
         match self {
             Self::Exchange => debug(
                 client
                     .exchange_code(&AuthCode::new(CODE.to_string()), "https://x.test/cb")
                     .await
-                    .map(|g| format!("{g:?}")),
+                    .map(|g| format!("{g:?} expires {:?}", g.expires_at(now()))),
             ),
             Self::Register => debug(
                 client
@@ -436,24 +484,43 @@ impl PolarCall {
                     .await
                     .map(|r| format!("{r:?}")),
             ),
-            Self::Exercises => debug(client.exercises(&token).await.map(|r| format!("{r:?}"))),
-            Self::Exercise => debug(
-                client
-                    .exercise(&token, &exercise)
-                    .await
-                    .map(|r| format!("{r:?}")),
-            ),
+            Self::Exercises => debug(client.exercises(&token).await.map(|r| {
+                let events: Vec<_> = r.records.iter().map(|e| m.training(e)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::Exercise => debug(client.exercise(&token, &exercise).await.map(|r| {
+                let events: Vec<_> = r.iter().map(|e| m.training(e)).collect();
+                format!("{r:?} {events:?}")
+            })),
             Self::Activities(since) => debug(
                 client
                     .activities(&token, since.then_some(day))
                     .await
-                    .map(|r| format!("{r:?}")),
+                    .map(|r| {
+                        let events: Vec<_> = r.records.iter().map(|a| m.activity(a)).collect();
+                        format!("{r:?} {events:?}")
+                    }),
             ),
-            Self::Activity => debug(client.activity(&token, day).await.map(|r| format!("{r:?}"))),
-            Self::Sleeps => debug(client.sleeps(&token).await.map(|r| format!("{r:?}"))),
-            Self::Sleep => debug(client.sleep(&token, day).await.map(|r| format!("{r:?}"))),
-            Self::Recharges => debug(client.recharges(&token).await.map(|r| format!("{r:?}"))),
-            Self::Recharge => debug(client.recharge(&token, day).await.map(|r| format!("{r:?}"))),
+            Self::Activity => debug(client.activity(&token, day).await.map(|r| {
+                let events: Vec<_> = r.iter().map(|a| m.activity(a)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::Sleeps => debug(client.sleeps(&token).await.map(|r| {
+                let events: Vec<_> = r.records.iter().map(|s| m.sleep(s)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::Sleep => debug(client.sleep(&token, day).await.map(|r| {
+                let events: Vec<_> = r.iter().map(|s| m.sleep(s)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::Recharges => debug(client.recharges(&token).await.map(|r| {
+                let events: Vec<_> = r.records.iter().map(|n| m.recharge(n)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::Recharge => debug(client.recharge(&token, day).await.map(|r| {
+                let events: Vec<_> = r.iter().map(|n| m.recharge(n)).collect();
+                format!("{r:?} {events:?}")
+            })),
             Self::CreateWebhook => debug(
                 client
                     .create_webhook("https://x.test/hook", &WebhookEventType::SUBSCRIBED)
@@ -592,6 +659,11 @@ impl SmartabaseCall {
     }
 }
 
+/// The time the answers are taken on at.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_796_400_000, 0).unwrap()
+}
+
 fn runner() -> TestRunner {
     TestRunner::new(Config {
         cases: 512,
@@ -634,6 +706,15 @@ fn the_polar_client_survives_any_answer_and_never_echoes_a_secret() {
         .run(&cases, |(call, answer)| {
             *script.lock().unwrap() = answer;
             let outcome = runtime.block_on(call.make(&client));
+            // Whatever headers came with it, the reading goes into the shared budget.
+            if let Some(reading) = client.latest_rate_limit() {
+                let state = BudgetState::initial(LimitFormula::POLAR, 0).observe(reading);
+                for window in [state.short, state.long] {
+                    let resets_at = window.resets_at.unwrap();
+                    prop_assert!(resets_at - reading.observed_at <= LONG_WINDOW);
+                }
+                let _ = state.reserve(4, 0.9, reading.observed_at);
+            }
             let mut tally = tally.lock().unwrap();
             match outcome {
                 Err(error) => {

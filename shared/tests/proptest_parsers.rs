@@ -1,6 +1,9 @@
 //! Property tests of every parser of outside input that is not an HTTP client (those are in
 //! `proptest_clients.rs`): SQS job bodies, the secret JSON, the environment, mapping overrides, the revoke
-//! hook's and Polar's webhook signatures, the athletes' signed links, sealed tokens and identifiers.
+//! hook's and Polar's webhook signatures, the athletes' signed links, sealed tokens and identifiers,
+//! Polar's durations; and of every date and duration computation on outside numbers at their extremes:
+//! the rate budget fed any `RateLimit-*` reading and any 429 wait, token expiries from any `expires_in`,
+//! the mapping of records with any times and numbers, Lambda deadlines of any size.
 //! Whatever comes in: no panic, a clear error, and no secret in the error; what was signed or sealed
 //! correctly always verifies, and anything else never does.
 //!
@@ -13,10 +16,11 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use shared::budget::{BudgetState, LONG_WINDOW, LimitFormula, polar_wait_until};
 use shared::config::{Config, EncryptionKey, Secrets};
 use shared::crypto::{
     LinkError, LinkSigner, REVOKE_REPLAY_WINDOW_SECONDS, RevokeSignatureError, TokenCipher,
@@ -24,6 +28,10 @@ use shared::crypto::{
 };
 use shared::ids::{AccessToken, AthleteUuid, AuthState, ExerciseId, PolarUserId};
 use shared::mapping::Mapping;
+use shared::polar::{
+    DailyActivity, Exercise, HeartRateZone, NightlyRecharge, RateLimitInfo, RateLimitObservation,
+    Sleep, TokenGrant,
+};
 use shared::queue::SyncJob;
 
 /// A secret-looking value; inputs carry it where a secret would be, errors must never show it.
@@ -100,6 +108,73 @@ fn input(template: Value) -> impl Strategy<Value = String> {
         4 => near(template).prop_map(|v| v.to_string()),
         2 => json_value().prop_map(|v| v.to_string()),
         1 => tricky(),
+    ]
+}
+
+/// Numbers at the extremes Polar could send (and the ordinary ones).
+fn extreme_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(86_400),
+        Just(86_401),
+        Just(i64::MAX as u64),
+        Just(i64::MAX as u64 + 1),
+        Just(u64::MAX),
+        Just(1 << 62),
+        0..200_000u64,
+        any::<u64>(),
+    ]
+}
+
+fn extreme_i64() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(i64::MIN),
+        Just(i64::MAX),
+        Just(-1),
+        Just(0),
+        Just(31_535_999),
+        any::<i64>(),
+    ]
+}
+
+fn extreme_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(f64::MAX),
+        Just(f64::MIN),
+        Just(-1.0),
+        Just(0.0),
+        Just(1e300),
+        Just(8.64e12),
+        -1e6..1e6f64,
+        any::<f64>(),
+    ]
+}
+
+/// Local date-times anywhere in chrono's calendar, its edges included.
+fn any_local_time() -> impl Strategy<Value = NaiveDateTime> {
+    prop_oneof![
+        Just(NaiveDateTime::MIN),
+        Just(NaiveDateTime::MAX),
+        Just(
+            NaiveDate::from_ymd_opt(9999, 12, 31)
+                .unwrap()
+                .and_hms_opt(23, 30, 0)
+                .unwrap()
+        ),
+        (i64::from(i32::MIN)..i64::from(i32::MAX))
+            .prop_map(|s| DateTime::from_timestamp(s * 8, 0).unwrap().naive_utc()),
+    ]
+}
+
+fn any_utc() -> impl Strategy<Value = DateTime<Utc>> {
+    prop_oneof![
+        Just(DateTime::<Utc>::MIN_UTC),
+        Just(DateTime::<Utc>::MAX_UTC),
+        any_local_time().prop_map(|t| t.and_utc()),
     ]
 }
 
@@ -308,6 +383,138 @@ proptest! {
         let refused = cipher.open(&athlete, &shared::crypto::SealedToken::from_stored(garbage));
         prop_assert!(refused.is_err(), "garbage opened");
         prop_assert!(!refused.unwrap_err().to_string().is_empty());
+    }
+
+    #[test]
+    fn polar_durations_of_any_size_are_finite_seconds_or_refused(
+        days in extreme_u64(), hours in extreme_u64(), minutes in extreme_u64(), seconds in extreme_u64(),
+        millis in 0u32..1000, negative in any::<bool>(), text in tricky(),
+    ) {
+        let sign = if negative { "-" } else { "" };
+        for duration in [
+            format!("{sign}P{days}DT{hours}H{minutes}M{seconds}.{millis:03}S"),
+            format!("P{days}W"),
+            format!("PT{sign}{seconds}S"),
+            text.clone(),
+        ] {
+            match shared::polar::duration::parse_seconds(&duration) {
+                Ok(parsed) => prop_assert!(parsed.is_finite(), "{duration} gave {parsed}"),
+                Err(error) => prop_assert!(!error.to_string().is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_rate_budget_takes_any_reading_and_any_429_without_panicking_or_waiting_past_a_day(
+        used in (extreme_u64(), extreme_u64()),
+        limit in (extreme_u64(), extreme_u64()),
+        reset in (extreme_u64(), extreme_u64()),
+        retry_after in extreme_u64(),
+        calls in extreme_u64(),
+        at in any_utc(),
+    ) {
+        let reading = RateLimitObservation {
+            info: RateLimitInfo {
+                short_used: used.0,
+                short_limit: limit.0,
+                short_reset_seconds: reset.0,
+                long_used: used.1,
+                long_limit: limit.1,
+                long_reset_seconds: reset.1,
+            },
+            observed_at: at,
+        };
+        let state = BudgetState::initial(LimitFormula::POLAR, 0).observe(reading);
+        for window in [state.short, state.long] {
+            if let Some(resets_at) = window.resets_at {
+                prop_assert!(resets_at >= at && resets_at - at <= LONG_WINDOW);
+            }
+        }
+        let blocked = state.rate_limited(retry_after, at);
+        let until = blocked.blocked_until.unwrap();
+        prop_assert!(until >= at && until - at <= LONG_WINDOW);
+        prop_assert_eq!(until, polar_wait_until(at, retry_after.max(1)));
+        let _ = state.reserve(calls, 0.9, at);
+        let _ = blocked.available(0.9, at);
+    }
+
+    #[test]
+    fn a_token_expires_at_an_instant_or_never_whatever_its_lifetime(lifetime in extreme_i64(), issued in any_utc()) {
+        let grant = TokenGrant {
+            access_token: AccessToken::new("t"),
+            polar_user_id: PolarUserId::new(1).unwrap(),
+            expires_in_seconds: Some(lifetime),
+        };
+        if let Some(expires) = grant.expires_at(issued) {
+            prop_assert_eq!(expires - issued, Duration::seconds(lifetime));
+        }
+    }
+
+    #[test]
+    fn records_with_any_times_and_numbers_map_without_panicking(
+        start in any_local_time(),
+        numbers in prop::collection::vec(extreme_f64(), 12),
+        integers in prop::collection::vec(extreme_i64(), 8),
+        offset in any::<i32>(),
+        day in any_local_time(),
+    ) {
+        let m = Mapping::defaults();
+        let n = |i: usize| Some(numbers[i]);
+        let k = |i: usize| Some(integers[i]);
+        let event = m.training(&Exercise {
+            id: ExerciseId::parse("Xy7Qp2Lr").unwrap(),
+            upload_time: None,
+            device: Some("Polar".into()),
+            start_time: start,
+            start_time_utc_offset_minutes: offset,
+            duration_seconds: n(0),
+            calories: n(1),
+            distance_metres: n(2),
+            heart_rate_average: n(3),
+            heart_rate_maximum: n(4),
+            training_load: n(5),
+            sport: None,
+            detailed_sport_info: None,
+            heart_rate_zones: vec![HeartRateZone { index: 1, in_zone_seconds: numbers[6] }],
+            cardio_load: n(7),
+            muscle_load: n(8),
+        });
+        prop_assert!(event.finish >= event.start);
+        let date = day.date();
+        m.activity(&DailyActivity {
+            date,
+            active_duration_seconds: n(9),
+            calories: n(10),
+            active_calories: n(11),
+            steps: k(0),
+            distance_from_steps_metres: n(2),
+        });
+        m.sleep(&Sleep {
+            date,
+            sleep_start: Some(DateTime::<Utc>::MAX_UTC.fixed_offset()),
+            sleep_end: Some(DateTime::<Utc>::MIN_UTC.fixed_offset()),
+            light_sleep_seconds: k(1),
+            deep_sleep_seconds: k(2),
+            rem_sleep_seconds: k(3),
+            unrecognized_sleep_seconds: k(4),
+            total_interruption_seconds: k(5),
+            sleep_score: n(0),
+            sleep_charge: n(1),
+            continuity: n(2),
+        });
+        m.recharge(&NightlyRecharge {
+            date,
+            nightly_recharge_status: k(6),
+            ans_charge: n(3),
+            heart_rate_avg: n(4),
+            heart_rate_variability_avg: n(5),
+            breathing_rate_avg: n(6),
+        });
+    }
+
+    #[test]
+    fn a_lambda_deadline_of_any_size_is_an_instant(deadline in extreme_u64(), margin in extreme_u64()) {
+        let _ = shared::usecase::deadline_before(deadline, margin);
     }
 
     #[test]

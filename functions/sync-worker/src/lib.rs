@@ -176,7 +176,7 @@ where
                 .clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS))
                 as u32;
             let mut again = job.clone();
-            again.deferrals += 1;
+            again.deferrals = again.deferrals.saturating_add(1);
             follow_ups.push(Outgoing {
                 job: again,
                 delay_seconds: delay,

@@ -4,6 +4,54 @@
 //! Event dates and times are the athlete's local ones (design §5); values are strings without units:
 //! minutes with one decimal, km with two, everything else as Polar gives it. A value Polar does not
 //! provide is left out, never sent as `0` or `""`.
+//!
+//! # Values Polar does not have
+//!
+//! Polar marks a value it did not measure with a number outside the field's documented scale
+//! (reference §8.3: `sleep_charge: -1`, `continuity: 0`, heart rates of `0`), and a missing sensor leaves
+//! zeros where no measurement can be zero. Such a value is **no data**: its field is left out of the
+//! event, exactly like a `null`. So is a value no body or watch can produce (negative, NaN, beyond the
+//! limits below). The check is made once, where Polar's JSON is read (`polar::scale`), so every value
+//! this module sees is data and Polar's quirks stay in the Polar module.
+//!
+//! - A daily record (activity, sleep, recharge) with **nothing measured** is no record, as Polar's 404
+//!   is: it makes no event. A coach reads an event as "the watch measured this"; an event holding only
+//!   its date would look like a night that was slept and not recorded. (An event already written for
+//!   that date keeps its values.) A training session is always an event: that the athlete trained is
+//!   news even when nothing was measured.
+//! - A record whose **time cannot be placed** (a date without the documented four-digit year, a start
+//!   more than 24 h from UTC, a session longer than 7 days or ending after 9999) is broken: skipped with
+//!   a log line and a metric, retried next cycle, the rest of its list delivered.
+//!
+//! | form | field | Polar source | data | no data (left out) | why |
+//! |---|---|---|---|---|---|
+//! | Training | `Duration (min)` | `duration` (ISO-8601) | more than 0, at most 7 days | 0, negative (`PT-1S`); longer than 7 days: broken record | a recorded session lasts; no Polar watch records 7 days (at most 140 h) |
+//! | Training | `Distance (km)` | `distance` m | more than 0, at most 10,000 km | 0 (no GPS, no foot pod), negative | a session without a distance sensor carries 0 |
+//! | Training | `Calories` | `calories` kcal | more than 0, at most 100,000 | 0, negative | every session burns energy |
+//! | Training | `Average HR`, `Maximum HR` | `heart_rate.average`, `.maximum` bpm | 20–250 | 0 (no sensor), below 20, above 250 | no beating heart is outside 20–250 |
+//! | Training | `Training Load` | `training_load` | more than 0, at most 100,000 | 0, negative | not computed without heart rate |
+//! | Training | `Cardio Load`, `Muscle Load` | `training_load_pro.cardio-load`, `.muscle-load` | more than 0, at most 100,000 | 0, negative, or `…-interpretation: NOT_AVAILABLE` | muscle load needs a power meter, cardio load heart rate |
+//! | Training | `Zone 1 (min)` … `Zone 5 (min)` | `heart_rate_zones[].in-zone` | 0 to 7 days | every zone 0 (no heart rate recorded), negative, longer than 7 days | 0 minutes in a zone is data when another zone has time |
+//! | Training | `Sport`, `Device` | `detailed_sport_info` else `sport`; `device` | text | blank | — |
+//! | Activity | `Steps` | `steps` | 1–300,000 | 0, negative | a worn watch counts arm movement all day: 0 means it counted nothing (not worn), not that the athlete did not move |
+//! | Activity | `Active Calories` | `active_calories` kcal | more than 0, at most 50,000 | 0, negative | as steps |
+//! | Activity | `Total Calories` | `calories` kcal | more than 0, at most 50,000 | 0, negative | includes BMR: never 0 |
+//! | Activity | `Active Time (min)` | `active_duration` (ISO-8601) | more than 0, at most 25 h | 0, negative, longer than a day | as steps; a day has at most 25 hours |
+//! | Activity | `Distance (km)` | `distance_from_steps` m | more than 0, at most 1,000 km | 0, negative | derived from steps |
+//! | Sleep | `Sleep Start`, `Sleep End` | `sleep_start_time`, `sleep_end_time` | a date-time with offset | absent | — |
+//! | Sleep | `Deep`, `REM`, `Light Sleep (min)`, `Total Sleep (min)` | `deep_sleep`, `rem_sleep`, `light_sleep` (+ `unrecognized_sleep_stage` in the total) s | 0 to 24 h | every stage 0 (nothing staged), negative, over 24 h; the total sums the stages that are data | a night may have no REM: 0 is data next to other stages |
+//! | Sleep | `Interruptions (min)` | `total_interruption_duration` s | 0 to 24 h | negative, over 24 h | 0 is an unbroken night |
+//! | Sleep | `Sleep Score` | `sleep_score` | 1–100 | 0, outside | documented scale |
+//! | Sleep | `Sleep Charge` | `sleep_charge` | 1–5 | −1, 0, outside | documented scale; −1 is Polar's "not computed" |
+//! | Sleep | `Continuity` | `continuity` | 1.0–5.0 | 0, outside | documented scale |
+//! | Recharge | `Nightly Recharge Status` | `nightly_recharge_status` | 1–6 | 0, outside | documented scale |
+//! | Recharge | `ANS Charge` | `ans_charge` | −10.0 to +10.0 | outside | documented scale: 0 is the athlete's usual level and negative values are data |
+//! | Recharge | `Average HR` | `heart_rate_avg` bpm | 20–250 | 0, outside | as training |
+//! | Recharge | `Average HRV (ms)` | `heart_rate_variability_avg` ms | more than 0, at most 1,000 | 0, negative | RMSSD of a beating heart is never 0 |
+//! | Recharge | `Breathing Rate` | `breathing_rate_avg` /min | more than 0, at most 60 | 0, negative | nobody asleep breathes 0 or 60+ times a minute |
+//!
+//! The date fields (`Activity Date`, `Sleep Date`, `Recharge Date`) and `Polar Exercise ID` are always
+//! written: without them there is no record.
 
 use std::collections::BTreeMap;
 
@@ -245,8 +293,14 @@ impl Mapping {
     /// A training session: local start → local start + duration (which may cross midnight).
     pub fn training(&self, exercise: &Exercise) -> MappedEvent {
         let start = exercise.start_time;
-        let duration = exercise.duration_seconds.unwrap_or(0.0).max(0.0);
-        let finish = start + Duration::milliseconds((duration * 1000.0).round() as i64);
+        // Polar's reading keeps the duration within seven days and the finish within year 9999; should a
+        // finish still not exist, the session is shown at its start rather than taking the worker down.
+        let finish = exercise
+            .duration_seconds
+            .filter(|seconds| *seconds > 0.0)
+            .and_then(|seconds| Duration::try_milliseconds((seconds * 1000.0).round() as i64))
+            .and_then(|length| start.checked_add_signed(length))
+            .unwrap_or(start);
         let mut b = PairsBuilder::new(&self.training);
         b.text("exercise_id", Some(exercise.id.as_str()));
         b.text(
@@ -315,7 +369,11 @@ impl Mapping {
             sleep.rem_sleep_seconds,
             sleep.unrecognized_sleep_seconds,
         ];
-        let total = stages.iter().flatten().copied().reduce(|a, b| a + b);
+        let total = stages
+            .iter()
+            .flatten()
+            .copied()
+            .reduce(|a, b| a.saturating_add(b));
         b.minutes("total_sleep_min", total.map(|s| s as f64));
         b.minutes("deep_sleep_min", sleep.deep_sleep_seconds.map(|s| s as f64));
         b.minutes("rem_sleep_min", sleep.rem_sleep_seconds.map(|s| s as f64));
@@ -610,6 +668,22 @@ mod tests {
         assert_eq!(e.value("Sport"), Some("RUNNING"));
         for absent in ["Distance (km)", "Calories", "Zone 1 (min)", "Device"] {
             assert_eq!(e.value(absent), None, "{absent}");
+        }
+    }
+
+    #[test]
+    fn a_training_whose_duration_runs_off_the_calendar_is_mapped_without_panicking() {
+        let mut ex = reference_exercise();
+        for (start, seconds) in [
+            (NaiveDateTime::MAX, 60.0),
+            (date(2025, 9, 2).and_hms_opt(7, 5, 0).unwrap(), 1e300),
+            (date(2025, 9, 2).and_hms_opt(7, 5, 0).unwrap(), f64::NAN),
+            (NaiveDateTime::MIN, -1e18),
+        ] {
+            ex.start_time = start;
+            ex.duration_seconds = Some(seconds);
+            let e = Mapping::defaults().training(&ex);
+            assert!(e.finish >= e.start, "{start} + {seconds}");
         }
     }
 

@@ -12,6 +12,7 @@ use chrono::{NaiveDate, Utc};
 use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use tracing::warn;
 use url::Url;
 
 use super::wire::{
@@ -29,6 +30,9 @@ use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, Pola
 
 /// How long to wait after a 429 that carries no reset time.
 const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
+/// The longest wait a Polar header can mean: its long window lasts 24 hours (plus an hour for clocks).
+/// A header asking for more is not believed: it is ignored with a log line.
+const MAX_BELIEVABLE_WAIT_SECONDS: u64 = 25 * 3600;
 
 /// The three Polar base URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +188,8 @@ impl PolarClient {
         }
     }
 
-    /// A single-record endpoint: 200 parsed, 204 and 404 (no data) `None`.
+    /// A single-record endpoint: 200 parsed (`None` when nothing in it is measured), 204 and 404 (no
+    /// data) `None`.
     async fn single<W: WireRecord>(
         &self,
         url: Url,
@@ -193,7 +198,6 @@ impl PolarClient {
         match self.single_wire::<W>(url, token).await? {
             Some(record) => record
                 .into_domain()
-                .map(Some)
                 .map_err(|e| PolarError::Malformed(e.to_string())),
             None => Ok(None),
         }
@@ -378,7 +382,6 @@ impl PolarApi for PolarClient {
         match self.single_wire::<ActivityWire>(url, token).await? {
             Some(record) => record
                 .into_domain_on(date)
-                .map(Some)
                 .map_err(|e| PolarError::Malformed(e.to_string())),
             None => Ok(None),
         }
@@ -564,11 +567,44 @@ fn header_pair(headers: &HeaderMap, name: &str) -> Option<(u64, u64)> {
     Some((short.trim().parse().ok()?, long.trim().parse().ok()?))
 }
 
-/// The three `RateLimit-*` headers; `None` when any is missing or malformed (never an error).
+/// `RateLimit-Reset`, unless a window would reset later than any of Polar's can (logged, then ignored).
+fn reset_pair(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let (short, long) = header_pair(headers, "ratelimit-reset")?;
+    if short.max(long) > MAX_BELIEVABLE_WAIT_SECONDS {
+        warn!(
+            header = "RateLimit-Reset",
+            "Polar sent a reset time beyond its 24-hour window; header ignored"
+        );
+        return None;
+    }
+    Some((short, long))
+}
+
+/// `Retry-After` in seconds, unless longer than any of Polar's windows (logged, then ignored).
+fn retry_after_header(headers: &HeaderMap) -> Option<u64> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if seconds > MAX_BELIEVABLE_WAIT_SECONDS {
+        warn!(
+            header = "Retry-After",
+            "Polar asked to wait beyond its 24-hour window; header ignored"
+        );
+        return None;
+    }
+    Some(seconds)
+}
+
+/// The three `RateLimit-*` headers; `None` when any is missing, malformed or not believable (never an
+/// error).
 fn parse_rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {
     let (short_used, long_used) = header_pair(headers, "ratelimit-usage")?;
     let (short_limit, long_limit) = header_pair(headers, "ratelimit-limit")?;
-    let (short_reset_seconds, long_reset_seconds) = header_pair(headers, "ratelimit-reset")?;
+    let (short_reset_seconds, long_reset_seconds) = reset_pair(headers)?;
     Some(RateLimitInfo {
         short_used,
         short_limit,
@@ -583,9 +619,10 @@ fn parse_rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {
 /// are). When usage shows neither exhausted, or there are no usage figures, the short window is
 /// assumed: blocking every athlete for up to a day on an unexplained 429 costs far more than one more
 /// 429 with fresh headers.
-/// Without `RateLimit-Reset`, a `Retry-After` in seconds, else 60 s. Never less than a second.
+/// Without a believable `RateLimit-Reset`, a believable `Retry-After` in seconds, else 60 s. Never less
+/// than a second, never more than a day and an hour.
 fn retry_after_seconds(headers: &HeaderMap) -> u64 {
-    let seconds = match header_pair(headers, "ratelimit-reset") {
+    let seconds = match reset_pair(headers) {
         Some((short_reset, long_reset)) => {
             let usage = header_pair(headers, "ratelimit-usage");
             let limit = header_pair(headers, "ratelimit-limit");
@@ -600,11 +637,7 @@ fn retry_after_seconds(headers: &HeaderMap) -> u64 {
                 None => short_reset,
             }
         }
-        None => headers
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
+        None => retry_after_header(headers).unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
     };
     seconds.max(1)
 }
@@ -728,6 +761,38 @@ mod tests {
             ])),
             1
         );
+    }
+
+    #[test]
+    fn rate_limit_headers_asking_for_absurd_waits_are_ignored() {
+        for reset in [
+            "18446744073709551615,18446744073709551615",
+            "900,9223372036854775807",
+            "90001,80000",
+        ] {
+            let absurd = headers(&[
+                ("RateLimit-Usage", "1500,4000"),
+                ("RateLimit-Limit", "1500,10000"),
+                ("RateLimit-Reset", reset),
+            ]);
+            assert_eq!(parse_rate_limit(&absurd), None, "{reset}");
+            assert_eq!(retry_after_seconds(&absurd), 60, "{reset}");
+        }
+        for retry_after in ["18446744073709551615", "9223372036854775807", "90001"] {
+            assert_eq!(
+                retry_after_seconds(&headers(&[("Retry-After", retry_after)])),
+                60,
+                "{retry_after}"
+            );
+        }
+        // Polar's own extremes are believed.
+        let longest = headers(&[
+            ("RateLimit-Usage", "20,10000"),
+            ("RateLimit-Limit", "1500,10000"),
+            ("RateLimit-Reset", "900,86400"),
+        ]);
+        assert_eq!(retry_after_seconds(&longest), 86_400);
+        assert!(parse_rate_limit(&longest).is_some());
     }
 
     #[test]

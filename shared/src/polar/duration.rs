@@ -2,7 +2,9 @@
 //!
 //! The `iso8601` crate does the parsing. Around it this module adds what a faithful reading needs: the
 //! whole text must be consumed (the crate ignores trailing text), a bare `PT` is not a duration, and
-//! years or months are refused because their length in seconds depends on the calendar.
+//! years or months are refused because their length in seconds depends on the calendar. A negative
+//! duration is read as negative seconds (whoever uses it decides it is no data): written with a leading
+//! `-` (`-PT5S`, ISO 8601-2) or with every component negative, as Java prints one (`PT-1H-30M`, `PT-0.5S`).
 
 use iso8601::Duration;
 
@@ -17,12 +19,51 @@ pub enum DurationError {
     CalendarUnits,
 }
 
-/// Parses an ISO-8601 duration into seconds (fractions down to milliseconds are kept).
+/// Parses an ISO-8601 duration into seconds (fractions down to milliseconds are kept). Always finite:
+/// every component is at most `u32::MAX`.
 pub fn parse_seconds(text: &str) -> Result<f64, DurationError> {
     // `PT` alone passes the crate's grammar as zero; ISO-8601 requires at least one component after `T`.
     if text.ends_with('T') {
         return Err(DurationError::Syntax);
     }
+    let (negative, unsigned) = split_sign(text)?;
+    let magnitude = parse_unsigned(&unsigned)?;
+    Ok(if negative { -magnitude } else { magnitude })
+}
+
+/// The sign of a duration and its text without minus signs.
+fn split_sign(text: &str) -> Result<(bool, String), DurationError> {
+    if let Some(rest) = text.strip_prefix('-') {
+        return match rest.contains('-') {
+            true => Err(DurationError::Syntax),
+            false => Ok((true, rest.to_string())),
+        };
+    }
+    if !text.contains('-') {
+        return Ok((false, text.to_string()));
+    }
+    // Java's form: a minus before every component's number, nowhere else.
+    let bytes = text.as_bytes();
+    let signs_lead_numbers = text.match_indices('-').all(|(at, _)| {
+        at > 0
+            && matches!(
+                bytes[at - 1],
+                b'P' | b'T' | b'D' | b'H' | b'M' | b'W' | b'Y'
+            )
+            && bytes.get(at + 1).is_some_and(u8::is_ascii_digit)
+    });
+    let components = text
+        .bytes()
+        .filter(|b| matches!(b, b'Y' | b'M' | b'W' | b'D' | b'H' | b'S'))
+        .count();
+    if signs_lead_numbers && text.matches('-').count() == components {
+        Ok((true, text.replace('-', "")))
+    } else {
+        Err(DurationError::Syntax)
+    }
+}
+
+fn parse_unsigned(text: &str) -> Result<f64, DurationError> {
     let (rest, parsed) =
         iso8601::parsers::parse_duration(text.as_bytes()).map_err(|_| DurationError::Syntax)?;
     if !rest.is_empty() {
@@ -103,7 +144,12 @@ mod tests {
             "PT1H2M30Sx",
             "PT1H ",
             " PT1H",
-            "PT-5S",
+            "-PT-5S",
+            "PT-1H30M",
+            "P-T5S",
+            "PT5-S",
+            "--PT5S",
+            "-",
             "PT1.5H",
             "pt1h",
             "PTS",
@@ -112,6 +158,24 @@ mod tests {
         ] {
             assert_eq!(parse_seconds(bad), Err(DurationError::Syntax), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn negative_durations_are_read_as_negative_seconds() {
+        assert_eq!(seconds("-PT5S"), -5.0);
+        assert_eq!(seconds("PT-5S"), -5.0);
+        assert_eq!(seconds("PT-1H-30M"), -5_400.0);
+        assert!((seconds("PT-0.5S") + 0.5).abs() < 1e-9);
+        assert_eq!(seconds("-P1DT2H"), -93_600.0);
+    }
+
+    #[test]
+    fn the_largest_durations_the_grammar_allows_are_finite() {
+        let most = format!("P{0}DT{0}H{0}M{0}.999S", u32::MAX);
+        assert!(seconds(&most).is_finite());
+        assert!(seconds(&most) > 3.7e14);
+        assert!(seconds(&format!("P{}W", u32::MAX)).is_finite());
+        assert_eq!(seconds("P99999999D"), 99_999_999.0 * 86_400.0);
     }
 
     #[test]

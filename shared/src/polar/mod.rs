@@ -1,7 +1,9 @@
 //! Polar AccessLink v3: the port the use cases call, its domain types and errors.
 //!
 //! Everything Polar-specific (URLs, auth headers, status codes, field casing, lenient parsing, the
-//! `RateLimit-*` headers) lives under this module; the rest of the connector sees only these types.
+//! `RateLimit-*` headers, the numbers Polar uses to mean "no data") lives under this module; the rest of
+//! the connector sees only these types. Every value in the record types is data: what Polar marks as not
+//! measured is `None` (the scales are in `scale.rs`, the decisions in [`crate::mapping`]'s docs).
 
 use std::future::Future;
 
@@ -13,6 +15,7 @@ use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, Pola
 
 pub mod client;
 pub mod duration;
+mod scale;
 mod wire;
 
 pub use client::{PolarClient, PolarEndpoints};
@@ -110,8 +113,18 @@ pub struct TokenGrant {
     pub access_token: AccessToken,
     /// `x_user_id`.
     pub polar_user_id: PolarUserId,
-    /// `expires_in` seconds, if sent.
+    /// `expires_in` seconds, if sent and a believable lifetime (1 s to 100 years).
     pub expires_in_seconds: Option<i64>,
+}
+
+impl TokenGrant {
+    /// When the token expires by Polar's `expires_in` counted from `issued`, if Polar sent one that is a
+    /// time span (never a panic, whatever the number).
+    pub fn expires_at(&self, issued: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.expires_in_seconds
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|lifetime| issued.checked_add_signed(lifetime))
+    }
 }
 
 /// Result of `POST /v3/users`.

@@ -4,16 +4,20 @@
 //! kebab-case users. Only the fields the connector uses are declared; everything else is ignored, so
 //! a field we never read cannot break a record. Integers may arrive as floats (`13207.0`).
 //! Lists are parsed per record: one bad record lands in [`Records::broken`] and the rest are kept.
+//! Values outside their scale are Polar's "no data" and read as absent ([`super::scale`]); a daily record
+//! with nothing measured at all is no record, as Polar's 404 is. Dates and times must have the documented
+//! four-digit year, so nothing computed from them can leave the calendar.
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 use serde::de::{self, DeserializeOwned, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::duration;
+use super::scale;
 use super::{
     BrokenRecord, CreatedWebhook, DailyActivity, Exercise, HeartRateZone, NightlyRecharge,
     PolarError, PolarUser, Records, Sleep, TokenGrant, WebhookEventType, WebhookInfo,
@@ -111,6 +115,9 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) redirect_uri: &'a str,
 }
 
+/// Polar documents about a year (`31535999`); a hundred years is past any token's life.
+const MAX_TOKEN_LIFETIME_SECONDS: i64 = 100 * 366 * 24 * 3600;
+
 /// `200` from the token endpoint.
 #[derive(Deserialize)]
 pub(crate) struct TokenResponse {
@@ -126,10 +133,20 @@ impl TokenResponse {
         }
         let polar_user_id = PolarUserId::new(self.x_user_id.0)
             .map_err(|_| FieldError::new("x_user_id", "is not a positive integer"))?;
+        let expires_in_seconds = self.expires_in.map(|seconds| seconds.0).filter(|seconds| {
+            let believable = (1..=MAX_TOKEN_LIFETIME_SECONDS).contains(seconds);
+            if !believable {
+                tracing::warn!(
+                    field = "expires_in",
+                    "Polar sent a token lifetime that is not a time span; stored without an expiry"
+                );
+            }
+            believable
+        });
         Ok(TokenGrant {
             access_token: AccessToken::new(self.access_token),
             polar_user_id,
-            expires_in_seconds: self.expires_in.map(|seconds| seconds.0),
+            expires_in_seconds,
         })
     }
 }
@@ -233,6 +250,25 @@ struct TrainingLoadProWire {
     cardio_load: Option<f64>,
     #[serde(rename = "muscle-load")]
     muscle_load: Option<f64>,
+    /// Read only for `NOT_AVAILABLE`, so any other value (of any type) cannot break the record.
+    #[serde(rename = "cardio-load-interpretation")]
+    cardio_load_interpretation: Option<Value>,
+    #[serde(rename = "muscle-load-interpretation")]
+    muscle_load_interpretation: Option<Value>,
+}
+
+impl TrainingLoadProWire {
+    /// Cardio and muscle load, each absent when Polar interprets it as `NOT_AVAILABLE`.
+    fn loads(self) -> (Option<f64>, Option<f64>) {
+        let available = |load: Option<f64>, interpretation: Option<Value>| {
+            let not_available = interpretation.is_some_and(|i| i == "NOT_AVAILABLE");
+            scale::LOAD.data(load).filter(|_| !not_available)
+        };
+        (
+            available(self.cardio_load, self.cardio_load_interpretation),
+            available(self.muscle_load, self.muscle_load_interpretation),
+        )
+    }
 }
 
 /// An offset further than a day from UTC is not a time zone.
@@ -241,7 +277,8 @@ const MAX_UTC_OFFSET_MINUTES: i32 = 24 * 60;
 impl WireRecord for ExerciseWire {
     type Domain = Exercise;
 
-    fn into_domain(self) -> Result<Exercise, FieldError> {
+    /// Always a record: a session the athlete recorded is news to the coach even with nothing measured.
+    fn into_domain(self) -> Result<Option<Exercise>, FieldError> {
         let id = ExerciseId::parse(self.id).map_err(|e| FieldError::new("id", e.to_string()))?;
         let offset = i32::try_from(self.start_time_utc_offset.0)
             .ok()
@@ -249,53 +286,65 @@ impl WireRecord for ExerciseWire {
             .ok_or_else(|| {
                 FieldError::new("start_time_utc_offset", "is more than 24 hours from UTC")
             })?;
-        let heart_rate_zones = self
+        let zones = self
             .heart_rate_zones
             .unwrap_or_default()
             .into_iter()
             .enumerate()
             .map(|(position, zone)| {
                 let field = || format!("heart_rate_zones[{position}]");
-                Ok(HeartRateZone {
-                    index: u8::try_from(zone.index.0).map_err(|_| {
-                        FieldError::new(format!("{}.index", field()), "out of range")
-                    })?,
-                    in_zone_seconds: parse_duration(
-                        &format!("{}.in-zone", field()),
-                        &zone.in_zone,
-                    )?,
-                })
+                let index = u8::try_from(zone.index.0)
+                    .map_err(|_| FieldError::new(format!("{}.index", field()), "out of range"))?;
+                let seconds = parse_duration(&format!("{}.in-zone", field()), &zone.in_zone)?;
+                Ok((index, seconds))
             })
             .collect::<Result<Vec<_>, FieldError>>()?;
+        let zone_times: Vec<Option<f64>> = zones.iter().map(|(_, s)| Some(*s)).collect();
+        let heart_rate_zones = zones
+            .iter()
+            .zip(scale::group(scale::ZONE_TIME, &zone_times))
+            .filter_map(|((index, _), seconds)| {
+                seconds.map(|in_zone_seconds| HeartRateZone {
+                    index: *index,
+                    in_zone_seconds,
+                })
+            })
+            .collect();
         let (cardio_load, muscle_load) = self
             .training_load_pro
-            .map_or((None, None), |pro| (pro.cardio_load, pro.muscle_load));
-        Ok(Exercise {
+            .map_or((None, None), TrainingLoadProWire::loads);
+        let start_time = parse_local("start_time", &self.start_time)?;
+        let duration_seconds = self
+            .duration
+            .as_deref()
+            .map(|text| exercise_duration(start_time, text))
+            .transpose()?
+            .flatten();
+        let heart_rate = |read: fn(&HeartRateWire) -> Option<f64>| {
+            scale::HEART_RATE.data(self.heart_rate.as_ref().and_then(read))
+        };
+        Ok(Some(Exercise {
             id,
             upload_time: self
                 .upload_time
                 .as_deref()
                 .map(|text| parse_utc("upload_time", text))
                 .transpose()?,
-            device: self.device,
-            start_time: parse_local("start_time", &self.start_time)?,
+            device: text(self.device),
+            start_time,
             start_time_utc_offset_minutes: offset,
-            duration_seconds: self
-                .duration
-                .as_deref()
-                .map(|text| parse_duration("duration", text))
-                .transpose()?,
-            calories: self.calories,
-            distance_metres: self.distance,
-            heart_rate_average: self.heart_rate.as_ref().and_then(|hr| hr.average),
-            heart_rate_maximum: self.heart_rate.as_ref().and_then(|hr| hr.maximum),
-            training_load: self.training_load,
-            sport: self.sport,
-            detailed_sport_info: self.detailed_sport_info,
+            duration_seconds,
+            calories: scale::EXERCISE_CALORIES.data(self.calories),
+            distance_metres: scale::EXERCISE_DISTANCE.data(self.distance),
+            heart_rate_average: heart_rate(|hr| hr.average),
+            heart_rate_maximum: heart_rate(|hr| hr.maximum),
+            training_load: scale::LOAD.data(self.training_load),
+            sport: text(self.sport),
+            detailed_sport_info: text(self.detailed_sport_info),
             heart_rate_zones,
             cardio_load,
             muscle_load,
-        })
+        }))
     }
 
     fn hint(raw: &Value) -> RecordHint {
@@ -308,6 +357,31 @@ impl WireRecord for ExerciseWire {
             date: date_part_of(raw, "start_time"),
         }
     }
+}
+
+/// A text value, without surrounding blanks; blank text is no data.
+fn text(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// An exercise's duration in seconds; `None` when it is no data (zero or negative). Longer than the
+/// scale allows, or ending past the four-digit years, the record cannot be placed: broken.
+fn exercise_duration(start: NaiveDateTime, text: &str) -> Result<Option<f64>, FieldError> {
+    let seconds = parse_duration("duration", text)?;
+    if seconds > scale::EXERCISE_DURATION.max() {
+        return Err(FieldError::new("duration", "is longer than 7 days"));
+    }
+    let seconds = scale::EXERCISE_DURATION.data(Some(seconds));
+    if let Some(seconds) = seconds {
+        let finish = TimeDelta::try_milliseconds((seconds * 1000.0).round() as i64)
+            .and_then(|length| start.checked_add_signed(length));
+        if finish.is_none_or(|finish| finish.year() > MAX_YEAR) {
+            return Err(FieldError::new("duration", "ends after the year 9999"));
+        }
+    }
+    Ok(seconds)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -325,27 +399,38 @@ pub(crate) struct ActivityWire {
 }
 
 impl ActivityWire {
-    /// The domain record for a known day (the date a single-day request asked for).
-    pub(crate) fn into_domain_on(self, date: NaiveDate) -> Result<DailyActivity, FieldError> {
-        Ok(DailyActivity {
+    /// The domain record for a known day (the date a single-day request asked for); `None` when the
+    /// day has nothing measured.
+    pub(crate) fn into_domain_on(
+        self,
+        date: NaiveDate,
+    ) -> Result<Option<DailyActivity>, FieldError> {
+        let activity = DailyActivity {
             date,
             active_duration_seconds: self
                 .active_duration
                 .as_deref()
                 .map(|text| parse_duration("active_duration", text))
-                .transpose()?,
-            calories: self.calories,
-            active_calories: self.active_calories,
-            steps: self.steps.map(|steps| steps.0),
-            distance_from_steps_metres: self.distance_from_steps,
-        })
+                .transpose()?
+                .and_then(|seconds| scale::ACTIVE_TIME.data(Some(seconds))),
+            calories: scale::DAY_CALORIES.data(self.calories),
+            active_calories: scale::DAY_CALORIES.data(self.active_calories),
+            steps: scale::STEPS.data_integer(self.steps.map(|steps| steps.0)),
+            distance_from_steps_metres: scale::DAY_DISTANCE.data(self.distance_from_steps),
+        };
+        let measured = activity.active_duration_seconds.is_some()
+            || activity.calories.is_some()
+            || activity.active_calories.is_some()
+            || activity.steps.is_some()
+            || activity.distance_from_steps_metres.is_some();
+        Ok(measured.then_some(activity))
     }
 }
 
 impl WireRecord for ActivityWire {
     type Domain = DailyActivity;
 
-    fn into_domain(self) -> Result<DailyActivity, FieldError> {
+    fn into_domain(self) -> Result<Option<DailyActivity>, FieldError> {
         let date = match self.start_time.as_deref() {
             Some(text) => parse_date_part("start_time", text)?,
             None => {
@@ -389,9 +474,20 @@ pub(crate) struct SleepWire {
 impl WireRecord for SleepWire {
     type Domain = Sleep;
 
-    fn into_domain(self) -> Result<Sleep, FieldError> {
-        let seconds = |value: Option<Rounded>| value.map(|v| v.0);
-        Ok(Sleep {
+    fn into_domain(self) -> Result<Option<Sleep>, FieldError> {
+        let seconds = |value: Option<Rounded>| value.map(|v| v.0 as f64);
+        let stages = scale::group(
+            scale::SLEEP_STAGE,
+            &[
+                seconds(self.light_sleep),
+                seconds(self.deep_sleep),
+                seconds(self.rem_sleep),
+                seconds(self.unrecognized_sleep_stage),
+            ],
+        );
+        // Whole seconds on the scale of a day: exact as integers.
+        let stage = |index: usize| stages.get(index).copied().flatten().map(|s| s as i64);
+        let sleep = Sleep {
             date: parse_date("date", &self.date)?,
             sleep_start: self
                 .sleep_start_time
@@ -403,15 +499,24 @@ impl WireRecord for SleepWire {
                 .as_deref()
                 .map(|text| parse_with_offset("sleep_end_time", text))
                 .transpose()?,
-            light_sleep_seconds: seconds(self.light_sleep),
-            deep_sleep_seconds: seconds(self.deep_sleep),
-            rem_sleep_seconds: seconds(self.rem_sleep),
-            unrecognized_sleep_seconds: seconds(self.unrecognized_sleep_stage),
-            total_interruption_seconds: seconds(self.total_interruption_duration),
-            sleep_score: self.sleep_score,
-            sleep_charge: self.sleep_charge,
-            continuity: self.continuity,
-        })
+            light_sleep_seconds: stage(0),
+            deep_sleep_seconds: stage(1),
+            rem_sleep_seconds: stage(2),
+            unrecognized_sleep_seconds: stage(3),
+            total_interruption_seconds: scale::INTERRUPTIONS
+                .data_integer(self.total_interruption_duration.map(|v| v.0)),
+            sleep_score: scale::SLEEP_SCORE.data(self.sleep_score),
+            sleep_charge: scale::SLEEP_CHARGE.data(self.sleep_charge),
+            continuity: scale::CONTINUITY.data(self.continuity),
+        };
+        let measured = sleep.sleep_start.is_some()
+            || sleep.sleep_end.is_some()
+            || stages.iter().any(Option::is_some)
+            || sleep.total_interruption_seconds.is_some()
+            || sleep.sleep_score.is_some()
+            || sleep.sleep_charge.is_some()
+            || sleep.continuity.is_some();
+        Ok(measured.then_some(sleep))
     }
 
     fn hint(raw: &Value) -> RecordHint {
@@ -433,15 +538,22 @@ pub(crate) struct RechargeWire {
 impl WireRecord for RechargeWire {
     type Domain = NightlyRecharge;
 
-    fn into_domain(self) -> Result<NightlyRecharge, FieldError> {
-        Ok(NightlyRecharge {
+    fn into_domain(self) -> Result<Option<NightlyRecharge>, FieldError> {
+        let recharge = NightlyRecharge {
             date: parse_date("date", &self.date)?,
-            nightly_recharge_status: self.nightly_recharge_status.map(|status| status.0),
-            ans_charge: self.ans_charge,
-            heart_rate_avg: self.heart_rate_avg,
-            heart_rate_variability_avg: self.heart_rate_variability_avg,
-            breathing_rate_avg: self.breathing_rate_avg,
-        })
+            nightly_recharge_status: scale::RECHARGE_STATUS
+                .data_integer(self.nightly_recharge_status.map(|status| status.0)),
+            ans_charge: scale::ANS_CHARGE.data(self.ans_charge),
+            heart_rate_avg: scale::HEART_RATE.data(self.heart_rate_avg),
+            heart_rate_variability_avg: scale::HRV.data(self.heart_rate_variability_avg),
+            breathing_rate_avg: scale::BREATHING_RATE.data(self.breathing_rate_avg),
+        };
+        let measured = recharge.nightly_recharge_status.is_some()
+            || recharge.ans_charge.is_some()
+            || recharge.heart_rate_avg.is_some()
+            || recharge.heart_rate_variability_avg.is_some()
+            || recharge.breathing_rate_avg.is_some();
+        Ok(measured.then_some(recharge))
     }
 
     fn hint(raw: &Value) -> RecordHint {
@@ -569,8 +681,9 @@ pub(crate) struct RecordHint {
 pub(crate) trait WireRecord: DeserializeOwned {
     /// The domain type it becomes.
     type Domain;
-    /// Checks and converts the parsed fields.
-    fn into_domain(self) -> Result<Self::Domain, FieldError>;
+    /// Checks and converts the parsed fields; `None` when Polar's record has nothing measured (the same
+    /// as Polar answering 404 for it).
+    fn into_domain(self) -> Result<Option<Self::Domain>, FieldError>;
     /// Id or date read from the raw element, for [`BrokenRecord`].
     fn hint(raw: &Value) -> RecordHint;
 }
@@ -615,7 +728,8 @@ pub(crate) fn parse_list<W: WireRecord>(
     let mut records = Records::default();
     for element in elements {
         match parse_element::<W>(&element) {
-            Ok(record) => records.records.push(record),
+            Ok(Some(record)) => records.records.push(record),
+            Ok(None) => {}
             Err(error) => {
                 let hint = W::hint(&element);
                 records.broken.push(BrokenRecord {
@@ -637,7 +751,7 @@ pub(crate) fn parse_one<T: DeserializeOwned>(body: &[u8]) -> Result<T, PolarErro
         .map_err(|e| PolarError::Malformed(FieldError::from_serde(e).to_string()))
 }
 
-fn parse_element<W: WireRecord>(element: &Value) -> Result<W::Domain, FieldError> {
+fn parse_element<W: WireRecord>(element: &Value) -> Result<Option<W::Domain>, FieldError> {
     let wire: W = serde_path_to_error::deserialize(element).map_err(FieldError::from_serde)?;
     wire.into_domain()
 }
@@ -656,7 +770,7 @@ fn date_hint(raw: &Value) -> RecordHint {
     let date = raw
         .get("date")
         .and_then(Value::as_str)
-        .and_then(|text| NaiveDate::parse_from_str(text, DATE_FORMAT).ok());
+        .and_then(|text| parse_date("date", text).ok());
     RecordHint {
         label: date.map(|d| d.to_string()),
         date,
@@ -675,30 +789,48 @@ fn date_part_of(raw: &Value, key: &str) -> Option<NaiveDate> {
 const DATE_FORMAT: &str = "%Y-%m-%d";
 /// Local wall-clock forms Polar uses: with seconds (and fractions) and, in live data, without seconds.
 const LOCAL_FORMATS: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"];
+/// The last year the documented `YYYY` (and Smartabase's `dd/mm/yyyy`) can write.
+const MAX_YEAR: i32 = 9999;
+
+/// Whether `text` starts with the documented four-digit year and its dash. chrono's `%Y` also reads
+/// signed and longer years (`+262143-12-31`, `-0001-01-01`), at the edges of its calendar where adding
+/// a day overflows: no Polar record is dated there.
+fn four_digit_year(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() > 4 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-'
+}
 
 fn parse_date(field: &str, text: &str) -> Result<NaiveDate, FieldError> {
-    NaiveDate::parse_from_str(text, DATE_FORMAT)
-        .map_err(|_| FieldError::new(field, "is not a YYYY-MM-DD date"))
+    four_digit_year(text)
+        .then(|| NaiveDate::parse_from_str(text, DATE_FORMAT).ok())
+        .flatten()
+        .ok_or_else(|| FieldError::new(field, "is not a YYYY-MM-DD date"))
 }
 
 /// The calendar day of a timestamp, whatever follows the date.
 fn parse_date_part(field: &str, text: &str) -> Result<NaiveDate, FieldError> {
     text.get(..10)
-        .and_then(|date| NaiveDate::parse_from_str(date, DATE_FORMAT).ok())
+        .and_then(|date| parse_date(field, date).ok())
         .ok_or_else(|| FieldError::new(field, "does not start with a YYYY-MM-DD date"))
 }
 
 fn parse_local(field: &str, text: &str) -> Result<NaiveDateTime, FieldError> {
     LOCAL_FORMATS
         .iter()
+        .filter(|_| four_digit_year(text))
         .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
         .ok_or_else(|| FieldError::new(field, "is not a local date-time (YYYY-MM-DDThh:mm[:ss])"))
 }
 
 fn parse_with_offset(field: &str, text: &str) -> Result<DateTime<FixedOffset>, FieldError> {
-    DateTime::parse_from_rfc3339(text)
-        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .map_err(|_| FieldError::new(field, "is not a date-time with a UTC offset"))
+    four_digit_year(text)
+        .then(|| {
+            DateTime::parse_from_rfc3339(text)
+                .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+                .ok()
+        })
+        .flatten()
+        .ok_or_else(|| FieldError::new(field, "is not a date-time with a UTC offset"))
 }
 
 /// A UTC timestamp: RFC 3339 (`…Z` or an offset) or, leniently, a naive value taken as UTC.
@@ -845,6 +977,7 @@ mod tests {
             .unwrap()
             .into_domain()
             .unwrap_or_else(|e| panic!("{e}"))
+            .expect("a measured record")
     }
 
     fn list_of(elements: &[&str]) -> Vec<u8> {
@@ -959,7 +1092,10 @@ mod tests {
         );
         let wire: ActivityWire = parse_one(br#"{"steps": 5}"#).unwrap();
         assert_eq!(
-            wire.into_domain_on(date("2025-09-03")).unwrap().date,
+            wire.into_domain_on(date("2025-09-03"))
+                .unwrap()
+                .unwrap()
+                .date,
             date("2025-09-03")
         );
     }
@@ -1080,6 +1216,92 @@ mod tests {
     }
 
     #[test]
+    fn absurd_durations_and_dates_make_the_record_broken_and_the_rest_of_the_list_is_kept() {
+        let exercise = |id: &str, start: &str, duration: &str| {
+            format!(
+                r#"{{"id":"{id}","start_time":"{start}","start_time_utc_offset":0,"duration":"{duration}"}}"#
+            )
+        };
+        let body = list_of(&[
+            &exercise("Days", "2025-09-02T07:05:00", "P99999999D"),
+            &exercise("Weeks", "2025-09-02T07:05:00", "P4294967295W"),
+            &exercise("Most", "2025-09-02T07:05:00", "P4294967295DT4294967295H"),
+            &exercise("Eight", "2025-09-02T07:05:00", "P8D"),
+            &exercise("Edge", "9999-12-31T23:00:00", "PT2H"),
+            &exercise("Far", "+262142-12-31T23:00:00", "PT2H"),
+            &exercise("Before", "-0001-01-01T00:00:00", "PT2H"),
+            r#"{"id":"Offset","start_time":"2025-09-02T07:05:00","start_time_utc_offset":99999999}"#,
+            r#"{"id":"Huge","start_time":"2025-09-02T07:05:00","start_time_utc_offset":1e300}"#,
+            EXERCISE_8_1,
+            &exercise("Week", "2025-09-02T07:05:00", "P7D"),
+        ]);
+        let records = parse_list::<ExerciseWire>(&body, ListShape::Array).unwrap();
+        let kept: Vec<&str> = records.records.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(kept, ["Xy7Qp2Lr", "Week"]);
+        let reasons: Vec<(&str, &str)> = records
+            .broken
+            .iter()
+            .map(|b| (b.hint.as_deref().unwrap_or("?"), b.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("Days", "field `duration`: is longer than 7 days"),
+                ("Weeks", "field `duration`: is longer than 7 days"),
+                ("Most", "field `duration`: is longer than 7 days"),
+                ("Eight", "field `duration`: is longer than 7 days"),
+                ("Edge", "field `duration`: ends after the year 9999"),
+                (
+                    "Far",
+                    "field `start_time`: is not a local date-time (YYYY-MM-DDThh:mm[:ss])"
+                ),
+                (
+                    "Before",
+                    "field `start_time`: is not a local date-time (YYYY-MM-DDThh:mm[:ss])"
+                ),
+                (
+                    "Offset",
+                    "field `start_time_utc_offset`: is more than 24 hours from UTC"
+                ),
+                (
+                    "Huge",
+                    "field `start_time_utc_offset`: invalid value, expected an integer"
+                ),
+            ]
+        );
+        // What was kept maps without panicking (the worker maps every record it keeps).
+        let mapping = crate::mapping::Mapping::defaults();
+        for exercise in &records.records {
+            let event = mapping.training(exercise);
+            assert!(event.finish >= event.start);
+        }
+    }
+
+    #[test]
+    fn daily_records_dated_outside_the_four_digit_years_are_broken() {
+        let nights = br#"{"nights":[
+            {"date":"+262143-12-31","sleep_score":70},
+            {"date":"-0001-01-01","sleep_score":70},
+            {"date":"99999-01-01","sleep_score":70},
+            {"date":"2025-09-02","sleep_score":70,"sleep_start_time":"+262143-12-31T23:00:00+02:00"},
+            {"date":"9999-12-31","sleep_score":70}
+        ]}"#;
+        let records = parse_list::<SleepWire>(nights, ListShape::Field("nights")).unwrap();
+        assert_eq!(
+            records.records.iter().map(|s| s.date).collect::<Vec<_>>(),
+            [date("9999-12-31")]
+        );
+        assert_eq!(records.broken.len(), 4);
+        // A broken night's date outside the four-digit years is no hint (it would hold a cursor there).
+        assert_eq!(records.broken[0].date, None);
+        assert_eq!(records.broken[3].date, Some(date("2025-09-02")));
+        let days = br#"[{"start_time":"+262143-12-31T00:00","steps":5},{"start_time":"2025-09-01T00:00","steps":5}]"#;
+        let records = parse_list::<ActivityWire>(days, ListShape::Array).unwrap();
+        assert_eq!(records.records.len(), 1);
+        assert_eq!(records.broken[0].hint, None);
+    }
+
+    #[test]
     fn list_containers_are_checked() {
         let not_json = parse_list::<ExerciseWire>(b"[{\"id\": ", ListShape::Array);
         assert!(
@@ -1115,6 +1337,46 @@ mod tests {
         assert_eq!(grant.access_token.expose_secret(), "tok-1");
         assert_eq!(grant.polar_user_id.get(), 48211902);
         assert_eq!(grant.expires_in_seconds, Some(31535999));
+    }
+
+    #[test]
+    fn a_token_lifetime_that_is_not_a_time_span_is_ignored() {
+        for expires_in in [
+            "0",
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "3162240001",
+        ] {
+            let body =
+                format!(r#"{{"access_token":"tok-1","expires_in":{expires_in},"x_user_id":5}}"#);
+            let grant = parse_one::<TokenResponse>(body.as_bytes())
+                .unwrap()
+                .into_grant()
+                .unwrap();
+            assert_eq!(grant.expires_in_seconds, None, "{expires_in}");
+        }
+        let far = parse_one::<TokenResponse>(
+            br#"{"access_token":"tok-1","expires_in":3162240000,"x_user_id":5}"#,
+        )
+        .unwrap()
+        .into_grant()
+        .unwrap();
+        assert_eq!(far.expires_in_seconds, Some(3_162_240_000));
+        let issued = Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap();
+        assert_eq!(
+            far.expires_at(issued),
+            Some(issued + chrono::Duration::seconds(3_162_240_000))
+        );
+        // Whatever a grant holds, its expiry is an answer, never a panic.
+        for lifetime in [i64::MAX, i64::MIN, 1] {
+            let grant = TokenGrant {
+                expires_in_seconds: Some(lifetime),
+                ..far.clone()
+            };
+            assert_eq!(grant.expires_at(DateTime::<Utc>::MAX_UTC), None);
+            assert_eq!(grant.expires_at(issued).is_some(), lifetime == 1);
+        }
     }
 
     #[test]

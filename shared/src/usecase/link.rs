@@ -214,7 +214,7 @@ where
             sealed,
             polar_user_id: Some(grant.polar_user_id),
             issued_at: now,
-            expires_at: grant.expires_in_seconds.map(|s| now + Duration::seconds(s)),
+            expires_at: grant.expires_at(now),
             source: TokenSource::WebFlow,
             fingerprint: sha256_hex(grant.access_token.expose_secret().as_bytes()),
         };

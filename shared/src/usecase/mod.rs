@@ -180,6 +180,25 @@ pub fn deadline_before(deadline_epoch_ms: u64, margin_seconds: u64) -> std::time
     let now_ms = Utc::now().timestamp_millis().max(0) as u64;
     let remaining = deadline_epoch_ms
         .saturating_sub(now_ms)
-        .saturating_sub(margin_seconds * 1000);
-    std::time::Instant::now() + std::time::Duration::from_millis(remaining)
+        .saturating_sub(margin_seconds.saturating_mul(1000));
+    let now = std::time::Instant::now();
+    // A deadline past what an `Instant` can hold is no deadline a run can reach: a day is as good.
+    now.checked_add(std::time::Duration::from_millis(remaining))
+        .unwrap_or(now + std::time::Duration::from_secs(24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_lambda_deadline_of_any_size_gives_an_instant_without_panicking() {
+        let before = Instant::now();
+        assert!(deadline_before(0, 5) <= Instant::now());
+        assert!(deadline_before(u64::MAX, u64::MAX) <= Instant::now());
+        let far = deadline_before(u64::MAX, 0);
+        assert!(far > before + Duration::from_secs(3600));
+    }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use tracing::{error, info, warn};
 
 use super::Connector;
-use crate::budget::{BudgetError, LimitFormula, RateBudget};
+use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, EventId, SmartabaseUserId};
@@ -316,12 +316,7 @@ where
                         warn!(error = %e, "could not record the 429 in the budget");
                     }
                     return Ok(self
-                        .defer_or_release(
-                            job,
-                            now + Duration::seconds(seconds as i64),
-                            now,
-                            "Polar 429",
-                        )
+                        .defer_or_release(job, polar_wait_until(now, seconds), now, "Polar 429")
                         .await?);
                 }
                 Err(Stop::Consents) => {

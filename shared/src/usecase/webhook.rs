@@ -18,6 +18,11 @@ use crate::store::{Store, StoreError};
 
 /// Deliveries of the same announcement (same event, record and Polar timestamp) within this window are one.
 pub const DUPLICATE_WINDOW: Duration = Duration::minutes(10);
+/// The dates, counted from today (UTC), a webhook can name a record by: Polar serves a day at most 365
+/// days back from the athlete's own today, which can be a day ahead of UTC. Outside them Polar would
+/// refuse the date (a job that can never succeed), so such a delivery syncs the athlete fully, like an
+/// impossible date.
+const TARGET_DAYS_FROM_TODAY: std::ops::RangeInclusive<i64> = -364..=1;
 
 /// What a delivery led to (all answered 200).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,10 +148,12 @@ where
             info!(athlete = %athlete, outcome = "ignored", "webhook for an athlete who is not linked");
             return Ok(WebhookOutcome::Ignored("athlete not linked"));
         }
+        let today = now.date_naive();
         let date = payload
             .date
             .as_deref()
-            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok());
+            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
+            .filter(|d| TARGET_DAYS_FROM_TODAY.contains(&(*d - today).num_days()));
         let target = match payload.event.as_str() {
             "EXERCISE" => payload
                 .entity_id

@@ -1,5 +1,5 @@
-//! Fault rules (5xx, delay, dropped connection, 429, malformed JSON, one malformed record) and
-//! the request log.
+//! Fault rules (5xx, delay, dropped connection, 429, malformed JSON, one malformed record, one
+//! record with extreme values, extreme rate-limit headers) and the request log.
 
 use rand::RngExt;
 use serde_json::Value;
@@ -80,8 +80,9 @@ impl SimState {
         self.faults.clear();
     }
 
-    /// The first rule that fires for this request, used up by one.
-    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<(u64, FaultKind)> {
+    /// The first rule that fires for this request, used up by one: its id, how often it has now been
+    /// applied, and the fault.
+    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<(u64, u32, FaultKind)> {
         for fault in &mut self.faults {
             let matches = path.starts_with(&fault.spec.path_prefix)
                 && fault
@@ -102,7 +103,7 @@ impl SimState {
                 *remaining -= 1;
             }
             fault.applied += 1;
-            return Some((fault.id, fault.spec.fault.clone()));
+            return Some((fault.id, fault.applied, fault.spec.fault.clone()));
         }
         None
     }
@@ -133,9 +134,9 @@ pub(crate) fn truncate_json(body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Inserts one record with wrong field types into the list of a list answer
-/// (a top-level array, `nights` or `recharges`). `None` when the body holds no such list.
-pub(crate) fn with_malformed_record(body: &[u8]) -> Option<Vec<u8>> {
+/// Inserts `make(template)` into the list of a list answer (a top-level array, `nights` or
+/// `recharges`), the template being the list's first record. `None` when the body holds no such list.
+fn with_inserted_record(body: &[u8], make: impl FnOnce(Value) -> Value) -> Option<Vec<u8>> {
     let mut document: Value = serde_json::from_slice(body).ok()?;
     let list = match &mut document {
         Value::Array(list) => list,
@@ -150,7 +151,13 @@ pub(crate) fn with_malformed_record(body: &[u8]) -> Option<Vec<u8>> {
     let template = list.first().cloned().unwrap_or_else(|| {
         serde_json::json!({"id": "x", "date": "2025-01-01", "start_time": "2025-01-01T00:00:00"})
     });
-    let broken = match template {
+    list.insert(list.len() / 2, make(template));
+    serde_json::to_vec(&document).ok()
+}
+
+/// Inserts one record with wrong field types into the list of a list answer.
+pub(crate) fn with_malformed_record(body: &[u8]) -> Option<Vec<u8>> {
+    with_inserted_record(body, |template| match template {
         Value::Object(fields) => Value::Object(
             fields
                 .into_iter()
@@ -158,10 +165,59 @@ pub(crate) fn with_malformed_record(body: &[u8]) -> Option<Vec<u8>> {
                 .collect(),
         ),
         other => wrong_type(&other),
-    };
-    list.insert(list.len() / 2, broken);
-    serde_json::to_vec(&document).ok()
+    })
 }
+
+/// Inserts one record of the right types whose time or date no record can have, the `nth` (1-based)
+/// of [`extreme_exercise`] or [`EXTREME_DATES`]. Its exercise id is new, so it never stands for a
+/// record the account has.
+pub(crate) fn with_extreme_record(body: &[u8], nth: u32) -> Option<Vec<u8>> {
+    let index = nth.saturating_sub(1) as usize;
+    with_inserted_record(body, |template| {
+        let Value::Object(mut fields) = template else {
+            return template;
+        };
+        if fields.contains_key("id") {
+            fields.insert("id".to_owned(), Value::from(format!("Extreme{nth}")));
+            for (name, value) in extreme_exercise(index) {
+                fields.insert(name.to_owned(), value);
+            }
+        } else {
+            let date = EXTREME_DATES
+                .get(index % EXTREME_DATES.len())
+                .copied()
+                .unwrap_or("+262142-12-31");
+            let key = if fields.contains_key("date") {
+                "date"
+            } else {
+                "start_time"
+            };
+            let value = match key {
+                "date" => date.to_owned(),
+                _ => format!("{date}T00:00:00"),
+            };
+            fields.insert(key.to_owned(), Value::from(value));
+        }
+        Value::Object(fields)
+    })
+}
+
+/// Exercise fields that place a session nowhere on the calendar, in turn.
+fn extreme_exercise(index: usize) -> Vec<(&'static str, Value)> {
+    match index % 5 {
+        0 => vec![("duration", Value::from("P99999999D"))],
+        1 => vec![("duration", Value::from("P8D"))],
+        2 => vec![
+            ("start_time", Value::from("9999-12-31T23:30:00")),
+            ("duration", Value::from("PT2H")),
+        ],
+        3 => vec![("start_time_utc_offset", Value::from(99_999_999))],
+        _ => vec![("start_time", Value::from("+262142-12-31T23:30:00"))],
+    }
+}
+
+/// Dates at the edges of chrono's calendar, or with more or fewer than four year digits.
+const EXTREME_DATES: [&str; 3] = ["+262142-12-31", "-0001-01-01", "99999-01-01"];
 
 /// A value of another JSON type than `value`.
 fn wrong_type(value: &Value) -> Value {
@@ -189,6 +245,41 @@ mod tests {
         assert_eq!(nights[1]["date"], Value::from(12_345));
         assert_eq!(nights[1]["light_sleep"], Value::from("not-a-number"));
         assert_eq!(nights[2]["date"], "2025-09-02");
+    }
+
+    #[test]
+    fn extreme_records_go_into_the_list_with_new_ids_and_absurd_times() {
+        let exercises = br#"[{"id":"A","start_time":"2025-09-01T07:00:00","start_time_utc_offset":60,"duration":"PT1H"}]"#;
+        for nth in 1..=5 {
+            let changed = with_extreme_record(exercises, nth).unwrap_or_default();
+            let list: Vec<Value> = serde_json::from_slice(&changed).unwrap_or_default();
+            assert_eq!(list.len(), 2);
+            let extreme = &list[0];
+            assert_eq!(extreme["id"], format!("Extreme{nth}"));
+            assert_ne!(
+                (
+                    &extreme["duration"],
+                    &extreme["start_time"],
+                    &extreme["start_time_utc_offset"]
+                ),
+                (
+                    &list[1]["duration"],
+                    &list[1]["start_time"],
+                    &list[1]["start_time_utc_offset"]
+                ),
+            );
+            assert_eq!(list[1]["id"], "A", "the real record is untouched");
+        }
+        let nights = br#"{"nights":[{"date":"2025-09-01","sleep_score":70}]}"#;
+        let changed = with_extreme_record(nights, 2).unwrap_or_default();
+        let document: Value = serde_json::from_slice(&changed).unwrap_or_default();
+        assert_eq!(document["nights"][0]["date"], "-0001-01-01");
+        assert_eq!(document["nights"][0]["sleep_score"], 70);
+        let days = br#"[{"start_time":"2025-09-01T00:00:00","steps":5}]"#;
+        let changed = with_extreme_record(days, 1).unwrap_or_default();
+        let list: Vec<Value> = serde_json::from_slice(&changed).unwrap_or_default();
+        assert_eq!(list[0]["start_time"], "+262142-12-31T00:00:00");
+        assert!(with_extreme_record(br#"{"date":"2025-09-01"}"#, 1).is_none());
     }
 
     #[test]

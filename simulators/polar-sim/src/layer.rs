@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::{ActedFor, ApiError};
-use crate::faults::{truncate_json, with_malformed_record};
+use crate::faults::{truncate_json, with_extreme_record, with_malformed_record};
 use crate::model::{FaultKind, RequestLogEntry};
 use crate::ratelimit::RateSnapshot;
 use crate::state::Shared;
@@ -38,8 +38,15 @@ fn dropped() -> Response {
     response
 }
 
-/// Applies a body-rewriting fault; the flag is false when the answer held nothing to rewrite.
-async fn rewrite_body(response: Response, fault: &FaultKind) -> (Response, bool) {
+/// `RateLimit-Reset` no Polar window can mean: `u64::MAX` and `i64::MAX` seconds (the largest number
+/// a client may read unsigned, and the largest it may read signed).
+const EXTREME_RESET: &str = "18446744073709551615,9223372036854775807";
+/// `Retry-After` no Polar window can mean: `i64::MAX` seconds.
+const EXTREME_RETRY_AFTER: &str = "9223372036854775807";
+
+/// Applies a body-rewriting fault (`nth`: how often the rule has been applied); the flag is false
+/// when the answer held nothing to rewrite.
+async fn rewrite_body(response: Response, fault: &FaultKind, nth: u32) -> (Response, bool) {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_REWRITE_BODY).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false);
@@ -48,6 +55,9 @@ async fn rewrite_body(response: Response, fault: &FaultKind) -> (Response, bool)
         FaultKind::MalformedJson => Some(truncate_json(&bytes)),
         FaultKind::MalformedRecord if parts.status == StatusCode::OK => {
             with_malformed_record(&bytes)
+        }
+        FaultKind::ExtremeRecord if parts.status == StatusCode::OK => {
+            with_extreme_record(&bytes, nth)
         }
         _ => None,
     };
@@ -96,22 +106,22 @@ pub(crate) async fn polar_layer(
     };
     let rate_limited = rate.is_some_and(|snapshot| snapshot.exceeded);
 
-    let mut fault_applied = fault.as_ref().map(|(_, kind)| kind.name().to_owned());
+    let mut fault_applied = fault.as_ref().map(|(_, _, kind)| kind.name().to_owned());
     let mut response = if rate_limited {
         too_many_requests()
     } else {
         match &fault {
             None => next.run(request).await,
-            Some((_, FaultKind::Status { status })) => {
+            Some((_, _, FaultKind::Status { status })) => {
                 let status =
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 ApiError::new(status, "INJECTED_FAULT", "Simulated server error").into_response()
             }
-            Some((_, FaultKind::Delay { ms })) => {
+            Some((_, _, FaultKind::Delay { ms })) => {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
                 next.run(request).await
             }
-            Some((_, FaultKind::Drop { after_processing })) => {
+            Some((_, _, FaultKind::Drop { after_processing })) => {
                 if *after_processing {
                     let processed = next.run(request).await;
                     let mut response = dropped();
@@ -123,10 +133,23 @@ pub(crate) async fn polar_layer(
                     dropped()
                 }
             }
-            Some((_, FaultKind::RateLimited)) => too_many_requests(),
-            Some((id, kind @ (FaultKind::MalformedJson | FaultKind::MalformedRecord))) => {
+            Some((_, _, FaultKind::RateLimited)) => too_many_requests(),
+            Some((_, _, FaultKind::ExtremeHeaders { rate_limited })) => {
+                if *rate_limited {
+                    too_many_requests()
+                } else {
+                    next.run(request).await
+                }
+            }
+            Some((
+                id,
+                nth,
+                kind @ (FaultKind::MalformedJson
+                | FaultKind::MalformedRecord
+                | FaultKind::ExtremeRecord),
+            )) => {
                 let processed = next.run(request).await;
-                let (response, applied) = rewrite_body(processed, kind).await;
+                let (response, applied) = rewrite_body(processed, kind, *nth).await;
                 if !applied {
                     app.lock().give_back_fault(*id);
                     fault_applied = None;
@@ -138,6 +161,17 @@ pub(crate) async fn polar_layer(
 
     if let Some(snapshot) = rate {
         snapshot.write_headers(response.headers_mut());
+    }
+    if let Some((_, _, FaultKind::ExtremeHeaders { .. })) = &fault {
+        let headers = response.headers_mut();
+        headers.insert(
+            "ratelimit-reset",
+            header::HeaderValue::from_static(EXTREME_RESET),
+        );
+        headers.insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(EXTREME_RETRY_AFTER),
+        );
     }
     let dropped_connection = response.extensions().get::<DropConnection>().is_some();
     let entry = RequestLogEntry {

@@ -35,6 +35,11 @@
 //! - Every `/v3/` response carries `RateLimit-Usage/Limit/Reset` (short,long); OAuth endpoints
 //!   (other hosts at Polar) are not rate limited. Rejected calls still count.
 //! - A reused authorization code answers `invalid_grant` and deletes every token of the account.
+//! - Outside values Polar may send are there on request: `generate` with `no_data` marks values as
+//!   not measured the way live data does (`sleep_charge: -1`, `0` bpm, ...); the fault kinds
+//!   `extreme_record` (a record with a duration, offset or date no calendar holds) and
+//!   `extreme_headers` (`RateLimit-Reset`/`Retry-After` of `u64::MAX`/`i64::MAX` seconds); the setting
+//!   `token_expires_in` (any number in the token answer).
 //!
 //! # Control API (`/_sim/`, JSON, no auth; each has a [`PolarSimHandle`] method)
 //!

@@ -93,6 +93,12 @@ pub struct GenerateRequest {
     pub upload: UploadMode,
     /// Override the simulator seed for this generation.
     pub seed: Option<u64>,
+    /// Share (0..=1) of records in which Polar marks values as not measured, the way live data does
+    /// (reference §8.3): a session without a heart-rate sensor (`0` bpm, zones all `PT0S`, loads
+    /// `NOT_AVAILABLE`), a day the watch was off (`0` steps), a night without sleep charge
+    /// (`sleep_charge: -1`, `continuity: 0`) or with nothing measured at all, a Nightly Recharge
+    /// without HRV. Default 0.
+    pub no_data: f64,
 }
 
 impl Default for GenerateRequest {
@@ -102,6 +108,7 @@ impl Default for GenerateRequest {
             end_date: None,
             upload: UploadMode::Natural,
             seed: None,
+            no_data: 0.0,
         }
     }
 }
@@ -246,6 +253,19 @@ pub enum FaultKind {
     /// Insert one record with wrong field types into a list answer (only list endpoints;
     /// the fault is not used up on other answers).
     MalformedRecord,
+    /// Insert one record of the right types with values no record can have into a list answer: an
+    /// exercise lasting 99,999,999 days or eight, one ending after the year 9999, a start 99,999,999
+    /// minutes from UTC, a date at the edge of chrono's calendar or before year 0 (each application
+    /// the next of these). Only list endpoints; not used up on other answers.
+    ExtremeRecord,
+    /// Answer with `RateLimit-Reset: 18446744073709551615,9223372036854775807` and `Retry-After:
+    /// 9223372036854775807` (`u64::MAX` and `i64::MAX` seconds) and, with `rate_limited`, a 429
+    /// instead of processing the request.
+    ExtremeHeaders {
+        /// Refuse the request with 429.
+        #[serde(default)]
+        rate_limited: bool,
+    },
 }
 
 impl FaultKind {
@@ -258,6 +278,8 @@ impl FaultKind {
             Self::RateLimited => "rate_limited",
             Self::MalformedJson => "malformed_json",
             Self::MalformedRecord => "malformed_record",
+            Self::ExtremeRecord => "extreme_record",
+            Self::ExtremeHeaders { .. } => "extreme_headers",
         }
     }
 }
@@ -411,6 +433,8 @@ pub struct SimSettings {
     pub double_fire_sleep: bool,
     /// Rate-limit bases.
     pub rate_limits: RateLimits,
+    /// `expires_in` of the tokens the token endpoint issues (Polar's documented `31535999`).
+    pub token_expires_in: i64,
 }
 
 /// Partial update of [`SimSettings`].
@@ -427,4 +451,6 @@ pub struct SettingsPatch {
     pub double_fire_sleep: Option<bool>,
     /// Change the rate-limit bases.
     pub rate_limits: Option<RateLimits>,
+    /// Change the `expires_in` of tokens issued from now on (any number: Polar's answer is outside input).
+    pub token_expires_in: Option<i64>,
 }

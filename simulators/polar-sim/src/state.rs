@@ -27,6 +27,8 @@ pub(crate) const DEFAULT_OFFSETS: [i32; 12] =
 
 /// How long an authorization code can be exchanged.
 pub(crate) const CODE_LIFETIME: TimeDelta = TimeDelta::minutes(10);
+/// `expires_in` of issued tokens unless the settings say otherwise (documented example value).
+pub(crate) const TOKEN_EXPIRES_IN: i64 = 31_535_999;
 
 /// State shared by the server, the delivery task and the handle.
 pub(crate) struct Shared {
@@ -129,6 +131,7 @@ impl SimState {
                 history_before_registration: config.history_before_registration,
                 double_fire_sleep: config.double_fire_sleep,
                 rate_limits: config.rate_limits,
+                token_expires_in: TOKEN_EXPIRES_IN,
             },
             base_url,
             clock_offset: TimeDelta::zero(),
@@ -370,6 +373,9 @@ impl SimState {
         }
         if let Some(limits) = patch.rate_limits {
             settings.rate_limits = limits;
+        }
+        if let Some(expires_in) = patch.token_expires_in {
+            settings.token_expires_in = expires_in;
         }
         settings.clone()
     }

@@ -283,6 +283,83 @@ async fn default_time_zones_span_minus_ten_to_plus_thirteen_forty_five() {
 }
 
 #[tokio::test]
+async fn generation_with_no_data_marks_records_the_way_polar_does_and_only_then() {
+    let h = start(PolarSimConfig {
+        seed: 5,
+        ..PolarSimConfig::default()
+    })
+    .await;
+    let generate = |id: i64, no_data: f64| {
+        h.sim.generate(
+            id,
+            &GenerateRequest {
+                days: 60,
+                end_date: NaiveDate::from_ymd_opt(2025, 9, 29),
+                no_data,
+                ..GenerateRequest::default()
+            },
+        )
+    };
+    let marked = h
+        .sim
+        .create_account(NewAccount::default())
+        .unwrap()
+        .polar_user_id;
+    let plain = h
+        .sim
+        .create_account(NewAccount::default())
+        .unwrap()
+        .polar_user_id;
+    generate(marked, 0.5).unwrap();
+    generate(plain, 0.0).unwrap();
+    assert!(generate(plain, 1.5).is_err(), "no_data is a share");
+
+    let count = |id: i64, kind: RecordKind, marker: &dyn Fn(&Value) -> bool| {
+        let records = h.sim.records(id, Some(kind)).unwrap();
+        (
+            records.iter().filter(|r| marker(&r.body)).count(),
+            records.len(),
+        )
+    };
+    let no_heart_rate = |b: &Value| b["heart_rate"]["average"] == 0;
+    let watch_off = |b: &Value| b["steps"] == 0 && b["active_duration"] == "PT0S";
+    let no_charge = |b: &Value| b["sleep_charge"] == -1 && b["continuity"] == 0;
+    let empty_night = |b: &Value| no_charge(b) && b.get("sleep_start_time").is_none();
+    let no_hrv = |b: &Value| b["heart_rate_variability_avg"] == 0 && b.get("ans_charge").is_none();
+    for (kind, marker) in [
+        (
+            RecordKind::Exercise,
+            &no_heart_rate as &dyn Fn(&Value) -> bool,
+        ),
+        (RecordKind::Activity, &watch_off),
+        (RecordKind::Sleep, &no_charge),
+        (RecordKind::Sleep, &empty_night),
+        (RecordKind::Recharge, &no_hrv),
+    ] {
+        let (hits, all) = count(marked, kind, marker);
+        assert!(hits > 0 && hits < all, "{kind:?}: {hits} of {all} marked");
+        assert_eq!(count(plain, kind, marker).0, 0, "{kind:?} without no_data");
+    }
+    // The marks are in place of values, not on top of a broken record: the rest stays realistic.
+    for record in h.sim.records(marked, Some(RecordKind::Sleep)).unwrap() {
+        assert!(record.body["date"].is_string());
+        assert!(record.body["light_sleep"].is_i64());
+    }
+    // The marks are seeded: the same request marks the same records.
+    let bodies_of = |id| -> Vec<Value> {
+        h.sim
+            .records(id, None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.body)
+            .collect()
+    };
+    let first = bodies_of(marked);
+    generate(marked, 0.5).unwrap();
+    assert_eq!(bodies_of(marked), first);
+}
+
+#[tokio::test]
 async fn control_api_manages_accounts_session_clock_and_settings() {
     let h = start_default().await;
     let post = |path: &str, body: Value| h.http.post(h.url(path)).json(&body).send();

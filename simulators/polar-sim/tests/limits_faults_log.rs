@@ -417,6 +417,119 @@ async fn malformed_record_fault_puts_one_wrongly_typed_record_into_a_list() {
 }
 
 #[tokio::test]
+async fn extreme_record_fault_puts_one_record_no_calendar_holds_into_a_list() {
+    let h = start_default().await;
+    let (id, token) = h.linked(NewAccount::default()).await;
+    h.sim
+        .generate(
+            id,
+            &GenerateRequest {
+                days: 10,
+                upload: UploadMode::Now,
+                ..GenerateRequest::default()
+            },
+        )
+        .unwrap();
+    let normal: Vec<Value> = h
+        .get_json("/v3/exercises", &token)
+        .await
+        .as_array()
+        .unwrap()
+        .clone();
+    inject(
+        &h,
+        json!({"path_prefix": "/v3/exercises", "kind": "extreme_record", "count": 5}),
+    )
+    .await;
+    // A single-object answer has no list: the fault is not used up there.
+    let one_id = normal[0]["id"].as_str().unwrap();
+    let single = h.get_json(&format!("/v3/exercises/{one_id}"), &token).await;
+    assert_eq!(single["id"], one_id);
+    assert_eq!(h.sim.faults()[0].remaining, Some(5));
+
+    let mut seen = Vec::new();
+    for nth in 1..=5 {
+        let faulted: Vec<Value> = h
+            .get_json("/v3/exercises", &token)
+            .await
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(faulted.len(), normal.len() + 1);
+        let (extreme, intact): (Vec<Value>, Vec<Value>) = faulted
+            .into_iter()
+            .partition(|e| e["id"] == format!("Extreme{nth}"));
+        assert_eq!(intact, normal, "the real records are untouched");
+        let extreme = &extreme[0];
+        // The right types, values no session has.
+        assert!(extreme["duration"].is_string() && extreme["start_time"].is_string());
+        assert!(extreme["start_time_utc_offset"].is_i64());
+        seen.push(format!(
+            "{} {} {}",
+            extreme["start_time"], extreme["start_time_utc_offset"], extreme["duration"]
+        ));
+    }
+    assert!(seen.iter().any(|s| s.contains("P99999999D")));
+    assert!(seen.iter().any(|s| s.contains("99999999 ")));
+    assert!(seen.iter().any(|s| s.contains("+262142-12-31")));
+    assert_eq!(h.sim.faults()[0].remaining, Some(0));
+
+    inject(
+        &h,
+        json!({"path_prefix": "/v3/users/sleep", "kind": "extreme_record"}),
+    )
+    .await;
+    let nights = h.get_json("/v3/users/sleep", &token).await;
+    let dates: Vec<&str> = nights["nights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["date"].as_str())
+        .filter(|d| !d.starts_with("20"))
+        .collect();
+    assert_eq!(dates, ["+262142-12-31"]);
+}
+
+#[tokio::test]
+async fn extreme_header_fault_sends_rate_limit_waits_no_window_can_mean() {
+    let h = start_default().await;
+    let (_, token) = h.linked(NewAccount::default()).await;
+    inject(
+        &h,
+        json!({"path_prefix": "/v3/exercises", "kind": "extreme_headers"}),
+    )
+    .await;
+    let answered = h.get("/v3/exercises", &token).await;
+    assert_eq!(answered.status(), StatusCode::OK);
+    assert_eq!(
+        header(&answered, "ratelimit-reset"),
+        "18446744073709551615,9223372036854775807"
+    );
+    assert_eq!(header(&answered, "retry-after"), "9223372036854775807");
+    assert_eq!(header(&answered, "ratelimit-usage").split(',').count(), 2);
+
+    inject(
+        &h,
+        json!({"path_prefix": "/v3/exercises", "kind": "extreme_headers", "rate_limited": true}),
+    )
+    .await;
+    let refused = h.get("/v3/exercises", &token).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "retry-after"), "9223372036854775807");
+    let normal = h.get("/v3/exercises", &token).await;
+    assert_eq!(normal.status(), StatusCode::OK);
+    assert!(normal.headers().get("retry-after").is_none());
+    assert_eq!(
+        h.sim
+            .requests()
+            .iter()
+            .filter_map(|r| r.fault.as_deref())
+            .collect::<Vec<_>>(),
+        ["extreme_headers", "extreme_headers"]
+    );
+}
+
+#[tokio::test]
 async fn probabilistic_faults_are_reproducible_for_a_seed() {
     let mut patterns = Vec::new();
     for _ in 0..2 {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{REDIRECT, keys, location, query_param, start, start_default};
-use polar_sim::{AccountPatch, ConsentMode, NewAccount, PolarSimConfig};
+use polar_sim::{AccountPatch, ConsentMode, NewAccount, PolarSimConfig, SettingsPatch};
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
@@ -81,6 +81,26 @@ async fn manual_consent_page_accept_redirects_with_code_that_exchanges_for_a_tok
     assert_eq!(body["expires_in"], 31_535_999);
     assert_eq!(body["x_user_id"], athlete.polar_user_id);
     assert!(body["access_token"].as_str().unwrap().len() >= 32);
+}
+
+#[tokio::test]
+async fn the_token_lifetime_polar_answers_is_a_setting_of_any_size() {
+    let h = start_default().await;
+    let id = h
+        .sim
+        .create_account(NewAccount::default())
+        .unwrap()
+        .polar_user_id;
+    for expires_in in [i64::MAX, -1, 0, 31_535_999] {
+        let settings = h.sim.update_settings(SettingsPatch {
+            token_expires_in: Some(expires_in),
+            ..SettingsPatch::default()
+        });
+        assert_eq!(settings.token_expires_in, expires_in);
+        let code = h.code_for(id, None).await;
+        let body: Value = h.exchange(&code, None).await.json().await.unwrap();
+        assert_eq!(body["expires_in"], expires_in);
+    }
 }
 
 #[tokio::test]

@@ -83,6 +83,29 @@ pub fn install_standing(
             FaultKind::MalformedRecord,
             0.04,
         ),
+        // Records of the right types that no calendar holds (a 99,999,999-day session, a start
+        // 99,999,999 minutes from UTC, year 262142): skipped as broken, the rest delivered.
+        polar(
+            "Polar extreme record",
+            "/v3/",
+            FaultKind::ExtremeRecord,
+            0.03,
+        ),
+        // RateLimit-Reset and Retry-After of u64::MAX and i64::MAX seconds: ignored with a log line.
+        polar(
+            "Polar extreme rate-limit headers",
+            "/v3/",
+            FaultKind::ExtremeHeaders {
+                rate_limited: false,
+            },
+            0.02,
+        ),
+        polar(
+            "Polar 429 with extreme rate-limit headers",
+            "/v3/",
+            FaultKind::ExtremeHeaders { rate_limited: true },
+            0.005,
+        ),
         // A lone 401 on a data list: the confirmation (`GET /v3/users/{id}`) never matches these prefixes,
         // so Polar contradicts it and the athlete must stay linked.
         polar(

@@ -1,8 +1,9 @@
 //! One chaos run. Athletes are linked while everything works; then, cycle after cycle of the schedules
 //! (the in-memory world's queue follows the test's clock, so days pass in seconds), Polar and Smartabase
-//! fail at seeded random, data keeps arriving and being revised, webhooks race the scan and the fan-out,
-//! workers are killed mid-job and SQS delivers twice. Then the faults stop, the DLQ is redriven, the
-//! schedules run until everything settles, and the run checks the outcome against Polar's own records.
+//! fail at seeded random, data keeps arriving and being revised (some of it with Polar's no-data marks),
+//! webhooks race the scan and the fan-out, workers are killed mid-job and SQS delivers twice. Then the
+//! faults stop, the DLQ is redriven, the schedules run until everything settles, and the run checks the
+//! outcome against Polar's own records, and that no no-data mark reached Smartabase.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,7 +25,9 @@ use testkit::front::HttpRequest;
 use testkit::world::{World, WorldOptions};
 
 use super::faults::{self, HTTP_TIMEOUT_MS, Tally};
-use super::sync_support::{Linked, assert_smartabase_matches_polar, link_athletes, stored_athlete};
+use super::sync_support::{
+    Linked, assert_smartabase_matches_polar, link_athletes, no_data_in_smartabase, stored_athlete,
+};
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +67,10 @@ mod odds {
     pub const KILL: f64 = 0.08;
     pub const CONCURRENT_DUPLICATE: f64 = 0.05;
     pub const RESEND: f64 = 0.05;
+    /// Records generated with values Polar marks as not measured.
+    pub const NO_DATA: f64 = 0.2;
+    /// Revisions that mark a value as not measured instead of changing it.
+    pub const NO_DATA_REVISION: f64 = 0.25;
 }
 
 /// What happened, for the report.
@@ -169,6 +176,7 @@ impl Chaos {
                         days: size.days,
                         upload: polar_sim::UploadMode::Now,
                         seed: Some(rng.random()),
+                        no_data: odds::NO_DATA,
                         ..polar_sim::GenerateRequest::default()
                     },
                 )
@@ -274,6 +282,7 @@ impl Chaos {
                 .collect()
         };
         let pick = self.rng.random_range(0..100);
+        let marks = self.rng.random_bool(odds::NO_DATA_REVISION);
         let (kind, values) = match pick {
             0..35 => {
                 let added = self
@@ -283,6 +292,20 @@ impl Chaos {
                     .unwrap();
                 return Some(event("EXERCISE", a.polar, Some(&added.key), None));
             }
+            // Polar's no-data marks (reference §8.3) in place of one value: never a coach's data.
+            35..55 if marks => (RecordKind::Activity, json!({"steps": 0})),
+            55..75 if marks => (
+                RecordKind::Sleep,
+                json!({"sleep_charge": -1, "continuity": 0, "continuity_class": 0}),
+            ),
+            75..85 if marks => (
+                RecordKind::Recharge,
+                json!({"heart_rate_avg": 0, "beat_to_beat_avg": 0}),
+            ),
+            85.. if marks => (
+                RecordKind::Exercise,
+                json!({"heart_rate": {"average": 0, "maximum": 0}}),
+            ),
             35..55 => (
                 RecordKind::Activity,
                 json!({"steps": self.rng.random_range(1_000..30_000)}),
@@ -300,6 +323,7 @@ impl Chaos {
                 json!({"calories": self.rng.random_range(100..1_500)}),
             ),
         };
+
         let candidates = recent(kind);
         let values = values.as_object().cloned().unwrap_or_default();
         let key = if candidates.is_empty() {
@@ -318,6 +342,9 @@ impl Chaos {
                 .unwrap();
             key
         };
+        if marks {
+            self.tally.one("Polar no-data marks in a revision");
+        }
         Some(match kind {
             RecordKind::Exercise => event("EXERCISE", a.polar, Some(&key), None),
             RecordKind::Activity => event("ACTIVITY_SUMMARY", a.polar, None, Some(&key)),
@@ -560,6 +587,18 @@ impl Chaos {
             .iter()
             .map(|a| assert_smartabase_matches_polar(&self.world, a))
             .sum();
+        let no_data: Vec<String> = self
+            .athletes
+            .iter()
+            .flat_map(|a| no_data_in_smartabase(&self.world, a))
+            .collect();
+        if !no_data.is_empty() {
+            fail(format!(
+                "{} no-data value(s) reached Smartabase, e.g. {:?}",
+                no_data.len(),
+                &no_data[..no_data.len().min(5)]
+            ));
+        }
         let queue = &self.world.connector.queue;
         let dead = queue.dead_letters().await.unwrap();
         if dead.len() != self.outcomes.dead_lettered {

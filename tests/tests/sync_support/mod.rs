@@ -215,8 +215,28 @@ fn whole_day(date: NaiveDate) -> (NaiveDateTime, NaiveDateTime) {
     )
 }
 
-/// The event a served Polar record must become, from the record's own JSON (design §5).
-pub fn expected_event(record: &RecordView) -> ExpectedEvent {
+/// A number at `pointer` if it is data: within `min..=max`, and above `min` when `min` is not data
+/// (the README's "no data" table: Polar marks what it did not measure with numbers outside the scale).
+fn measured<'a>(
+    body: &'a Value,
+    pointer: &str,
+    min: f64,
+    min_is_data: bool,
+    max: f64,
+) -> Option<&'a Value> {
+    let value = body.pointer(pointer)?;
+    let number = value.as_f64()?;
+    let above = if min_is_data {
+        number >= min
+    } else {
+        number > min
+    };
+    (above && number <= max).then_some(value)
+}
+
+/// The event a served Polar record must become, from the record's own JSON (design §5), leaving out
+/// what Polar marks as not measured; `None` for a daily record with nothing measured (no event).
+pub fn expected_event(record: &RecordView) -> Option<ExpectedEvent> {
     let body = &record.body;
     let mut fields = BTreeMap::new();
     let mut put = |name: &str, value: Option<String>| {
@@ -224,7 +244,9 @@ pub fn expected_event(record: &RecordView) -> ExpectedEvent {
             fields.insert(name.to_string(), v);
         }
     };
-    let num = |key: &str| body.get(key).and_then(plain);
+    // Positive amounts (zero is "not measured") and values on a closed scale.
+    let positive = |pointer: &str, max: f64| measured(body, pointer, 0.0, false, max);
+    let within = |pointer: &str, min: f64, max: f64| measured(body, pointer, min, true, max);
     let form = form_of(record.kind);
     let (start, finish) = match record.kind {
         RecordKind::Exercise => {
@@ -233,73 +255,107 @@ pub fn expected_event(record: &RecordView) -> ExpectedEvent {
                 "%Y-%m-%dT%H:%M:%S",
             )
             .unwrap();
-            let duration = body["duration"].as_str().map(iso_seconds);
+            let duration = body["duration"]
+                .as_str()
+                .filter(|d| !d.contains('-'))
+                .map(iso_seconds)
+                .filter(|s| *s > 0.0);
             let finish =
                 start + Duration::milliseconds((duration.unwrap_or(0.0) * 1000.0).round() as i64);
             put("Polar Exercise ID", Some(record.key.clone()));
-            let sport = body
-                .get("detailed_sport_info")
-                .and_then(Value::as_str)
-                .or_else(|| body.get("sport").and_then(Value::as_str));
+            let text = |key: &str| {
+                body.get(key)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+            };
+            let sport = text("detailed_sport_info").or_else(|| text("sport"));
             put("Sport", sport.map(str::to_string));
             put("Duration (min)", duration.map(minutes));
             put(
                 "Distance (km)",
-                body.get("distance").and_then(Value::as_f64).map(km),
+                positive("/distance", 1e7).and_then(Value::as_f64).map(km),
             );
-            put("Calories", num("calories"));
+            put("Calories", positive("/calories", 1e5).and_then(plain));
             put(
                 "Average HR",
-                body.pointer("/heart_rate/average").and_then(plain),
+                within("/heart_rate/average", 20.0, 250.0).and_then(plain),
             );
             put(
                 "Maximum HR",
-                body.pointer("/heart_rate/maximum").and_then(plain),
-            );
-            put("Training Load", num("training_load"));
-            put(
-                "Cardio Load",
-                body.pointer("/training_load_pro/cardio-load")
-                    .and_then(plain),
+                within("/heart_rate/maximum", 20.0, 250.0).and_then(plain),
             );
             put(
-                "Muscle Load",
-                body.pointer("/training_load_pro/muscle-load")
-                    .and_then(plain),
+                "Training Load",
+                positive("/training_load", 1e5).and_then(plain),
             );
-            for zone in body
+            for (pointer, interpretation, field) in [
+                (
+                    "/training_load_pro/cardio-load",
+                    "/training_load_pro/cardio-load-interpretation",
+                    "Cardio Load",
+                ),
+                (
+                    "/training_load_pro/muscle-load",
+                    "/training_load_pro/muscle-load-interpretation",
+                    "Muscle Load",
+                ),
+            ] {
+                let available = body.pointer(interpretation) != Some(&Value::from("NOT_AVAILABLE"));
+                put(
+                    field,
+                    positive(pointer, 1e5).filter(|_| available).and_then(plain),
+                );
+            }
+            let zones: Vec<(i64, f64)> = body
                 .get("heart_rate_zones")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-            {
-                let index = zone["index"].as_i64().unwrap();
-                let in_zone = iso_seconds(zone["in-zone"].as_str().unwrap());
-                put(&format!("Zone {index} (min)"), Some(minutes(in_zone)));
+                .map(|zone| {
+                    let in_zone = zone["in-zone"].as_str().unwrap();
+                    let seconds = if in_zone.contains('-') {
+                        -1.0
+                    } else {
+                        iso_seconds(in_zone)
+                    };
+                    (zone["index"].as_i64().unwrap(), seconds)
+                })
+                .filter(|(_, seconds)| (0.0..=7.0 * 86_400.0).contains(seconds))
+                .collect();
+            // Zones that are all zero: no heart rate was recorded.
+            if zones.iter().any(|(_, seconds)| *seconds > 0.0) {
+                for (index, seconds) in zones {
+                    put(&format!("Zone {index} (min)"), Some(minutes(seconds)));
+                }
             }
-            put(
-                "Device",
-                body.get("device")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            );
+            put("Device", text("device").map(str::to_string));
             (to_minute(start), to_minute(finish))
         }
         RecordKind::Activity => {
             let date = NaiveDate::parse_from_str(&record.key, "%Y-%m-%d").unwrap();
             put("Activity Date", Some(smartabase_date(date)));
-            put("Steps", num("steps"));
-            put("Active Calories", num("active_calories"));
-            put("Total Calories", num("calories"));
+            put("Steps", positive("/steps", 300_000.0).and_then(plain));
+            put(
+                "Active Calories",
+                positive("/active_calories", 50_000.0).and_then(plain),
+            );
+            put(
+                "Total Calories",
+                positive("/calories", 50_000.0).and_then(plain),
+            );
             put(
                 "Active Time (min)",
                 body.get("active_duration")
                     .and_then(Value::as_str)
-                    .map(|d| minutes(iso_seconds(d))),
+                    .filter(|d| !d.contains('-'))
+                    .map(iso_seconds)
+                    .filter(|s| *s > 0.0 && *s <= 25.0 * 3600.0)
+                    .map(minutes),
             );
             put(
                 "Distance (km)",
-                body.get("distance_from_steps")
+                positive("/distance_from_steps", 1e6)
                     .and_then(Value::as_f64)
                     .map(km),
             );
@@ -315,16 +371,20 @@ pub fn expected_event(record: &RecordView) -> ExpectedEvent {
                     smartabase_time(local.hour(), local.minute())
                 })
             };
-            let seconds = |key: &str| body.get(key).and_then(Value::as_i64);
-            put("Sleep Date", Some(smartabase_date(date)));
-            put("Sleep Start", clock("sleep_start_time"));
-            put("Sleep End", clock("sleep_end_time"));
+            // Stage seconds within a day; all of them zero is a night nothing was measured in.
+            let staged =
+                |key: &str| within(&format!("/{key}"), 0.0, 86_400.0).and_then(Value::as_i64);
             let stages = [
                 "light_sleep",
                 "deep_sleep",
                 "rem_sleep",
                 "unrecognized_sleep_stage",
             ];
+            let any_stage_time = stages.iter().any(|s| staged(s).is_some_and(|v| v > 0));
+            let seconds = |key: &str| staged(key).filter(|_| any_stage_time);
+            put("Sleep Date", Some(smartabase_date(date)));
+            put("Sleep Start", clock("sleep_start_time"));
+            put("Sleep End", clock("sleep_end_time"));
             let present: Vec<i64> = stages.iter().filter_map(|s| seconds(s)).collect();
             if !present.is_empty() {
                 put(
@@ -346,30 +406,60 @@ pub fn expected_event(record: &RecordView) -> ExpectedEvent {
             );
             put(
                 "Interruptions (min)",
-                seconds("total_interruption_duration").map(|s| minutes(s as f64)),
+                within("/total_interruption_duration", 0.0, 86_400.0)
+                    .and_then(Value::as_i64)
+                    .map(|s| minutes(s as f64)),
             );
-            put("Sleep Score", num("sleep_score"));
-            put("Sleep Charge", num("sleep_charge"));
-            put("Continuity", num("continuity"));
+            put(
+                "Sleep Score",
+                within("/sleep_score", 1.0, 100.0).and_then(plain),
+            );
+            put(
+                "Sleep Charge",
+                within("/sleep_charge", 1.0, 5.0).and_then(plain),
+            );
+            put(
+                "Continuity",
+                within("/continuity", 1.0, 5.0).and_then(plain),
+            );
             whole_day(date)
         }
         RecordKind::Recharge => {
             let date = NaiveDate::parse_from_str(&record.key, "%Y-%m-%d").unwrap();
             put("Recharge Date", Some(smartabase_date(date)));
-            put("Nightly Recharge Status", num("nightly_recharge_status"));
-            put("ANS Charge", num("ans_charge"));
-            put("Average HR", num("heart_rate_avg"));
-            put("Average HRV (ms)", num("heart_rate_variability_avg"));
-            put("Breathing Rate", num("breathing_rate_avg"));
+            put(
+                "Nightly Recharge Status",
+                within("/nightly_recharge_status", 1.0, 6.0).and_then(plain),
+            );
+            put(
+                "ANS Charge",
+                within("/ans_charge", -10.0, 10.0).and_then(plain),
+            );
+            put(
+                "Average HR",
+                within("/heart_rate_avg", 20.0, 250.0).and_then(plain),
+            );
+            put(
+                "Average HRV (ms)",
+                positive("/heart_rate_variability_avg", 1_000.0).and_then(plain),
+            );
+            put(
+                "Breathing Rate",
+                positive("/breathing_rate_avg", 60.0).and_then(plain),
+            );
             whole_day(date)
         }
     };
-    ExpectedEvent {
+    // A daily record is its date field plus what was measured: with nothing measured, no event.
+    if record.kind != RecordKind::Exercise && fields.len() == 1 {
+        return None;
+    }
+    Some(ExpectedEvent {
         form,
         start,
         finish,
         fields,
-    }
+    })
 }
 
 /// A stored event as an [`ExpectedEvent`], for whole-value comparison.
@@ -396,13 +486,17 @@ pub fn identity(kind: RecordKind, event: &SimEvent) -> String {
     }
 }
 
-/// Asserts that Smartabase holds exactly one event per served record of every kind, each with
-/// exactly the expected dates, times and field values. Returns how many events were checked.
+/// Asserts that Smartabase holds exactly one event per served record of every kind that has something
+/// measured, each with exactly the expected dates, times and field values. Returns how many events were
+/// checked.
 pub fn assert_smartabase_matches_polar(world: &World<impl Store>, athlete: &Linked) -> usize {
     let mut checked = 0;
     for kind in KINDS {
         let form = form_of(kind);
-        let records = served(world, athlete.polar, kind);
+        let records: Vec<(RecordView, ExpectedEvent)> = served(world, athlete.polar, kind)
+            .into_iter()
+            .filter_map(|r| expected_event(&r).map(|e| (r, e)))
+            .collect();
         let events = world.smartabase.events_for(athlete.user, form);
         assert_eq!(
             events.len(),
@@ -422,13 +516,12 @@ pub fn assert_smartabase_matches_polar(world: &World<impl Store>, athlete: &Link
                 identity(kind, e)
             );
         }
-        for record in &records {
-            let expected = expected_event(record);
+        for (record, expected) in &records {
             let Some(event) = by_identity.get(&record.key) else {
                 panic!("{}: no {form} event for {}", athlete.uuid, record.key);
             };
             assert_eq!(
-                as_expected(event, form),
+                &as_expected(event, form),
                 expected,
                 "{}: {form} event for {} (offset {})",
                 athlete.uuid,
@@ -439,6 +532,70 @@ pub fn assert_smartabase_matches_polar(world: &World<impl Store>, athlete: &Link
         }
     }
     checked
+}
+
+/// Every value in the athlete's Smartabase events that is one of Polar's no-data marks or no
+/// measurement at all (the README's table: out of scale, zero where zero is impossible), as
+/// `form/field=value`. Empty when coaches see only data.
+pub fn no_data_in_smartabase(world: &World<impl Store>, athlete: &Linked) -> Vec<String> {
+    // (field, lowest value that is data, whether that lowest value itself is data, highest)
+    const POSITIVE: (f64, bool, f64) = (0.0, false, f64::MAX);
+    const TIME: (f64, bool, f64) = (0.0, true, f64::MAX);
+    let scale = |form: &str, field: &str| -> Option<(f64, bool, f64)> {
+        Some(match (form, field) {
+            (_, "Average HR" | "Maximum HR") => (20.0, true, 250.0),
+            ("Polar Training", f) if f.starts_with("Zone ") => TIME,
+            (
+                "Polar Training",
+                "Duration (min)" | "Distance (km)" | "Calories" | "Training Load" | "Cardio Load"
+                | "Muscle Load",
+            ) => POSITIVE,
+            (
+                "Polar Activity",
+                "Steps" | "Active Calories" | "Total Calories" | "Active Time (min)"
+                | "Distance (km)",
+            ) => POSITIVE,
+            // A night's total is written only when some stage had time.
+            ("Polar Sleep", "Total Sleep (min)") => POSITIVE,
+            (
+                "Polar Sleep",
+                "Deep Sleep (min)"
+                | "REM Sleep (min)"
+                | "Light Sleep (min)"
+                | "Interruptions (min)",
+            ) => TIME,
+            ("Polar Sleep", "Sleep Score") => (1.0, true, 100.0),
+            ("Polar Sleep", "Sleep Charge" | "Continuity") => (1.0, true, 5.0),
+            ("Polar Nightly Recharge", "Nightly Recharge Status") => (1.0, true, 6.0),
+            ("Polar Nightly Recharge", "ANS Charge") => (-10.0, true, 10.0),
+            ("Polar Nightly Recharge", "Average HRV (ms)" | "Breathing Rate") => POSITIVE,
+            _ => return None,
+        })
+    };
+    let mut found = Vec::new();
+    for kind in KINDS {
+        let form = form_of(kind);
+        for event in world.smartabase.events_for(athlete.user, form) {
+            for pair in event.pairs() {
+                if pair.value.trim().is_empty() {
+                    found.push(format!("{form}/{}=<empty>", pair.key));
+                    continue;
+                }
+                let Some((min, min_is_data, max)) = scale(form, &pair.key) else {
+                    continue;
+                };
+                let data = pair
+                    .value
+                    .trim()
+                    .parse::<f64>()
+                    .is_ok_and(|v| (if min_is_data { v >= min } else { v > min }) && v <= max);
+                if !data {
+                    found.push(format!("{form}/{}={}", pair.key, pair.value));
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The ledger key of a served record.

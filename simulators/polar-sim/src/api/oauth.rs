@@ -20,8 +20,6 @@ type App = State<Arc<Shared>>;
 
 /// The only scope.
 const SCOPE: &str = "accesslink.read_all";
-/// `expires_in` of every token (documented example value).
-const TOKEN_EXPIRES_IN: i64 = 31_535_999;
 
 #[derive(Debug, Default, Deserialize)]
 struct AuthorizeParams {
@@ -375,7 +373,7 @@ pub(crate) async fn token(State(app): App, headers: HeaderMap, body: Bytes) -> R
     let mut response = Json(json!({
         "access_token": access_token,
         "token_type": "bearer",
-        "expires_in": TOKEN_EXPIRES_IN,
+        "expires_in": sim.settings.token_expires_in,
         "x_user_id": account,
     }))
     .into_response();

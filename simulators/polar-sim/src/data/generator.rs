@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::wire;
+use crate::model::RecordKind;
 use crate::timefmt;
 
 /// Who the data belongs to and the seed it is drawn from.
@@ -241,6 +242,113 @@ pub(crate) fn day(ctx: &GenContext, date: NaiveDate) -> DayRecords {
         activity: activity_day(ctx, &traits, date),
         sleep,
         recharge,
+    }
+}
+
+/// With seeded chance `probability` (per record), lays over a generated record the marks Polar uses for
+/// values it did not measure (reference §8.3: out-of-scale numbers, `null` series): a session without a
+/// heart-rate sensor, power meter or distance; a day the watch was off; a night without sleep charge or
+/// with nothing measured at all; a Nightly Recharge without HRV.
+pub(crate) fn mark_no_data(
+    ctx: &GenContext,
+    kind: RecordKind,
+    generated: &mut Generated,
+    probability: f64,
+) {
+    let mut rng = derive_rng(
+        ctx,
+        "no-data",
+        &format!("{}#{}", kind.as_str(), generated.key),
+    );
+    if !rng.random_bool(probability.clamp(0.0, 1.0)) {
+        return;
+    }
+    let body = &mut generated.body;
+    match (kind, rng.random_range(0..3)) {
+        (RecordKind::Exercise, 0) => {
+            body.insert(
+                "heart_rate".into(),
+                serde_json::json!({"average": 0, "maximum": 0}),
+            );
+            body.insert("training_load".into(), Value::from(0));
+            if let Some(Value::Array(zones)) = body.get_mut("heart_rate_zones") {
+                for zone in zones.iter_mut() {
+                    zone["in-zone"] = Value::from("PT0S");
+                }
+            }
+            if let Some(pro) = body
+                .get_mut("training_load_pro")
+                .and_then(Value::as_object_mut)
+            {
+                pro.insert("cardio-load".to_owned(), Value::from(0));
+                pro.insert(
+                    "cardio-load-interpretation".to_owned(),
+                    Value::from("NOT_AVAILABLE"),
+                );
+            }
+        }
+        (RecordKind::Exercise, 1) => match body
+            .get_mut("training_load_pro")
+            .and_then(Value::as_object_mut)
+        {
+            Some(pro) => {
+                pro.insert("muscle-load".to_owned(), Value::from(-1));
+                pro.insert(
+                    "muscle-load-interpretation".to_owned(),
+                    Value::from("NOT_AVAILABLE"),
+                );
+            }
+            None => {
+                body.insert("calories".into(), Value::from(0));
+            }
+        },
+        (RecordKind::Exercise, _) => {
+            body.insert("distance".into(), Value::from(0.0));
+        }
+        (RecordKind::Activity, _) => {
+            body.insert("steps".into(), Value::from(0));
+            body.insert("active_calories".into(), Value::from(0));
+            body.insert("active_duration".into(), Value::from("PT0S"));
+            body.insert("distance_from_steps".into(), Value::from(0.0));
+        }
+        (RecordKind::Sleep, 0) => {
+            // Nothing measured: markers only, no sleep period.
+            for stage in [
+                "light_sleep",
+                "deep_sleep",
+                "rem_sleep",
+                "unrecognized_sleep_stage",
+            ] {
+                body.insert(stage.into(), Value::from(0));
+            }
+            for name in [
+                "sleep_start_time",
+                "sleep_end_time",
+                "total_interruption_duration",
+            ] {
+                body.remove(name);
+            }
+            body.insert("sleep_score".into(), Value::from(0));
+            body.insert("sleep_charge".into(), Value::from(-1));
+            body.insert("continuity".into(), Value::from(0));
+            body.insert("continuity_class".into(), Value::from(0));
+            body.insert("hypnogram".into(), Value::Null);
+            body.insert("heart_rate_samples".into(), Value::Null);
+        }
+        (RecordKind::Sleep, _) => {
+            body.insert("sleep_charge".into(), Value::from(-1));
+            body.insert("continuity".into(), Value::from(0));
+            body.insert("continuity_class".into(), Value::from(0));
+            body.insert("heart_rate_samples".into(), Value::Null);
+        }
+        (RecordKind::Recharge, _) => {
+            body.insert("heart_rate_variability_avg".into(), Value::from(0));
+            body.insert("beat_to_beat_avg".into(), Value::from(0));
+            body.insert("nightly_recharge_status".into(), Value::from(0));
+            body.insert("ans_charge_status".into(), Value::from(0));
+            body.insert("hrv_samples".into(), Value::Null);
+            body.remove("ans_charge");
+        }
     }
 }
 

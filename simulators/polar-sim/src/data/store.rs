@@ -103,6 +103,11 @@ impl SimState {
                 "days must be within 1..=400".to_owned(),
             ));
         }
+        if !(0.0..=1.0).contains(&request.no_data) {
+            return Err(SimError::BadRequest(
+                "no_data must be within 0..=1".to_owned(),
+            ));
+        }
         let account = self.account(polar_user_id)?;
         let today = self.local_today(account);
         let end = request.end_date.unwrap_or(today - TimeDelta::days(1));
@@ -122,6 +127,9 @@ impl SimState {
             batch.push((RecordKind::Activity, day.activity));
             batch.push((RecordKind::Sleep, day.sleep));
             batch.extend(day.recharge.map(|g| (RecordKind::Recharge, g)));
+        }
+        for (kind, generated) in &mut batch {
+            generator::mark_no_data(&ctx, *kind, generated, request.no_data);
         }
         // Nothing from the future: a record exists once its event is over.
         batch.retain(|(_, generated)| generated.complete_at <= now);

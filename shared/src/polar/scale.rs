@@ -112,6 +112,18 @@ pub(crate) const HRV: Scale = Scale::positive(1_000.0);
 /// `breathing_rate_avg`, breaths a minute.
 pub(crate) const BREATHING_RATE: Scale = Scale::positive(60.0);
 
+/// A day's `cardio_load` (TRIMP) once Polar computes the day's status: 0 is a rest day, data like any
+/// other (the acute:chronic picture needs the rest days). On a day whose status is not available only
+/// more than 0 is data ([`LOAD`]).
+pub(crate) const DAY_CARDIO_LOAD: Scale = Scale::within(0.0, 100_000.0);
+/// `strain` and `tolerance`: averages of daily loads, 0 after weeks without training.
+pub(crate) const LOAD_AVERAGE: Scale = Scale::within(0.0, 100_000.0);
+/// `cardio_load_ratio` (strain / tolerance): a 7-day average is at most four times a 28-day one that
+/// holds it; 100 leaves room for whatever weighting Polar applies.
+pub(crate) const LOAD_RATIO: Scale = Scale::within(0.0, 100.0);
+/// SleepWise `grade`: 0–10 (Polar's example: 9.9).
+pub(crate) const ALERTNESS_GRADE: Scale = Scale::within(0.0, 10.0);
+
 /// Of a group of durations that only mean something together (a night's stages, an exercise's zones),
 /// the ones that are data: none when every one is zero (the watch measured nothing), else each one on
 /// `scale`.

@@ -183,7 +183,8 @@ pub(crate) struct DailyHeartRateWire {
 
 #[derive(Deserialize)]
 struct HeartRateSampleWire {
-    heart_rate: Option<Rounded>,
+    /// Documented as an integer; read as any number so one absurd sample drops only itself.
+    heart_rate: Option<f64>,
     sample_time: String,
 }
 
@@ -211,11 +212,13 @@ impl WireRecord for DailyHeartRateWire {
                 &format!("heart_rate_samples[{position}].sample_time"),
                 &sample.sample_time,
             )?;
-            let bpm = scale::HEART_RATE
-                .data_integer(sample.heart_rate.map(|bpm| bpm.0))
-                .and_then(|bpm| u16::try_from(bpm).ok());
-            if let Some(heart_rate) = bpm {
-                samples.push(HeartRateSample { time, heart_rate });
+            // Within 20–250 once rounded: exactly a u16.
+            let bpm = scale::HEART_RATE.data(sample.heart_rate.map(f64::round));
+            if let Some(bpm) = bpm {
+                samples.push(HeartRateSample {
+                    time,
+                    heart_rate: bpm as u16,
+                });
             }
         }
         Ok((!samples.is_empty()).then_some(DailyHeartRate { date, samples }))

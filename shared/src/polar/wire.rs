@@ -1497,5 +1497,17 @@ mod tests {
             serde_json::to_value(RegisterUserRequest { member_id: "u-1" }).unwrap(),
             json!({"member-id": "u-1"})
         );
+        let optional = serde_json::to_value(CreateWebhookRequest {
+            events: &[
+                WebhookEventType::ContinuousHeartRate,
+                WebhookEventType::SleepWiseAlertness,
+            ],
+            url: "https://x/polar/webhook",
+        })
+        .unwrap();
+        assert_eq!(
+            optional["events"],
+            json!(["CONTINUOUS_HEART_RATE", "SLEEP_WISE_ALERTNESS"])
+        );
     }
 }

@@ -344,7 +344,7 @@ enum PolarCall {
     DeleteUser,
     Exercises,
     Exercise,
-    Activities(bool),
+    Activities,
     Activity,
     Sleeps,
     Sleep,
@@ -357,15 +357,14 @@ enum PolarCall {
 }
 
 impl PolarCall {
-    const ALL: [PolarCall; 17] = [
+    const ALL: [PolarCall; 16] = [
         Self::Exchange,
         Self::Register,
         Self::GetUser,
         Self::DeleteUser,
         Self::Exercises,
         Self::Exercise,
-        Self::Activities(false),
-        Self::Activities(true),
+        Self::Activities,
         Self::Activity,
         Self::Sleeps,
         Self::Sleep,
@@ -386,7 +385,7 @@ impl PolarCall {
             Self::Register | Self::GetUser | Self::DeleteUser => user(),
             Self::Exercises => json!([exercise(), exercise()]),
             Self::Exercise => exercise(),
-            Self::Activities(_) => json!([activity(), activity()]),
+            Self::Activities => json!([activity(), activity()]),
             Self::Activity => activity(),
             Self::Sleeps => json!({"nights": [sleep(), sleep()]}),
             Self::Sleep => sleep(),
@@ -441,12 +440,7 @@ impl PolarCall {
                     .await
                     .map(|r| format!("{r:?}")),
             ),
-            Self::Activities(since) => debug(
-                client
-                    .activities(&token, since.then_some(day))
-                    .await
-                    .map(|r| format!("{r:?}")),
-            ),
+            Self::Activities => debug(client.activities(&token).await.map(|r| format!("{r:?}"))),
             Self::Activity => debug(client.activity(&token, day).await.map(|r| format!("{r:?}"))),
             Self::Sleeps => debug(client.sleeps(&token).await.map(|r| format!("{r:?}"))),
             Self::Sleep => debug(client.sleep(&token, day).await.map(|r| format!("{r:?}"))),

@@ -227,14 +227,14 @@ async fn a_malformed_record_is_skipped_logged_and_retried_next_cycle_without_blo
         "a broken record never fails the job"
     );
 
-    // The good records were delivered; the cursors of the affected kinds did not move.
+    // The good records were delivered; the exercise cursor did not move (daily lists have none: they are
+    // read whole every sync).
     assert_smartabase_matches_polar(&world, a);
     let after = stored_athlete(&world, a).await;
     assert_eq!(
         after.cursors.exercises_uploaded_since, settled.exercises_uploaded_since,
         "exercise cursor held back"
     );
-    assert_eq!(after.cursors.sleep_from, settled.sleep_from);
     let broken: Vec<_> = testkit::logs::lines_where("athlete", &a.uuid)
         .into_iter()
         .filter(|l| l["outcome"] == "broken_record")

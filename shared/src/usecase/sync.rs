@@ -28,9 +28,9 @@ use crate::store::{Store, StoreError};
 
 /// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
 pub const LOCK_TTL: Duration = Duration::seconds(180);
-/// Daily records this recent are re-read every sync: Polar revises sleep and activity after delivery.
-pub const REVISION_WINDOW_DAYS: i64 = 3;
-/// Polar keeps daily data for 28 days and exercises for 30.
+/// Polar keeps daily data for 28 days and exercises for 30. Every full sync reads the whole of both
+/// windows: a night uploaded weeks late, or revised after delivery, is in them, and the ledger's content
+/// hash keeps what did not change at zero Smartabase calls.
 pub const DAILY_HISTORY_DAYS: i64 = 28;
 /// With a webhook registered, scheduled syncs become a safety net at this interval.
 pub const RECONCILIATION_INTERVAL: Duration = Duration::hours(6);
@@ -287,7 +287,7 @@ where
             .open(&job.athlete, &stored.sealed)
             .map_err(|e| SyncError::Token(e.to_string()))?;
 
-        let plan = Plan::for_job(job, &athlete.cursors, now);
+        let plan = Plan::for_job(job, &athlete.cursors);
         match self.budget().reserve(plan.calls(), now).await {
             Ok(()) => {}
             Err(BudgetError::Exhausted(e)) => {
@@ -370,19 +370,8 @@ where
             if let Some(first) = written.failures.first() {
                 failures.push(first.clone());
             }
-            if plan.advances_cursors {
-                let held_back = fetched
-                    .broken
-                    .iter()
-                    .filter_map(|b| b.date)
-                    .chain(written.failed_dates)
-                    .min();
-                step.advance(
-                    &mut cursors,
-                    now,
-                    fetched.broken.is_empty() && written.failures.is_empty(),
-                    held_back,
-                );
+            if plan.advances_cursors && fetched.broken.is_empty() && written.failures.is_empty() {
+                step.advance(&mut cursors, now);
             }
         }
 
@@ -411,7 +400,7 @@ where
         if plan.first_sync {
             info!(
                 athlete = %job.athlete,
-                daily_from = %plan.daily_from,
+                daily_from = %(now.date_naive() - Duration::days(DAILY_HISTORY_DAYS - 1)),
                 to = %now.date_naive(),
                 "first sync: took everything Polar still offers (exercises 30 days, daily data 28 days)"
             );
@@ -522,8 +511,8 @@ where
                     broken: Vec::new(),
                 }
             }
-            Step::Activities { since } => {
-                let records = self.polar.activities(token, *since).await.map_err(stop)?;
+            Step::Activities => {
+                let records = self.polar.activities(token).await.map_err(stop)?;
                 list(records, |a| m.activity(a))
             }
             Step::Activity(date) => {
@@ -533,10 +522,9 @@ where
                     broken: Vec::new(),
                 }
             }
-            Step::Sleeps { from } => {
-                let mut r = self.polar.sleeps(token).await.map_err(stop)?;
-                r.records.retain(|s| from.is_none_or(|f| s.date >= f));
-                list(r, |s| m.sleep(s))
+            Step::Sleeps => {
+                let records = self.polar.sleeps(token).await.map_err(stop)?;
+                list(records, |s| m.sleep(s))
             }
             Step::Sleep(date) => {
                 let found = self.polar.sleep(token, *date).await.map_err(stop)?;
@@ -545,10 +533,9 @@ where
                     broken: Vec::new(),
                 }
             }
-            Step::Recharges { from } => {
-                let mut r = self.polar.recharges(token).await.map_err(stop)?;
-                r.records.retain(|n| from.is_none_or(|f| n.date >= f));
-                list(r, |n| m.recharge(n))
+            Step::Recharges => {
+                let records = self.polar.recharges(token).await.map_err(stop)?;
+                list(records, |n| m.recharge(n))
             }
             Step::Recharge(date) => {
                 let found = self.polar.recharge(token, *date).await.map_err(stop)?;
@@ -831,14 +818,10 @@ fn batches(
 #[derive(Default)]
 struct Delivery {
     failures: Vec<String>,
-    failed_dates: Vec<NaiveDate>,
 }
 
 impl Delivery {
     fn fail(&mut self, event: &MappedEvent, why: String) {
-        if let RecordKey::Date(d) = event.key.record {
-            self.failed_dates.push(d);
-        }
         self.failures.push(format!("{}: {why}", event.key.encode()));
     }
 }
@@ -850,17 +833,12 @@ enum Step {
         uploaded_since: Option<DateTime<Utc>>,
     },
     Exercise(crate::ids::ExerciseId),
-    Activities {
-        since: Option<NaiveDate>,
-    },
+    /// Polar's 28-day list: whatever date a record has, it is read until it ages out of Polar's window.
+    Activities,
     Activity(NaiveDate),
-    Sleeps {
-        from: Option<NaiveDate>,
-    },
+    Sleeps,
     Sleep(NaiveDate),
-    Recharges {
-        from: Option<NaiveDate>,
-    },
+    Recharges,
     Recharge(NaiveDate),
 }
 
@@ -868,40 +846,17 @@ impl Step {
     fn kind(&self) -> DataKind {
         match self {
             Self::Exercises { .. } | Self::Exercise(_) => DataKind::Training,
-            Self::Activities { .. } | Self::Activity(_) => DataKind::Activity,
-            Self::Sleeps { .. } | Self::Sleep(_) => DataKind::Sleep,
-            Self::Recharges { .. } | Self::Recharge(_) => DataKind::Recharge,
+            Self::Activities | Self::Activity(_) => DataKind::Activity,
+            Self::Sleeps | Self::Sleep(_) => DataKind::Sleep,
+            Self::Recharges | Self::Recharge(_) => DataKind::Recharge,
         }
     }
 
-    /// Moves the cursor of this step's kind: past everything when the step was fully delivered, else
-    /// no later than the first record that was not.
-    fn advance(
-        &self,
-        cursors: &mut SyncCursors,
-        now: DateTime<Utc>,
-        delivered: bool,
-        held_back: Option<NaiveDate>,
-    ) {
-        let revision_floor = now.date_naive() - Duration::days(REVISION_WINDOW_DAYS);
-        // Not fully delivered: the cursor never moves forward (`None`, "everything", stays `None`), and only
-        // moves back to a record that was held back.
-        let next_daily = |current: Option<NaiveDate>| -> Option<NaiveDate> {
-            if delivered {
-                Some(revision_floor)
-            } else {
-                match (current, held_back) {
-                    (Some(c), Some(h)) => Some(c.min(h)),
-                    (c, _) => c,
-                }
-            }
-        };
-        match self {
-            Self::Exercises { .. } if delivered => cursors.exercises_uploaded_since = Some(now),
-            Self::Activities { .. } => cursors.activity_from = next_daily(cursors.activity_from),
-            Self::Sleeps { .. } => cursors.sleep_from = next_daily(cursors.sleep_from),
-            Self::Recharges { .. } => cursors.recharge_from = next_daily(cursors.recharge_from),
-            _ => {}
+    /// Moves the cursor of a fully delivered step. Exercises are listed by upload time, so everything
+    /// uploaded before this sync is delivered; daily lists have no cursor (they are read whole).
+    fn advance(&self, cursors: &mut SyncCursors, now: DateTime<Utc>) {
+        if let Self::Exercises { .. } = self {
+            cursors.exercises_uploaded_since = Some(now);
         }
     }
 }
@@ -911,13 +866,10 @@ struct Plan {
     steps: Vec<Step>,
     advances_cursors: bool,
     first_sync: bool,
-    daily_from: NaiveDate,
 }
 
 impl Plan {
-    fn for_job(job: &SyncJob, cursors: &SyncCursors, now: DateTime<Utc>) -> Self {
-        let today = now.date_naive();
-        let oldest = today - Duration::days(DAILY_HISTORY_DAYS - 1);
+    fn for_job(job: &SyncJob, cursors: &SyncCursors) -> Self {
         if job.kind == JobKind::Targeted {
             let mut steps = Vec::new();
             for target in &job.targets {
@@ -937,32 +889,19 @@ impl Plan {
                 steps,
                 advances_cursors: false,
                 first_sync: false,
-                daily_from: today,
             };
         }
-        let first_sync = cursors == &SyncCursors::default();
-        let clamp = |c: Option<NaiveDate>| c.map(|d| d.max(oldest));
-        // A cursor older than Polar's window means "everything": the plain list (Polar picks the 28 days in
-        // the athlete's own time zone, which may be a day ahead of UTC).
-        let activity_since = cursors.activity_from.filter(|d| *d > oldest);
         Self {
             steps: vec![
                 Step::Exercises {
                     uploaded_since: cursors.exercises_uploaded_since,
                 },
-                Step::Activities {
-                    since: activity_since,
-                },
-                Step::Sleeps {
-                    from: clamp(cursors.sleep_from),
-                },
-                Step::Recharges {
-                    from: clamp(cursors.recharge_from),
-                },
+                Step::Activities,
+                Step::Sleeps,
+                Step::Recharges,
             ],
             advances_cursors: true,
-            first_sync,
-            daily_from: activity_since.unwrap_or(oldest),
+            first_sync: cursors == &SyncCursors::default(),
         }
     }
 
@@ -987,44 +926,41 @@ mod tests {
     }
 
     #[test]
-    fn a_delivered_step_moves_its_cursor_to_the_revision_floor() {
+    fn a_delivered_exercise_list_moves_its_upload_cursor_and_daily_lists_have_none() {
         let mut cursors = SyncCursors::default();
-        Step::Sleeps { from: None }.advance(&mut cursors, noon(27), true, None);
+        for step in [Step::Activities, Step::Sleeps, Step::Recharges] {
+            step.advance(&mut cursors, noon(27));
+        }
+        assert_eq!(cursors, SyncCursors::default());
         Step::Exercises {
             uploaded_since: None,
         }
-        .advance(&mut cursors, noon(27), true, None);
-        assert_eq!(cursors.sleep_from, Some(day(27 - 3)));
+        .advance(&mut cursors, noon(27));
         assert_eq!(cursors.exercises_uploaded_since, Some(noon(27)));
     }
 
     #[test]
-    fn an_undelivered_step_never_moves_its_cursor_forward() {
-        let mut first = SyncCursors::default();
-        Step::Sleeps { from: None }.advance(&mut first, noon(27), false, Some(day(25)));
-        Step::Exercises {
-            uploaded_since: None,
-        }
-        .advance(&mut first, noon(27), false, None);
-        assert_eq!(
-            first,
-            SyncCursors::default(),
-            "`everything` stays `everything`"
-        );
-
-        let mut later = SyncCursors {
-            activity_from: Some(day(20)),
-            sleep_from: Some(day(20)),
-            ..SyncCursors::default()
+    fn every_full_sync_reads_each_daily_list_whole_with_one_call_per_list() {
+        // However recently the athlete synced, a night dated weeks ago may be uploaded now.
+        let cursors = SyncCursors {
+            exercises_uploaded_since: Some(noon(27)),
         };
-        // A broken record without a readable date holds the cursor where it is ...
-        Step::Activities { since: None }.advance(&mut later, noon(27), false, None);
-        assert_eq!(later.activity_from, Some(day(20)));
-        // ... and one that was held back can only pull it back.
-        Step::Sleeps { from: None }.advance(&mut later, noon(27), false, Some(day(18)));
-        assert_eq!(later.sleep_from, Some(day(18)));
-        Step::Sleeps { from: None }.advance(&mut later, noon(27), false, Some(day(26)));
-        assert_eq!(later.sleep_from, Some(day(18)));
+        for kind in [JobKind::Scheduled, JobKind::FirstSync, JobKind::Manual] {
+            let job = SyncJob::new(athlete_uuid(), kind, Vec::new(), noon(27));
+            let plan = Plan::for_job(&job, &cursors);
+            assert_eq!(
+                plan.steps,
+                vec![
+                    Step::Exercises {
+                        uploaded_since: Some(noon(27))
+                    },
+                    Step::Activities,
+                    Step::Sleeps,
+                    Step::Recharges,
+                ]
+            );
+            assert_eq!(plan.calls(), 4);
+        }
     }
 
     #[test]

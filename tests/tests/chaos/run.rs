@@ -267,7 +267,7 @@ impl Chaos {
                     RecordKind::Exercise => {
                         r.uploaded_at > self.world.polar.now() - Duration::hours(20)
                     }
-                    // Polar revises the last days only; the connector re-reads three.
+                    // Polar revises the last days only.
                     _ => date(&r.key) >= today - Duration::days(1),
                 })
                 .map(|r| r.key)

@@ -1,0 +1,152 @@
+//! The sync's data-safety promises in situations real athletes and sites create, end to end on moto and
+//! both simulators through the real handlers: a watch synced weeks late, a site whose training form has
+//! no exercise-id field, import answers Smartabase sends but nobody can read, events in the midnight
+//! hour, and a worker whose Smartabase is so slow that the Lambda deadline comes first.
+
+mod sync_support;
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDate};
+use polar_sim::{GenerateRequest, UploadMode};
+use shared::store::Store;
+use sync_support::*;
+use testkit::world::{World, WorldOptions};
+
+/// Polar's local "today" for an athlete.
+fn local_today(world: &World<impl Store>, offset: i32) -> NaiveDate {
+    (world.polar.now() + Duration::minutes(i64::from(offset))).date_naive()
+}
+
+/// Days of data uploaded now, ending yesterday (the athlete's local dates).
+fn upload_days(world: &World<impl Store>, athlete: &Linked, days: u32) {
+    let yesterday = local_today(world, athlete.offset) - Duration::days(1);
+    world
+        .polar
+        .generate(
+            athlete.polar,
+            &GenerateRequest {
+                days,
+                end_date: Some(yesterday),
+                upload: UploadMode::Now,
+                ..GenerateRequest::default()
+            },
+        )
+        .unwrap();
+}
+
+/// Every record Polar serves now is exactly one event with exactly the expected content, and no record
+/// has two events (events of records that aged out of Polar's windows may remain). Returns how many
+/// records were checked.
+fn assert_every_served_record_landed_once(world: &World<impl Store>, athlete: &Linked) -> usize {
+    let mut checked = 0;
+    for kind in KINDS {
+        let form = form_of(kind);
+        let mut by_identity: HashMap<String, Vec<smartabase_sim::SimEvent>> = HashMap::new();
+        for event in world.smartabase.events_for(athlete.user, form) {
+            by_identity
+                .entry(identity(kind, &event))
+                .or_default()
+                .push(event);
+        }
+        for (key, events) in &by_identity {
+            assert_eq!(
+                events.len(),
+                1,
+                "{}: {form} holds {} events for {key}",
+                athlete.uuid,
+                events.len()
+            );
+        }
+        for record in served(world, athlete.polar, kind) {
+            let Some(events) = by_identity.get(&record.key) else {
+                panic!(
+                    "{}: no {form} event for {} (uploaded {})",
+                    athlete.uuid, record.key, record.uploaded_at
+                );
+            };
+            assert_eq!(
+                as_expected(&events[0], form),
+                expected_event(&record),
+                "{}: {form} event for {}",
+                athlete.uuid,
+                record.key
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[tokio::test]
+async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_session_once() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    // Four athletes leave their phones at home for camps of 1, 4, 12 and 27 days that all end today.
+    const DAYS: i64 = 27;
+    let camps: [i64; 4] = [1, 4, 12, 27];
+    let athletes = link_athletes(&world, "camp", &[-180, 0, 60, 345]).await;
+    assert_eq!(world.run_worker().await.unwrap().failed, 0, "first syncs");
+
+    // Day after day the watches sync, until each camp starts; the hourly syncs go on all along.
+    for day in 1..=DAYS {
+        world.advance(Duration::days(1));
+        for (a, camp) in athletes.iter().zip(camps) {
+            if day <= DAYS - camp {
+                upload_days(&world, a, 1);
+            }
+        }
+        world.fanout().await.unwrap();
+        assert_eq!(world.run_worker().await.unwrap().failed, 0, "day {day}");
+    }
+
+    // Back home, each watch uploads the whole camp at once: records dated up to 27 days before upload.
+    for (a, camp) in athletes.iter().zip(camps) {
+        upload_days(&world, a, camp as u32);
+    }
+    world.polar.clear_requests();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (4, 0));
+    for (a, camp) in athletes.iter().zip(camps) {
+        let checked = assert_every_served_record_landed_once(&world, a);
+        let today = local_today(&world, a.offset);
+        let oldest_night = world
+            .smartabase
+            .events_for(a.user, "Polar Sleep")
+            .iter()
+            .map(|e| e.start.date())
+            .filter(|d| *d >= today - Duration::days(camp))
+            .min();
+        assert_eq!(
+            oldest_night,
+            Some(today - Duration::days(camp)),
+            "{}: the camp's first night",
+            a.uuid
+        );
+        assert!(
+            checked >= 3 * DAYS as usize,
+            "{}: {checked} checked",
+            a.uuid
+        );
+        assert_eq!(
+            polar_paths(&world, a.polar).len(),
+            4,
+            "{}: a sync after a camp costs the Polar calls of any sync: {:?}",
+            a.uuid,
+            polar_paths(&world, a.polar)
+        );
+    }
+
+    // The next sync finds everything in place: no Smartabase call, the same four Polar calls.
+    world.polar.clear_requests();
+    world.smartabase.clear_requests();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert_eq!(world.smartabase.requests(), Vec::new());
+    for a in &athletes {
+        assert_eq!(polar_paths(&world, a.polar).len(), 4);
+        assert_every_served_record_landed_once(&world, a);
+    }
+}

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate};
 use polar_sim::{GenerateRequest, UploadMode};
+use shared::model::LedgerState;
 use shared::store::Store;
+use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
 use sync_support::*;
 use testkit::world::{World, WorldOptions};
 
@@ -148,5 +150,88 @@ async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_sessi
     for a in &athletes {
         assert_eq!(polar_paths(&world, a.polar).len(), 4);
         assert_every_served_record_landed_once(&world, a);
+    }
+}
+
+/// Receives one batch and hands it to the worker once, like one Lambda invocation; returns how many
+/// messages were delivered and the ids the worker reported as failed.
+async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+    let response = sync_worker::handle(&world.connector, event).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &failed)
+        .await
+        .unwrap();
+    (delivered.len(), failed)
+}
+
+#[tokio::test]
+async fn an_import_answer_nobody_can_read_is_looked_up_before_anything_is_sent_again() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    for (i, answer) in [
+        UnreadableAnswer::EmptyObject,
+        UnreadableAnswer::NoState,
+        UnreadableAnswer::Truncated,
+        UnreadableAnswer::NotJson,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let athletes = link_athletes(&world, &format!("unread{i}"), &[60]).await;
+        let a = &athletes[0];
+        generate(&world, a, 3);
+        // Smartabase stores the first import of the first sync, then answers HTTP 200 with a body that
+        // does not say so.
+        world
+            .smartabase
+            .add_fault(FaultRule::next(
+                Some(Endpoint::EventsImport),
+                FaultKind::Unreadable {
+                    answer,
+                    after_processing: true,
+                },
+                1,
+            ))
+            .unwrap();
+        let (delivered, failed) = one_delivery(&world).await;
+        assert_eq!((delivered, failed.len()), (1, 1), "{answer:?}: not done");
+        assert!(
+            world
+                .smartabase
+                .requests()
+                .iter()
+                .any(|r| r.fault.as_deref() == Some("unreadable")),
+            "{answer:?}: the fault fired"
+        );
+        // Nothing was sent again without a lookup: no record has two events.
+        for kind in KINDS {
+            let events = world.smartabase.events_for(a.user, form_of(kind));
+            let mut keys: Vec<String> = events.iter().map(|e| identity(kind, e)).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), events.len(), "{answer:?}: a {kind:?} twice");
+        }
+
+        // SQS retries: the retry looks the unconfirmed events up and finds them.
+        world.smartabase.clear_requests();
+        let run = world.run_worker().await.unwrap();
+        assert_eq!((run.delivered, run.failed), (1, 0), "{answer:?}");
+        assert!(smartabase_calls(&world, "eventsearch") > 0, "{answer:?}");
+        assert_smartabase_matches_polar(&world, a);
+        assert!(
+            ledger(&world, a)
+                .await
+                .values()
+                .all(|e| e.state == LedgerState::Confirmed)
+        );
     }
 }

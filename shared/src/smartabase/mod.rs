@@ -31,6 +31,10 @@ pub enum SmartabaseError {
     /// created a new event): treated as a failure, never as done.
     #[error("Smartabase answered success but {0}")]
     UnexpectedIds(String),
+    /// An import answer that does not say whether the events were stored (no state, a state that is
+    /// neither success nor a known failure, an exception): like a lost answer, the events may be there.
+    #[error("Smartabase did not say whether the import was stored: {0}")]
+    Unconfirmed(String),
     /// 401/403: the API account's credentials or permissions are wrong (configuration).
     #[error("Smartabase refused the API account ({status})")]
     Unauthorized {

@@ -706,8 +706,8 @@ where
             }
             Err(e @ SmartabaseError::Rejected { .. }) if batch.len() > 1 => {
                 // A refused batch stored nothing and does not say which event was bad: isolate it. Any other
-                // failure (lost answer, timeout, 5xx, missing ids) may have stored some events, so they stay
-                // `Pending` and the next run looks them up instead of writing them again.
+                // failure (lost answer, timeout, 5xx, missing ids, an answer without a known state) may have
+                // stored some events, so they stay `Pending` and the next run looks them up before writing.
                 warn!(athlete = %athlete, error = %e, events = batch.len(), "batch refused; retrying its events one by one");
                 for single in batch {
                     Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now))

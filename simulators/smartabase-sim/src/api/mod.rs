@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 pub use users::USERS_PER_PAGE;
 
 use crate::config::{EmptyResults, SmartabaseSimConfig};
-use crate::faults::{Endpoint, FaultKind, pick_fault};
+use crate::faults::{Endpoint, FaultKind, UnreadableAnswer, pick_fault};
 use crate::state::{RequestRecord, Shared};
 
 /// Marks a response whose connection must be closed without sending it.
@@ -33,6 +33,8 @@ pub(crate) enum Reply {
     /// HTTP 200, `Content-Type: application/json`, zero-length body.
     EmptyBody,
     Text(StatusCode, &'static str),
+    /// HTTP 200 with this content type and body, as sent (not necessarily valid).
+    Raw(&'static str, String),
 }
 
 impl Reply {
@@ -47,7 +49,7 @@ impl Reply {
     fn status(&self) -> StatusCode {
         match self {
             Reply::Json(status, _) | Reply::Text(status, _) => *status,
-            Reply::EmptyBody => StatusCode::OK,
+            Reply::EmptyBody | Reply::Raw(..) => StatusCode::OK,
         }
     }
 }
@@ -63,6 +65,9 @@ impl IntoResponse for Reply {
             )
                 .into_response(),
             Reply::Text(status, text) => (status, text).into_response(),
+            Reply::Raw(content_type, body) => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
         }
     }
 }
@@ -226,6 +231,7 @@ async fn serve(shared: &Shared, call: &Call<'_>, record: &mut RequestRecord) -> 
     record.fault = fault.as_ref().map(|fault| fault.label().to_owned());
     let mut fewer_ids = false;
     let mut drop_after = false;
+    let mut garble = None;
     match fault {
         Some(FaultKind::Http500) => {
             return Outcome::Answer(Reply::Text(
@@ -253,14 +259,58 @@ async fn serve(shared: &Shared, call: &Call<'_>, record: &mut RequestRecord) -> 
         }) => drop_after = true,
         Some(FaultKind::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
         Some(FaultKind::FewerIds) => fewer_ids = true,
+        Some(FaultKind::Unreadable {
+            answer,
+            after_processing: false,
+        }) => {
+            let failure = failure_body(endpoint, "An unexpected error occurred (simulated)");
+            return Outcome::Answer(unreadable(failure, answer));
+        }
+        Some(FaultKind::Unreadable {
+            answer,
+            after_processing: true,
+        }) => garble = Some(answer),
         None => {}
     }
 
     let reply = dispatch(shared, endpoint, call.body, fewer_ids);
-    if drop_after {
-        Outcome::Dropped
-    } else {
-        Outcome::Answer(reply)
+    match garble {
+        _ if drop_after => Outcome::Dropped,
+        Some(answer) => Outcome::Answer(unreadable(reply, answer)),
+        None => Outcome::Answer(reply),
+    }
+}
+
+/// `reply` turned into an HTTP 200 whose body does not say what happened.
+fn unreadable(reply: Reply, answer: UnreadableAnswer) -> Reply {
+    let body = match reply {
+        Reply::Json(_, body) => body,
+        _ => json!({}),
+    };
+    match answer {
+        UnreadableAnswer::EmptyObject => Reply::ok(json!({})),
+        UnreadableAnswer::NoState => {
+            let mut body = body;
+            if let Some(object) = body.as_object_mut() {
+                object.remove("state");
+                if let Some(result) = object.get_mut("result").and_then(Value::as_object_mut) {
+                    result.remove("state");
+                }
+            }
+            Reply::ok(body)
+        }
+        UnreadableAnswer::Truncated => {
+            let text = body.to_string();
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Reply::Raw("application/json", text[..cut].to_owned())
+        }
+        UnreadableAnswer::NotJson => Reply::Raw(
+            "text/html",
+            "<html><body><h1>502 Bad Gateway</h1></body></html>".to_owned(),
+        ),
     }
 }
 

@@ -8,7 +8,7 @@ mod sync_support;
 use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate};
-use polar_sim::{GenerateRequest, UploadMode};
+use polar_sim::{GenerateRequest, NewRecord, RecordKind, UploadMode};
 use shared::model::LedgerState;
 use shared::store::Store;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
@@ -233,5 +233,196 @@ async fn an_import_answer_nobody_can_read_is_looked_up_before_anything_is_sent_a
                 .values()
                 .all(|e| e.state == LedgerState::Confirmed)
         );
+    }
+}
+
+/// Every import of the next job lands but its answer is lost (the job fails); then SQS retries it with
+/// Smartabase answering again. Returns the Smartabase calls of the retry, by endpoint.
+async fn lose_every_import_answer_then_retry(world: &World<impl Store>) -> HashMap<String, usize> {
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            FaultKind::DropConnection {
+                after_processing: true,
+            },
+            1.0,
+        ))
+        .unwrap();
+    let (delivered, failed) = one_delivery(world).await;
+    assert_eq!(
+        (delivered, failed.len()),
+        (1, 1),
+        "unconfirmed writes fail the job"
+    );
+    assert!(
+        !world.smartabase.events(&Default::default()).is_empty(),
+        "the writes landed"
+    );
+    world.smartabase.clear_faults();
+    world.smartabase.clear_requests();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0), "the retry");
+    let mut calls = HashMap::new();
+    for request in world.smartabase.requests() {
+        *calls
+            .entry(request.endpoint.unwrap_or_default())
+            .or_default() += 1;
+    }
+    calls
+}
+
+/// The training events hold every session Polar serves exactly once, with the expected start, finish and
+/// values (leaving out `Polar Exercise ID`, which this site's form does not keep).
+fn assert_one_training_event_per_session(world: &World<impl Store>, athlete: &Linked) {
+    let events = world.smartabase.events_for(athlete.user, "Polar Training");
+    let sessions = served(world, athlete.polar, RecordKind::Exercise);
+    assert_eq!(
+        events.len(),
+        sessions.len(),
+        "{}: {} training events for {} sessions",
+        athlete.uuid,
+        events.len(),
+        sessions.len()
+    );
+    for session in &sessions {
+        let mut expected = expected_event(session);
+        expected.fields.remove("Polar Exercise ID");
+        let matching = events
+            .iter()
+            .filter(|e| {
+                let mut found = as_expected(e, "Polar Training");
+                found.fields.remove("Polar Exercise ID");
+                found == expected
+            })
+            .count();
+        assert_eq!(matching, 1, "{}: session {}", athlete.uuid, session.key);
+    }
+}
+
+/// A training in the athlete's local midnight hour, yesterday.
+fn add_midnight_session(world: &World<impl Store>, athlete: &Linked) {
+    let yesterday = local_today(world, athlete.offset) - Duration::days(1);
+    world
+        .polar
+        .add_record(
+            athlete.polar,
+            NewRecord {
+                kind: RecordKind::Exercise,
+                date: None,
+                start_time: yesterday.and_hms_opt(0, 30, 20),
+                values: Default::default(),
+                ready: true,
+                uploaded_at: None,
+            },
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_site_without_an_exercise_id_field_gets_one_event_per_session_after_lost_answers() {
+    // One site maps `Polar Exercise ID` to null; the other's form lacks the field, so Smartabase drops it.
+    let form_without_id = smartabase_sim::default_forms()
+        .into_iter()
+        .map(|mut form| {
+            form.fields.retain(|f| f.name != "Polar Exercise ID");
+            form
+        })
+        .collect();
+    let sites = [
+        (
+            WorldOptions::default(),
+            Some(r#"{"training": {"fields": {"exercise_id": null}}}"#),
+        ),
+        (
+            WorldOptions {
+                smartabase: smartabase_sim::SmartabaseSimConfig {
+                    forms: form_without_id,
+                    ..Default::default()
+                },
+                ..WorldOptions::default()
+            },
+            None,
+        ),
+    ];
+    for (options, mapping) in sites {
+        let mut world = World::on_moto(options).await.unwrap();
+        if let Some(json) = mapping {
+            world.connector.mapping = shared::mapping::Mapping::with_override(json).unwrap();
+        }
+        let athletes = link_athletes(&world, "noid", &[-570]).await;
+        let a = &athletes[0];
+        generate(&world, a, 4);
+        add_midnight_session(&world, a);
+
+        lose_every_import_answer_then_retry(&world).await;
+        assert_one_training_event_per_session(&world, a);
+        assert!(
+            ledger(&world, a)
+                .await
+                .values()
+                .all(|e| e.state == LedgerState::Confirmed)
+        );
+
+        // And it stays that way: the next sync writes nothing.
+        world.smartabase.clear_requests();
+        world.advance(Duration::minutes(61));
+        world.fanout().await.unwrap();
+        assert_eq!(world.run_worker().await.unwrap().failed, 0);
+        assert_eq!(smartabase_calls(&world, "eventsimport"), 0);
+        assert_one_training_event_per_session(&world, a);
+    }
+}
+
+#[tokio::test]
+async fn events_in_the_midnight_hour_whose_answers_were_lost_are_found_not_written_twice() {
+    // Written `00:MM AM`, searched from `12:00 AM`, read back `12:MM AM`: with the exercise id, and on a
+    // site without it, where the session is known by its start minute alone.
+    for mapping in [
+        None,
+        Some(r#"{"training": {"fields": {"exercise_id": null}}}"#),
+    ] {
+        let mut world = World::on_moto(WorldOptions::default()).await.unwrap();
+        if let Some(json) = mapping {
+            world.connector.mapping = shared::mapping::Mapping::with_override(json).unwrap();
+        }
+        let athletes = link_athletes(&world, "midnight", &[345]).await;
+        let a = &athletes[0];
+        // A session at 00:30 and a night, a day and a recharge, whose events start at 00:00.
+        add_midnight_session(&world, a);
+        let yesterday = local_today(&world, a.offset) - Duration::days(1);
+        for kind in [
+            RecordKind::Activity,
+            RecordKind::Sleep,
+            RecordKind::Recharge,
+        ] {
+            world
+                .polar
+                .add_record(
+                    a.polar,
+                    NewRecord {
+                        kind,
+                        date: Some(yesterday),
+                        start_time: None,
+                        values: Default::default(),
+                        ready: true,
+                        uploaded_at: None,
+                    },
+                )
+                .unwrap();
+        }
+
+        let retry = lose_every_import_answer_then_retry(&world).await;
+        // Each lost write was found, and held what was sent: nothing was written again.
+        assert_eq!(retry.get("eventsearch"), Some(&4), "{mapping:?}: {retry:?}");
+        assert_eq!(retry.get("eventsimport"), None, "{mapping:?}: {retry:?}");
+        assert_one_training_event_per_session(&world, a);
+        let session = &world.smartabase.events_for(a.user, "Polar Training")[0];
+        assert_eq!(session.start, yesterday.and_hms_opt(0, 30, 0).unwrap());
+        for form in ["Polar Activity", "Polar Sleep", "Polar Nightly Recharge"] {
+            let events = world.smartabase.events_for(a.user, form);
+            assert_eq!(events.len(), 1, "{mapping:?}: {form}");
+            assert_eq!(events[0].start, yesterday.and_hms_opt(0, 0, 0).unwrap());
+        }
     }
 }

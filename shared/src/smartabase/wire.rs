@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{
     EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, RosterUser, SmartabaseError,
-    format_date, format_time,
+    format_date, format_time, parse_time,
 };
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 
@@ -254,6 +254,7 @@ pub(crate) struct RecordRead {
     pub(crate) form_name: Option<String>,
     pub(crate) user_id: Option<Value>,
     pub(crate) start_date: Option<String>,
+    pub(crate) start_time: Option<String>,
     pub(crate) rows: Option<Vec<RowRead>>,
 }
 
@@ -724,6 +725,7 @@ pub(crate) fn events_found(
             start_date: record
                 .start_date
                 .and_then(|date| NaiveDate::parse_from_str(date.trim(), "%d/%m/%Y").ok()),
+            start_time: record.start_time.as_deref().and_then(parse_time),
             fields: fields_of(record.rows),
         });
     }
@@ -1130,6 +1132,10 @@ mod tests {
         assert_eq!(found[0].id, event_id(2875223));
         assert_eq!(found[0].user_id, user(72827));
         assert_eq!(found[0].start_date, NaiveDate::from_ymd_opt(2025, 9, 1));
+        assert_eq!(
+            found[0].start_time,
+            chrono::NaiveTime::from_hms_opt(23, 14, 0)
+        );
         assert_eq!(found[0].fields["Sleep Score"], "78");
         assert_eq!(
             found[0].fields["Polar User ID"], "1.78432026E9",
@@ -1145,6 +1151,7 @@ mod tests {
             found[1].start_date, None,
             "an unreadable date is not guessed"
         );
+        assert_eq!(found[1].start_time, None);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike as _, Utc};
 use tracing::{error, info, warn};
 
 use super::Connector;
@@ -630,7 +630,11 @@ where
             .smartabase
             .find_events(&event.form, user, date, date)
             .await?;
-        Ok(found.into_iter().find(|read| same_record(read, event)))
+        Ok(found
+            .into_iter()
+            .filter_map(|read| match_rank(&read, event, entry).map(|rank| (rank, read)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, read)| read))
     }
 
     async fn confirm(
@@ -752,33 +756,66 @@ fn ledger_entry(
     }
 }
 
-/// Whether an event read back from Smartabase is the one `event` describes: the same exercise id, or
-/// the same day's record (one per form and day).
-fn same_record(read: &EventRead, event: &MappedEvent) -> bool {
+/// How surely an event read back from Smartabase (of `event`'s form, user and start date) is the one a
+/// pending `entry` wrote, 0 = surest; `None` = another record's. A lookup must find its event whatever the
+/// site's mapping and forms keep: the exercise id is only there when the form has the field, so a training
+/// is also known by the event a pending update names, or by its start minute with no value contradicting
+/// ours (a field missing from the form, or a value Polar added since, is no contradiction; a session of
+/// another exercise starting in the same minute differs somewhere). A daily record is its form's one event
+/// on that date.
+fn match_rank(read: &EventRead, event: &MappedEvent, entry: &LedgerEntry) -> Option<u8> {
+    let named = entry.event_id == Some(read.id);
     match &event.key.record {
         // Exercise ids are unique hashes: any field holding it is the `Polar Exercise ID` field.
-        RecordKey::Exercise(id) => read.fields.values().any(|v| v == id.as_str()),
-        RecordKey::Date(date) => read.start_date == Some(*date),
+        RecordKey::Exercise(id) if read.fields.values().any(|v| v == id.as_str()) => Some(0),
+        RecordKey::Exercise(_) if named => Some(1),
+        RecordKey::Exercise(_) => {
+            let start = read
+                .start_date
+                .zip(read.start_time)
+                .map(|(d, t)| d.and_time(t));
+            (start == Some(to_minute(event.start)) && !contradicts(read, event)).then_some(2)
+        }
+        RecordKey::Date(date) if read.start_date == Some(*date) => Some(if named { 0 } else { 1 }),
+        RecordKey::Date(_) => None,
     }
 }
 
+/// `at` as Smartabase keeps it: to the minute.
+fn to_minute(at: NaiveDateTime) -> NaiveDateTime {
+    at.date()
+        .and_hms_opt(at.hour(), at.minute(), 0)
+        .unwrap_or(at)
+}
+
+/// Whether a value read back is the value written: Smartabase may reformat numbers (scientific
+/// notation), so numbers compare as numbers.
+fn same_value(read: &str, written: &str) -> bool {
+    read.trim() == written.trim()
+        || matches!(
+            (read.trim().parse::<f64>(), written.trim().parse::<f64>()),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// Whether an event read back holds, in a field we write, a different value than `event`.
+fn contradicts(read: &EventRead, event: &MappedEvent) -> bool {
+    event.pairs.iter().any(|(field, value)| {
+        read.fields
+            .get(field)
+            .is_some_and(|r| !r.trim().is_empty() && !same_value(r, value))
+    })
+}
+
 /// Whether an event read back already holds exactly `event`'s field values: every value we would write is
-/// there and no other field has one. Smartabase may reformat values it returns (numbers in scientific
-/// notation), so numbers compare as numbers; anything else that differs means "write again", which is an
-/// update in place and never a duplicate. (Times are not read back; an exercise's finish follows its
-/// `Duration (min)`, which is compared.)
+/// there and no other field has one. Anything that differs means "write again", which is an update in
+/// place and never a duplicate. (Times are not compared; an exercise's finish follows its
+/// `Duration (min)`, which is.)
 fn holds(read: &EventRead, event: &MappedEvent) -> bool {
-    let same = |read: &str, written: &str| {
-        read.trim() == written.trim()
-            || matches!(
-                (read.trim().parse::<f64>(), written.trim().parse::<f64>()),
-                (Ok(a), Ok(b)) if a == b
-            )
-    };
     let written_all = event
         .pairs
         .iter()
-        .all(|(field, value)| read.fields.get(field).is_some_and(|r| same(r, value)));
+        .all(|(field, value)| read.fields.get(field).is_some_and(|r| same_value(r, value)));
     let nothing_else = read.fields.iter().all(|(field, value)| {
         value.trim().is_empty() || event.pairs.iter().any(|(f, _)| f == field)
     });
@@ -913,7 +950,7 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{NaiveTime, TimeZone};
 
     use super::*;
 
@@ -1014,11 +1051,95 @@ mod tests {
             form: "Polar Sleep".into(),
             user_id: SmartabaseUserId::new(3).unwrap(),
             start_date: Some(day(26)),
+            start_time: NaiveTime::from_hms_opt(0, 0, 0),
             fields: fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    /// A training starting at 00:30:45 on the 26th, as a site whose form has no exercise id field writes it.
+    fn training_without_id_field() -> MappedEvent {
+        let start = day(26).and_hms_opt(0, 30, 45).unwrap();
+        MappedEvent {
+            key: LedgerKey {
+                kind: DataKind::Training,
+                record: RecordKey::Exercise(crate::ids::ExerciseId::parse("Xa1b2").unwrap()),
+            },
+            form: "Polar Training".into(),
+            start,
+            finish: start + Duration::minutes(45),
+            pairs: vec![
+                ("Sport".into(), "RUNNING".into()),
+                ("Duration (min)".into(), "45.0".into()),
+                ("Device".into(), "Polar Ignite 3".into()),
+            ],
+            content_hash: "h".into(),
+        }
+    }
+
+    fn pending(event_id: Option<i64>) -> LedgerEntry {
+        LedgerEntry {
+            content_hash: "h".into(),
+            event_id: event_id.map(|id| EventId::new(id).unwrap()),
+            state: LedgerState::Pending,
+            event_start_date: day(26),
+            updated_at: noon(26),
+        }
+    }
+
+    #[test]
+    fn a_lost_training_is_found_without_an_exercise_id_field_by_its_start_minute() {
+        let event = training_without_id_field();
+        let at = |h, m, fields: &[(&str, &str)]| EventRead {
+            start_time: NaiveTime::from_hms_opt(h, m, 0),
+            ..read_back(fields)
+        };
+        let ours = [("Sport", "RUNNING"), ("Duration (min)", "45")];
+        assert_eq!(
+            match_rank(&at(0, 30, &ours), &event, &pending(None)),
+            Some(2)
+        );
+        // A field Polar added since, or one the form lacks, is no contradiction.
+        assert_eq!(match_rank(&at(0, 30, &[]), &event, &pending(None)), Some(2));
+        // Another session in the same minute, another minute, no readable time: not ours.
+        let other_device = [("Sport", "RUNNING"), ("Device", "Polar H10")];
+        assert_eq!(
+            match_rank(&at(0, 30, &other_device), &event, &pending(None)),
+            None
+        );
+        assert_eq!(match_rank(&at(0, 31, &ours), &event, &pending(None)), None);
+        assert_eq!(match_rank(&at(12, 30, &ours), &event, &pending(None)), None);
+        let untimed = EventRead {
+            start_time: None,
+            ..read_back(&ours)
+        };
+        assert_eq!(match_rank(&untimed, &event, &pending(None)), None);
+        // The exercise id, wherever it is, and the event a pending update names come first.
+        assert_eq!(
+            match_rank(&at(9, 0, &[("Notes", "Xa1b2")]), &event, &pending(None)),
+            Some(0)
+        );
+        assert_eq!(
+            match_rank(&at(9, 0, &[]), &event, &pending(Some(7))),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_lost_daily_record_is_its_forms_event_on_that_date() {
+        let event = sleep_event(&[("Sleep Score", "99")]);
+        assert_eq!(match_rank(&read_back(&[]), &event, &pending(None)), Some(1));
+        assert_eq!(
+            match_rank(&read_back(&[]), &event, &pending(Some(7))),
+            Some(0)
+        );
+        let other_day = EventRead {
+            start_date: Some(day(25)),
+            ..read_back(&[])
+        };
+        assert_eq!(match_rank(&other_day, &event, &pending(Some(7))), None);
     }
 
     #[test]

@@ -6,14 +6,16 @@
 mod sync_support;
 
 use std::collections::HashMap;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, NaiveDate};
 use polar_sim::{GenerateRequest, NewRecord, RecordKind, UploadMode};
 use shared::model::LedgerState;
+use shared::queue::SyncJob;
 use shared::store::Store;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
 use sync_support::*;
-use testkit::world::{World, WorldOptions};
+use testkit::world::{World, WorldOptions, no_deadline};
 
 /// Polar's local "today" for an athlete.
 fn local_today(world: &World<impl Store>, offset: i32) -> NaiveDate {
@@ -159,7 +161,7 @@ async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
     let delivered = world.connector.queue.receive(10).await.unwrap();
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event).await;
+    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
     let failed: Vec<String> = response
         .batch_item_failures
         .into_iter()
@@ -425,4 +427,123 @@ async fn events_in_the_midnight_hour_whose_answers_were_lost_are_found_not_writt
             assert_eq!(events[0].start, yesterday.and_hms_opt(0, 0, 0).unwrap());
         }
     }
+}
+
+#[tokio::test]
+async fn a_slow_smartabase_never_sends_an_innocent_job_to_the_dead_letter_queue() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    // Six athletes' first syncs in one batch, each several imports; Smartabase takes 20 s per import.
+    let athletes = link_athletes(&world, "slow", &[-600, -180, 0, 60, 345, 825]).await;
+    for a in &athletes {
+        generate(&world, a, 3);
+    }
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            FaultKind::Delay { ms: 20_000 },
+            1.0,
+        ))
+        .unwrap();
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(delivered.len(), 6);
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+
+    // The invocation's deadline less the worker's margin, shortened: work may start for 2 s. Lambda
+    // would stop the invocation `DEADLINE_MARGIN_SECONDS` later, and with it every message's receive.
+    let stop_starting = Instant::now() + StdDuration::from_secs(2);
+    let lambda_deadline =
+        stop_starting + StdDuration::from_secs(sync_worker::DEADLINE_MARGIN_SECONDS);
+    let response = tokio::time::timeout_at(
+        lambda_deadline.into(),
+        sync_worker::handle(&world.connector, event, stop_starting),
+    )
+    .await
+    .expect("the worker handed its batch back before Lambda's deadline");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "no job failed: none may be charged a receive: {:?}",
+        response.batch_item_failures
+    );
+    world.connector.queue.settle(&delivered, &[]).await.unwrap();
+
+    // Each job is back on the queue once, as a new message, and nothing is marked synced.
+    let again = world.connector.queue.receive(10).await.unwrap();
+    let mut athletes_back: Vec<String> = again
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.message.attributes.get("ApproximateReceiveCount"),
+                Some(&"1".to_string()),
+                "handed back without a failed receive"
+            );
+            SyncJob::from_body(r.message.body.as_deref().unwrap())
+                .unwrap()
+                .athlete
+                .to_string()
+        })
+        .collect();
+    athletes_back.sort();
+    let mut all: Vec<String> = athletes.iter().map(|a| a.uuid.clone()).collect();
+    all.sort();
+    assert_eq!(athletes_back, all);
+    let message_ids: Vec<String> = again
+        .iter()
+        .filter_map(|r| r.message.message_id.clone())
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&again, &message_ids)
+        .await
+        .unwrap();
+    // Five jobs started, each stopped after the import in flight at the deadline (several more were
+    // due) and kept what Smartabase confirmed; the sixth waited for a free slot and never started.
+    let mut started = 0;
+    for a in &athletes {
+        let entries = ledger(&world, a).await;
+        let stored = stored_athlete(&world, a).await;
+        assert_eq!(stored.last_sync_at, None, "{}", a.uuid);
+        assert_eq!(stored.last_error, None, "{}", a.uuid);
+        if !entries.is_empty() {
+            started += 1;
+            let confirmed = entries
+                .values()
+                .filter(|e| e.state == LedgerState::Confirmed)
+                .count();
+            assert!(
+                confirmed > 0 && confirmed < served_count(&world, a),
+                "{}: {confirmed} of {} records confirmed",
+                a.uuid,
+                served_count(&world, a)
+            );
+        }
+    }
+    assert_eq!(started, sync_worker::CONCURRENCY);
+
+    // Smartabase recovers; the continuations deliver everything exactly once, and nothing is dead.
+    world.smartabase.clear_faults();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (6, 0));
+    for a in &athletes {
+        assert_smartabase_matches_polar(&world, a);
+    }
+    assert!(
+        world
+            .connector
+            .queue
+            .dead_letters()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Records Polar serves for an athlete, of every kind.
+fn served_count(world: &World<impl Store>, athlete: &Linked) -> usize {
+    KINDS
+        .iter()
+        .map(|k| served(world, athlete.polar, *k).len())
+        .sum()
 }

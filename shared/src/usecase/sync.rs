@@ -8,6 +8,7 @@
 //! confirmed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike as _, Utc};
 use tracing::{error, info, warn};
@@ -95,6 +96,9 @@ pub enum SyncOutcome {
     Reauthorise,
     /// The athlete's Polar consents are missing: recorded, retried at the next interval.
     ConsentsMissing,
+    /// The worker's deadline came before the job was done: what Smartabase confirmed is kept, and the job
+    /// continues in a new message (not a failed receive).
+    Unfinished(SyncCounts),
 }
 
 impl SyncOutcome {
@@ -108,6 +112,7 @@ impl SyncOutcome {
             Self::Released { .. } => "released",
             Self::Reauthorise => "reauthorise",
             Self::ConsentsMissing => "consents_missing",
+            Self::Unfinished(_) => "unfinished",
         }
     }
 }
@@ -200,8 +205,12 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    /// Runs one sync job under the athlete's lock.
-    pub async fn sync_job(&self, job: &SyncJob) -> Result<SyncReport, SyncError> {
+    /// Runs one sync job under the athlete's lock, starting no Polar or Smartabase call after `deadline`.
+    pub async fn sync_job(
+        &self,
+        job: &SyncJob,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
         let now = self.now();
         let Some(athlete) = self.store.get_athlete(&job.athlete).await? else {
             return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
@@ -231,7 +240,7 @@ where
                 SyncOutcome::Skipped("the athlete was synced after this job was queued"),
             )),
             Ok(Some(current)) if current.status == AthleteStatus::Linked => {
-                self.sync_locked(job, current, now).await
+                self.sync_locked(job, current, now, deadline).await
             }
             Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
                 "athlete is not linked",
@@ -269,6 +278,7 @@ where
         job: &SyncJob,
         athlete: Athlete,
         now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
@@ -302,8 +312,13 @@ where
         let mut cursors = athlete.cursors.clone();
         let mut follow_ups = Vec::new();
         let mut failures: Vec<String> = Vec::new();
+        let mut unfinished = false;
 
         for step in &plan.steps {
+            if Instant::now() >= deadline {
+                unfinished = true;
+                break;
+            }
             let fetched = match self.fetch(&token, step, &mut counts).await {
                 Ok(f) => f,
                 Err(Stop::Unauthorized) => {
@@ -365,16 +380,36 @@ where
                 );
             }
             let written = self
-                .deliver(&job.athlete, user, fetched.events, &mut counts, now)
+                .deliver(
+                    &job.athlete,
+                    user,
+                    fetched.events,
+                    &mut counts,
+                    now,
+                    deadline,
+                )
                 .await?;
             if let Some(first) = written.failures.first() {
                 failures.push(first.clone());
+            }
+            if written.unfinished {
+                unfinished = true;
+                break;
             }
             if plan.advances_cursors && fetched.broken.is_empty() && written.failures.is_empty() {
                 step.advance(&mut cursors, now);
             }
         }
 
+        if unfinished && failures.is_empty() {
+            // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
+            self.update_athlete(&job.athlete, |a| a.cursors = cursors.clone())
+                .await?;
+            return Ok(SyncReport {
+                outcome: SyncOutcome::Unfinished(counts),
+                follow_ups,
+            });
+        }
         let failed = counts.failed;
         let sync_interval = if self.settings.polar_webhook_secret.is_some() {
             RECONCILIATION_INTERVAL.max(self.settings.sync_interval.duration())
@@ -550,7 +585,8 @@ where
         Ok(fetched)
     }
 
-    /// Writes what changed, exactly once. Returns the dates of daily records that could not be written.
+    /// Writes what changed, exactly once, starting no Smartabase call after `deadline`. Returns what could
+    /// not be written, and whether the deadline left some of it untried.
     async fn deliver(
         &self,
         athlete: &AthleteUuid,
@@ -558,6 +594,7 @@ where
         events: Vec<MappedEvent>,
         counts: &mut SyncCounts,
         now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<Delivery, SyncError> {
         let mut delivery = Delivery::default();
         if events.is_empty() {
@@ -586,6 +623,7 @@ where
                 Some(entry) if entry.state == LedgerState::Confirmed => {
                     writes.push((event, entry.event_id))
                 }
+                Some(_) if Instant::now() >= deadline => delivery.unfinished = true,
                 Some(entry) => {
                     // Pending: an earlier import may have landed without us hearing back. Look before writing.
                     // Finding the event is not enough: a pending update finds the old event whether or not
@@ -613,7 +651,11 @@ where
         }
 
         for batch in batches(writes) {
-            self.write_batch(athlete, user, batch, counts, &mut delivery, now)
+            if Instant::now() >= deadline {
+                delivery.unfinished = true;
+                break;
+            }
+            self.write_batch(athlete, user, batch, counts, &mut delivery, now, deadline)
                 .await?;
         }
         Ok(delivery)
@@ -655,6 +697,7 @@ where
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_batch(
         &self,
         athlete: &AthleteUuid,
@@ -663,6 +706,7 @@ where
         counts: &mut SyncCounts,
         delivery: &mut Delivery,
         now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<(), SyncError> {
         let pending: Vec<_> = batch
             .iter()
@@ -714,8 +758,21 @@ where
                 // stored some events, so they stay `Pending` and the next run looks them up before writing.
                 warn!(athlete = %athlete, error = %e, events = batch.len(), "batch refused; retrying its events one by one");
                 for single in batch {
-                    Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now))
-                        .await?;
+                    if Instant::now() >= deadline {
+                        // Left `Pending` by the refused batch: the continuation looks them up and writes them.
+                        delivery.unfinished = true;
+                        break;
+                    }
+                    Box::pin(self.write_batch(
+                        athlete,
+                        user,
+                        vec![single],
+                        counts,
+                        delivery,
+                        now,
+                        deadline,
+                    ))
+                    .await?;
                 }
                 Ok(())
             }
@@ -855,6 +912,8 @@ fn batches(
 #[derive(Default)]
 struct Delivery {
     failures: Vec<String>,
+    /// The deadline came before every record was tried.
+    unfinished: bool,
 }
 
 impl Delivery {

@@ -21,7 +21,7 @@ use shared::queue::{JobQueue as _, Outgoing, SyncJob};
 use shared::testing::MemoryStore;
 use smartabase_sim::SmartabaseSimConfig;
 use testkit::front::HttpRequest;
-use testkit::world::{World, WorldOptions};
+use testkit::world::{World, WorldOptions, no_deadline};
 
 use super::faults::{self, HTTP_TIMEOUT_MS, Tally};
 use super::sync_support::{Linked, assert_smartabase_matches_polar, link_athletes, stored_athlete};
@@ -400,8 +400,11 @@ impl Chaos {
             let failed: Vec<String> = if self.rng.random_bool(odds::KILL) {
                 let after = StdDuration::from_millis(self.rng.random_range(1..30));
                 let all = ids(&event);
-                match tokio::time::timeout(after, sync_worker::handle(&self.world.connector, event))
-                    .await
+                match tokio::time::timeout(
+                    after,
+                    sync_worker::handle(&self.world.connector, event, no_deadline()),
+                )
+                .await
                 {
                     Ok(response) => failures(response),
                     Err(_) => {
@@ -413,8 +416,8 @@ impl Chaos {
             } else if self.rng.random_bool(odds::CONCURRENT_DUPLICATE) {
                 // The same batch delivered to two workers at once; a message is done if either finished it.
                 let (first, second) = tokio::join!(
-                    sync_worker::handle(&self.world.connector, event.clone()),
-                    sync_worker::handle(&self.world.connector, event)
+                    sync_worker::handle(&self.world.connector, event.clone(), no_deadline()),
+                    sync_worker::handle(&self.world.connector, event, no_deadline())
                 );
                 self.tally.one("SQS duplicate (delivered twice at once)");
                 let second = failures(second);
@@ -423,7 +426,7 @@ impl Chaos {
                     .filter(|id| second.contains(id))
                     .collect()
             } else {
-                failures(sync_worker::handle(&self.world.connector, event).await)
+                failures(sync_worker::handle(&self.world.connector, event, no_deadline()).await)
             };
             queue.settle(&delivered, &failed).await.unwrap();
         }

@@ -62,6 +62,7 @@ mod odds {
     pub const STORM: f64 = 0.25;
     pub const SMARTABASE_TIMEOUT: f64 = 0.3;
     pub const KILL: f64 = 0.08;
+    pub const DEADLINE: f64 = 0.05;
     pub const CONCURRENT_DUPLICATE: f64 = 0.05;
     pub const RESEND: f64 = 0.05;
 }
@@ -87,6 +88,8 @@ pub struct Outcomes {
     pub webhooks: u64,
     /// Records added or revised at Polar during the chaos.
     pub data_changes: u64,
+    /// Watch backlogs uploaded days after their dates (part of `data_changes`).
+    pub late_uploads: u64,
     /// Settling rounds it took.
     pub settle_rounds: usize,
     /// Events checked against Polar at the end.
@@ -275,7 +278,7 @@ impl Chaos {
         };
         let pick = self.rng.random_range(0..100);
         let (kind, values) = match pick {
-            0..35 => {
+            0..30 => {
                 let added = self
                     .world
                     .polar
@@ -283,18 +286,38 @@ impl Chaos {
                     .unwrap();
                 return Some(event("EXERCISE", a.polar, Some(&added.key), None));
             }
-            35..55 => (
+            30..48 => (
                 RecordKind::Activity,
                 json!({"steps": self.rng.random_range(1_000..30_000)}),
             ),
-            55..75 => (
+            48..66 => (
                 RecordKind::Sleep,
                 json!({"sleep_score": self.rng.random_range(40..99)}),
             ),
-            75..85 => (
+            66..76 => (
                 RecordKind::Recharge,
                 json!({"ans_charge": f64::from(self.rng.random_range(-90..90)) / 10.0}),
             ),
+            76..88 => {
+                // A watch synced after days away: sessions, days, nights and recharges dated up to 20 days
+                // back, uploaded now (well inside Polar's windows until the run ends). Any webhook names
+                // the last night only.
+                let end = today - Duration::days(self.rng.random_range(4..=20));
+                self.world
+                    .polar
+                    .generate(
+                        a.polar,
+                        &polar_sim::GenerateRequest {
+                            days: self.rng.random_range(1..=3),
+                            end_date: Some(end),
+                            upload: polar_sim::UploadMode::Now,
+                            seed: Some(self.rng.random()),
+                        },
+                    )
+                    .unwrap();
+                self.outcomes.late_uploads += 1;
+                return Some(event("SLEEP", a.polar, None, Some(&end.to_string())));
+            }
             _ => (
                 RecordKind::Exercise,
                 json!({"calories": self.rng.random_range(100..1_500)}),
@@ -413,6 +436,12 @@ impl Chaos {
                         all
                     }
                 }
+            } else if self.rng.random_bool(odds::DEADLINE) {
+                // The invocation's deadline comes mid-batch: unfinished jobs are handed back, not failed.
+                let deadline =
+                    Instant::now() + StdDuration::from_millis(self.rng.random_range(0..40));
+                self.tally.one("worker deadline mid-batch");
+                failures(sync_worker::handle(&self.world.connector, event, deadline).await)
             } else if self.rng.random_bool(odds::CONCURRENT_DUPLICATE) {
                 // The same batch delivered to two workers at once; a message is done if either finished it.
                 let (first, second) = tokio::join!(
@@ -528,8 +557,14 @@ impl Chaos {
         );
         println!(
             "chaos: {} Polar 429s, {} lost writes recovered, {} jobs dead-lettered and redriven, \
-             {} scan runs failed, {} webhooks, {} records added or revised",
-            o.polar_429s, o.recovered, o.dead_lettered, o.scan_failures, o.webhooks, o.data_changes
+             {} scan runs failed, {} webhooks, {} records added or revised ({} late backlogs)",
+            o.polar_429s,
+            o.recovered,
+            o.dead_lettered,
+            o.scan_failures,
+            o.webhooks,
+            o.data_changes,
+            o.late_uploads
         );
         println!(
             "chaos: settled in {} round(s); {:.1} s wall time",

@@ -450,9 +450,10 @@ async fn a_slow_smartabase_never_sends_an_innocent_job_to_the_dead_letter_queue(
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     event.records = delivered.iter().map(|r| r.message.clone()).collect();
 
-    // The invocation's deadline less the worker's margin, shortened: work may start for 2 s. Lambda
-    // would stop the invocation `DEADLINE_MARGIN_SECONDS` later, and with it every message's receive.
-    let stop_starting = Instant::now() + StdDuration::from_secs(2);
+    // The invocation's deadline less the worker's margin, shortened: work may start for 8 s (each job
+    // reaches its first import well within that, none a second one). Lambda would stop the invocation
+    // `DEADLINE_MARGIN_SECONDS` later, and with it every message's receive.
+    let stop_starting = Instant::now() + StdDuration::from_secs(8);
     let lambda_deadline =
         stop_starting + StdDuration::from_secs(sync_worker::DEADLINE_MARGIN_SECONDS);
     let response = tokio::time::timeout_at(

@@ -320,7 +320,8 @@ async fn worker_instance<S: Store>(
         let mut event = SqsEvent::default();
         event.records = delivered.iter().map(|r| r.message.clone()).collect();
         let started = Instant::now();
-        let response = sync_worker::handle(&world.connector, event).await;
+        let response =
+            sync_worker::handle(&world.connector, event, testkit::world::no_deadline()).await;
         stats.busy_seconds += started.elapsed().as_secs_f64();
         stats.invocations += 1;
         stats.messages += delivered.len() as u64;

@@ -61,17 +61,13 @@ impl AthleteStatus {
     }
 }
 
-/// How far each data type has been delivered to Smartabase; only advanced after Smartabase confirmed.
+/// How far delivery to Smartabase has got; only advanced after Smartabase confirmed. Daily data has no
+/// cursor: a record may be uploaded weeks after its date, so every sync reads Polar's whole 28-day lists
+/// (cursors stored by earlier versions carry daily fields, which are ignored).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncCursors {
     /// Exercises uploaded before this instant are delivered (the list is re-read; this bounds ledger lookups).
     pub exercises_uploaded_since: Option<DateTime<Utc>>,
-    /// Daily activity from this date on may still need a write.
-    pub activity_from: Option<NaiveDate>,
-    /// Sleep from this date on may still need a write.
-    pub sleep_from: Option<NaiveDate>,
-    /// Nightly Recharge from this date on may still need a write.
-    pub recharge_from: Option<NaiveDate>,
 }
 
 /// One athlete as the connector knows them.

@@ -95,9 +95,6 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
         roster_seen_at: Some(t0() - Duration::days(1)),
         cursors: SyncCursors {
             exercises_uploaded_since: Some(t0() - Duration::days(2)),
-            activity_from: NaiveDate::from_ymd_opt(2026, 11, 20),
-            sleep_from: NaiveDate::from_ymd_opt(2026, 11, 21),
-            recharge_from: NaiveDate::from_ymd_opt(2026, 11, 22),
         },
         last_error: Some("Smartabase 503".to_string()),
         version: 0,

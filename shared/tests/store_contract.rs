@@ -491,7 +491,7 @@ async fn pending_links_are_kept_per_token_listed_in_pages_and_deleted<S: Store>(
         .unwrap();
     let left = store.pending_links(None, 10).await.unwrap();
     assert_eq!(left.items.len(), 2);
-    assert!(!left.items.iter().any(|l| *l == updated));
+    assert!(!left.items.contains(&updated));
 }
 
 async fn auth_states_are_single_use_and_expire<S: Store>(store: &S) {

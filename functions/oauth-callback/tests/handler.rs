@@ -74,7 +74,7 @@ async fn state_for(world: &MemoryWorld, uuid: &str) -> (String, String) {
     let cookie = answer
         .header("set-cookie")
         .and_then(|c| c.split(';').next())
-        .expect("the redirect sets the browser cookie")
+        .unwrap()
         .to_string();
     (state, cookie)
 }

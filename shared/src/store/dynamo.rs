@@ -589,7 +589,6 @@ impl TokenStore for DynamoStore {
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":pk", s(PENDING_LINKS_PK))
-            .consistent_read(true)
             .limit(query_limit(limit))
             .set_exclusive_start_key(after)
             .send()

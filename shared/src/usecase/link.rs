@@ -338,7 +338,9 @@ where
         // The code is spent: from here on the athlete never sees a failure that asks them to start again
         // because Polar or Smartabase was slow. The token is kept first; what does not fit, the scan does.
         self.store.put_pending_link(&pending).await?;
-        match self.finish_link(&pending, Some(deadline)).await? {
+        // Boxed: the link's steps nested in the callback's future would make its type deeper than the
+        // compiler's limit for callers that nest the handler further (the test front, the benchmarks).
+        match Box::pin(self.finish_link(&pending, Some(deadline))).await? {
             LinkStep::Linked(linked) => Ok(Completion::Linked(linked)),
             LinkStep::Waiting => Ok(Completion::Pending { athlete }),
             LinkStep::ConsentsMissing => Err(CallbackError::ConsentsMissing),

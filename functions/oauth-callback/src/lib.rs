@@ -81,8 +81,8 @@ where
         Ok(started) => {
             let cookie = browser_cookie(
                 connector,
-                &started.state,
-                &started.browser_secret,
+                browser_cookie_name(&started.state),
+                started.browser_secret,
                 STATE_TTL.num_seconds(),
             );
             redirect(&started.polar_url, &cookie)
@@ -124,7 +124,7 @@ where
     let cleared = cookie_name
         .as_deref()
         .filter(|_| browser_secret.is_some())
-        .map(|name| expired_cookie(connector, name));
+        .map(|name| browser_cookie(connector, name.to_string(), String::new(), 0));
     let request = CallbackRequest {
         code: query.get("code").map(AuthCode::new),
         state,
@@ -210,32 +210,20 @@ fn cookie_path<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>) -> String {
         .unwrap_or_else(|| "/polar".to_string())
 }
 
-/// `Set-Cookie` binding `state` to this browser: HttpOnly, Secure, SameSite=Lax (sent on Polar's redirect
-/// back, a top-level GET), for the attempt's lifetime.
+/// `Set-Cookie` for the cookie `name` binding an attempt to this browser: HttpOnly, Secure,
+/// SameSite=Lax (sent on Polar's redirect back, a top-level GET), for `max_age_seconds` (0 = forget it).
 fn browser_cookie<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
-    state: &AuthState,
-    secret: &str,
+    name: String,
+    value: String,
     max_age_seconds: i64,
 ) -> String {
-    Cookie::build((browser_cookie_name(state), secret.to_string()))
+    Cookie::build((name, value))
         .path(cookie_path(connector))
         .secure(true)
         .http_only(true)
         .same_site(SameSite::Lax)
         .max_age(cookie::time::Duration::seconds(max_age_seconds))
-        .build()
-        .to_string()
-}
-
-/// `Set-Cookie` that makes the browser forget the cookie `name`.
-fn expired_cookie<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>, name: &str) -> String {
-    Cookie::build((name.to_string(), String::new()))
-        .path(cookie_path(connector))
-        .secure(true)
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .max_age(cookie::time::Duration::ZERO)
         .build()
         .to_string()
 }

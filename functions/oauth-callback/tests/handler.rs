@@ -362,35 +362,6 @@ async fn polar_refusing_our_client_credentials_is_our_fault_500() {
     assert_eq!(failed[0]["level"], "ERROR");
 }
 
-/// Runs the ignored test `name` of this binary in a child process and returns the JSON objects of its
-/// stdout lines (the EMF metric lines the handler writes to the process's real stdout; the first one
-/// shares its line with the test harness's `test <name> ... `).
-fn child_json_lines(name: &str) -> Vec<serde_json::Value> {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child {name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|l| {
-            l.find('{')
-                .and_then(|at| serde_json::from_str(&l[at..]).ok())
-        })
-        .collect()
-}
-
 #[tokio::test]
 #[ignore = "run by every_callback_prints_one_emf_line_and_a_relink_is_counted in a child process"]
 async fn child_link_then_relink() {
@@ -404,7 +375,7 @@ async fn child_link_then_relink() {
 
 #[test]
 fn every_callback_prints_one_emf_line_and_a_relink_is_counted() {
-    let lines = child_json_lines("child_link_then_relink");
+    let lines = testkit::emf::lines_of_child_test("child_link_then_relink").unwrap();
     let callbacks: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["Function"] == "oauth-callback")

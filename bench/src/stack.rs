@@ -142,7 +142,9 @@ pub async fn link_athletes<S: Store>(
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| anyhow!("Polar did not redirect back ({})", at_polar.status()))?;
         let callback = back.strip_prefix(PUBLIC_BASE_URL).unwrap_or(back);
-        let page = world.http(HttpRequest::get(callback)).await?;
+        let page = world
+            .http(HttpRequest::get(callback).with_cookies_from(&authorize))
+            .await?;
         if page.status != 200 {
             bail!("linking {} failed: {}", athlete.uuid, page.text());
         }

@@ -159,6 +159,19 @@ pub struct StoredToken {
     pub fingerprint: String,
 }
 
+/// A link whose token Polar has issued but whose Polar side (deregistering the account it replaces,
+/// registering the new one) is not finished yet: kept until it is, so a slow or failing Polar never
+/// loses a token whose code is already spent. The scan finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLink {
+    /// Whose link.
+    pub athlete: AthleteUuid,
+    /// The new token (its fingerprint tells this pending link from another of the same athlete).
+    pub token: StoredToken,
+    /// The Polar user this link replaced, once the replacement is committed (for the `relinked` line).
+    pub replaces: Option<PolarUserId>,
+}
+
 /// The four event forms, by role (names come from the mapping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -43,6 +43,9 @@ pub struct WorldOptions {
     /// Per-request timeout of the connector's Polar and Smartabase HTTP clients; `None` keeps
     /// production's (20 s and Smartabase's own). The chaos suite shortens it to turn delays into timeouts.
     pub http_timeout: Option<StdDuration>,
+    /// The OAuth callback's time budget for Polar and Smartabase; `None` keeps production's. Tests of slow
+    /// outside services shorten it so they need not wait the production 20 s.
+    pub callback_budget: Option<StdDuration>,
 }
 
 impl Default for WorldOptions {
@@ -56,6 +59,7 @@ impl Default for WorldOptions {
             webhook_secret: None,
             sync_interval_minutes: 60,
             http_timeout: None,
+            callback_budget: None,
         }
     }
 }
@@ -230,6 +234,9 @@ impl<S: Store> World<S> {
         crate::logs::record_secrets(secret_values(&secrets_json));
         let mut connector =
             bootstrap::connector(&config, &secrets, store, queue, clock.clone()).await?;
+        if let Some(budget) = options.callback_budget {
+            connector.settings.callback_budget = budget;
+        }
         if let Some(timeout) = options.http_timeout {
             let http = reqwest::Client::builder()
                 .connect_timeout(timeout)
@@ -311,16 +318,18 @@ impl<S: Store> World<S> {
         self.clock.now()
     }
 
-    /// The web flow end to end: the athlete's link → `GET /polar/authorize` → Polar's consent (the
-    /// simulator's browser session logged in as `polar_user`) → `GET /polar/callback`. Returns the
-    /// callback's response (and the authorize response if it did not redirect).
+    /// The web flow end to end in one browser: the athlete's link → `GET /polar/authorize` → Polar's
+    /// consent (the simulator's browser session logged in as `polar_user`) → `GET /polar/callback` with
+    /// the cookie the authorize answer set. Returns the callback's response (and the authorize response
+    /// if it did not redirect).
     pub async fn link_via_web(&self, uuid: &str, polar_user: i64) -> anyhow::Result<HttpResponse> {
         let authorize = self.http(HttpRequest::get(self.link_path(uuid))).await?;
         if authorize.status != 302 {
             return Ok(authorize);
         }
         let callback = self.consent_at_polar(&authorize, polar_user).await?;
-        self.http(HttpRequest::get(callback)).await
+        self.http(HttpRequest::get(callback).with_cookies_from(&authorize))
+            .await
     }
 
     /// Follows a `302` to Polar's authorisation page as a browser logged in as `polar_user` would, and

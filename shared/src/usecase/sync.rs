@@ -469,7 +469,9 @@ where
     }
 
     /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
-    /// Polar user id is unknown) must also answer 401. Anything else is transient.
+    /// Polar user id is unknown) must also answer 401. Anything else is transient. The athlete is marked
+    /// only if they are still the link this sync started from (same status, link time, Polar user and
+    /// token): a revoke, removal or re-link while Polar answered is never overwritten.
     async fn confirm_unauthorized(
         &self,
         athlete: &Athlete,
@@ -487,13 +489,34 @@ where
             Err(e) => return Err(SyncError::Polar(e)),
         }
         let now = self.now();
-        let updated = self
-            .update_athlete(&athlete.uuid, |a| {
-                a.set_status(AthleteStatus::NeedsReauthorisation, now);
-                a.queued_until = None;
-                a.last_error = Some("Polar: access revoked on Polar's side (confirmed 401)".into());
-            })
-            .await?;
+        let dead_token = crate::crypto::sha256_hex(token.expose_secret().as_bytes());
+        let mut attempts = 0;
+        let updated = loop {
+            // The athlete first, then the token: a re-link holds its new token before it writes the athlete,
+            // so either the token differs here or the write below loses on the version.
+            let current = self.store.get_athlete(&athlete.uuid).await?;
+            let held = self.store.get_token(&athlete.uuid).await?;
+            let Some(mut current) = current.filter(|c| {
+                c.status == AthleteStatus::Linked
+                    && c.linked_at == athlete.linked_at
+                    && c.polar_user_id == athlete.polar_user_id
+                    && held.is_some_and(|h| h.fingerprint == dead_token)
+            }) else {
+                info!(athlete = %athlete.uuid, outcome = "superseded", "Polar confirmed the 401, but the athlete was revoked, removed or re-linked meanwhile; nothing marked");
+                return Ok(SyncReport::only(SyncOutcome::Skipped(
+                    "the athlete changed while the 401 was confirmed",
+                )));
+            };
+            current.set_status(AthleteStatus::NeedsReauthorisation, now);
+            current.queued_until = None;
+            current.last_error =
+                Some("Polar: access revoked on Polar's side (confirmed 401)".into());
+            match self.store.save_athlete(&current).await {
+                Ok(saved) => break saved,
+                Err(StoreError::Conflict(_)) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
         if let Err(e) = self.write_access_token_profile(&updated, None).await {
             warn!(athlete = %athlete.uuid, error = %e, "could not write Needs Reauthorisation to the profile; the scan retries");
         }

@@ -12,14 +12,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::budget::BudgetState;
 use shared::ids::{AthleteUuid, AuthState, PolarUserId};
-use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, StoredToken};
+use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 use shared::store::{
     AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
-    PageToken, SettingsStore, StoreError, TokenStore,
+    PageToken, SettingsStore, StoreError, StoredState, TokenStore,
 };
 
 /// Bytes one key-only entry of the due or status index takes in a query result (keys of table and index).
 const INDEX_ENTRY_BYTES: u64 = 120;
+/// Bytes of one pending-link item in a query result (sealed token, fingerprint, ids and instants).
+const PENDING_LINK_BYTES: u64 = 480;
 /// DynamoDB rounds query reads up to 4 KB; an eventually consistent read unit covers 8 KB of them.
 const QUERY_BYTES_PER_UNIT: u64 = 8 * 1024;
 
@@ -61,10 +63,12 @@ impl StoreMeter {
     }
 
     fn query(&self, entries: u64) {
-        let halves = entries
-            .saturating_mul(INDEX_ENTRY_BYTES)
-            .div_ceil(QUERY_BYTES_PER_UNIT)
-            .max(1);
+        self.query_bytes(entries.saturating_mul(INDEX_ENTRY_BYTES));
+    }
+
+    /// An eventually consistent query returning `bytes`.
+    fn query_bytes(&self, bytes: u64) {
+        let halves = bytes.div_ceil(QUERY_BYTES_PER_UNIT).max(1);
         self.half_read_units.fetch_add(halves, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
@@ -211,6 +215,43 @@ impl<S: TokenStore> TokenStore for MeteredStore<S> {
         self.meter.write(1, 1);
         self.inner.delete_token(uuid).await
     }
+
+    async fn put_pending_link(&self, link: &PendingLink) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.put_pending_link(link).await
+    }
+
+    async fn pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> Result<Option<PendingLink>, StoreError> {
+        self.meter.read(1, 1);
+        self.inner.pending_link(uuid, fingerprint).await
+    }
+
+    async fn pending_links(
+        &self,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<PendingLink>, StoreError> {
+        let listed = self.inner.pending_links(page, limit).await;
+        self.meter.query_bytes(
+            listed
+                .as_ref()
+                .map_or(0, |p| p.items.len() as u64 * PENDING_LINK_BYTES),
+        );
+        listed
+    }
+
+    async fn delete_pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        self.meter.write(1, 1);
+        self.inner.delete_pending_link(uuid, fingerprint).await
+    }
 }
 
 impl<S: AuthStateStore> AuthStateStore for MeteredStore<S> {
@@ -218,10 +259,22 @@ impl<S: AuthStateStore> AuthStateStore for MeteredStore<S> {
         &self,
         state: &AuthState,
         athlete: &AthleteUuid,
+        browser_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.meter.write(1, 1);
-        self.inner.put_state(state, athlete, expires_at).await
+        self.inner
+            .put_state(state, athlete, browser_hash, expires_at)
+            .await
+    }
+
+    async fn get_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredState>, StoreError> {
+        self.meter.read(1, 1);
+        self.inner.get_state(state, now).await
     }
 
     async fn take_state(

@@ -142,7 +142,9 @@ pub async fn link_athletes<S: Store>(
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| anyhow!("Polar did not redirect back ({})", at_polar.status()))?;
         let callback = back.strip_prefix(PUBLIC_BASE_URL).unwrap_or(back);
-        let page = world.http(HttpRequest::get(callback)).await?;
+        let page = world
+            .http(HttpRequest::get(callback).with_cookies_from(&authorize))
+            .await?;
         if page.status != 200 {
             bail!("linking {} failed: {}", athlete.uuid, page.text());
         }
@@ -320,7 +322,8 @@ async fn worker_instance<S: Store>(
         let mut event = SqsEvent::default();
         event.records = delivered.iter().map(|r| r.message.clone()).collect();
         let started = Instant::now();
-        let response = sync_worker::handle(&world.connector, event).await;
+        let response =
+            sync_worker::handle(&world.connector, event, testkit::world::no_deadline()).await;
         stats.busy_seconds += started.elapsed().as_secs_f64();
         stats.invocations += 1;
         stats.messages += delivered.len() as u64;

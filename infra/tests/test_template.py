@@ -408,6 +408,19 @@ class Queues(unittest.TestCase):
         visibility = RESOURCES["SyncQueue"]["Properties"]["VisibilityTimeout"]
         self.assertGreaterEqual(visibility, 6 * timeout)
 
+    def test_the_worker_stops_starting_work_in_time_for_its_longest_call(self):
+        # The worker starts no call in its last DEADLINE_MARGIN_SECONDS and hands unfinished jobs back;
+        # a Smartabase call started just before must end inside that margin, and the rest of the timeout
+        # must leave time to work.
+        _, worker = functions_by_binary()["sync-worker"]
+        timeout = worker["Properties"].get("Timeout", TEMPLATE["Globals"]["Function"]["Timeout"])
+        margin = int(re.search(r"DEADLINE_MARGIN_SECONDS: u64 = (\d+);",
+                               read_source("functions/sync-worker/src/lib.rs")).group(1))
+        smartabase_timeout = int(re.search(r"REQUEST_TIMEOUT: Duration = Duration::from_secs\((\d+)\);",
+                                           read_source("shared/src/smartabase/client.rs")).group(1))
+        self.assertGreater(margin, smartabase_timeout)
+        self.assertGreaterEqual(timeout - margin, 60)
+
     def test_sync_queue_redrives_to_the_dead_letter_queue(self):
         queue = RESOURCES["SyncQueue"]["Properties"]
         redrive = queue["RedrivePolicy"]

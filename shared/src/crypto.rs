@@ -26,6 +26,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// Whether `secret` hashes to `expected_hash` ([`sha256_hex`]), compared in constant time: how the callback
+/// checks the browser secret against the hash stored with the state.
+pub fn matches_sha256_hex(secret: &str, expected_hash: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    sha256_hex(secret.as_bytes())
+        .as_bytes()
+        .ct_eq(expected_hash.as_bytes())
+        .into()
+}
+
 fn mac(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     match HmacSha256::new_from_slice(key) {
@@ -345,6 +355,18 @@ mod tests {
 
     fn key() -> EncryptionKey {
         EncryptionKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap()
+    }
+
+    #[test]
+    fn a_secret_matches_only_its_own_hash() {
+        let secret = random_hex(32);
+        let hash = sha256_hex(secret.as_bytes());
+        assert!(matches_sha256_hex(&secret, &hash));
+        assert!(!matches_sha256_hex(&secret, &hash.to_uppercase()));
+        assert!(!matches_sha256_hex(&random_hex(32), &hash));
+        assert!(!matches_sha256_hex(&secret, &hash[..63]));
+        assert!(!matches_sha256_hex(&secret, ""));
+        assert!(!matches_sha256_hex("", &hash));
     }
 
     #[test]

@@ -61,17 +61,13 @@ impl AthleteStatus {
     }
 }
 
-/// How far each data type has been delivered to Smartabase; only advanced after Smartabase confirmed.
+/// How far delivery to Smartabase has got; only advanced after Smartabase confirmed. Daily data has no
+/// cursor: a record may be uploaded weeks after its date, so every sync reads Polar's whole 28-day lists
+/// (cursors stored by earlier versions carry daily fields, which are ignored).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncCursors {
     /// Exercises uploaded before this instant are delivered (the list is re-read; this bounds ledger lookups).
     pub exercises_uploaded_since: Option<DateTime<Utc>>,
-    /// Daily activity from this date on may still need a write.
-    pub activity_from: Option<NaiveDate>,
-    /// Sleep from this date on may still need a write.
-    pub sleep_from: Option<NaiveDate>,
-    /// Nightly Recharge from this date on may still need a write.
-    pub recharge_from: Option<NaiveDate>,
 }
 
 /// One athlete as the connector knows them.
@@ -161,6 +157,19 @@ pub struct StoredToken {
     pub source: TokenSource,
     /// SHA-256 of the raw token, to recognise the same token in the profile form without storing it twice.
     pub fingerprint: String,
+}
+
+/// A link whose token Polar has issued but whose Polar side (deregistering the account it replaces,
+/// registering the new one) is not finished yet: kept until it is, so a slow or failing Polar never
+/// loses a token whose code is already spent. The scan finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLink {
+    /// Whose link.
+    pub athlete: AthleteUuid,
+    /// The new token (its fingerprint tells this pending link from another of the same athlete).
+    pub token: StoredToken,
+    /// The Polar user this link replaced, once the replacement is committed (for the `relinked` line).
+    pub replaces: Option<PolarUserId>,
 }
 
 /// The event forms, by role (names come from the mapping): the four core forms and the three optional

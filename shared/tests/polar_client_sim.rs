@@ -512,28 +512,14 @@ async fn sleep_recharge_and_activity_map_to_exact_domain_values() {
     assert_eq!(recharge.breathing_rate_avg, Some(13.6));
 
     let activity = client.activity(&token, night).await.unwrap().unwrap();
-    let ranged = client
-        .activities(&token, Some(night - Days::days(1)))
-        .await
-        .unwrap();
-    assert_eq!(ranged.records, vec![activity.clone()]);
+    let listed = client.activities(&token).await.unwrap();
+    assert_eq!(listed.records, vec![activity.clone()]);
     assert_eq!(activity.date, night);
     assert_eq!(activity.active_duration_seconds, Some(15_120.0));
     assert_eq!(activity.calories, Some(2841.0));
     assert_eq!(activity.active_calories, Some(1120.0));
     assert_eq!(activity.steps, Some(13207));
     assert_eq!(activity.distance_from_steps_metres, Some(9874.5));
-    // The documented range path: a slash before the query.
-    let range_call = sim
-        .requests()
-        .into_iter()
-        .find(|r| r.query.as_deref().is_some_and(|q| q.starts_with("from=")))
-        .unwrap();
-    assert_eq!(range_call.path, "/v3/users/activities/");
-    assert_eq!(
-        range_call.query.unwrap(),
-        format!("from={}", night - Days::days(1))
-    );
 }
 
 #[tokio::test]
@@ -557,7 +543,7 @@ async fn generated_history_parses_without_broken_records() {
         .unwrap();
 
     let exercises = client.exercises(&token).await.unwrap();
-    let activities = client.activities(&token, None).await.unwrap();
+    let activities = client.activities(&token).await.unwrap();
     let sleeps = client.sleeps(&token).await.unwrap();
     let recharges = client.recharges(&token).await.unwrap();
 
@@ -644,33 +630,6 @@ async fn missing_single_records_are_none_and_not_ready_recharge_appears_when_rea
             .unwrap()
             .map(|r| r.date),
         Some(night)
-    );
-}
-
-#[tokio::test]
-async fn activities_use_the_list_or_a_from_range_that_leaves_to_to_polar() {
-    let sim = start_sim(PolarSimConfig::default()).await;
-    let client = client_for(&sim);
-    let (_, token) = linked(&sim, &client).await;
-    let today = local_today(&sim);
-    sim.clear_requests();
-
-    client.activities(&token, None).await.unwrap();
-    client
-        .activities(&token, Some(today - Days::days(3)))
-        .await
-        .unwrap();
-
-    let calls: Vec<_> = sim
-        .requests()
-        .into_iter()
-        .map(|r| (r.path, r.query))
-        .collect();
-    assert_eq!(calls[0], ("/v3/users/activities".to_string(), None));
-    assert_eq!(calls[1].0, "/v3/users/activities/");
-    assert_eq!(
-        calls[1].1.as_deref(),
-        Some(format!("from={}", today - Days::days(3)).as_str())
     );
 }
 

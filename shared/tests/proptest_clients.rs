@@ -407,7 +407,7 @@ enum PolarCall {
     DeleteUser,
     Exercises,
     Exercise,
-    Activities(bool),
+    Activities,
     Activity,
     Sleeps,
     Sleep,
@@ -424,15 +424,14 @@ enum PolarCall {
 }
 
 impl PolarCall {
-    const ALL: [PolarCall; 21] = [
+    const ALL: [PolarCall; 20] = [
         Self::Exchange,
         Self::Register,
         Self::GetUser,
         Self::DeleteUser,
         Self::Exercises,
         Self::Exercise,
-        Self::Activities(false),
-        Self::Activities(true),
+        Self::Activities,
         Self::Activity,
         Self::Sleeps,
         Self::Sleep,
@@ -457,7 +456,7 @@ impl PolarCall {
             Self::Register | Self::GetUser | Self::DeleteUser => user(),
             Self::Exercises => json!([exercise(), exercise()]),
             Self::Exercise => exercise(),
-            Self::Activities(_) => json!([activity(), activity()]),
+            Self::Activities => json!([activity(), activity()]),
             Self::Activity => activity(),
             Self::Sleeps => json!({"nights": [sleep(), sleep()]}),
             Self::Sleep => sleep(),
@@ -533,15 +532,10 @@ impl PolarCall {
                 let events: Vec<_> = r.iter().map(|e| m.training(e)).collect();
                 format!("{r:?} {events:?}")
             })),
-            Self::Activities(since) => debug(
-                client
-                    .activities(&token, since.then_some(day))
-                    .await
-                    .map(|r| {
-                        let events: Vec<_> = r.records.iter().map(|a| m.activity(a)).collect();
-                        format!("{r:?} {events:?}")
-                    }),
-            ),
+            Self::Activities => debug(client.activities(&token).await.map(|r| {
+                let events: Vec<_> = r.records.iter().map(|a| m.activity(a)).collect();
+                format!("{r:?} {events:?}")
+            })),
             Self::Activity => debug(client.activity(&token, day).await.map(|r| {
                 let events: Vec<_> = r.iter().map(|a| m.activity(a)).collect();
                 format!("{r:?} {events:?}")

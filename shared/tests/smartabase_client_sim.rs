@@ -17,6 +17,7 @@ use shared::smartabase::{
 use smartabase_sim::{
     Endpoint, FaultKind, FaultRule, FormKind, NewUser, POLAR_ACCESS_TOKEN, POLAR_ACTIVITY,
     POLAR_SLEEP, SimPair, SimUser, SmartabaseSim, SmartabaseSimConfig, SmartabaseSimHandle,
+    UnreadableAnswer,
 };
 use url::Url;
 
@@ -484,12 +485,53 @@ async fn failure_answered_with_http_200_is_rejected_and_nothing_is_stored() {
         .import_events(&[activity(&riley, "2025-09-01", "9000")])
         .await
         .unwrap_err();
+    // An exception does not say the import stored nothing: it is not a rejection.
     assert!(
-        matches!(&error, SmartabaseError::Rejected { state, .. } if state == "RPC_EXCEPTION"),
+        matches!(&error, SmartabaseError::Unconfirmed(text) if text.contains("RPC exception")),
         "{error:?}"
     );
 
     assert!(sim.events_for(riley.user_id, POLAR_ACTIVITY).is_empty());
+}
+
+#[tokio::test]
+async fn an_import_answer_that_cannot_be_read_is_never_a_rejection() {
+    let sim = start_sim().await;
+    let riley = athlete(&sim, "Riley", "uuid-riley");
+    let client = client_for(&sim);
+    for (day, answer) in [
+        UnreadableAnswer::EmptyObject,
+        UnreadableAnswer::NoState,
+        UnreadableAnswer::Truncated,
+        UnreadableAnswer::NotJson,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sim.add_fault(FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::Unreadable {
+                answer,
+                after_processing: true,
+            },
+            1,
+        ))
+        .unwrap();
+        let date = format!("2025-09-{:02}", day + 1);
+        let error = client
+            .import_events(&[activity(&riley, &date, "9000")])
+            .await
+            .unwrap_err();
+        // The event is stored: a caller that took this for "nothing stored" would write it twice.
+        assert!(
+            matches!(
+                error,
+                SmartabaseError::Unconfirmed(_) | SmartabaseError::Malformed(_)
+            ),
+            "{answer:?}: {error:?}"
+        );
+        assert_eq!(sim.events_for(riley.user_id, POLAR_ACTIVITY).len(), day + 1);
+    }
 }
 
 #[tokio::test]

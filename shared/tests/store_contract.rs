@@ -10,10 +10,10 @@ use shared::budget::{BudgetState, LimitFormula};
 use shared::crypto::SealedToken;
 use shared::ids::{AthleteUuid, AuthState, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
 use shared::model::{
-    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, StoredToken,
-    SyncCursors, TokenSource,
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, PendingLink, RecordKey,
+    StoredToken, SyncCursors, TokenSource,
 };
-use shared::store::{PageToken, Store, StoreError};
+use shared::store::{PageToken, Store, StoreError, StoredState};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
@@ -95,9 +95,6 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
         roster_seen_at: Some(t0() - Duration::days(1)),
         cursors: SyncCursors {
             exercises_uploaded_since: Some(t0() - Duration::days(2)),
-            activity_from: NaiveDate::from_ymd_opt(2026, 11, 20),
-            sleep_from: NaiveDate::from_ymd_opt(2026, 11, 21),
-            recharge_from: NaiveDate::from_ymd_opt(2026, 11, 22),
         },
         last_error: Some("Smartabase 503".to_string()),
         version: 0,
@@ -422,15 +419,105 @@ async fn tokens_are_replaced_and_deleted<S: Store>(store: &S) {
     store.delete_token(&id).await.unwrap();
 }
 
+fn pending(athlete: &str, fingerprint: &str, replaces: Option<i64>) -> PendingLink {
+    PendingLink {
+        athlete: uuid(athlete),
+        token: StoredToken {
+            sealed: SealedToken::from_stored(format!("v1.{fingerprint}")),
+            polar_user_id: Some(PolarUserId::new(7).unwrap()),
+            issued_at: t0(),
+            expires_at: None,
+            source: TokenSource::WebFlow,
+            fingerprint: fingerprint.to_string(),
+        },
+        replaces: replaces.map(|id| PolarUserId::new(id).unwrap()),
+    }
+}
+
+async fn pending_links_are_kept_per_token_listed_in_pages_and_deleted<S: Store>(store: &S) {
+    let first = pending("pending-a", &"1".repeat(64), None);
+    let other_token = pending("pending-a", &"2".repeat(64), Some(5));
+    let other_athlete = pending("pending-b", &"1".repeat(64), None);
+    for link in [&first, &other_token, &other_athlete] {
+        store.put_pending_link(link).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .pending_link(&first.athlete, &first.token.fingerprint)
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store
+            .pending_link(&uuid("pending-c"), &first.token.fingerprint)
+            .await
+            .unwrap(),
+        None
+    );
+    // Stored again with what it replaced: one item, updated.
+    let updated = PendingLink {
+        replaces: Some(PolarUserId::new(3).unwrap()),
+        ..first.clone()
+    };
+    store.put_pending_link(&updated).await.unwrap();
+
+    let mut listed = Vec::new();
+    let mut page = None;
+    loop {
+        let listing = store.pending_links(page, 2).await.unwrap();
+        assert!(listing.items.len() <= 2);
+        listed.extend(listing.items);
+        match listing.next {
+            Some(next) => page = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.contains(&updated));
+    assert!(listed.contains(&other_token));
+    assert!(listed.contains(&other_athlete));
+
+    store
+        .delete_pending_link(&first.athlete, &first.token.fingerprint)
+        .await
+        .unwrap();
+    store
+        .delete_pending_link(&first.athlete, &first.token.fingerprint)
+        .await
+        .unwrap();
+    let left = store.pending_links(None, 10).await.unwrap();
+    assert_eq!(left.items.len(), 2);
+    assert!(!left.items.contains(&updated));
+}
+
 async fn auth_states_are_single_use_and_expire<S: Store>(store: &S) {
     let athlete = uuid("state-owner");
     let state = AuthState::generate();
     let expires = t0() + Duration::minutes(15);
-    store.put_state(&state, &athlete, expires).await.unwrap();
+    let browser = "cd".repeat(32);
+    store
+        .put_state(&state, &athlete, &browser, expires)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.put_state(&state, &athlete, expires).await,
+        store.put_state(&state, &athlete, &browser, expires).await,
         Err(StoreError::Conflict(_))
     ));
+    // Reading does not consume; it gives the browser binding.
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .get_state(&state, t0() + Duration::minutes(14))
+                .await
+                .unwrap(),
+            Some(StoredState {
+                athlete: athlete.clone(),
+                browser_hash: Some(browser.clone()),
+            })
+        );
+    }
+    assert_eq!(store.get_state(&state, expires).await.unwrap(), None);
     assert_eq!(
         store
             .take_state(&state, t0() + Duration::minutes(14))
@@ -443,10 +530,14 @@ async fn auth_states_are_single_use_and_expire<S: Store>(store: &S) {
         None,
         "single use"
     );
+    assert_eq!(store.get_state(&state, t0()).await.unwrap(), None);
 
     // Expired but not yet removed by TTL: absent, and consumed.
     let old = AuthState::generate();
-    store.put_state(&old, &athlete, expires).await.unwrap();
+    store
+        .put_state(&old, &athlete, &browser, expires)
+        .await
+        .unwrap();
     assert_eq!(
         store.take_state(&old, expires).await.unwrap(),
         None,
@@ -466,7 +557,12 @@ async fn auth_states_are_single_use_and_expire<S: Store>(store: &S) {
 async fn one_of_twenty_concurrent_takes_wins<S: Store>(store: &S) {
     let state = AuthState::generate();
     store
-        .put_state(&state, &uuid("racer"), t0() + Duration::minutes(15))
+        .put_state(
+            &state,
+            &uuid("racer"),
+            &"ef".repeat(32),
+            t0() + Duration::minutes(15),
+        )
         .await
         .unwrap();
     let results = join_all((0..20).map(|_| store.take_state(&state, t0()))).await;
@@ -870,6 +966,7 @@ contract!(
     polar_user_finds_the_linked_athlete,
     queued_marker_guards_the_fanout,
     tokens_are_replaced_and_deleted,
+    pending_links_are_kept_per_token_listed_in_pages_and_deleted,
     auth_states_are_single_use_and_expire,
     one_of_twenty_concurrent_takes_wins,
     ledger_reads_writes_and_counts,

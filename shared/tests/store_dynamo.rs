@@ -176,7 +176,10 @@ async fn expiring_items_carry_the_ttl_attribute() {
     let state = AuthState::generate();
     let uuid = AthleteUuid::parse("ttl-owner").unwrap();
     let expires = t0() + Duration::minutes(15);
-    store.put_state(&state, &uuid, expires).await.unwrap();
+    store
+        .put_state(&state, &uuid, &"ab".repeat(32), expires)
+        .await
+        .unwrap();
     let item = raw_item(
         &client,
         &table,

@@ -344,7 +344,14 @@ async fn link_in_browser(
         .send()
         .await?;
     let back = location(&decided)?;
-    let callback = browser.get(&back).send().await?;
+    // The browser carries back the cookie the authorize answer set (it binds the attempt to this browser).
+    let mut callback = browser.get(&back);
+    for cookie in authorize.headers().get_all("set-cookie") {
+        if let Some(pair) = cookie.to_str().ok().and_then(|c| c.split(';').next()) {
+            callback = callback.header("cookie", pair);
+        }
+    }
+    let callback = callback.send().await?;
     let status = callback.status();
     let body = callback.text().await?;
     let heading = body

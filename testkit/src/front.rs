@@ -1,8 +1,12 @@
 //! The HTTP front of the local stack: a request becomes the API Gateway HTTP API (payload 2.0) event
 //! Lambda would deliver, parsed by `lambda_http` exactly as in production, and goes to the function
-//! that owns the route.
+//! that owns the route. Like API Gateway, the front moves `Cookie` headers into the event's `cookies`
+//! array and answers 503 when the function takes longer than the integration timeout.
+
+use std::time::Duration;
 
 use base64::Engine as _;
+use cookie::Cookie;
 use lambda_http::{Body, Response};
 use serde_json::json;
 use shared::clock::Clock;
@@ -50,6 +54,28 @@ impl HttpRequest {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
+
+    /// Adds what a browser would send back of the cookies `response` set: those that have not expired
+    /// and whose path covers this request's.
+    pub fn with_cookies_from(self, response: &HttpResponse) -> Self {
+        let path = self
+            .path_and_query
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let pairs: Vec<String> = response
+            .set_cookies()
+            .into_iter()
+            .filter(|c| c.max_age().is_none_or(|age| age.is_positive()))
+            .filter(|c| c.path().is_none_or(|p| path.starts_with(p)))
+            .map(|c| format!("{}={}", c.name(), c.value()))
+            .collect();
+        if pairs.is_empty() {
+            return self;
+        }
+        self.header("cookie", pairs.join("; "))
+    }
 }
 
 /// A response as plain values.
@@ -76,6 +102,32 @@ impl HttpResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The cookies the response sets (every readable `Set-Cookie` header).
+    pub fn set_cookies(&self) -> Vec<Cookie<'static>> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| Cookie::parse(v.clone()).ok())
+            .collect()
+    }
+}
+
+/// API Gateway HTTP API's integration timeout: a function that has not answered by then gets the caller
+/// a 503, whatever it does afterwards.
+pub const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `Cookie` headers as API Gateway v2 passes them: one `cookies` entry per cookie, no `cookie` header.
+fn request_cookies(request: &HttpRequest) -> Vec<String> {
+    request
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The API Gateway v2 event for `request`.
@@ -87,6 +139,7 @@ pub fn apigw_event(request: &HttpRequest) -> serde_json::Value {
     let headers: serde_json::Map<String, serde_json::Value> = request
         .headers
         .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("cookie"))
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
     let text = std::str::from_utf8(&request.body).ok();
@@ -97,7 +150,7 @@ pub fn apigw_event(request: &HttpRequest) -> serde_json::Value {
             true,
         ),
     };
-    json!({
+    let mut event = json!({
         "version": "2.0",
         "routeKey": format!("{} {}", request.method, path),
         "rawPath": path,
@@ -117,7 +170,12 @@ pub fn apigw_event(request: &HttpRequest) -> serde_json::Value {
         },
         "body": body,
         "isBase64Encoded": encoded
-    })
+    });
+    let cookies = request_cookies(request);
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    event
 }
 
 /// Sends `request` to the function owning its route and returns its response.
@@ -140,17 +198,27 @@ where
         .next()
         .unwrap_or_default()
         .trim_end_matches('/');
-    let response: Response<Body> = match path {
-        "/polar/authorize" | "/polar/callback" => {
-            oauth_callback::handle(connector, lambda_request).await
+    let handled = async {
+        match path {
+            "/polar/authorize" | "/polar/callback" => {
+                oauth_callback::handle(connector, lambda_request).await
+            }
+            "/polar/revoke" => revoke_hook::handle(connector, lambda_request).await,
+            "/polar/webhook" => polar_webhook::handle(connector, lambda_request).await,
+            _ => Ok(Response::builder()
+                .status(404)
+                .body(Body::from("not found"))?),
         }
-        "/polar/revoke" => revoke_hook::handle(connector, lambda_request).await,
-        "/polar/webhook" => polar_webhook::handle(connector, lambda_request).await,
-        _ => Ok(Response::builder()
-            .status(404)
-            .body(Body::from("not found"))?),
-    }
-    .map_err(|e| anyhow::anyhow!("function returned an error: {e}"))?;
+    };
+    let Ok(handled) = tokio::time::timeout(API_GATEWAY_TIMEOUT, handled).await else {
+        return Ok(HttpResponse {
+            status: 503,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"message":"Service Unavailable"}"#.to_vec(),
+        });
+    };
+    let response: Response<Body> =
+        handled.map_err(|e| anyhow::anyhow!("function returned an error: {e}"))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()

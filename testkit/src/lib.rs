@@ -1,8 +1,9 @@
 //! Local stack for tests and the demo: a moto server shared by every test of a process ([`moto`]), the
-//! sync queue with its event-source behaviour ([`queue`]), the API Gateway front ([`front`]) and a
-//! whole connector on both simulators ([`world`]).
+//! sync queue with its event-source behaviour ([`queue`]), the API Gateway front ([`front`]), a
+//! whole connector on both simulators ([`world`]) and the metric lines of a child test ([`emf`]).
 
 pub mod demo;
+pub mod emf;
 pub mod front;
 pub mod local;
 pub mod logs;

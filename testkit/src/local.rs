@@ -490,7 +490,8 @@ async fn front_handler(
     }
 }
 
-/// An API Gateway v2 proxy response (`statusCode`, `headers`, `body`, `isBase64Encoded`) as HTTP.
+/// An API Gateway v2 proxy response (`statusCode`, `headers`, `cookies`, `body`, `isBase64Encoded`) as
+/// HTTP: each `cookies` entry becomes its own `Set-Cookie` header, as API Gateway sends them.
 fn apigw_response(answer: &Value) -> Response {
     let status = answer["statusCode"]
         .as_u64()
@@ -513,6 +514,13 @@ fn apigw_response(answer: &Value) -> Response {
             ) {
                 response.headers_mut().insert(name, value);
             }
+        }
+    }
+    for cookie in answer["cookies"].as_array().into_iter().flatten() {
+        if let Some(Ok(value)) = cookie.as_str().map(axum::http::HeaderValue::from_str) {
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, value);
         }
     }
     response

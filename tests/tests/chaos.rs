@@ -1,7 +1,8 @@
 //! The chaos suite: a seeded run with many athletes in which Polar and Smartabase fail in every way the
 //! simulators can (5xx, timeouts, dropped connections and lost answers, 429 storms, malformed JSON and
-//! records, lone 401s, HTTP-200 failures, slow answers, fewer ids), workers die mid-job, SQS delivers
-//! twice and the scan, a webhook and the fan-out race for one athlete. Once the faults stop and the DLQ
+//! records, lone 401s, HTTP-200 failures, unreadable answers, slow answers, fewer ids), workers die
+//! mid-job or reach their deadline mid-batch, SQS delivers twice, watches upload backlogs days late and
+//! the scan, a webhook and the fan-out race for one athlete. Once the faults stop and the DLQ
 //! is redriven, every record Polar has must be in Smartabase exactly once with its latest values, and
 //! every athlete still linked. See `chaos/run.rs`.
 //!

@@ -1,6 +1,6 @@
 //! Replay cases the linking suite (`linking/`) does not already cover: the identical signed revoke
-//! request sent again within its five-minute window, a state spent by a forged `error` callback and then
-//! presented with Polar's real code, and a Polar webhook delivery replayed after its duplicate window
+//! request sent again within its five-minute window, a forged `error` callback from another browser
+//! racing the athlete's real one, and a Polar webhook delivery replayed after its duplicate window
 //! (Polar's signature has no timestamp, so only the ledger stands between a replay and a second write).
 
 #[path = "linking/support.rs"]
@@ -53,16 +53,17 @@ async fn the_identical_revoke_request_sent_again_within_its_window_changes_nothi
 }
 
 #[tokio::test]
-async fn a_state_spent_by_a_forged_error_callback_refuses_the_real_code_and_polar_never_sees_it() {
+async fn a_forged_error_callback_from_another_browser_spends_nothing_and_the_real_callback_links() {
     let world = world().await;
     let athlete = roster(&world, "burnt");
     let polar_user = world.polar_account(0);
     world.scan().await.unwrap();
-    let (_, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
+    let (authorize, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
     let state = query_param(&callback_path, "state").unwrap();
     let code = query_param(&callback_path, "code").unwrap();
 
-    // Someone who saw the state sends Polar's error callback with it first.
+    // Someone who saw the state sends Polar's error callback with it first, from their own browser: it
+    // carries no cookie bound to the state, so it is refused and the state stays unspent.
     let forged = world
         .http(HttpRequest::get(format!(
             "/polar/callback?error=access_denied&state={state}"
@@ -70,27 +71,25 @@ async fn a_state_spent_by_a_forged_error_callback_refuses_the_real_code_and_pola
         .await
         .unwrap();
     assert_eq!(forged.status, 403, "{}", forged.text());
+    assert!(forged.text().contains("open your authorisation link again"));
+    assert_eq!(item_keys(&world, &format!("STATE#{state}")).await.len(), 1);
     world.polar.clear_requests();
 
-    // The athlete's real callback then finds its state used: a page asking to start again, and the code
-    // never reaches Polar (a code exchanged twice would cost the athlete their tokens).
-    let real = world.http(HttpRequest::get(callback_path)).await.unwrap();
-    assert_eq!(real.status, 400, "{}", real.text());
-    assert!(real.text().contains("already been used or has expired"));
-    assert!(polar_calls(&world, "POST", "/v2/oauth2/token").is_empty());
-    assert!(stored_token(&world, &athlete.uuid).await.is_none());
-    assert_ne!(
+    // The athlete's real callback, from the browser that started the attempt, links them: the code is
+    // exchanged exactly once.
+    let real = world
+        .http(HttpRequest::get(callback_path).with_cookies_from(&authorize))
+        .await
+        .unwrap();
+    assert_eq!(real.status, 200, "{}", real.text());
+    assert_eq!(polar_calls(&world, "POST", "/v2/oauth2/token").len(), 1);
+    assert_eq!(
         stored_athlete(&world, &athlete.uuid)
             .await
             .map(|a| a.status),
         Some(AthleteStatus::Linked)
     );
-
-    // Starting again works.
-    let again = link_on_web(&world, &athlete.uuid, polar_user).await;
-    assert_eq!(again.response.status, 200, "{}", again.response.text());
-    let mut seen = vec![code, again.code.unwrap()];
-    seen.push(opened_token(&world, &athlete.uuid).await.unwrap());
+    let seen = vec![code, opened_token(&world, &athlete.uuid).await.unwrap()];
     assert_logs_clean(&world, &seen);
 }
 

@@ -14,7 +14,7 @@ use shared::model::LedgerState;
 use shared::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
-use testkit::world::{World, WorldOptions};
+use testkit::world::{World, WorldOptions, no_deadline};
 
 fn values(v: Value) -> serde_json::Map<String, Value> {
     match v {
@@ -452,11 +452,11 @@ async fn the_same_sqs_message_delivered_twice_creates_no_duplicates() {
     assert_eq!(first.len(), 1);
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     event.records = vec![first[0].message.clone()];
-    let response = sync_worker::handle(&world.connector, event.clone()).await;
+    let response = sync_worker::handle(&world.connector, event.clone(), no_deadline()).await;
     assert!(response.batch_item_failures.is_empty());
     world.connector.queue.settle(&first, &[]).await.unwrap();
     // The very same message handled again (a redelivery after a lost delete), then the second copy.
-    let response = sync_worker::handle(&world.connector, event).await;
+    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
     assert!(response.batch_item_failures.is_empty());
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (1, 0));
@@ -474,7 +474,7 @@ async fn one_delivery<S: shared::store::Store>(world: &World<S>) -> (usize, Vec<
     let delivered = world.connector.queue.receive(10).await.unwrap();
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event).await;
+    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
     let failed: Vec<String> = response
         .batch_item_failures
         .into_iter()

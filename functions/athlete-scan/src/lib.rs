@@ -44,6 +44,8 @@ where
                 .count("AppLinks", r.app_links)
                 .count("ProfileStatusesWritten", r.statuses_written)
                 .count("AthletesRemoved", r.removed)
+                .count("PendingLinksFinished", r.pending_links_finished)
+                .count("AthletesRelinked", r.relinked)
                 .count("ScanFailures", r.failures)
                 .count("RemovalGuarded", u64::from(r.removal_guarded))
                 .count("ScanRunsOverlapped", u64::from(r.overlapped));
@@ -62,6 +64,8 @@ where
                 app_links = r.app_links,
                 statuses_written = r.statuses_written,
                 removed = r.removed,
+                pending_links_finished = r.pending_links_finished,
+                relinked = r.relinked,
                 failures = r.failures,
                 removal_guarded = r.removal_guarded,
                 "scan finished"

@@ -218,9 +218,6 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
             "exercises since",
             output::instant(cursors.exercises_uploaded_since),
         ),
-        ("activity from", output::optional(cursors.activity_from)),
-        ("sleep from", output::optional(cursors.sleep_from)),
-        ("recharge from", output::optional(cursors.recharge_from)),
         ("ledger entries", ledger),
         (
             "last error",

@@ -77,10 +77,12 @@ async fn athletes_athlete_link_sync_and_revoke() {
     let authorize = world.http(HttpRequest::get(path)).await.unwrap();
     assert_eq!(authorize.status, 302, "{}", authorize.text());
     let callback = world.consent_at_polar(&authorize, ada_polar).await.unwrap();
-    assert_eq!(
-        world.http(HttpRequest::get(callback)).await.unwrap().status,
-        200
-    );
+    // The browser that opened the link carries the cookie the authorize answer set.
+    let linked = world
+        .http(HttpRequest::get(callback).with_cookies_from(&authorize))
+        .await
+        .unwrap();
+    assert_eq!(linked.status, 200, "{}", linked.text());
     assert_eq!(
         world
             .link_via_web("ath-bob", bob_polar)

@@ -1,22 +1,36 @@
-//! `oauth-callback`: `GET /polar/authorize` (signed link → Polar consent) and `GET /polar/callback`
-//! (code → token → linked), answered with small HTML pages.
+//! `oauth-callback`: `GET /polar/authorize` (signed link → Polar consent, with a cookie binding the attempt
+//! to the browser) and `GET /polar/callback` (code → token → linked), answered with small HTML pages, and
+//! one EMF metric line per callback.
 
 pub mod pages;
 
-use lambda_http::{Body, Request, Response};
+use std::time::Instant;
+
+use cookie::{Cookie, SameSite};
+use lambda_http::{Body, Request, RequestExt as _, Response};
 use shared::clock::Clock;
-use shared::edge::{Query, is_route};
-use shared::ids::AuthCode;
+use shared::edge::{Query, cookie, is_route};
+use shared::ids::{AuthCode, AuthState};
+use shared::metrics::Metrics;
 use shared::polar::PolarApi;
 use shared::queue::JobQueue;
 use shared::smartabase::SmartabaseApi;
 use shared::store::Store;
-use shared::usecase::Connector;
-use shared::usecase::link::{AuthorizeError, AuthorizeRequest, CallbackError, CallbackRequest};
+use shared::usecase::link::{
+    AuthorizeError, AuthorizeRequest, CallbackError, CallbackRequest, Completion, STATE_TTL,
+};
+use shared::usecase::{Connector, deadline_before};
 use tracing::field::Empty;
 use tracing::{Instrument as _, error, info_span, warn};
 
 use crate::pages::Page;
+
+/// Start of the name of the cookie binding an attempt to its browser; the rest is the start of the
+/// attempt's state, so two attempts in one browser (two tabs) each keep their own.
+const BROWSER_COOKIE_PREFIX: &str = "polar_link_";
+
+/// Seconds kept free before the Lambda deadline when it is nearer than the callback's own budget.
+const LAMBDA_DEADLINE_MARGIN_SECONDS: u64 = 5;
 
 /// Routes one request. Every outcome a caller can cause is an `Ok` response.
 pub async fn handle<S, Q, P, B, C>(
@@ -37,7 +51,8 @@ where
             .instrument(info_span!("authorize", athlete = Empty))
             .await
     } else if is_route(&request, "GET", "/polar/callback") {
-        callback(connector, &query)
+        let deadline = callback_deadline(&request, connector.settings.callback_budget);
+        callback(connector, &request, &query, deadline)
             .instrument(info_span!("callback", athlete = Empty))
             .await
     } else {
@@ -63,7 +78,15 @@ where
         sig: query.get("sig"),
     };
     match connector.start_authorization(&request).await {
-        Ok(polar_url) => redirect(&polar_url),
+        Ok(started) => {
+            let cookie = browser_cookie(
+                connector,
+                browser_cookie_name(&started.state),
+                started.browser_secret,
+                STATE_TTL.num_seconds(),
+            );
+            redirect(&started.polar_url, &cookie)
+        }
         Err(e) => {
             warn!(error = %e, outcome = "rejected", "authorisation link refused");
             page(match e {
@@ -78,7 +101,9 @@ where
 
 async fn callback<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
+    http_request: &Request,
     query: &Query,
+    deadline: Instant,
 ) -> Response<Body>
 where
     S: Store,
@@ -87,17 +112,40 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
+    let state = query.get("state");
+    let cookie_name = state
+        .as_deref()
+        .and_then(|s| AuthState::parse(s).ok())
+        .map(|s| browser_cookie_name(&s));
+    let browser_secret = cookie_name
+        .as_deref()
+        .and_then(|name| cookie(http_request, name));
+    // The attempt's cookie has done its job whatever happens: the browser forgets it.
+    let cleared = cookie_name
+        .as_deref()
+        .filter(|_| browser_secret.is_some())
+        .map(|name| browser_cookie(connector, name.to_string(), String::new(), 0));
     let request = CallbackRequest {
         code: query.get("code").map(AuthCode::new),
-        state: query.get("state"),
+        state,
         error: query.get("error"),
+        browser_secret,
     };
-    match connector.complete_authorization(request).await {
-        Ok(_) => page(&pages::LINKED),
+    let mut metrics = Metrics::new("oauth-callback");
+    let result = connector.complete_authorization(request, deadline).await;
+    let (linked, relinked, pending) = match &result {
+        Ok(Completion::Linked(l)) => (1, u64::from(l.relinked_from.is_some()), 0),
+        Ok(Completion::Pending { .. }) => (0, 0, 1),
+        Err(_) => (0, 0, 0),
+    };
+    let shown = match result {
+        Ok(Completion::Linked(_)) => &pages::LINKED,
+        Ok(Completion::Pending { .. }) => &pages::LINK_PENDING,
         Err(e) => {
             let shown = match &e {
                 CallbackError::Malformed => &pages::LINK_MALFORMED,
                 CallbackError::StateUsedOrExpired => &pages::STATE_USED,
+                CallbackError::OtherBrowser => &pages::OTHER_BROWSER,
                 CallbackError::AccessDenied => &pages::ACCESS_DENIED,
                 CallbackError::PolarReportedError => &pages::POLAR_ERROR,
                 CallbackError::CodeRefused => &pages::CODE_REFUSED,
@@ -110,9 +158,74 @@ where
             } else {
                 warn!(error = %e, outcome = "rejected", "callback refused");
             }
-            page(shown)
+            shown
         }
+    };
+    metrics
+        .count("AthletesLinked", linked)
+        .count("AthletesRelinked", relinked)
+        .count("LinksPending", pending)
+        .count(
+            "CallbacksRefused",
+            u64::from((400..500).contains(&shown.status)),
+        )
+        .count("CallbacksFailed", u64::from(shown.status >= 500));
+    metrics.emit(connector.now());
+    let mut response = page(shown);
+    if let Some(cleared) = cleared
+        && let Ok(value) = lambda_http::http::HeaderValue::from_str(&cleared)
+    {
+        response
+            .headers_mut()
+            .append(lambda_http::http::header::SET_COOKIE, value);
     }
+    response
+}
+
+/// When the callback must have answered: its budget from now, or earlier if the Lambda deadline (when
+/// running in Lambda) is nearer.
+fn callback_deadline(request: &Request, budget: std::time::Duration) -> Instant {
+    let by_budget = Instant::now() + budget;
+    match request.lambda_context_ref() {
+        Some(context) if context.deadline > 0 => by_budget.min(deadline_before(
+            context.deadline,
+            LAMBDA_DEADLINE_MARGIN_SECONDS,
+        )),
+        _ => by_budget,
+    }
+}
+
+fn browser_cookie_name(state: &AuthState) -> String {
+    let start: String = state.as_str().chars().take(16).collect();
+    format!("{BROWSER_COOKIE_PREFIX}{start}")
+}
+
+/// The path the cookie is sent back on: the redirect URI's directory (`/polar`, or below a stage or a
+/// custom domain's base path).
+fn cookie_path<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>) -> String {
+    url::Url::parse(&connector.settings.redirect_uri)
+        .ok()
+        .and_then(|u| u.path().strip_suffix("/callback").map(str::to_string))
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/polar".to_string())
+}
+
+/// `Set-Cookie` for the cookie `name` binding an attempt to this browser: HttpOnly, Secure,
+/// SameSite=Lax (sent on Polar's redirect back, a top-level GET), for `max_age_seconds` (0 = forget it).
+fn browser_cookie<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    name: String,
+    value: String,
+    max_age_seconds: i64,
+) -> String {
+    Cookie::build((name, value))
+        .path(cookie_path(connector))
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age_seconds))
+        .build()
+        .to_string()
 }
 
 fn page(page: &Page) -> Response<Body> {
@@ -131,10 +244,11 @@ fn page(page: &Page) -> Response<Body> {
     builder.body(Body::from(page.html())).unwrap_or_default()
 }
 
-fn redirect(location: &str) -> Response<Body> {
+fn redirect(location: &str, set_cookie: &str) -> Response<Body> {
     Response::builder()
         .status(302)
         .header("location", location)
+        .header("set-cookie", set_cookie)
         .header("cache-control", "no-store")
         .body(Body::Empty)
         .unwrap_or_default()

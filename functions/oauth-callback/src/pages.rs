@@ -58,6 +58,25 @@ pub const LINKED: Page = Page {
               shortly, and keep arriving from now on. You can close this page.",
 };
 
+/// The token is held but Polar did not finish its side in time: the scan finishes the link.
+pub const LINK_PENDING: Page = Page {
+    status: 200,
+    title: "Your Polar account is connected",
+    message: "Polar is slow to confirm the connection right now, so the connector finishes it by itself within \
+              two hours; your training sessions, daily activity, sleep and Nightly Recharge then start arriving in \
+              Smartabase. You don't need to do anything, and you can close this page.",
+};
+
+/// The callback came from a browser that did not start the authorisation (a forwarded consent link, or
+/// cookies blocked): nothing was linked or spent.
+pub const OTHER_BROWSER: Page = Page {
+    status: 403,
+    title: "Please open your authorisation link again",
+    message: "This authorisation was started in another browser (or this browser blocked its cookie), so \
+              nothing was linked. Open the authorisation link in your own Polar Auth Portal profile in Smartabase, \
+              in this browser, and finish it here.",
+};
+
 /// The link lacks its parameters or they are malformed.
 pub const LINK_MALFORMED: Page = Page {
     status: 400,

@@ -1,6 +1,13 @@
 //! `sync-worker`: takes sync jobs from SQS and runs each athlete's sync, answering with partial batch
 //! failures. Transient failures fail the message (SQS retries with backoff, then the DLQ); deferrals
 //! go back on the queue with a delay and are acknowledged, so they never count as failed receives.
+//!
+//! The worker stops starting work [`DEADLINE_MARGIN_SECONDS`] before the Lambda deadline: jobs it did not
+//! start or finish go back on the queue as new messages, and the originals are acknowledged. A Lambda that
+//! ran out of time would instead charge every message of its batch a receive, and a job whose neighbours
+//! were slow could reach the DLQ without ever failing.
+
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
@@ -21,11 +28,17 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 pub const CONCURRENCY: usize = 5;
 /// The queue's `maxReceiveCount`: the receive that moves a failing job to the DLQ is logged as such.
 pub const MAX_RECEIVES: u32 = 5;
+/// Seconds before the Lambda deadline after which no Polar or Smartabase call starts: what may still be in
+/// flight then (one Smartabase call, up to its 60 s timeout, and its ledger writes) and handing back the
+/// unfinished jobs must fit in it. The function's timeout (`infra/template.yaml`) is 150 s.
+pub const DEADLINE_MARGIN_SECONDS: u64 = 75;
 
-/// Handles one SQS batch.
+/// Handles one SQS batch, starting no work after `deadline` (the invocation's deadline less
+/// [`DEADLINE_MARGIN_SECONDS`]).
 pub async fn handle<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
     event: SqsEvent,
+    deadline: Instant,
 ) -> SqsBatchResponse
 where
     S: Store,
@@ -35,7 +48,7 @@ where
     C: Clock,
 {
     let failures: Vec<Option<String>> = futures::stream::iter(event.records)
-        .map(|message| process(connector, message))
+        .map(|message| process(connector, message, deadline))
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -56,6 +69,7 @@ where
 async fn process<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
     message: SqsMessage,
+    deadline: Instant,
 ) -> Option<String>
 where
     S: Store,
@@ -82,7 +96,15 @@ where
     async {
         let started = connector.now();
         let mut metrics = Metrics::new("sync-worker");
-        let result = connector.sync_job(&job).await;
+        let result = if Instant::now() >= deadline {
+            // Waited behind slow neighbours: handed back untouched.
+            Ok(SyncReport {
+                outcome: SyncOutcome::Unfinished(Default::default()),
+                follow_ups: Vec::new(),
+            })
+        } else {
+            connector.sync_job(&job, deadline).await
+        };
         let retry = match result {
             Ok(report) => settle(connector, &job, report, started, &mut metrics).await,
             Err(e) => {
@@ -188,6 +210,30 @@ where
                 athlete = %job.athlete,
                 outcome = "released",
                 reason, "job released; the athlete stays due"
+            );
+        }
+        SyncOutcome::Unfinished(counts) => {
+            metrics
+                .count("JobsUnfinished", 1)
+                .count("RecordsCreated", counts.created)
+                .count("RecordsUpdated", counts.updated)
+                .count("RecordsRecovered", counts.recovered)
+                .count("PolarCalls", counts.polar_calls)
+                .count("SmartabaseCalls", counts.smartabase_calls);
+            // The same job as a new message: its receive count starts again, as nothing failed.
+            follow_ups.push(Outgoing {
+                job: job.clone(),
+                delay_seconds: 0,
+            });
+            info!(
+                athlete = %job.athlete,
+                outcome = "unfinished",
+                created = counts.created,
+                updated = counts.updated,
+                recovered = counts.recovered,
+                polar_calls = counts.polar_calls,
+                smartabase_calls = counts.smartabase_calls,
+                "the worker's deadline came first; the job continues in a new message"
             );
         }
         SyncOutcome::Reauthorise => {

@@ -9,7 +9,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let connector = shared::bootstrap::start().await?;
     let connector = &connector;
     run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(sync_worker::handle(connector, event.payload).await)
+        let deadline = shared::usecase::deadline_before(
+            event.context.deadline,
+            sync_worker::DEADLINE_MARGIN_SECONDS,
+        );
+        Ok::<_, lambda_runtime::Error>(
+            sync_worker::handle(connector, event.payload, deadline).await,
+        )
     }))
     .await
 }

@@ -14,7 +14,7 @@ use shared::queue::{JobKind, SyncJob};
 use shared::store::{LockStore as _, Store};
 use shared::testing::MemoryStore;
 use shared::usecase::sync::{BUSY_RETRY, LOCK_TTL};
-use testkit::world::{World, WorldOptions};
+use testkit::world::{World, WorldOptions, no_deadline};
 
 fn message(id: &str, body: &str) -> SqsMessage {
     let mut m = SqsMessage::default();
@@ -78,7 +78,7 @@ async fn only_unreadable_or_failing_messages_are_reported_as_batch_failures() {
         message("m-empty", ""),
     ]);
 
-    let response = sync_worker::handle(&world.connector, batch).await;
+    let response = sync_worker::handle(&world.connector, batch, no_deadline()).await;
 
     let mut failed = failures(&response);
     failed.sort();
@@ -108,7 +108,8 @@ async fn a_deferred_job_is_acknowledged_and_requeued_with_a_delay() {
     );
     let sent_before = world.connector.queue.sent().len();
 
-    let response = sync_worker::handle(&world.connector, event(vec![first_sync])).await;
+    let response =
+        sync_worker::handle(&world.connector, event(vec![first_sync]), no_deadline()).await;
 
     assert!(
         failures(&response).is_empty(),
@@ -124,6 +125,41 @@ async fn a_deferred_job_is_acknowledged_and_requeued_with_a_delay() {
 
     // When it comes back after the lock lapsed, it runs.
     world.advance(LOCK_TTL + Duration::seconds(1));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert!(!world.smartabase.events(&Default::default()).is_empty());
+}
+
+#[tokio::test]
+async fn a_job_reached_after_the_deadline_is_handed_back_as_a_new_message_not_failed() {
+    let (world, first_sync, polar) = linked_world("worker-deadline").await;
+    let job = SyncJob::from_body(first_sync.body.as_deref().unwrap()).unwrap();
+    let sent_before = world.connector.queue.sent().len();
+    world.polar.clear_requests();
+
+    let response = sync_worker::handle(
+        &world.connector,
+        event(vec![first_sync]),
+        std::time::Instant::now(),
+    )
+    .await;
+
+    assert!(failures(&response).is_empty(), "not a failed receive");
+    let requeued = world.connector.queue.sent().split_off(sent_before);
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].delay_seconds, 0);
+    assert_eq!(requeued[0].job, job, "the same job, untouched");
+    assert!(
+        world
+            .polar
+            .requests()
+            .iter()
+            .all(|r| r.polar_user_id != Some(polar)),
+        "no Polar call after the deadline"
+    );
+    assert!(world.smartabase.events(&Default::default()).is_empty());
+
+    // The next invocation, with time to spare, does the job.
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (1, 0));
     assert!(!world.smartabase.events(&Default::default()).is_empty());
@@ -165,7 +201,8 @@ async fn run_with_a_malformed_record<S: Store>(world: &World<S>, first_sync: Sqs
             probability: None,
         })
         .unwrap();
-    let response = sync_worker::handle(&world.connector, event(vec![first_sync])).await;
+    let response =
+        sync_worker::handle(&world.connector, event(vec![first_sync]), no_deadline()).await;
     assert!(failures(&response).is_empty());
 }
 

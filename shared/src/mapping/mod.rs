@@ -112,6 +112,19 @@ pub enum MappingError {
         /// Field role (or `form`).
         role: String,
     },
+    /// Two kinds of data written to one event form: after a lost answer the connector could not tell
+    /// their events apart (a lookup finds a record's event by form and date), and would overwrite one.
+    #[error(
+        "mapping: `{first}` and `{second}` both write to the form `{form}`; each kind of data needs its own event form"
+    )]
+    SharedForm {
+        /// Form key.
+        first: String,
+        /// The other form key.
+        second: String,
+        /// The form name both name.
+        form: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +322,16 @@ impl Mapping {
             auth_portal: take(FORM_KEYS[7])?,
             access_token: take(FORM_KEYS[8])?,
         };
+        let event_forms = DataKind::ALL.map(|kind| (kind, &mapping.form(kind).form));
+        for (i, (first, form)) in event_forms.iter().enumerate() {
+            if let Some((second, _)) = event_forms[i + 1..].iter().find(|(_, f)| f == form) {
+                return Err(MappingError::SharedForm {
+                    first: first.as_str().to_string(),
+                    second: second.as_str().to_string(),
+                    form: form.to_string(),
+                });
+            }
+        }
         Ok(mapping)
     }
 
@@ -1454,6 +1477,19 @@ mod tests {
         // No sample, no values (Polar's reading makes such a day no record).
         let none = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[]));
         assert_eq!(pairs(&none), [("Heart Rate Date", "10/01/2026")]);
+    }
+
+    #[test]
+    fn two_kinds_of_data_writing_one_event_form_are_refused() {
+        assert_eq!(
+            Mapping::with_override(r#"{"recharge": {"form": "Polar Sleep"}}"#),
+            Err(MappingError::SharedForm {
+                first: "sleep".into(),
+                second: "recharge".into(),
+                form: "Polar Sleep".into()
+            })
+        );
+        assert!(Mapping::with_override(r#"{"recharge": {"form": "Polar Recharge"}}"#).is_ok());
     }
 
     #[test]

@@ -354,21 +354,8 @@ impl PolarApi for PolarClient {
         self.single::<ExerciseWire>(url, token).await
     }
 
-    async fn activities(
-        &self,
-        token: &AccessToken,
-        since: Option<NaiveDate>,
-    ) -> Result<Records<DailyActivity>, PolarError> {
-        let url = match since {
-            None => self.api_url(&["v3", "users", "activities"]),
-            Some(from) => {
-                // Polar documents the range path with a slash before the query: `/activities/?from=`.
-                // `to` is left to Polar: it defaults to the athlete's local today.
-                let mut url = self.api_url(&["v3", "users", "activities", ""]);
-                url.query_pairs_mut().append_pair("from", &from.to_string());
-                url
-            }
-        };
+    async fn activities(&self, token: &AccessToken) -> Result<Records<DailyActivity>, PolarError> {
+        let url = self.api_url(&["v3", "users", "activities"]);
         self.list::<ActivityWire>(url, token, ListShape::Array)
             .await
     }

@@ -537,13 +537,11 @@ pub trait PolarApi: Send + Sync {
         id: &ExerciseId,
     ) -> impl Future<Output = Result<Option<Exercise>, PolarError>> + Send;
 
-    /// Daily activity: `since = None` → `GET /v3/users/activities` (the last 28 days); `Some(from)` →
-    /// `GET /v3/users/activities/?from=` with Polar's default `to` (the athlete's own today, which can be
-    /// a day ahead of UTC). `from` must be within the last 27 days of UTC today.
+    /// `GET /v3/users/activities`: the last 28 days, in the athlete's own time zone (which can be a day
+    /// ahead of UTC).
     fn activities(
         &self,
         token: &AccessToken,
-        since: Option<NaiveDate>,
     ) -> impl Future<Output = Result<Records<DailyActivity>, PolarError>> + Send;
 
     /// `GET /v3/users/activities/{date}`: `None` on 204.

@@ -328,6 +328,7 @@ impl SmartabaseClient {
                 detail: scrub(detail),
             },
             SmartabaseError::UnexpectedIds(text) => SmartabaseError::UnexpectedIds(scrub(text)),
+            SmartabaseError::Unconfirmed(text) => SmartabaseError::Unconfirmed(scrub(text)),
             SmartabaseError::Transport(text) => SmartabaseError::Transport(scrub(text)),
             SmartabaseError::Malformed(text) => SmartabaseError::Malformed(scrub(text)),
             other @ (SmartabaseError::Unauthorized { .. }

@@ -34,6 +34,10 @@ pub enum SmartabaseError {
     /// created a new event): treated as a failure, never as done.
     #[error("Smartabase answered success but {0}")]
     UnexpectedIds(String),
+    /// An import answer that does not say whether the events were stored (no state, a state that is
+    /// neither success nor a known failure, an exception): like a lost answer, the events may be there.
+    #[error("Smartabase did not say whether the import was stored: {0}")]
+    Unconfirmed(String),
     /// 401/403: the API account's credentials or permissions are wrong (configuration).
     #[error("Smartabase refused the API account ({status})")]
     Unauthorized {
@@ -145,6 +149,8 @@ pub struct EventRead {
     pub user_id: SmartabaseUserId,
     /// `startDate` as sent back.
     pub start_date: Option<NaiveDate>,
+    /// `startTime` as sent back (see [`parse_time`]).
+    pub start_time: Option<NaiveTime>,
     /// Field name → value (as Smartabase reformats them).
     pub fields: BTreeMap<String, String>,
 }
@@ -204,6 +210,29 @@ pub fn format_time(time: NaiveTime) -> String {
     }
 }
 
+/// Reads a time as Smartabase sends it back: `h:mm AM`/`hh:mm PM`, any case. The midnight hour reads back
+/// as `12:MM AM` (reference §7.2 pitfall 5: `smartabaseR`'s live test imports `00:00 AM` and reads
+/// `12:00 AM`); `0:MM AM` and `00:MM AM` are taken as the same hour.
+pub fn parse_time(text: &str) -> Option<NaiveTime> {
+    let (clock, meridiem) = text.trim().split_once(' ')?;
+    let (hour, minute) = clock.split_once(':')?;
+    let valid = |part: &str, max_len| {
+        (1..=max_len).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !valid(hour, 2) || minute.len() != 2 || !valid(minute, 2) {
+        return None;
+    }
+    let (hour, minute): (u32, u32) = (hour.parse().ok()?, minute.parse().ok()?);
+    let hour = match (meridiem.trim().to_ascii_uppercase().as_str(), hour) {
+        ("AM", 0 | 12) => 0,
+        ("AM", 1..=11) => hour,
+        ("PM", 12) => 12,
+        ("PM", 1..=11) => hour + 12,
+        _ => return None,
+    };
+    NaiveTime::from_hms_opt(hour, minute, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +252,39 @@ mod tests {
         assert_eq!(t(12, 30), "12:30 PM");
         assert_eq!(t(13, 5), "1:05 PM");
         assert_eq!(t(23, 59), "11:59 PM");
+    }
+
+    #[test]
+    fn times_read_back_with_the_midnight_hour_as_twelve_am() {
+        let read = |text: &str| parse_time(text);
+        let at = |h, m| NaiveTime::from_hms_opt(h, m, 0);
+        assert_eq!(
+            read("12:30 AM"),
+            at(0, 30),
+            "how Smartabase writes 00:30 back"
+        );
+        assert_eq!(read("12:00 am"), at(0, 0));
+        assert_eq!(read("00:30 AM"), at(0, 30), "what the connector writes");
+        assert_eq!(read("0:05 AM"), at(0, 5));
+        assert_eq!(read("12:30 PM"), at(12, 30));
+        assert_eq!(read("6:48 AM"), at(6, 48));
+        assert_eq!(read("11:59 PM"), at(23, 59));
+        for bad in [
+            "",
+            "6:48",
+            "13:00 PM",
+            "6:8 AM",
+            "6:60 AM",
+            "x:10 AM",
+            "1555288875000",
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
+        }
+        // Whatever the connector writes reads back as the same minute.
+        for minute_of_day in 0..24 * 60 {
+            let time = NaiveTime::from_hms_opt(minute_of_day / 60, minute_of_day % 60, 0).unwrap();
+            assert_eq!(read(&format_time(time)), Some(time));
+        }
     }
 
     #[test]

@@ -10,12 +10,18 @@ use serde_json::Value;
 
 use super::{
     EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, RosterUser, SmartabaseError,
-    format_date, format_time,
+    format_date, format_time, parse_time,
 };
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 
 /// The only batch state that means "written" (reference §3.5: allow-list it, nothing else).
 pub(crate) const SUCCESSFULLY_IMPORTED: &str = "SUCCESSFULLY_IMPORTED";
+
+/// Import states that say the batch failed and stored nothing (reference §3.5: `UNEXPECTED_ERROR` is what
+/// `smartabaseR` handles, `FAILURE` what `deleteevent` answers; batches are all-or-nothing). Only these may
+/// be sent again without looking first; any other answer that is not a success may have stored events
+/// (`IMPORTED_WITH_ERRORS` says so by its name).
+const NOTHING_STORED: [&str; 2] = ["UNEXPECTED_ERROR", "FAILURE"];
 
 /// Longest server text kept in an error: enough to name the problem, short enough for one log line.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -248,6 +254,7 @@ pub(crate) struct RecordRead {
     pub(crate) form_name: Option<String>,
     pub(crate) user_id: Option<Value>,
     pub(crate) start_date: Option<String>,
+    pub(crate) start_time: Option<String>,
     pub(crate) rows: Option<Vec<RowRead>>,
 }
 
@@ -592,7 +599,8 @@ fn rejected(state: String, message: &str) -> SmartabaseError {
 }
 
 /// Reads an `eventsimport` answer for the batch sent. Success needs `SUCCESSFULLY_IMPORTED`, one id per event,
-/// and every update's own id back.
+/// and every update's own id back. `Rejected` (nothing stored) only for a [`NOTHING_STORED`] state; an answer
+/// without a state, with another state or an exception is `Unconfirmed`.
 pub(crate) fn events_import_outcome(
     body: Option<&Value>,
     events: &[EventWrite],
@@ -600,6 +608,12 @@ pub(crate) fn events_import_outcome(
     let body = body.ok_or_else(|| {
         SmartabaseError::Malformed("eventsimport answered with an empty body".to_owned())
     })?;
+    if let Some(SmartabaseError::Rejected { message, .. }) = rpc_exception(body) {
+        // An exception says the server failed, not that it stored nothing.
+        return Err(SmartabaseError::Unconfirmed(format!(
+            "an RPC exception: {message}"
+        )));
+    }
     let answer: EventsImportResponse = typed("eventsimport", body)?;
     let result = answer.result.unwrap_or_default();
     let form_result = answer
@@ -610,7 +624,14 @@ pub(crate) fn events_import_outcome(
     let state = result.state.unwrap_or_default();
     if state != SUCCESSFULLY_IMPORTED {
         let message = result.message.or(form_result.message).unwrap_or_default();
-        return Err(rejected(state, &message));
+        if NOTHING_STORED.contains(&state.as_str()) {
+            return Err(rejected(state, &message));
+        }
+        return Err(SmartabaseError::Unconfirmed(if state.is_empty() {
+            "the answer has no state".to_owned()
+        } else {
+            format!("state {}: {}", shorten(&state), shorten(&message))
+        }));
     }
 
     let mut dropped_fields: Vec<String> = Vec::new();
@@ -704,6 +725,7 @@ pub(crate) fn events_found(
             start_date: record
                 .start_date
                 .and_then(|date| NaiveDate::parse_from_str(date.trim(), "%d/%m/%Y").ok()),
+            start_time: record.start_time.as_deref().and_then(parse_time),
             fields: fields_of(record.rows),
         });
     }
@@ -892,7 +914,7 @@ mod tests {
     #[test]
     fn failure_states_with_http_200_are_rejected_with_their_message() {
         let events = [sleep_event(None)];
-        for state in ["UNEXPECTED_ERROR", "FAILURE", "IMPORTED_WITH_ERRORS"] {
+        for state in ["UNEXPECTED_ERROR", "FAILURE"] {
             let body = json!({"result": {"state": state, "message": "Form not found: Polar Slep"}});
             match events_import_outcome(Some(&body), &events) {
                 Err(SmartabaseError::Rejected {
@@ -905,13 +927,6 @@ mod tests {
                 other => panic!("{state}: expected Rejected, got {other:?}"),
             }
         }
-        // Ids alone do not make a success: the state is allow-listed.
-        let ids_without_state =
-            json!({"eventImportResultForForm": [{"eventImportResults": {"ids": [1]}}]});
-        assert!(matches!(
-            events_import_outcome(Some(&ids_without_state), &events),
-            Err(SmartabaseError::Rejected { .. })
-        ));
         assert!(matches!(
             events_import_outcome(None, &events),
             Err(SmartabaseError::Malformed(_))
@@ -919,7 +934,27 @@ mod tests {
     }
 
     #[test]
-    fn rpc_exception_bodies_are_rejected_everywhere() {
+    fn an_import_answer_without_a_known_state_may_have_stored_and_is_not_a_rejection() {
+        let events = [sleep_event(None)];
+        for body in [
+            json!({}),
+            json!({"result": {}}),
+            json!({"result": {"message": "1 out of 1 records successfully imported."}}),
+            // Ids alone do not make a success: the state is allow-listed.
+            json!({"eventImportResultForForm": [{"eventImportResults": {"ids": [1]}}]}),
+            json!({"result": {"state": "IMPORTED_WITH_ERRORS", "message": "1 out of 2"}}),
+            json!({"result": {"state": "PENDING"}}),
+            json!({"__is_rpc_exception__": true, "value": {"detailMessage": "Timeout"}}),
+        ] {
+            match events_import_outcome(Some(&body), &events) {
+                Err(SmartabaseError::Unconfirmed(text)) => assert!(!text.is_empty()),
+                other => panic!("{body}: expected Unconfirmed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rpc_exception_bodies_are_rejected_everywhere_but_in_event_imports() {
         let body =
             json!({"__is_rpc_exception__": true, "value": {"detailMessage": "Session invalid"}});
         let expect_rejected = |result: Result<(), SmartabaseError>| match result {
@@ -929,7 +964,6 @@ mod tests {
             }
             other => panic!("expected Rejected, got {other:?}"),
         };
-        expect_rejected(events_import_outcome(Some(&body), &[sleep_event(None)]).map(drop));
         expect_rejected(profile_import_result(Some(&body)).map(drop));
         expect_rejected(profile_entries(Some(&body), "Polar Access Token").map(drop));
         expect_rejected(events_found(Some(&body), "Polar Sleep", user(1)).map(drop));
@@ -1098,6 +1132,10 @@ mod tests {
         assert_eq!(found[0].id, event_id(2875223));
         assert_eq!(found[0].user_id, user(72827));
         assert_eq!(found[0].start_date, NaiveDate::from_ymd_opt(2025, 9, 1));
+        assert_eq!(
+            found[0].start_time,
+            chrono::NaiveTime::from_hms_opt(23, 14, 0)
+        );
         assert_eq!(found[0].fields["Sleep Score"], "78");
         assert_eq!(
             found[0].fields["Polar User ID"], "1.78432026E9",
@@ -1113,6 +1151,7 @@ mod tests {
             found[1].start_date, None,
             "an unreadable date is not guessed"
         );
+        assert_eq!(found[1].start_time, None);
     }
 
     #[test]

@@ -19,19 +19,19 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{
     self, BUDGET_PK, BUDGET_SK, DUE_INDEX, DUE_PARTITION, DUE_PK, DUE_SK, EXPIRES_AT,
-    LEDGER_PREFIX, PK, POLAR_USER_INDEX, POLAR_USER_KEY, SK, SK_ATHLETE, SK_LOCK, SK_MARKER,
-    SK_SETTING, SK_STATE, SK_TOKEN, STATUS_INDEX, STATUS_KEY, UUID,
+    LEDGER_PREFIX, PENDING_LINKS_PK, PK, POLAR_USER_INDEX, POLAR_USER_KEY, SK, SK_ATHLETE, SK_LOCK,
+    SK_MARKER, SK_SETTING, SK_STATE, SK_TOKEN, STATUS_INDEX, STATUS_KEY, UUID,
 };
 use super::{
     AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
-    PageToken, SettingsStore, StoreError, TokenStore,
+    PageToken, SettingsStore, StoreError, StoredState, TokenStore,
 };
 use crate::budget::BudgetState;
 use crate::crypto::SealedToken;
 use crate::ids::{AthleteUuid, AuthState, EventId, PolarUserId, SmartabaseUserId};
 use crate::model::{
-    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, StoredToken,
-    SyncCursors, TokenSource,
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, PendingLink,
+    StoredToken, SyncCursors, TokenSource,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -62,6 +62,8 @@ const TOKEN_EXPIRES_AT: &str = "expires_at_token";
 const SOURCE: &str = "source";
 const FINGERPRINT: &str = "fingerprint";
 const ATHLETE: &str = "athlete";
+const BROWSER_HASH: &str = "browser_hash";
+const REPLACES: &str = "replaces_polar_user_id";
 const CONTENT_HASH: &str = "content_hash";
 const EVENT_ID: &str = "event_id";
 const LEDGER_STATE: &str = "state";
@@ -525,16 +527,7 @@ impl AthleteStore for DynamoStore {
 impl TokenStore for DynamoStore {
     async fn put_token(&self, uuid: &AthleteUuid, token: &StoredToken) -> Result<(), StoreError> {
         let mut item = key(schema::athlete_pk(uuid), SK_TOKEN);
-        item.insert(SEALED.into(), s(token.sealed.as_str()));
-        if let Some(user) = token.polar_user_id {
-            item.insert(POLAR_USER_ID.into(), n(user.get()));
-        }
-        item.insert(ISSUED_AT.into(), instant(token.issued_at));
-        if let Some(at) = token.expires_at {
-            item.insert(TOKEN_EXPIRES_AT.into(), instant(at));
-        }
-        item.insert(SOURCE.into(), s(token_source_name(token.source)));
-        item.insert(FINGERPRINT.into(), s(&token.fingerprint));
+        item.extend(token_attributes(token));
         self.put_item(item).await
     }
 
@@ -542,20 +535,7 @@ impl TokenStore for DynamoStore {
         let Some(item) = self.get_item(schema::athlete_pk(uuid), SK_TOKEN).await? else {
             return Ok(None);
         };
-        let r = Reader::new(&item);
-        let source = r.string(SOURCE)?;
-        Ok(Some(StoredToken {
-            sealed: SealedToken::from_stored(r.string(SEALED)?.to_string()),
-            polar_user_id: r
-                .opt_number::<i64>(POLAR_USER_ID)?
-                .map(|id| PolarUserId::new(id).map_err(|e| r.corrupt(e)))
-                .transpose()?,
-            issued_at: r.instant(ISSUED_AT)?,
-            expires_at: r.opt_instant(TOKEN_EXPIRES_AT)?,
-            source: token_source_from_name(source)
-                .ok_or_else(|| r.corrupt(format!("unknown token source {source:?}")))?,
-            fingerprint: r.string(FINGERPRINT)?.to_string(),
-        }))
+        token_from_item(&item).map(Some)
     }
 
     async fn delete_token(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
@@ -568,6 +548,82 @@ impl TokenStore for DynamoStore {
             .map_err(|e| unavailable("DeleteItem", &e))?;
         Ok(())
     }
+
+    async fn put_pending_link(&self, link: &PendingLink) -> Result<(), StoreError> {
+        let mut item = key(
+            PENDING_LINKS_PK.to_string(),
+            &schema::pending_link_sk(&link.athlete, &link.token.fingerprint),
+        );
+        item.extend(token_attributes(&link.token));
+        item.insert(ATHLETE.into(), s(link.athlete.as_str()));
+        if let Some(user) = link.replaces {
+            item.insert(REPLACES.into(), n(user.get()));
+        }
+        self.put_item(item).await
+    }
+
+    async fn pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> Result<Option<PendingLink>, StoreError> {
+        self.get_item(
+            PENDING_LINKS_PK.to_string(),
+            &schema::pending_link_sk(uuid, fingerprint),
+        )
+        .await?
+        .map(|item| pending_link_from_item(&item))
+        .transpose()
+    }
+
+    async fn pending_links(
+        &self,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<PendingLink>, StoreError> {
+        let after = page.map(|p| decode_key(&p.0)).transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(PENDING_LINKS_PK))
+            .limit(query_limit(limit))
+            .set_exclusive_start_key(after)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &e))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(pending_link_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .map(|k| encode_key(&k).map(PageToken))
+            .transpose()?;
+        Ok(Page { items, next })
+    }
+
+    async fn delete_pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                PENDING_LINKS_PK.to_string(),
+                &schema::pending_link_sk(uuid, fingerprint),
+            )))
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteItem", &e))?;
+        Ok(())
+    }
 }
 
 impl AuthStateStore for DynamoStore {
@@ -575,10 +631,12 @@ impl AuthStateStore for DynamoStore {
         &self,
         state: &AuthState,
         athlete: &AthleteUuid,
+        browser_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut item = key(schema::state_pk(state), SK_STATE);
         item.insert(ATHLETE.into(), s(athlete.as_str()));
+        item.insert(BROWSER_HASH.into(), s(browser_hash));
         item.insert(EXPIRES_AT.into(), n(schema::epoch_seconds(expires_at)));
         if self
             .put_if(item, "attribute_not_exists(#pk)", &[("#pk", PK)], vec![])
@@ -588,6 +646,25 @@ impl AuthStateStore for DynamoStore {
         } else {
             Err(StoreError::Conflict("auth state".to_string()))
         }
+    }
+
+    async fn get_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredState>, StoreError> {
+        let Some(item) = self.get_item(schema::state_pk(state), SK_STATE).await? else {
+            return Ok(None);
+        };
+        let r = Reader::new(&item);
+        // TTL deletion is lazy: an expired state may still be there, and counts as absent.
+        if r.number::<i64>(EXPIRES_AT)? <= schema::epoch_seconds(now) {
+            return Ok(None);
+        }
+        Ok(Some(StoredState {
+            athlete: r.uuid(ATHLETE)?,
+            browser_hash: r.opt_string(BROWSER_HASH)?.map(str::to_string),
+        }))
     }
 
     async fn take_state(
@@ -916,6 +993,51 @@ fn decode_key(token: &str) -> Result<Item, StoreError> {
     serde_json::from_str::<BTreeMap<String, String>>(token)
         .map(|k| string_key(&k))
         .map_err(|_| bad_page_token("not a key"))
+}
+
+/// The attributes of a stored token (the token item's, and a pending link's).
+fn token_attributes(token: &StoredToken) -> Item {
+    let mut item = Item::new();
+    item.insert(SEALED.into(), s(token.sealed.as_str()));
+    if let Some(user) = token.polar_user_id {
+        item.insert(POLAR_USER_ID.into(), n(user.get()));
+    }
+    item.insert(ISSUED_AT.into(), instant(token.issued_at));
+    if let Some(at) = token.expires_at {
+        item.insert(TOKEN_EXPIRES_AT.into(), instant(at));
+    }
+    item.insert(SOURCE.into(), s(token_source_name(token.source)));
+    item.insert(FINGERPRINT.into(), s(&token.fingerprint));
+    item
+}
+
+fn token_from_item(item: &Item) -> Result<StoredToken, StoreError> {
+    let r = Reader::new(item);
+    let source = r.string(SOURCE)?;
+    Ok(StoredToken {
+        sealed: SealedToken::from_stored(r.string(SEALED)?.to_string()),
+        polar_user_id: r
+            .opt_number::<i64>(POLAR_USER_ID)?
+            .map(|id| PolarUserId::new(id).map_err(|e| r.corrupt(e)))
+            .transpose()?,
+        issued_at: r.instant(ISSUED_AT)?,
+        expires_at: r.opt_instant(TOKEN_EXPIRES_AT)?,
+        source: token_source_from_name(source)
+            .ok_or_else(|| r.corrupt(format!("unknown token source {source:?}")))?,
+        fingerprint: r.string(FINGERPRINT)?.to_string(),
+    })
+}
+
+fn pending_link_from_item(item: &Item) -> Result<PendingLink, StoreError> {
+    let r = Reader::new(item);
+    Ok(PendingLink {
+        athlete: r.uuid(ATHLETE)?,
+        token: token_from_item(item)?,
+        replaces: r
+            .opt_number::<i64>(REPLACES)?
+            .map(|id| PolarUserId::new(id).map_err(|e| r.corrupt(e)))
+            .transpose()?,
+    })
 }
 
 fn token_source_name(source: TokenSource) -> &'static str {

@@ -11,18 +11,22 @@ use super::dynamo::preferred_for_polar_user;
 use super::schema;
 use super::{
     AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
-    PageToken, SettingsStore, StoreError, TokenStore,
+    PageToken, SettingsStore, StoreError, StoredState, TokenStore,
 };
 use crate::budget::BudgetState;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
-use crate::model::{Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, StoredToken};
+use crate::model::{
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, PendingLink, StoredToken,
+};
 
 #[derive(Default)]
 struct State {
     athletes: BTreeMap<AthleteUuid, Athlete>,
     tokens: HashMap<AthleteUuid, StoredToken>,
-    /// state → (athlete, expiry in epoch seconds)
-    auth_states: HashMap<String, (AthleteUuid, i64)>,
+    /// `<uuid>#<fingerprint>` → pending link, in the order the table lists them
+    pending_links: BTreeMap<String, PendingLink>,
+    /// state → (attempt, expiry in epoch seconds)
+    auth_states: HashMap<String, (StoredState, i64)>,
     ledger: HashMap<AthleteUuid, BTreeMap<LedgerKey, LedgerEntry>>,
     /// athlete → (owner, locked until, epoch seconds)
     locks: HashMap<AthleteUuid, (String, i64)>,
@@ -211,6 +215,53 @@ impl TokenStore for MemoryStore {
         self.state()?.tokens.remove(uuid);
         Ok(())
     }
+
+    async fn put_pending_link(&self, link: &PendingLink) -> Result<(), StoreError> {
+        self.state()?.pending_links.insert(
+            schema::pending_link_sk(&link.athlete, &link.token.fingerprint),
+            link.clone(),
+        );
+        Ok(())
+    }
+
+    async fn pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> Result<Option<PendingLink>, StoreError> {
+        Ok(self
+            .state()?
+            .pending_links
+            .get(&schema::pending_link_sk(uuid, fingerprint))
+            .cloned())
+    }
+
+    async fn pending_links(
+        &self,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> Result<Page<PendingLink>, StoreError> {
+        let after = page_after(page);
+        let listed: Vec<(String, PendingLink)> = self
+            .state()?
+            .pending_links
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|after| *k > after))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(paged(listed, limit))
+    }
+
+    async fn delete_pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        self.state()?
+            .pending_links
+            .remove(&schema::pending_link_sk(uuid, fingerprint));
+        Ok(())
+    }
 }
 
 impl AuthStateStore for MemoryStore {
@@ -218,17 +269,35 @@ impl AuthStateStore for MemoryStore {
         &self,
         state: &AuthState,
         athlete: &AthleteUuid,
+        browser_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut store = self.state()?;
         if store.auth_states.contains_key(state.as_str()) {
             return Err(StoreError::Conflict("auth state".to_string()));
         }
+        let stored = StoredState {
+            athlete: athlete.clone(),
+            browser_hash: Some(browser_hash.to_string()),
+        };
         store.auth_states.insert(
             state.as_str().to_string(),
-            (athlete.clone(), schema::epoch_seconds(expires_at)),
+            (stored, schema::epoch_seconds(expires_at)),
         );
         Ok(())
+    }
+
+    async fn get_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredState>, StoreError> {
+        Ok(self
+            .state()?
+            .auth_states
+            .get(state.as_str())
+            .filter(|(_, expires)| *expires > schema::epoch_seconds(now))
+            .map(|(stored, _)| stored.clone()))
     }
 
     async fn take_state(
@@ -241,7 +310,7 @@ impl AuthStateStore for MemoryStore {
             .auth_states
             .remove(state.as_str())
             .filter(|(_, expires)| *expires > schema::epoch_seconds(now))
-            .map(|(athlete, _)| athlete))
+            .map(|(stored, _)| stored.athlete))
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::budget::BudgetState;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
-use crate::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, StoredToken};
+use crate::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 
 pub mod dynamo;
 #[cfg(any(test, feature = "testing"))]
@@ -122,17 +122,59 @@ pub trait TokenStore: Send + Sync {
         &self,
         uuid: &AthleteUuid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores (replaces) a pending link, keyed by athlete and token fingerprint.
+    fn put_pending_link(
+        &self,
+        link: &PendingLink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The athlete's pending link of the token with this fingerprint.
+    fn pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<Option<PendingLink>, StoreError>> + Send;
+    /// Every pending link, a page at a time (the scan finishes them).
+    fn pending_links(
+        &self,
+        page: Option<PageToken>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<PendingLink>, StoreError>> + Send;
+    /// Deletes a pending link (idempotent).
+    fn delete_pending_link(
+        &self,
+        uuid: &AthleteUuid,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An authorisation attempt as stored with its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// Who started it.
+    pub athlete: AthleteUuid,
+    /// SHA-256 (hex) of the secret the browser that started it holds in a cookie; `None` for a state
+    /// stored before browsers were bound (never accepted).
+    pub browser_hash: Option<String>,
 }
 
 /// Single-use OAuth states.
 pub trait AuthStateStore: Send + Sync {
-    /// Stores a fresh state for `athlete`, valid until `expires_at`.
+    /// Stores a fresh state for `athlete`, bound to the browser holding the secret hashed to
+    /// `browser_hash`, valid until `expires_at`.
     fn put_state(
         &self,
         state: &AuthState,
         athlete: &AthleteUuid,
+        browser_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Reads a state without consuming it; `None` when unknown, used or expired.
+    fn get_state(
+        &self,
+        state: &AuthState,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<StoredState>, StoreError>> + Send;
     /// Atomically consumes a state: the first caller gets the athlete, every later caller (and any caller
     /// after expiry) gets `None`.
     fn take_state(

@@ -8,6 +8,7 @@
 //! | token | `ATHLETE#<uuid>` | `TOKEN` |
 //! | ledger entry | `ATHLETE#<uuid>` | `LEDGER#<LedgerKey::encode()>` |
 //! | sync lock | `ATHLETE#<uuid>` | `LOCK` |
+//! | pending link | `PENDING_LINKS` | `<uuid>#<token fingerprint>` |
 //! | auth state | `STATE#<state>` | `STATE` |
 //! | rate budget | `BUDGET` | `POLAR` |
 //! | marker | `MARKER#<key>` | `MARKER` |
@@ -75,6 +76,8 @@ pub const SK_MARKER: &str = "MARKER";
 pub const SK_SETTING: &str = "SETTING";
 /// Prefix of ledger sort keys.
 pub const LEDGER_PREFIX: &str = "LEDGER#";
+/// Partition key of every pending link: the scan lists them all with one query.
+pub const PENDING_LINKS_PK: &str = "PENDING_LINKS";
 /// Partition key of the rate budget.
 pub const BUDGET_PK: &str = "BUDGET";
 /// Sort key of the rate budget.
@@ -96,6 +99,11 @@ pub fn uuid_from_athlete_pk(pk: &str) -> Option<AthleteUuid> {
 /// `LEDGER#<kind>#<record>`.
 pub fn ledger_sk(key: &LedgerKey) -> String {
     format!("{LEDGER_PREFIX}{}", key.encode())
+}
+
+/// `<uuid>#<fingerprint>`: a pending link's sort key (a UUID never holds `#`).
+pub fn pending_link_sk(uuid: &AthleteUuid, fingerprint: &str) -> String {
+    format!("{uuid}#{fingerprint}")
 }
 
 /// `STATE#<state>`.

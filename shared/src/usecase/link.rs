@@ -1,22 +1,38 @@
-//! The web authorisation flow: a signed personal link → Polar consent → the callback that exchanges the
-//! code exactly once, registers the athlete at Polar, seals the token and starts the first sync.
+//! Linking an athlete's Polar account. The web flow: a signed personal link → Polar consent → the
+//! callback, bound to the browser that started it, that exchanges the code exactly once. Then, for the web
+//! flow and the Athlete app alike, the Polar side of the link: a replaced Polar account is deregistered
+//! (it holds the athlete's `member-id`), the new one registered, the token held and the first sync queued.
+//!
+//! The code is single use, so once Polar has exchanged it the token is kept before anything that can be
+//! slow, as a pending link; the callback finishes what fits in API Gateway's time and the scan the rest.
+
+use std::future::Future;
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{Span, info, warn};
 
 use super::{Connector, STORED_TOKEN_MARKER};
 use crate::clock::Clock;
-use crate::crypto::{LinkError, sha256_hex};
+use crate::crypto::{LinkError, matches_sha256_hex, random_hex, sha256_hex};
 use crate::error::Disposition;
-use crate::ids::{AthleteUuid, AuthCode, AuthState};
-use crate::model::{AthleteStatus, StoredToken, TokenSource};
+use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, PolarUserId};
+use crate::model::{Athlete, AthleteStatus, PendingLink, StoredToken, SyncCursors, TokenSource};
 use crate::polar::{PolarApi, PolarError, Registration};
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::SmartabaseApi;
 use crate::store::{Store, StoreError};
 
-/// How long an authorisation attempt (the `state`) stays valid.
+/// How long an authorisation attempt (the `state`, and the browser cookie bound to it) stays valid.
 pub const STATE_TTL: Duration = Duration::minutes(15);
+
+/// How long the callback may wait for Polar and Smartabase in all. API Gateway gives up on the function
+/// after 30 s (and the function's own timeout is 29 s); what is left over covers the start-up and the
+/// store writes. Work that does not fit is finished by the scan.
+pub const CALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The first pause between registration attempts within the callback; it doubles after each.
+const REGISTRATION_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why `GET /polar/authorize` refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +62,28 @@ pub struct AuthorizeRequest {
     pub sig: Option<String>,
 }
 
-/// The query of `GET /polar/callback` as received.
-#[derive(Debug, Clone, Default)]
+/// A started authorisation: where to send the browser, and the secret it must bring back.
+#[derive(Clone)]
+pub struct AuthorizationStart {
+    /// Polar's authorisation URL with the fresh state.
+    pub polar_url: String,
+    /// The fresh state.
+    pub state: AuthState,
+    /// A random secret for the browser to keep (a cookie) and present at the callback; only its hash is
+    /// stored with the state.
+    pub browser_secret: String,
+}
+
+impl std::fmt::Debug for AuthorizationStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationStart")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The query of `GET /polar/callback` as received, and the browser's secret for its state.
+#[derive(Clone, Default)]
 pub struct CallbackRequest {
     /// `code`.
     pub code: Option<AuthCode>,
@@ -55,9 +91,11 @@ pub struct CallbackRequest {
     pub state: Option<String>,
     /// `error` (e.g. `access_denied`).
     pub error: Option<String>,
+    /// The secret the browser holds for this state (its cookie), if it sent one.
+    pub browser_secret: Option<String>,
 }
 
-/// What the callback achieved.
+/// A link completed: registered at Polar, token held, athlete `Linked`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Linked {
     /// Who.
@@ -66,6 +104,22 @@ pub struct Linked {
     pub already_registered: bool,
     /// Whether the first sync was queued right away (else the next fan-out takes it).
     pub first_sync_queued: bool,
+    /// The Polar account this link replaced (a re-link to another account).
+    pub relinked_from: Option<PolarUserId>,
+    /// The same Polar account linked again while linked: a new token, nothing else.
+    pub refreshed: bool,
+}
+
+/// What the callback achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Linked now.
+    Linked(Linked),
+    /// The token is held, but Polar did not finish its side in the callback's time: the scan does.
+    Pending {
+        /// Who.
+        athlete: AthleteUuid,
+    },
 }
 
 /// Why the callback did not link the athlete; each is a page telling them what to do.
@@ -77,19 +131,23 @@ pub enum CallbackError {
     /// State unknown, already used, or older than 15 minutes (also every replayed callback).
     #[error("this authorisation attempt was already used or has expired")]
     StateUsedOrExpired,
+    /// The browser does not hold the secret of the browser that started the attempt (a forwarded
+    /// consent link, a forged callback, or cookies blocked): nothing was spent or exchanged.
+    #[error("the callback came from another browser than the one that started the authorisation")]
+    OtherBrowser,
     /// The athlete declined at Polar.
     #[error("access was denied at Polar")]
     AccessDenied,
     /// Polar sent another `error`.
     #[error("Polar reported an authorisation error")]
     PolarReportedError,
-    /// The code was refused (expired, reused, redirect mismatch).
+    /// The code was refused (expired, reused, redirect mismatch), or the token right after it.
     #[error("Polar refused the authorisation code")]
     CodeRefused,
     /// The athlete has not accepted Polar's mandatory consents.
     #[error("mandatory consents are missing at Polar")]
     ConsentsMissing,
-    /// Polar failed or timed out; nothing was stored, the athlete can retry.
+    /// Polar failed or timed out on the code exchange; nothing was stored, the athlete can retry.
     #[error("Polar is unavailable: {0}")]
     PolarUnavailable(PolarError),
     /// Our Polar client credentials are wrong (an operator must fix the secret).
@@ -114,6 +172,44 @@ impl CallbackError {
     }
 }
 
+/// How far finishing a pending link got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkStep {
+    /// Done: linked now.
+    Linked(Linked),
+    /// Polar did not finish in time, or failed: the pending link stays for the scan.
+    Waiting,
+    /// Polar wants its mandatory consents accepted first.
+    ConsentsMissing,
+    /// Polar refused the token (401): the pending link is dropped.
+    TokenRefused,
+    /// A later link, revoke or removal made this one moot: the pending link is dropped.
+    Superseded,
+}
+
+/// `fut`, given until `deadline` (if any); `None` when it did not finish in time.
+async fn within<T>(deadline: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// Whether something that happened to the athlete after `pending`'s token was issued overrides it: a
+/// newer token held, or a revoke or removal.
+fn superseded(
+    pending: &PendingLink,
+    athlete: Option<&Athlete>,
+    held: Option<&StoredToken>,
+) -> bool {
+    let issued = pending.token.issued_at;
+    held.is_some_and(|h| h.issued_at > issued)
+        || athlete.is_some_and(|a| {
+            matches!(a.status, AthleteStatus::Revoked | AthleteStatus::Removed)
+                && a.status_changed_at.is_some_and(|at| at > issued)
+        })
+}
+
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
 where
     S: Store,
@@ -123,11 +219,11 @@ where
     C: Clock,
 {
     /// `GET /polar/authorize`: checks the athlete's signed link and returns Polar's authorisation URL with a
-    /// fresh single-use state bound to that athlete.
+    /// fresh single-use state bound to that athlete and to a secret for the browser.
     pub async fn start_authorization(
         &self,
         request: &AuthorizeRequest,
-    ) -> Result<String, AuthorizeError> {
+    ) -> Result<AuthorizationStart, AuthorizeError> {
         let now = self.now();
         let (Some(athlete), Some(exp), Some(sig)) = (&request.athlete, &request.exp, &request.sig)
         else {
@@ -146,34 +242,60 @@ where
                 LinkError::Expired => AuthorizeError::Expired,
             })?;
         let state = AuthState::generate();
+        let browser_secret = random_hex(32);
         self.store
-            .put_state(&state, &athlete, now + STATE_TTL)
+            .put_state(
+                &state,
+                &athlete,
+                &sha256_hex(browser_secret.as_bytes()),
+                now + STATE_TTL,
+            )
             .await?;
         info!(athlete = %athlete, outcome = "redirected", "authorisation started");
-        Ok(self
-            .polar
-            .authorization_url(&state, &self.settings.redirect_uri))
+        Ok(AuthorizationStart {
+            polar_url: self
+                .polar
+                .authorization_url(&state, &self.settings.redirect_uri),
+            state,
+            browser_secret,
+        })
     }
 
-    /// `GET /polar/callback`: consumes the state once, exchanges the code once, registers, stores the
-    /// sealed token, marks the athlete `Linked`, writes their profile entry and queues the first sync.
+    /// `GET /polar/callback`: checks the browser, consumes the state once, exchanges the code once, keeps
+    /// the token as a pending link and finishes the link with what is left of the time until `deadline`.
     pub async fn complete_authorization(
         &self,
         request: CallbackRequest,
-    ) -> Result<Linked, CallbackError> {
+        deadline: Instant,
+    ) -> Result<Completion, CallbackError> {
         let now = self.now();
         let state = request
             .state
             .as_deref()
             .and_then(|s| AuthState::parse(s).ok())
             .ok_or(CallbackError::Malformed)?;
+        let started = self
+            .store
+            .get_state(&state, now)
+            .await?
+            .ok_or(CallbackError::StateUsedOrExpired)?;
+        Span::current().record("athlete", started.athlete.as_str());
+        // A browser without the secret spends nothing: a forwarded consent link or a forged callback can
+        // neither link another account to this athlete nor burn the athlete's own attempt.
+        let same_browser = started
+            .browser_hash
+            .as_deref()
+            .zip(request.browser_secret.as_deref())
+            .is_some_and(|(hash, secret)| matches_sha256_hex(secret, hash));
+        if !same_browser {
+            return Err(CallbackError::OtherBrowser);
+        }
         // Consuming the state first makes every replay of this callback fail here, before Polar is called.
         let athlete = self
             .store
             .take_state(&state, now)
             .await?
             .ok_or(CallbackError::StateUsedOrExpired)?;
-        Span::current().record("athlete", athlete.as_str());
         if let Some(error) = request.error.as_deref() {
             info!(
                 polar_error = error,
@@ -186,10 +308,10 @@ where
             });
         }
         let code = request.code.ok_or(CallbackError::Malformed)?;
-        let grant = self
-            .polar
-            .exchange_code(&code, &self.settings.redirect_uri)
+        let exchange = self.polar.exchange_code(&code, &self.settings.redirect_uri);
+        let grant = within(Some(deadline), exchange)
             .await
+            .unwrap_or(Err(PolarError::Timeout))
             .map_err(|e| match e {
                 PolarError::InvalidGrant | PolarError::BadRequest { .. } => {
                     CallbackError::CodeRefused
@@ -197,58 +319,255 @@ where
                 PolarError::InvalidClient => CallbackError::Misconfigured(e),
                 other => CallbackError::PolarUnavailable(other),
             })?;
-        let registration = match self
-            .polar
-            .register_user(&grant.access_token, &athlete)
-            .await
-        {
-            Ok(r) => r,
-            Err(PolarError::ConsentsMissing) => return Err(CallbackError::ConsentsMissing),
-            Err(e) => return Err(CallbackError::PolarUnavailable(e)),
-        };
         let sealed = self
             .cipher
             .seal(&athlete, &grant.access_token)
             .map_err(|_| CallbackError::Crypto)?;
-        let token = StoredToken {
-            sealed,
-            polar_user_id: Some(grant.polar_user_id),
-            issued_at: now,
-            expires_at: grant.expires_at(now),
-            source: TokenSource::WebFlow,
-            fingerprint: sha256_hex(grant.access_token.expose_secret().as_bytes()),
+        let pending = PendingLink {
+            athlete: athlete.clone(),
+            token: StoredToken {
+                sealed,
+                polar_user_id: Some(grant.polar_user_id),
+                issued_at: now,
+                expires_at: grant.expires_at(now),
+                source: TokenSource::WebFlow,
+                fingerprint: sha256_hex(grant.access_token.expose_secret().as_bytes()),
+            },
+            replaces: None,
         };
-        self.store.put_token(&athlete, &token).await?;
-        let linked = self
-            .update_athlete(&athlete, |a| {
-                a.set_status(AthleteStatus::Linked, now);
-                a.polar_user_id = Some(grant.polar_user_id);
-                a.linked_at = Some(now);
-                a.next_sync_due = Some(now);
-                a.last_error = None;
-            })
-            .await?;
-        if let Err(e) = self
-            .write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER))
-            .await
-        {
-            // The link itself is complete; the scan writes the profile status on its next pass.
-            warn!(athlete = %athlete, error = %e, "could not write the Polar Access Token profile entry");
+        // The code is spent: from here on the athlete never sees a failure that asks them to start again
+        // because Polar or Smartabase was slow. The token is kept first; what does not fit, the scan does.
+        self.store.put_pending_link(&pending).await?;
+        // Boxed: the link's steps nested in the callback's future would make its type deeper than the
+        // compiler's limit for callers that nest the handler further (the test front, the benchmarks).
+        match Box::pin(self.finish_link(&pending, Some(deadline))).await? {
+            LinkStep::Linked(linked) => Ok(Completion::Linked(linked)),
+            LinkStep::Waiting => Ok(Completion::Pending { athlete }),
+            LinkStep::ConsentsMissing => Err(CallbackError::ConsentsMissing),
+            LinkStep::TokenRefused | LinkStep::Superseded => Err(CallbackError::CodeRefused),
         }
-        let first_sync_queued = self.enqueue_now(&athlete, JobKind::FirstSync, now).await;
-        info!(
-            athlete = %athlete,
-            polar_user_id = %grant.polar_user_id,
-            already_registered = registration == Registration::AlreadyRegistered,
-            first_sync_queued,
-            outcome = "linked",
-            "athlete linked through the web flow"
-        );
-        Ok(Linked {
-            athlete,
+    }
+
+    /// Finishes the Polar side of a pending link, giving Polar and Smartabase until `deadline` (the
+    /// callback's; the scan has none): deregisters the Polar account it replaces (which holds the
+    /// athlete's `member-id`: Polar refuses a second account with the same one), registers the new account,
+    /// holds the token, marks the athlete `Linked`, writes their profile entry and queues the first sync.
+    /// Idempotent: the scan calls it again for what is left.
+    pub async fn finish_link(
+        &self,
+        pending: &PendingLink,
+        deadline: Option<Instant>,
+    ) -> Result<LinkStep, StoreError> {
+        let athlete = &pending.athlete;
+        let fingerprint = pending.token.fingerprint.as_str();
+        let token = match self.cipher.open(athlete, &pending.token.sealed) {
+            Ok(token) => token,
+            Err(e) => {
+                warn!(athlete = %athlete, error = %e, outcome = "failed", "a pending link's token cannot be opened; dropped");
+                self.store.delete_pending_link(athlete, fingerprint).await?;
+                return Ok(LinkStep::TokenRefused);
+            }
+        };
+        let current = self.store.get_athlete(athlete).await?;
+        let held = self.store.get_token(athlete).await?;
+        // Held already: committed before registration (a re-link), or the last attempt stopped after it.
+        let committed = held.as_ref().is_some_and(|h| h.fingerprint == fingerprint);
+        if !committed && superseded(pending, current.as_ref(), held.as_ref()) {
+            info!(athlete = %athlete, outcome = "superseded", "a later link, revoke or removal replaced a pending link; dropped");
+            self.store.delete_pending_link(athlete, fingerprint).await?;
+            return Ok(LinkStep::Superseded);
+        }
+        let held_user = held
+            .as_ref()
+            .and_then(|h| h.polar_user_id)
+            .or(current.as_ref().and_then(|a| a.polar_user_id));
+        let mut pending = pending.clone();
+        if !committed
+            && held.is_some()
+            && let (Some(old), Some(new)) = (held_user, pending.token.polar_user_id)
+            && old != new
+        {
+            // The old account goes first, with its own token, as a revoke does it: until Polar confirms, the
+            // old token stays and the old link keeps syncing; the scan tries again.
+            match within(deadline, self.deregister(athlete)).await {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) | None => {
+                    info!(athlete = %athlete, polar_user_id = %new, previous_polar_user_id = %old, outcome = "link_pending",
+                        "the replaced Polar account could not be deregistered yet; the scan finishes the re-link");
+                    return Ok(LinkStep::Waiting);
+                }
+                Some(Err(e)) => return Err(e),
+            }
+            // The old token is gone at Polar: the athlete moves to the new account now, unscheduled until
+            // it is registered.
+            pending.replaces = Some(old);
+            self.store.put_pending_link(&pending).await?;
+            self.commit_link(&pending, false, false).await?;
+        }
+        let committed = committed || pending.replaces.is_some();
+
+        let registration = match self.register_until(&token, athlete, deadline).await {
+            Ok(registration) => registration,
+            Err(PolarError::ConsentsMissing) => {
+                if committed {
+                    // Linked to the new account already: the scan registers them once they accept.
+                    self.update_athlete(athlete, |a| {
+                        a.last_error = Some("Polar: mandatory consents not accepted".into());
+                    })
+                    .await?;
+                } else {
+                    // Nothing changed: they accept at Polar and open their link again.
+                    self.store.delete_pending_link(athlete, fingerprint).await?;
+                }
+                info!(athlete = %athlete, outcome = "consents_missing", "Polar's mandatory consents are not accepted");
+                return Ok(LinkStep::ConsentsMissing);
+            }
+            Err(PolarError::Unauthorized) => {
+                warn!(athlete = %athlete, outcome = "rejected", "Polar refused the new token (401); pending link dropped");
+                self.store.delete_pending_link(athlete, fingerprint).await?;
+                if committed {
+                    // The worker's confirmed 401 then shows the athlete as needing reauthorisation.
+                    let now = self.now();
+                    self.update_athlete(athlete, |a| a.next_sync_due = Some(now))
+                        .await?;
+                }
+                return Ok(LinkStep::TokenRefused);
+            }
+            Err(e) => {
+                info!(athlete = %athlete, error = %e, outcome = "link_pending", "Polar registration did not complete; the scan finishes the link");
+                return Ok(LinkStep::Waiting);
+            }
+        };
+        let registered_as = match registration {
+            Registration::Registered { polar_user_id } => polar_user_id,
+            Registration::AlreadyRegistered => None,
+        };
+        if pending.token.polar_user_id.is_none() {
+            // An Athlete-app token of unknown user: Polar's answer names it, else an earlier token did
+            // (without an id the athlete syncs but cannot be deregistered at Polar later).
+            pending.token.polar_user_id = registered_as.or(held_user);
+        }
+        let refreshed = !committed
+            && current.as_ref().is_some_and(|a| {
+                a.status == AthleteStatus::Linked
+                    && a.next_sync_due.is_some()
+                    && a.polar_user_id.is_some()
+                    && a.polar_user_id == pending.token.polar_user_id
+            });
+        let linked_athlete = self.commit_link(&pending, true, refreshed).await?;
+        self.store.delete_pending_link(athlete, fingerprint).await?;
+        match within(
+            deadline,
+            self.write_access_token_profile(&linked_athlete, Some(STORED_TOKEN_MARKER)),
+        )
+        .await
+        {
+            Some(Ok(())) => {}
+            // The link itself is complete; the scan writes the profile status on its next pass.
+            Some(Err(e)) => {
+                warn!(athlete = %athlete, error = %e, "could not write the Polar Access Token profile entry")
+            }
+            None => {
+                warn!(athlete = %athlete, "Smartabase too slow for the Polar Access Token profile entry; the scan writes it")
+            }
+        }
+        let first_sync_queued = !refreshed
+            && self
+                .enqueue_now(athlete, JobKind::FirstSync, self.now())
+                .await;
+        let linked = Linked {
+            athlete: athlete.clone(),
             already_registered: registration == Registration::AlreadyRegistered,
             first_sync_queued,
+            relinked_from: pending.replaces,
+            refreshed,
+        };
+        let polar_user_id = pending.token.polar_user_id.map(|id| id.to_string());
+        let polar_user_id = polar_user_id.as_deref();
+        let source = match pending.token.source {
+            TokenSource::WebFlow => "web",
+            TokenSource::AthleteApp => "athlete_app",
+        };
+        match pending.replaces {
+            Some(previous) => info!(
+                athlete = %athlete,
+                polar_user_id,
+                previous_polar_user_id = %previous,
+                source,
+                first_sync_queued,
+                outcome = "relinked",
+                "athlete re-linked to another Polar account; the previous one is deregistered"
+            ),
+            None => info!(
+                athlete = %athlete,
+                polar_user_id,
+                source,
+                already_registered = linked.already_registered,
+                refreshed,
+                first_sync_queued,
+                outcome = "linked",
+                "athlete linked"
+            ),
+        }
+        Ok(LinkStep::Linked(linked))
+    }
+
+    /// `POST /v3/users`, tried again on transient failures while `deadline` leaves time for it (once
+    /// without a deadline: the scan's next run is the retry).
+    async fn register_until(
+        &self,
+        token: &AccessToken,
+        athlete: &AthleteUuid,
+        deadline: Option<Instant>,
+    ) -> Result<Registration, PolarError> {
+        let mut pause = REGISTRATION_RETRY_PAUSE;
+        loop {
+            let attempt = within(deadline, self.polar.register_user(token, athlete))
+                .await
+                .unwrap_or(Err(PolarError::Timeout));
+            match (attempt, deadline) {
+                (Err(e), Some(deadline))
+                    if e.is_transient() && Instant::now() + pause < deadline =>
+                {
+                    info!(athlete = %athlete, error = %e, "Polar registration failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                (result, _) => return result,
+            }
+        }
+    }
+
+    /// Holds the pending link's token and marks the athlete `Linked` to its Polar account: scheduled now
+    /// once `registered` (a refresh keeps its schedule), unscheduled until then. A re-link starts the new
+    /// account's data from scratch.
+    async fn commit_link(
+        &self,
+        pending: &PendingLink,
+        registered: bool,
+        refreshed: bool,
+    ) -> Result<Athlete, StoreError> {
+        let now = self.now();
+        self.store
+            .put_token(&pending.athlete, &pending.token)
+            .await?;
+        let polar_user = pending.token.polar_user_id;
+        let relinked = pending.replaces.is_some();
+        self.update_athlete(&pending.athlete, |a| {
+            a.set_status(AthleteStatus::Linked, now);
+            if polar_user.is_some() {
+                a.polar_user_id = polar_user;
+            }
+            a.linked_at = Some(now);
+            a.last_error = None;
+            if relinked && !registered {
+                a.cursors = SyncCursors::default();
+            }
+            if !refreshed {
+                a.next_sync_due = registered.then_some(now);
+            }
         })
+        .await
     }
 
     /// Queues a job for `athlete` now, guarded by the queued marker; `false` if it was not queued (already

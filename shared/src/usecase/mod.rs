@@ -35,6 +35,9 @@ pub struct Settings {
     pub revoke_hook_secret: SecretString,
     /// Polar webhook signing secret, once a webhook is registered.
     pub polar_webhook_secret: Option<SecretString>,
+    /// How long the OAuth callback may spend on Polar and Smartabase before it answers and leaves the
+    /// rest to the scan ([`link::CALLBACK_BUDGET`]; tests shorten it).
+    pub callback_budget: std::time::Duration,
 }
 
 impl Settings {
@@ -46,6 +49,7 @@ impl Settings {
             sync_interval: config.sync_interval,
             revoke_hook_secret: secrets.revoke_hook_secret.clone(),
             polar_webhook_secret: secrets.polar_webhook_secret.clone(),
+            callback_budget: link::CALLBACK_BUDGET,
         }
     }
 }

@@ -11,13 +11,14 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use super::link::{LinkStep, Linked};
 use super::{Connector, STORED_TOKEN_MARKER};
 use crate::clock::Clock;
 use crate::crypto::sha256_hex;
 use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
-use crate::model::{Athlete, AthleteStatus, StoredToken, TokenSource};
-use crate::polar::{PolarApi, PolarError, Registration};
-use crate::queue::{JobKind, JobQueue};
+use crate::model::{Athlete, AthleteStatus, PendingLink, StoredToken, TokenSource};
+use crate::polar::PolarApi;
+use crate::queue::JobQueue;
 use crate::smartabase::{ProfileEntry, RosterUser, SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
 
@@ -71,6 +72,10 @@ pub struct ScanReport {
     pub statuses_written: u64,
     /// Athletes removed from the roster and deregistered.
     pub removed: u64,
+    /// Links the callback could not finish (Polar slow or failing) finished by this run.
+    pub pending_links_finished: u64,
+    /// Athletes re-linked to another Polar account by this run (Athlete app, or a finished pending link).
+    pub relinked: u64,
     /// Per-athlete failures (logged; retried next run).
     pub failures: u64,
     /// Whether the pass reached the end of the roster.
@@ -96,6 +101,7 @@ pub enum ScanError {
 struct AthleteScan {
     link_written: bool,
     app_linked: bool,
+    relinked: bool,
     status_written: bool,
     failed: bool,
 }
@@ -139,7 +145,19 @@ where
                 ..ScanReport::default()
             });
         }
-        let result = self.scan_pass(limits, now).await;
+        // Links Polar did not finish during their callback are time-sensitive (Polar serves only data
+        // uploaded after registration): they go first.
+        let result = match self.finish_pending_links(limits.deadline).await {
+            Ok((finished, relinked, failures)) => {
+                self.scan_pass(limits, now).await.map(|mut report| {
+                    report.pending_links_finished = finished;
+                    report.relinked += relinked;
+                    report.failures += failures;
+                    report
+                })
+            }
+            Err(e) => Err(e.into()),
+        };
         if let Err(e) = self
             .store
             .put_setting(SCAN_GENERATION_SETTING, &(generation + 1).to_string())
@@ -264,6 +282,7 @@ where
         for r in results {
             report.links_written += u64::from(r.link_written);
             report.app_links += u64::from(r.app_linked);
+            report.relinked += u64::from(r.relinked);
             report.statuses_written += u64::from(r.status_written);
             report.failures += u64::from(r.failed);
         }
@@ -332,11 +351,12 @@ where
                 .pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now, pass_started)
                 .await
             {
-                Ok(true) => {
+                Ok(Some(linked)) => {
                     result.app_linked = true;
+                    result.relinked = linked.relinked_from.is_some();
                     return result;
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(e) => {
                     warn!(athlete = %uuid, error = %e, outcome = "failed", "could not pick up the Athlete-app token");
                     result.failed = true;
@@ -425,8 +445,9 @@ where
         self.smartabase.save_profile(&entry).await
     }
 
-    /// Links an athlete from a token the Athlete app left in their profile. `Ok(false)` when the token
-    /// is the one already held, or Polar refused it (logged; the field stays for the next run).
+    /// Links an athlete from a token the Athlete app left in their profile, as the web flow does once it
+    /// has a token. `None` when the token is the one already held, or the link is not finished (a pending
+    /// link then holds the token, and the next run finishes it).
     async fn pick_up_app_token(
         &self,
         athlete: &AthleteUuid,
@@ -434,7 +455,7 @@ where
         polar_user: Option<PolarUserId>,
         now: DateTime<Utc>,
         pass_started: DateTime<Utc>,
-    ) -> Result<bool, ScanError> {
+    ) -> Result<Option<Linked>, ScanError> {
         let fingerprint = sha256_hex(token.expose_secret().as_bytes());
         let held = self.store.get_token(athlete).await?;
         let current = self.store.get_athlete(athlete).await?;
@@ -447,76 +468,77 @@ where
                 self.write_access_token_profile(&a, Some(STORED_TOKEN_MARKER))
                     .await?;
             }
-            return Ok(false);
+            return Ok(None);
         }
-        let registered_as = match self.polar.register_user(&token, athlete).await {
-            Ok(Registration::Registered { polar_user_id }) => polar_user_id,
-            Ok(Registration::AlreadyRegistered) => None,
-            Err(PolarError::ConsentsMissing) => {
-                info!(athlete = %athlete, outcome = "consents_missing", "Athlete-app token: Polar consents missing; retrying next scan");
-                return Ok(false);
-            }
-            Err(PolarError::Unauthorized) => {
-                warn!(athlete = %athlete, outcome = "rejected", "Athlete-app token refused by Polar (401)");
-                return Ok(false);
-            }
-            Err(e) if e.is_transient() => {
-                warn!(athlete = %athlete, error = %e, outcome = "deferred", "Polar unavailable; retrying next scan");
-                return Ok(false);
-            }
-            Err(e) => {
-                error!(athlete = %athlete, error = %e, outcome = "failed", "Polar refused the registration");
-                return Ok(false);
-            }
-        };
+        if self
+            .store
+            .pending_link(athlete, &fingerprint)
+            .await?
+            .is_some()
+        {
+            // Waiting for Polar: the pending-link pass at the start of each run retries it.
+            return Ok(None);
+        }
         let sealed = match self.cipher.seal(athlete, &token) {
             Ok(s) => s,
             Err(e) => {
                 error!(athlete = %athlete, error = %e, "token could not be sealed");
-                return Ok(false);
+                return Ok(None);
             }
         };
-        // The profile's field, else Polar's answer, else what an earlier token said: without an id the athlete
-        // syncs but cannot be deregistered at Polar later.
-        let polar_user = polar_user
-            .or(registered_as)
-            .or(held.as_ref().and_then(|t| t.polar_user_id));
-        self.store
-            .put_token(
-                athlete,
-                &StoredToken {
-                    sealed,
-                    polar_user_id: polar_user,
-                    issued_at: now,
-                    expires_at: None,
-                    source: TokenSource::AthleteApp,
-                    fingerprint,
-                },
-            )
-            .await?;
-        let linked = self
-            .update_athlete(athlete, |a| {
-                a.set_status(AthleteStatus::Linked, now);
-                if polar_user.is_some() {
-                    a.polar_user_id = polar_user;
-                }
-                a.linked_at = Some(now);
-                a.next_sync_due = Some(now);
-                a.last_error = None;
-                // This pass saw them on the roster (it is linking them from it).
-                a.roster_seen_at = Some(pass_started);
-            })
-            .await?;
-        if let Err(e) = self
-            .write_access_token_profile(&linked, Some(STORED_TOKEN_MARKER))
-            .await
-        {
-            // The token is safe; the next run sees it is held and overwrites the field then.
-            warn!(athlete = %athlete, error = %e, "could not overwrite the profile token with `stored`");
+        let pending = PendingLink {
+            athlete: athlete.clone(),
+            token: StoredToken {
+                sealed,
+                polar_user_id: polar_user,
+                issued_at: now,
+                expires_at: None,
+                source: TokenSource::AthleteApp,
+                fingerprint,
+            },
+            replaces: None,
+        };
+        self.store.put_pending_link(&pending).await?;
+        match self.finish_link(&pending, None).await? {
+            LinkStep::Linked(linked) => {
+                // This pass saw them on the roster (it linked them from it): its removal pass keeps them.
+                self.update_athlete(athlete, |a| a.roster_seen_at = Some(pass_started))
+                    .await?;
+                Ok(Some(linked))
+            }
+            // Consents missing or the token refused: the field stays, and the next run tries again.
+            _ => Ok(None),
         }
-        let queued = self.enqueue_now(athlete, JobKind::FirstSync, now).await;
-        info!(athlete = %athlete, first_sync_queued = queued, outcome = "linked", "athlete linked from the Athlete app");
-        Ok(true)
+    }
+
+    /// Finishes the links whose Polar side is not done, until `deadline`; returns how many were finished,
+    /// how many of those were re-links, and how many failed.
+    async fn finish_pending_links(&self, deadline: Instant) -> Result<(u64, u64, u64), StoreError> {
+        let (mut finished, mut relinked, mut failures) = (0, 0, 0);
+        let mut page = None;
+        loop {
+            let listing = self.store.pending_links(page, 100).await?;
+            for pending in listing.items {
+                if Instant::now() >= deadline {
+                    return Ok((finished, relinked, failures));
+                }
+                match self.finish_link(&pending, None).await {
+                    Ok(LinkStep::Linked(linked)) => {
+                        finished += 1;
+                        relinked += u64::from(linked.relinked_from.is_some());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(athlete = %pending.athlete, error = %e, outcome = "failed", "could not finish a pending link");
+                        failures += 1;
+                    }
+                }
+            }
+            match listing.next {
+                Some(next) => page = Some(next),
+                None => return Ok((finished, relinked, failures)),
+            }
+        }
     }
 
     async fn removal_pass(

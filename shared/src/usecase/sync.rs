@@ -8,8 +8,9 @@
 //! confirmed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike as _, Utc};
 use tracing::{error, info, warn};
 
 use super::Connector;
@@ -28,9 +29,9 @@ use crate::store::{Store, StoreError};
 
 /// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
 pub const LOCK_TTL: Duration = Duration::seconds(180);
-/// Daily records this recent are re-read every sync: Polar revises sleep and activity after delivery.
-pub const REVISION_WINDOW_DAYS: i64 = 3;
-/// Polar keeps daily data for 28 days and exercises for 30.
+/// Polar keeps daily data for 28 days and exercises for 30. Every full sync reads the whole of both
+/// windows: a night uploaded weeks late, or revised after delivery, is in them, and the ledger's content
+/// hash keeps what did not change at zero Smartabase calls.
 pub const DAILY_HISTORY_DAYS: i64 = 28;
 /// With a webhook registered, scheduled syncs become a safety net at this interval.
 pub const RECONCILIATION_INTERVAL: Duration = Duration::hours(6);
@@ -95,6 +96,9 @@ pub enum SyncOutcome {
     Reauthorise,
     /// The athlete's Polar consents are missing: recorded, retried at the next interval.
     ConsentsMissing,
+    /// The worker's deadline came before the job was done: what Smartabase confirmed is kept, and the job
+    /// continues in a new message (not a failed receive).
+    Unfinished(SyncCounts),
 }
 
 impl SyncOutcome {
@@ -108,6 +112,7 @@ impl SyncOutcome {
             Self::Released { .. } => "released",
             Self::Reauthorise => "reauthorise",
             Self::ConsentsMissing => "consents_missing",
+            Self::Unfinished(_) => "unfinished",
         }
     }
 }
@@ -200,8 +205,12 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    /// Runs one sync job under the athlete's lock.
-    pub async fn sync_job(&self, job: &SyncJob) -> Result<SyncReport, SyncError> {
+    /// Runs one sync job under the athlete's lock, starting no Polar or Smartabase call after `deadline`.
+    pub async fn sync_job(
+        &self,
+        job: &SyncJob,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
         let now = self.now();
         let Some(athlete) = self.store.get_athlete(&job.athlete).await? else {
             return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
@@ -231,7 +240,7 @@ where
                 SyncOutcome::Skipped("the athlete was synced after this job was queued"),
             )),
             Ok(Some(current)) if current.status == AthleteStatus::Linked => {
-                self.sync_locked(job, current, now).await
+                self.sync_locked(job, current, now, deadline).await
             }
             Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
                 "athlete is not linked",
@@ -269,6 +278,7 @@ where
         job: &SyncJob,
         athlete: Athlete,
         now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
@@ -287,7 +297,7 @@ where
             .open(&job.athlete, &stored.sealed)
             .map_err(|e| SyncError::Token(e.to_string()))?;
 
-        let plan = Plan::for_job(job, &athlete.cursors, now);
+        let plan = Plan::for_job(job, &athlete.cursors);
         match self.budget().reserve(plan.calls(), now).await {
             Ok(()) => {}
             Err(BudgetError::Exhausted(e)) => {
@@ -302,8 +312,13 @@ where
         let mut cursors = athlete.cursors.clone();
         let mut follow_ups = Vec::new();
         let mut failures: Vec<String> = Vec::new();
+        let mut unfinished = false;
 
         for step in &plan.steps {
+            if Instant::now() >= deadline {
+                unfinished = true;
+                break;
+            }
             let fetched = match self.fetch(&token, step, &mut counts).await {
                 Ok(f) => f,
                 Err(Stop::Unauthorized) => {
@@ -360,27 +375,36 @@ where
                 );
             }
             let written = self
-                .deliver(&job.athlete, user, fetched.events, &mut counts, now)
+                .deliver(
+                    &job.athlete,
+                    user,
+                    fetched.events,
+                    &mut counts,
+                    now,
+                    deadline,
+                )
                 .await?;
             if let Some(first) = written.failures.first() {
                 failures.push(first.clone());
             }
-            if plan.advances_cursors {
-                let held_back = fetched
-                    .broken
-                    .iter()
-                    .filter_map(|b| b.date)
-                    .chain(written.failed_dates)
-                    .min();
-                step.advance(
-                    &mut cursors,
-                    now,
-                    fetched.broken.is_empty() && written.failures.is_empty(),
-                    held_back,
-                );
+            if written.unfinished {
+                unfinished = true;
+                break;
+            }
+            if plan.advances_cursors && fetched.broken.is_empty() && written.failures.is_empty() {
+                step.advance(&mut cursors, now);
             }
         }
 
+        if unfinished && failures.is_empty() {
+            // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
+            self.update_athlete(&job.athlete, |a| a.cursors = cursors.clone())
+                .await?;
+            return Ok(SyncReport {
+                outcome: SyncOutcome::Unfinished(counts),
+                follow_ups,
+            });
+        }
         let failed = counts.failed;
         let sync_interval = if self.settings.polar_webhook_secret.is_some() {
             RECONCILIATION_INTERVAL.max(self.settings.sync_interval.duration())
@@ -406,7 +430,7 @@ where
         if plan.first_sync {
             info!(
                 athlete = %job.athlete,
-                daily_from = %plan.daily_from,
+                daily_from = %(now.date_naive() - Duration::days(DAILY_HISTORY_DAYS - 1)),
                 to = %now.date_naive(),
                 "first sync: took everything Polar still offers (exercises 30 days, daily data 28 days)"
             );
@@ -445,7 +469,9 @@ where
     }
 
     /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
-    /// Polar user id is unknown) must also answer 401. Anything else is transient.
+    /// Polar user id is unknown) must also answer 401. Anything else is transient. The athlete is marked
+    /// only if they are still the link this sync started from (same status, link time, Polar user and
+    /// token): a revoke, removal or re-link while Polar answered is never overwritten.
     async fn confirm_unauthorized(
         &self,
         athlete: &Athlete,
@@ -463,13 +489,34 @@ where
             Err(e) => return Err(SyncError::Polar(e)),
         }
         let now = self.now();
-        let updated = self
-            .update_athlete(&athlete.uuid, |a| {
-                a.set_status(AthleteStatus::NeedsReauthorisation, now);
-                a.queued_until = None;
-                a.last_error = Some("Polar: access revoked on Polar's side (confirmed 401)".into());
-            })
-            .await?;
+        let dead_token = crate::crypto::sha256_hex(token.expose_secret().as_bytes());
+        let mut attempts = 0;
+        let updated = loop {
+            // The athlete first, then the token: a re-link holds its new token before it writes the athlete,
+            // so either the token differs here or the write below loses on the version.
+            let current = self.store.get_athlete(&athlete.uuid).await?;
+            let held = self.store.get_token(&athlete.uuid).await?;
+            let Some(mut current) = current.filter(|c| {
+                c.status == AthleteStatus::Linked
+                    && c.linked_at == athlete.linked_at
+                    && c.polar_user_id == athlete.polar_user_id
+                    && held.is_some_and(|h| h.fingerprint == dead_token)
+            }) else {
+                info!(athlete = %athlete.uuid, outcome = "superseded", "Polar confirmed the 401, but the athlete was revoked, removed or re-linked meanwhile; nothing marked");
+                return Ok(SyncReport::only(SyncOutcome::Skipped(
+                    "the athlete changed while the 401 was confirmed",
+                )));
+            };
+            current.set_status(AthleteStatus::NeedsReauthorisation, now);
+            current.queued_until = None;
+            current.last_error =
+                Some("Polar: access revoked on Polar's side (confirmed 401)".into());
+            match self.store.save_athlete(&current).await {
+                Ok(saved) => break saved,
+                Err(StoreError::Conflict(_)) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
         if let Err(e) = self.write_access_token_profile(&updated, None).await {
             warn!(athlete = %athlete.uuid, error = %e, "could not write Needs Reauthorisation to the profile; the scan retries");
         }
@@ -517,8 +564,8 @@ where
                     broken: Vec::new(),
                 }
             }
-            Step::Activities { since } => {
-                let records = self.polar.activities(token, *since).await.map_err(stop)?;
+            Step::Activities => {
+                let records = self.polar.activities(token).await.map_err(stop)?;
                 list(records, |a| m.activity(a))
             }
             Step::Activity(date) => {
@@ -528,10 +575,9 @@ where
                     broken: Vec::new(),
                 }
             }
-            Step::Sleeps { from } => {
-                let mut r = self.polar.sleeps(token).await.map_err(stop)?;
-                r.records.retain(|s| from.is_none_or(|f| s.date >= f));
-                list(r, |s| m.sleep(s))
+            Step::Sleeps => {
+                let records = self.polar.sleeps(token).await.map_err(stop)?;
+                list(records, |s| m.sleep(s))
             }
             Step::Sleep(date) => {
                 let found = self.polar.sleep(token, *date).await.map_err(stop)?;
@@ -540,10 +586,9 @@ where
                     broken: Vec::new(),
                 }
             }
-            Step::Recharges { from } => {
-                let mut r = self.polar.recharges(token).await.map_err(stop)?;
-                r.records.retain(|n| from.is_none_or(|f| n.date >= f));
-                list(r, |n| m.recharge(n))
+            Step::Recharges => {
+                let records = self.polar.recharges(token).await.map_err(stop)?;
+                list(records, |n| m.recharge(n))
             }
             Step::Recharge(date) => {
                 let found = self.polar.recharge(token, *date).await.map_err(stop)?;
@@ -558,7 +603,8 @@ where
         Ok(fetched)
     }
 
-    /// Writes what changed, exactly once. Returns the dates of daily records that could not be written.
+    /// Writes what changed, exactly once, starting no Smartabase call after `deadline`. Returns what could
+    /// not be written, and whether the deadline left some of it untried.
     async fn deliver(
         &self,
         athlete: &AthleteUuid,
@@ -566,6 +612,7 @@ where
         events: Vec<MappedEvent>,
         counts: &mut SyncCounts,
         now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<Delivery, SyncError> {
         let mut delivery = Delivery::default();
         if events.is_empty() {
@@ -594,6 +641,7 @@ where
                 Some(entry) if entry.state == LedgerState::Confirmed => {
                     writes.push((event, entry.event_id))
                 }
+                Some(_) if Instant::now() >= deadline => delivery.unfinished = true,
                 Some(entry) => {
                     // Pending: an earlier import may have landed without us hearing back. Look before writing.
                     // Finding the event is not enough: a pending update finds the old event whether or not
@@ -621,7 +669,11 @@ where
         }
 
         for batch in batches(writes) {
-            self.write_batch(athlete, user, batch, counts, &mut delivery, now)
+            if Instant::now() >= deadline {
+                delivery.unfinished = true;
+                break;
+            }
+            self.write_batch(athlete, user, batch, counts, &mut delivery, now, deadline)
                 .await?;
         }
         Ok(delivery)
@@ -638,7 +690,11 @@ where
             .smartabase
             .find_events(&event.form, user, date, date)
             .await?;
-        Ok(found.into_iter().find(|read| same_record(read, event)))
+        Ok(found
+            .into_iter()
+            .filter_map(|read| match_rank(&read, event, entry).map(|rank| (rank, read)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, read)| read))
     }
 
     async fn confirm(
@@ -659,6 +715,7 @@ where
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_batch(
         &self,
         athlete: &AthleteUuid,
@@ -667,6 +724,7 @@ where
         counts: &mut SyncCounts,
         delivery: &mut Delivery,
         now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<(), SyncError> {
         let pending: Vec<_> = batch
             .iter()
@@ -714,12 +772,25 @@ where
             }
             Err(e @ SmartabaseError::Rejected { .. }) if batch.len() > 1 => {
                 // A refused batch stored nothing and does not say which event was bad: isolate it. Any other
-                // failure (lost answer, timeout, 5xx, missing ids) may have stored some events, so they stay
-                // `Pending` and the next run looks them up instead of writing them again.
+                // failure (lost answer, timeout, 5xx, missing ids, an answer without a known state) may have
+                // stored some events, so they stay `Pending` and the next run looks them up before writing.
                 warn!(athlete = %athlete, error = %e, events = batch.len(), "batch refused; retrying its events one by one");
                 for single in batch {
-                    Box::pin(self.write_batch(athlete, user, vec![single], counts, delivery, now))
-                        .await?;
+                    if Instant::now() >= deadline {
+                        // Left `Pending` by the refused batch: the continuation looks them up and writes them.
+                        delivery.unfinished = true;
+                        break;
+                    }
+                    Box::pin(self.write_batch(
+                        athlete,
+                        user,
+                        vec![single],
+                        counts,
+                        delivery,
+                        now,
+                        deadline,
+                    ))
+                    .await?;
                 }
                 Ok(())
             }
@@ -760,36 +831,69 @@ fn ledger_entry(
     }
 }
 
-/// Whether an event read back from Smartabase is the one `event` describes: the same exercise id, or
-/// the same day's record (one per form and day).
-fn same_record(read: &EventRead, event: &MappedEvent) -> bool {
+/// How surely an event read back from Smartabase (of `event`'s form, user and start date) is the one a
+/// pending `entry` wrote, 0 = surest; `None` = another record's. A lookup must find its event whatever the
+/// site's mapping and forms keep: the exercise id is only there when the form has the field, so a training
+/// is also known by the event a pending update names, or by its start minute with no value contradicting
+/// ours (a field missing from the form, or a value Polar added since, is no contradiction; a session of
+/// another exercise starting in the same minute differs somewhere). A daily record is its form's one event
+/// on that date.
+fn match_rank(read: &EventRead, event: &MappedEvent, entry: &LedgerEntry) -> Option<u8> {
+    let named = entry.event_id == Some(read.id);
     match &event.key.record {
         // Exercise ids are unique hashes: any field holding it is the `Polar Exercise ID` field.
-        RecordKey::Exercise(id) => read.fields.values().any(|v| v == id.as_str()),
-        RecordKey::Date(date) => read.start_date == Some(*date),
+        RecordKey::Exercise(id) if read.fields.values().any(|v| v == id.as_str()) => Some(0),
+        RecordKey::Exercise(_) if named => Some(1),
+        RecordKey::Exercise(_) => {
+            let start = read
+                .start_date
+                .zip(read.start_time)
+                .map(|(d, t)| d.and_time(t));
+            (start == Some(to_minute(event.start)) && !contradicts(read, event)).then_some(2)
+        }
+        RecordKey::Date(date) if read.start_date == Some(*date) => Some(if named { 0 } else { 1 }),
+        RecordKey::Date(_) => None,
         // Alertness is not synced yet; a night and a nap may share a date, so no event is taken for
         // another period's (a lost answer may then be written twice: decide when wiring it in).
-        RecordKey::SleepPeriod(_) => false,
+        RecordKey::SleepPeriod(_) => None,
     }
 }
 
+/// `at` as Smartabase keeps it: to the minute.
+fn to_minute(at: NaiveDateTime) -> NaiveDateTime {
+    at.date()
+        .and_hms_opt(at.hour(), at.minute(), 0)
+        .unwrap_or(at)
+}
+
+/// Whether a value read back is the value written: Smartabase may reformat numbers (scientific
+/// notation), so numbers compare as numbers.
+fn same_value(read: &str, written: &str) -> bool {
+    read.trim() == written.trim()
+        || matches!(
+            (read.trim().parse::<f64>(), written.trim().parse::<f64>()),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// Whether an event read back holds, in a field we write, a different value than `event`.
+fn contradicts(read: &EventRead, event: &MappedEvent) -> bool {
+    event.pairs.iter().any(|(field, value)| {
+        read.fields
+            .get(field)
+            .is_some_and(|r| !r.trim().is_empty() && !same_value(r, value))
+    })
+}
+
 /// Whether an event read back already holds exactly `event`'s field values: every value we would write is
-/// there and no other field has one. Smartabase may reformat values it returns (numbers in scientific
-/// notation), so numbers compare as numbers; anything else that differs means "write again", which is an
-/// update in place and never a duplicate. (Times are not read back; an exercise's finish follows its
-/// `Duration (min)`, which is compared.)
+/// there and no other field has one. Anything that differs means "write again", which is an update in
+/// place and never a duplicate. (Times are not compared; an exercise's finish follows its
+/// `Duration (min)`, which is.)
 fn holds(read: &EventRead, event: &MappedEvent) -> bool {
-    let same = |read: &str, written: &str| {
-        read.trim() == written.trim()
-            || matches!(
-                (read.trim().parse::<f64>(), written.trim().parse::<f64>()),
-                (Ok(a), Ok(b)) if a == b
-            )
-    };
     let written_all = event
         .pairs
         .iter()
-        .all(|(field, value)| read.fields.get(field).is_some_and(|r| same(r, value)));
+        .all(|(field, value)| read.fields.get(field).is_some_and(|r| same_value(r, value)));
     let nothing_else = read.fields.iter().all(|(field, value)| {
         value.trim().is_empty() || event.pairs.iter().any(|(f, _)| f == field)
     });
@@ -829,14 +933,12 @@ fn batches(
 #[derive(Default)]
 struct Delivery {
     failures: Vec<String>,
-    failed_dates: Vec<NaiveDate>,
+    /// The deadline came before every record was tried.
+    unfinished: bool,
 }
 
 impl Delivery {
     fn fail(&mut self, event: &MappedEvent, why: String) {
-        if let RecordKey::Date(d) = event.key.record {
-            self.failed_dates.push(d);
-        }
         self.failures.push(format!("{}: {why}", event.key.encode()));
     }
 }
@@ -848,17 +950,12 @@ enum Step {
         uploaded_since: Option<DateTime<Utc>>,
     },
     Exercise(crate::ids::ExerciseId),
-    Activities {
-        since: Option<NaiveDate>,
-    },
+    /// Polar's 28-day list: whatever date a record has, it is read until it ages out of Polar's window.
+    Activities,
     Activity(NaiveDate),
-    Sleeps {
-        from: Option<NaiveDate>,
-    },
+    Sleeps,
     Sleep(NaiveDate),
-    Recharges {
-        from: Option<NaiveDate>,
-    },
+    Recharges,
     Recharge(NaiveDate),
 }
 
@@ -866,40 +963,17 @@ impl Step {
     fn kind(&self) -> DataKind {
         match self {
             Self::Exercises { .. } | Self::Exercise(_) => DataKind::Training,
-            Self::Activities { .. } | Self::Activity(_) => DataKind::Activity,
-            Self::Sleeps { .. } | Self::Sleep(_) => DataKind::Sleep,
-            Self::Recharges { .. } | Self::Recharge(_) => DataKind::Recharge,
+            Self::Activities | Self::Activity(_) => DataKind::Activity,
+            Self::Sleeps | Self::Sleep(_) => DataKind::Sleep,
+            Self::Recharges | Self::Recharge(_) => DataKind::Recharge,
         }
     }
 
-    /// Moves the cursor of this step's kind: past everything when the step was fully delivered, else
-    /// no later than the first record that was not.
-    fn advance(
-        &self,
-        cursors: &mut SyncCursors,
-        now: DateTime<Utc>,
-        delivered: bool,
-        held_back: Option<NaiveDate>,
-    ) {
-        let revision_floor = now.date_naive() - Duration::days(REVISION_WINDOW_DAYS);
-        // Not fully delivered: the cursor never moves forward (`None`, "everything", stays `None`), and only
-        // moves back to a record that was held back.
-        let next_daily = |current: Option<NaiveDate>| -> Option<NaiveDate> {
-            if delivered {
-                Some(revision_floor)
-            } else {
-                match (current, held_back) {
-                    (Some(c), Some(h)) => Some(c.min(h)),
-                    (c, _) => c,
-                }
-            }
-        };
-        match self {
-            Self::Exercises { .. } if delivered => cursors.exercises_uploaded_since = Some(now),
-            Self::Activities { .. } => cursors.activity_from = next_daily(cursors.activity_from),
-            Self::Sleeps { .. } => cursors.sleep_from = next_daily(cursors.sleep_from),
-            Self::Recharges { .. } => cursors.recharge_from = next_daily(cursors.recharge_from),
-            _ => {}
+    /// Moves the cursor of a fully delivered step. Exercises are listed by upload time, so everything
+    /// uploaded before this sync is delivered; daily lists have no cursor (they are read whole).
+    fn advance(&self, cursors: &mut SyncCursors, now: DateTime<Utc>) {
+        if let Self::Exercises { .. } = self {
+            cursors.exercises_uploaded_since = Some(now);
         }
     }
 }
@@ -909,13 +983,10 @@ struct Plan {
     steps: Vec<Step>,
     advances_cursors: bool,
     first_sync: bool,
-    daily_from: NaiveDate,
 }
 
 impl Plan {
-    fn for_job(job: &SyncJob, cursors: &SyncCursors, now: DateTime<Utc>) -> Self {
-        let today = now.date_naive();
-        let oldest = today - Duration::days(DAILY_HISTORY_DAYS - 1);
+    fn for_job(job: &SyncJob, cursors: &SyncCursors) -> Self {
         if job.kind == JobKind::Targeted {
             let mut steps = Vec::new();
             for target in &job.targets {
@@ -935,32 +1006,19 @@ impl Plan {
                 steps,
                 advances_cursors: false,
                 first_sync: false,
-                daily_from: today,
             };
         }
-        let first_sync = cursors == &SyncCursors::default();
-        let clamp = |c: Option<NaiveDate>| c.map(|d| d.max(oldest));
-        // A cursor older than Polar's window means "everything": the plain list (Polar picks the 28 days in
-        // the athlete's own time zone, which may be a day ahead of UTC).
-        let activity_since = cursors.activity_from.filter(|d| *d > oldest);
         Self {
             steps: vec![
                 Step::Exercises {
                     uploaded_since: cursors.exercises_uploaded_since,
                 },
-                Step::Activities {
-                    since: activity_since,
-                },
-                Step::Sleeps {
-                    from: clamp(cursors.sleep_from),
-                },
-                Step::Recharges {
-                    from: clamp(cursors.recharge_from),
-                },
+                Step::Activities,
+                Step::Sleeps,
+                Step::Recharges,
             ],
             advances_cursors: true,
-            first_sync,
-            daily_from: activity_since.unwrap_or(oldest),
+            first_sync: cursors == &SyncCursors::default(),
         }
     }
 
@@ -972,7 +1030,7 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{NaiveTime, TimeZone};
 
     use super::*;
 
@@ -985,44 +1043,41 @@ mod tests {
     }
 
     #[test]
-    fn a_delivered_step_moves_its_cursor_to_the_revision_floor() {
+    fn a_delivered_exercise_list_moves_its_upload_cursor_and_daily_lists_have_none() {
         let mut cursors = SyncCursors::default();
-        Step::Sleeps { from: None }.advance(&mut cursors, noon(27), true, None);
+        for step in [Step::Activities, Step::Sleeps, Step::Recharges] {
+            step.advance(&mut cursors, noon(27));
+        }
+        assert_eq!(cursors, SyncCursors::default());
         Step::Exercises {
             uploaded_since: None,
         }
-        .advance(&mut cursors, noon(27), true, None);
-        assert_eq!(cursors.sleep_from, Some(day(27 - 3)));
+        .advance(&mut cursors, noon(27));
         assert_eq!(cursors.exercises_uploaded_since, Some(noon(27)));
     }
 
     #[test]
-    fn an_undelivered_step_never_moves_its_cursor_forward() {
-        let mut first = SyncCursors::default();
-        Step::Sleeps { from: None }.advance(&mut first, noon(27), false, Some(day(25)));
-        Step::Exercises {
-            uploaded_since: None,
-        }
-        .advance(&mut first, noon(27), false, None);
-        assert_eq!(
-            first,
-            SyncCursors::default(),
-            "`everything` stays `everything`"
-        );
-
-        let mut later = SyncCursors {
-            activity_from: Some(day(20)),
-            sleep_from: Some(day(20)),
-            ..SyncCursors::default()
+    fn every_full_sync_reads_each_daily_list_whole_with_one_call_per_list() {
+        // However recently the athlete synced, a night dated weeks ago may be uploaded now.
+        let cursors = SyncCursors {
+            exercises_uploaded_since: Some(noon(27)),
         };
-        // A broken record without a readable date holds the cursor where it is ...
-        Step::Activities { since: None }.advance(&mut later, noon(27), false, None);
-        assert_eq!(later.activity_from, Some(day(20)));
-        // ... and one that was held back can only pull it back.
-        Step::Sleeps { from: None }.advance(&mut later, noon(27), false, Some(day(18)));
-        assert_eq!(later.sleep_from, Some(day(18)));
-        Step::Sleeps { from: None }.advance(&mut later, noon(27), false, Some(day(26)));
-        assert_eq!(later.sleep_from, Some(day(18)));
+        for kind in [JobKind::Scheduled, JobKind::FirstSync, JobKind::Manual] {
+            let job = SyncJob::new(athlete_uuid(), kind, Vec::new(), noon(27));
+            let plan = Plan::for_job(&job, &cursors);
+            assert_eq!(
+                plan.steps,
+                vec![
+                    Step::Exercises {
+                        uploaded_since: Some(noon(27))
+                    },
+                    Step::Activities,
+                    Step::Sleeps,
+                    Step::Recharges,
+                ]
+            );
+            assert_eq!(plan.calls(), 4);
+        }
     }
 
     #[test]
@@ -1076,11 +1131,95 @@ mod tests {
             form: "Polar Sleep".into(),
             user_id: SmartabaseUserId::new(3).unwrap(),
             start_date: Some(day(26)),
+            start_time: NaiveTime::from_hms_opt(0, 0, 0),
             fields: fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    /// A training starting at 00:30:45 on the 26th, as a site whose form has no exercise id field writes it.
+    fn training_without_id_field() -> MappedEvent {
+        let start = day(26).and_hms_opt(0, 30, 45).unwrap();
+        MappedEvent {
+            key: LedgerKey {
+                kind: DataKind::Training,
+                record: RecordKey::Exercise(crate::ids::ExerciseId::parse("Xa1b2").unwrap()),
+            },
+            form: "Polar Training".into(),
+            start,
+            finish: start + Duration::minutes(45),
+            pairs: vec![
+                ("Sport".into(), "RUNNING".into()),
+                ("Duration (min)".into(), "45.0".into()),
+                ("Device".into(), "Polar Ignite 3".into()),
+            ],
+            content_hash: "h".into(),
+        }
+    }
+
+    fn pending(event_id: Option<i64>) -> LedgerEntry {
+        LedgerEntry {
+            content_hash: "h".into(),
+            event_id: event_id.map(|id| EventId::new(id).unwrap()),
+            state: LedgerState::Pending,
+            event_start_date: day(26),
+            updated_at: noon(26),
+        }
+    }
+
+    #[test]
+    fn a_lost_training_is_found_without_an_exercise_id_field_by_its_start_minute() {
+        let event = training_without_id_field();
+        let at = |h, m, fields: &[(&str, &str)]| EventRead {
+            start_time: NaiveTime::from_hms_opt(h, m, 0),
+            ..read_back(fields)
+        };
+        let ours = [("Sport", "RUNNING"), ("Duration (min)", "45")];
+        assert_eq!(
+            match_rank(&at(0, 30, &ours), &event, &pending(None)),
+            Some(2)
+        );
+        // A field Polar added since, or one the form lacks, is no contradiction.
+        assert_eq!(match_rank(&at(0, 30, &[]), &event, &pending(None)), Some(2));
+        // Another session in the same minute, another minute, no readable time: not ours.
+        let other_device = [("Sport", "RUNNING"), ("Device", "Polar H10")];
+        assert_eq!(
+            match_rank(&at(0, 30, &other_device), &event, &pending(None)),
+            None
+        );
+        assert_eq!(match_rank(&at(0, 31, &ours), &event, &pending(None)), None);
+        assert_eq!(match_rank(&at(12, 30, &ours), &event, &pending(None)), None);
+        let untimed = EventRead {
+            start_time: None,
+            ..read_back(&ours)
+        };
+        assert_eq!(match_rank(&untimed, &event, &pending(None)), None);
+        // The exercise id, wherever it is, and the event a pending update names come first.
+        assert_eq!(
+            match_rank(&at(9, 0, &[("Notes", "Xa1b2")]), &event, &pending(None)),
+            Some(0)
+        );
+        assert_eq!(
+            match_rank(&at(9, 0, &[]), &event, &pending(Some(7))),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_lost_daily_record_is_its_forms_event_on_that_date() {
+        let event = sleep_event(&[("Sleep Score", "99")]);
+        assert_eq!(match_rank(&read_back(&[]), &event, &pending(None)), Some(1));
+        assert_eq!(
+            match_rank(&read_back(&[]), &event, &pending(Some(7))),
+            Some(0)
+        );
+        let other_day = EventRead {
+            start_date: Some(day(25)),
+            ..read_back(&[])
+        };
+        assert_eq!(match_rank(&other_day, &event, &pending(Some(7))), None);
     }
 
     #[test]

@@ -34,7 +34,9 @@
 //! - Only data uploaded after registration is served (unless `history_before_registration`).
 //!   Calls with the token of an account that is not registered answer 403.
 //! - Exercises: uploaded in the last 30 days. Activity/sleep/recharge lists: the 28 local dates
-//!   up to today. Activity ranges: `from` required, `to` default today, at most 28 dates
+//!   up to today. A record is served from its upload time on, whatever its date: a watch synced
+//!   days late (`UploadMode::Now` with an older `end_date`, or `uploaded_at` on a record) adds
+//!   nights dated long before the upload. Activity ranges: `from` required, `to` default today, at most 28 dates
 //!   inclusive, `from` at most 365 days back. No data: activity date → 204, sleep/recharge → 404.
 //! - Cardio load: one entry per local date of the list or range (`from`, `to` required, at most 180
 //!   days; `/period/days/1..=180`), `LOAD_STATUS_NOT_AVAILABLE` with zeros where there is no data, and

@@ -118,6 +118,30 @@ pub enum FaultKind {
     FewerIds,
     /// HTTP 200 with `{"__is_rpc_exception__": true, "value": {...}}`, nothing changes.
     RpcException,
+    /// HTTP 200 with an answer that does not say what happened (a proxy, a server bug, a cut
+    /// connection that still looked complete).
+    Unreadable {
+        /// What the body looks like.
+        answer: UnreadableAnswer,
+        /// `true`: the call is carried out first (the write lands, only a lookup can tell);
+        /// `false`: nothing changes and the garbled answer is that of a failure.
+        #[serde(default, rename = "afterProcessing")]
+        after_processing: bool,
+    },
+}
+
+/// The body of an [`FaultKind::Unreadable`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UnreadableAnswer {
+    /// `{}`.
+    EmptyObject,
+    /// The real answer without any `state` (top level or under `result`).
+    NoState,
+    /// The first half of the real answer's JSON text.
+    Truncated,
+    /// An HTML error page instead of JSON.
+    NotJson,
 }
 
 impl FaultKind {
@@ -130,6 +154,7 @@ impl FaultKind {
             FaultKind::DropConnection { .. } => "dropConnection",
             FaultKind::FewerIds => "fewerIds",
             FaultKind::RpcException => "rpcException",
+            FaultKind::Unreadable { .. } => "unreadable",
         }
     }
 }

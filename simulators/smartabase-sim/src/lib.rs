@@ -123,7 +123,10 @@
 //! Kinds ([`FaultKind`]): `http500`, `failureBody` (HTTP 200 `UNEXPECTED_ERROR`), `delay`,
 //! `dropConnection` (optionally `afterProcessing: true`: the write lands, the answer is lost),
 //! `fewerIds` (event imports: the last event is silently not stored, one id fewer),
-//! `rpcException` (`{"__is_rpc_exception__": true, "value": {...}}`). The first rule in order
+//! `rpcException` (`{"__is_rpc_exception__": true, "value": {...}}`), `unreadable` (HTTP 200 whose
+//! body does not say what happened: `"answer"` one of `emptyObject` (`{}`), `noState` (the real
+//! answer without its `state`), `truncated` (the first half of its JSON text), `notJson` (an HTML
+//! page); `afterProcessing: true` carries the call out first). The first rule in order
 //! that applies and fires wins; probabilities use the seeded generator.
 
 mod api;
@@ -150,7 +153,7 @@ pub use config::{
     optional_forms,
 };
 pub use control::{ProfileEntry, SiteInfo};
-pub use faults::{Endpoint, FaultKind, FaultRule, FaultTrigger};
+pub use faults::{Endpoint, FaultKind, FaultRule, FaultTrigger, UnreadableAnswer};
 pub use state::{
     ControlError, DroppedField, EventFilter, NewUser, ProfileFilter, RequestRecord, SimEvent,
     SimPair, SimProfile, SimRow, SimUser, UserPatch,

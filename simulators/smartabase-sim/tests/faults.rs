@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use common::{Site, activity_event, batch_ids};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use smartabase_sim::{Endpoint, FaultKind, FaultRule, POLAR_ACTIVITY, SmartabaseSimConfig};
+use smartabase_sim::{
+    Endpoint, FaultKind, FaultRule, POLAR_ACTIVITY, SmartabaseSimConfig, UnreadableAnswer,
+};
 
 fn two_days(user_id: i64) -> Value {
     json!({"events": [
@@ -142,6 +144,75 @@ async fn dropped_connection_after_processing_loses_only_the_answer() {
         .await;
     assert!(result.is_err());
     assert_eq!(stored(&site, athlete.user_id), 2, "the write landed");
+}
+
+#[tokio::test]
+async fn unreadable_answers_are_http_200_bodies_that_do_not_say_what_happened() {
+    let site = Site::start().await;
+    let athlete = site.athlete("Riley", "Jones");
+    let unreadable = |answer, after_processing| {
+        FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::Unreadable {
+                answer,
+                after_processing,
+            },
+            1,
+        )
+    };
+    let events = |day: u32| json!({"events": [activity_event(athlete.user_id, &format!("{day:02}/09/2025"), "9000")]});
+
+    site.sim
+        .add_fault(unreadable(UnreadableAnswer::EmptyObject, true))
+        .unwrap();
+    let answer = site.call("eventsimport", &events(1)).await;
+    assert_eq!((answer.status, answer.json()), (StatusCode::OK, json!({})));
+    assert_eq!(stored(&site, athlete.user_id), 1, "the write landed");
+
+    site.sim
+        .add_fault(unreadable(UnreadableAnswer::NoState, true))
+        .unwrap();
+    let answer = site.call_ok("eventsimport", &events(2)).await;
+    assert_eq!(answer["result"].get("state"), None, "{answer}");
+    assert_eq!(
+        answer["eventImportResultForForm"][0]["eventImportResults"]["ids"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "the rest of the answer is there: {answer}"
+    );
+    assert_eq!(stored(&site, athlete.user_id), 2);
+
+    site.sim
+        .add_fault(unreadable(UnreadableAnswer::Truncated, true))
+        .unwrap();
+    let answer = site.call("eventsimport", &events(3)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.body.starts_with("{\"eventImportResultForForm\""),
+        "{}",
+        answer.body
+    );
+    assert!(
+        serde_json::from_str::<Value>(&answer.body).is_err(),
+        "{}",
+        answer.body
+    );
+    assert_eq!(stored(&site, athlete.user_id), 3);
+
+    site.sim
+        .add_fault(unreadable(UnreadableAnswer::NotJson, false))
+        .unwrap();
+    let answer = site.call("eventsimport", &events(4)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.body.starts_with("<html>"), "{}", answer.body);
+    assert_eq!(
+        stored(&site, athlete.user_id),
+        3,
+        "before processing nothing changes"
+    );
+    let log = site.sim.requests();
+    assert!(log.iter().all(|r| r.fault.as_deref() == Some("unreadable")));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use polar_sim::{FaultKind, FaultSpec, PolarSimHandle};
 use smartabase_sim::{
-    Endpoint, FaultKind as SbFault, FaultRule, FaultTrigger, SmartabaseSimHandle,
+    Endpoint, FaultKind as SbFault, FaultRule, FaultTrigger, SmartabaseSimHandle, UnreadableAnswer,
 };
 
 /// The connector's HTTP timeout in the chaos world: a delay beyond it is a timeout.
@@ -132,6 +132,16 @@ pub fn install_standing(
         })
         .collect();
 
+    let unreadable = |answer, after_processing| {
+        FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            SbFault::Unreadable {
+                answer,
+                after_processing,
+            },
+            0.005,
+        )
+    };
     let smartabase_rules = [
         FaultRule::probability(None, SbFault::Http500, 0.015),
         FaultRule::probability(Some(Endpoint::EventsImport), SbFault::Http500, 0.02),
@@ -171,6 +181,11 @@ pub fn install_standing(
         ),
         FaultRule::probability(Some(Endpoint::EventsImport), SbFault::FewerIds, 0.03),
         FaultRule::probability(None, SbFault::RpcException, 0.01),
+        // HTTP 200 answers to imports that do not say what happened, mostly after the write landed.
+        unreadable(UnreadableAnswer::EmptyObject, true),
+        unreadable(UnreadableAnswer::NoState, true),
+        unreadable(UnreadableAnswer::Truncated, true),
+        unreadable(UnreadableAnswer::NotJson, false),
     ];
     for rule in smartabase_rules {
         smartabase
@@ -245,6 +260,7 @@ impl Tally {
                 // Before or after the write: the log cannot tell, the connector must not care.
                 "dropConnection" => "Smartabase connection dropped",
                 "fewerIds" => "Smartabase fewer ids than events",
+                "unreadable" => "Smartabase unreadable answer (HTTP 200)",
                 "delay" if request.endpoint.as_deref() != Some("eventsimport") => {
                     "Smartabase slow answer"
                 }

@@ -22,7 +22,7 @@ use shared::queue::{JobQueue as _, Outgoing, SyncJob};
 use shared::testing::MemoryStore;
 use smartabase_sim::SmartabaseSimConfig;
 use testkit::front::HttpRequest;
-use testkit::world::{World, WorldOptions};
+use testkit::world::{World, WorldOptions, no_deadline};
 
 use super::faults::{self, HTTP_TIMEOUT_MS, Tally};
 use super::sync_support::{
@@ -65,6 +65,7 @@ mod odds {
     pub const STORM: f64 = 0.25;
     pub const SMARTABASE_TIMEOUT: f64 = 0.3;
     pub const KILL: f64 = 0.08;
+    pub const DEADLINE: f64 = 0.05;
     pub const CONCURRENT_DUPLICATE: f64 = 0.05;
     pub const RESEND: f64 = 0.05;
     /// Records generated with values Polar marks as not measured.
@@ -94,6 +95,8 @@ pub struct Outcomes {
     pub webhooks: u64,
     /// Records added or revised at Polar during the chaos.
     pub data_changes: u64,
+    /// Watch backlogs uploaded days after their dates (part of `data_changes`).
+    pub late_uploads: u64,
     /// Settling rounds it took.
     pub settle_rounds: usize,
     /// Events checked against Polar at the end.
@@ -275,7 +278,7 @@ impl Chaos {
                     RecordKind::Exercise => {
                         r.uploaded_at > self.world.polar.now() - Duration::hours(20)
                     }
-                    // Polar revises the last days only; the connector re-reads three.
+                    // Polar revises the last days only.
                     _ => date(&r.key) >= today - Duration::days(1),
                 })
                 .map(|r| r.key)
@@ -284,7 +287,7 @@ impl Chaos {
         let pick = self.rng.random_range(0..100);
         let marks = self.rng.random_bool(odds::NO_DATA_REVISION);
         let (kind, values) = match pick {
-            0..35 => {
+            0..30 => {
                 let added = self
                     .world
                     .polar
@@ -293,31 +296,53 @@ impl Chaos {
                 return Some(event("EXERCISE", a.polar, Some(&added.key), None));
             }
             // Polar's no-data marks (reference §8.3) in place of one value: never a coach's data.
-            35..55 if marks => (RecordKind::Activity, json!({"steps": 0})),
-            55..75 if marks => (
+            30..48 if marks => (RecordKind::Activity, json!({"steps": 0})),
+            48..66 if marks => (
                 RecordKind::Sleep,
                 json!({"sleep_charge": -1, "continuity": 0, "continuity_class": 0}),
             ),
-            75..85 if marks => (
+            66..76 if marks => (
                 RecordKind::Recharge,
                 json!({"heart_rate_avg": 0, "beat_to_beat_avg": 0}),
             ),
-            85.. if marks => (
+            88.. if marks => (
                 RecordKind::Exercise,
                 json!({"heart_rate": {"average": 0, "maximum": 0}}),
             ),
-            35..55 => (
+            30..48 => (
                 RecordKind::Activity,
                 json!({"steps": self.rng.random_range(1_000..30_000)}),
             ),
-            55..75 => (
+            48..66 => (
                 RecordKind::Sleep,
                 json!({"sleep_score": self.rng.random_range(40..99)}),
             ),
-            75..85 => (
+            66..76 => (
                 RecordKind::Recharge,
                 json!({"ans_charge": f64::from(self.rng.random_range(-90..90)) / 10.0}),
             ),
+            76..88 => {
+                // A watch synced after days away: sessions, days, nights and recharges dated up to 20 days
+                // back, uploaded now (well inside Polar's windows until the run ends). Any webhook names
+                // the last night only.
+                let end = today - Duration::days(self.rng.random_range(4..=20));
+                self.world
+                    .polar
+                    .generate(
+                        a.polar,
+                        &polar_sim::GenerateRequest {
+                            days: self.rng.random_range(1..=3),
+                            end_date: Some(end),
+                            upload: polar_sim::UploadMode::Now,
+                            seed: Some(self.rng.random()),
+                            no_data: odds::NO_DATA,
+                            optional_data: false,
+                        },
+                    )
+                    .unwrap();
+                self.outcomes.late_uploads += 1;
+                return Some(event("SLEEP", a.polar, None, Some(&end.to_string())));
+            }
             _ => (
                 RecordKind::Exercise,
                 json!({"calories": self.rng.random_range(100..1_500)}),
@@ -427,8 +452,11 @@ impl Chaos {
             let failed: Vec<String> = if self.rng.random_bool(odds::KILL) {
                 let after = StdDuration::from_millis(self.rng.random_range(1..30));
                 let all = ids(&event);
-                match tokio::time::timeout(after, sync_worker::handle(&self.world.connector, event))
-                    .await
+                match tokio::time::timeout(
+                    after,
+                    sync_worker::handle(&self.world.connector, event, no_deadline()),
+                )
+                .await
                 {
                     Ok(response) => failures(response),
                     Err(_) => {
@@ -437,11 +465,17 @@ impl Chaos {
                         all
                     }
                 }
+            } else if self.rng.random_bool(odds::DEADLINE) {
+                // The invocation's deadline comes mid-batch: unfinished jobs are handed back, not failed.
+                let deadline =
+                    Instant::now() + StdDuration::from_millis(self.rng.random_range(0..40));
+                self.tally.one("worker deadline mid-batch");
+                failures(sync_worker::handle(&self.world.connector, event, deadline).await)
             } else if self.rng.random_bool(odds::CONCURRENT_DUPLICATE) {
                 // The same batch delivered to two workers at once; a message is done if either finished it.
                 let (first, second) = tokio::join!(
-                    sync_worker::handle(&self.world.connector, event.clone()),
-                    sync_worker::handle(&self.world.connector, event)
+                    sync_worker::handle(&self.world.connector, event.clone(), no_deadline()),
+                    sync_worker::handle(&self.world.connector, event, no_deadline())
                 );
                 self.tally.one("SQS duplicate (delivered twice at once)");
                 let second = failures(second);
@@ -450,7 +484,7 @@ impl Chaos {
                     .filter(|id| second.contains(id))
                     .collect()
             } else {
-                failures(sync_worker::handle(&self.world.connector, event).await)
+                failures(sync_worker::handle(&self.world.connector, event, no_deadline()).await)
             };
             queue.settle(&delivered, &failed).await.unwrap();
         }
@@ -552,8 +586,14 @@ impl Chaos {
         );
         println!(
             "chaos: {} Polar 429s, {} lost writes recovered, {} jobs dead-lettered and redriven, \
-             {} scan runs failed, {} webhooks, {} records added or revised",
-            o.polar_429s, o.recovered, o.dead_lettered, o.scan_failures, o.webhooks, o.data_changes
+             {} scan runs failed, {} webhooks, {} records added or revised ({} late backlogs)",
+            o.polar_429s,
+            o.recovered,
+            o.dead_lettered,
+            o.scan_failures,
+            o.webhooks,
+            o.data_changes,
+            o.late_uploads
         );
         println!(
             "chaos: settled in {} round(s); {:.1} s wall time",

@@ -212,3 +212,117 @@ async fn a_disconnect_whose_confirmation_fails_transiently_waits_for_a_real_answ
     );
     assert_logs_clean(&world, &seen);
 }
+
+/// Runs the worker on an athlete who disconnected at Polar, and `meanwhile` while Polar takes its time
+/// answering the 401 confirmation (`GET /v3/users/{id}`, held for a few seconds): the race the
+/// confirmation must not lose.
+async fn during_the_401_confirmation<F: std::future::Future<Output = ()>>(
+    world: &MotoWorld,
+    polar_user: i64,
+    meanwhile: F,
+) {
+    world.polar.disconnect(polar_user).unwrap();
+    world
+        .polar
+        .inject_fault(FaultSpec {
+            path_prefix: format!("/v3/users/{polar_user}"),
+            method: Some("GET".into()),
+            fault: FaultKind::Delay { ms: 4_000 },
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    world.advance(Duration::minutes(61));
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+    let confirmation_held = || world.polar.faults().iter().any(|f| f.applied > 0);
+    let race = async {
+        while !confirmation_held() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        meanwhile.await;
+        assert!(
+            polar_calls(world, "GET", &format!("/v3/users/{polar_user}")).is_empty(),
+            "the confirmation was answered before the race was run: the machine is too slow for this test"
+        );
+    };
+    let (run, ()) = tokio::join!(world.run_worker(), race);
+    assert_eq!(run.unwrap().failed, 0);
+    let confirmations = polar_calls(world, "GET", &format!("/v3/users/{polar_user}"));
+    assert_eq!(confirmations.len(), 1, "{:?}", world.polar.requests());
+    assert_eq!(confirmations[0].status, Some(401));
+}
+
+#[tokio::test]
+async fn a_revoke_during_the_401_confirmation_is_never_overwritten() {
+    let world = world().await;
+    let (athlete, polar_user, seen) = syncing_athlete(&world, "racerevoke").await;
+    during_the_401_confirmation(&world, polar_user, async {
+        let revoked = world.http(revoke_request(&world, &athlete.uuid)).await;
+        assert_eq!(revoked.unwrap().status, 200);
+    })
+    .await;
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Revoked);
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Revoked")
+    );
+    assert!(outcome_lines(&athlete.uuid, "reauthorise").is_empty());
+    assert_logs_clean(&world, &seen);
+}
+
+#[tokio::test]
+async fn a_removal_from_the_roster_during_the_401_confirmation_is_never_overwritten() {
+    let world = world().await;
+    let (athlete, polar_user, seen) = syncing_athlete(&world, "raceremove").await;
+    // Someone stays on the roster: an empty roster would look like lost permissions and remove no one.
+    roster(&world, "racestays");
+    world.smartabase.remove_user(athlete.user_id).unwrap();
+    during_the_401_confirmation(&world, polar_user, async {
+        let report = world.scan().await.unwrap();
+        assert_eq!(report.removed, 1);
+    })
+    .await;
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Removed);
+    assert!(outcome_lines(&athlete.uuid, "reauthorise").is_empty());
+    assert_logs_clean(&world, &seen);
+}
+
+#[tokio::test]
+async fn a_relink_during_the_401_confirmation_keeps_the_new_link() {
+    let world = world().await;
+    let (athlete, polar_user, mut seen) = syncing_athlete(&world, "racerelink").await;
+    let new_user = world.polar_account(0);
+    let relink = during_the_401_confirmation(&world, polar_user, async {
+        let link = link_on_web(&world, &athlete.uuid, new_user).await;
+        assert_eq!(link.response.status, 200, "{}", link.response.text());
+        seen.push(link.code.unwrap());
+    });
+    relink.await;
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+    assert_eq!(record.polar_user_id.map(|id| id.get()), Some(new_user));
+    assert!(record.next_sync_due.is_some());
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Linked")
+    );
+    assert!(outcome_lines(&athlete.uuid, "reauthorise").is_empty());
+    // The new token is held and works.
+    let token = stored_token(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(token.polar_user_id.map(|id| id.get()), Some(new_user));
+    world.polar.clear_requests();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert!(
+        polar_data_calls(&world)
+            .iter()
+            .all(|r| r.status == Some(200) && r.polar_user_id == Some(new_user)),
+        "{:?}",
+        world.polar.requests()
+    );
+    seen.push(opened_token(&world, &athlete.uuid).await.unwrap());
+    assert_logs_clean(&world, &seen);
+}

@@ -143,7 +143,7 @@ async fn a_scan_and_a_callback_at_once_both_complete() {
     let athlete = roster(&world, "midscan");
     let polar_user = world.polar_account(0);
     world.scan().await.unwrap();
-    let (_, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
+    let (authorize, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
     world
         .smartabase
         .clear_profile(athlete.user_id, POLAR_AUTH_PORTAL)
@@ -151,7 +151,7 @@ async fn a_scan_and_a_callback_at_once_both_complete() {
 
     let (scan, callback) = tokio::join!(
         world.connector.scan(limits(400)),
-        world.http(HttpRequest::get(callback_path.clone()))
+        world.http(HttpRequest::get(callback_path.clone()).with_cookies_from(&authorize))
     );
     let (scan, callback) = (scan.unwrap(), callback.unwrap());
     assert_eq!(callback.status, 200, "{}", callback.text());

@@ -76,7 +76,7 @@ pub fn outcome_lines(athlete: &str, outcome: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// One run of the web flow, step by step.
+/// One run of the web flow, step by step, in one browser.
 pub struct WebLink {
     /// Where Polar sent the browser back (path and query), if it did.
     pub callback_path: Option<String>,
@@ -113,7 +113,8 @@ pub async fn consent(world: &MotoWorld, uuid: &str, polar_user: i64) -> (HttpRes
     (authorize, callback)
 }
 
-/// The whole web flow: link → authorize → consent at Polar → callback.
+/// The whole web flow in one browser: link → authorize → consent at Polar → callback (carrying the
+/// cookie the authorize answer set).
 pub async fn link_on_web(world: &MotoWorld, uuid: &str, polar_user: i64) -> WebLink {
     let authorize = world
         .http(HttpRequest::get(world.link_path(uuid)))
@@ -131,7 +132,7 @@ pub async fn link_on_web(world: &MotoWorld, uuid: &str, polar_user: i64) -> WebL
         .await
         .unwrap();
     let response = world
-        .http(HttpRequest::get(callback_path.clone()))
+        .http(HttpRequest::get(callback_path.clone()).with_cookies_from(&authorize))
         .await
         .unwrap();
     WebLink {

@@ -171,7 +171,10 @@ async fn an_athlete_links_on_the_web_and_everything_lands_where_it_belongs() {
         .unwrap();
     assert_eq!(query_param(&callback_path, "state"), Some(state.clone()));
     let code = query_param(&callback_path, "code").unwrap();
-    let callback = world.http(HttpRequest::get(callback_path)).await.unwrap();
+    let callback = world
+        .http(HttpRequest::get(callback_path).with_cookies_from(&authorize))
+        .await
+        .unwrap();
 
     // Then: the success page.
     assert_eq!(callback.status, 200, "{}", callback.text());
@@ -325,13 +328,11 @@ async fn the_same_callback_twice_at_once_links_once_and_calls_polars_token_endpo
     let athlete = roster(&world, "reuse");
     let polar_user = world.polar_account(0);
     world.scan().await.unwrap();
-    let (_, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
+    let (authorize, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
     world.polar.clear_requests();
 
-    let (a, b) = tokio::join!(
-        world.http(HttpRequest::get(callback_path.clone())),
-        world.http(HttpRequest::get(callback_path.clone()))
-    );
+    let callback = HttpRequest::get(callback_path.clone()).with_cookies_from(&authorize);
+    let (a, b) = tokio::join!(world.http(callback.clone()), world.http(callback.clone()));
     let mut statuses = [a.unwrap().status, b.unwrap().status];
     statuses.sort();
     assert_eq!(statuses, [200, 400]);
@@ -584,7 +585,7 @@ async fn a_uuid_with_characters_that_need_encoding_links_through_the_scans_link(
         .await
         .unwrap();
     let callback = world
-        .http(HttpRequest::get(callback_path.clone()))
+        .http(HttpRequest::get(callback_path.clone()).with_cookies_from(&authorize))
         .await
         .unwrap();
     assert_eq!(callback.status, 200, "{}", callback.text());
@@ -643,4 +644,169 @@ async fn smartabase_failing_during_the_callback_still_links_and_the_scan_writes_
     );
     let token = opened_token(&world, &athlete.uuid).await.unwrap();
     assert_logs_clean(&world, &[token, link.code.unwrap()]);
+}
+
+#[tokio::test]
+async fn the_authorize_redirect_binds_the_attempt_to_the_browser_with_a_short_lived_cookie() {
+    let world = world().await;
+    let athlete = roster(&world, "cookie");
+    let authorize = world
+        .http(HttpRequest::get(world.link_path(&athlete.uuid)))
+        .await
+        .unwrap();
+    assert_eq!(authorize.status, 302, "{}", authorize.text());
+    let state = query_param(authorize.header("location").unwrap(), "state").unwrap();
+    let cookies = authorize.set_cookies();
+    assert_eq!(cookies.len(), 1, "{:?}", authorize.headers);
+    let cookie = &cookies[0];
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.same_site(), Some(cookie::SameSite::Lax));
+    assert_eq!(cookie.path(), Some("/polar"));
+    let max_age = cookie.max_age().unwrap().whole_seconds();
+    assert!((1..=15 * 60).contains(&max_age), "{max_age}");
+    // The value is a secret of this browser: long, random, not the state, and not stored raw.
+    let value = cookie.value().to_string();
+    assert!(value.len() >= 32, "{value}");
+    assert_ne!(value, state);
+    assert!(!cookie.name().contains(&value));
+    assert_eq!(items_containing(&world, &value).await, Vec::<String>::new());
+    assert_logs_clean(&world, &[value]);
+}
+
+#[tokio::test]
+async fn a_polar_consent_link_forwarded_to_another_browser_links_nobody() {
+    let world = world().await;
+    let sender = roster(&world, "forwarder");
+    let senders_polar = world.polar_account(0);
+    let receivers_polar = world.polar_account(0);
+    world.scan().await.unwrap();
+
+    // Athlete A opens their link; the consent page's address is forwarded to B, who is signed in to Polar
+    // with their own account in their own browser and accepts.
+    let authorize = world
+        .http(HttpRequest::get(world.link_path(&sender.uuid)))
+        .await
+        .unwrap();
+    assert_eq!(authorize.status, 302, "{}", authorize.text());
+    world.polar.clear_requests();
+    let callback_path = world
+        .consent_at_polar(&authorize, receivers_polar)
+        .await
+        .unwrap();
+    let receivers_code = query_param(&callback_path, "code").unwrap();
+
+    // B's browser comes back without A's cookie: a page asking to open the link again, and B's code is
+    // never exchanged, so nothing of B's reaches A.
+    let refused = world
+        .http(HttpRequest::get(callback_path.clone()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused
+            .text()
+            .contains("open your authorisation link again"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        polar_calls(&world, "POST", "/v2/oauth2/token").is_empty(),
+        "{:?}",
+        world.polar.requests()
+    );
+    assert_nothing_stored(&world, &sender).await;
+    let receiver = world.polar.account(receivers_polar).unwrap();
+    assert!(!receiver.registered);
+    assert_eq!(receiver.active_tokens, 0);
+    assert_eq!(outcome_lines(&sender.uuid, "rejected").len(), 1);
+
+    // A still links their own account from their own browser.
+    let own = link_on_web(&world, &sender.uuid, senders_polar).await;
+    assert_eq!(own.response.status, 200, "{}", own.response.text());
+    let stored = stored_athlete(&world, &sender.uuid).await.unwrap();
+    assert_eq!(stored.polar_user_id.map(|id| id.get()), Some(senders_polar));
+    let token = opened_token(&world, &sender.uuid).await.unwrap();
+    assert_logs_clean(&world, &[token, receivers_code, own.code.unwrap()]);
+}
+
+#[tokio::test]
+async fn a_callback_carrying_another_attempts_cookie_or_a_forged_one_is_refused() {
+    let world = world().await;
+    let athlete = roster(&world, "wrongcookie");
+    let polar_user = world.polar_account(0);
+    world.scan().await.unwrap();
+    let earlier = world
+        .http(HttpRequest::get(world.link_path(&athlete.uuid)))
+        .await
+        .unwrap();
+    let (authorize, callback_path) = consent(&world, &athlete.uuid, polar_user).await;
+    let own = authorize.set_cookies().remove(0);
+    world.polar.clear_requests();
+
+    let forged = format!("{}={}", own.name(), "0".repeat(own.value().len()));
+    for request in [
+        // The cookie of another attempt in the same browser.
+        HttpRequest::get(callback_path.clone()).with_cookies_from(&earlier),
+        // This attempt's cookie name with a guessed value.
+        HttpRequest::get(callback_path.clone()).header("cookie", forged),
+    ] {
+        let refused = world.http(request).await.unwrap();
+        assert_eq!(refused.status, 403, "{}", refused.text());
+    }
+    assert!(polar_calls(&world, "POST", "/v2/oauth2/token").is_empty());
+    assert_nothing_stored(&world, &athlete).await;
+
+    // The browser that started it still completes it.
+    let linked = world
+        .http(HttpRequest::get(callback_path.clone()).with_cookies_from(&authorize))
+        .await
+        .unwrap();
+    assert_eq!(linked.status, 200, "{}", linked.text());
+    let token = opened_token(&world, &athlete.uuid).await.unwrap();
+    assert_logs_clean(
+        &world,
+        &[
+            token,
+            own.value().to_string(),
+            query_param(&callback_path, "code").unwrap(),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn two_links_opened_in_one_browser_each_complete_with_their_own_cookie() {
+    let world = world().await;
+    let athlete = roster(&world, "twotabs");
+    let polar_user = world.polar_account(0);
+    world.scan().await.unwrap();
+    // Two tabs: the second authorize does not replace the first tab's binding.
+    let first = world
+        .http(HttpRequest::get(world.link_path(&athlete.uuid)))
+        .await
+        .unwrap();
+    let second = world
+        .http(HttpRequest::get(world.link_path(&athlete.uuid)))
+        .await
+        .unwrap();
+    let callback_path = world.consent_at_polar(&first, polar_user).await.unwrap();
+    let browser = HttpRequest::get(callback_path.clone())
+        .with_cookies_from(&second)
+        .with_cookies_from(&first);
+    let linked = world.http(browser).await.unwrap();
+    assert_eq!(linked.status, 200, "{}", linked.text());
+    // The cookie of the finished attempt is cleared.
+    let cleared = linked.set_cookies();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.name() == first.set_cookies()[0].name()
+                && c.max_age().is_some_and(|a| a.is_zero())),
+        "{cleared:?}"
+    );
+    let token = opened_token(&world, &athlete.uuid).await.unwrap();
+    assert_logs_clean(
+        &world,
+        &[token, query_param(&callback_path, "code").unwrap()],
+    );
 }

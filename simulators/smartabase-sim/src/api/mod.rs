@@ -23,7 +23,7 @@ pub(crate) use session::{form_schema, form_summaries, login_user};
 pub use users::USERS_PER_PAGE;
 
 use crate::config::{EmptyResults, SmartabaseSimConfig};
-use crate::faults::{Endpoint, FaultKind, pick_fault};
+use crate::faults::{Endpoint, FaultKind, UnreadableAnswer, pick_fault};
 use crate::state::{RequestRecord, Shared};
 
 /// Marks a response whose connection must be closed without sending it.
@@ -36,6 +36,8 @@ pub(crate) enum Reply {
     /// HTTP 200, `Content-Type: application/json`, zero-length body.
     EmptyBody,
     Text(StatusCode, &'static str),
+    /// HTTP 200 with this content type and body, as sent (not necessarily valid).
+    Raw(&'static str, String),
 }
 
 impl Reply {
@@ -50,7 +52,7 @@ impl Reply {
     fn status(&self) -> StatusCode {
         match self {
             Reply::Json(status, _) | Reply::Text(status, _) => *status,
-            Reply::EmptyBody => StatusCode::OK,
+            Reply::EmptyBody | Reply::Raw(..) => StatusCode::OK,
         }
     }
 }
@@ -66,6 +68,9 @@ impl IntoResponse for Reply {
             )
                 .into_response(),
             Reply::Text(status, text) => (status, text).into_response(),
+            Reply::Raw(content_type, body) => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
         }
     }
 }
@@ -236,14 +241,16 @@ pub(crate) struct Injected {
     fewer_ids: bool,
     /// The call is carried out, then the connection is closed without the answer.
     drop_after: bool,
+    /// The call is carried out, then answered with HTTP 200 and a body that does not say what happened.
+    garble: Option<UnreadableAnswer>,
 }
 
 impl Injected {
     fn outcome(&self, reply: Reply) -> Outcome {
-        if self.drop_after {
-            Outcome::Dropped
-        } else {
-            Outcome::Answer(reply)
+        match self.garble {
+            _ if self.drop_after => Outcome::Dropped,
+            Some(answer) => Outcome::Answer(unreadable(reply, answer)),
+            None => Outcome::Answer(reply),
         }
     }
 }
@@ -288,9 +295,53 @@ async fn inject_fault(
         }) => injected.drop_after = true,
         Some(FaultKind::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
         Some(FaultKind::FewerIds) => injected.fewer_ids = true,
+        Some(FaultKind::Unreadable {
+            answer,
+            after_processing: false,
+        }) => {
+            let failure = failure_body(endpoint, "An unexpected error occurred (simulated)");
+            return Err(Outcome::Answer(unreadable(failure, answer)));
+        }
+        Some(FaultKind::Unreadable {
+            answer,
+            after_processing: true,
+        }) => injected.garble = Some(answer),
         None => {}
     }
     Ok(injected)
+}
+
+/// `reply` turned into an HTTP 200 whose body does not say what happened.
+fn unreadable(reply: Reply, answer: UnreadableAnswer) -> Reply {
+    let body = match reply {
+        Reply::Json(_, body) => body,
+        _ => json!({}),
+    };
+    match answer {
+        UnreadableAnswer::EmptyObject => Reply::ok(json!({})),
+        UnreadableAnswer::NoState => {
+            let mut body = body;
+            if let Some(object) = body.as_object_mut() {
+                object.remove("state");
+                if let Some(result) = object.get_mut("result").and_then(Value::as_object_mut) {
+                    result.remove("state");
+                }
+            }
+            Reply::ok(body)
+        }
+        UnreadableAnswer::Truncated => {
+            let text = body.to_string();
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Reply::Raw("application/json", text[..cut].to_owned())
+        }
+        UnreadableAnswer::NotJson => Reply::Raw(
+            "text/html",
+            "<html><body><h1>502 Bad Gateway</h1></body></html>".to_owned(),
+        ),
+    }
 }
 
 fn dispatch(shared: &Shared, endpoint: Endpoint, body: &[u8], fewer_ids: bool) -> Reply {

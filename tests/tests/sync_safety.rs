@@ -1,0 +1,558 @@
+//! The sync's data-safety promises in situations real athletes and sites create, end to end on moto and
+//! both simulators through the real handlers: a watch synced weeks late, a site whose training form has
+//! no exercise-id field, import answers Smartabase sends but nobody can read, events in the midnight
+//! hour, and a worker whose Smartabase is so slow that the Lambda deadline comes first.
+
+mod sync_support;
+
+use std::collections::HashMap;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{Duration, NaiveDate};
+use polar_sim::{GenerateRequest, NewRecord, RecordKind, UploadMode};
+use shared::model::LedgerState;
+use shared::queue::SyncJob;
+use shared::store::Store;
+use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
+use sync_support::*;
+use testkit::world::{World, WorldOptions, no_deadline};
+
+/// Polar's local "today" for an athlete.
+fn local_today(world: &World<impl Store>, offset: i32) -> NaiveDate {
+    (world.polar.now() + Duration::minutes(i64::from(offset))).date_naive()
+}
+
+/// Days of data uploaded now, ending yesterday (the athlete's local dates).
+fn upload_days(world: &World<impl Store>, athlete: &Linked, days: u32) {
+    let yesterday = local_today(world, athlete.offset) - Duration::days(1);
+    world
+        .polar
+        .generate(
+            athlete.polar,
+            &GenerateRequest {
+                days,
+                end_date: Some(yesterday),
+                upload: UploadMode::Now,
+                ..GenerateRequest::default()
+            },
+        )
+        .unwrap();
+}
+
+/// Every record Polar serves now is exactly one event with exactly the expected content, and no record
+/// has two events (events of records that aged out of Polar's windows may remain). Returns how many
+/// records were checked.
+fn assert_every_served_record_landed_once(world: &World<impl Store>, athlete: &Linked) -> usize {
+    let mut checked = 0;
+    for kind in KINDS {
+        let form = form_of(kind);
+        let mut by_identity: HashMap<String, Vec<smartabase_sim::SimEvent>> = HashMap::new();
+        for event in world.smartabase.events_for(athlete.user, form) {
+            by_identity
+                .entry(identity(kind, &event))
+                .or_default()
+                .push(event);
+        }
+        for (key, events) in &by_identity {
+            assert_eq!(
+                events.len(),
+                1,
+                "{}: {form} holds {} events for {key}",
+                athlete.uuid,
+                events.len()
+            );
+        }
+        for record in served(world, athlete.polar, kind) {
+            let expected = expected_event(&record);
+            match (by_identity.get(&record.key), expected) {
+                // A record with nothing measured makes no event.
+                (None, None) => {}
+                (Some(_), None) => panic!(
+                    "{}: {form} event for {}, which holds nothing measured",
+                    athlete.uuid, record.key
+                ),
+                (None, Some(_)) => panic!(
+                    "{}: no {form} event for {} (uploaded {})",
+                    athlete.uuid, record.key, record.uploaded_at
+                ),
+                (Some(events), Some(expected)) => assert_eq!(
+                    as_expected(&events[0], form),
+                    expected,
+                    "{}: {form} event for {}",
+                    athlete.uuid,
+                    record.key
+                ),
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[tokio::test]
+async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_session_once() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    // Four athletes leave their phones at home for camps of 1, 4, 12 and 27 days that all end today.
+    const DAYS: i64 = 27;
+    let camps: [i64; 4] = [1, 4, 12, 27];
+    let athletes = link_athletes(&world, "camp", &[-180, 0, 60, 345]).await;
+    assert_eq!(world.run_worker().await.unwrap().failed, 0, "first syncs");
+
+    // Day after day the watches sync, until each camp starts; the hourly syncs go on all along.
+    for day in 1..=DAYS {
+        world.advance(Duration::days(1));
+        for (a, camp) in athletes.iter().zip(camps) {
+            if day <= DAYS - camp {
+                upload_days(&world, a, 1);
+            }
+        }
+        world.fanout().await.unwrap();
+        assert_eq!(world.run_worker().await.unwrap().failed, 0, "day {day}");
+    }
+
+    // Back home, each watch uploads the whole camp at once: records dated up to 27 days before upload.
+    for (a, camp) in athletes.iter().zip(camps) {
+        upload_days(&world, a, camp as u32);
+    }
+    world.polar.clear_requests();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (4, 0));
+    for (a, camp) in athletes.iter().zip(camps) {
+        let checked = assert_every_served_record_landed_once(&world, a);
+        let today = local_today(&world, a.offset);
+        let oldest_night = world
+            .smartabase
+            .events_for(a.user, "Polar Sleep")
+            .iter()
+            .map(|e| e.start.date())
+            .filter(|d| *d >= today - Duration::days(camp))
+            .min();
+        assert_eq!(
+            oldest_night,
+            Some(today - Duration::days(camp)),
+            "{}: the camp's first night",
+            a.uuid
+        );
+        assert!(
+            checked >= 3 * DAYS as usize,
+            "{}: {checked} checked",
+            a.uuid
+        );
+        assert_eq!(
+            polar_paths(&world, a.polar).len(),
+            4,
+            "{}: a sync after a camp costs the Polar calls of any sync: {:?}",
+            a.uuid,
+            polar_paths(&world, a.polar)
+        );
+    }
+
+    // The next sync finds everything in place: no Smartabase call, the same four Polar calls.
+    world.polar.clear_requests();
+    world.smartabase.clear_requests();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert_eq!(world.smartabase.requests(), Vec::new());
+    for a in &athletes {
+        assert_eq!(polar_paths(&world, a.polar).len(), 4);
+        assert_every_served_record_landed_once(&world, a);
+    }
+}
+
+/// Receives one batch and hands it to the worker once, like one Lambda invocation; returns how many
+/// messages were delivered and the ids the worker reported as failed.
+async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &failed)
+        .await
+        .unwrap();
+    (delivered.len(), failed)
+}
+
+#[tokio::test]
+async fn an_import_answer_nobody_can_read_is_looked_up_before_anything_is_sent_again() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    for (i, answer) in [
+        UnreadableAnswer::EmptyObject,
+        UnreadableAnswer::NoState,
+        UnreadableAnswer::Truncated,
+        UnreadableAnswer::NotJson,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let athletes = link_athletes(&world, &format!("unread{i}"), &[60]).await;
+        let a = &athletes[0];
+        generate(&world, a, 3);
+        // Smartabase stores the first import of the first sync, then answers HTTP 200 with a body that
+        // does not say so.
+        world
+            .smartabase
+            .add_fault(FaultRule::next(
+                Some(Endpoint::EventsImport),
+                FaultKind::Unreadable {
+                    answer,
+                    after_processing: true,
+                },
+                1,
+            ))
+            .unwrap();
+        let (delivered, failed) = one_delivery(&world).await;
+        assert_eq!((delivered, failed.len()), (1, 1), "{answer:?}: not done");
+        assert!(
+            world
+                .smartabase
+                .requests()
+                .iter()
+                .any(|r| r.fault.as_deref() == Some("unreadable")),
+            "{answer:?}: the fault fired"
+        );
+        // Nothing was sent again without a lookup: no record has two events.
+        for kind in KINDS {
+            let events = world.smartabase.events_for(a.user, form_of(kind));
+            let mut keys: Vec<String> = events.iter().map(|e| identity(kind, e)).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), events.len(), "{answer:?}: a {kind:?} twice");
+        }
+
+        // SQS retries: the retry looks the unconfirmed events up and finds them.
+        world.smartabase.clear_requests();
+        let run = world.run_worker().await.unwrap();
+        assert_eq!((run.delivered, run.failed), (1, 0), "{answer:?}");
+        assert!(smartabase_calls(&world, "eventsearch") > 0, "{answer:?}");
+        assert_smartabase_matches_polar(&world, a);
+        assert!(
+            ledger(&world, a)
+                .await
+                .values()
+                .all(|e| e.state == LedgerState::Confirmed)
+        );
+    }
+}
+
+/// Every import of the next job lands but its answer is lost (the job fails); then SQS retries it with
+/// Smartabase answering again. Returns the Smartabase calls of the retry, by endpoint.
+async fn lose_every_import_answer_then_retry(world: &World<impl Store>) -> HashMap<String, usize> {
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            FaultKind::DropConnection {
+                after_processing: true,
+            },
+            1.0,
+        ))
+        .unwrap();
+    let (delivered, failed) = one_delivery(world).await;
+    assert_eq!(
+        (delivered, failed.len()),
+        (1, 1),
+        "unconfirmed writes fail the job"
+    );
+    assert!(
+        !world.smartabase.events(&Default::default()).is_empty(),
+        "the writes landed"
+    );
+    world.smartabase.clear_faults();
+    world.smartabase.clear_requests();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0), "the retry");
+    let mut calls = HashMap::new();
+    for request in world.smartabase.requests() {
+        *calls
+            .entry(request.endpoint.unwrap_or_default())
+            .or_default() += 1;
+    }
+    calls
+}
+
+/// The training events hold every session Polar serves exactly once, with the expected start, finish and
+/// values (leaving out `Polar Exercise ID`, which this site's form does not keep).
+fn assert_one_training_event_per_session(world: &World<impl Store>, athlete: &Linked) {
+    let events = world.smartabase.events_for(athlete.user, "Polar Training");
+    let sessions = served(world, athlete.polar, RecordKind::Exercise);
+    assert_eq!(
+        events.len(),
+        sessions.len(),
+        "{}: {} training events for {} sessions",
+        athlete.uuid,
+        events.len(),
+        sessions.len()
+    );
+    for session in &sessions {
+        let mut expected =
+            expected_event(session).expect("a training session always makes an event");
+        expected.fields.remove("Polar Exercise ID");
+        let matching = events
+            .iter()
+            .filter(|e| {
+                let mut found = as_expected(e, "Polar Training");
+                found.fields.remove("Polar Exercise ID");
+                found == expected
+            })
+            .count();
+        assert_eq!(matching, 1, "{}: session {}", athlete.uuid, session.key);
+    }
+}
+
+/// A training in the athlete's local midnight hour, yesterday.
+fn add_midnight_session(world: &World<impl Store>, athlete: &Linked) {
+    let yesterday = local_today(world, athlete.offset) - Duration::days(1);
+    world
+        .polar
+        .add_record(
+            athlete.polar,
+            NewRecord {
+                kind: RecordKind::Exercise,
+                date: None,
+                start_time: yesterday.and_hms_opt(0, 30, 20),
+                values: Default::default(),
+                ready: true,
+                uploaded_at: None,
+            },
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_site_without_an_exercise_id_field_gets_one_event_per_session_after_lost_answers() {
+    // One site maps `Polar Exercise ID` to null; the other's form lacks the field, so Smartabase drops it.
+    let form_without_id = smartabase_sim::default_forms()
+        .into_iter()
+        .map(|mut form| {
+            form.fields.retain(|f| f.name != "Polar Exercise ID");
+            form
+        })
+        .collect();
+    let sites = [
+        (
+            WorldOptions::default(),
+            Some(r#"{"training": {"fields": {"exercise_id": null}}}"#),
+        ),
+        (
+            WorldOptions {
+                smartabase: smartabase_sim::SmartabaseSimConfig {
+                    forms: form_without_id,
+                    ..Default::default()
+                },
+                ..WorldOptions::default()
+            },
+            None,
+        ),
+    ];
+    for (options, mapping) in sites {
+        let mut world = World::on_moto(options).await.unwrap();
+        if let Some(json) = mapping {
+            world.connector.mapping = shared::mapping::Mapping::with_override(json).unwrap();
+        }
+        let athletes = link_athletes(&world, "noid", &[-570]).await;
+        let a = &athletes[0];
+        generate(&world, a, 4);
+        add_midnight_session(&world, a);
+
+        lose_every_import_answer_then_retry(&world).await;
+        assert_one_training_event_per_session(&world, a);
+        assert!(
+            ledger(&world, a)
+                .await
+                .values()
+                .all(|e| e.state == LedgerState::Confirmed)
+        );
+
+        // And it stays that way: the next sync writes nothing.
+        world.smartabase.clear_requests();
+        world.advance(Duration::minutes(61));
+        world.fanout().await.unwrap();
+        assert_eq!(world.run_worker().await.unwrap().failed, 0);
+        assert_eq!(smartabase_calls(&world, "eventsimport"), 0);
+        assert_one_training_event_per_session(&world, a);
+    }
+}
+
+#[tokio::test]
+async fn events_in_the_midnight_hour_whose_answers_were_lost_are_found_not_written_twice() {
+    // Written `00:MM AM`, searched from `12:00 AM`, read back `12:MM AM`: with the exercise id, and on a
+    // site without it, where the session is known by its start minute alone.
+    for mapping in [
+        None,
+        Some(r#"{"training": {"fields": {"exercise_id": null}}}"#),
+    ] {
+        let mut world = World::on_moto(WorldOptions::default()).await.unwrap();
+        if let Some(json) = mapping {
+            world.connector.mapping = shared::mapping::Mapping::with_override(json).unwrap();
+        }
+        let athletes = link_athletes(&world, "midnight", &[345]).await;
+        let a = &athletes[0];
+        // A session at 00:30 and a night, a day and a recharge, whose events start at 00:00.
+        add_midnight_session(&world, a);
+        let yesterday = local_today(&world, a.offset) - Duration::days(1);
+        for kind in [
+            RecordKind::Activity,
+            RecordKind::Sleep,
+            RecordKind::Recharge,
+        ] {
+            world
+                .polar
+                .add_record(
+                    a.polar,
+                    NewRecord {
+                        kind,
+                        date: Some(yesterday),
+                        start_time: None,
+                        values: Default::default(),
+                        ready: true,
+                        uploaded_at: None,
+                    },
+                )
+                .unwrap();
+        }
+
+        let retry = lose_every_import_answer_then_retry(&world).await;
+        // Each lost write was found, and held what was sent: nothing was written again.
+        assert_eq!(retry.get("eventsearch"), Some(&4), "{mapping:?}: {retry:?}");
+        assert_eq!(retry.get("eventsimport"), None, "{mapping:?}: {retry:?}");
+        assert_one_training_event_per_session(&world, a);
+        let session = &world.smartabase.events_for(a.user, "Polar Training")[0];
+        assert_eq!(session.start, yesterday.and_hms_opt(0, 30, 0).unwrap());
+        for form in ["Polar Activity", "Polar Sleep", "Polar Nightly Recharge"] {
+            let events = world.smartabase.events_for(a.user, form);
+            assert_eq!(events.len(), 1, "{mapping:?}: {form}");
+            assert_eq!(events[0].start, yesterday.and_hms_opt(0, 0, 0).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slow_smartabase_never_sends_an_innocent_job_to_the_dead_letter_queue() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    // Six athletes' first syncs in one batch, each several imports; Smartabase takes 20 s per import.
+    let athletes = link_athletes(&world, "slow", &[-600, -180, 0, 60, 345, 825]).await;
+    for a in &athletes {
+        generate(&world, a, 3);
+    }
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            FaultKind::Delay { ms: 20_000 },
+            1.0,
+        ))
+        .unwrap();
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(delivered.len(), 6);
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+
+    // The invocation's deadline less the worker's margin, shortened: work may start for 8 s (each job
+    // reaches its first import well within that, none a second one). Lambda would stop the invocation
+    // `DEADLINE_MARGIN_SECONDS` later, and with it every message's receive.
+    let stop_starting = Instant::now() + StdDuration::from_secs(8);
+    let lambda_deadline =
+        stop_starting + StdDuration::from_secs(sync_worker::DEADLINE_MARGIN_SECONDS);
+    let response = tokio::time::timeout_at(
+        lambda_deadline.into(),
+        sync_worker::handle(&world.connector, event, stop_starting),
+    )
+    .await
+    .expect("the worker handed its batch back before Lambda's deadline");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "no job failed: none may be charged a receive: {:?}",
+        response.batch_item_failures
+    );
+    world.connector.queue.settle(&delivered, &[]).await.unwrap();
+
+    // Each job is back on the queue once, as a new message, and nothing is marked synced.
+    let again = world.connector.queue.receive(10).await.unwrap();
+    let mut athletes_back: Vec<String> = again
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.message.attributes.get("ApproximateReceiveCount"),
+                Some(&"1".to_string()),
+                "handed back without a failed receive"
+            );
+            SyncJob::from_body(r.message.body.as_deref().unwrap())
+                .unwrap()
+                .athlete
+                .to_string()
+        })
+        .collect();
+    athletes_back.sort();
+    let mut all: Vec<String> = athletes.iter().map(|a| a.uuid.clone()).collect();
+    all.sort();
+    assert_eq!(athletes_back, all);
+    let message_ids: Vec<String> = again
+        .iter()
+        .filter_map(|r| r.message.message_id.clone())
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&again, &message_ids)
+        .await
+        .unwrap();
+    // Five jobs started, each stopped after the import in flight at the deadline (several more were
+    // due) and kept what Smartabase confirmed; the sixth waited for a free slot and never started.
+    let mut started = 0;
+    for a in &athletes {
+        let entries = ledger(&world, a).await;
+        let stored = stored_athlete(&world, a).await;
+        assert_eq!(stored.last_sync_at, None, "{}", a.uuid);
+        assert_eq!(stored.last_error, None, "{}", a.uuid);
+        if !entries.is_empty() {
+            started += 1;
+            let confirmed = entries
+                .values()
+                .filter(|e| e.state == LedgerState::Confirmed)
+                .count();
+            assert!(
+                confirmed > 0 && confirmed < served_count(&world, a),
+                "{}: {confirmed} of {} records confirmed",
+                a.uuid,
+                served_count(&world, a)
+            );
+        }
+    }
+    assert_eq!(started, sync_worker::CONCURRENCY);
+
+    // Smartabase recovers; the continuations deliver everything exactly once, and nothing is dead.
+    world.smartabase.clear_faults();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (6, 0));
+    for a in &athletes {
+        assert_smartabase_matches_polar(&world, a);
+    }
+    assert!(
+        world
+            .connector
+            .queue
+            .dead_letters()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Records Polar serves for an athlete, of every kind.
+fn served_count(world: &World<impl Store>, athlete: &Linked) -> usize {
+    KINDS
+        .iter()
+        .map(|k| served(world, athlete.polar, *k).len())
+        .sum()
+}

@@ -219,6 +219,7 @@ pub async fn run(
         work_dir: work_dir.join("local"),
         history_before_registration: false,
         sync_interval_minutes: 60,
+        mapping: None,
     })
     .await?;
     // The stack's own copies of the functions are not measured; stop them so they do not compete.

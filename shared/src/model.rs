@@ -1,6 +1,6 @@
 //! The connector's own records: athletes, their link status, sync cursors, stored tokens, ledger entries, jobs.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::SealedToken;
@@ -172,7 +172,8 @@ pub struct PendingLink {
     pub replaces: Option<PolarUserId>,
 }
 
-/// The four event forms, by role (names come from the mapping).
+/// The event forms, by role (names come from the mapping): the four core forms and the three optional
+/// ones a site may enable (design §5b).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataKind {
@@ -184,31 +185,62 @@ pub enum DataKind {
     Sleep,
     /// `Polar Nightly Recharge`.
     Recharge,
+    /// `Polar Cardio Load` (optional): one event per Polar date.
+    CardioLoad,
+    /// `Polar Alertness` (optional): one event per sleep period.
+    Alertness,
+    /// `Polar Daily Heart Rate` (optional): one event per Polar date.
+    DailyHeartRate,
 }
 
 impl DataKind {
-    /// All four.
-    pub const ALL: [Self; 4] = [Self::Training, Self::Activity, Self::Sleep, Self::Recharge];
+    /// All seven.
+    pub const ALL: [Self; 7] = [
+        Self::Training,
+        Self::Activity,
+        Self::Sleep,
+        Self::Recharge,
+        Self::CardioLoad,
+        Self::Alertness,
+        Self::DailyHeartRate,
+    ];
 
-    /// Stable machine name used in keys, metrics and logs.
+    /// Stable machine name used in keys, metrics and logs (the optional forms' mapping keys).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Training => "training",
             Self::Activity => "activity",
             Self::Sleep => "sleep",
             Self::Recharge => "recharge",
+            Self::CardioLoad => "cardio_load",
+            Self::Alertness => "alertness",
+            Self::DailyHeartRate => "daily_heart_rate",
         }
     }
 }
 
-/// What identifies one Polar record: the exercise id, or the calendar date of a daily record.
+/// What identifies one Polar record: the exercise id, the calendar date of a daily record, or the start
+/// of a sleep period (SleepWise alertness: a night and a nap may end on the same date).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordKey {
     /// A training session.
     Exercise(ExerciseId),
     /// A daily record's date.
     Date(NaiveDate),
+    /// A sleep period's start in UTC, whole seconds ([`RecordKey::sleep_period`]).
+    SleepPeriod(DateTime<Utc>),
 }
+
+impl RecordKey {
+    /// The key of the sleep period starting at `start`: whole seconds, so a start Polar writes with
+    /// more or fewer fraction digits is the same record.
+    pub fn sleep_period(start: DateTime<Utc>) -> Self {
+        Self::SleepPeriod(start.trunc_subsecs(0))
+    }
+}
+
+/// How a sleep period's start is written in a ledger key.
+const SLEEP_PERIOD_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 /// The ledger's key: one Smartabase event per (athlete, form, record).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,11 +252,16 @@ pub struct LedgerKey {
 }
 
 impl LedgerKey {
-    /// `training#<exercise id>` or `sleep#2025-09-02`: the stored form of the key.
+    /// `training#<exercise id>`, `sleep#2025-09-02` or `alertness#2025-09-01T21:14:05Z`: the stored form
+    /// of the key.
     pub fn encode(&self) -> String {
+        let kind = self.kind.as_str();
         match &self.record {
-            RecordKey::Exercise(id) => format!("{}#{}", self.kind.as_str(), id),
-            RecordKey::Date(d) => format!("{}#{}", self.kind.as_str(), d.format("%Y-%m-%d")),
+            RecordKey::Exercise(id) => format!("{kind}#{id}"),
+            RecordKey::Date(d) => format!("{kind}#{}", d.format("%Y-%m-%d")),
+            RecordKey::SleepPeriod(start) => {
+                format!("{kind}#{}", start.format(SLEEP_PERIOD_FORMAT))
+            }
         }
     }
 
@@ -234,7 +271,18 @@ impl LedgerKey {
         let kind = DataKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
         let record = match kind {
             DataKind::Training => RecordKey::Exercise(ExerciseId::parse(rest).ok()?),
-            _ => RecordKey::Date(NaiveDate::parse_from_str(rest, "%Y-%m-%d").ok()?),
+            DataKind::Alertness => RecordKey::SleepPeriod(
+                NaiveDateTime::parse_from_str(rest, SLEEP_PERIOD_FORMAT)
+                    .ok()?
+                    .and_utc(),
+            ),
+            DataKind::Activity
+            | DataKind::Sleep
+            | DataKind::Recharge
+            | DataKind::CardioLoad
+            | DataKind::DailyHeartRate => {
+                RecordKey::Date(NaiveDate::parse_from_str(rest, "%Y-%m-%d").ok()?)
+            }
         };
         Some(Self { kind, record })
     }
@@ -262,4 +310,72 @@ pub struct LedgerEntry {
     pub event_start_date: NaiveDate,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn round_trip(key: &LedgerKey) -> Option<LedgerKey> {
+        LedgerKey::decode(&key.encode())
+    }
+
+    #[test]
+    fn every_kind_has_a_ledger_key_that_reads_back() {
+        let day = NaiveDate::from_ymd_opt(2025, 9, 2).unwrap();
+        let start = Utc.with_ymd_and_hms(2025, 9, 1, 21, 14, 5).unwrap();
+        for kind in DataKind::ALL {
+            let record = match kind {
+                DataKind::Training => RecordKey::Exercise(ExerciseId::parse("Xy7Qp2Lr").unwrap()),
+                DataKind::Alertness => RecordKey::sleep_period(start),
+                _ => RecordKey::Date(day),
+            };
+            let key = LedgerKey { kind, record };
+            assert_eq!(round_trip(&key), Some(key.clone()), "{}", key.encode());
+        }
+        let optional: Vec<String> = [
+            (DataKind::CardioLoad, RecordKey::Date(day)),
+            (DataKind::Alertness, RecordKey::sleep_period(start)),
+            (DataKind::DailyHeartRate, RecordKey::Date(day)),
+        ]
+        .into_iter()
+        .map(|(kind, record)| LedgerKey { kind, record }.encode())
+        .collect();
+        assert_eq!(
+            optional,
+            [
+                "cardio_load#2025-09-02",
+                "alertness#2025-09-01T21:14:05Z",
+                "daily_heart_rate#2025-09-02",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sleep_period_is_the_same_record_whatever_fraction_of_a_second_polar_writes() {
+        let start = Utc.with_ymd_and_hms(2022, 11, 20, 20, 52, 20).unwrap();
+        assert_eq!(
+            RecordKey::sleep_period(start + Duration::milliseconds(570)),
+            RecordKey::sleep_period(start)
+        );
+        assert_ne!(
+            RecordKey::sleep_period(start + Duration::seconds(1)),
+            RecordKey::sleep_period(start)
+        );
+    }
+
+    #[test]
+    fn keys_of_the_wrong_shape_for_their_kind_do_not_decode() {
+        for stored in [
+            "alertness#2025-09-02",
+            "cardio_load#2025-09-01T21:14:05Z",
+            "daily_heart_rate#Xy7Qp2Lr",
+            "heart_rate#2025-09-02",
+            "alertness#2025-09-01T21:14:05+02:00",
+        ] {
+            assert_eq!(LedgerKey::decode(stored), None, "{stored}");
+        }
+    }
 }

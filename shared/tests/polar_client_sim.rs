@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use shared::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
 use shared::polar::{
-    Deregistration, PolarApi, PolarClient, PolarEndpoints, PolarError, Registration, TokenGrant,
-    WebhookEventType,
+    CardioLoadRange, DateRange, Deregistration, PastDays, PolarApi, PolarClient, PolarEndpoints,
+    PolarError, Records, Registration, TokenGrant, WebhookEventType,
 };
 use url::Url;
 
@@ -935,4 +935,401 @@ async fn webhook_calls_with_wrong_client_credentials_are_invalid_client() {
         matches!(result, Err(PolarError::InvalidClient)),
         "{result:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optional forms' data: cardio load, SleepWise alertness, 24/7 heart rate
+
+/// A linked athlete with `days` of history (optional data included) up to yesterday, uploaded now.
+async fn with_optional_data(
+    sim: &PolarSimHandle,
+    client: &PolarClient,
+    days: u32,
+) -> (AccountView, AccessToken, NaiveDate) {
+    let (account, token) = linked(sim, client).await;
+    let yesterday = local_today(sim) - Days::days(1);
+    sim.generate(
+        account.polar_user_id,
+        &GenerateRequest {
+            days,
+            end_date: Some(yesterday),
+            upload: UploadMode::Now,
+            optional_data: true,
+            ..GenerateRequest::default()
+        },
+    )
+    .unwrap();
+    (account, token, yesterday)
+}
+
+fn stored(sim: &PolarSimHandle, account: &AccountView, kind: RecordKind) -> Vec<Value> {
+    sim.records(account.polar_user_id, Some(kind))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect()
+}
+
+#[tokio::test]
+async fn cardio_load_reads_every_range_to_the_same_exact_days() {
+    let sim = start_sim(PolarSimConfig::default()).await;
+    let client = client_for(&sim);
+    let (account, token, yesterday) = with_optional_data(&sim, &client, 10).await;
+
+    let recent = client
+        .cardio_loads(&token, CardioLoadRange::Recent)
+        .await
+        .unwrap();
+    assert!(recent.broken.is_empty());
+    // Ten days of history: each is a record (a load or a status); the 18 days without data are not.
+    let dates: Vec<NaiveDate> = recent.records.iter().map(|d| d.date).collect();
+    let expected: Vec<NaiveDate> = (0..10)
+        .rev()
+        .map(|back| yesterday - Days::days(back))
+        .filter(|day| {
+            let body = stored(&sim, &account, RecordKind::CardioLoad)
+                .into_iter()
+                .find(|b| b["date"] == day.to_string())
+                .unwrap();
+            body["cardio_load_status"] != "LOAD_STATUS_NOT_AVAILABLE"
+                || body["cardio_load"].as_f64().unwrap() > 0.0
+        })
+        .collect();
+    assert_eq!(dates, expected);
+    for day in &recent.records {
+        let body = stored(&sim, &account, RecordKind::CardioLoad)
+            .into_iter()
+            .find(|b| b["date"] == day.date.to_string())
+            .unwrap();
+        if body["cardio_load_status"] == "LOAD_STATUS_NOT_AVAILABLE" {
+            assert_eq!((day.status.as_deref(), day.strain), (None, None));
+        } else {
+            assert_eq!(day.status.as_deref(), body["cardio_load_status"].as_str());
+            assert_close(day.strain, body["strain"].as_f64().unwrap());
+            assert_close(day.tolerance, body["tolerance"].as_f64().unwrap());
+            assert_close(
+                day.cardio_load_ratio,
+                body["cardio_load_ratio"].as_f64().unwrap(),
+            );
+            assert_close(day.cardio_load, body["cardio_load"].as_f64().unwrap());
+        }
+    }
+    // The last four days with a status, three ways.
+    let last_days: Vec<_> = recent
+        .records
+        .iter()
+        .filter(|d| d.date > yesterday - Days::days(4))
+        .cloned()
+        .collect();
+    let range = DateRange::new(yesterday - Days::days(3), yesterday).unwrap();
+    let by_dates = client
+        .cardio_loads(&token, CardioLoadRange::Dates(range))
+        .await
+        .unwrap();
+    assert_eq!(by_dates.records, last_days);
+    let by_period = client
+        .cardio_loads(&token, CardioLoadRange::PastDays(PastDays::new(5).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(by_period.records, last_days, "today has no cardio load yet");
+    let longest = client
+        .cardio_loads(
+            &token,
+            CardioLoadRange::PastDays(PastDays::new(180).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(longest.records, recent.records);
+}
+
+#[tokio::test]
+async fn alertness_periods_read_in_utc_and_date_by_the_local_end() {
+    let sim = start_sim(PolarSimConfig::default()).await;
+    let client = client_for(&sim);
+    let (account, token) = linked(&sim, &client).await;
+    assert_eq!(
+        client.alertness(&token, None).await.unwrap(),
+        Records::default(),
+        "204 before SleepWise has five nights"
+    );
+    let yesterday = local_today(&sim) - Days::days(1);
+    sim.generate(
+        account.polar_user_id,
+        &GenerateRequest {
+            days: 8,
+            end_date: Some(yesterday),
+            upload: UploadMode::Now,
+            optional_data: true,
+            ..GenerateRequest::default()
+        },
+    )
+    .unwrap();
+    sim.add_record(
+        account.polar_user_id,
+        record(
+            RecordKind::Alertness,
+            Some(yesterday),
+            json!({"sleep_type": "SLEEP_TYPE_SECONDARY", "grade": 6.4, "validity": "VALIDITY_VALID"}),
+        ),
+    )
+    .unwrap();
+
+    let periods = client.alertness(&token, None).await.unwrap();
+    assert!(periods.broken.is_empty());
+    let bodies = stored(&sim, &account, RecordKind::Alertness);
+    assert_eq!(periods.records.len(), bodies.len());
+    let nights: Vec<NaiveDate> = periods
+        .records
+        .iter()
+        .filter(|p| p.sleep_type.as_deref() == Some("SLEEP_TYPE_PRIMARY"))
+        .map(|p| p.local_end_date())
+        .collect();
+    let expected: Vec<NaiveDate> = (0..4).rev().map(|b| yesterday - Days::days(b)).collect();
+    assert_eq!(nights, expected, "from the fifth night on");
+    let nap = periods
+        .records
+        .iter()
+        .find(|p| p.grade == Some(6.4))
+        .unwrap();
+    assert_eq!(nap.sleep_type.as_deref(), Some("SLEEP_TYPE_SECONDARY"));
+    assert_eq!(nap.local_end_date(), yesterday);
+    assert_eq!(nap.sleep_timezone_offset_minutes, OFFSET_MINUTES);
+    // Local (UTC+02:00) afternoon: 11:00–14:30 UTC.
+    let start = nap.sleep_period_start.time();
+    assert!(
+        (chrono::NaiveTime::from_hms_opt(11, 0, 0).unwrap()
+            ..chrono::NaiveTime::from_hms_opt(14, 30, 0).unwrap())
+            .contains(&start),
+        "{start}"
+    );
+
+    let yesterday_only = client
+        .alertness(&token, Some(DateRange::new(yesterday, yesterday).unwrap()))
+        .await
+        .unwrap();
+    let types: Vec<Option<&str>> = yesterday_only
+        .records
+        .iter()
+        .map(|p| p.sleep_type.as_deref())
+        .collect();
+    assert!(
+        types.contains(&Some("SLEEP_TYPE_PRIMARY"))
+            && types.contains(&Some("SLEEP_TYPE_SECONDARY"))
+    );
+    assert!(
+        yesterday_only
+            .records
+            .iter()
+            .all(|p| p.local_end_date() == yesterday)
+    );
+}
+
+#[tokio::test]
+async fn heart_rate_reads_one_day_and_the_wrapped_range_alike() {
+    let sim = start_sim(PolarSimConfig::default()).await;
+    let client = client_for(&sim);
+    let (account, token, yesterday) = with_optional_data(&sim, &client, 3).await;
+
+    let day = client
+        .daily_heart_rate(&token, yesterday)
+        .await
+        .unwrap()
+        .unwrap();
+    let body = stored(&sim, &account, RecordKind::HeartRate)
+        .into_iter()
+        .find(|b| b["date"] == yesterday.to_string())
+        .unwrap();
+    let sent: Vec<(String, u16)> = body["heart_rate_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["sample_time"].as_str().unwrap().to_owned(),
+                u16::try_from(s["heart_rate"].as_u64().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let read: Vec<(String, u16)> = day
+        .samples
+        .iter()
+        .map(|s| (s.time.format("%H:%M:%S").to_string(), s.heart_rate))
+        .collect();
+    assert_eq!(read, sent);
+
+    let range = DateRange::new(yesterday - Days::days(2), yesterday).unwrap();
+    let days = client.daily_heart_rates(&token, range).await.unwrap();
+    assert!(days.broken.is_empty());
+    assert_eq!(
+        days.records.iter().map(|d| d.date).collect::<Vec<_>>(),
+        [
+            yesterday - Days::days(2),
+            yesterday - Days::days(1),
+            yesterday
+        ]
+    );
+    assert_eq!(days.records[2], day);
+
+    let empty = yesterday - Days::days(20);
+    assert_eq!(client.daily_heart_rate(&token, empty).await.unwrap(), None);
+    let nothing = client
+        .daily_heart_rates(&token, DateRange::new(empty, empty).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(nothing, Records::default());
+}
+
+#[tokio::test]
+async fn off_wrist_samples_and_not_available_days_are_read_as_no_data() {
+    let sim = start_sim(PolarSimConfig::default()).await;
+    let client = client_for(&sim);
+    let (account, token) = linked(&sim, &client).await;
+    let yesterday = local_today(&sim) - Days::days(1);
+    let off_wrist = json!({"heart_rate_samples": [
+        {"heart_rate": 0, "sample_time": "00:02:08"}, {"heart_rate": 0, "sample_time": "00:07:08"}
+    ]});
+    sim.add_record(
+        account.polar_user_id,
+        record(RecordKind::HeartRate, Some(yesterday), off_wrist),
+    )
+    .unwrap();
+    assert_eq!(
+        client.daily_heart_rate(&token, yesterday).await.unwrap(),
+        None
+    );
+    let charging = json!({"heart_rate_samples": [
+        {"heart_rate": 61, "sample_time": "00:02:08"}, {"heart_rate": 0, "sample_time": "00:07:08"},
+        {"heart_rate": 64, "sample_time": "00:12:08"}
+    ]});
+    sim.add_record(
+        account.polar_user_id,
+        record(RecordKind::HeartRate, Some(yesterday), charging),
+    )
+    .unwrap();
+    let day = client
+        .daily_heart_rate(&token, yesterday)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        day.samples.iter().map(|s| s.heart_rate).collect::<Vec<_>>(),
+        [61, 64]
+    );
+    // A cardio-load day of a new account: Polar lists it, nothing in it is data.
+    let list = client
+        .cardio_loads(&token, CardioLoadRange::Recent)
+        .await
+        .unwrap();
+    assert_eq!(list, Records::default());
+}
+
+#[tokio::test]
+async fn a_malformed_day_or_period_is_broken_and_the_rest_are_read() {
+    let sim = start_sim(PolarSimConfig::default()).await;
+    let client = client_for(&sim);
+    let (_, token, yesterday) = with_optional_data(&sim, &client, 8).await;
+    let range = DateRange::new(yesterday - Days::days(2), yesterday).unwrap();
+    let clean_days = client.daily_heart_rates(&token, range).await.unwrap();
+    let clean_periods = client.alertness(&token, None).await.unwrap();
+    let clean_loads = client
+        .cardio_loads(&token, CardioLoadRange::Recent)
+        .await
+        .unwrap();
+
+    for path in [
+        "/v3/users/continuous-heart-rate",
+        "/v3/users/sleepwise/alertness",
+        "/v3/users/cardio-load",
+    ] {
+        sim.inject_fault(fault(path, FaultKind::MalformedRecord))
+            .unwrap();
+    }
+    let days = client.daily_heart_rates(&token, range).await.unwrap();
+    let periods = client.alertness(&token, None).await.unwrap();
+    let loads = client
+        .cardio_loads(&token, CardioLoadRange::Recent)
+        .await
+        .unwrap();
+    assert_eq!((days.records, days.broken.len()), (clean_days.records, 1));
+    assert_eq!(
+        (periods.records, periods.broken.len()),
+        (clean_periods.records.clone(), 1)
+    );
+    assert_eq!(
+        (loads.records, loads.broken.len()),
+        (clean_loads.records, 1)
+    );
+
+    sim.inject_fault(fault(
+        "/v3/users/sleepwise/alertness",
+        FaultKind::ExtremeRecord,
+    ))
+    .unwrap();
+    let extreme = client.alertness(&token, None).await.unwrap();
+    assert_eq!(extreme.broken.len(), 1);
+    assert_eq!(
+        extreme.broken[0].reason,
+        "field `sleep_timezone_offset_minutes`: is more than 24 hours from UTC"
+    );
+    assert_eq!(extreme.records, clean_periods.records);
+}
+
+#[tokio::test]
+async fn the_optional_calls_share_the_errors_and_rate_limits_of_the_others() {
+    let sim = start_sim(PolarSimConfig::default()).await;
+    let client = client_for(&sim);
+    let (account, token, yesterday) = with_optional_data(&sim, &client, 2).await;
+    sim.update_settings(SettingsPatch {
+        rate_limits: Some(RateLimits {
+            short_base: 4,
+            short_per_user: 0,
+            long_base: 1_000,
+            long_per_user: 0,
+        }),
+        ..SettingsPatch::default()
+    });
+    // Registration was call 1 of the window.
+    client.daily_heart_rate(&token, yesterday).await.unwrap();
+    let after_two = client.latest_rate_limit().unwrap().info;
+    assert_eq!((after_two.short_used, after_two.short_limit), (2, 4));
+    client.alertness(&token, None).await.unwrap();
+    client
+        .cardio_loads(&token, CardioLoadRange::Recent)
+        .await
+        .unwrap();
+    let refused = client
+        .daily_heart_rates(&token, DateRange::new(yesterday, yesterday).unwrap())
+        .await;
+    assert!(
+        matches!(refused, Err(PolarError::RateLimited { retry_after_seconds }) if retry_after_seconds >= 1),
+        "{refused:?}"
+    );
+    sim.advance_clock(900).unwrap();
+
+    sim.inject_fault(fault(
+        "/v3/users/cardio-load",
+        FaultKind::Status { status: 503 },
+    ))
+    .unwrap();
+    assert!(matches!(
+        client.cardio_loads(&token, CardioLoadRange::Recent).await,
+        Err(PolarError::Server { status: 503 })
+    ));
+    sim.update_account(
+        account.polar_user_id,
+        polar_sim::AccountPatch {
+            consents_accepted: Some(false),
+            ..polar_sim::AccountPatch::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        client.alertness(&token, None).await,
+        Err(PolarError::ConsentsMissing)
+    ));
+    sim.disconnect(account.polar_user_id).unwrap();
+    assert!(matches!(
+        client.daily_heart_rate(&token, yesterday).await,
+        Err(PolarError::Unauthorized)
+    ));
 }

@@ -22,7 +22,9 @@ use shared::ids::{
     AccessToken, AthleteUuid, AuthCode, EventId, ExerciseId, PolarUserId, SmartabaseUserId,
 };
 use shared::mapping::Mapping;
-use shared::polar::{PolarApi, PolarClient, PolarEndpoints, PolarError, WebhookEventType};
+use shared::polar::{
+    CardioLoadRange, DateRange, PolarApi, PolarClient, PolarEndpoints, PolarError, WebhookEventType,
+};
 use shared::smartabase::{EventWrite, ProfileEntry, SmartabaseApi, SmartabaseClient};
 
 /// Secrets the clients hold; the scripted server sometimes echoes them back.
@@ -362,6 +364,33 @@ fn recharge() -> Value {
     })
 }
 
+fn cardio_load() -> Value {
+    json!({
+        "date": "2025-09-02", "cardio_load_status": "PRODUCTIVE", "cardio_load": 118.4, "strain": 96.2,
+        "tolerance": 81.5, "cardio_load_ratio": 1.18,
+        "cardio_load_level": {"very_low": 20.1, "low": 48.3, "medium": 97.0, "high": 150.2, "very-high": 210.8}
+    })
+}
+
+fn alertness() -> Value {
+    json!({
+        "grade": 9.9, "grade_validity_seconds": 57600, "grade_type": "GRADE_TYPE_PRIMARY",
+        "grade_classification": "GRADE_CLASSIFICATION_STRONG", "validity": "VALIDITY_ESTIMATE",
+        "sleep_inertia": "SLEEP_INERTIA_MILD", "sleep_type": "SLEEP_TYPE_PRIMARY",
+        "result_type": "ALERTNESS_TYPE_HISTORY", "sleep_period_start_time": "2022-11-20T20:52:20.57",
+        "sleep_period_end_time": "2022-11-21T04:11:20.57", "sleep_timezone_offset_minutes": 120
+    })
+}
+
+fn heart_rate_day() -> Value {
+    json!({
+        "polar_user": "https://polaraccesslink.com/v3/users/627139", "date": "2022-09-12",
+        "heart_rate_samples": [
+            {"heart_rate": 63, "sample_time": "00:02:08"}, {"heart_rate": 62, "sample_time": "00:07:08"}
+        ]
+    })
+}
+
 fn user() -> Value {
     json!({
         "polar-user-id": 48211902, "member-id": "athlete-1", "registration-date": "2025-09-01T10:00:00.000Z",
@@ -384,6 +413,10 @@ enum PolarCall {
     Sleep,
     Recharges,
     Recharge,
+    CardioLoads,
+    Alertness,
+    DailyHeartRate,
+    DailyHeartRates,
     CreateWebhook,
     Webhooks,
     ActivateWebhook,
@@ -391,7 +424,7 @@ enum PolarCall {
 }
 
 impl PolarCall {
-    const ALL: [PolarCall; 16] = [
+    const ALL: [PolarCall; 20] = [
         Self::Exchange,
         Self::Register,
         Self::GetUser,
@@ -404,6 +437,10 @@ impl PolarCall {
         Self::Sleep,
         Self::Recharges,
         Self::Recharge,
+        Self::CardioLoads,
+        Self::Alertness,
+        Self::DailyHeartRate,
+        Self::DailyHeartRates,
         Self::CreateWebhook,
         Self::Webhooks,
         Self::ActivateWebhook,
@@ -425,6 +462,10 @@ impl PolarCall {
             Self::Sleep => sleep(),
             Self::Recharges => json!({"recharges": [recharge(), recharge()]}),
             Self::Recharge => recharge(),
+            Self::CardioLoads => json!([cardio_load(), cardio_load()]),
+            Self::Alertness => json!([alertness(), alertness()]),
+            Self::DailyHeartRate => heart_rate_day(),
+            Self::DailyHeartRates => json!({"heart_rates": [heart_rate_day(), heart_rate_day()]}),
             Self::CreateWebhook => json!({"data": {
                 "id": "abdf33", "events": ["EXERCISE"], "url": "https://x.test/hook",
                 "signature_secret_key": MARKER
@@ -515,6 +556,33 @@ impl PolarCall {
                 let events: Vec<_> = r.iter().map(|n| m.recharge(n)).collect();
                 format!("{r:?} {events:?}")
             })),
+            Self::CardioLoads => debug(
+                client
+                    .cardio_loads(&token, CardioLoadRange::Recent)
+                    .await
+                    .map(|r| {
+                        let events: Vec<_> = r.records.iter().map(|c| m.cardio_load(c)).collect();
+                        format!("{r:?} {events:?}")
+                    }),
+            ),
+            Self::Alertness => debug(client.alertness(&token, None).await.map(|r| {
+                let events: Vec<_> = r.records.iter().map(|a| m.alertness(a)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::DailyHeartRate => debug(client.daily_heart_rate(&token, day).await.map(|r| {
+                let events: Vec<_> = r.iter().map(|d| m.daily_heart_rate(d)).collect();
+                format!("{r:?} {events:?}")
+            })),
+            Self::DailyHeartRates => debug(
+                client
+                    .daily_heart_rates(&token, DateRange::new(day, day).unwrap())
+                    .await
+                    .map(|r| {
+                        let events: Vec<_> =
+                            r.records.iter().map(|d| m.daily_heart_rate(d)).collect();
+                        format!("{r:?} {events:?}")
+                    }),
+            ),
             Self::CreateWebhook => debug(
                 client
                     .create_webhook("https://x.test/hook", &WebhookEventType::SUBSCRIBED)

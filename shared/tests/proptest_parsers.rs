@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use proptest::prelude::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -28,9 +28,10 @@ use shared::crypto::{
 };
 use shared::ids::{AccessToken, AthleteUuid, AuthState, ExerciseId, PolarUserId};
 use shared::mapping::Mapping;
+use shared::model::LedgerKey;
 use shared::polar::{
-    DailyActivity, Exercise, HeartRateZone, NightlyRecharge, RateLimitInfo, RateLimitObservation,
-    Sleep, TokenGrant,
+    Alertness, CardioLoad, DailyActivity, DailyHeartRate, Exercise, HeartRateSample, HeartRateZone,
+    NightlyRecharge, RateLimitInfo, RateLimitObservation, Sleep, TokenGrant,
 };
 use shared::queue::SyncJob;
 
@@ -274,6 +275,8 @@ proptest! {
     fn a_mapping_override_applies_or_says_what_is_wrong(text in input(json!({
         "training": {"form": "Club Training", "fields": {"calories": "Energy", "device": null}},
         "sleep": {"fields": {"sleep_score": "Score"}},
+        "cardio_load": {"enabled": true, "fields": {"strain": "Acute Load", "cardio_load_ratio": null}},
+        "alertness": {"enabled": false, "form": "Sleep Boost"},
         "access_token": {"form": "Polar Link"}
     }))) {
         if let Err(error) = Mapping::with_override(&text) {
@@ -510,6 +513,67 @@ proptest! {
             heart_rate_variability_avg: n(5),
             breathing_rate_avg: n(6),
         });
+    }
+
+    #[test]
+    fn optional_records_with_any_times_and_numbers_map_without_panicking(
+        start in any_utc(),
+        end in any_utc(),
+        offset in any::<i32>(),
+        numbers in prop::collection::vec(extreme_f64(), 5),
+        day in any_local_time(),
+        rates in prop::collection::vec(any::<u16>(), 0..600),
+    ) {
+        let m = Mapping::defaults();
+        let date = day.date();
+        let n = |i: usize| Some(numbers[i]);
+        let cardio = m.cardio_load(&CardioLoad {
+            date,
+            status: Some("PRODUCTIVE".into()),
+            cardio_load: n(0),
+            strain: n(1),
+            tolerance: n(2),
+            cardio_load_ratio: n(3),
+        });
+        for (field, value) in &cardio.pairs {
+            prop_assert!(!value.contains("NaN") && !value.contains("inf"), "{field} = {value}");
+        }
+        let period = Alertness {
+            sleep_period_start: start,
+            sleep_period_end: end,
+            sleep_timezone_offset_minutes: offset,
+            grade: n(4),
+            grade_classification: None,
+            sleep_inertia: None,
+            sleep_type: Some("SLEEP_TYPE_SECONDARY".into()),
+            validity: None,
+        };
+        let event = m.alertness(&period);
+        prop_assert_eq!(event.start.date(), period.local_end_date());
+        prop_assert!(event.finish >= event.start);
+        if (0..=9999).contains(&start.year()) {
+            prop_assert_eq!(LedgerKey::decode(&event.key.encode()), Some(event.key.clone()));
+        }
+        let heart = m.daily_heart_rate(&DailyHeartRate {
+            date,
+            samples: rates
+                .iter()
+                .map(|bpm| HeartRateSample { time: NaiveTime::MIN, heart_rate: *bpm })
+                .collect(),
+        });
+        if let (Some(low), Some(mean), Some(high)) = (
+            heart.value("Lowest HR"),
+            heart.value("Average HR"),
+            heart.value("Highest HR"),
+        ) {
+            let (low, mean, high): (f64, f64, f64) =
+                (low.parse().unwrap(), mean.parse().unwrap(), high.parse().unwrap());
+            prop_assert!(low <= mean + 0.05 && mean <= high + 0.05, "{low} {mean} {high}");
+            let count = rates.len().to_string();
+            prop_assert_eq!(heart.value("Samples"), Some(count.as_str()));
+        } else {
+            prop_assert!(rates.is_empty());
+        }
     }
 
     #[test]

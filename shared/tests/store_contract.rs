@@ -684,12 +684,66 @@ async fn ledger_reads_writes_and_counts<S: Store>(store: &S) {
         ("activity", 1),
         ("sleep", 1),
         ("recharge", 0),
+        ("cardio_load", 0),
+        ("alertness", 0),
+        ("daily_heart_rate", 0),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     assert_eq!(counts, expected);
     assert_eq!(store.ledger_counts(&other).await.unwrap()["recharge"], 1);
+}
+
+async fn ledger_keeps_the_optional_forms_records_apart<S: Store>(store: &S) {
+    let athlete = uuid("optional-forms");
+    let night_start = Utc.with_ymd_and_hms(2026, 10, 3, 21, 14, 5).unwrap();
+    // A nap the next afternoon: its event has the same local date as the night's.
+    let nap_start = Utc.with_ymd_and_hms(2026, 10, 4, 13, 2, 40).unwrap();
+    let night = LedgerKey {
+        kind: DataKind::Alertness,
+        record: RecordKey::sleep_period(night_start),
+    };
+    let nap = LedgerKey {
+        kind: DataKind::Alertness,
+        record: RecordKey::sleep_period(nap_start),
+    };
+    let cardio = day_key(DataKind::CardioLoad, 3);
+    let heart = day_key(DataKind::DailyHeartRate, 3);
+    store
+        .ledger_put(
+            &athlete,
+            &[
+                (night.clone(), entry("n", Some(21), LedgerState::Confirmed)),
+                (nap.clone(), entry("p", Some(22), LedgerState::Confirmed)),
+                (cardio.clone(), entry("c", Some(23), LedgerState::Confirmed)),
+                (heart.clone(), entry("h", None, LedgerState::Pending)),
+            ],
+        )
+        .await
+        .unwrap();
+    let got = store
+        .ledger_get(
+            &athlete,
+            &[night.clone(), nap.clone(), cardio.clone(), heart.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[&night], entry("n", Some(21), LedgerState::Confirmed));
+    assert_eq!(got[&nap], entry("p", Some(22), LedgerState::Confirmed));
+    assert_eq!(got[&cardio], entry("c", Some(23), LedgerState::Confirmed));
+    assert_eq!(got[&heart], entry("h", None, LedgerState::Pending));
+    let counts = store.ledger_counts(&athlete).await.unwrap();
+    assert_eq!(
+        (
+            counts["alertness"],
+            counts["cardio_load"],
+            counts["daily_heart_rate"],
+            counts["sleep"]
+        ),
+        (2, 1, 1, 0)
+    );
 }
 
 async fn ledger_handles_more_than_one_batch<S: Store>(store: &S) {
@@ -916,6 +970,7 @@ contract!(
     auth_states_are_single_use_and_expire,
     one_of_twenty_concurrent_takes_wins,
     ledger_reads_writes_and_counts,
+    ledger_keeps_the_optional_forms_records_apart,
     ledger_handles_more_than_one_batch,
     locks_exclude_until_released_or_lapsed,
     one_of_twenty_concurrent_locks_wins,

@@ -59,6 +59,9 @@ pub struct LocalOptions {
     pub history_before_registration: bool,
     /// `SYNC_INTERVAL_MINUTES`.
     pub sync_interval_minutes: u32,
+    /// A mapping override stored with `connector mapping set` before the functions start (e.g.
+    /// `{"cardio_load": {"enabled": true}}`); the site gets every optional form it enables.
+    pub mapping: Option<String>,
 }
 
 /// The running stack.
@@ -105,8 +108,13 @@ impl LocalStack {
             SocketAddr::from(([127, 0, 0, 1], options.polar_port)),
         )
         .await?;
+        let mapping = crate::world::mapping(options.mapping.as_deref())?;
+        let site = SmartabaseSimConfig::default();
         let smartabase = SmartabaseSim::start_at(
-            SmartabaseSimConfig::default(),
+            SmartabaseSimConfig {
+                forms: crate::world::site_forms(site.forms.clone(), &mapping),
+                ..site
+            },
             SocketAddr::from(([127, 0, 0, 1], options.smartabase_port)),
         )
         .await?;
@@ -170,6 +178,18 @@ impl LocalStack {
         );
         env.extend(moto_env);
         env.push(("RUST_LOG".into(), "info".into()));
+        // The functions read the mapping at cold start: stored before they start, as a consultant
+        // would with the CLI.
+        if let Some(json) = &options.mapping {
+            let file = options.work_dir.join("mapping.json");
+            std::fs::write(&file, json).context("writing the mapping override")?;
+            run_binary(
+                &connector_bin,
+                &["mapping", "set", &file.to_string_lossy()],
+                &env,
+            )
+            .await?;
+        }
 
         let function_log = options.work_dir.join("functions.log");
         let _ = std::fs::remove_file(&function_log);

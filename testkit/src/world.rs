@@ -10,9 +10,10 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use base64::Engine as _;
 use chrono::{Duration, Utc};
 use polar_sim::{ConsentMode, NewAccount, PolarSim, PolarSimConfig, PolarSimHandle};
-use shared::bootstrap;
+use shared::bootstrap::{self, MAPPING_SETTING};
 use shared::config::{Config, Secrets};
 use shared::ids::{AthleteUuid, SmartabaseUserId};
+use shared::mapping::{Mapping, OPTIONAL_FORMS};
 use shared::polar::{PolarClient, PolarEndpoints};
 use shared::queue::SqsQueue;
 use shared::smartabase::SmartabaseClient;
@@ -21,7 +22,10 @@ use shared::testing::{FixedClock, MemoryStore};
 use shared::usecase::Connector;
 use shared::usecase::fanout::FanoutReport;
 use shared::usecase::scan::ScanReport;
-use smartabase_sim::{NewUser, SmartabaseSim, SmartabaseSimConfig, SmartabaseSimHandle};
+use smartabase_sim::{
+    FieldDefinition, FieldKind, FormDefinition, NewUser, SmartabaseSim, SmartabaseSimConfig,
+    SmartabaseSimHandle,
+};
 
 use crate::front::{self, HttpRequest, HttpResponse};
 use crate::queue::LocalQueue;
@@ -43,6 +47,10 @@ pub struct WorldOptions {
     /// Per-request timeout of the connector's Polar and Smartabase HTTP clients; `None` keeps
     /// production's (20 s and Smartabase's own). The chaos suite shortens it to turn delays into timeouts.
     pub http_timeout: Option<StdDuration>,
+    /// A mapping override stored before the connector starts, as `connector mapping set` does (e.g.
+    /// `{"cardio_load": {"enabled": true}}`). The site gets every optional form it enables, with the
+    /// mapping's names, unless `smartabase.forms` already has a form of that name.
+    pub mapping: Option<String>,
     /// The OAuth callback's time budget for Polar and Smartabase; `None` keeps production's. Tests of slow
     /// outside services shorten it so they need not wait the production 20 s.
     pub callback_budget: Option<StdDuration>,
@@ -59,6 +67,7 @@ impl Default for WorldOptions {
             webhook_secret: None,
             sync_interval_minutes: 60,
             http_timeout: None,
+            mapping: None,
             callback_budget: None,
         }
     }
@@ -137,6 +146,42 @@ pub fn environment(
     .collect()
 }
 
+/// The mapping a world's connector runs with: the built-in one with `override_json` over it.
+pub fn mapping(override_json: Option<&str>) -> anyhow::Result<Mapping> {
+    override_json
+        .map_or_else(|| Ok(Mapping::defaults()), Mapping::with_override)
+        .context("the world's mapping override")
+}
+
+/// The forms of a site that follows `mapping`: `configured`, plus each optional form the mapping
+/// enables and the site does not have yet, built as a consultant would: the mapping's form and field
+/// names (a field mapped to `null` left out), each field of the kind of its default.
+pub fn site_forms(mut configured: Vec<FormDefinition>, mapping: &Mapping) -> Vec<FormDefinition> {
+    let defaults = Mapping::defaults();
+    let templates = smartabase_sim::optional_forms();
+    for ((key, spec), (_, default)) in mapping.forms().into_iter().zip(defaults.forms()) {
+        let wanted = OPTIONAL_FORMS.contains(&key) && spec.enabled;
+        if !wanted || configured.iter().any(|form| form.name == spec.form) {
+            continue;
+        }
+        let template = templates.iter().find(|form| form.name == default.form);
+        let mut form = FormDefinition::event(&spec.form);
+        for (role, name) in spec.fields() {
+            let Some(name) = name else { continue };
+            let kind = default
+                .field(role)
+                .and_then(|default_name| template?.field(default_name))
+                .map_or(FieldKind::Text, |field| field.kind);
+            form.fields.push(FieldDefinition {
+                name: name.to_string(),
+                kind,
+            });
+        }
+        configured.push(form);
+    }
+    configured
+}
+
 async fn simulators(
     options: &WorldOptions,
     public_base_url: &str,
@@ -146,7 +191,12 @@ async fn simulators(
     let polar = PolarSim::start(polar_config)
         .await
         .context("starting polar-sim")?;
-    let smartabase = SmartabaseSim::start(options.smartabase.clone())
+    let mut smartabase_config = options.smartabase.clone();
+    smartabase_config.forms = site_forms(
+        smartabase_config.forms,
+        &mapping(options.mapping.as_deref())?,
+    );
+    let smartabase = SmartabaseSim::start(smartabase_config)
         .await
         .context("starting smartabase-sim")?;
     Ok((polar, smartabase))
@@ -229,6 +279,12 @@ impl<S: Store> World<S> {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })?;
         let secrets = Secrets::from_json(&secrets_json)?;
+        if let Some(mapping) = &options.mapping {
+            store
+                .put_setting(MAPPING_SETTING, mapping.trim())
+                .await
+                .context("storing the world's mapping override")?;
+        }
         // Every world's logs are captured (and written for the suite-wide scan) with its secrets beside them.
         crate::logs::install();
         crate::logs::record_secrets(secret_values(&secrets_json));
@@ -449,4 +505,123 @@ pub struct WorkerRun {
     pub delivered: usize,
     /// Deliveries that failed.
     pub failed: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use smartabase_sim::{
+        POLAR_ALERTNESS, POLAR_CARDIO_LOAD, POLAR_DAILY_HEART_RATE, default_forms, optional_forms,
+    };
+
+    use super::*;
+
+    fn fields(form: &FormDefinition) -> Vec<(&str, FieldKind)> {
+        form.fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind))
+            .collect()
+    }
+
+    #[test]
+    fn the_simulators_optional_forms_are_the_mappings_defaults() {
+        let everything = Mapping::with_override(
+            r#"{"cardio_load": {"enabled": true}, "alertness": {"enabled": true},
+                "daily_heart_rate": {"enabled": true}}"#,
+        )
+        .unwrap();
+        for (key, spec) in everything.forms() {
+            if !OPTIONAL_FORMS.contains(&key) {
+                continue;
+            }
+            let form = optional_forms()
+                .into_iter()
+                .find(|f| f.name == spec.form)
+                .unwrap_or_else(|| panic!("no site form for {key}"));
+            let mut mapped: Vec<&str> = spec.fields().filter_map(|(_, name)| name).collect();
+            let mut built: Vec<&str> = form.fields.iter().map(|f| f.name.as_str()).collect();
+            mapped.sort_unstable();
+            built.sort_unstable();
+            assert_eq!(built, mapped, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_site_gets_the_optional_forms_its_mapping_enables_with_the_mappings_names() {
+        let plain = site_forms(default_forms(), &Mapping::defaults());
+        assert_eq!(plain, default_forms(), "nothing enabled, nothing added");
+
+        let mapping = Mapping::with_override(
+            r#"{"cardio_load": {"enabled": true, "form": "Club Load",
+                "fields": {"strain": "Acute Load", "cardio_load_ratio": null}},
+                "daily_heart_rate": {"enabled": true}}"#,
+        )
+        .unwrap();
+        let forms = site_forms(default_forms(), &mapping);
+        let names: Vec<&str> = forms.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names.len(), default_forms().len() + 2);
+        assert!(!names.contains(&POLAR_ALERTNESS) && !names.contains(&POLAR_CARDIO_LOAD));
+        let club = forms.iter().find(|f| f.name == "Club Load").unwrap();
+        assert_eq!(club.kind, smartabase_sim::FormKind::Event);
+        let mut club_fields = fields(club);
+        club_fields.sort_unstable_by_key(|(name, _)| *name);
+        assert_eq!(
+            club_fields,
+            [
+                ("Acute Load", FieldKind::Number),
+                ("Cardio Load", FieldKind::Number),
+                ("Cardio Load Date", FieldKind::Text),
+                ("Cardio Load Status", FieldKind::Text),
+                ("Tolerance", FieldKind::Number),
+            ]
+        );
+        let heart = forms
+            .iter()
+            .find(|f| f.name == POLAR_DAILY_HEART_RATE)
+            .unwrap();
+        let template = optional_forms()
+            .into_iter()
+            .find(|f| f.name == POLAR_DAILY_HEART_RATE)
+            .unwrap();
+        let mut built = fields(heart);
+        let mut expected = fields(&template);
+        built.sort_unstable_by_key(|(name, _)| *name);
+        expected.sort_unstable_by_key(|(name, _)| *name);
+        assert_eq!(built, expected);
+
+        // A site that already has the form keeps its own.
+        let own = FormDefinition::event("Club Load").with_text_fields(&["Cardio Load Date"]);
+        let kept = site_forms(vec![own.clone()], &mapping);
+        assert_eq!(kept.iter().filter(|f| f.name == "Club Load").count(), 1);
+        assert_eq!(kept[0], own);
+    }
+
+    #[tokio::test]
+    async fn a_world_with_a_mapping_runs_the_connector_and_the_site_with_it() {
+        let world = World::in_memory(WorldOptions {
+            mapping: Some(r#"{"alertness": {"enabled": true}}"#.into()),
+            ..WorldOptions::default()
+        })
+        .await
+        .unwrap();
+        assert!(world.connector.mapping.alertness.enabled);
+        assert!(!world.connector.mapping.cardio_load.enabled);
+        let site = &world.smartabase.config().forms;
+        assert!(site.iter().any(|f| f.name == POLAR_ALERTNESS));
+        assert!(!site.iter().any(|f| f.name == POLAR_CARDIO_LOAD));
+        let keys: Vec<&str> = world
+            .connector
+            .mapping
+            .enabled_forms()
+            .iter()
+            .map(|f| f.key)
+            .collect();
+        assert!(keys.contains(&"alertness"));
+
+        let refused = World::in_memory(WorldOptions {
+            mapping: Some(r#"{"alertness": {"enabled": "yes"}}"#.into()),
+            ..WorldOptions::default()
+        })
+        .await;
+        assert!(refused.is_err());
+    }
 }

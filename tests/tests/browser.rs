@@ -249,6 +249,7 @@ async fn an_athlete_links_polar_in_headless_chromium_through_the_local_runner() 
         work_dir: artifacts.join("browser-stack"),
         history_before_registration: false,
         sync_interval_minutes: 60,
+        mapping: None,
     })
     .await
     .unwrap();

@@ -311,7 +311,7 @@ async fn bad_signatures_are_refused_pings_and_unknown_users_are_answered_200() {
             event: "EXERCISE".into(),
             polar_user_id: Some(stranger),
             entity_id: Some("Zz9".into()),
-            date: None,
+            ..WebhookEventRequest::default()
         })
         .unwrap();
     assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);

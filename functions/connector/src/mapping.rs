@@ -23,8 +23,8 @@ pub enum MappingCommand {
     Show,
     /// Validate FILE as a mapping override and store it; functions use it from their next cold start.
     Set {
-        /// JSON naming only what differs, e.g. {"training": {"form": "Club Training"}}; a field set to
-        /// null is left out of every write.
+        /// JSON naming only what differs, e.g. {"training": {"form": "Club Training"}} or
+        /// {"cardio_load": {"enabled": true}}; a field set to null is left out of every write.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -100,6 +100,9 @@ fn effective_json(mapping: &Mapping) -> anyhow::Result<Value> {
             anyhow!("the built-in mapping has a form `{key}` this CLI does not know")
         })?;
         entry["form"] = Value::String(spec.form.clone());
+        if entry.get("enabled").is_some() {
+            entry["enabled"] = Value::Bool(spec.enabled);
+        }
         if let Some(fields) = entry.get_mut("fields").and_then(Value::as_object_mut) {
             for (role, name) in fields.iter_mut() {
                 *name = spec
@@ -112,15 +115,10 @@ fn effective_json(mapping: &Mapping) -> anyhow::Result<Value> {
 }
 
 fn form_spec<'a>(mapping: &'a Mapping, key: &str) -> Option<&'a FormSpec> {
-    match key {
-        "training" => Some(&mapping.training),
-        "activity" => Some(&mapping.activity),
-        "sleep" => Some(&mapping.sleep),
-        "recharge" => Some(&mapping.recharge),
-        "auth_portal" => Some(&mapping.auth_portal),
-        "access_token" => Some(&mapping.access_token),
-        _ => None,
-    }
+    mapping
+        .forms()
+        .into_iter()
+        .find_map(|(form_key, spec)| (form_key == key).then_some(spec))
 }
 
 #[cfg(test)]
@@ -144,5 +142,21 @@ mod tests {
         assert_eq!(json["sleep"]["fields"]["continuity"], Value::Null);
         assert_eq!(json["sleep"]["fields"]["sleep_score"], "Score");
         assert_eq!(json["training"]["form"], "Polar Training");
+    }
+
+    #[test]
+    fn effective_json_shows_which_optional_forms_are_enabled() {
+        let mapping = Mapping::with_override(
+            r#"{"daily_heart_rate": {"enabled": true, "fields": {"samples": null}}}"#,
+        )
+        .unwrap();
+        let json = effective_json(&mapping).unwrap();
+        assert_eq!(json["daily_heart_rate"]["enabled"], true);
+        assert_eq!(json["daily_heart_rate"]["fields"]["samples"], Value::Null);
+        assert_eq!(json["cardio_load"]["enabled"], false);
+        assert_eq!(json["alertness"]["enabled"], false);
+        assert_eq!(json["alertness"]["form"], "Polar Alertness");
+        // The core forms are always written: they carry no switch.
+        assert_eq!(json["training"].get("enabled"), None);
     }
 }

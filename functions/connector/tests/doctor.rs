@@ -333,6 +333,71 @@ async fn a_missing_form_is_named_until_the_mapping_points_at_the_sites_own_name(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_enabled_optional_form_is_checked_only_once_enabled_and_named_when_the_site_lacks_it() {
+    // The site as the consultant found it: the core forms only.
+    let stack = Stack::new().await;
+    stack.world.add_athlete("ath-ada", "Ada", "Okafor");
+    let before = doctor(&stack, &[], &[]).await;
+    before.ok();
+    assert!(!before.stdout.contains("form.cardio_load"), "{before:?}");
+
+    let mapping = temp_file(r#"{"cardio_load": {"enabled": true}}"#);
+    let mut set = stack.command();
+    set.args(["mapping", "set", mapping.path().to_str().unwrap()]);
+    stack.output(set).await.ok();
+    let run = doctor(&stack, &[], &[]).await;
+    run.failed_with(1, "1 check(s) failed");
+    let lines = lines(&run);
+    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+    let at = names.iter().position(|n| *n == "form.recharge").unwrap();
+    assert_eq!(names[at + 1], "form.cardio_load", "{names:?}");
+    assert!(!names.contains(&"form.alertness") && !names.contains(&"form.daily_heart_rate"));
+    assert_statuses(
+        &lines,
+        &[("form.cardio_load", "fail"), ("polar.webhook", "warn")],
+    );
+    let cardio = &line(&lines, "form.cardio_load").text;
+    assert!(
+        cardio.contains("no event form `Polar Cardio Load` on the site")
+            && cardio.contains(r#""Cardio Load Ratio""#)
+            && cardio.contains(r#"{"cardio_load":{"enabled":false}}"#),
+        "{cardio}"
+    );
+    assert_nothing_secret_printed(&stack, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_built_for_its_optional_forms_passes_their_checks() {
+    let stack = Stack::with_options(WorldOptions {
+        mapping: Some(
+            r#"{"alertness": {"enabled": true, "fields": {"sleep_inertia": null}},
+                "daily_heart_rate": {"enabled": true, "form": "Club Heart Rate"}}"#
+                .into(),
+        ),
+        ..WorldOptions::default()
+    })
+    .await;
+    stack.world.add_athlete("ath-ada", "Ada", "Okafor");
+    let run = doctor(&stack, &[], &[]).await;
+    run.ok();
+    let lines = lines(&run);
+    assert_statuses(&lines, &[("polar.webhook", "warn")]);
+    assert!(
+        line(&lines, "form.alertness")
+            .text
+            .contains("`Polar Alertness` has every mapped field (5; 1 left out by the mapping)"),
+        "{run:?}"
+    );
+    assert!(
+        line(&lines, "form.daily_heart_rate")
+            .text
+            .contains("`Club Heart Rate` has every mapped field (5)"),
+        "{run:?}"
+    );
+    assert!(!run.stdout.contains("form.cardio_load"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wrong_smartabase_credentials_fail_the_login_and_the_checks_needing_it_say_so() {
     let stack = Stack::new().await;
     stack.world.add_athlete("ath-ada", "Ada", "Okafor");

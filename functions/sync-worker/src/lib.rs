@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use shared::clock::Clock;
 use shared::metrics::Metrics;
+use shared::model::DataKind;
 use shared::polar::PolarApi;
 use shared::queue::{JobQueue, Outgoing, SyncJob};
 use shared::smartabase::SmartabaseApi;
@@ -165,15 +166,7 @@ where
                     (started - job.enqueued_at).num_milliseconds() as f64 / 1000.0,
                 );
             for (kind, written) in &counts.written {
-                metrics.count(
-                    match kind {
-                        shared::model::DataKind::Training => "TrainingRecordsWritten",
-                        shared::model::DataKind::Activity => "ActivityRecordsWritten",
-                        shared::model::DataKind::Sleep => "SleepRecordsWritten",
-                        shared::model::DataKind::Recharge => "RechargeRecordsWritten",
-                    },
-                    *written,
-                );
+                metrics.count(records_written_metric(*kind), *written);
             }
             info!(
                 athlete = %job.athlete,
@@ -273,4 +266,42 @@ where
         }
     }
     false
+}
+
+/// The metric counting the records of `kind` written to Smartabase (the dashboard graphs each one).
+fn records_written_metric(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::Training => "TrainingRecordsWritten",
+        DataKind::Activity => "ActivityRecordsWritten",
+        DataKind::Sleep => "SleepRecordsWritten",
+        DataKind::Recharge => "RechargeRecordsWritten",
+        DataKind::CardioLoad => "CardioLoadRecordsWritten",
+        DataKind::Alertness => "AlertnessRecordsWritten",
+        DataKind::DailyHeartRate => "DailyHeartRateRecordsWritten",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_written_metric_on_the_dashboard() {
+        let template = include_str!("../../../infra/template.yaml");
+        let names: BTreeSet<&str> = DataKind::ALL
+            .into_iter()
+            .map(records_written_metric)
+            .collect();
+        assert_eq!(names.len(), DataKind::ALL.len());
+        for name in names {
+            assert!(
+                template.contains(&format!(
+                    "[\"PolarConnector\", \"{name}\", \"Function\", \"sync-worker\""
+                )),
+                "{name} is not graphed"
+            );
+        }
+    }
 }

@@ -14,8 +14,8 @@
 //! limits below). The check is made once, where Polar's JSON is read (`polar::scale`), so every value
 //! this module sees is data and Polar's quirks stay in the Polar module.
 //!
-//! - A daily record (activity, sleep, recharge) with **nothing measured** is no record, as Polar's 404
-//!   is: it makes no event. A coach reads an event as "the watch measured this"; an event holding only
+//! - A daily record (activity, sleep, recharge, cardio load, 24/7 heart rate) or an alertness period
+//!   with **nothing measured** is no record, as Polar's 404 is: it makes no event. A coach reads an event as "the watch measured this"; an event holding only
 //!   its date would look like a night that was slept and not recorded. (An event already written for
 //!   that date keeps its values.) A training session is always an event: that the athlete trained is
 //!   news even when nothing was measured.
@@ -49,9 +49,17 @@
 //! | Recharge | `Average HR` | `heart_rate_avg` bpm | 20–250 | 0, outside | as training |
 //! | Recharge | `Average HRV (ms)` | `heart_rate_variability_avg` ms | more than 0, at most 1,000 | 0, negative | RMSSD of a beating heart is never 0 |
 //! | Recharge | `Breathing Rate` | `breathing_rate_avg` /min | more than 0, at most 60 | 0, negative | nobody asleep breathes 0 or 60+ times a minute |
+//! | Cardio Load | `Cardio Load Status` | `cardio_load_status` | Polar's status (`PRODUCTIVE`, `MAINTAINING`, …) | `LOAD_STATUS_NOT_AVAILABLE`, `UNRECOGNIZED`, blank | Polar lists every day, computable or not |
+//! | Cardio Load | `Cardio Load` | `cardio_load` (TRIMP) | with a status: 0 to 100,000 (0 is a rest day); without: more than 0 | negative; 0 on a day without a status | a rest day's 0 is part of the acute:chronic picture; without a status Polar sends 0 for "not computed" |
+//! | Cardio Load | `Strain`, `Tolerance` | `strain`, `tolerance` | 0 to 100,000, when the day has a status | negative; any value on a day without a status | averages of daily loads, not computed without enough history |
+//! | Cardio Load | `Cardio Load Ratio` | `cardio_load_ratio` | 0 to 100, when the day has a status | negative, above 100; any value on a day without a status | strain / tolerance: at most 4 for Polar's averages |
+//! | Alertness | `Alertness Grade` | `grade` | 0–10, when `validity` is valid or an estimate | outside 0–10; `VALIDITY_NOT_VALID`, `VALIDITY_RESET`, `VALIDITY_UNKNOWN` | Polar's own word that the grade is not a grade |
+//! | Alertness | `Grade Classification` | `grade_classification` | Polar's class (`GRADE_CLASSIFICATION_STRONG`, …) when the grade is valid | `…_UNKNOWN`, blank; a grade that is not valid | as the grade |
+//! | Alertness | `Sleep Inertia`, `Sleep Type`, `Validity` | `sleep_inertia`, `sleep_type`, `validity` | Polar's value (`SLEEP_TYPE_SECONDARY` is a nap) | `…_UNKNOWN`, blank | the enums' own "unknown" |
+//! | Daily Heart Rate | `Lowest HR`, `Average HR`, `Highest HR`, `Samples` | `heart_rate_samples[].heart_rate` bpm | computed from the samples of 20–250 bpm | samples of 0 (watch off the wrist) or outside 20–250 are not counted; a day without one is no event | as training |
 //!
-//! The date fields (`Activity Date`, `Sleep Date`, `Recharge Date`) and `Polar Exercise ID` are always
-//! written: without them there is no record.
+//! The date fields (`Activity Date`, `Sleep Date`, `Recharge Date`, `Cardio Load Date`, `Alertness Date`,
+//! `Heart Rate Date`) and `Polar Exercise ID` are always written: without them there is no record.
 
 use std::collections::BTreeMap;
 
@@ -61,7 +69,10 @@ use serde::Deserialize;
 use crate::crypto::sha256_hex;
 use crate::ids::{EventId, SmartabaseUserId};
 use crate::model::{DataKind, LedgerKey, RecordKey};
-use crate::polar::{DailyActivity, Exercise, NightlyRecharge, Sleep};
+use crate::polar::{
+    Alertness, CardioLoad, DailyActivity, DailyHeartRate, Exercise, NightlyRecharge, Sleep,
+    WebhookEventType,
+};
 use crate::smartabase::{EventWrite, format_date, format_time};
 
 /// The built-in mapping: the forms and field names of design §5.
@@ -75,9 +86,16 @@ pub enum MappingError {
     Shape(String),
     /// A form key that does not exist.
     #[error(
-        "mapping: unknown form `{0}` (known: training, activity, sleep, recharge, auth_portal, access_token)"
+        "mapping: unknown form `{0}` (known: training, activity, sleep, recharge, cardio_load, alertness, \
+         daily_heart_rate, auth_portal, access_token)"
     )]
     UnknownForm(String),
+    /// `enabled` on a form the connector always writes.
+    #[error(
+        "mapping: `{0}.enabled`: the form `{0}` is always written; only cardio_load, alertness and \
+         daily_heart_rate can be enabled"
+    )]
+    AlwaysEnabled(String),
     /// A field role that does not exist on that form.
     #[error("mapping: form `{form}` has no field `{role}`")]
     UnknownField {
@@ -113,15 +131,20 @@ pub enum MappingError {
 #[serde(deny_unknown_fields)]
 struct RawForm {
     form: Option<String>,
+    enabled: Option<bool>,
     #[serde(default)]
     fields: BTreeMap<String, Option<String>>,
 }
 
-/// One form: its name and, for each field role, the Smartabase field name (`None` = not on this site's form).
+/// One form: its name, whether the connector writes it, and for each field role the Smartabase field
+/// name (`None` = not on this site's form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormSpec {
     /// The form's exact name.
     pub form: String,
+    /// Whether the connector writes this form on this site: always for the core forms, for an optional
+    /// form (design §5b) once the site enables it. A disabled form costs no Polar call.
+    pub enabled: bool,
     fields: BTreeMap<String, Option<String>>,
 }
 
@@ -159,7 +182,7 @@ pub struct SiteForm<'a> {
     pub spec: &'a FormSpec,
 }
 
-/// All six forms.
+/// All nine forms: six the connector always writes, three a site may enable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
     /// `Polar Training`.
@@ -170,25 +193,49 @@ pub struct Mapping {
     pub sleep: FormSpec,
     /// `Polar Nightly Recharge`.
     pub recharge: FormSpec,
+    /// `Polar Cardio Load` (optional).
+    pub cardio_load: FormSpec,
+    /// `Polar Alertness` (optional).
+    pub alertness: FormSpec,
+    /// `Polar Daily Heart Rate` (optional).
+    pub daily_heart_rate: FormSpec,
     /// `Polar Auth Portal` (profile).
     pub auth_portal: FormSpec,
     /// `Polar Access Token` (profile).
     pub access_token: FormSpec,
 }
 
-const FORM_KEYS: [&str; 6] = [
+/// Every form key, in the order of `default.json`.
+pub const FORM_KEYS: [&str; 9] = [
     "training",
     "activity",
     "sleep",
     "recharge",
+    "cardio_load",
+    "alertness",
+    "daily_heart_rate",
     "auth_portal",
     "access_token",
 ];
 const PROFILE_FORMS: [&str; 2] = ["auth_portal", "access_token"];
+/// The forms a site enables (`{"cardio_load": {"enabled": true}}`); off by default.
+pub const OPTIONAL_FORMS: [&str; 3] = ["cardio_load", "alertness", "daily_heart_rate"];
 
+/// The forms of a mapping file; a shape error names the key it is at.
 fn parse_forms(json: &str) -> Result<BTreeMap<String, RawForm>, MappingError> {
-    serde_json::from_str(json)
-        .map_err(|e| MappingError::Shape(format!("line {}, column {}", e.line(), e.column())))
+    let mut reader = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = (inner.line(), inner.column());
+        let what = inner.to_string();
+        let what = what.split(" at line ").next().unwrap_or(&what);
+        MappingError::Shape(if path == "." {
+            format!("{what} (line {line}, column {column})")
+        } else {
+            format!("`{path}`: {what} (line {line}, column {column})")
+        })
+    })
 }
 
 impl Mapping {
@@ -218,6 +265,12 @@ impl Mapping {
                 .ok_or_else(|| MappingError::UnknownForm(key.clone()))?;
             if let Some(name) = raw.form {
                 base.form = Some(name);
+            }
+            if let Some(enabled) = raw.enabled {
+                if !OPTIONAL_FORMS.contains(&key.as_str()) {
+                    return Err(MappingError::AlwaysEnabled(key));
+                }
+                base.enabled = Some(enabled);
             }
             for (role, name) in raw.fields {
                 let slot =
@@ -250,8 +303,11 @@ impl Mapping {
                     });
                 }
             }
+            // The core forms are always written; an optional one only when the site enables it.
+            let enabled = !OPTIONAL_FORMS.contains(&key) || raw.enabled.unwrap_or(false);
             Ok(FormSpec {
                 form,
+                enabled,
                 fields: raw.fields,
             })
         };
@@ -260,8 +316,11 @@ impl Mapping {
             activity: take(FORM_KEYS[1])?,
             sleep: take(FORM_KEYS[2])?,
             recharge: take(FORM_KEYS[3])?,
-            auth_portal: take(FORM_KEYS[4])?,
-            access_token: take(FORM_KEYS[5])?,
+            cardio_load: take(FORM_KEYS[4])?,
+            alertness: take(FORM_KEYS[5])?,
+            daily_heart_rate: take(FORM_KEYS[6])?,
+            auth_portal: take(FORM_KEYS[7])?,
+            access_token: take(FORM_KEYS[8])?,
         };
         let event_forms = DataKind::ALL.map(|kind| (kind, &mapping.form(kind).form));
         for (i, (first, form)) in event_forms.iter().enumerate() {
@@ -276,8 +335,23 @@ impl Mapping {
         Ok(mapping)
     }
 
+    /// Every form with its key, in the order of `default.json`.
+    pub fn forms(&self) -> [(&'static str, &FormSpec); 9] {
+        [
+            (FORM_KEYS[0], &self.training),
+            (FORM_KEYS[1], &self.activity),
+            (FORM_KEYS[2], &self.sleep),
+            (FORM_KEYS[3], &self.recharge),
+            (FORM_KEYS[4], &self.cardio_load),
+            (FORM_KEYS[5], &self.alertness),
+            (FORM_KEYS[6], &self.daily_heart_rate),
+            (FORM_KEYS[7], &self.auth_portal),
+            (FORM_KEYS[8], &self.access_token),
+        ]
+    }
+
     /// Every form the connector writes on this site, in the order of `default.json`: the forms a site
-    /// must have. A form the mapping switches off is not listed.
+    /// must have. An optional form is listed only when the site enables it.
     pub fn enabled_forms(&self) -> Vec<SiteForm<'_>> {
         let kind = |key: &str| {
             if PROFILE_FORMS.contains(&key) {
@@ -286,21 +360,15 @@ impl Mapping {
                 FormKind::Event
             }
         };
-        [
-            (FORM_KEYS[0], &self.training),
-            (FORM_KEYS[1], &self.activity),
-            (FORM_KEYS[2], &self.sleep),
-            (FORM_KEYS[3], &self.recharge),
-            (FORM_KEYS[4], &self.auth_portal),
-            (FORM_KEYS[5], &self.access_token),
-        ]
-        .into_iter()
-        .map(|(key, spec)| SiteForm {
-            key,
-            kind: kind(key),
-            spec,
-        })
-        .collect()
+        self.forms()
+            .into_iter()
+            .filter(|(_, spec)| spec.enabled)
+            .map(|(key, spec)| SiteForm {
+                key,
+                kind: kind(key),
+                spec,
+            })
+            .collect()
     }
 
     /// The event form for a data kind.
@@ -310,7 +378,29 @@ impl Mapping {
             DataKind::Activity => &self.activity,
             DataKind::Sleep => &self.sleep,
             DataKind::Recharge => &self.recharge,
+            DataKind::CardioLoad => &self.cardio_load,
+            DataKind::Alertness => &self.alertness,
+            DataKind::DailyHeartRate => &self.daily_heart_rate,
         }
+    }
+
+    /// Whether this site gets events of `kind` (the core kinds always; an optional one when enabled):
+    /// a kind that is not enabled must cost no Polar call.
+    pub fn is_enabled(&self, kind: DataKind) -> bool {
+        self.form(kind).enabled
+    }
+
+    /// The webhook events this site needs: the core three, and the events that announce an enabled
+    /// optional form's data (cardio load has none: it follows the day's exercises).
+    pub fn webhook_events(&self) -> Vec<WebhookEventType> {
+        let mut events = WebhookEventType::SUBSCRIBED.to_vec();
+        if self.daily_heart_rate.enabled {
+            events.push(WebhookEventType::ContinuousHeartRate);
+        }
+        if self.alertness.enabled {
+            events.push(WebhookEventType::SleepWiseAlertness);
+        }
+        events
     }
 
     /// A training session: local start → local start + duration (which may cross midnight).
@@ -416,6 +506,83 @@ impl Mapping {
             DataKind::Sleep,
             RecordKey::Date(sleep.date),
             &self.sleep,
+            start,
+            finish,
+            b.pairs,
+        )
+    }
+
+    /// A day's cardio load: Polar's date, 12:00 AM → 11:59 PM. (A day Polar could not compute at all is
+    /// no [`CardioLoad`] record, so it makes no event.)
+    pub fn cardio_load(&self, day: &CardioLoad) -> MappedEvent {
+        let mut b = PairsBuilder::new(&self.cardio_load);
+        b.date("cardio_load_date", day.date);
+        b.number("cardio_load", day.cardio_load);
+        b.number("strain", day.strain);
+        b.number("tolerance", day.tolerance);
+        b.number("cardio_load_ratio", day.cardio_load_ratio);
+        b.text("cardio_load_status", day.status.as_deref());
+        let (start, finish) = whole_day(day.date);
+        MappedEvent::new(
+            DataKind::CardioLoad,
+            RecordKey::Date(day.date),
+            &self.cardio_load,
+            start,
+            finish,
+            b.pairs,
+        )
+    }
+
+    /// A SleepWise alertness period: one event per sleep period (a nap is its own), on the athlete's
+    /// local date at the period's end (UTC + `sleep_timezone_offset_minutes`), 12:00 AM → 11:59 PM.
+    pub fn alertness(&self, period: &Alertness) -> MappedEvent {
+        let date = period.local_end_date();
+        let mut b = PairsBuilder::new(&self.alertness);
+        b.date("alertness_date", date);
+        b.number("grade", period.grade);
+        b.text(
+            "grade_classification",
+            period.grade_classification.as_deref(),
+        );
+        b.text("sleep_inertia", period.sleep_inertia.as_deref());
+        b.text("sleep_type", period.sleep_type.as_deref());
+        b.text("validity", period.validity.as_deref());
+        let (start, finish) = whole_day(date);
+        MappedEvent::new(
+            DataKind::Alertness,
+            RecordKey::sleep_period(period.sleep_period_start),
+            &self.alertness,
+            start,
+            finish,
+            b.pairs,
+        )
+    }
+
+    /// A day's 24/7 heart rate: Polar's date, 12:00 AM → 11:59 PM; the lowest, mean (one decimal) and
+    /// highest of the day's samples and how many there are.
+    pub fn daily_heart_rate(&self, day: &DailyHeartRate) -> MappedEvent {
+        let rates = || day.samples.iter().map(|s| s.heart_rate);
+        let count = day.samples.len() as u64;
+        let total: u64 = rates().map(u64::from).sum();
+        // The mean in tenths, halves rounded up (60.25 → 60.3), exactly: integers, no float ties.
+        let mean = (count > 0).then(|| {
+            let tenths = (total * 20 + count) / (2 * count);
+            format!("{}.{}", tenths / 10, tenths % 10)
+        });
+        let mut b = PairsBuilder::new(&self.daily_heart_rate);
+        b.date("heart_rate_date", day.date);
+        b.integer("lowest_hr", rates().min().map(i64::from));
+        b.push("average_hr", mean);
+        b.integer("highest_hr", rates().max().map(i64::from));
+        b.integer(
+            "samples",
+            (count > 0).then(|| i64::try_from(count).unwrap_or(i64::MAX)),
+        );
+        let (start, finish) = whole_day(day.date);
+        MappedEvent::new(
+            DataKind::DailyHeartRate,
+            RecordKey::Date(day.date),
+            &self.daily_heart_rate,
             start,
             finish,
             b.pairs,
@@ -590,11 +757,13 @@ impl MappedEvent {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use chrono::{DateTime, FixedOffset};
 
     use super::*;
     use crate::ids::ExerciseId;
-    use crate::polar::HeartRateZone;
+    use crate::polar::{HeartRateSample, HeartRateZone};
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -898,6 +1067,416 @@ mod tests {
         assert_eq!(sleep.len(), 11);
         assert!(sleep.contains(&("continuity", None)));
         assert!(sleep.contains(&("sleep_score", Some("Sleep Score"))));
+    }
+
+    fn pairs(event: &MappedEvent) -> Vec<(&str, &str)> {
+        event
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn on(m: &Mapping, key: &str) -> bool {
+        m.enabled_forms().iter().any(|f| f.key == key)
+    }
+
+    #[test]
+    fn the_optional_forms_are_off_by_default_with_the_design_names() {
+        let m = Mapping::defaults();
+        for (kind, key, form) in [
+            (DataKind::CardioLoad, "cardio_load", "Polar Cardio Load"),
+            (DataKind::Alertness, "alertness", "Polar Alertness"),
+            (
+                DataKind::DailyHeartRate,
+                "daily_heart_rate",
+                "Polar Daily Heart Rate",
+            ),
+        ] {
+            assert_eq!(m.form(kind).form, form);
+            assert!(!m.is_enabled(kind), "{key}");
+            assert!(!on(&m, key), "{key}");
+        }
+        for kind in [
+            DataKind::Training,
+            DataKind::Activity,
+            DataKind::Sleep,
+            DataKind::Recharge,
+        ] {
+            assert!(m.is_enabled(kind));
+        }
+        let names = |spec: &FormSpec| -> Vec<String> {
+            spec.fields()
+                .filter_map(|(_, name)| name.map(str::to_string))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        assert_eq!(
+            names(&m.cardio_load),
+            [
+                "Cardio Load",
+                "Cardio Load Date",
+                "Cardio Load Ratio",
+                "Cardio Load Status",
+                "Strain",
+                "Tolerance"
+            ]
+        );
+        assert_eq!(
+            names(&m.alertness),
+            [
+                "Alertness Date",
+                "Alertness Grade",
+                "Grade Classification",
+                "Sleep Inertia",
+                "Sleep Type",
+                "Validity"
+            ]
+        );
+        assert_eq!(
+            names(&m.daily_heart_rate),
+            [
+                "Average HR",
+                "Heart Rate Date",
+                "Highest HR",
+                "Lowest HR",
+                "Samples"
+            ]
+        );
+        assert_eq!(m.webhook_events(), WebhookEventType::SUBSCRIBED);
+    }
+
+    #[test]
+    fn a_site_enables_an_optional_form_and_only_that_one_is_listed() {
+        let m = Mapping::with_override(r#"{"cardio_load": {"enabled": true}}"#).unwrap();
+        let keys: Vec<&str> = m.enabled_forms().iter().map(|f| f.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "training",
+                "activity",
+                "sleep",
+                "recharge",
+                "cardio_load",
+                "auth_portal",
+                "access_token"
+            ]
+        );
+        assert!(m.is_enabled(DataKind::CardioLoad));
+        assert!(!m.is_enabled(DataKind::Alertness));
+        let cardio = m.enabled_forms()[4];
+        assert_eq!(
+            (cardio.kind, cardio.spec.form.as_str()),
+            (FormKind::Event, "Polar Cardio Load")
+        );
+        // Enabling cardio load needs no new webhook event; heart rate and alertness do.
+        assert_eq!(m.webhook_events(), WebhookEventType::SUBSCRIBED);
+        let all = Mapping::with_override(
+            r#"{"cardio_load": {"enabled": true}, "alertness": {"enabled": true},
+                "daily_heart_rate": {"enabled": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(all.enabled_forms().len(), 9);
+        assert_eq!(
+            all.webhook_events(),
+            [
+                WebhookEventType::Exercise,
+                WebhookEventType::Sleep,
+                WebhookEventType::ActivitySummary,
+                WebhookEventType::ContinuousHeartRate,
+                WebhookEventType::SleepWiseAlertness,
+            ]
+        );
+        let off = Mapping::with_override(r#"{"alertness": {"enabled": false}}"#).unwrap();
+        assert_eq!(off, Mapping::defaults());
+    }
+
+    #[test]
+    fn an_optional_form_is_renamed_like_the_core_forms() {
+        let m = Mapping::with_override(
+            r#"{"alertness": {"enabled": true, "form": "Sleep Boost",
+                "fields": {"grade": "Boost", "sleep_inertia": null}}}"#,
+        )
+        .unwrap();
+        let event = m.alertness(&alertness_at("2026-01-10T06:30:00Z", 0));
+        assert_eq!(event.form, "Sleep Boost");
+        assert_eq!(event.value("Boost"), Some("7.4"));
+        assert_eq!(event.value("Alertness Grade"), None);
+        assert_eq!(event.value("Sleep Inertia"), None);
+        assert_eq!(event.value("Sleep Type"), Some("SLEEP_TYPE_PRIMARY"));
+        assert_eq!(m.enabled_forms()[4].spec.form, "Sleep Boost");
+    }
+
+    #[test]
+    fn bad_optional_form_overrides_name_the_offending_key() {
+        assert_eq!(
+            Mapping::with_override(r#"{"training": {"enabled": false}}"#),
+            Err(MappingError::AlwaysEnabled("training".into()))
+        );
+        assert_eq!(
+            MappingError::AlwaysEnabled("sleep".into()).to_string(),
+            "mapping: `sleep.enabled`: the form `sleep` is always written; only cardio_load, \
+             alertness and daily_heart_rate can be enabled"
+        );
+        assert_eq!(
+            Mapping::with_override(r#"{"cardio_load": {"fields": {"acwr": "ACWR"}}}"#),
+            Err(MappingError::UnknownField {
+                form: "cardio_load".into(),
+                role: "acwr".into()
+            })
+        );
+        assert_eq!(
+            Mapping::with_override(r#"{"daily_heart_rate": {"fields": {"samples": " "}}}"#),
+            Err(MappingError::EmptyName {
+                form: "daily_heart_rate".into(),
+                role: "samples".into()
+            })
+        );
+        let Err(MappingError::Shape(wrong_type)) =
+            Mapping::with_override(r#"{"cardio_load": {"enabled": "yes"}}"#)
+        else {
+            panic!("a string is no switch");
+        };
+        assert!(
+            wrong_type.starts_with(
+                "`cardio_load.enabled`: invalid type: string \"yes\", expected a boolean"
+            ),
+            "{wrong_type}"
+        );
+        let Err(MappingError::Shape(misspelt)) =
+            Mapping::with_override(r#"{"alertness": {"enable": true}}"#)
+        else {
+            panic!("an unknown key is refused");
+        };
+        assert!(
+            misspelt.starts_with("`alertness.enable`: unknown field `enable`"),
+            "{misspelt}"
+        );
+        assert!(
+            MappingError::UnknownForm("heart_rate".into())
+                .to_string()
+                .contains("daily_heart_rate")
+        );
+    }
+
+    fn cardio(date_: NaiveDate) -> CardioLoad {
+        CardioLoad {
+            date: date_,
+            status: Some("PRODUCTIVE".into()),
+            cardio_load: Some(118.4),
+            strain: Some(96.2),
+            tolerance: Some(81.5),
+            cardio_load_ratio: Some(1.18),
+        }
+    }
+
+    #[test]
+    fn cardio_load_is_one_event_on_its_date_with_every_value() {
+        let e = Mapping::defaults().cardio_load(&cardio(date(2025, 9, 2)));
+        assert_eq!(e.form, "Polar Cardio Load");
+        assert_eq!(
+            (e.start, e.finish),
+            (
+                date(2025, 9, 2).and_hms_opt(0, 0, 0).unwrap(),
+                date(2025, 9, 2).and_hms_opt(23, 59, 0).unwrap()
+            )
+        );
+        assert_eq!(
+            pairs(&e),
+            [
+                ("Cardio Load Date", "02/09/2025"),
+                ("Cardio Load", "118.4"),
+                ("Strain", "96.2"),
+                ("Tolerance", "81.5"),
+                ("Cardio Load Ratio", "1.18"),
+                ("Cardio Load Status", "PRODUCTIVE"),
+            ]
+        );
+        assert_eq!(e.key.encode(), "cardio_load#2025-09-02");
+        // A rest day is a load of 0; a day without a status keeps only its load.
+        let rest = CardioLoad {
+            cardio_load: Some(0.0),
+            ..cardio(date(2025, 9, 3))
+        };
+        assert_eq!(
+            Mapping::defaults().cardio_load(&rest).value("Cardio Load"),
+            Some("0")
+        );
+        let early = CardioLoad {
+            status: None,
+            strain: None,
+            tolerance: None,
+            cardio_load_ratio: None,
+            ..cardio(date(2025, 9, 4))
+        };
+        assert_eq!(
+            pairs(&Mapping::defaults().cardio_load(&early)),
+            [("Cardio Load Date", "04/09/2025"), ("Cardio Load", "118.4")]
+        );
+    }
+
+    #[test]
+    fn todays_cardio_load_revised_during_the_day_updates_the_same_event() {
+        let m = Mapping::defaults();
+        let morning = m.cardio_load(&cardio(date(2026, 3, 1)));
+        let evening = m.cardio_load(&CardioLoad {
+            cardio_load: Some(163.0),
+            strain: Some(102.6),
+            cardio_load_ratio: Some(1.26),
+            ..cardio(date(2026, 3, 1))
+        });
+        assert_eq!(morning.key, evening.key);
+        assert_ne!(morning.content_hash, evening.content_hash);
+        assert_eq!(evening.value("Cardio Load"), Some("163"));
+    }
+
+    /// A night ending at `end` (UTC) in a time zone `offset` minutes east of UTC, started 8 hours before.
+    fn alertness_at(end: &str, offset: i32) -> Alertness {
+        let end = DateTime::parse_from_rfc3339(end).unwrap().to_utc();
+        Alertness {
+            sleep_period_start: end - Duration::hours(8),
+            sleep_period_end: end,
+            sleep_timezone_offset_minutes: offset,
+            grade: Some(7.4),
+            grade_classification: Some("GRADE_CLASSIFICATION_STRONG".into()),
+            sleep_inertia: Some("SLEEP_INERTIA_MILD".into()),
+            sleep_type: Some("SLEEP_TYPE_PRIMARY".into()),
+            validity: Some("VALIDITY_VALID".into()),
+        }
+    }
+
+    #[test]
+    fn alertness_is_dated_by_the_local_date_at_the_end_of_the_sleep_period() {
+        let m = Mapping::defaults();
+        for (end_utc, offset, local_date, dmy) in [
+            // 18:45 UTC is the next morning at +13:45 (Chatham), the same evening at −09:30.
+            ("2026-01-09T18:45:00Z", 825, date(2026, 1, 10), "10/01/2026"),
+            ("2026-01-09T18:45:00Z", -570, date(2026, 1, 9), "09/01/2026"),
+            // 07:10 UTC is 23:40 the day before at −09:30 (Marquesas), 12:55 the same day at +05:45.
+            ("2026-01-10T07:10:00Z", -570, date(2026, 1, 9), "09/01/2026"),
+            ("2026-01-10T07:10:00Z", 345, date(2026, 1, 10), "10/01/2026"),
+            // 18:15 UTC is already the next day at +05:45 (Kathmandu).
+            ("2026-01-10T18:15:00Z", 345, date(2026, 1, 11), "11/01/2026"),
+            ("2026-01-10T18:14:59Z", 345, date(2026, 1, 10), "10/01/2026"),
+        ] {
+            let e = m.alertness(&alertness_at(end_utc, offset));
+            assert_eq!(
+                (e.start, e.finish),
+                (
+                    local_date.and_hms_opt(0, 0, 0).unwrap(),
+                    local_date.and_hms_opt(23, 59, 0).unwrap()
+                ),
+                "{end_utc} at {offset}"
+            );
+            assert_eq!(
+                e.value("Alertness Date"),
+                Some(dmy),
+                "{end_utc} at {offset}"
+            );
+        }
+        let e = m.alertness(&alertness_at("2026-01-09T18:45:00Z", 825));
+        assert_eq!(
+            pairs(&e),
+            [
+                ("Alertness Date", "10/01/2026"),
+                ("Alertness Grade", "7.4"),
+                ("Grade Classification", "GRADE_CLASSIFICATION_STRONG"),
+                ("Sleep Inertia", "SLEEP_INERTIA_MILD"),
+                ("Sleep Type", "SLEEP_TYPE_PRIMARY"),
+                ("Validity", "VALIDITY_VALID"),
+            ]
+        );
+        assert_eq!(e.key.encode(), "alertness#2026-01-09T10:45:00Z");
+    }
+
+    #[test]
+    fn a_nap_on_the_same_date_as_the_night_is_its_own_event() {
+        let m = Mapping::defaults();
+        let night = m.alertness(&alertness_at("2026-01-10T05:30:00Z", 345));
+        let nap = m.alertness(&Alertness {
+            sleep_period_start: DateTime::parse_from_rfc3339("2026-01-10T08:00:00Z")
+                .unwrap()
+                .to_utc(),
+            sleep_period_end: DateTime::parse_from_rfc3339("2026-01-10T08:25:00Z")
+                .unwrap()
+                .to_utc(),
+            sleep_type: Some("SLEEP_TYPE_SECONDARY".into()),
+            grade: Some(8.1),
+            ..alertness_at("2026-01-10T05:30:00Z", 345)
+        });
+        assert_eq!(night.start, nap.start, "both on the local 10th");
+        assert_ne!(night.key, nap.key);
+        assert_eq!(nap.value("Sleep Type"), Some("SLEEP_TYPE_SECONDARY"));
+        // The night revised later (a longer sleep, a new grade) stays the same record.
+        let revised = m.alertness(&Alertness {
+            sleep_period_end: DateTime::parse_from_rfc3339("2026-01-10T05:55:00Z")
+                .unwrap()
+                .to_utc(),
+            grade: Some(7.9),
+            ..alertness_at("2026-01-10T05:30:00Z", 345)
+        });
+        assert_eq!(revised.key, night.key);
+        assert_ne!(revised.content_hash, night.content_hash);
+    }
+
+    fn heart_rate_day(rates: &[u16]) -> DailyHeartRate {
+        DailyHeartRate {
+            date: date(2026, 1, 10),
+            samples: rates
+                .iter()
+                .enumerate()
+                .map(|(i, bpm)| HeartRateSample {
+                    time: NaiveTime::from_hms_opt(0, 0, 0).unwrap()
+                        + Duration::minutes(5 * i as i64),
+                    heart_rate: *bpm,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn daily_heart_rate_summarises_the_days_samples() {
+        let e = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[58, 61, 64, 143, 52, 70]));
+        assert_eq!(e.form, "Polar Daily Heart Rate");
+        assert_eq!(
+            pairs(&e),
+            [
+                ("Heart Rate Date", "10/01/2026"),
+                ("Lowest HR", "52"),
+                // 448 / 6 = 74.67
+                ("Average HR", "74.7"),
+                ("Highest HR", "143"),
+                ("Samples", "6"),
+            ]
+        );
+        assert_eq!(
+            (e.start, e.finish),
+            (
+                date(2026, 1, 10).and_hms_opt(0, 0, 0).unwrap(),
+                date(2026, 1, 10).and_hms_opt(23, 59, 0).unwrap()
+            )
+        );
+        assert_eq!(e.key.encode(), "daily_heart_rate#2026-01-10");
+        let one = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[61]));
+        assert_eq!(one.value("Average HR"), Some("61.0"));
+        // Halves round up, as a coach rounds: 241 / 4 = 60.25, 243 / 4 = 60.75.
+        let tie = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[63, 20, 97, 61]));
+        assert_eq!(tie.value("Average HR"), Some("60.3"));
+        let tie = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[63, 22, 97, 61]));
+        assert_eq!(tie.value("Average HR"), Some("60.8"));
+        let flat = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[250; 300]));
+        assert_eq!(flat.value("Average HR"), Some("250.0"));
+        // Polar adds samples to today during the day: the same event with new values.
+        let later =
+            Mapping::defaults().daily_heart_rate(&heart_rate_day(&[58, 61, 64, 143, 52, 70, 49]));
+        assert_eq!(later.key, e.key);
+        assert_eq!(later.value("Lowest HR"), Some("49"));
+        assert_eq!(later.value("Samples"), Some("7"));
+        assert_ne!(later.content_hash, e.content_hash);
+        // No sample, no values (Polar's reading makes such a day no record).
+        let none = Mapping::defaults().daily_heart_rate(&heart_rate_day(&[]));
+        assert_eq!(pairs(&none), [("Heart Rate Date", "10/01/2026")]);
     }
 
     #[test]

@@ -20,9 +20,11 @@ use super::wire::{
     ExerciseWire, ListShape, RechargeWire, RegisterUserRequest, SleepWire, TokenRequest,
     TokenResponse, UserWire, WebhookInfoWire, WireRecord,
 };
+use super::wire_optional::{AlertnessWire, CardioLoadWire, DailyHeartRateWire};
 use super::{
-    CreatedWebhook, DailyActivity, Deregistration, Exercise, NightlyRecharge, PolarApi, PolarError,
-    PolarUser, RateLimitInfo, RateLimitObservation, Records, Registration, Sleep, TokenGrant,
+    Alertness, CardioLoad, CardioLoadRange, CreatedWebhook, DailyActivity, DailyHeartRate,
+    DateRange, Deregistration, Exercise, NightlyRecharge, PolarApi, PolarError, PolarUser,
+    RateLimitInfo, RateLimitObservation, Records, Registration, Sleep, TokenGrant,
     WebhookEventType, WebhookInfo,
 };
 use crate::config::Config;
@@ -406,6 +408,65 @@ impl PolarApi for PolarClient {
         self.single::<RechargeWire>(url, token).await
     }
 
+    async fn cardio_loads(
+        &self,
+        token: &AccessToken,
+        range: CardioLoadRange,
+    ) -> Result<Records<CardioLoad>, PolarError> {
+        let url = match range {
+            CardioLoadRange::Recent => self.api_url(&["v3", "users", "cardio-load"]),
+            CardioLoadRange::Dates(range) => {
+                with_range(self.api_url(&["v3", "users", "cardio-load", "date"]), range)
+            }
+            CardioLoadRange::PastDays(days) => {
+                let days = days.get().to_string();
+                self.api_url(&["v3", "users", "cardio-load", "period", "days", &days])
+            }
+        };
+        self.list::<CardioLoadWire>(url, token, ListShape::Array)
+            .await
+    }
+
+    async fn alertness(
+        &self,
+        token: &AccessToken,
+        range: Option<DateRange>,
+    ) -> Result<Records<Alertness>, PolarError> {
+        let url = match range {
+            None => self.api_url(&["v3", "users", "sleepwise", "alertness"]),
+            Some(range) => with_range(
+                self.api_url(&["v3", "users", "sleepwise", "alertness", "date"]),
+                range,
+            ),
+        };
+        self.list::<AlertnessWire>(url, token, ListShape::Array)
+            .await
+    }
+
+    async fn daily_heart_rate(
+        &self,
+        token: &AccessToken,
+        date: NaiveDate,
+    ) -> Result<Option<DailyHeartRate>, PolarError> {
+        let day = date.to_string();
+        let url = self.api_url(&["v3", "users", "continuous-heart-rate", &day]);
+        self.single::<DailyHeartRateWire>(url, token).await
+    }
+
+    async fn daily_heart_rates(
+        &self,
+        token: &AccessToken,
+        range: DateRange,
+    ) -> Result<Records<DailyHeartRate>, PolarError> {
+        let url = with_range(
+            self.api_url(&["v3", "users", "continuous-heart-rate"]),
+            range,
+        );
+        // Reported to wrap the days as `{"heart_rates": [...]}`, documented as one day's object.
+        self.list::<DailyHeartRateWire>(url, token, ListShape::Lenient("heart_rates"))
+            .await
+    }
+
     async fn create_webhook(
         &self,
         url: &str,
@@ -488,6 +549,14 @@ impl PolarApi for PolarClient {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// `url` with `?from=&to=` (both inclusive).
+fn with_range(mut url: Url, range: DateRange) -> Url {
+    url.query_pairs_mut()
+        .append_pair("from", &range.from().to_string())
+        .append_pair("to", &range.to().to_string());
+    url
 }
 
 /// The error for a status the endpoint gives no special meaning.

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ pub mod client;
 pub mod duration;
 mod scale;
 mod wire;
+mod wire_optional;
 
 pub use client::{PolarClient, PolarEndpoints};
 
@@ -266,6 +267,158 @@ pub struct NightlyRecharge {
     pub breathing_rate_avg: Option<f64>,
 }
 
+/// One day of `/v3/users/cardio-load`: the day's training impulse and the acute:chronic picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardioLoad {
+    /// Polar's date.
+    pub date: NaiveDate,
+    /// `cardio_load_status` as Polar spells it (`PRODUCTIVE`, `OVERREACHING`, …); absent when Polar
+    /// could not compute it (`LOAD_STATUS_NOT_AVAILABLE`, `UNRECOGNIZED`).
+    pub status: Option<String>,
+    /// `cardio_load` (TRIMP of the day's training; 0 on a rest day once a status is computed).
+    pub cardio_load: Option<f64>,
+    /// `strain`: average daily load of the last 7 days.
+    pub strain: Option<f64>,
+    /// `tolerance`: average daily load of the last 28 days.
+    pub tolerance: Option<f64>,
+    /// `cardio_load_ratio`: strain / tolerance.
+    pub cardio_load_ratio: Option<f64>,
+}
+
+/// Which days `/v3/users/cardio-load` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardioLoadRange {
+    /// `GET /v3/users/cardio-load`: the last 28 days.
+    Recent,
+    /// `GET /v3/users/cardio-load/date?from=&to=`: one entry per day of the range.
+    Dates(DateRange),
+    /// `GET /v3/users/cardio-load/period/days/{days}`: history counted back from Polar's today.
+    PastDays(PastDays),
+}
+
+/// A number of days back for `/cardio-load/period/days/{days}`: 1 to 180, as Polar allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastDays(u16);
+
+impl PastDays {
+    /// The most Polar serves.
+    pub const MAX: u16 = 180;
+
+    /// `days`, if Polar accepts it (1–180).
+    pub fn new(days: u16) -> Option<Self> {
+        (1..=Self::MAX).contains(&days).then_some(Self(days))
+    }
+
+    /// The number of days.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+/// An inclusive date range Polar accepts in one request (`?from=&to=`): at most 28 days, the limit of
+/// the SleepWise and continuous heart-rate ranges (their clients chunk at 28 days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    from: NaiveDate,
+    to: NaiveDate,
+}
+
+impl DateRange {
+    /// The most days one range may span, both ends included.
+    pub const MAX_DAYS: i64 = 28;
+
+    /// `from..=to`, if `from` is not after `to` and the range spans at most 28 days.
+    pub fn new(from: NaiveDate, to: NaiveDate) -> Option<Self> {
+        let days = (to - from).num_days() + 1;
+        (1..=Self::MAX_DAYS)
+            .contains(&days)
+            .then_some(Self { from, to })
+    }
+
+    /// `from..=to` cut into consecutive ranges of at most 28 days, oldest first (none when `from` is
+    /// after `to`).
+    pub fn chunks(from: NaiveDate, to: NaiveDate) -> Vec<Self> {
+        let mut chunks = Vec::new();
+        let mut start = from;
+        while start <= to {
+            let end = start
+                .checked_add_days(chrono::Days::new(Self::MAX_DAYS as u64 - 1))
+                .map_or(to, |end| end.min(to));
+            chunks.push(Self {
+                from: start,
+                to: end,
+            });
+            match end.succ_opt() {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        chunks
+    }
+
+    /// The first day.
+    pub fn from(self) -> NaiveDate {
+        self.from
+    }
+
+    /// The last day (included).
+    pub fn to(self) -> NaiveDate {
+        self.to
+    }
+}
+
+/// One SleepWise alertness period from `/v3/users/sleepwise/alertness`: one per sleep period (a nap is
+/// its own). Polar gives its times in UTC with the offset of the athlete's time zone at the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alertness {
+    /// `sleep_period_start_time` (UTC): what identifies the record (its end may move when Polar revises it).
+    pub sleep_period_start: DateTime<Utc>,
+    /// `sleep_period_end_time` (UTC).
+    pub sleep_period_end: DateTime<Utc>,
+    /// `sleep_timezone_offset_minutes`: local = UTC + offset.
+    pub sleep_timezone_offset_minutes: i32,
+    /// `grade` (0–10), when Polar says the grade is valid or an estimate.
+    pub grade: Option<f64>,
+    /// `grade_classification` as Polar spells it (`GRADE_CLASSIFICATION_STRONG`, …).
+    pub grade_classification: Option<String>,
+    /// `sleep_inertia` (`SLEEP_INERTIA_MILD`, …).
+    pub sleep_inertia: Option<String>,
+    /// `sleep_type` (`SLEEP_TYPE_PRIMARY` for the night, `SLEEP_TYPE_SECONDARY` for a nap, …).
+    pub sleep_type: Option<String>,
+    /// `validity` (`VALIDITY_VALID`, `VALIDITY_ESTIMATE`, `VALIDITY_NOT_VALID`, `VALIDITY_RESET`).
+    pub validity: Option<String>,
+}
+
+impl Alertness {
+    /// The athlete's local date at the end of the sleep period (UTC + offset): the date of its event.
+    pub fn local_end_date(&self) -> NaiveDate {
+        let offset = chrono::Duration::minutes(i64::from(self.sleep_timezone_offset_minutes));
+        // Polar's reading keeps the offset within a day and the end within the four-digit years.
+        self.sleep_period_end
+            .checked_add_signed(offset)
+            .unwrap_or(self.sleep_period_end)
+            .date_naive()
+    }
+}
+
+/// One 24/7 heart-rate sample (`heart_rate_samples[]`), in the device's local time of its date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartRateSample {
+    /// `sample_time`.
+    pub time: NaiveTime,
+    /// `heart_rate`, bpm.
+    pub heart_rate: u16,
+}
+
+/// One day of `/v3/users/continuous-heart-rate`: the samples that are data (at least one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyHeartRate {
+    /// Polar's date (the device's local day).
+    pub date: NaiveDate,
+    /// The measured samples, in Polar's order.
+    pub samples: Vec<HeartRateSample>,
+}
+
 /// A record in a list that could not be parsed; the rest of the list is still used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenRecord {
@@ -305,6 +458,10 @@ pub enum WebhookEventType {
     Sleep,
     /// New or revised daily activity.
     ActivitySummary,
+    /// New or revised 24/7 heart rate of a day (`date`).
+    ContinuousHeartRate,
+    /// New or revised SleepWise alertness (`from`, `to`).
+    SleepWiseAlertness,
 }
 
 impl WebhookEventType {
@@ -420,6 +577,36 @@ pub trait PolarApi: Send + Sync {
         date: NaiveDate,
     ) -> impl Future<Output = Result<Option<NightlyRecharge>, PolarError>> + Send;
 
+    /// Cardio load, one entry per day of `range` (`LOAD_STATUS_NOT_AVAILABLE` days with nothing
+    /// measured are no record).
+    fn cardio_loads(
+        &self,
+        token: &AccessToken,
+        range: CardioLoadRange,
+    ) -> impl Future<Output = Result<Records<CardioLoad>, PolarError>> + Send;
+
+    /// SleepWise alertness periods: `None` → `GET /v3/users/sleepwise/alertness` (the last 28 days),
+    /// `Some(range)` → `/alertness/date?from=&to=`. 204 (no data, or a device without SleepWise) is empty.
+    fn alertness(
+        &self,
+        token: &AccessToken,
+        range: Option<DateRange>,
+    ) -> impl Future<Output = Result<Records<Alertness>, PolarError>> + Send;
+
+    /// `GET /v3/users/continuous-heart-rate/{date}`: `None` on 404 (no data) or when no sample is data.
+    fn daily_heart_rate(
+        &self,
+        token: &AccessToken,
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<Option<DailyHeartRate>, PolarError>> + Send;
+
+    /// `GET /v3/users/continuous-heart-rate?from=&to=`: one record per day with samples.
+    fn daily_heart_rates(
+        &self,
+        token: &AccessToken,
+        range: DateRange,
+    ) -> impl Future<Output = Result<Records<DailyHeartRate>, PolarError>> + Send;
+
     /// `POST /v3/webhooks` (client credentials). Polar pings `url` first.
     fn create_webhook(
         &self,
@@ -438,4 +625,51 @@ pub trait PolarApi: Send + Sync {
 
     /// The most recent `RateLimit-*` reading of any response through this client, for the budget.
     fn latest_rate_limit(&self) -> Option<RateLimitObservation>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn a_date_range_spans_one_to_28_days() {
+        let from = date("2026-02-01");
+        assert!(DateRange::new(from, from).is_some());
+        assert!(DateRange::new(from, date("2026-02-28")).is_some());
+        assert!(DateRange::new(from, date("2026-03-01")).is_none());
+        assert!(DateRange::new(from, date("2026-01-31")).is_none());
+        assert!(DateRange::new(NaiveDate::MIN, NaiveDate::MAX).is_none());
+    }
+
+    #[test]
+    fn a_long_span_is_cut_into_28_day_ranges_oldest_first() {
+        let chunks = DateRange::chunks(date("2025-01-01"), date("2025-03-01"));
+        let bounds: Vec<(NaiveDate, NaiveDate)> =
+            chunks.iter().map(|c| (c.from(), c.to())).collect();
+        assert_eq!(
+            bounds,
+            [
+                (date("2025-01-01"), date("2025-01-28")),
+                (date("2025-01-29"), date("2025-02-25")),
+                (date("2025-02-26"), date("2025-03-01")),
+            ]
+        );
+        assert!(DateRange::chunks(date("2025-01-02"), date("2025-01-01")).is_empty());
+        // At the calendar's end the last chunk stops there, without overflowing.
+        let end = DateRange::chunks(NaiveDate::MAX - chrono::Days::new(30), NaiveDate::MAX);
+        assert_eq!(end.last().map(|c| c.to()), Some(NaiveDate::MAX));
+        assert_eq!(end.len(), 2);
+    }
+
+    #[test]
+    fn past_days_are_what_polar_serves() {
+        assert_eq!(PastDays::new(0), None);
+        assert_eq!(PastDays::new(1).map(PastDays::get), Some(1));
+        assert_eq!(PastDays::new(180).map(PastDays::get), Some(180));
+        assert_eq!(PastDays::new(181), None);
+    }
 }

@@ -112,6 +112,18 @@ pub(crate) const HRV: Scale = Scale::positive(1_000.0);
 /// `breathing_rate_avg`, breaths a minute.
 pub(crate) const BREATHING_RATE: Scale = Scale::positive(60.0);
 
+/// A day's `cardio_load` (TRIMP) once Polar computes the day's status: 0 is a rest day, data like any
+/// other (the acute:chronic picture needs the rest days). On a day whose status is not available only
+/// more than 0 is data ([`LOAD`]).
+pub(crate) const DAY_CARDIO_LOAD: Scale = Scale::within(0.0, 100_000.0);
+/// `strain` and `tolerance`: averages of daily loads, 0 after weeks without training.
+pub(crate) const LOAD_AVERAGE: Scale = Scale::within(0.0, 100_000.0);
+/// `cardio_load_ratio` (strain / tolerance): a 7-day average is at most four times a 28-day one that
+/// holds it; 100 leaves room for whatever weighting Polar applies.
+pub(crate) const LOAD_RATIO: Scale = Scale::within(0.0, 100.0);
+/// SleepWise `grade`: 0–10 (Polar's example: 9.9).
+pub(crate) const ALERTNESS_GRADE: Scale = Scale::within(0.0, 10.0);
+
 /// Of a group of durations that only mean something together (a night's stages, an exercise's zones),
 /// the ones that are data: none when every one is zero (the watch measured nothing), else each one on
 /// `scale`.
@@ -168,6 +180,7 @@ mod per_field {
     use crate::polar::wire::{
         ActivityWire, ExerciseWire, RechargeWire, SleepWire, WireRecord, parse_one,
     };
+    use crate::polar::wire_optional::{AlertnessWire, CardioLoadWire, DailyHeartRateWire};
 
     #[derive(Clone, Copy)]
     enum Form {
@@ -175,6 +188,9 @@ mod per_field {
         Activity,
         Sleep,
         Recharge,
+        CardioLoad,
+        Alertness,
+        DailyHeartRate,
     }
 
     /// Reference §8.1–§8.4, the fields the forms use.
@@ -211,6 +227,25 @@ mod per_field {
                 "heart_rate_variability_avg": 62, "breathing_rate_avg": 13.6,
                 "nightly_recharge_status": 4, "ans_charge": -1.5, "ans_charge_status": 2
             }),
+            Form::CardioLoad => json!({
+                "date": "2025-09-02", "cardio_load_status": "PRODUCTIVE", "cardio_load": 118.4,
+                "strain": 96.2, "tolerance": 81.5, "cardio_load_ratio": 1.18,
+                "cardio_load_level": {"very_low": 20.1, "low": 48.3, "medium": 97.0, "high": 150.2, "very-high": 210.8}
+            }),
+            Form::Alertness => json!({
+                "grade": 9.9, "grade_validity_seconds": 57600, "grade_type": "GRADE_TYPE_PRIMARY",
+                "grade_classification": "GRADE_CLASSIFICATION_STRONG", "validity": "VALIDITY_ESTIMATE",
+                "sleep_inertia": "SLEEP_INERTIA_MILD", "sleep_type": "SLEEP_TYPE_PRIMARY",
+                "result_type": "ALERTNESS_TYPE_HISTORY", "sleep_period_start_time": "2022-11-20T20:52:20.57",
+                "sleep_period_end_time": "2022-11-21T04:11:20.57", "sleep_timezone_offset_minutes": 120
+            }),
+            Form::DailyHeartRate => json!({
+                "polar_user": "https://polaraccesslink.com/v3/users/627139", "date": "2022-09-12",
+                "heart_rate_samples": [
+                    {"heart_rate": 63, "sample_time": "00:02:08"}, {"heart_rate": 58, "sample_time": "00:07:08"},
+                    {"heart_rate": 97, "sample_time": "12:02:08"}, {"heart_rate": 61, "sample_time": "23:57:08"}
+                ]
+            }),
         }
     }
 
@@ -226,6 +261,11 @@ mod per_field {
             Form::Activity => domain::<ActivityWire>(body).map(|a| m.activity(&a)),
             Form::Sleep => domain::<SleepWire>(body).map(|s| m.sleep(&s)),
             Form::Recharge => domain::<RechargeWire>(body).map(|r| m.recharge(&r)),
+            Form::CardioLoad => domain::<CardioLoadWire>(body).map(|c| m.cardio_load(&c)),
+            Form::Alertness => domain::<AlertnessWire>(body).map(|a| m.alertness(&a)),
+            Form::DailyHeartRate => {
+                domain::<DailyHeartRateWire>(body).map(|d| m.daily_heart_rate(&d))
+            }
         }
     }
 
@@ -265,9 +305,13 @@ mod per_field {
         }
     }
 
-    /// Fields computed from others (a night's total from its stages).
+    /// Fields computed from others (a night's total from its stages) or valid only with another (the
+    /// averages with a computed cardio-load status, the alertness grade with its validity).
     fn depends_on(field: &str, other: &str) -> bool {
-        other == "Total Sleep (min)" && field.ends_with("Sleep (min)")
+        (other == "Total Sleep (min)" && field.ends_with("Sleep (min)"))
+            || (field == "Cardio Load Status"
+                && ["Strain", "Tolerance", "Cardio Load Ratio"].contains(&other))
+            || (field == "Validity" && ["Alertness Grade", "Grade Classification"].contains(&other))
     }
 
     #[test]
@@ -571,6 +615,170 @@ mod per_field {
             "Breathing Rate",
             &[json!(0), json!(-1), json!(61)],
             &[(json!(0.5), "0.5"), (json!(60), "60")],
+        );
+    }
+
+    #[test]
+    fn cardio_load_no_data_values_are_left_out_field_by_field() {
+        let c = Form::CardioLoad;
+        check(
+            c,
+            "/cardio_load",
+            "Cardio Load",
+            &[json!(-1), json!(100_001), json!(1e300), Value::Null],
+            &[(json!(0), "0"), (json!(118.4), "118.4")],
+        );
+        for (pointer, field) in [("/strain", "Strain"), ("/tolerance", "Tolerance")] {
+            check(
+                c,
+                pointer,
+                field,
+                &[json!(-0.5), json!(100_001), json!(1e300)],
+                &[(json!(0), "0"), (json!(96.2), "96.2")],
+            );
+        }
+        check(
+            c,
+            "/cardio_load_ratio",
+            "Cardio Load Ratio",
+            &[json!(-1), json!(100.5)],
+            &[(json!(0), "0"), (json!(100), "100"), (json!(1.18), "1.18")],
+        );
+        check(
+            c,
+            "/cardio_load_status",
+            "Cardio Load Status",
+            &[
+                json!("LOAD_STATUS_NOT_AVAILABLE"),
+                json!("UNRECOGNIZED"),
+                json!(" "),
+                Value::Null,
+            ],
+            &[(json!("OVERREACHING"), "OVERREACHING")],
+        );
+    }
+
+    #[test]
+    fn a_cardio_load_day_without_a_status_keeps_only_a_positive_load() {
+        let not_available = with(
+            Form::CardioLoad,
+            "/cardio_load_status",
+            &json!("LOAD_STATUS_NOT_AVAILABLE"),
+        );
+        let mapped = event(Form::CardioLoad, &not_available).unwrap();
+        let fields: Vec<&str> = mapped.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(fields, ["Cardio Load Date", "Cardio Load"]);
+        let mut zeros = not_available;
+        zeros["cardio_load"] = json!(0);
+        assert!(
+            event(Form::CardioLoad, &zeros).is_none(),
+            "nothing computed, no event"
+        );
+    }
+
+    #[test]
+    fn alertness_no_data_values_are_left_out_field_by_field() {
+        let a = Form::Alertness;
+        check(
+            a,
+            "/grade",
+            "Alertness Grade",
+            &[json!(-0.1), json!(10.1), json!(1e300), Value::Null],
+            &[(json!(0), "0"), (json!(10), "10"), (json!(9.9), "9.9")],
+        );
+        for (pointer, field, unknown, other) in [
+            (
+                "/grade_classification",
+                "Grade Classification",
+                "GRADE_CLASSIFICATION_UNKNOWN",
+                "GRADE_CLASSIFICATION_WEAK",
+            ),
+            (
+                "/sleep_inertia",
+                "Sleep Inertia",
+                "SLEEP_INERTIA_UNKNOWN",
+                "SLEEP_INERTIA_NO_INERTIA",
+            ),
+            (
+                "/sleep_type",
+                "Sleep Type",
+                "SLEEP_TYPE_UNKNOWN",
+                "SLEEP_TYPE_SECONDARY",
+            ),
+            (
+                "/validity",
+                "Validity",
+                "VALIDITY_UNKNOWN",
+                "VALIDITY_VALID",
+            ),
+        ] {
+            check(
+                a,
+                pointer,
+                field,
+                &[json!(unknown), json!(""), Value::Null],
+                &[(json!(other), other)],
+            );
+        }
+    }
+
+    #[test]
+    fn an_alertness_grade_polar_calls_not_valid_is_left_out_with_its_classification() {
+        for validity in ["VALIDITY_NOT_VALID", "VALIDITY_RESET", "VALIDITY_UNKNOWN"] {
+            let body = with(Form::Alertness, "/validity", &json!(validity));
+            let mapped = event(Form::Alertness, &body).unwrap();
+            assert_eq!(mapped.value("Alertness Grade"), None, "{validity}");
+            assert_eq!(mapped.value("Grade Classification"), None, "{validity}");
+            assert_eq!(mapped.value("Sleep Inertia"), Some("SLEEP_INERTIA_MILD"));
+        }
+    }
+
+    #[test]
+    fn daily_heart_rate_counts_only_the_samples_that_are_data() {
+        let full = event(Form::DailyHeartRate, &reference(Form::DailyHeartRate)).unwrap();
+        let values = |e: &MappedEvent| -> Vec<String> {
+            ["Lowest HR", "Average HR", "Highest HR", "Samples"]
+                .iter()
+                .map(|f| e.value(f).unwrap_or("-").to_string())
+                .collect()
+        };
+        // (63 + 58 + 97 + 61) / 4 = 69.75
+        assert_eq!(values(&full), ["58", "69.8", "97", "4"]);
+        for marker in [
+            json!(0),
+            json!(-1),
+            json!(19),
+            json!(251),
+            json!(1e300),
+            Value::Null,
+        ] {
+            let body = with(
+                Form::DailyHeartRate,
+                "/heart_rate_samples/1/heart_rate",
+                &marker,
+            );
+            let mapped = event(Form::DailyHeartRate, &body).unwrap();
+            // (63 + 97 + 61) / 3 = 73.67
+            assert_eq!(values(&mapped), ["61", "73.7", "97", "3"], "{marker}");
+        }
+        for (edge, expected) in [
+            (json!(20), ["20", "60.3", "97", "4"]),
+            (json!(250), ["61", "117.8", "250", "4"]),
+        ] {
+            let body = with(
+                Form::DailyHeartRate,
+                "/heart_rate_samples/1/heart_rate",
+                &edge,
+            );
+            let mapped = event(Form::DailyHeartRate, &body).unwrap();
+            assert_eq!(values(&mapped), expected, "{edge}");
+        }
+        let off_wrist = json!({"date": "2022-09-12", "heart_rate_samples": [
+            {"heart_rate": 0, "sample_time": "00:02:08"}, {"heart_rate": 0, "sample_time": "00:07:08"}
+        ]});
+        assert!(
+            event(Form::DailyHeartRate, &off_wrist).is_none(),
+            "a day with no sample is no event"
         );
     }
 

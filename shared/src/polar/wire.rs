@@ -272,7 +272,7 @@ impl TrainingLoadProWire {
 }
 
 /// An offset further than a day from UTC is not a time zone.
-const MAX_UTC_OFFSET_MINUTES: i32 = 24 * 60;
+pub(super) const MAX_UTC_OFFSET_MINUTES: i32 = 24 * 60;
 
 impl WireRecord for ExerciseWire {
     type Domain = Exercise;
@@ -360,7 +360,7 @@ impl WireRecord for ExerciseWire {
 }
 
 /// A text value, without surrounding blanks; blank text is no data.
-fn text(value: Option<String>) -> Option<String> {
+pub(super) fn text(value: Option<String>) -> Option<String> {
     value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
@@ -628,7 +628,7 @@ pub(crate) struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(super) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
@@ -673,8 +673,8 @@ fn redact_serde_message(message: &str) -> String {
 /// What identifies a record in a log line even when it does not parse.
 #[derive(Debug, Default)]
 pub(crate) struct RecordHint {
-    label: Option<String>,
-    date: Option<NaiveDate>,
+    pub(super) label: Option<String>,
+    pub(super) date: Option<NaiveDate>,
 }
 
 /// A list element type: how it becomes a domain record and how to name it when it cannot.
@@ -695,6 +695,9 @@ pub(crate) enum ListShape {
     Array,
     /// An array under one key (`nights`, `recharges`).
     Field(&'static str),
+    /// Whatever Polar sends: an array under one key, a top-level array, or one record on its own (the
+    /// 24/7 heart-rate range is reported as `{"heart_rates": [...]}` but documented as one day).
+    Lenient(&'static str),
 }
 
 /// Parses a list body record by record. A body that is not JSON or not the expected container is
@@ -716,8 +719,25 @@ pub(crate) fn parse_list<W: WireRecord>(
                 )));
             }
         },
+        (ListShape::Lenient(_), Value::Array(elements)) => elements,
+        (ListShape::Lenient(key), Value::Object(mut object)) => match object.remove(key) {
+            Some(Value::Array(elements)) => elements,
+            Some(Value::Null) => Vec::new(),
+            None if object.is_empty() => Vec::new(),
+            None => vec![Value::Object(object)],
+            Some(_) => {
+                return Err(PolarError::Malformed(format!(
+                    "list body's `{key}` is not an array"
+                )));
+            }
+        },
         (ListShape::Array, _) => {
             return Err(PolarError::Malformed("list body is not an array".into()));
+        }
+        (ListShape::Lenient(key), _) => {
+            return Err(PolarError::Malformed(format!(
+                "list body is neither an array nor an object (`{key}` or one record)"
+            )));
         }
         (ListShape::Field(key), _) => {
             return Err(PolarError::Malformed(format!(
@@ -766,7 +786,7 @@ fn json_failure(error: &serde_json::Error) -> &'static str {
     }
 }
 
-fn date_hint(raw: &Value) -> RecordHint {
+pub(super) fn date_hint(raw: &Value) -> RecordHint {
     let date = raw
         .get("date")
         .and_then(Value::as_str)
@@ -777,7 +797,7 @@ fn date_hint(raw: &Value) -> RecordHint {
     }
 }
 
-fn date_part_of(raw: &Value, key: &str) -> Option<NaiveDate> {
+pub(super) fn date_part_of(raw: &Value, key: &str) -> Option<NaiveDate> {
     raw.get(key)
         .and_then(Value::as_str)
         .and_then(|text| parse_date_part(key, text).ok())
@@ -790,17 +810,17 @@ const DATE_FORMAT: &str = "%Y-%m-%d";
 /// Local wall-clock forms Polar uses: with seconds (and fractions) and, in live data, without seconds.
 const LOCAL_FORMATS: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"];
 /// The last year the documented `YYYY` (and Smartabase's `dd/mm/yyyy`) can write.
-const MAX_YEAR: i32 = 9999;
+pub(super) const MAX_YEAR: i32 = 9999;
 
 /// Whether `text` starts with the documented four-digit year and its dash. chrono's `%Y` also reads
 /// signed and longer years (`+262143-12-31`, `-0001-01-01`), at the edges of its calendar where adding
 /// a day overflows: no Polar record is dated there.
-fn four_digit_year(text: &str) -> bool {
+pub(super) fn four_digit_year(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.len() > 4 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-'
 }
 
-fn parse_date(field: &str, text: &str) -> Result<NaiveDate, FieldError> {
+pub(super) fn parse_date(field: &str, text: &str) -> Result<NaiveDate, FieldError> {
     four_digit_year(text)
         .then(|| NaiveDate::parse_from_str(text, DATE_FORMAT).ok())
         .flatten()
@@ -834,7 +854,7 @@ fn parse_with_offset(field: &str, text: &str) -> Result<DateTime<FixedOffset>, F
 }
 
 /// A UTC timestamp: RFC 3339 (`…Z` or an offset) or, leniently, a naive value taken as UTC.
-fn parse_utc(field: &str, text: &str) -> Result<DateTime<Utc>, FieldError> {
+pub(super) fn parse_utc(field: &str, text: &str) -> Result<DateTime<Utc>, FieldError> {
     if let Ok(stamped) = DateTime::parse_from_rfc3339(text) {
         return Ok(stamped.with_timezone(&Utc));
     }
@@ -1476,6 +1496,18 @@ mod tests {
         assert_eq!(
             serde_json::to_value(RegisterUserRequest { member_id: "u-1" }).unwrap(),
             json!({"member-id": "u-1"})
+        );
+        let optional = serde_json::to_value(CreateWebhookRequest {
+            events: &[
+                WebhookEventType::ContinuousHeartRate,
+                WebhookEventType::SleepWiseAlertness,
+            ],
+            url: "https://x/polar/webhook",
+        })
+        .unwrap();
+        assert_eq!(
+            optional["events"],
+            json!(["CONTINUOUS_HEART_RATE", "SLEEP_WISE_ALERTNESS"])
         );
     }
 }

@@ -50,7 +50,7 @@ fn answer<T: Serialize>(status: StatusCode, result: Result<T, SimError>) -> Resp
 
 fn kind(text: &str) -> Result<RecordKind, SimError> {
     RecordKind::parse(text).ok_or_else(|| {
-        SimError::BadRequest("kind must be exercise, activity, sleep or recharge".to_owned())
+        SimError::BadRequest("kind must be exercise, activity, sleep, recharge, cardio_load, alertness or heart_rate".to_owned())
     })
 }
 

@@ -141,7 +141,7 @@ fn with_inserted_record(body: &[u8], make: impl FnOnce(Value) -> Value) -> Optio
     let list = match &mut document {
         Value::Array(list) => list,
         Value::Object(object) => {
-            let name = ["nights", "recharges"]
+            let name = ["nights", "recharges", "heart_rates"]
                 .into_iter()
                 .find(|name| object.contains_key(*name))?;
             object.get_mut(name)?.as_array_mut()?
@@ -182,6 +182,11 @@ pub(crate) fn with_extreme_record(body: &[u8], nth: u32) -> Option<Vec<u8>> {
             for (name, value) in extreme_exercise(index) {
                 fields.insert(name.to_owned(), value);
             }
+        } else if fields.contains_key("sleep_period_end_time") {
+            // A SleepWise period: an offset or an end no calendar holds.
+            for (name, value) in extreme_alertness(index) {
+                fields.insert(name.to_owned(), value);
+            }
         } else {
             let date = EXTREME_DATES
                 .get(index % EXTREME_DATES.len())
@@ -213,6 +218,25 @@ fn extreme_exercise(index: usize) -> Vec<(&'static str, Value)> {
         ],
         3 => vec![("start_time_utc_offset", Value::from(99_999_999))],
         _ => vec![("start_time", Value::from("+262142-12-31T23:30:00"))],
+    }
+}
+
+/// SleepWise fields that place a sleep period nowhere, in turn.
+fn extreme_alertness(index: usize) -> Vec<(&'static str, Value)> {
+    match index % 3 {
+        0 => vec![("sleep_timezone_offset_minutes", Value::from(99_999_999))],
+        1 => vec![
+            (
+                "sleep_period_start_time",
+                Value::from("9999-12-31T20:00:00"),
+            ),
+            ("sleep_period_end_time", Value::from("9999-12-31T23:30:00")),
+            ("sleep_timezone_offset_minutes", Value::from(60)),
+        ],
+        _ => vec![(
+            "sleep_period_end_time",
+            Value::from("+262142-12-31T23:30:00"),
+        )],
     }
 }
 
@@ -280,6 +304,23 @@ mod tests {
         let list: Vec<Value> = serde_json::from_slice(&changed).unwrap_or_default();
         assert_eq!(list[0]["start_time"], "+262142-12-31T00:00:00");
         assert!(with_extreme_record(br#"{"date":"2025-09-01"}"#, 1).is_none());
+    }
+
+    #[test]
+    fn extreme_and_malformed_records_reach_the_optional_lists() {
+        let periods = br#"[{"sleep_period_start_time":"2025-09-01T21:00:00","sleep_period_end_time":"2025-09-02T05:00:00","sleep_timezone_offset_minutes":120,"grade":7.5}]"#;
+        for nth in 1..=3 {
+            let changed = with_extreme_record(periods, nth).unwrap_or_default();
+            let list: Vec<Value> = serde_json::from_slice(&changed).unwrap_or_default();
+            assert_eq!(list.len(), 2);
+            assert_ne!(list[0], list[1], "{nth}");
+            assert_eq!(list[0]["grade"], 7.5);
+        }
+        let days = br#"{"heart_rates":[{"date":"2025-09-01","heart_rate_samples":[{"heart_rate":60,"sample_time":"00:02:08"}]}]}"#;
+        let changed = with_malformed_record(days).unwrap_or_default();
+        let document: Value = serde_json::from_slice(&changed).unwrap_or_default();
+        assert_eq!(document["heart_rates"].as_array().map(Vec::len), Some(2));
+        assert_eq!(document["heart_rates"][0]["date"], 12_345);
     }
 
     #[test]

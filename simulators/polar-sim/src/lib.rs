@@ -1,6 +1,7 @@
 //! Polar AccessLink v3 simulator: OAuth, user registration, exercises, daily activity, sleep,
-//! Nightly Recharge, pull notifications, webhooks and rate limits, with Polar's traps, plus a
-//! control API for tests (accounts, data, clock, faults, request log, webhook deliveries).
+//! Nightly Recharge, cardio load, SleepWise alertness, 24/7 heart rate, pull notifications, webhooks
+//! and rate limits, with Polar's traps, plus a control API for tests (accounts, data, clock, faults,
+//! request log, webhook deliveries).
 //!
 //! # Embedding
 //!
@@ -23,8 +24,11 @@
 //!
 //! Endpoints: `GET|POST /oauth2/authorization` (consent page / form), `POST /v2/oauth2/token`,
 //! `/v3/users[/{id}]`, `/v3/exercises[/{id}]`, `/v3/users/activities[/][/{date}]`,
-//! `/v3/users/sleep[/{date}]`, `/v3/users/nightly-recharge[/{date}]`, `/v3/notifications`,
-//! `/v3/webhooks[/{id}|/activate|/deactivate]`. Transactional endpoints are not simulated.
+//! `/v3/users/sleep[/{date}]`, `/v3/users/nightly-recharge[/{date}]`,
+//! `/v3/users/cardio-load[/][/{date}|/date?from=&to=|/period/days/{days}]`,
+//! `/v3/users/sleepwise/alertness[/date?from=&to=]`, `/v3/users/continuous-heart-rate[/{date}|?from=&to=]`,
+//! `/v3/notifications`, `/v3/webhooks[/{id}|/activate|/deactivate]`. Transactional endpoints,
+//! SleepWise circadian bedtime and Elixir biosensing are not simulated.
 //!
 //! Behaviour worth knowing:
 //! - Only data uploaded after registration is served (unless `history_before_registration`).
@@ -34,6 +38,16 @@
 //!   days late (`UploadMode::Now` with an older `end_date`, or `uploaded_at` on a record) adds
 //!   nights dated long before the upload. Activity ranges: `from` required, `to` default today, at most 28 dates
 //!   inclusive, `from` at most 365 days back. No data: activity date → 204, sleep/recharge → 404.
+//! - Cardio load: one entry per local date of the list or range (`from`, `to` required, at most 180
+//!   days; `/period/days/1..=180`), `LOAD_STATUS_NOT_AVAILABLE` with zeros where there is no data, and
+//!   until the account has a week of history; a training added today revises today's entry.
+//! - SleepWise alertness: a top-level array of periods (a nap is its own), UTC times without a zone
+//!   plus `sleep_timezone_offset_minutes`, dated by the local end of the sleep; only once five nights
+//!   of the last seven exist; ranges at most 28 days; no data → 204.
+//! - 24/7 heart rate: one day → `{polar_user, date, heart_rate_samples}`, no data → 404; the range
+//!   (`from`, `to` required, at most 28 days) → `{"heart_rates": [{date, heart_rate_samples}]}`.
+//!   Today's day holds the samples until now; adding it again later is Polar revising it.
+//! - These three are generated only with `generate`'s `optional_data`.
 //! - Every `/v3/` response carries `RateLimit-Usage/Limit/Reset` (short,long); OAuth endpoints
 //!   (other hosts at Polar) are not rate limited. Rejected calls still count.
 //! - A reused authorization code answers `invalid_grant` and deletes every token of the account.
@@ -66,10 +80,13 @@
 //! | `GET` / `PATCH /_sim/settings` | [`SettingsPatch`] → [`SimSettings`] |
 //!
 //! Errors: `{"error": "..."}` with 400 (bad input), 404 (unknown account/record), 409 (exists).
-//! Record kinds in paths: `exercise`, `activity`, `sleep`, `recharge`; keys are exercise ids or
-//! dates. Revising a record uploads it again (now). Webhook events are sent when a record
+//! Record kinds in paths: `exercise`, `activity`, `sleep`, `recharge`, `cardio_load`, `alertness`,
+//! `heart_rate`; keys are exercise ids, dates, or (alertness) the sleep period's start in UTC
+//! (`YYYY-MM-DDThh:mm:ss`). Revising a record uploads it again (now). Webhook events are sent when a record
 //! becomes served for a registered account (add, generate, revise, ready) and the webhook is
-//! active and subscribed; after 7 days (sim clock) without a successful delivery the webhook is
+//! active and subscribed (24/7 heart rate: `CONTINUOUS_HEART_RATE` with `date`; alertness:
+//! `SLEEP_WISE_ALERTNESS` with `from` and `to`, its local date; cardio load and Nightly Recharge have
+//! no event); after 7 days (sim clock) without a successful delivery the webhook is
 //! deactivated, as at Polar.
 
 mod api;

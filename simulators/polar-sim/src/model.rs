@@ -97,8 +97,12 @@ pub struct GenerateRequest {
     /// (reference §8.3): a session without a heart-rate sensor (`0` bpm, zones all `PT0S`, loads
     /// `NOT_AVAILABLE`), a day the watch was off (`0` steps), a night without sleep charge
     /// (`sleep_charge: -1`, `continuity: 0`) or with nothing measured at all, a Nightly Recharge
-    /// without HRV. Default 0.
+    /// without HRV; a day of 24/7 heart rate with off-wrist `0` samples, a cardio-load day Polar could
+    /// not compute, an alertness period whose grade is not valid. Default 0.
     pub no_data: f64,
+    /// Also cardio load, SleepWise alertness (naps included) and 24/7 heart rate, the data of the
+    /// connector's optional forms. Off by default: those days are large (288 heart-rate samples each).
+    pub optional_data: bool,
 }
 
 impl Default for GenerateRequest {
@@ -109,6 +113,7 @@ impl Default for GenerateRequest {
             upload: UploadMode::Natural,
             seed: None,
             no_data: 0.0,
+            optional_data: false,
         }
     }
 }
@@ -125,6 +130,13 @@ pub enum RecordKind {
     Sleep,
     /// Nightly Recharge (`/v3/users/nightly-recharge`), keyed by date.
     Recharge,
+    /// Cardio load (`/v3/users/cardio-load`), keyed by date.
+    CardioLoad,
+    /// SleepWise alertness (`/v3/users/sleepwise/alertness`), keyed by the sleep period's start in UTC
+    /// (`YYYY-MM-DDThh:mm:ss`): a night and a nap are two records.
+    Alertness,
+    /// 24/7 heart rate (`/v3/users/continuous-heart-rate`), keyed by date.
+    HeartRate,
 }
 
 impl RecordKind {
@@ -135,6 +147,9 @@ impl RecordKind {
             Self::Activity => "activity",
             Self::Sleep => "sleep",
             Self::Recharge => "recharge",
+            Self::CardioLoad => "cardio_load",
+            Self::Alertness => "alertness",
+            Self::HeartRate => "heart_rate",
         }
     }
 
@@ -145,6 +160,9 @@ impl RecordKind {
             "activity" => Some(Self::Activity),
             "sleep" => Some(Self::Sleep),
             "recharge" => Some(Self::Recharge),
+            "cardio_load" => Some(Self::CardioLoad),
+            "alertness" => Some(Self::Alertness),
+            "heart_rate" => Some(Self::HeartRate),
             _ => None,
         }
     }
@@ -161,6 +179,15 @@ pub struct GenerateSummary {
     pub sleeps: Vec<NaiveDate>,
     /// Nightly Recharge dates.
     pub recharges: Vec<NaiveDate>,
+    /// Cardio-load dates (with `optional_data`).
+    #[serde(default)]
+    pub cardio_loads: Vec<NaiveDate>,
+    /// Alertness keys: sleep period starts in UTC (with `optional_data`).
+    #[serde(default)]
+    pub alertness: Vec<String>,
+    /// 24/7 heart-rate dates (with `optional_data`).
+    #[serde(default)]
+    pub heart_rates: Vec<NaiveDate>,
 }
 
 /// One record to add (`POST /_sim/accounts/{id}/records`): a realistic generated record for the
@@ -170,7 +197,10 @@ pub struct GenerateSummary {
 pub struct NewRecord {
     /// Record kind.
     pub kind: RecordKind,
-    /// Date for activity/sleep/recharge; default today (athlete's local date).
+    /// Date for the daily kinds; default today (athlete's local date). For alertness: the day the night
+    /// ends (`values` with `sleep_type: SLEEP_TYPE_SECONDARY` makes it that day's nap). Today's heart
+    /// rate and cardio load hold what the watch measured until now; adding them again later is
+    /// Polar revising them.
     #[serde(default)]
     pub date: Option<NaiveDate>,
     /// Local start for an exercise; default two hours ago (local).
@@ -341,10 +371,11 @@ pub struct RequestLogEntry {
 }
 
 /// A webhook event to send now (`POST /_sim/webhook/deliver`), whatever the subscription.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEventRequest {
-    /// `EXERCISE`, `SLEEP`, `ACTIVITY_SUMMARY`, `CONTINUOUS_HEART_RATE` or `PING`.
+    /// `EXERCISE`, `SLEEP`, `ACTIVITY_SUMMARY`, `CONTINUOUS_HEART_RATE`, `SLEEP_WISE_ALERTNESS` or
+    /// `PING`.
     pub event: String,
     /// The user (not for PING).
     #[serde(default)]
@@ -355,6 +386,12 @@ pub struct WebhookEventRequest {
     /// Date for the date-based events.
     #[serde(default)]
     pub date: Option<NaiveDate>,
+    /// First date for SLEEP_WISE_ALERTNESS.
+    #[serde(default)]
+    pub from: Option<NaiveDate>,
+    /// Last date for SLEEP_WISE_ALERTNESS.
+    #[serde(default)]
+    pub to: Option<NaiveDate>,
 }
 
 /// One webhook delivery attempt.

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::api::{ApiError, data, oauth, users, webhooks};
+use crate::api::{ApiError, data, oauth, optional, users, webhooks};
 use crate::control;
 use crate::layer::{DropConnection, polar_layer};
 use crate::state::Shared;
@@ -50,6 +50,36 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v3/users/sleep/{date}", get(data::get_sleep))
         .route("/v3/users/nightly-recharge", get(data::list_recharge))
         .route("/v3/users/nightly-recharge/{date}", get(data::get_recharge))
+        .route("/v3/users/cardio-load", get(optional::list_cardio_load))
+        .route("/v3/users/cardio-load/", get(optional::list_cardio_load))
+        .route(
+            "/v3/users/cardio-load/date",
+            get(optional::cardio_load_range),
+        )
+        .route(
+            "/v3/users/cardio-load/{date}",
+            get(optional::cardio_load_on),
+        )
+        .route(
+            "/v3/users/cardio-load/period/days/{days}",
+            get(optional::cardio_load_period),
+        )
+        .route(
+            "/v3/users/sleepwise/alertness",
+            get(optional::list_alertness),
+        )
+        .route(
+            "/v3/users/sleepwise/alertness/date",
+            get(optional::alertness_range),
+        )
+        .route(
+            "/v3/users/continuous-heart-rate",
+            get(optional::heart_rate_range),
+        )
+        .route(
+            "/v3/users/continuous-heart-rate/{date}",
+            get(optional::heart_rate_on),
+        )
         .route("/v3/notifications", get(webhooks::notifications))
         .route("/v3/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/v3/webhooks/activate", post(webhooks::activate))

@@ -116,13 +116,25 @@ pub(crate) fn valid_events(events: &[String]) -> bool {
             .all(|event| EVENT_TYPES.contains(&event.as_str()))
 }
 
+/// The event announcing a record of `kind`; Nightly Recharge and cardio load have none.
 fn event_for(kind: RecordKind) -> Option<&'static str> {
     match kind {
         RecordKind::Exercise => Some("EXERCISE"),
         RecordKind::Sleep => Some("SLEEP"),
         RecordKind::Activity => Some("ACTIVITY_SUMMARY"),
-        RecordKind::Recharge => None,
+        RecordKind::HeartRate => Some("CONTINUOUS_HEART_RATE"),
+        RecordKind::Alertness => Some("SLEEP_WISE_ALERTNESS"),
+        RecordKind::Recharge | RecordKind::CardioLoad => None,
     }
+}
+
+/// The local date an alertness period ends on (its `sleep_period_end_time` in UTC plus the offset).
+pub(crate) fn alertness_local_date(body: &serde_json::Map<String, Value>) -> Option<NaiveDate> {
+    let end = body.get("sleep_period_end_time")?.as_str()?;
+    let end = chrono::NaiveDateTime::parse_from_str(end.get(..19)?, "%Y-%m-%dT%H:%M:%S").ok()?;
+    let offset = body.get("sleep_timezone_offset_minutes")?.as_i64()?;
+    let local = end.checked_add_signed(TimeDelta::try_minutes(offset)?)?;
+    Some(local.date())
 }
 
 impl SimState {
@@ -143,9 +155,17 @@ impl SimState {
         }
         let (entity_id, date) = match kind {
             RecordKind::Exercise => (Some(key.to_owned()), None),
+            RecordKind::Alertness => (
+                None,
+                self.accounts
+                    .get(&polar_user_id)
+                    .and_then(|account| account.records.get(&(kind, key.to_owned())))
+                    .and_then(|record| alertness_local_date(&record.body)),
+            ),
             _ => (None, timefmt::parse_date(key)),
         };
-        if let Ok(payload) = self.payload(event, Some(polar_user_id), entity_id, date) {
+        let range = date.map(|date| (date, date));
+        if let Ok(payload) = self.payload(event, Some(polar_user_id), entity_id, date, range) {
             let times = if event == "SLEEP" && self.settings.double_fire_sleep {
                 2
             } else {
@@ -165,24 +185,28 @@ impl SimState {
         if let Some(id) = request.polar_user_id {
             self.account(id)?;
         }
+        let range = request.from.zip(request.to);
         let payload = self.payload(
             &request.event,
             request.polar_user_id,
             request.entity_id,
             request.date,
+            range,
         )?;
         self.enqueue(&request.event, request.polar_user_id, &payload);
         Ok(())
     }
 
-    /// Payload per the reference table: `event`, `user_id`, `timestamp`, `url` and
-    /// `entity_id` (EXERCISE) or `date` (date-based events); PING only `event`, `timestamp`.
+    /// Payload per the reference table: `event`, `user_id`, `timestamp`, `url` and `entity_id`
+    /// (EXERCISE), `date` (date-based events) or `from` and `to` (SLEEP_WISE_ALERTNESS); PING only
+    /// `event`, `timestamp`.
     fn payload(
         &self,
         event: &str,
         polar_user_id: Option<i64>,
         entity_id: Option<String>,
         date: Option<NaiveDate>,
+        range: Option<(NaiveDate, NaiveDate)>,
     ) -> Result<Value, SimError> {
         let timestamp = timefmt::utc_millis(self.now());
         if event == "PING" {
@@ -219,9 +243,21 @@ impl SimState {
                     "url": format!("{base}/v3/{path}/{date}"),
                 }))
             }
+            "SLEEP_WISE_ALERTNESS" => {
+                let (from, to) = range
+                    .ok_or_else(|| SimError::BadRequest(format!("{event} needs from and to")))?;
+                Ok(json!({
+                    "event": event,
+                    "user_id": user_id,
+                    "from": from.to_string(),
+                    "to": to.to_string(),
+                    "timestamp": timestamp,
+                    "url": format!("{base}/v3/users/sleepwise/alertness/date?from={from}&to={to}"),
+                }))
+            }
             other => Err(SimError::BadRequest(format!(
                 "cannot send event {other}; use EXERCISE, SLEEP, ACTIVITY_SUMMARY, \
-                 CONTINUOUS_HEART_RATE or PING"
+                 CONTINUOUS_HEART_RATE, SLEEP_WISE_ALERTNESS or PING"
             ))),
         }
     }

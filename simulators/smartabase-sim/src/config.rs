@@ -164,6 +164,12 @@ pub const POLAR_ACTIVITY: &str = "Polar Activity";
 pub const POLAR_SLEEP: &str = "Polar Sleep";
 /// Event form `Polar Nightly Recharge`.
 pub const POLAR_NIGHTLY_RECHARGE: &str = "Polar Nightly Recharge";
+/// Optional event form `Polar Cardio Load` (design §5b).
+pub const POLAR_CARDIO_LOAD: &str = "Polar Cardio Load";
+/// Optional event form `Polar Alertness` (design §5b).
+pub const POLAR_ALERTNESS: &str = "Polar Alertness";
+/// Optional event form `Polar Daily Heart Rate` (design §5b).
+pub const POLAR_DAILY_HEART_RATE: &str = "Polar Daily Heart Rate";
 /// Profile form `Polar Auth Portal`.
 pub const POLAR_AUTH_PORTAL: &str = "Polar Auth Portal";
 /// Profile form `Polar Access Token`.
@@ -226,5 +232,27 @@ pub fn default_forms() -> Vec<FormDefinition> {
             "Status",
             "Linked At",
         ]),
+    ]
+}
+
+/// The optional forms of design §5b with their exact field names: what a site that enables them builds.
+/// Not on a site by default.
+pub fn optional_forms() -> Vec<FormDefinition> {
+    vec![
+        FormDefinition::event(POLAR_CARDIO_LOAD)
+            .with_text_fields(&["Cardio Load Date", "Cardio Load Status"])
+            .with_number_fields(&["Cardio Load", "Strain", "Tolerance", "Cardio Load Ratio"]),
+        FormDefinition::event(POLAR_ALERTNESS)
+            .with_text_fields(&[
+                "Alertness Date",
+                "Grade Classification",
+                "Sleep Inertia",
+                "Sleep Type",
+                "Validity",
+            ])
+            .with_number_fields(&["Alertness Grade"]),
+        FormDefinition::event(POLAR_DAILY_HEART_RATE)
+            .with_text_fields(&["Heart Rate Date"])
+            .with_number_fields(&["Lowest HR", "Average HR", "Highest HR", "Samples"]),
     ]
 }

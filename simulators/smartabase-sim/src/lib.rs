@@ -148,8 +148,9 @@ use tokio::task::JoinHandle;
 pub use api::USERS_PER_PAGE;
 pub use config::{
     EmptyResults, FieldDefinition, FieldKind, FormDefinition, FormKind, POLAR_ACCESS_TOKEN,
-    POLAR_ACTIVITY, POLAR_AUTH_PORTAL, POLAR_NIGHTLY_RECHARGE, POLAR_SLEEP, POLAR_TRAINING,
-    SmartabaseSimConfig, default_forms,
+    POLAR_ACTIVITY, POLAR_ALERTNESS, POLAR_AUTH_PORTAL, POLAR_CARDIO_LOAD, POLAR_DAILY_HEART_RATE,
+    POLAR_NIGHTLY_RECHARGE, POLAR_SLEEP, POLAR_TRAINING, SmartabaseSimConfig, default_forms,
+    optional_forms,
 };
 pub use control::{ProfileEntry, SiteInfo};
 pub use faults::{Endpoint, FaultKind, FaultRule, FaultTrigger, UnreadableAnswer};

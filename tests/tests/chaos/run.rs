@@ -336,6 +336,7 @@ impl Chaos {
                             upload: polar_sim::UploadMode::Now,
                             seed: Some(self.rng.random()),
                             no_data: odds::NO_DATA,
+                            optional_data: false,
                         },
                     )
                     .unwrap();

@@ -119,6 +119,9 @@ pub fn form_of(kind: RecordKind) -> &'static str {
         RecordKind::Activity => "Polar Activity",
         RecordKind::Sleep => "Polar Sleep",
         RecordKind::Recharge => "Polar Nightly Recharge",
+        RecordKind::CardioLoad => "Polar Cardio Load",
+        RecordKind::Alertness => "Polar Alertness",
+        RecordKind::HeartRate => "Polar Daily Heart Rate",
     }
 }
 
@@ -249,6 +252,8 @@ pub fn expected_event(record: &RecordView) -> Option<ExpectedEvent> {
     let within = |pointer: &str, min: f64, max: f64| measured(body, pointer, min, true, max);
     let form = form_of(record.kind);
     let (start, finish) = match record.kind {
+        // The optional forms are not synced yet.
+        RecordKind::CardioLoad | RecordKind::Alertness | RecordKind::HeartRate => return None,
         RecordKind::Exercise => {
             let start = NaiveDateTime::parse_from_str(
                 body["start_time"].as_str().unwrap(),
@@ -605,11 +610,21 @@ pub fn ledger_key(record: &RecordView) -> LedgerKey {
             DataKind::Training,
             RecordKey::Exercise(ExerciseId::parse(record.key.clone()).unwrap()),
         ),
+        RecordKind::Alertness => (
+            DataKind::Alertness,
+            RecordKey::sleep_period(
+                NaiveDateTime::parse_from_str(&record.key, "%Y-%m-%dT%H:%M:%S")
+                    .unwrap()
+                    .and_utc(),
+            ),
+        ),
         other => {
             let date = RecordKey::Date(NaiveDate::parse_from_str(&record.key, "%Y-%m-%d").unwrap());
             let kind = match other {
                 RecordKind::Activity => DataKind::Activity,
                 RecordKind::Sleep => DataKind::Sleep,
+                RecordKind::CardioLoad => DataKind::CardioLoad,
+                RecordKind::HeartRate => DataKind::DailyHeartRate,
                 _ => DataKind::Recharge,
             };
             (kind, date)

@@ -2,7 +2,7 @@
 //! scan reads it), and every form the mapping enables exists with every mapped field (v3 form metadata).
 
 use shared::config::{Config, Secrets};
-use shared::mapping::{FormKind, Mapping, SiteForm};
+use shared::mapping::{FormKind, Mapping, OPTIONAL_FORMS, SiteForm};
 use shared::smartabase::{
     EVENT_FORMS, FormSummary, PROFILE_FORMS, SmartabaseApi as _, SmartabaseClient, SmartabaseError,
     SmartabaseSession,
@@ -328,16 +328,19 @@ fn find_form<'a>(
                 }
             };
             let fields: Vec<&str> = form.spec.fields().filter_map(|(_, name)| name).collect();
-            Err(Check::fail(
-                form_check_name(form),
-                found,
-                format!(
-                    "build the {kind} form `{name}` with the fields {} and give the API account's \
-                     role access to it; if the site names it differently: `connector mapping set` \
-                     with {rename}",
-                    quoted(&fields)
-                ),
-            ))
+            let mut fix = format!(
+                "build the {kind} form `{name}` with the fields {} and give the API account's \
+                 role access to it; if the site names it differently: `connector mapping set` \
+                 with {rename}",
+                quoted(&fields)
+            );
+            if OPTIONAL_FORMS.contains(&form.key) {
+                let off = rename_example(form.key, serde_json::json!({"enabled": false}));
+                fix.push_str(&format!(
+                    "; if the site does not want it: `connector mapping set` with {off}"
+                ));
+            }
+            Err(Check::fail(form_check_name(form), found, fix))
         }
     }
 }

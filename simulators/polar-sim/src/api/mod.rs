@@ -3,6 +3,7 @@
 
 pub(crate) mod data;
 pub(crate) mod oauth;
+pub(crate) mod optional;
 pub(crate) mod users;
 pub(crate) mod webhooks;
 

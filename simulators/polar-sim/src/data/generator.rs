@@ -57,8 +57,8 @@ pub(crate) struct Traits {
     pub height: f64,
     device: &'static str,
     device_id: String,
-    max_hr: u32,
-    resting_hr: u32,
+    pub(super) max_hr: u32,
+    pub(super) resting_hr: u32,
     hrv_base: u32,
     bmr: u32,
     stride_m: f64,
@@ -90,7 +90,7 @@ const HOMES: [(f64, f64); 6] = [
 ];
 
 /// RNG for one (kind, key) of one athlete.
-fn derive_rng(ctx: &GenContext, tag: &str, key: &str) -> StdRng {
+pub(super) fn derive_rng(ctx: &GenContext, tag: &str, key: &str) -> StdRng {
     let mut hasher = Sha256::new();
     hasher.update(ctx.seed.to_le_bytes());
     hasher.update(ctx.polar_user_id.to_le_bytes());
@@ -105,7 +105,7 @@ fn derive_rng(ctx: &GenContext, tag: &str, key: &str) -> StdRng {
     StdRng::seed_from_u64(folded)
 }
 
-fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> Option<&'a T> {
+pub(super) fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> Option<&'a T> {
     if items.is_empty() {
         None
     } else {
@@ -113,7 +113,7 @@ fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> Option<&'a T> {
     }
 }
 
-fn round1(value: f64) -> f64 {
+pub(super) fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
@@ -121,25 +121,25 @@ fn round7(value: f64) -> f64 {
     (value * 1e7).round() / 1e7
 }
 
-fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
+pub(crate) fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
     match serde_json::to_value(value) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     }
 }
 
-fn polar_user_url(ctx: &GenContext) -> String {
+pub(super) fn polar_user_url(ctx: &GenContext) -> String {
     format!(
         "https://www.polaraccesslink.com/v3/users/{}",
         ctx.polar_user_id
     )
 }
 
-fn local_to_utc(ctx: &GenContext, local: NaiveDateTime) -> DateTime<Utc> {
+pub(super) fn local_to_utc(ctx: &GenContext, local: NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&(local - TimeDelta::minutes(i64::from(ctx.utc_offset_minutes))))
 }
 
-fn midnight(date: NaiveDate) -> NaiveDateTime {
+pub(super) fn midnight(date: NaiveDate) -> NaiveDateTime {
     date.and_time(NaiveTime::MIN)
 }
 
@@ -340,6 +340,43 @@ pub(crate) fn mark_no_data(
             body.insert("continuity".into(), Value::from(0));
             body.insert("continuity_class".into(), Value::from(0));
             body.insert("heart_rate_samples".into(), Value::Null);
+        }
+        (RecordKind::HeartRate, 0) => {
+            // Off the wrist all day: every sample 0.
+            if let Some(Value::Array(samples)) = body.get_mut("heart_rate_samples") {
+                for sample in samples.iter_mut() {
+                    sample["heart_rate"] = Value::from(0);
+                }
+            }
+        }
+        (RecordKind::HeartRate, _) => {
+            // Charging for a stretch: those samples are 0.
+            if let Some(Value::Array(samples)) = body.get_mut("heart_rate_samples") {
+                let third = samples.len() / 3;
+                for sample in samples.iter_mut().skip(third).take(third) {
+                    sample["heart_rate"] = Value::from(0);
+                }
+            }
+        }
+        (RecordKind::CardioLoad, _) => {
+            body.insert(
+                "cardio_load_status".into(),
+                Value::from(super::optional::LOAD_STATUS_NOT_AVAILABLE),
+            );
+            for name in ["strain", "tolerance", "cardio_load_ratio"] {
+                body.insert(name.into(), Value::from(0.0));
+            }
+        }
+        (RecordKind::Alertness, 0) => {
+            body.insert("validity".into(), Value::from("VALIDITY_NOT_VALID"));
+        }
+        (RecordKind::Alertness, _) => {
+            body.insert("validity".into(), Value::from("VALIDITY_UNKNOWN"));
+            body.insert(
+                "grade_classification".into(),
+                Value::from("GRADE_CLASSIFICATION_UNKNOWN"),
+            );
+            body.insert("sleep_inertia".into(), Value::from("SLEEP_INERTIA_UNKNOWN"));
         }
         (RecordKind::Recharge, _) => {
             body.insert("heart_rate_variability_avg".into(), Value::from(0));
@@ -783,7 +820,11 @@ const DEEP: u8 = 4;
 const UNKNOWN_STAGE: u8 = 5;
 
 /// The night ending on `date`, and its local start.
-fn sleep_night(ctx: &GenContext, traits: &Traits, date: NaiveDate) -> (Generated, NaiveDateTime) {
+pub(super) fn sleep_night(
+    ctx: &GenContext,
+    traits: &Traits,
+    date: NaiveDate,
+) -> (Generated, NaiveDateTime) {
     let mut rng = derive_rng(ctx, "sleep", &date.to_string());
     let start_offset_secs: i64 = if rng.random_bool(0.12) {
         rng.random_range(0..=40) * 60

@@ -1,5 +1,6 @@
-//! Polar data: wire shapes, the seeded generator and the per-account record store.
+//! Polar data: wire shapes, the seeded generators and the per-account record store.
 
 pub(crate) mod generator;
+pub(crate) mod optional;
 pub(crate) mod store;
 pub(crate) mod wire;

@@ -1,10 +1,13 @@
 //! Stored records per account and the control operations on them (generate, add, revise,
 //! ready), including the registration boundary that decides what the API serves.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use serde_json::{Map, Value};
 
-use super::generator::{self, Generated};
+use super::generator::{self, GenContext, Generated};
+use super::optional;
 use crate::error::SimError;
 use crate::model::{
     GenerateRequest, GenerateSummary, NewRecord, RecordKind, RecordView, UploadMode,
@@ -128,6 +131,11 @@ impl SimState {
             batch.push((RecordKind::Sleep, day.sleep));
             batch.extend(day.recharge.map(|g| (RecordKind::Recharge, g)));
         }
+        if request.optional_data {
+            let first = end - TimeDelta::days(i64::from(request.days) - 1);
+            let optional = self.optional_records(polar_user_id, &ctx, (first, end), &batch)?;
+            batch.extend(optional);
+        }
         for (kind, generated) in &mut batch {
             generator::mark_no_data(&ctx, *kind, generated, request.no_data);
         }
@@ -153,6 +161,11 @@ impl SimState {
                 RecordKind::Activity => summary.activities.extend(timefmt::parse_date(&view.key)),
                 RecordKind::Sleep => summary.sleeps.extend(timefmt::parse_date(&view.key)),
                 RecordKind::Recharge => summary.recharges.extend(timefmt::parse_date(&view.key)),
+                RecordKind::CardioLoad => {
+                    summary.cardio_loads.extend(timefmt::parse_date(&view.key));
+                }
+                RecordKind::Alertness => summary.alertness.push(view.key.clone()),
+                RecordKind::HeartRate => summary.heart_rates.extend(timefmt::parse_date(&view.key)),
             }
             if view.served {
                 self.announce(polar_user_id, kind, &view.key);
@@ -161,7 +174,106 @@ impl SimState {
         summary.activities.sort();
         summary.sleeps.sort();
         summary.recharges.sort();
+        summary.cardio_loads.sort();
+        summary.alertness.sort();
+        summary.heart_rates.sort();
         Ok(summary)
+    }
+
+    /// The optional forms' data for the local dates `range` (inclusive) of a generation whose core
+    /// records are `batch`: each day's 24/7 heart rate (today's until now), the alertness of each night
+    /// once SleepWise has five nights of the last seven (and of the day's nap), and the cardio load of
+    /// each day from the day's exercises and the account's earlier loads.
+    fn optional_records(
+        &self,
+        polar_user_id: i64,
+        ctx: &GenContext,
+        (first, end): (NaiveDate, NaiveDate),
+        batch: &[(RecordKind, Generated)],
+    ) -> Result<Vec<(RecordKind, Generated)>, SimError> {
+        let account = self.account(polar_user_id)?;
+        let now = self.now();
+        let today = self.local_today(account);
+        let local_now = local_now(now, account.utc_offset_minutes);
+        let dates: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= end).collect();
+        let mut out = Vec::new();
+        for date in &dates {
+            let until = (*date == today).then_some(local_now);
+            if let Some(day) = optional::heart_rate_day(ctx, *date, until) {
+                out.push((RecordKind::HeartRate, day));
+            }
+        }
+        // SleepWise needs five nights of the last seven.
+        let nights: BTreeSet<NaiveDate> = batch
+            .iter()
+            .filter(|(kind, g)| *kind == RecordKind::Sleep && g.complete_at <= now)
+            .filter_map(|(_, g)| timefmt::parse_date(&g.key))
+            .chain(stored_dates(account, RecordKind::Sleep))
+            .collect();
+        for date in &dates {
+            if nights.range(*date - TimeDelta::days(6)..=*date).count() >= 5 {
+                out.push((
+                    RecordKind::Alertness,
+                    optional::alertness_on(ctx, *date, false),
+                ));
+                if optional::naps_on(ctx, *date) {
+                    out.push((
+                        RecordKind::Alertness,
+                        optional::alertness_on(ctx, *date, true),
+                    ));
+                }
+            }
+        }
+        // Every generated day is a day the watch was worn: its load is known, 0 without training.
+        let mut loads: BTreeMap<NaiveDate, f64> = stored_loads(account);
+        for date in &dates {
+            loads.insert(*date, 0.0);
+        }
+        for (kind, exercise) in batch {
+            if *kind == RecordKind::Exercise
+                && exercise.complete_at <= now
+                && let Some(date) = exercise_date(&exercise.body)
+            {
+                *loads.entry(date).or_insert(0.0) += optional::exercise_load(&exercise.body);
+            }
+        }
+        for date in &dates {
+            let (complete_at, upload) = cardio_load_times(ctx, *date, today, now);
+            out.push((
+                RecordKind::CardioLoad,
+                optional::cardio_load_day(*date, &loads, complete_at, upload),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Polar recomputes a day's cardio load after each training: a new version of that day's entry,
+    /// for an account that has cardio load at all.
+    fn refresh_cardio_load(
+        &mut self,
+        polar_user_id: i64,
+        date: NaiveDate,
+        uploaded_at: DateTime<Utc>,
+    ) {
+        let Ok(account) = self.account(polar_user_id) else {
+            return;
+        };
+        let has_cardio_load = account
+            .records
+            .keys()
+            .any(|(kind, _)| *kind == RecordKind::CardioLoad);
+        if !has_cardio_load {
+            return;
+        }
+        let day = cardio_load_from_store(account, date, uploaded_at);
+        // The account exists: storing cannot fail.
+        let _ = self.store_record(
+            polar_user_id,
+            RecordKind::CardioLoad,
+            day,
+            uploaded_at,
+            true,
+        );
     }
 
     /// One record with given values laid over a generated one.
@@ -174,8 +286,7 @@ impl SimState {
         let ctx = self.gen_context(account, None);
         let today = self.local_today(account);
         let now = self.now();
-        let local_now =
-            (now + TimeDelta::minutes(i64::from(account.utc_offset_minutes))).naive_utc();
+        let local_now = local_now(now, account.utc_offset_minutes);
         let mut generated = match request.kind {
             RecordKind::Exercise => {
                 let start = request
@@ -194,7 +305,23 @@ impl SimState {
                 match kind {
                     RecordKind::Activity => generator::activity_on(&ctx, date),
                     RecordKind::Sleep => generator::sleep_on(&ctx, date),
-                    _ => generator::recharge_on(&ctx, date),
+                    RecordKind::HeartRate => {
+                        optional::heart_rate_day(&ctx, date, (date == today).then_some(local_now))
+                            .ok_or_else(|| {
+                            SimError::BadRequest(
+                                "no heart rate measured yet on that date".to_owned(),
+                            )
+                        })?
+                    }
+                    RecordKind::Alertness => {
+                        let nap = request.values.get("sleep_type")
+                            == Some(&Value::from("SLEEP_TYPE_SECONDARY"));
+                        optional::alertness_on(&ctx, date, nap)
+                    }
+                    RecordKind::CardioLoad => cardio_load_from_store(account, date, now),
+                    RecordKind::Recharge | RecordKind::Exercise => {
+                        generator::recharge_on(&ctx, date)
+                    }
                 }
             }
         };
@@ -217,9 +344,13 @@ impl SimState {
         }
         let uploaded_at = request.uploaded_at.unwrap_or(now);
         let kind = request.kind;
+        let exercise_day = exercise_date(&generated.body).filter(|_| kind == RecordKind::Exercise);
         let view = self.store_record(polar_user_id, kind, generated, uploaded_at, request.ready)?;
         if view.served {
             self.announce(polar_user_id, kind, &view.key);
+        }
+        if let Some(date) = exercise_day {
+            self.refresh_cardio_load(polar_user_id, date, uploaded_at);
         }
         Ok(view)
     }
@@ -343,6 +474,70 @@ impl SimState {
             .filter(|record| served(account, record, now, history))
             .cloned()
     }
+}
+
+/// The athlete's local wall time at `now`.
+fn local_now(now: DateTime<Utc>, offset_minutes: i32) -> NaiveDateTime {
+    (now + TimeDelta::minutes(i64::from(offset_minutes))).naive_utc()
+}
+
+/// The local date an exercise started on.
+fn exercise_date(body: &Map<String, Value>) -> Option<NaiveDate> {
+    body.get("start_time")
+        .and_then(Value::as_str)
+        .and_then(|start| start.get(..10))
+        .and_then(timefmt::parse_date)
+}
+
+/// The dates of an account's stored records of a date-keyed kind.
+fn stored_dates(account: &Account, kind: RecordKind) -> impl Iterator<Item = NaiveDate> + '_ {
+    account
+        .records
+        .keys()
+        .filter(move |(record_kind, _)| *record_kind == kind)
+        .filter_map(|(_, key)| timefmt::parse_date(key))
+}
+
+/// The daily loads of the account's stored cardio-load days.
+fn stored_loads(account: &Account) -> BTreeMap<NaiveDate, f64> {
+    account
+        .records
+        .iter()
+        .filter(|((kind, _), _)| *kind == RecordKind::CardioLoad)
+        .filter_map(|((_, key), record)| {
+            let load = record.body.get("cardio_load").and_then(Value::as_f64)?;
+            Some((timefmt::parse_date(key)?, load))
+        })
+        .collect()
+}
+
+/// When a day's cardio load is there: after the day (today: now, as it stands).
+fn cardio_load_times(
+    ctx: &GenContext,
+    date: NaiveDate,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    if date >= today {
+        return (now, now);
+    }
+    let after = generator::local_to_utc(ctx, generator::midnight(date + TimeDelta::days(1)));
+    (after, after + TimeDelta::minutes(30))
+}
+
+/// A day's cardio load from what the account has: the day's stored exercises and the earlier stored
+/// cardio-load days.
+fn cardio_load_from_store(account: &Account, date: NaiveDate, at: DateTime<Utc>) -> Generated {
+    let mut loads = stored_loads(account);
+    let own: f64 = account
+        .records
+        .iter()
+        .filter(|((kind, _), _)| *kind == RecordKind::Exercise)
+        .filter(|(_, record)| exercise_date(&record.body) == Some(date))
+        .map(|(_, record)| optional::exercise_load(&record.body))
+        .sum();
+    loads.insert(date, own);
+    optional::cardio_load_day(date, &loads, at, at)
 }
 
 fn unknown_record(kind: RecordKind, key: &str) -> SimError {

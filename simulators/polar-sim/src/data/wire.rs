@@ -200,3 +200,67 @@ pub(crate) struct Recharge {
     pub hrv_samples: BTreeMap<String, u32>,
     pub breathing_samples: BTreeMap<String, f64>,
 }
+
+/// One day of `/v3/users/cardio-load` (every list of it is a top-level array).
+#[derive(Debug, Serialize)]
+pub(crate) struct CardioLoad {
+    pub date: String,
+    pub cardio_load_status: String,
+    pub cardio_load: f64,
+    pub strain: f64,
+    pub tolerance: f64,
+    pub cardio_load_ratio: f64,
+    pub cardio_load_level: CardioLoadLevels,
+}
+
+/// Session-load thresholds; Polar spells the last one with a dash.
+#[derive(Debug, Serialize)]
+pub(crate) struct CardioLoadLevels {
+    pub very_low: f64,
+    pub low: f64,
+    pub medium: f64,
+    pub high: f64,
+    #[serde(rename = "very-high")]
+    pub very_high: f64,
+}
+
+/// One SleepWise alertness period (`/v3/users/sleepwise/alertness`); every time is UTC.
+#[derive(Debug, Serialize)]
+pub(crate) struct Alertness {
+    pub grade: f64,
+    pub grade_validity_seconds: i64,
+    pub grade_type: String,
+    pub grade_classification: String,
+    pub validity: String,
+    pub sleep_inertia: String,
+    pub sleep_type: String,
+    pub result_type: String,
+    pub period_start_time: String,
+    pub period_end_time: String,
+    pub sleep_period_start_time: String,
+    pub sleep_period_end_time: String,
+    pub sleep_timezone_offset_minutes: i32,
+    pub hourly_data: Vec<AlertnessHour>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AlertnessHour {
+    pub validity: String,
+    pub alertness_level: String,
+    pub start_time: String,
+    pub end_time: String,
+}
+
+/// One day of `/v3/users/continuous-heart-rate/{date}` (the range wraps days without `polar_user`).
+#[derive(Debug, Serialize)]
+pub(crate) struct HeartRateDay {
+    pub polar_user: String,
+    pub date: String,
+    pub heart_rate_samples: Vec<HeartRateSample>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HeartRateSample {
+    pub heart_rate: u32,
+    pub sample_time: String,
+}

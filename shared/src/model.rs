@@ -295,6 +295,9 @@ pub enum LedgerState {
     Pending,
     /// Smartabase answered `SUCCESSFULLY_IMPORTED` with this event id.
     Confirmed,
+    /// A lookup after an unconfirmed write settled what Smartabase holds: the event id it found (holding
+    /// other content), or none. The next write updates or creates accordingly without looking again.
+    LookedUp,
 }
 
 /// What the connector last wrote for one record.

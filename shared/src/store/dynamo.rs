@@ -1057,13 +1057,18 @@ fn ledger_state_name(state: LedgerState) -> &'static str {
     match state {
         LedgerState::Pending => "pending",
         LedgerState::Confirmed => "confirmed",
+        LedgerState::LookedUp => "looked-up",
     }
 }
 
 fn ledger_state_from_name(name: &str) -> Option<LedgerState> {
-    [LedgerState::Pending, LedgerState::Confirmed]
-        .into_iter()
-        .find(|s| ledger_state_name(*s) == name)
+    [
+        LedgerState::Pending,
+        LedgerState::Confirmed,
+        LedgerState::LookedUp,
+    ]
+    .into_iter()
+    .find(|s| ledger_state_name(*s) == name)
 }
 
 fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, StoreError> {

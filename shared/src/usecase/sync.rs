@@ -313,6 +313,10 @@ where
         let mut follow_ups = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut unfinished = false;
+        // Written after every step's fresh records (see `resolve_pending`); the steps they came from move
+        // their cursors only once they are delivered.
+        let mut pending = Vec::new();
+        let mut advance_once_resolved = Vec::new();
 
         for step in &plan.steps {
             if Instant::now() >= deadline {
@@ -391,8 +395,36 @@ where
                 unfinished = true;
                 break;
             }
-            if plan.advances_cursors && fetched.broken.is_empty() && written.failures.is_empty() {
-                step.advance(&mut cursors, now);
+            let clean = fetched.broken.is_empty() && written.failures.is_empty();
+            if written.pending.is_empty() {
+                if plan.advances_cursors && clean {
+                    step.advance(&mut cursors, now);
+                }
+            } else {
+                pending.extend(written.pending);
+                if clean {
+                    advance_once_resolved.push(step);
+                }
+            }
+        }
+        if !unfinished && !pending.is_empty() {
+            let mut resolved = Delivery::default();
+            self.resolve_pending(
+                &job.athlete,
+                user,
+                pending,
+                &mut counts,
+                &mut resolved,
+                now,
+                deadline,
+            )
+            .await?;
+            failures.extend(resolved.failures.first().cloned());
+            unfinished = resolved.unfinished;
+            if plan.advances_cursors && !unfinished && resolved.failures.is_empty() {
+                for step in advance_once_resolved {
+                    step.advance(&mut cursors, now);
+                }
             }
         }
 
@@ -603,8 +635,9 @@ where
         Ok(fetched)
     }
 
-    /// Writes what changed, exactly once, starting no Smartabase call after `deadline`. Returns what could
-    /// not be written, and whether the deadline left some of it untried.
+    /// Writes what changed and is not pending, exactly once, starting no Smartabase call after `deadline`.
+    /// Pending entries are returned untouched: the job looks them up after every fresh write, so one
+    /// type's lost answers never hold back another type's new records.
     async fn deliver(
         &self,
         athlete: &AthleteUuid,
@@ -638,45 +671,100 @@ where
                 {
                     counts.unchanged += 1;
                 }
-                Some(entry) if entry.state == LedgerState::Confirmed => {
-                    writes.push((event, entry.event_id))
+                Some(entry) if entry.state == LedgerState::Pending => {
+                    delivery.pending.push((event, entry.clone()))
                 }
-                Some(_) if Instant::now() >= deadline => delivery.unfinished = true,
-                Some(entry) => {
-                    // Pending: an earlier import may have landed without us hearing back. Look before writing.
-                    // Finding the event is not enough: a pending update finds the old event whether or not
-                    // the update landed, so only an event that already holds this content is confirmed.
-                    counts.smartabase_calls += 1;
-                    match self.find_lost_event(user, &event, entry).await {
-                        Ok(Some(found)) if holds(&found, &event) => {
-                            self.confirm(athlete, &event, found.id, now).await?;
-                            counts.recovered += 1;
-                        }
-                        Ok(found) => {
-                            if found.is_some() {
-                                counts.recovered += 1;
-                            }
-                            writes.push((event, found.map(|f| f.id).or(entry.event_id)));
-                        }
-                        Err(e) => {
-                            counts.failed += 1;
-                            delivery.fail(&event, format!("looking up a pending write: {e}"));
-                        }
-                    }
-                }
+                // Changed since confirmed, or settled by an earlier lookup.
+                Some(entry) => writes.push((event, entry.event_id)),
                 None => writes.push((event, None)),
             }
         }
+        self.write_all(athlete, user, writes, counts, &mut delivery, now, deadline)
+            .await?;
+        Ok(delivery)
+    }
 
+    /// Pending entries: an earlier import may have landed without us hearing back, so each is looked up
+    /// before it is written again. At most one import batch of lookups runs before its writes, and what a
+    /// lookup established is kept at once, so a Smartabase slow to search still makes progress in every
+    /// job and no job repeats a lookup an earlier one finished.
+    #[allow(clippy::too_many_arguments)]
+    async fn resolve_pending(
+        &self,
+        athlete: &AthleteUuid,
+        user: SmartabaseUserId,
+        pending: Vec<(MappedEvent, LedgerEntry)>,
+        counts: &mut SyncCounts,
+        delivery: &mut Delivery,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<(), SyncError> {
+        let mut pending = pending.into_iter().peekable();
+        while pending.peek().is_some() && !delivery.unfinished {
+            let mut writes: Vec<(MappedEvent, Option<EventId>)> = Vec::new();
+            for (event, entry) in pending.by_ref().take(IMPORT_BATCH) {
+                if Instant::now() >= deadline {
+                    delivery.unfinished = true;
+                    break;
+                }
+                counts.smartabase_calls += 1;
+                match self.find_lost_event(user, &event, &entry).await {
+                    // Finding the event is not enough: a pending update finds the old event whether or not
+                    // the update landed, so only an event that already holds this content is confirmed.
+                    Ok(Some(found)) if holds(&found, &event) => {
+                        self.confirm(athlete, &event, found.id, now).await?;
+                        counts.recovered += 1;
+                    }
+                    Ok(Some(found)) => {
+                        self.looked_up(athlete, &event, Some(found.id), now).await?;
+                        counts.recovered += 1;
+                        writes.push((event, Some(found.id)));
+                    }
+                    // Nothing of this record on its date: the lost write never landed, or the event a
+                    // pending update named is gone (a coach deleted it). Either way it is created, never
+                    // sent as an update of the id the lookup could not find: Smartabase answers an update
+                    // of an unknown id by creating a new event under a new id (reference §3.4, as the
+                    // simulator does), which the client must refuse as unconfirmed, so the job would fail
+                    // and only the next lookup would adopt the event. (The update's own old event could
+                    // only be elsewhere if the revision moved a training to another day and that update
+                    // never landed; then the old event stays beside the new one.)
+                    Ok(None) => {
+                        self.looked_up(athlete, &event, None, now).await?;
+                        writes.push((event, None));
+                    }
+                    Err(e) => {
+                        counts.failed += 1;
+                        delivery.fail(&event, format!("looking up a pending write: {e}"));
+                    }
+                }
+            }
+            self.write_all(athlete, user, writes, counts, delivery, now, deadline)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `writes` in import batches, starting none after `deadline`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_all(
+        &self,
+        athlete: &AthleteUuid,
+        user: SmartabaseUserId,
+        writes: Vec<(MappedEvent, Option<EventId>)>,
+        counts: &mut SyncCounts,
+        delivery: &mut Delivery,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<(), SyncError> {
         for batch in batches(writes) {
             if Instant::now() >= deadline {
                 delivery.unfinished = true;
                 break;
             }
-            self.write_batch(athlete, user, batch, counts, &mut delivery, now, deadline)
+            self.write_batch(athlete, user, batch, counts, delivery, now, deadline)
                 .await?;
         }
-        Ok(delivery)
+        Ok(())
     }
 
     async fn find_lost_event(
@@ -710,6 +798,25 @@ where
                 &[(
                     event.key.clone(),
                     ledger_entry(event, Some(id), LedgerState::Confirmed, now),
+                )],
+            )
+            .await
+    }
+
+    /// Keeps what a lookup established, so no later job repeats it.
+    async fn looked_up(
+        &self,
+        athlete: &AthleteUuid,
+        event: &MappedEvent,
+        found: Option<EventId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .ledger_put(
+                athlete,
+                &[(
+                    event.key.clone(),
+                    ledger_entry(event, found, LedgerState::LookedUp, now),
                 )],
             )
             .await
@@ -935,6 +1042,8 @@ struct Delivery {
     failures: Vec<String>,
     /// The deadline came before every record was tried.
     unfinished: bool,
+    /// Entries whose last write was not confirmed, for [`Connector::resolve_pending`].
+    pending: Vec<(MappedEvent, LedgerEntry)>,
 }
 
 impl Delivery {

@@ -318,6 +318,11 @@ impl SmartabaseSimHandle {
         self.shared.state().events.get(&event_id).cloned()
     }
 
+    /// Deletes an event as a coach does in Smartabase's UI; `false` if there is no such event.
+    pub fn delete_event(&self, event_id: i64) -> bool {
+        self.shared.state().delete_event(event_id)
+    }
+
     /// Every key dropped because its form lacks it, oldest first.
     pub fn dropped_fields(&self) -> Vec<DroppedField> {
         self.shared.state().dropped.clone()

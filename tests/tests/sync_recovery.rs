@@ -1,0 +1,185 @@
+//! Recovering writes whose answers were lost, end to end on moto and both simulators through the real
+//! worker: a Smartabase slow to search while many writes are unconfirmed, and an update whose event a
+//! coach deleted meanwhile.
+
+mod sync_support;
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Duration;
+use polar_sim::RecordKind;
+use shared::model::LedgerState;
+use shared::store::Store;
+use smartabase_sim::{Endpoint, FaultKind, FaultRule};
+use sync_support::*;
+use testkit::world::{World, WorldOptions};
+
+/// One Lambda invocation of the worker that may start work for `window`; returns (messages, failed).
+async fn one_short_invocation(
+    world: &World<impl Store>,
+    window: StdDuration,
+) -> (usize, Vec<String>) {
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+    let response = sync_worker::handle(&world.connector, event, Instant::now() + window).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &failed)
+        .await
+        .unwrap();
+    (delivered.len(), failed)
+}
+
+/// How many of the athlete's ledger entries are confirmed, and how many more a lookup has settled.
+async fn settled_entries<S: Store>(world: &World<S>, athlete: &Linked) -> (usize, usize) {
+    let entries = ledger(world, athlete).await;
+    let count = |state| entries.values().filter(|e| e.state == state).count();
+    (count(LedgerState::Confirmed), count(LedgerState::LookedUp))
+}
+
+#[tokio::test]
+async fn many_lost_answers_on_a_smartabase_slow_to_search_are_delivered_once_across_short_invocations()
+ {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "slowsearch", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 12);
+    // The first sync's imports fail: most store nothing (HTTP 500), the rest land with the answer lost.
+    // Every record is left unconfirmed.
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            FaultKind::Http500,
+            0.7,
+        ))
+        .unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventsImport),
+            FaultKind::DropConnection {
+                after_processing: true,
+            },
+            1.0,
+        ))
+        .unwrap();
+    let (delivered, failed) = one_short_invocation(&world, StdDuration::from_secs(600)).await;
+    assert_eq!((delivered, failed.len()), (1, 1), "nothing was confirmed");
+    let unconfirmed = ledger(&world, a).await.len();
+    assert!(unconfirmed > 30, "{unconfirmed} unconfirmed writes");
+    assert_eq!(settled_entries(&world, a).await, (0, 0));
+
+    // Smartabase now imports normally but takes 400 ms per search, and each invocation may start work
+    // for 1.5 s: a few lookups each, far fewer than are pending.
+    world.smartabase.clear_faults();
+    world
+        .smartabase
+        .add_fault(FaultRule::probability(
+            Some(Endpoint::EventSearch),
+            FaultKind::Delay { ms: 400 },
+            1.0,
+        ))
+        .unwrap();
+    let mut invocations = 0;
+    let mut settled = (0, 0);
+    loop {
+        let (delivered, failed) =
+            one_short_invocation(&world, StdDuration::from_millis(1500)).await;
+        if delivered == 0 {
+            break;
+        }
+        invocations += 1;
+        assert!(failed.is_empty(), "a slow search is no failure: {failed:?}");
+        // Each invocation keeps something: a confirmed write, or a lookup no later one repeats.
+        let now_settled = settled_entries(&world, a).await;
+        assert!(
+            now_settled.0 > settled.0 || now_settled.1 > settled.1,
+            "invocation {invocations} kept nothing ({settled:?} of {unconfirmed})"
+        );
+        settled = now_settled;
+        assert!(invocations < 60, "still not delivered after 60 invocations");
+    }
+    assert!(
+        invocations > 1,
+        "the window was meant to be too short for one"
+    );
+    assert_eq!(settled, (unconfirmed, 0));
+    assert_smartabase_matches_polar(&world, a);
+    assert!(
+        world
+            .connector
+            .queue
+            .dead_letters()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_revised_night_whose_event_a_coach_deleted_while_its_update_was_unconfirmed_is_written_again_once()
+ {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "deleted", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert_smartabase_matches_polar(&world, a);
+
+    // Polar revises a night; the update's import fails, so its entry is unconfirmed and names the event.
+    let night = served(&world, a.polar, RecordKind::Sleep)
+        .into_iter()
+        .next()
+        .expect("a night");
+    let mut values = serde_json::Map::new();
+    values.insert("sleep_score".into(), 99.into());
+    world
+        .polar
+        .revise_record(a.polar, RecordKind::Sleep, &night.key, values)
+        .unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::Http500,
+            1,
+        ))
+        .unwrap();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    let (delivered, failed) = one_short_invocation(&world, StdDuration::from_secs(600)).await;
+    assert_eq!(
+        (delivered, failed.len()),
+        (1, 1),
+        "the update was not confirmed"
+    );
+
+    // A coach deletes the night's event meanwhile.
+    let old = world
+        .smartabase
+        .events_for(a.user, "Polar Sleep")
+        .into_iter()
+        .find(|e| identity(RecordKind::Sleep, e) == night.key)
+        .expect("the night's event");
+    assert!(world.smartabase.delete_event(old.id));
+
+    // The retry finds nothing on that date and writes the night again: one event, the revised values, and
+    // no failed job on the way.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(run.failed, 0, "the retry went through first time");
+    assert_smartabase_matches_polar(&world, a);
+    assert!(
+        ledger(&world, a)
+            .await
+            .values()
+            .all(|e| e.state == LedgerState::Confirmed)
+    );
+}

@@ -327,7 +327,7 @@ where
                 Ok(f) => f,
                 Err(Stop::Unauthorized) => {
                     return self
-                        .confirm_unauthorized(&athlete, &token, &mut counts)
+                        .confirm_unauthorized(&athlete, &token, counts, deadline)
                         .await;
                 }
                 Err(Stop::RateLimited(seconds)) => {
@@ -503,13 +503,19 @@ where
     /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
     /// Polar user id is unknown) must also answer 401. Anything else is transient. The athlete is marked
     /// only if they are still the link this sync started from (same status, link time, Polar user and
-    /// token): a revoke, removal or re-link while Polar answered is never overwritten.
+    /// token): a revoke, removal or re-link while Polar answered is never overwritten. Nothing starts after
+    /// `deadline`: an unconfirmed 401 hands the job back (its continuation meets the 401 again), and a
+    /// status the profile does not show yet is written by the scan, which keeps every profile's status true.
     async fn confirm_unauthorized(
         &self,
         athlete: &Athlete,
         token: &AccessToken,
-        counts: &mut SyncCounts,
+        mut counts: SyncCounts,
+        deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
+        if Instant::now() >= deadline {
+            return Ok(SyncReport::only(SyncOutcome::Unfinished(counts)));
+        }
         counts.polar_calls += 1;
         let confirmation = match athlete.polar_user_id {
             Some(user) => self.polar.get_user(token, user).await.map(|_| ()),
@@ -549,7 +555,9 @@ where
                 Err(e) => return Err(e.into()),
             }
         };
-        if let Err(e) = self.write_access_token_profile(&updated, None).await {
+        if Instant::now() >= deadline {
+            info!(athlete = %athlete.uuid, "deadline reached: the scan writes Needs Reauthorisation to the profile");
+        } else if let Err(e) = self.write_access_token_profile(&updated, None).await {
             warn!(athlete = %athlete.uuid, error = %e, "could not write Needs Reauthorisation to the profile; the scan retries");
         }
         warn!(athlete = %athlete.uuid, outcome = "reauthorise", "athlete disconnected on Polar's side; needs reauthorisation");

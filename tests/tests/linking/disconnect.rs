@@ -326,3 +326,56 @@ async fn a_relink_during_the_401_confirmation_keeps_the_new_link() {
     seen.push(opened_token(&world, &athlete.uuid).await.unwrap());
     assert_logs_clean(&world, &seen);
 }
+
+#[tokio::test]
+async fn a_disconnect_met_as_the_workers_deadline_passes_is_confirmed_by_the_next_invocation() {
+    let world = world().await;
+    let (athlete, polar_user, _) = syncing_athlete(&world, "late401").await;
+    world.polar.disconnect(polar_user).unwrap();
+    // Polar takes 1.5 s to refuse the exercise list; the invocation may start work for 0.5 s.
+    world
+        .polar
+        .inject_fault(fault(
+            "/v3/exercises".into(),
+            None,
+            FaultKind::Delay { ms: 1500 },
+            1,
+        ))
+        .unwrap();
+    world.advance(Duration::minutes(61));
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+    world.polar.clear_requests();
+    world.smartabase.clear_requests();
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+    let window = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let response = sync_worker::handle(&world.connector, event, window).await;
+    assert!(response.batch_item_failures.is_empty());
+    world.connector.queue.settle(&delivered, &[]).await.unwrap();
+
+    // Nothing started after the deadline: no confirmation at Polar, no Smartabase call; the athlete is
+    // untouched and the job is back on the queue.
+    assert!(
+        polar_calls(&world, "GET", &format!("/v3/users/{polar_user}")).is_empty(),
+        "{:?}",
+        world.polar.requests()
+    );
+    assert!(
+        world.smartabase.requests().is_empty(),
+        "{:?}",
+        world.smartabase.requests()
+    );
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+
+    // The next invocation confirms the 401, and the athlete and their profile say so.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::NeedsReauthorisation);
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Needs Reauthorisation")
+    );
+}

@@ -133,6 +133,29 @@ impl Athlete {
     }
 }
 
+/// `last_error` of a linked athlete whose Polar consents are missing (Polar answers 403).
+pub const CONSENTS_MISSING_ERROR: &str = "Polar: mandatory consents not accepted";
+
+/// Profile `Status` of an athlete whose Polar consents are missing: nothing arrives until they accept.
+pub const NEEDS_POLAR_CONSENTS: &str = "Needs Polar Consents";
+
+/// Profile `Status` of an athlete who tried to link a Polar account another athlete holds: refused.
+pub const POLAR_ACCOUNT_OF_ANOTHER_ATHLETE: &str = "Polar Account Of Another Athlete";
+
+impl Athlete {
+    /// The `Status` the athlete's `Polar Access Token` profile shows: their link status, except that a
+    /// link whose Polar consents are missing says so (it syncs nothing until they accept).
+    pub fn profile_label(&self) -> &'static str {
+        if self.status == AthleteStatus::Linked
+            && self.last_error.as_deref() == Some(CONSENTS_MISSING_ERROR)
+        {
+            NEEDS_POLAR_CONSENTS
+        } else {
+            self.status.profile_label()
+        }
+    }
+}
+
 /// How a token reached the connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenSource {

@@ -9,6 +9,8 @@ mod app;
 mod callback_time;
 #[path = "linking/disconnect.rs"]
 mod disconnect;
+#[path = "linking/outcomes.rs"]
+mod outcomes;
 #[path = "linking/relink.rs"]
 mod relink;
 #[path = "linking/revoke.rs"]

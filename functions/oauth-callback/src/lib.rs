@@ -150,6 +150,7 @@ where
                 CallbackError::PolarReportedError => &pages::POLAR_ERROR,
                 CallbackError::CodeRefused => &pages::CODE_REFUSED,
                 CallbackError::ConsentsMissing => &pages::CONSENTS_MISSING,
+                CallbackError::AccountOfAnotherAthlete => &pages::ACCOUNT_OF_ANOTHER_ATHLETE,
                 CallbackError::PolarUnavailable(_) | CallbackError::Store(_) => &pages::TRY_AGAIN,
                 CallbackError::Misconfigured(_) | CallbackError::Crypto => &pages::OUR_FAULT,
             };

@@ -125,6 +125,16 @@ pub const CONSENTS_MISSING: Page = Page {
               accept them, then open your authorisation link in Smartabase again.",
 };
 
+/// The Polar account signed in to is linked to another athlete: refused, nothing changed.
+pub const ACCOUNT_OF_ANOTHER_ATHLETE: Page = Page {
+    status: 409,
+    title: "This Polar account belongs to another athlete",
+    message: "The Polar account you signed in with is already linked to another athlete in Smartabase, so \
+              nothing was linked. If you share a device or browser, sign out of Polar Flow, open your own \
+              authorisation link in Smartabase again and sign in with your own Polar account. If this is your \
+              account, ask your coach to unlink it from the other athlete first.",
+};
+
 /// Polar refused the code (expired or used).
 pub const CODE_REFUSED: Page = Page {
     status: 400,

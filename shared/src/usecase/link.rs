@@ -17,7 +17,10 @@ use crate::clock::Clock;
 use crate::crypto::{LinkError, matches_sha256_hex, random_hex, sha256_hex};
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, PolarUserId};
-use crate::model::{Athlete, AthleteStatus, PendingLink, StoredToken, SyncCursors, TokenSource};
+use crate::model::{
+    Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, NEEDS_POLAR_CONSENTS,
+    POLAR_ACCOUNT_OF_ANOTHER_ATHLETE, PendingLink, StoredToken, SyncCursors, TokenSource,
+};
 use crate::polar::{PolarApi, PolarError, Registration};
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::SmartabaseApi;
@@ -147,6 +150,9 @@ pub enum CallbackError {
     /// The athlete has not accepted Polar's mandatory consents.
     #[error("mandatory consents are missing at Polar")]
     ConsentsMissing,
+    /// The Polar account signed in is linked to another athlete.
+    #[error("the Polar account is linked to another athlete")]
+    AccountOfAnotherAthlete,
     /// Polar failed or timed out on the code exchange; nothing was stored, the athlete can retry.
     #[error("Polar is unavailable: {0}")]
     PolarUnavailable(PolarError),
@@ -185,6 +191,8 @@ pub enum LinkStep {
     TokenRefused,
     /// A later link, revoke or removal made this one moot: the pending link is dropped.
     Superseded,
+    /// The Polar account is another athlete's link: refused, the pending link is dropped.
+    AccountOfAnotherAthlete,
 }
 
 /// `fut`, given until `deadline` (if any); `None` when it did not finish in time.
@@ -344,7 +352,97 @@ where
             LinkStep::Linked(linked) => Ok(Completion::Linked(linked)),
             LinkStep::Waiting => Ok(Completion::Pending { athlete }),
             LinkStep::ConsentsMissing => Err(CallbackError::ConsentsMissing),
+            LinkStep::AccountOfAnotherAthlete => Err(CallbackError::AccountOfAnotherAthlete),
             LinkStep::TokenRefused | LinkStep::Superseded => Err(CallbackError::CodeRefused),
+        }
+    }
+
+    /// Whether another athlete holds a link to `polar_user` (linked, waiting for reauthorisation, or still
+    /// holding its token). Polar registers an account once per client, so linking it here too would pour
+    /// that athlete's data into this one's forms, and a later deregistration would cut both.
+    async fn held_by_another_athlete(
+        &self,
+        athlete: &AthleteUuid,
+        polar_user: PolarUserId,
+    ) -> Result<bool, StoreError> {
+        let Some(owner) = self.store.athlete_for_polar_user(polar_user).await? else {
+            return Ok(false);
+        };
+        if owner == *athlete {
+            return Ok(false);
+        }
+        let linked = self.store.get_athlete(&owner).await?.is_some_and(|a| {
+            a.polar_user_id == Some(polar_user)
+                && matches!(
+                    a.status,
+                    AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
+                )
+        });
+        Ok(linked || self.store.get_token(&owner).await?.is_some())
+    }
+
+    /// After Polar's 409 (reference §3.1: the account is registered to our client already): whether
+    /// Polar names another `member-id` for it. An answer that does not come in time names nobody.
+    async fn registered_to_another_member(
+        &self,
+        token: &AccessToken,
+        athlete: &AthleteUuid,
+        polar_user: PolarUserId,
+        deadline: Option<Instant>,
+    ) -> bool {
+        match within(deadline, self.polar.get_user(token, polar_user)).await {
+            Some(Ok(Some(user))) => user
+                .member_id
+                .is_some_and(|member| member.trim() != athlete.as_str()),
+            _ => false,
+        }
+    }
+
+    async fn refuse_another_athletes_account(
+        &self,
+        pending: &PendingLink,
+        current: Option<&Athlete>,
+        polar_user: PolarUserId,
+        deadline: Option<Instant>,
+    ) -> Result<LinkStep, StoreError> {
+        let athlete = &pending.athlete;
+        self.store
+            .delete_pending_link(athlete, &pending.token.fingerprint)
+            .await?;
+        warn!(athlete = %athlete, polar_user_id = %polar_user, outcome = "account_of_another_athlete",
+            "the Polar account is linked to another athlete; this link is refused");
+        self.show_link_outcome(current, false, POLAR_ACCOUNT_OF_ANOTHER_ATHLETE, deadline)
+            .await;
+        Ok(LinkStep::AccountOfAnotherAthlete)
+    }
+
+    /// Writes a link attempt's outcome to the athlete's profile `Status`, unless their own link still
+    /// stands (`Linked`, untouched by this attempt): that status stays true and the page explains. A
+    /// Smartabase failure is logged; the attempt's outcome does not depend on it.
+    async fn show_link_outcome(
+        &self,
+        athlete: Option<&Athlete>,
+        committed: bool,
+        status: &str,
+        deadline: Option<Instant>,
+    ) {
+        let Some(athlete) = athlete else { return };
+        let write = if committed {
+            // The attempt is the athlete's link now: its status says the outcome.
+            self.write_access_token_profile_as(athlete, athlete.profile_label(), None)
+        } else if athlete.status == AthleteStatus::Linked {
+            return;
+        } else {
+            self.write_access_token_profile_as(athlete, status, None)
+        };
+        match within(deadline, write).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                warn!(athlete = %athlete.uuid, error = %e, "could not write the link's outcome to the profile")
+            }
+            None => {
+                warn!(athlete = %athlete.uuid, "Smartabase too slow for the link's outcome in the profile")
+            }
         }
     }
 
@@ -383,6 +481,16 @@ where
             .or(current.as_ref().and_then(|a| a.polar_user_id));
         let mut pending = pending.clone();
         if !committed
+            && let Some(new) = pending.token.polar_user_id
+            && self.held_by_another_athlete(athlete, new).await?
+        {
+            // Checked before anything changes: a re-link to it would otherwise give up the athlete's own
+            // account first.
+            return self
+                .refuse_another_athletes_account(&pending, current.as_ref(), new, deadline)
+                .await;
+        }
+        if !committed
             && held.is_some()
             && let (Some(old), Some(new)) = (held_user, pending.token.polar_user_id)
             && old != new
@@ -412,7 +520,7 @@ where
                 if committed {
                     // Linked to the new account already: the scan registers them once they accept.
                     self.update_athlete(athlete, |a| {
-                        a.last_error = Some("Polar: mandatory consents not accepted".into());
+                        a.last_error = Some(CONSENTS_MISSING_ERROR.into());
                     })
                     .await?;
                 } else {
@@ -420,6 +528,15 @@ where
                     self.store.delete_pending_link(athlete, fingerprint).await?;
                 }
                 info!(athlete = %athlete, outcome = "consents_missing", "Polar's mandatory consents are not accepted");
+                // The profile says what to do (the web flow's page does too; the Athlete app shows only this).
+                let now_linked = self.store.get_athlete(athlete).await?;
+                self.show_link_outcome(
+                    now_linked.as_ref(),
+                    committed,
+                    NEEDS_POLAR_CONSENTS,
+                    deadline,
+                )
+                .await;
                 return Ok(LinkStep::ConsentsMissing);
             }
             Err(PolarError::Unauthorized) => {
@@ -438,6 +555,17 @@ where
                 return Ok(LinkStep::Waiting);
             }
         };
+        if registration == Registration::AlreadyRegistered
+            && !committed
+            && let Some(new) = pending.token.polar_user_id
+            && self
+                .registered_to_another_member(&token, athlete, new, deadline)
+                .await
+        {
+            return self
+                .refuse_another_athletes_account(&pending, current.as_ref(), new, deadline)
+                .await;
+        }
         let registered_as = match registration {
             Registration::Registered { polar_user_id } => polar_user_id,
             Registration::AlreadyRegistered => None,

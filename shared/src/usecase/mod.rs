@@ -136,6 +136,18 @@ where
         athlete: &Athlete,
         access_token_field: Option<&str>,
     ) -> Result<(), SmartabaseError> {
+        self.write_access_token_profile_as(athlete, athlete.profile_label(), access_token_field)
+            .await
+    }
+
+    /// [`Self::write_access_token_profile`] with another `Status` than the athlete's own: the outcome of
+    /// a link attempt that changed nothing (consents missing, another athlete's Polar account).
+    pub async fn write_access_token_profile_as(
+        &self,
+        athlete: &Athlete,
+        status: &str,
+        access_token_field: Option<&str>,
+    ) -> Result<(), SmartabaseError> {
         let Some(user) = athlete.smartabase_user_id else {
             return Ok(());
         };
@@ -151,7 +163,7 @@ where
                 entry.fields.insert(name.to_string(), value);
             }
         };
-        set("status", Some(athlete.status.profile_label().to_string()));
+        set("status", Some(status.to_string()));
         set(
             "polar_user_id",
             athlete.polar_user_id.map(|id| id.to_string()),

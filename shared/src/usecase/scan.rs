@@ -375,7 +375,7 @@ where
             athlete.status,
             AthleteStatus::Linked | AthleteStatus::Revoked | AthleteStatus::NeedsReauthorisation
         );
-        if should_show && shown != Some(athlete.status.profile_label()) {
+        if should_show && shown != Some(athlete.profile_label()) {
             let token_value = (athlete.status == AthleteStatus::Linked && app_token.is_some())
                 .then_some(STORED_TOKEN_MARKER);
             match self.write_access_token_profile(&athlete, token_value).await {

@@ -20,7 +20,8 @@ use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, EventId, SmartabaseUserId};
 use crate::mapping::MappedEvent;
 use crate::model::{
-    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors,
+    Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, LedgerEntry, LedgerKey, LedgerState,
+    RecordKey, SyncCursors,
 };
 use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation, Records};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
@@ -339,12 +340,21 @@ where
                         .await?);
                 }
                 Err(Stop::Consents) => {
-                    self.update_athlete(&job.athlete, |a| {
-                        a.last_error = Some("Polar: mandatory consents not accepted".into());
-                        a.queued_until = None;
-                        a.next_sync_due = Some(now + self.settings.sync_interval.duration());
-                    })
-                    .await?;
+                    let updated = self
+                        .update_athlete(&job.athlete, |a| {
+                            a.last_error = Some(CONSENTS_MISSING_ERROR.into());
+                            a.queued_until = None;
+                            a.next_sync_due = Some(now + self.settings.sync_interval.duration());
+                        })
+                        .await?;
+                    // Nothing arrives until the athlete accepts: their profile says so (the scan writes it
+                    // if this fails or the deadline has passed).
+                    if athlete.profile_label() != updated.profile_label()
+                        && Instant::now() < deadline
+                        && let Err(e) = self.write_access_token_profile(&updated, None).await
+                    {
+                        warn!(athlete = %job.athlete, error = %e, "could not write Needs Polar Consents to the profile; the scan retries");
+                    }
                     return Ok(SyncReport::only(SyncOutcome::ConsentsMissing));
                 }
                 Err(Stop::Failed(e)) => {

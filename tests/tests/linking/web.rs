@@ -24,6 +24,12 @@ fn link_signing_key(world: &MotoWorld) -> String {
 
 /// Asserts the athlete holds no link at all: not linked, no token, nothing queued, no profile status.
 async fn assert_nothing_stored(world: &MotoWorld, athlete: &Rostered) {
+    assert!(profile(world, athlete, POLAR_ACCESS_TOKEN).is_none());
+    assert_nothing_linked(world, athlete).await;
+}
+
+/// Nothing linked, held or queued; the profile, if any, holds no Polar user and no token.
+pub async fn assert_nothing_linked(world: &MotoWorld, athlete: &Rostered) {
     let stored = stored_athlete(world, &athlete.uuid).await;
     assert!(
         stored
@@ -38,7 +44,13 @@ async fn assert_nothing_stored(world: &MotoWorld, athlete: &Rostered) {
             .iter()
             .all(|(_, sk)| sk != "TOKEN")
     );
-    assert!(profile(world, athlete, POLAR_ACCESS_TOKEN).is_none());
+    for field in ["Polar User ID", "Access Token", "Linked At"] {
+        assert_eq!(
+            profile_value(world, athlete, POLAR_ACCESS_TOKEN, field),
+            None,
+            "{field}"
+        );
+    }
     assert!(queued_jobs(world).await.is_empty());
 }
 
@@ -492,7 +504,12 @@ async fn missing_polar_consents_show_what_to_accept_and_store_nothing() {
     let registrations = polar_calls(&world, "POST", "/v3/users");
     assert_eq!(registrations.len(), 1);
     assert_eq!(registrations[0].status, Some(403));
-    assert_nothing_stored(&world, &athlete).await;
+    assert_nothing_linked(&world, &athlete).await;
+    // The profile says what to do too (the Athlete app shows nothing else).
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Needs Polar Consents")
+    );
 
     // Once they accept them at Polar, the same link works.
     world
@@ -511,6 +528,10 @@ async fn missing_polar_consents_show_what_to_accept_and_store_nothing() {
         200,
         "{}",
         accepted.response.text()
+    );
+    assert_eq!(
+        profile_value(&world, &athlete, POLAR_ACCESS_TOKEN, "Status").as_deref(),
+        Some("Linked")
     );
     let token = opened_token(&world, &athlete.uuid).await.unwrap();
     assert_logs_clean(

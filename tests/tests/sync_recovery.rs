@@ -183,3 +183,57 @@ async fn a_revised_night_whose_event_a_coach_deleted_while_its_update_was_unconf
             .all(|e| e.state == LedgerState::Confirmed)
     );
 }
+
+#[tokio::test]
+async fn a_day_polar_revises_to_nothing_measured_keeps_its_event_and_the_check_accepts_it() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "blanked", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let day = served(&world, a.polar, RecordKind::Activity)
+        .into_iter()
+        .find(|r| expected_event(r).is_some())
+        .expect("a measured day");
+    let delivered = world
+        .smartabase
+        .events_for(a.user, "Polar Activity")
+        .into_iter()
+        .find(|e| identity(RecordKind::Activity, e) == day.key)
+        .expect("its event");
+
+    // Polar re-generates the day with every value marked "not measured".
+    let blank = serde_json::json!({
+        "steps": 0,
+        "active_calories": 0,
+        "calories": 0,
+        "active_duration": "PT0S",
+        "distance_from_steps": 0
+    });
+    let revised = world
+        .polar
+        .revise_record(
+            a.polar,
+            RecordKind::Activity,
+            &day.key,
+            blank.as_object().cloned().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(expected_event(&revised), None, "nothing measured");
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+
+    // The event already written keeps its values (mapping: a day with nothing measured is no record), and
+    // it is the day's only event: the whole-system check counts it as the kept event, not as a duplicate.
+    let events: Vec<_> = world
+        .smartabase
+        .events_for(a.user, "Polar Activity")
+        .into_iter()
+        .filter(|e| identity(RecordKind::Activity, e) == day.key)
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].rows, delivered.rows);
+    assert_smartabase_matches_polar(&world, a);
+    assert!(no_data_in_smartabase(&world, a).is_empty());
+}

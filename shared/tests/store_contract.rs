@@ -623,7 +623,7 @@ async fn ledger_reads_writes_and_counts<S: Store>(store: &S) {
                 (sleep.clone(), entry("h2", Some(12), LedgerState::Confirmed)),
                 (
                     activity.clone(),
-                    entry("h3", Some(13), LedgerState::Confirmed),
+                    entry("h3", Some(13), LedgerState::LookedUp),
                 ),
             ],
         )
@@ -644,17 +644,19 @@ async fn ledger_reads_writes_and_counts<S: Store>(store: &S) {
                 sleep.clone(),
                 missing.clone(),
                 sleep.clone(),
+                activity.clone(),
             ],
         )
         .await
         .unwrap();
     assert_eq!(
         got.len(),
-        2,
+        3,
         "the missing key is absent, the repeated one counted once"
     );
     assert_eq!(got[&training], entry("h1", None, LedgerState::Pending));
     assert_eq!(got[&sleep], entry("h2", Some(12), LedgerState::Confirmed));
+    assert_eq!(got[&activity], entry("h3", Some(13), LedgerState::LookedUp));
 
     // Replacing an entry (confirming it); of two writes to one key in a call, the last wins.
     store

@@ -522,3 +522,67 @@ async fn a_site_without_the_optional_forms_ignores_their_webhook_events() {
     assert_eq!((run.delivered, run.failed), (0, 0), "no job queued");
     assert_eq!(polar_paths(&world, a.polar), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_nap_whose_import_was_lost_never_takes_the_event_of_its_night() {
+    let world = world_with_optional_forms().await;
+    let a = link_athletes(&world, "optnap", &[0]).await.remove(0);
+    generate_all(&world, &a, 8);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    // A date with a night and no nap yet.
+    let periods = served(&world, a.polar, RecordKind::Alertness);
+    let date = periods
+        .iter()
+        .map(record_date)
+        .filter(|d| {
+            periods
+                .iter()
+                .filter(|p| record_date(p) == *d)
+                .all(|p| p.body["sleep_type"] == "SLEEP_TYPE_PRIMARY")
+        })
+        .max()
+        .expect("a night without a nap");
+    let night_before = world
+        .smartabase
+        .events_for(a.user, "Polar Alertness")
+        .into_iter()
+        .find(|e| e.start.date() == date)
+        .expect("the night's event");
+    world
+        .polar
+        .add_record(
+            a.polar,
+            record(
+                RecordKind::Alertness,
+                Some(date),
+                json!({"sleep_type": "SLEEP_TYPE_SECONDARY", "grade": 3.1, "validity": "VALIDITY_VALID"}),
+            ),
+        )
+        .unwrap();
+    // The nap's import is lost before Smartabase stores it: its ledger entry stays pending.
+    world
+        .smartabase
+        .add_fault(FaultRule {
+            endpoint: Some(Endpoint::EventsImport),
+            fault: FaultKind::DropConnection {
+                after_processing: false,
+            },
+            trigger: smartabase_sim::FaultTrigger::Next(1),
+        })
+        .unwrap();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    let (_, failed) = one_delivery(&world).await;
+    assert_eq!(failed.len(), 1);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_eq!(
+        world
+            .smartabase
+            .event(night_before.id)
+            .map(|e| e.pairs().cloned().collect::<Vec<_>>()),
+        Some(night_before.pairs().cloned().collect()),
+        "the night's event is untouched"
+    );
+    assert_smartabase_matches_polar(&world, &a);
+}

@@ -275,6 +275,12 @@ where
         RateBudget::new(&self.store, LimitFormula::POLAR)
     }
 
+    /// The Polar calls of a full sync on this site: the four core lists and one per enabled optional
+    /// form (the fan-out spreads jobs by it).
+    pub(crate) fn full_sync_calls(&self, today: NaiveDate) -> u64 {
+        4 + Step::optional_lists(&self.mapping, today).len() as u64
+    }
+
     async fn sync_locked(
         &self,
         job: &SyncJob,

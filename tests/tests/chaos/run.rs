@@ -26,8 +26,7 @@ use testkit::world::{World, WorldOptions, no_deadline};
 
 use super::faults::{self, HTTP_TIMEOUT_MS, Tally};
 use super::sync_support::{
-    ALL_OPTIONAL_FORMS, Linked, assert_smartabase_matches_polar, link_athletes,
-    no_data_in_smartabase, stored_athlete,
+    Linked, assert_smartabase_matches_polar, link_athletes, no_data_in_smartabase, stored_athlete,
 };
 
 /// How big a run is.
@@ -161,8 +160,6 @@ impl Chaos {
             },
             webhook_secret: Some(webhook_secret.clone()),
             http_timeout: Some(StdDuration::from_millis(HTTP_TIMEOUT_MS)),
-            // The optional forms ride along: the same faults, the same exactly-once.
-            mapping: Some(ALL_OPTIONAL_FORMS.into()),
             ..WorldOptions::default()
         })
         .await
@@ -183,7 +180,6 @@ impl Chaos {
                         upload: polar_sim::UploadMode::Now,
                         seed: Some(rng.random()),
                         no_data: odds::NO_DATA,
-                        optional_data: true,
                         ..polar_sim::GenerateRequest::default()
                     },
                 )

@@ -32,12 +32,18 @@ enum Linking {
 const SCAN_EVERY: Duration = Duration::from_secs(120);
 const FANOUT_EVERY: Duration = Duration::from_secs(60);
 
-const EVENT_FORMS: [&str; 4] = [
+const EVENT_FORMS: [&str; 7] = [
     "Polar Training",
     "Polar Activity",
     "Polar Sleep",
     "Polar Nightly Recharge",
+    "Polar Cardio Load",
+    "Polar Alertness",
+    "Polar Daily Heart Rate",
 ];
+
+/// The demo site's mapping override (`connector mapping set`): the three optional forms enabled.
+pub const DEMO_MAPPING: &str = r#"{"cardio_load": {"enabled": true}, "alertness": {"enabled": true}, "daily_heart_rate": {"enabled": true}}"#;
 
 fn step(text: &str) {
     println!("\n==> {text}");
@@ -84,6 +90,10 @@ pub async fn run(options: LocalOptions, keep: bool) -> anyhow::Result<()> {
     step(
         "Seeding a Smartabase site with five athletes and their Polar accounts (a week of data each)",
     );
+    note(
+        "the site enables the optional forms (`connector mapping set`): Polar Cardio Load, Polar Alertness, \
+         Polar Daily Heart Rate",
+    );
     let mut roster = Vec::new();
     for (uuid, first, last, offset, linking) in ATHLETES {
         let user = stack.smartabase.add_user(NewUser {
@@ -103,6 +113,7 @@ pub async fn run(options: LocalOptions, keep: bool) -> anyhow::Result<()> {
             &GenerateRequest {
                 days: 7,
                 upload: UploadMode::Natural,
+                optional_data: true,
                 ..GenerateRequest::default()
             },
         )?;
@@ -483,8 +494,16 @@ async fn revoke(stack: &LocalStack, uuid: &str) -> anyhow::Result<String> {
 fn print_table(stack: &LocalStack, roster: &[(&str, &str, i64, i64, Linking)]) {
     println!();
     println!(
-        "    {:<10} {:<22} {:>8} {:>8} {:>6} {:>8}",
-        "athlete", "status", "Training", "Activity", "Sleep", "Recharge"
+        "    {:<10} {:<22} {:>8} {:>8} {:>6} {:>8} {:>7} {:>9} {:>7}",
+        "athlete",
+        "status",
+        "Training",
+        "Activity",
+        "Sleep",
+        "Recharge",
+        "Cardio",
+        "Alertness",
+        "HR 24/7"
     );
     for (uuid, _, user, _, _) in roster {
         let status = profile_value(stack, *user, "Polar Access Token", "Status")
@@ -494,8 +513,16 @@ fn print_table(stack: &LocalStack, roster: &[(&str, &str, i64, i64, Linking)]) {
             .map(|f| stack.smartabase.events_for(*user, f).len())
             .collect();
         println!(
-            "    {:<10} {:<22} {:>8} {:>8} {:>6} {:>8}",
-            uuid, status, counts[0], counts[1], counts[2], counts[3]
+            "    {:<10} {:<22} {:>8} {:>8} {:>6} {:>8} {:>7} {:>9} {:>7}",
+            uuid,
+            status,
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            counts[4],
+            counts[5],
+            counts[6]
         );
     }
 }

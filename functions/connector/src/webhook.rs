@@ -23,8 +23,8 @@ const LAST_PING_SETTING: &str = "webhook-last-ping";
 /// `connector webhook …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum WebhookCommand {
-    /// Register the webhook at Polar (EXERCISE, SLEEP, ACTIVITY_SUMMARY) and store its signing key in the
-    /// secret.
+    /// Register the webhook at Polar (EXERCISE, SLEEP, ACTIVITY_SUMMARY, plus CONTINUOUS_HEART_RATE and
+    /// SLEEP_WISE_ALERTNESS when the mapping enables their forms) and store its signing key in the secret.
     Register(RegisterArgs),
     /// Show Polar's webhook, the last delivery and PING the connector saw, and whether the secret holds
     /// the signing key.
@@ -64,6 +64,18 @@ fn event_names(events: &[WebhookEventType]) -> String {
         .join(", ")
 }
 
+/// The events the enabled forms need that a registered webhook does not deliver (none without a webhook).
+fn missing_events(needed: &[WebhookEventType], webhooks: &[WebhookInfo]) -> Vec<String> {
+    let Some(webhook) = webhooks.first() else {
+        return Vec::new();
+    };
+    needed
+        .iter()
+        .map(output::json_name)
+        .filter(|name| !webhook.events.iter().any(|e| e.eq_ignore_ascii_case(name)))
+        .collect()
+}
+
 /// Where the deployed polar-webhook function listens: `{PUBLIC_BASE_URL}/polar/webhook`.
 fn default_url(public_base_url: &Url) -> String {
     format!(
@@ -85,7 +97,7 @@ async fn register(
         || default_url(&operator.config.public_base_url),
         String::from,
     );
-    let events = WebhookEventType::SUBSCRIBED;
+    let events = connector.mapping.webhook_events();
     eprintln!("registering {url} at Polar; Polar sends it a PING first, which must answer 200");
     let created = match connector.polar.create_webhook(&url, &events).await {
         Ok(created) => created,
@@ -208,6 +220,14 @@ async fn status(connector: &LiveConnector) -> Result<(), CliError> {
             Secrets::WEBHOOK_SECRET_KEY
         );
     }
+    let missing = missing_events(&connector.mapping.webhook_events(), &webhooks);
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: the webhook is not subscribed to {}, which the enabled forms need (they arrive only \
+             with the scheduled sync); to subscribe, run `connector webhook delete`, then `connector webhook register`",
+            missing.join(", ")
+        );
+    }
     if webhooks.iter().any(|w| w.active == Some(false)) {
         eprintln!(
             "warning: Polar deactivated the webhook; after fixing deliveries run `connector webhook activate`"
@@ -287,6 +307,42 @@ mod tests {
         assert_eq!(
             default_url(&Url::parse("https://hooks.example.com").unwrap()),
             "https://hooks.example.com/polar/webhook"
+        );
+    }
+
+    #[test]
+    fn a_webhook_registered_before_an_optional_form_was_enabled_misses_its_event() {
+        let hook = |events: &[&str]| WebhookInfo {
+            id: "w1".into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            url: "https://hooks.example.com/polar/webhook".into(),
+            active: Some(true),
+        };
+        let all = shared::mapping::Mapping::with_override(
+            r#"{"alertness": {"enabled": true}, "daily_heart_rate": {"enabled": true}}"#,
+        )
+        .unwrap()
+        .webhook_events();
+        assert_eq!(
+            missing_events(&all, &[hook(&["EXERCISE", "SLEEP", "ACTIVITY_SUMMARY"])]),
+            ["CONTINUOUS_HEART_RATE", "SLEEP_WISE_ALERTNESS"]
+        );
+        assert!(
+            missing_events(
+                &all,
+                &[hook(&[
+                    "EXERCISE",
+                    "SLEEP",
+                    "ACTIVITY_SUMMARY",
+                    "CONTINUOUS_HEART_RATE",
+                    "SLEEP_WISE_ALERTNESS"
+                ])]
+            )
+            .is_empty()
+        );
+        assert!(
+            missing_events(&all, &[]).is_empty(),
+            "no webhook, nothing to warn about"
         );
     }
 

@@ -793,3 +793,65 @@ fn help_describes_every_subcommand() {
         assert!(text.contains("--env-file"), "{args:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_register_subscribes_the_events_of_the_enabled_optional_forms() {
+    let stack = Stack::new().await;
+    let world = &stack.world;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook_url = format!("http://{}/polar/webhook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(world.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Registered while the site had only the core forms.
+    stack
+        .run(&["webhook", "register", "--url", &webhook_url])
+        .await
+        .ok();
+    let heart_rate = temp_file(r#"{"daily_heart_rate": {"enabled": true}}"#);
+    stack
+        .run(&["mapping", "set", heart_rate.path().to_str().unwrap()])
+        .await
+        .ok();
+    let status = stack.run(&["webhook", "status"]).await;
+    status.ok();
+    assert!(
+        status
+            .stderr
+            .contains("not subscribed to CONTINUOUS_HEART_RATE")
+            && status.stderr.contains("connector webhook delete"),
+        "{status:?}"
+    );
+
+    // Registered again after enabling the forms: their events are subscribed, nothing to warn about.
+    stack.run(&["webhook", "delete"]).await.ok();
+    let all = temp_file(
+        r#"{"cardio_load": {"enabled": true}, "alertness": {"enabled": true}, "daily_heart_rate": {"enabled": true}}"#,
+    );
+    stack
+        .run(&["mapping", "set", all.path().to_str().unwrap()])
+        .await
+        .ok();
+    let register = stack
+        .run(&["webhook", "register", "--url", &webhook_url])
+        .await;
+    register.ok();
+    let mut events = world.polar.webhook().expect("registered").events;
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "ACTIVITY_SUMMARY",
+            "CONTINUOUS_HEART_RATE",
+            "EXERCISE",
+            "SLEEP",
+            "SLEEP_WISE_ALERTNESS"
+        ]
+    );
+    let status = stack.run(&["webhook", "status"]).await;
+    status.ok();
+    assert!(!status.stderr.contains("not subscribed"), "{status:?}");
+    server.abort();
+}

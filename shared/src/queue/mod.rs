@@ -51,6 +51,18 @@ pub enum Target {
         /// The day.
         date: NaiveDate,
     },
+    /// `CONTINUOUS_HEART_RATE` → that day's 24/7 heart rate.
+    HeartRate {
+        /// The day.
+        date: NaiveDate,
+    },
+    /// `SLEEP_WISE_ALERTNESS` → the alertness periods of these local dates.
+    Alertness {
+        /// First date.
+        from: NaiveDate,
+        /// Last date (included).
+        to: NaiveDate,
+    },
 }
 
 /// One message on the sync queue.

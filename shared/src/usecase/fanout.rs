@@ -18,8 +18,6 @@ use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::SmartabaseApi;
 use crate::store::{PageToken, Store, StoreError};
 
-/// Polar calls a scheduled job typically needs (exercises, activities, sleep, recharge).
-pub const CALLS_PER_JOB: u64 = 4;
 const PAGE: usize = 200;
 const MARK_CONCURRENCY: usize = 16;
 
@@ -162,14 +160,16 @@ where
         let budget = RateBudget::new(&self.store, LimitFormula::POLAR);
         let available = budget.available(now).await?;
         let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
-        let jobs_now = short.min(long) / CALLS_PER_JOB;
+        // A scheduled job's calls: the core four lists and one per enabled optional form.
+        let per_job = self.full_sync_calls(now.date_naive());
+        let jobs_now = short.min(long) / per_job;
         // No window open: the jobs sent now open one, and it resets a whole window later.
         let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));
         let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
         let next_window = if until_reset <= max_delay {
-            let full = (available.short_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64
-                / CALLS_PER_JOB;
-            full.min(long.saturating_sub(short.min(long)) / CALLS_PER_JOB)
+            let full =
+                (available.short_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / per_job;
+            full.min(long.saturating_sub(short.min(long)) / per_job)
         } else {
             0
         };

@@ -7,7 +7,7 @@
 //! Smartabase call; revised ones update their event in place. Cursors only move past what Smartabase
 //! confirmed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike as _, Utc};
@@ -18,12 +18,14 @@ use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, EventId, SmartabaseUserId};
-use crate::mapping::MappedEvent;
+use crate::mapping::{MappedEvent, Mapping};
 use crate::model::{
     Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, LedgerEntry, LedgerKey, LedgerState,
     RecordKey, SyncCursors,
 };
-use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation, Records};
+use crate::polar::{
+    BrokenRecord, CardioLoadRange, DateRange, PolarApi, PolarError, RateLimitObservation, Records,
+};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{EventRead, SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
@@ -172,9 +174,9 @@ impl SyncReport {
 }
 
 /// The records one fetch returned, mapped.
-struct Fetched {
-    events: Vec<MappedEvent>,
-    broken: Vec<BrokenRecord>,
+pub(crate) struct Fetched {
+    pub(crate) events: Vec<MappedEvent>,
+    pub(crate) broken: Vec<BrokenRecord>,
 }
 
 fn list<T>(records: Records<T>, map: impl Fn(&T) -> MappedEvent) -> Fetched {
@@ -185,7 +187,7 @@ fn list<T>(records: Records<T>, map: impl Fn(&T) -> MappedEvent) -> Fetched {
 }
 
 /// A fetch that ended the job early.
-enum Stop {
+pub(crate) enum Stop {
     Unauthorized,
     RateLimited(u64),
     Consents,
@@ -274,6 +276,12 @@ where
         RateBudget::new(&self.store, LimitFormula::POLAR)
     }
 
+    /// The Polar calls of a full sync on this site: the four core lists and one per enabled optional
+    /// form (the fan-out spreads jobs by it).
+    pub(crate) fn full_sync_calls(&self, today: NaiveDate) -> u64 {
+        4 + Step::optional_lists(&self.mapping, today).len() as u64
+    }
+
     async fn sync_locked(
         &self,
         job: &SyncJob,
@@ -298,7 +306,7 @@ where
             .open(&job.athlete, &stored.sealed)
             .map_err(|e| SyncError::Token(e.to_string()))?;
 
-        let plan = Plan::for_job(job, &athlete.cursors);
+        let plan = Plan::for_job(job, &athlete.cursors, &self.mapping, now.date_naive());
         match self.budget().reserve(plan.calls(), now).await {
             Ok(()) => {}
             Err(BudgetError::Exhausted(e)) => {
@@ -317,6 +325,7 @@ where
         // Written after every step's fresh records (see `resolve_pending`); the steps they came from move
         // their cursors only once they are delivered.
         let mut pending = Vec::new();
+        let mut owners = HashMap::new();
         let mut advance_once_resolved = Vec::new();
 
         for step in &plan.steps {
@@ -412,13 +421,17 @@ where
                 }
             } else {
                 pending.extend(written.pending);
+                owners.extend(written.owners);
                 if clean {
                     advance_once_resolved.push(step);
                 }
             }
         }
         if !unfinished && !pending.is_empty() {
-            let mut resolved = Delivery::default();
+            let mut resolved = Delivery {
+                owners,
+                ..Delivery::default()
+            };
             self.resolve_pending(
                 &job.athlete,
                 user,
@@ -574,7 +587,8 @@ where
         Ok(SyncReport::only(SyncOutcome::Reauthorise))
     }
 
-    async fn fetch(
+    /// One Polar call of `step`, its records mapped (for the sync and a backfill alike).
+    pub(crate) async fn fetch(
         &self,
         token: &AccessToken,
         step: &Step,
@@ -647,6 +661,33 @@ where
                     broken: Vec::new(),
                 }
             }
+            Step::CardioLoads(range) => {
+                let records = self.polar.cardio_loads(token, *range).await.map_err(stop)?;
+                list(records, |d| m.cardio_load(d))
+            }
+            Step::Alertness(range) => {
+                let records = self.polar.alertness(token, *range).await.map_err(stop)?;
+                list(records, |p| m.alertness(p))
+            }
+            Step::DailyHeartRates(range) => {
+                let records = self
+                    .polar
+                    .daily_heart_rates(token, *range)
+                    .await
+                    .map_err(stop)?;
+                list(records, |d| m.daily_heart_rate(d))
+            }
+            Step::DailyHeartRate(date) => {
+                let found = self
+                    .polar
+                    .daily_heart_rate(token, *date)
+                    .await
+                    .map_err(stop)?;
+                Fetched {
+                    events: found.iter().map(|d| m.daily_heart_rate(d)).collect(),
+                    broken: Vec::new(),
+                }
+            }
         };
         *counts.fetched.entry(step.kind()).or_default() +=
             fetched.events.len() as u64 + fetched.broken.len() as u64;
@@ -679,6 +720,12 @@ where
         }
         let keys: Vec<LedgerKey> = unique.iter().map(|e| e.key.clone()).collect();
         let ledger = self.store.ledger_get(athlete, &keys).await?;
+        // Events known to hold another record: a lookup never takes one of them for a lost write.
+        delivery.owners.extend(
+            ledger
+                .iter()
+                .filter_map(|(key, entry)| entry.event_id.map(|id| (id, key.clone()))),
+        );
 
         let mut writes: Vec<(MappedEvent, Option<EventId>)> = Vec::new();
         for event in unique {
@@ -726,7 +773,13 @@ where
                     break;
                 }
                 counts.smartabase_calls += 1;
-                match self.find_lost_event(user, &event, &entry).await {
+                let found = self
+                    .find_lost_event(user, &event, &entry, &delivery.owners)
+                    .await;
+                if let Ok(Some(read)) = &found {
+                    delivery.owners.insert(read.id, event.key.clone());
+                }
+                match found {
                     // Finding the event is not enough: a pending update finds the old event whether or not
                     // the update landed, so only an event that already holds this content is confirmed.
                     Ok(Some(found)) if holds(&found, &event) => {
@@ -785,11 +838,14 @@ where
         Ok(())
     }
 
+    /// The event a pending write may have stored: of the form, user and date, held by no other record
+    /// the ledger knows (`owners`), the surest first.
     async fn find_lost_event(
         &self,
         user: SmartabaseUserId,
         event: &MappedEvent,
         entry: &LedgerEntry,
+        owners: &HashMap<EventId, LedgerKey>,
     ) -> Result<Option<EventRead>, SmartabaseError> {
         let date = entry.event_start_date;
         let found = self
@@ -798,6 +854,7 @@ where
             .await?;
         Ok(found
             .into_iter()
+            .filter(|read| owners.get(&read.id).is_none_or(|owner| owner == &event.key))
             .filter_map(|read| match_rank(&read, event, entry).map(|rank| (rank, read)))
             .min_by_key(|(rank, _)| *rank)
             .map(|(_, read)| read))
@@ -962,7 +1019,7 @@ fn ledger_entry(
 /// is also known by the event a pending update names, or by its start minute with no value contradicting
 /// ours (a field missing from the form, or a value Polar added since, is no contradiction; a session of
 /// another exercise starting in the same minute differs somewhere). A daily record is its form's one event
-/// on that date.
+/// on that date; an alertness period any event of its date no other known record holds.
 fn match_rank(read: &EventRead, event: &MappedEvent, entry: &LedgerEntry) -> Option<u8> {
     let named = entry.event_id == Some(read.id);
     match &event.key.record {
@@ -978,9 +1035,14 @@ fn match_rank(read: &EventRead, event: &MappedEvent, entry: &LedgerEntry) -> Opt
         }
         RecordKey::Date(date) if read.start_date == Some(*date) => Some(if named { 0 } else { 1 }),
         RecordKey::Date(_) => None,
-        // Alertness is not synced yet; a night and a nap may share a date, so no event is taken for
-        // another period's (a lost answer may then be written twice: decide when wiring it in).
-        RecordKey::SleepPeriod(_) => None,
+        // A night and a nap may end on the same date and the form holds no period start. Events of the
+        // periods the ledger knows are never offered (`find_lost_event`), so what is left on the date was
+        // written by a period whose answer was lost: ours first if a pending update names it, then one
+        // whose values agree with ours, then any (Polar revised the period since, or another lost period
+        // holds it: that one then finds ours, or writes anew; either way each period ends in one event).
+        RecordKey::SleepPeriod(_) if named => Some(0),
+        RecordKey::SleepPeriod(_) if !contradicts(read, event) => Some(1),
+        RecordKey::SleepPeriod(_) => Some(2),
     }
 }
 
@@ -1062,6 +1124,8 @@ struct Delivery {
     unfinished: bool,
     /// Entries whose last write was not confirmed, for [`Connector::resolve_pending`].
     pending: Vec<(MappedEvent, LedgerEntry)>,
+    /// Events the ledger knows to hold a record, for [`Connector::resolve_pending`]'s lookups.
+    owners: HashMap<EventId, LedgerKey>,
 }
 
 impl Delivery {
@@ -1072,7 +1136,7 @@ impl Delivery {
 
 /// One fetch of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Exercises {
         uploaded_since: Option<DateTime<Utc>>,
     },
@@ -1084,6 +1148,14 @@ enum Step {
     Sleep(NaiveDate),
     Recharges,
     Recharge(NaiveDate),
+    /// Cardio load of these days (the full sync: Polar's last 28 days).
+    CardioLoads(CardioLoadRange),
+    /// SleepWise alertness periods ending on these local dates (`None`: Polar's last 28 days).
+    Alertness(Option<DateRange>),
+    /// 24/7 heart rate of these days.
+    DailyHeartRates(DateRange),
+    /// 24/7 heart rate of one day (a webhook's `date`).
+    DailyHeartRate(NaiveDate),
 }
 
 impl Step {
@@ -1093,7 +1165,31 @@ impl Step {
             Self::Activities | Self::Activity(_) => DataKind::Activity,
             Self::Sleeps | Self::Sleep(_) => DataKind::Sleep,
             Self::Recharges | Self::Recharge(_) => DataKind::Recharge,
+            Self::CardioLoads(_) => DataKind::CardioLoad,
+            Self::Alertness(_) => DataKind::Alertness,
+            Self::DailyHeartRates(_) | Self::DailyHeartRate(_) => DataKind::DailyHeartRate,
         }
+    }
+
+    /// What a full sync reads of the optional forms `mapping` enables: like the core daily lists, the
+    /// whole of the last 28 days, one call each, so a day uploaded late or revised is read again until
+    /// it ages out. Cardio load and alertness have Polar's own 28-day lists; 24/7 heart rate has only a
+    /// range, read for the 28 dates up to tomorrow (UTC) so that today is in it in every time zone. A
+    /// site that enables none gets no step.
+    pub(crate) fn optional_lists(mapping: &Mapping, today: NaiveDate) -> Vec<Self> {
+        let mut steps = Vec::new();
+        if mapping.is_enabled(DataKind::CardioLoad) {
+            steps.push(Self::CardioLoads(CardioLoadRange::Recent));
+        }
+        if mapping.is_enabled(DataKind::Alertness) {
+            steps.push(Self::Alertness(None));
+        }
+        if mapping.is_enabled(DataKind::DailyHeartRate)
+            && let Some(range) = heart_rate_window(today)
+        {
+            steps.push(Self::DailyHeartRates(range));
+        }
+        steps
     }
 
     /// Moves the cursor of a fully delivered step. Exercises are listed by upload time, so everything
@@ -1105,6 +1201,15 @@ impl Step {
     }
 }
 
+/// The 28 dates a full sync reads 24/7 heart rate for: up to tomorrow (UTC), which is today east of
+/// UTC (up to +14:00); west of UTC the oldest local date of Polar's window is read by the previous
+/// days' syncs.
+fn heart_rate_window(today: NaiveDate) -> Option<DateRange> {
+    let to = today.succ_opt()?;
+    let from = to.checked_sub_days(chrono::Days::new(DateRange::MAX_DAYS as u64 - 1))?;
+    DateRange::new(from, to)
+}
+
 /// What a job fetches.
 struct Plan {
     steps: Vec<Step>,
@@ -1113,18 +1218,40 @@ struct Plan {
 }
 
 impl Plan {
-    fn for_job(job: &SyncJob, cursors: &SyncCursors) -> Self {
+    /// The steps of `job`. Optional forms cost calls only where `mapping` enables them: a full sync
+    /// reads their 28-day lists, a webhook's job the record it announces, and a new training also the
+    /// recent cardio load (which Polar revises with the day's trainings and announces by no event).
+    fn for_job(job: &SyncJob, cursors: &SyncCursors, mapping: &Mapping, today: NaiveDate) -> Self {
         if job.kind == JobKind::Targeted {
             let mut steps = Vec::new();
             for target in &job.targets {
                 match target {
-                    Target::Exercise { id } => steps.push(Step::Exercise(id.clone())),
+                    Target::Exercise { id } => {
+                        steps.push(Step::Exercise(id.clone()));
+                        if mapping.is_enabled(DataKind::CardioLoad) {
+                            steps.push(Step::CardioLoads(CardioLoadRange::Recent));
+                        }
+                    }
                     Target::Night { date } => {
                         steps.push(Step::Sleep(*date));
                         steps.push(Step::Recharge(*date));
                     }
                     Target::Recharge { date } => steps.push(Step::Recharge(*date)),
                     Target::Activity { date } => steps.push(Step::Activity(*date)),
+                    Target::HeartRate { date } => {
+                        if mapping.is_enabled(DataKind::DailyHeartRate) {
+                            steps.push(Step::DailyHeartRate(*date));
+                        }
+                    }
+                    Target::Alertness { from, to } => {
+                        if mapping.is_enabled(DataKind::Alertness) {
+                            steps.extend(
+                                DateRange::chunks(*from, *to)
+                                    .into_iter()
+                                    .map(|range| Step::Alertness(Some(range))),
+                            );
+                        }
+                    }
                 }
             }
             let mut seen = HashSet::new();
@@ -1135,15 +1262,17 @@ impl Plan {
                 first_sync: false,
             };
         }
+        let mut steps = vec![
+            Step::Exercises {
+                uploaded_since: cursors.exercises_uploaded_since,
+            },
+            Step::Activities,
+            Step::Sleeps,
+            Step::Recharges,
+        ];
+        steps.extend(Step::optional_lists(mapping, today));
         Self {
-            steps: vec![
-                Step::Exercises {
-                    uploaded_since: cursors.exercises_uploaded_since,
-                },
-                Step::Activities,
-                Step::Sleeps,
-                Step::Recharges,
-            ],
+            steps,
             advances_cursors: true,
             first_sync: cursors == &SyncCursors::default(),
         }
@@ -1191,7 +1320,7 @@ mod tests {
         };
         for kind in [JobKind::Scheduled, JobKind::FirstSync, JobKind::Manual] {
             let job = SyncJob::new(athlete_uuid(), kind, Vec::new(), noon(27));
-            let plan = Plan::for_job(&job, &cursors);
+            let plan = Plan::for_job(&job, &cursors, &Mapping::defaults(), day(27));
             assert_eq!(
                 plan.steps,
                 vec![
@@ -1205,6 +1334,73 @@ mod tests {
             );
             assert_eq!(plan.calls(), 4);
         }
+    }
+
+    fn all_optional_forms() -> Mapping {
+        Mapping::with_override(
+            r#"{"cardio_load": {"enabled": true}, "alertness": {"enabled": true},
+                "daily_heart_rate": {"enabled": true}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_full_sync_reads_each_enabled_optional_form_whole_with_one_call_each() {
+        let job = SyncJob::new(athlete_uuid(), JobKind::Scheduled, Vec::new(), noon(27));
+        let plan = Plan::for_job(
+            &job,
+            &SyncCursors::default(),
+            &all_optional_forms(),
+            day(27),
+        );
+        assert_eq!(
+            plan.steps[4..],
+            [
+                Step::CardioLoads(CardioLoadRange::Recent),
+                Step::Alertness(None),
+                // 28 dates up to tomorrow: today in every time zone.
+                Step::DailyHeartRates(DateRange::new(day(1), day(28)).unwrap()),
+            ]
+        );
+        assert_eq!(plan.calls(), 7);
+        let only_heart_rate =
+            Mapping::with_override(r#"{"daily_heart_rate": {"enabled": true}}"#).unwrap();
+        let plan = Plan::for_job(&job, &SyncCursors::default(), &only_heart_rate, day(27));
+        assert_eq!(plan.calls(), 5);
+    }
+
+    #[test]
+    fn webhook_jobs_fetch_an_optional_form_only_where_the_site_enables_it() {
+        let exercise = crate::ids::ExerciseId::parse("Xa1b2").unwrap();
+        let targets = vec![
+            Target::Exercise {
+                id: exercise.clone(),
+            },
+            Target::HeartRate { date: day(26) },
+            Target::Alertness {
+                from: day(26),
+                to: day(26),
+            },
+        ];
+        let job = SyncJob::new(athlete_uuid(), JobKind::Targeted, targets, noon(27));
+        let all = Plan::for_job(
+            &job,
+            &SyncCursors::default(),
+            &all_optional_forms(),
+            day(27),
+        );
+        assert_eq!(
+            all.steps,
+            [
+                Step::Exercise(exercise.clone()),
+                // Polar revises the day's cardio load with its trainings and announces it by no event.
+                Step::CardioLoads(CardioLoadRange::Recent),
+                Step::DailyHeartRate(day(26)),
+                Step::Alertness(Some(DateRange::new(day(26), day(26)).unwrap())),
+            ]
+        );
+        let core = Plan::for_job(&job, &SyncCursors::default(), &Mapping::defaults(), day(27));
+        assert_eq!(core.steps, [Step::Exercise(exercise)]);
     }
 
     #[test]
@@ -1347,6 +1543,37 @@ mod tests {
             ..read_back(&[])
         };
         assert_eq!(match_rank(&other_day, &event, &pending(Some(7))), None);
+    }
+
+    fn alertness_event(sleep_type: &str, grade: &str) -> MappedEvent {
+        let end = noon(26) - Duration::hours(5);
+        Mapping::defaults().alertness(&crate::polar::Alertness {
+            sleep_period_start: end - Duration::hours(8),
+            sleep_period_end: end,
+            sleep_timezone_offset_minutes: 0,
+            grade: grade.parse().ok(),
+            grade_classification: None,
+            sleep_inertia: None,
+            sleep_type: Some(sleep_type.into()),
+            validity: Some("VALIDITY_VALID".into()),
+        })
+    }
+
+    #[test]
+    fn a_lost_alertness_period_prefers_the_event_that_agrees_with_it() {
+        let night = alertness_event("SLEEP_TYPE_PRIMARY", "7.5");
+        let ours = read_back(&[
+            ("Alertness Date", "26/11/2026"),
+            ("Alertness Grade", "7.5"),
+            ("Sleep Type", "SLEEP_TYPE_PRIMARY"),
+            ("Validity", "VALIDITY_VALID"),
+        ]);
+        assert_eq!(match_rank(&ours, &night, &pending(None)), Some(1));
+        assert!(holds(&ours, &night));
+        // A nap's event, or ours revised since: taken only when nothing agrees better.
+        let nap = read_back(&[("Sleep Type", "SLEEP_TYPE_SECONDARY")]);
+        assert_eq!(match_rank(&nap, &night, &pending(None)), Some(2));
+        assert_eq!(match_rank(&nap, &night, &pending(Some(7))), Some(0));
     }
 
     #[test]

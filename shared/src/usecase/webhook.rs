@@ -1,5 +1,7 @@
 //! Polar's webhook: verify the signature over the raw body, answer PING, and queue a job targeted at
-//! the announced record. Polar double-fires; duplicates within a short window coalesce.
+//! the announced record. Polar double-fires; duplicates within a short window coalesce. The events of
+//! an optional form (`CONTINUOUS_HEART_RATE`, `SLEEP_WISE_ALERTNESS`) are synced only where the site
+//! enables the form, and ignored elsewhere (a webhook registered before the form was disabled).
 
 use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
@@ -10,7 +12,7 @@ use crate::clock::Clock;
 use crate::crypto::verify_webhook_signature;
 use crate::error::{Disposition, describe_json_error};
 use crate::ids::{AthleteUuid, ExerciseId, PolarUserId};
-use crate::model::AthleteStatus;
+use crate::model::{AthleteStatus, DataKind};
 use crate::polar::PolarApi;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob, Target};
 use crate::smartabase::SmartabaseApi;
@@ -77,6 +79,9 @@ struct Payload {
     user_id: Option<i64>,
     entity_id: Option<String>,
     date: Option<String>,
+    /// `SLEEP_WISE_ALERTNESS`: the first and last date of the announced periods.
+    from: Option<String>,
+    to: Option<String>,
     /// Polar's send time: a re-delivery repeats it, a revision of the record carries a new one.
     timestamp: Option<serde_json::Value>,
 }
@@ -149,11 +154,12 @@ where
             return Ok(WebhookOutcome::Ignored("athlete not linked"));
         }
         let today = now.date_naive();
-        let date = payload
-            .date
-            .as_deref()
-            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
-            .filter(|d| TARGET_DAYS_FROM_TODAY.contains(&(*d - today).num_days()));
+        let day = |text: Option<&str>| {
+            text.and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
+                .filter(|d| TARGET_DAYS_FROM_TODAY.contains(&(*d - today).num_days()))
+        };
+        let date = day(payload.date.as_deref());
+        let optional = |kind: DataKind| self.mapping.is_enabled(kind);
         let target = match payload.event.as_str() {
             "EXERCISE" => payload
                 .entity_id
@@ -161,6 +167,15 @@ where
                 .map(|id| Target::Exercise { id }),
             "SLEEP" => date.map(|date| Target::Night { date }),
             "ACTIVITY_SUMMARY" => date.map(|date| Target::Activity { date }),
+            "CONTINUOUS_HEART_RATE" if optional(DataKind::DailyHeartRate) => {
+                date.map(|date| Target::HeartRate { date })
+            }
+            "SLEEP_WISE_ALERTNESS" if optional(DataKind::Alertness) => {
+                match (day(payload.from.as_deref()), day(payload.to.as_deref())) {
+                    (Some(from), Some(to)) if from <= to => Some(Target::Alertness { from, to }),
+                    _ => None,
+                }
+            }
             other => {
                 info!(athlete = %athlete, event = other, outcome = "ignored", "webhook event type not synced");
                 return Ok(WebhookOutcome::Ignored("event type not synced"));

@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 work_dir: root.join("target").join("demo"),
                 history_before_registration: true,
                 sync_interval_minutes: 60,
-                mapping: None,
+                mapping: Some(testkit::demo::DEMO_MAPPING.into()),
             };
             testkit::demo::run(options, keep).await
         }

@@ -105,11 +105,27 @@ pub fn served(world: &World<impl Store>, polar: i64, kind: RecordKind) -> Vec<Re
         .filter(|r| match kind {
             RecordKind::Exercise => r.uploaded_at > now - Duration::days(30),
             _ => {
-                let date = NaiveDate::parse_from_str(&r.key, "%Y-%m-%d").unwrap();
+                let date = record_date(r);
                 date > today - Duration::days(28) && date <= today
             }
         })
         .collect()
+}
+
+/// The date of a daily record: its key, or for an alertness period the athlete's local date at the end
+/// of the sleep (UTC + `sleep_timezone_offset_minutes`).
+pub fn record_date(record: &RecordView) -> NaiveDate {
+    match record.kind {
+        RecordKind::Alertness => {
+            let end = record.body["sleep_period_end_time"].as_str().unwrap();
+            let end = NaiveDateTime::parse_from_str(&end[..19], "%Y-%m-%dT%H:%M:%S").unwrap();
+            let offset = record.body["sleep_timezone_offset_minutes"]
+                .as_i64()
+                .unwrap();
+            (end + Duration::minutes(offset)).date()
+        }
+        _ => NaiveDate::parse_from_str(&record.key, "%Y-%m-%d").unwrap(),
+    }
 }
 
 /// The event form a record kind lands in (design §1).
@@ -125,13 +141,64 @@ pub fn form_of(kind: RecordKind) -> &'static str {
     }
 }
 
-/// All four kinds.
+/// All four core kinds.
 pub const KINDS: [RecordKind; 4] = [
     RecordKind::Exercise,
     RecordKind::Activity,
     RecordKind::Sleep,
     RecordKind::Recharge,
 ];
+
+/// The kinds of the optional forms (design §5b).
+pub const OPTIONAL_KINDS: [RecordKind; 3] = [
+    RecordKind::CardioLoad,
+    RecordKind::Alertness,
+    RecordKind::HeartRate,
+];
+
+/// A mapping override that enables the three optional forms.
+pub const ALL_OPTIONAL_FORMS: &str = r#"{"cardio_load": {"enabled": true}, "alertness": {"enabled": true}, "daily_heart_rate": {"enabled": true}}"#;
+
+/// The data kind of a simulator record kind.
+pub fn data_kind(kind: RecordKind) -> DataKind {
+    match kind {
+        RecordKind::Exercise => DataKind::Training,
+        RecordKind::Activity => DataKind::Activity,
+        RecordKind::Sleep => DataKind::Sleep,
+        RecordKind::Recharge => DataKind::Recharge,
+        RecordKind::CardioLoad => DataKind::CardioLoad,
+        RecordKind::Alertness => DataKind::Alertness,
+        RecordKind::HeartRate => DataKind::DailyHeartRate,
+    }
+}
+
+/// The kinds the world's site gets events of: the core four and the optional forms it enables.
+pub fn synced_kinds(world: &World<impl Store>) -> Vec<RecordKind> {
+    KINDS
+        .into_iter()
+        .chain(
+            OPTIONAL_KINDS
+                .into_iter()
+                .filter(|k| world.connector.mapping.is_enabled(data_kind(*k))),
+        )
+        .collect()
+}
+
+/// Generates `days` days of every kind, the optional forms' data included, uploaded now.
+pub fn generate_all(world: &World<impl Store>, athlete: &Linked, days: u32) {
+    world
+        .polar
+        .generate(
+            athlete.polar,
+            &GenerateRequest {
+                days,
+                upload: UploadMode::Now,
+                optional_data: true,
+                ..GenerateRequest::default()
+            },
+        )
+        .unwrap();
+}
 
 /// An event as Smartabase should hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,8 +319,88 @@ pub fn expected_event(record: &RecordView) -> Option<ExpectedEvent> {
     let within = |pointer: &str, min: f64, max: f64| measured(body, pointer, min, true, max);
     let form = form_of(record.kind);
     let (start, finish) = match record.kind {
-        // The optional forms are not synced yet.
-        RecordKind::CardioLoad | RecordKind::Alertness | RecordKind::HeartRate => return None,
+        RecordKind::CardioLoad => {
+            let date = record_date(record);
+            put("Cardio Load Date", Some(smartabase_date(date)));
+            let status = body
+                .get("cardio_load_status")
+                .and_then(Value::as_str)
+                .filter(|s| !["LOAD_STATUS_NOT_AVAILABLE", "UNRECOGNIZED"].contains(s));
+            if let Some(status) = status {
+                // Computed: a load of 0 is a rest day; the averages and ratio are data.
+                put(
+                    "Cardio Load",
+                    within("/cardio_load", 0.0, 1e5).and_then(plain),
+                );
+                put("Strain", within("/strain", 0.0, 1e5).and_then(plain));
+                put("Tolerance", within("/tolerance", 0.0, 1e5).and_then(plain));
+                put(
+                    "Cardio Load Ratio",
+                    within("/cardio_load_ratio", 0.0, 100.0).and_then(plain),
+                );
+                put("Cardio Load Status", Some(status.to_string()));
+            } else {
+                // Not computed: only a training's own load, and zeros are Polar's filler.
+                put("Cardio Load", positive("/cardio_load", 1e5).and_then(plain));
+            }
+            whole_day(date)
+        }
+        RecordKind::Alertness => {
+            let date = record_date(record);
+            let known = |key: &str| {
+                body.get(key)
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.trim().is_empty() && !v.ends_with("_UNKNOWN"))
+                    .map(str::to_string)
+            };
+            let validity = body.get("validity").and_then(Value::as_str);
+            let graded = !validity.is_some_and(|v| {
+                ["VALIDITY_NOT_VALID", "VALIDITY_RESET", "VALIDITY_UNKNOWN"].contains(&v)
+            });
+            put("Alertness Date", Some(smartabase_date(date)));
+            let grade = within("/grade", 0.0, 10.0)
+                .and_then(plain)
+                .filter(|_| graded);
+            let classification = known("grade_classification").filter(|_| graded);
+            let inertia = known("sleep_inertia");
+            // A period with none of these is nothing measured.
+            if grade.is_none() && classification.is_none() && inertia.is_none() {
+                return None;
+            }
+            put("Alertness Grade", grade);
+            put("Grade Classification", classification);
+            put("Sleep Inertia", inertia);
+            put("Sleep Type", known("sleep_type"));
+            put("Validity", known("validity"));
+            whole_day(date)
+        }
+        RecordKind::HeartRate => {
+            let date = record_date(record);
+            let rates: Vec<u64> = body["heart_rate_samples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|sample| sample["heart_rate"].as_f64())
+                .map(f64::round)
+                .filter(|bpm| (20.0..=250.0).contains(bpm))
+                .map(|bpm| bpm as u64)
+                .collect();
+            put("Heart Rate Date", Some(smartabase_date(date)));
+            if !rates.is_empty() {
+                let count = rates.len() as u64;
+                let total: u64 = rates.iter().sum();
+                // One decimal, halves up.
+                let tenths = (total * 20 + count) / (2 * count);
+                put("Lowest HR", rates.iter().min().map(u64::to_string));
+                put(
+                    "Average HR",
+                    Some(format!("{}.{}", tenths / 10, tenths % 10)),
+                );
+                put("Highest HR", rates.iter().max().map(u64::to_string));
+                put("Samples", Some(count.to_string()));
+            }
+            whole_day(date)
+        }
         RecordKind::Exercise => {
             let start = NaiveDateTime::parse_from_str(
                 body["start_time"].as_str().unwrap(),
@@ -480,23 +627,44 @@ pub fn as_expected(event: &SimEvent, form: &'static str) -> ExpectedEvent {
     }
 }
 
-/// The identity of a stored event: the exercise id, or the start date of a daily event.
+/// The identity of a stored event: the exercise id, the start date of a daily event, or for an
+/// alertness period its date and sleep type (a night and a nap may share a date).
 pub fn identity(kind: RecordKind, event: &SimEvent) -> String {
     match kind {
         RecordKind::Exercise => event
             .value("Polar Exercise ID")
             .unwrap_or("<no exercise id>")
             .to_string(),
+        RecordKind::Alertness => format!(
+            "{} {}",
+            event.start.date(),
+            event.value("Sleep Type").unwrap_or("<no sleep type>")
+        ),
         _ => event.start.date().to_string(),
     }
 }
 
-/// Asserts that Smartabase holds exactly one event per served record of every kind that has something
-/// measured, each with exactly the expected dates, times and field values. Returns how many events were
+/// The identity ([`identity`]) the event of a served record must have.
+pub fn record_identity(record: &RecordView, expected: &ExpectedEvent) -> String {
+    match record.kind {
+        RecordKind::Alertness => format!(
+            "{} {}",
+            expected.start.date(),
+            expected
+                .fields
+                .get("Sleep Type")
+                .map_or("<no sleep type>", String::as_str)
+        ),
+        _ => record.key.clone(),
+    }
+}
+
+/// Asserts that Smartabase holds exactly one event per served record of every kind the site syncs
+/// (the core four and the optional forms its mapping enables) that has something measured, each with exactly the expected dates, times and field values. Returns how many events were
 /// checked.
 pub fn assert_smartabase_matches_polar(world: &World<impl Store>, athlete: &Linked) -> usize {
     let mut checked = 0;
-    for kind in KINDS {
+    for kind in synced_kinds(world) {
         let form = form_of(kind);
         let mut records: Vec<(RecordView, ExpectedEvent)> = Vec::new();
         // Served records with nothing measured: they make no event, but one written for an earlier
@@ -532,7 +700,7 @@ pub fn assert_smartabase_matches_polar(world: &World<impl Store>, athlete: &Link
             records.len()
         );
         for (record, expected) in &records {
-            let Some(event) = by_identity.get(&record.key) else {
+            let Some(event) = by_identity.get(&record_identity(record, expected)) else {
                 panic!("{}: no {form} event for {}", athlete.uuid, record.key);
             };
             assert_eq!(
@@ -584,11 +752,16 @@ pub fn no_data_in_smartabase(world: &World<impl Store>, athlete: &Linked) -> Vec
             ("Polar Nightly Recharge", "Nightly Recharge Status") => (1.0, true, 6.0),
             ("Polar Nightly Recharge", "ANS Charge") => (-10.0, true, 10.0),
             ("Polar Nightly Recharge", "Average HRV (ms)" | "Breathing Rate") => POSITIVE,
+            ("Polar Cardio Load", "Cardio Load" | "Strain" | "Tolerance") => TIME,
+            ("Polar Cardio Load", "Cardio Load Ratio") => (0.0, true, 100.0),
+            ("Polar Alertness", "Alertness Grade") => (0.0, true, 10.0),
+            ("Polar Daily Heart Rate", "Lowest HR" | "Highest HR") => (20.0, true, 250.0),
+            ("Polar Daily Heart Rate", "Samples") => POSITIVE,
             _ => return None,
         })
     };
     let mut found = Vec::new();
-    for kind in KINDS {
+    for kind in KINDS.into_iter().chain(OPTIONAL_KINDS) {
         let form = form_of(kind);
         for event in world.smartabase.events_for(athlete.user, form) {
             for pair in event.pairs() {
@@ -648,7 +821,7 @@ pub async fn ledger<S: Store>(
     world: &World<S>,
     athlete: &Linked,
 ) -> HashMap<LedgerKey, LedgerEntry> {
-    let keys: Vec<LedgerKey> = KINDS
+    let keys: Vec<LedgerKey> = synced_kinds(world)
         .iter()
         .flat_map(|k| served(world, athlete.polar, *k))
         .map(|r| ledger_key(&r))

@@ -66,6 +66,8 @@ pub struct SyncCounts {
     pub recovered: u64,
     /// Field names Smartabase dropped (a form is missing them).
     pub dropped_fields: u64,
+    /// Older records the history backfill wrote (counted here only, not in `written` or `created`).
+    pub backfilled: u64,
     /// Polar calls made.
     pub polar_calls: u64,
     /// Smartabase calls made.
@@ -240,7 +242,8 @@ where
                 SyncOutcome::Skipped("the athlete was synced after this job was queued"),
             )),
             Ok(Some(current)) if current.status == AthleteStatus::Linked => {
-                self.sync_locked(job, current, now, deadline).await
+                let synced = self.sync_locked(job, current, now, deadline).await;
+                self.backfill_after_sync(job, synced, deadline).await
             }
             Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
                 "athlete is not linked",
@@ -605,7 +608,7 @@ where
 
     /// Writes what changed, exactly once, starting no Smartabase call after `deadline`. Returns what could
     /// not be written, and whether the deadline left some of it untried.
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         athlete: &AthleteUuid,
         user: SmartabaseUserId,
@@ -931,10 +934,10 @@ fn batches(
 }
 
 #[derive(Default)]
-struct Delivery {
-    failures: Vec<String>,
+pub(super) struct Delivery {
+    pub(super) failures: Vec<String>,
     /// The deadline came before every record was tried.
-    unfinished: bool,
+    pub(super) unfinished: bool,
 }
 
 impl Delivery {
@@ -1061,6 +1064,7 @@ mod tests {
         // However recently the athlete synced, a night dated weeks ago may be uploaded now.
         let cursors = SyncCursors {
             exercises_uploaded_since: Some(noon(27)),
+            ..SyncCursors::default()
         };
         for kind in [JobKind::Scheduled, JobKind::FirstSync, JobKind::Manual] {
             let job = SyncJob::new(athlete_uuid(), kind, Vec::new(), noon(27));

@@ -187,7 +187,9 @@ impl Config {
         };
         let backfill_days = match lookup("BACKFILL_DAYS").filter(|v| !v.trim().is_empty()) {
             None => BackfillDays::DEFAULT,
-            Some(v) => BackfillDays::parse(&v).map_err(|r| ConfigError::invalid("BACKFILL_DAYS", r))?,
+            Some(v) => {
+                BackfillDays::parse(&v).map_err(|r| ConfigError::invalid("BACKFILL_DAYS", r))?
+            }
         };
 
         Ok(Self {

@@ -112,7 +112,11 @@ pub fn next_window(kind: DataKind, progress: &BackfillProgress, today: NaiveDate
 /// Moves `progress` past `window`, whose records Smartabase now holds; `oldest_found` is the oldest
 /// record date Polar served in it. A first window without a record means Polar keeps nothing from before
 /// the athlete registered: the kind is finished rather than asked again, window after empty window.
-pub fn advance(progress: &mut BackfillProgress, window: DateRange, oldest_found: Option<NaiveDate>) {
+pub fn advance(
+    progress: &mut BackfillProgress,
+    window: DateRange,
+    oldest_found: Option<NaiveDate>,
+) {
     if oldest_found.is_none() && progress.oldest_delivered.is_none() {
         progress.finished = Some(BackfillEnd::NothingBeforeRegistration);
         return;
@@ -443,7 +447,11 @@ mod tests {
         BackfillDays::DEFAULT
     }
 
-    fn windows_until_done(kind: DataKind, mut progress: BackfillProgress, today: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
+    fn windows_until_done(
+        kind: DataKind,
+        mut progress: BackfillProgress,
+        today: NaiveDate,
+    ) -> Vec<(NaiveDate, NaiveDate)> {
         let mut seen = Vec::new();
         while let NextWindow::Fetch(window) = next_window(kind, &progress, today) {
             seen.push((window.from(), window.to()));
@@ -467,7 +475,11 @@ mod tests {
         for pair in windows.windows(2) {
             assert_eq!(pair[1].1.succ_opt().unwrap(), pair[0].0);
         }
-        assert!(windows.iter().all(|(from, to)| (*to - *from).num_days() < 28));
+        assert!(
+            windows
+                .iter()
+                .all(|(from, to)| (*to - *from).num_days() < 28)
+        );
         let oldest = windows.last().unwrap().0;
         assert_eq!(oldest, date("2025-12-06"), "365 dates up to the link date");
     }
@@ -503,9 +515,17 @@ mod tests {
             assert_eq!(plan(kind, linked, year()), None, "{kind:?}");
         }
         // Fewer days than the first sync read: planned as already finished, no call.
-        let week = plan(DataKind::Activity, linked, BackfillDays::parse("7").unwrap()).unwrap();
+        let week = plan(
+            DataKind::Activity,
+            linked,
+            BackfillDays::parse("7").unwrap(),
+        )
+        .unwrap();
         assert_eq!(week.finished, Some(BackfillEnd::Complete));
-        assert_eq!(next_window(DataKind::Activity, &week, linked), NextWindow::Done);
+        assert_eq!(
+            next_window(DataKind::Activity, &week, linked),
+            NextWindow::Done
+        );
     }
 
     #[test]
@@ -521,7 +541,10 @@ mod tests {
             Some(BackfillEnd::NothingBeforeRegistration)
         );
         assert_eq!(progress.oldest_delivered, None);
-        assert_eq!(next_window(DataKind::Activity, &progress, linked), NextWindow::Done);
+        assert_eq!(
+            next_window(DataKind::Activity, &progress, linked),
+            NextWindow::Done
+        );
     }
 
     #[test]
@@ -560,13 +583,19 @@ mod tests {
         assert!(later - oldest <= chrono::Duration::days(364), "{oldest}");
         // A year later nothing is left to ask for.
         let much_later = linked + chrono::Duration::days(400);
-        assert_eq!(next_window(DataKind::Activity, &progress, much_later), NextWindow::Done);
+        assert_eq!(
+            next_window(DataKind::Activity, &progress, much_later),
+            NextWindow::Done
+        );
     }
 
     #[test]
     fn progress_is_stored_with_the_cursors_and_read_back_by_older_and_newer_code() {
         let mut cursors = crate::model::SyncCursors::default();
-        assert_eq!(serde_json::to_string(&cursors).unwrap(), r#"{"exercises_uploaded_since":null}"#);
+        assert_eq!(
+            serde_json::to_string(&cursors).unwrap(),
+            r#"{"exercises_uploaded_since":null}"#
+        );
         cursors.backfill.insert(
             DataKind::CardioLoad,
             plan(DataKind::CardioLoad, date("2026-12-05"), year()).unwrap(),

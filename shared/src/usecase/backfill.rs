@@ -283,7 +283,12 @@ where
                 .deliver_unknown(uuid, user, fetched.events, &mut slice.counts, now, deadline)
                 .await?;
             if !delivered {
-                slice.stopped = Some("Smartabase did not confirm every record");
+                // Left pending: the next slice fetches this window again and looks those records up.
+                slice.stopped = Some(if Instant::now() >= deadline {
+                    "deadline"
+                } else {
+                    "Smartabase did not confirm every record"
+                });
                 break;
             }
             advance(progress, window, oldest_found);

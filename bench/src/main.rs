@@ -3,6 +3,7 @@
 //! on stderr, and writes `results.json` and `results.md`. Benchmarks report; they never fail on a time.
 //! The run exits non-zero only when a correctness check fails (a record not delivered exactly once).
 
+mod backfill;
 mod coldstart;
 mod cost;
 mod efficiency;
@@ -37,6 +38,8 @@ enum Benchmark {
     Efficiency,
     /// A large fleet for a simulated day under Polar's limits.
     Scale,
+    /// A thousand athletes linking the same day, each with a year of history to backfill.
+    Backfill,
 }
 
 /// Measured answers to "how fast, how cheap, at what scale".
@@ -44,7 +47,7 @@ enum Benchmark {
 #[command(name = "bench")]
 struct Cli {
     /// Benchmarks to run (default: all; cost is computed when efficiency and throughput both ran).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Benchmark::ColdStart, Benchmark::Throughput, Benchmark::Efficiency, Benchmark::Scale])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Benchmark::ColdStart, Benchmark::Throughput, Benchmark::Efficiency, Benchmark::Scale, Benchmark::Backfill])]
     only: Vec<Benchmark>,
     /// Cold starts per function.
     #[arg(long, default_value_t = 7)]
@@ -58,6 +61,9 @@ struct Cli {
     /// Athletes of the scale day.
     #[arg(long, default_value_t = scale::TARGET_ATHLETES)]
     scale_athletes: usize,
+    /// Athletes linking the same day in the backfill benchmark.
+    #[arg(long, default_value_t = backfill::ATHLETES)]
+    backfill_athletes: usize,
     /// Athletes (jobs per round) of the throughput benchmark.
     #[arg(long, default_value_t = 300)]
     throughput_athletes: usize,
@@ -123,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         cold_start: None,
         efficiency: None,
         scale: None,
+        backfill: None,
         throughput: None,
         cost: None,
     };
@@ -166,6 +173,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         results.scale = Some(scale::run(cli.scale_athletes, &meter, &stdout, &progress).await?);
         finish(&mut results, p);
     }
+    if wants(Benchmark::Backfill) {
+        let p = phase("backfill");
+        let progress = |m: &str| say("backfill", m);
+        results.backfill = Some(backfill::run(cli.backfill_athletes, &progress).await?);
+        stdout.take_bytes()?;
+        finish(&mut results, p);
+    }
     if let (Some(efficiency), Some(throughput)) = (&results.efficiency, &results.throughput) {
         results.cost = Some(cost::estimate(
             &efficiency.runs,
@@ -191,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         .iter()
         .flat_map(|e| e.runs.iter().map(|r| r.delivery.complete()))
         .chain(results.scale.iter().map(|s| s.all_delivered))
+        .chain(results.backfill.iter().map(|b| b.all_once))
         .all(|ok| ok);
     let throughput_clean = results.throughput.iter().all(|t| {
         t.rounds

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::backfill::BackfillReport;
 use crate::coldstart::ColdStartReport;
 use crate::cost::CostReport;
 use crate::efficiency::EfficiencyReport;
@@ -45,6 +46,8 @@ pub struct Results {
     pub throughput: Option<ThroughputReport>,
     /// 5. Cost.
     pub cost: Option<CostReport>,
+    /// 6. History backfill.
+    pub backfill: Option<BackfillReport>,
 }
 
 fn mib(bytes: u64) -> String {
@@ -664,6 +667,72 @@ fn interpretation(out: &mut String, r: &Results) {
     );
 }
 
+fn backfill_section(out: &mut String, b: &BackfillReport) {
+    let _ = writeln!(out, "## 6. History backfill\n");
+    let _ = writeln!(
+        out,
+        "{} athletes link on the same day, each with {} days of daily activity at Polar, `BACKFILL_DAYS` = 365, in memory with Polar's formulas enforced by polar-sim (500 + 20 × users per 15 min). The first syncs run, then the fan-out (60-minute interval) and four worker instances hour by hour until every backfill is finished. The backfill runs at the end of each athlete's full sync, at most 6 windows (28-day `?from=&to=` calls) a job, and only while the app-wide budget is less than half used. Linking took {:.0} s of wall time.\n",
+        b.athletes, b.days, b.link_seconds
+    );
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(
+        out,
+        "| Polar calls of the backfill | {} ({:.1} per athlete) |",
+        b.backfill_calls, b.backfill_calls_per_athlete
+    );
+    let _ = writeln!(
+        out,
+        "| Polar calls of the first and regular syncs over the same hours | {} |",
+        b.regular_calls
+    );
+    let _ = writeln!(
+        out,
+        "| 429s / fan-out runs stopped by the budget | {} / {} |",
+        b.rate_limited, b.fanout_budget_limited
+    );
+    let _ = writeln!(
+        out,
+        "| events the backfill wrote (older than the first sync's 28 days) | {} |",
+        b.backfilled_events
+    );
+    let _ = writeln!(
+        out,
+        "| Smartabase `eventsimport` calls (first syncs included) | {} |",
+        b.smartabase_imports
+    );
+    let _ = writeln!(
+        out,
+        "| sim hours until every backfill finished | {} |",
+        b.hours_to_finish
+    );
+    let _ = writeln!(
+        out,
+        "| **wall time**, first syncs to the last backfill finished | **{:.0} s** |",
+        b.wall_seconds
+    );
+    let _ = writeln!(
+        out,
+        "| delivery check | {} |\n",
+        if b.all_once {
+            "every day within Polar's 365-date reach in Smartabase exactly once; every backfill `complete`"
+        } else {
+            "FAILED: a day missing or written twice, or a backfill not complete"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| hour | backfill calls | regular calls | backfills finished |\n|---|---|---|---|"
+    );
+    for h in &b.hours {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            h.hour, h.backfill_calls, h.regular_calls, h.finished
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// `results.md`.
 pub fn markdown(r: &Results) -> String {
     let mut out = String::new();
@@ -674,7 +743,7 @@ pub fn markdown(r: &Results) -> String {
     machine_section(&mut out, r);
     let _ = writeln!(
         out,
-        "## Reproduce\n\n```sh\nmake bench                      # builds the release binaries, runs everything on one moto server\n# or, step by step:\ncargo build --release -p oauth-callback -p athlete-scan -p sync-fanout -p sync-worker \\\n    -p revoke-hook -p polar-webhook -p connector -p bench\nscripts/with-moto.sh target/release/bench            # all five\ntarget/release/bench --only efficiency,throughput    # a part (cold-start needs moto)\ntarget/release/bench --help                          # sizes: --athletes, --days, --scale-athletes, ...\n```\n"
+        "## Reproduce\n\n```sh\nmake bench                      # builds the release binaries, runs everything on one moto server\n# or, step by step:\ncargo build --release -p oauth-callback -p athlete-scan -p sync-fanout -p sync-worker \\\n    -p revoke-hook -p polar-webhook -p connector -p bench\nscripts/with-moto.sh target/release/bench            # all six\ntarget/release/bench --only efficiency,throughput    # a part (cold-start needs moto)\ntarget/release/bench --help                          # sizes: --athletes, --days, --scale-athletes, ...\n```\n"
     );
     if let Some(c) = &r.cold_start {
         cold_start_section(&mut out, c);
@@ -690,6 +759,9 @@ pub fn markdown(r: &Results) -> String {
     }
     if let Some(c) = &r.cost {
         cost_section(&mut out, c);
+    }
+    if let Some(b) = &r.backfill {
+        backfill_section(&mut out, b);
     }
     interpretation(&mut out, r);
     out

@@ -43,6 +43,7 @@ CONTRACT_ENV = {
     "POLAR_TOKEN_URL",
     "POLAR_API_URL",
     "SYNC_INTERVAL_MINUTES",
+    "BACKFILL_DAYS",
 }
 CONTRACT_POLAR_DEFAULTS = {
     "PolarAuthUrl": "https://flow.polar.com/oauth2/authorization",

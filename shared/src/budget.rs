@@ -264,12 +264,25 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
     pub const SCHEDULED_SHARE: f64 = 0.9;
     const ATTEMPTS: usize = 8;
 
+    /// History backfill spends only while both windows are less than this share used, so regular syncs
+    /// and webhook jobs always keep `SCHEDULED_SHARE - BACKFILL_SHARE` of each window to themselves.
+    pub const BACKFILL_SHARE: f64 = 0.5;
+
     /// A budget over `store` for scheduled work.
     pub fn new(store: &'a S, formula: LimitFormula) -> Self {
         Self {
             store,
             formula,
             share: Self::SCHEDULED_SHARE,
+        }
+    }
+
+    /// A budget over `store` for the history backfill: the lowest priority, [`Self::BACKFILL_SHARE`].
+    pub fn for_backfill(store: &'a S, formula: LimitFormula) -> Self {
+        Self {
+            store,
+            formula,
+            share: Self::BACKFILL_SHARE,
         }
     }
 

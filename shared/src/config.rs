@@ -62,6 +62,32 @@ impl SyncInterval {
     }
 }
 
+/// `BACKFILL_DAYS`: how many days of history to fetch once after an athlete links, each data type clipped to
+/// what Polar serves; `0` = nothing beyond the first sync (contract default 365).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BackfillDays(u32);
+
+impl BackfillDays {
+    /// The contract's default: a year, as far back as Polar serves anything.
+    pub const DEFAULT: Self = Self(365);
+    /// No backfill.
+    pub const NONE: Self = Self(0);
+
+    /// Parses the variable's value: a whole number of days, 0 or more.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        value
+            .trim()
+            .parse::<u32>()
+            .map(Self)
+            .map_err(|_| "not a whole number of days (0 = no backfill)".to_string())
+    }
+
+    /// The number of days.
+    pub fn days(self) -> u32 {
+        self.0
+    }
+}
+
 /// The environment every function reads at start (design §3). `Debug` is safe to log: it holds no secret.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +109,8 @@ pub struct Config {
     pub polar_api_url: Url,
     /// `SYNC_INTERVAL_MINUTES`.
     pub sync_interval: SyncInterval,
+    /// `BACKFILL_DAYS`.
+    pub backfill_days: BackfillDays,
 }
 
 impl Config {
@@ -157,6 +185,12 @@ impl Config {
                         .map_err(|r| ConfigError::invalid("SYNC_INTERVAL_MINUTES", r))
                 })?,
         };
+        let backfill_days = match lookup("BACKFILL_DAYS").filter(|v| !v.trim().is_empty()) {
+            None => BackfillDays::DEFAULT,
+            Some(v) => {
+                BackfillDays::parse(&v).map_err(|r| ConfigError::invalid("BACKFILL_DAYS", r))?
+            }
+        };
 
         Ok(Self {
             table: required("CONNECTOR_TABLE")?,
@@ -168,6 +202,7 @@ impl Config {
             polar_token_url: optional_url("POLAR_TOKEN_URL", Self::DEFAULT_POLAR_TOKEN_URL)?,
             polar_api_url: optional_url("POLAR_API_URL", Self::DEFAULT_POLAR_API_URL)?,
             sync_interval,
+            backfill_days,
         })
     }
 
@@ -396,6 +431,9 @@ mod tests {
             ("SYNC_INTERVAL_MINUTES", "14"),
             ("SYNC_INTERVAL_MINUTES", "1441"),
             ("SYNC_INTERVAL_MINUTES", "sixty"),
+            ("BACKFILL_DAYS", "-1"),
+            ("BACKFILL_DAYS", "a year"),
+            ("BACKFILL_DAYS", "36.5"),
         ];
         for (name, value) in cases {
             let mut e = env();
@@ -414,6 +452,17 @@ mod tests {
         assert_eq!(load(&e).unwrap().sync_interval.minutes(), 15);
         e.insert("SYNC_INTERVAL_MINUTES", "1440");
         assert_eq!(load(&e).unwrap().sync_interval.minutes(), 1440);
+    }
+
+    #[test]
+    fn backfill_days_default_to_a_year_and_zero_turns_the_backfill_off() {
+        assert_eq!(load(&env()).unwrap().backfill_days, BackfillDays::DEFAULT);
+        assert_eq!(BackfillDays::DEFAULT.days(), 365);
+        let mut e = env();
+        e.insert("BACKFILL_DAYS", "0");
+        assert_eq!(load(&e).unwrap().backfill_days, BackfillDays::NONE);
+        e.insert("BACKFILL_DAYS", " 90 ");
+        assert_eq!(load(&e).unwrap().backfill_days.days(), 90);
     }
 
     fn secrets_json() -> serde_json::Value {

@@ -1,5 +1,7 @@
 //! The connector's own records: athletes, their link status, sync cursors, stored tokens, ledger entries, jobs.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +70,44 @@ impl AthleteStatus {
 pub struct SyncCursors {
     /// Exercises uploaded before this instant are delivered (the list is re-read; this bounds ledger lookups).
     pub exercises_uploaded_since: Option<DateTime<Utc>>,
+    /// The history fetched once after linking (design §3 `BACKFILL_DAYS`), per data type that Polar
+    /// serves further back than the first sync reads; empty until planned, and with `BACKFILL_DAYS=0`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backfill: BTreeMap<DataKind, BackfillProgress>,
+}
+
+/// How far one data type's history backfill has got. Only moved after Smartabase confirmed a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillProgress {
+    /// The oldest date to ask for: `BACKFILL_DAYS` and Polar's reach, counted back from the link date.
+    pub floor: NaiveDate,
+    /// The newest date not fetched yet: the next window ends here.
+    pub next_to: NaiveDate,
+    /// The oldest record date the backfill found in Polar and has in Smartabase.
+    pub oldest_delivered: Option<NaiveDate>,
+    /// Set once nothing is left to ask for, with the reason.
+    pub finished: Option<BackfillEnd>,
+}
+
+/// Why a backfill stopped asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillEnd {
+    /// Every window down to the floor is in Smartabase (or has aged out of Polar's reach meanwhile).
+    Complete,
+    /// Polar served nothing older than what the first sync read: it keeps no history from before the
+    /// athlete registered, so further windows would be empty.
+    NothingBeforeRegistration,
+}
+
+impl BackfillEnd {
+    /// Stable machine name (logs, `connector athlete`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::NothingBeforeRegistration => "nothing_before_registration",
+        }
+    }
 }
 
 /// One athlete as the connector knows them.

@@ -10,8 +10,8 @@ use shared::budget::{BudgetState, LimitFormula};
 use shared::crypto::SealedToken;
 use shared::ids::{AthleteUuid, AuthState, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
 use shared::model::{
-    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, LedgerState, PendingLink, RecordKey,
-    StoredToken, SyncCursors, TokenSource,
+    Athlete, AthleteStatus, BackfillProgress, DataKind, LedgerEntry, LedgerKey, LedgerState,
+    PendingLink, RecordKey, StoredToken, SyncCursors, TokenSource,
 };
 use shared::store::{PageToken, Store, StoreError, StoredState};
 
@@ -95,6 +95,16 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
         roster_seen_at: Some(t0() - Duration::days(1)),
         cursors: SyncCursors {
             exercises_uploaded_since: Some(t0() - Duration::days(2)),
+            backfill: [(
+                DataKind::Activity,
+                BackfillProgress {
+                    floor: t0().date_naive() - Duration::days(364),
+                    next_to: t0().date_naive() - Duration::days(83),
+                    oldest_delivered: Some(t0().date_naive() - Duration::days(80)),
+                    finished: None,
+                },
+            )]
+            .into(),
         },
         last_error: Some("Smartabase 503".to_string()),
         version: 0,

@@ -54,6 +54,8 @@ pub struct WorldOptions {
     /// The OAuth callback's time budget for Polar and Smartabase; `None` keeps production's. Tests of slow
     /// outside services shorten it so they need not wait the production 20 s.
     pub callback_budget: Option<StdDuration>,
+    /// `BACKFILL_DAYS`; `None` leaves it unset (the contract's default, 365).
+    pub backfill_days: Option<u32>,
 }
 
 impl Default for WorldOptions {
@@ -69,6 +71,7 @@ impl Default for WorldOptions {
             http_timeout: None,
             mapping: None,
             callback_budget: None,
+            backfill_days: None,
         }
     }
 }
@@ -266,7 +269,7 @@ impl<S: Store> World<S> {
     ) -> anyhow::Result<Self> {
         let secrets_json =
             test_secrets_json(&polar, &smartabase, options.webhook_secret.as_deref());
-        let env = environment(
+        let mut env = environment(
             table,
             queue_url,
             "test-secret",
@@ -275,6 +278,9 @@ impl<S: Store> World<S> {
             PUBLIC_BASE_URL,
             options.sync_interval_minutes,
         );
+        if let Some(days) = options.backfill_days {
+            env.push(("BACKFILL_DAYS".to_string(), days.to_string()));
+        }
         let config = Config::from_lookup(|name| {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })?;

@@ -589,13 +589,15 @@ async fn a_lost_answer_is_found_in_smartabase_and_never_written_twice() {
 #[tokio::test]
 async fn a_first_sync_takes_everything_polar_still_offers() {
     testkit::logs::install();
-    // Polar serves history from before registration here, so the window limits are what bound it.
+    // Polar serves history from before registration here, so the window limits are what bound it (the
+    // history backfill, off here, reads further back: tests/tests/backfill.rs).
     let world = World::on_moto(WorldOptions {
         polar: PolarSimConfig {
             consent_mode: ConsentMode::AutoAccept,
             history_before_registration: true,
             ..PolarSimConfig::default()
         },
+        backfill_days: Some(0),
         ..WorldOptions::default()
     })
     .await

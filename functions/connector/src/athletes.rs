@@ -8,6 +8,7 @@ use anyhow::{Context as _, anyhow};
 use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use serde::Serialize;
+use shared::config::BackfillDays;
 use shared::ids::AthleteUuid;
 use shared::model::{Athlete, AthleteStatus, DataKind, SyncCursors};
 use shared::store::{AthleteStore as _, LedgerStore as _, PageToken, TokenStore as _};
@@ -192,6 +193,7 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
         return output::print_json(&detail);
     }
     let cursors = &detail.cursors;
+    let backfill = backfill_lines(cursors, operator.config.backfill_days);
     let ledger = detail
         .ledger_counts
         .iter()
@@ -219,6 +221,7 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
             output::instant(cursors.exercises_uploaded_since),
         ),
         ("ledger entries", ledger),
+        ("backfill", backfill),
         (
             "last error",
             detail
@@ -232,4 +235,29 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
         ),
     ]);
     Ok(())
+}
+
+/// Per data type the backfill covers: the oldest date delivered and whether it is finished.
+fn backfill_lines(cursors: &SyncCursors, days: BackfillDays) -> String {
+    if days == BackfillDays::NONE {
+        return "off (BACKFILL_DAYS=0)".to_string();
+    }
+    if cursors.backfill.is_empty() {
+        return "not planned yet (planned by the first sync after linking)".to_string();
+    }
+    cursors
+        .backfill
+        .iter()
+        .map(|(kind, progress)| {
+            let oldest = progress
+                .oldest_delivered
+                .map_or_else(|| NONE.to_string(), |d| d.to_string());
+            let state = match progress.finished {
+                Some(end) => format!("finished ({})", end.as_str()),
+                None => format!("in progress (next window ends {})", progress.next_to),
+            };
+            format!("{} oldest delivered {oldest}, {state}", kind.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

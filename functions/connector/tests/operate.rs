@@ -182,6 +182,17 @@ async fn athletes_athlete_link_sync_and_revoke() {
         "{}",
         text.stdout
     );
+    // Ada's Polar keeps nothing from before she registered: her history backfill asked once and stopped.
+    assert!(
+        text.stdout
+            .contains("activity oldest delivered -, finished (nothing_before_registration)"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(
+        detail["cursors"]["backfill"]["activity"]["finished"],
+        "nothing_before_registration"
+    );
     stack
         .run(&["athlete", "ath-nobody"])
         .await

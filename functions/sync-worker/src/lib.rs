@@ -158,6 +158,7 @@ where
                 .count("RecordsUnchanged", counts.unchanged)
                 .count("RecordsBroken", counts.broken)
                 .count("RecordsRecovered", counts.recovered)
+                .count("RecordsBackfilled", counts.backfilled)
                 .count("FieldsDropped", counts.dropped_fields)
                 .count("PolarCalls", counts.polar_calls)
                 .count("SmartabaseCalls", counts.smartabase_calls)
@@ -176,6 +177,7 @@ where
                 unchanged = counts.unchanged,
                 broken = counts.broken,
                 recovered = counts.recovered,
+                backfilled = counts.backfilled,
                 polar_calls = counts.polar_calls,
                 smartabase_calls = counts.smartabase_calls,
                 "sync finished"

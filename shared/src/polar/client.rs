@@ -360,6 +360,17 @@ impl PolarApi for PolarClient {
             .await
     }
 
+    async fn activities_range(
+        &self,
+        token: &AccessToken,
+        range: DateRange,
+    ) -> Result<Records<DailyActivity>, PolarError> {
+        // The documented path has a slash before the query.
+        let url = with_range(self.api_url(&["v3", "users", "activities", ""]), range);
+        self.list::<ActivityWire>(url, token, ListShape::Array)
+            .await
+    }
+
     async fn activity(
         &self,
         token: &AccessToken,

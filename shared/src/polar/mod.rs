@@ -544,6 +544,13 @@ pub trait PolarApi: Send + Sync {
         token: &AccessToken,
     ) -> impl Future<Output = Result<Records<DailyActivity>, PolarError>> + Send;
 
+    /// `GET /v3/users/activities/?from=&to=`: the days of `range` (`from` at most 365 days back).
+    fn activities_range(
+        &self,
+        token: &AccessToken,
+        range: DateRange,
+    ) -> impl Future<Output = Result<Records<DailyActivity>, PolarError>> + Send;
+
     /// `GET /v3/users/activities/{date}`: `None` on 204.
     fn activity(
         &self,

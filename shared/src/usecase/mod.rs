@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
 
 use crate::clock::Clock;
-use crate::config::{Config, Secrets, SyncInterval};
+use crate::config::{BackfillDays, Config, Secrets, SyncInterval};
 use crate::crypto::{LinkSigner, TokenCipher};
 use crate::mapping::Mapping;
 use crate::model::Athlete;
@@ -15,6 +15,7 @@ use crate::queue::JobQueue;
 use crate::smartabase::{ProfileEntry, SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
 
+pub mod backfill;
 pub mod fanout;
 pub mod link;
 pub mod revoke;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub authorize_endpoint: String,
     /// Per-athlete sync interval.
     pub sync_interval: SyncInterval,
+    /// History fetched once after linking (`BACKFILL_DAYS`).
+    pub backfill_days: BackfillDays,
     /// Revoke-hook HMAC key.
     pub revoke_hook_secret: SecretString,
     /// Polar webhook signing secret, once a webhook is registered.
@@ -47,6 +50,7 @@ impl Settings {
             redirect_uri: config.redirect_uri(),
             authorize_endpoint: config.authorize_endpoint(),
             sync_interval: config.sync_interval,
+            backfill_days: config.backfill_days,
             revoke_hook_secret: secrets.revoke_hook_secret.clone(),
             polar_webhook_secret: secrets.polar_webhook_secret.clone(),
             callback_budget: link::CALLBACK_BUDGET,

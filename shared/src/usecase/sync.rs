@@ -69,6 +69,8 @@ pub struct SyncCounts {
     pub recovered: u64,
     /// Field names Smartabase dropped (a form is missing them).
     pub dropped_fields: u64,
+    /// Older records the history backfill wrote (counted here only, not in `written` or `created`).
+    pub backfilled: u64,
     /// Polar calls made.
     pub polar_calls: u64,
     /// Smartabase calls made.
@@ -243,7 +245,8 @@ where
                 SyncOutcome::Skipped("the athlete was synced after this job was queued"),
             )),
             Ok(Some(current)) if current.status == AthleteStatus::Linked => {
-                self.sync_locked(job, current, now, deadline).await
+                let synced = self.sync_locked(job, current, now, deadline).await;
+                self.backfill_after_sync(job, synced, deadline).await
             }
             Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
                 "athlete is not linked",
@@ -697,7 +700,7 @@ where
     /// Writes what changed and is not pending, exactly once, starting no Smartabase call after `deadline`.
     /// Pending entries are returned untouched: the job looks them up after every fresh write, so one
     /// type's lost answers never hold back another type's new records.
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         athlete: &AthleteUuid,
         user: SmartabaseUserId,
@@ -754,7 +757,7 @@ where
     /// lookup established is kept at once, so a Smartabase slow to search still makes progress in every
     /// job and no job repeats a lookup an earlier one finished.
     #[allow(clippy::too_many_arguments)]
-    async fn resolve_pending(
+    pub(super) async fn resolve_pending(
         &self,
         athlete: &AthleteUuid,
         user: SmartabaseUserId,
@@ -1118,12 +1121,12 @@ fn batches(
 }
 
 #[derive(Default)]
-struct Delivery {
-    failures: Vec<String>,
+pub(super) struct Delivery {
+    pub(super) failures: Vec<String>,
     /// The deadline came before every record was tried.
-    unfinished: bool,
+    pub(super) unfinished: bool,
     /// Entries whose last write was not confirmed, for [`Connector::resolve_pending`].
-    pending: Vec<(MappedEvent, LedgerEntry)>,
+    pub(super) pending: Vec<(MappedEvent, LedgerEntry)>,
     /// Events the ledger knows to hold a record, for [`Connector::resolve_pending`]'s lookups.
     owners: HashMap<EventId, LedgerKey>,
 }
@@ -1317,6 +1320,7 @@ mod tests {
         // However recently the athlete synced, a night dated weeks ago may be uploaded now.
         let cursors = SyncCursors {
             exercises_uploaded_since: Some(noon(27)),
+            ..SyncCursors::default()
         };
         for kind in [JobKind::Scheduled, JobKind::FirstSync, JobKind::Manual] {
             let job = SyncJob::new(athlete_uuid(), kind, Vec::new(), noon(27));

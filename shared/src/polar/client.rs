@@ -31,6 +31,9 @@ use crate::config::Config;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
 
 /// How long to wait after a 429 that carries no reset time.
+/// Whole-request timeout of every Polar call unless [`PolarClient::with_request_timeout`] says otherwise.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
 const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
 /// The longest wait a Polar header can mean: its long window lasts 24 hours (plus an hour for clocks).
 /// A header asking for more is not believed: it is ignored with a log line.
@@ -65,6 +68,7 @@ pub struct PolarClient {
     client_id: String,
     client_secret: SecretString,
     http: reqwest::Client,
+    request_timeout: Duration,
     latest_rate_limit: Arc<Mutex<Option<RateLimitObservation>>>,
 }
 
@@ -94,7 +98,7 @@ struct Reply {
 
 impl PolarClient {
     /// A client for `endpoints`, authenticating as `client_id`/`client_secret`, sending through `http`
-    /// (build it once with [`PolarClient::http_client`]; tests pass one with a short timeout).
+    /// (the function's one [`crate::http::client`]), each request limited to [`REQUEST_TIMEOUT`].
     pub fn new(
         endpoints: PolarEndpoints,
         client_id: String,
@@ -106,22 +110,15 @@ impl PolarClient {
             client_id,
             client_secret,
             http,
+            request_timeout: REQUEST_TIMEOUT,
             latest_rate_limit: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// The HTTP client Polar calls should use: rustls, 3 s to connect, 20 s per request, our user agent,
-    /// no redirects (AccessLink does not redirect; following one could carry credentials elsewhere).
-    pub fn http_client() -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(20))
-            .user_agent(concat!(
-                "polar-smartabase-connector/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+    /// Gives each request `timeout` instead of [`REQUEST_TIMEOUT`] (tests use short ones).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// `{api_url}/{segments…}`, each segment percent-encoded.
@@ -138,6 +135,7 @@ impl PolarClient {
         let request = self
             .http
             .request(method, url)
+            .timeout(self.request_timeout)
             .header(ACCEPT, "application/json");
         match auth {
             Auth::Bearer(token) => request.bearer_auth(token.expose_secret()),

@@ -332,6 +332,10 @@ mod tests {
         assert!(AuthState::parse("short").is_err());
         assert!(AuthState::parse(&"z".repeat(64)).is_err());
         assert!(!format!("{state:?}").contains(state.as_str()));
-        assert_ne!(AuthState::generate(), state, "every attempt gets its own state");
+        assert_ne!(
+            AuthState::generate(),
+            state,
+            "every attempt gets its own state"
+        );
     }
 }

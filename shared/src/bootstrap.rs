@@ -8,6 +8,7 @@ use crate::aws;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Secrets};
 use crate::crypto::{LinkSigner, TokenCipher};
+use crate::http::SharedHttp;
 use crate::mapping::Mapping;
 use crate::polar::{PolarClient, PolarEndpoints};
 use crate::queue::{JobQueue, SqsQueue};
@@ -65,7 +66,8 @@ pub async fn connector<S: Store, Q: JobQueue, C: Clock>(
     assemble(config, secrets, mapping, store, queue, clock)
 }
 
-/// The connector from what start-up read; the Polar and Smartabase clients share one HTTP client.
+/// The connector from what start-up read; the Polar and Smartabase clients share one HTTP client, built
+/// when the first of them calls out.
 fn assemble<S, Q, C>(
     config: &Config,
     secrets: &Secrets,
@@ -78,7 +80,7 @@ fn assemble<S, Q, C>(
         name: name.to_string(),
         reason,
     };
-    let http = crate::http::client().map_err(|e| invalid("HTTP client", e.to_string()))?;
+    let http = SharedHttp::lazy();
     let polar = PolarClient::new(
         PolarEndpoints::from_config(config),
         secrets.polar_client_id.clone(),

@@ -28,6 +28,7 @@ use super::{
     WebhookEventType, WebhookInfo,
 };
 use crate::config::Config;
+use crate::http::SharedHttp;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
 
 /// How long to wait after a 429 that carries no reset time.
@@ -67,7 +68,7 @@ pub struct PolarClient {
     endpoints: PolarEndpoints,
     client_id: String,
     client_secret: SecretString,
-    http: reqwest::Client,
+    http: SharedHttp,
     request_timeout: Duration,
     latest_rate_limit: Arc<Mutex<Option<RateLimitObservation>>>,
 }
@@ -103,13 +104,13 @@ impl PolarClient {
         endpoints: PolarEndpoints,
         client_id: String,
         client_secret: SecretString,
-        http: reqwest::Client,
+        http: impl Into<SharedHttp>,
     ) -> Self {
         Self {
             endpoints,
             client_id,
             client_secret,
-            http,
+            http: http.into(),
             request_timeout: REQUEST_TIMEOUT,
             latest_rate_limit: Arc::new(Mutex::new(None)),
         }
@@ -131,18 +132,26 @@ impl PolarClient {
         url
     }
 
-    fn request(&self, method: reqwest::Method, url: Url, auth: Auth<'_>) -> RequestBuilder {
-        let request = self
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        auth: Auth<'_>,
+    ) -> Result<RequestBuilder, PolarError> {
+        let http = self
             .http
+            .get()
+            .map_err(|e| PolarError::Transport(format!("no HTTP client: {e}")))?;
+        let request = http
             .request(method, url)
             .timeout(self.request_timeout)
             .header(ACCEPT, "application/json");
-        match auth {
+        Ok(match auth {
             Auth::Bearer(token) => request.bearer_auth(token.expose_secret()),
             Auth::Client => {
                 request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
             }
-        }
+        })
     }
 
     /// Sends once, records the rate-limit headers and reads the whole body.
@@ -169,7 +178,7 @@ impl PolarClient {
     }
 
     async fn get(&self, url: Url, token: &AccessToken) -> Result<Reply, PolarError> {
-        self.send(self.request(reqwest::Method::GET, url, Auth::Bearer(token)))
+        self.send(self.request(reqwest::Method::GET, url, Auth::Bearer(token))?)
             .await
     }
 
@@ -244,7 +253,7 @@ impl PolarApi for PolarClient {
                 reqwest::Method::POST,
                 self.endpoints.token_url.clone(),
                 Auth::Client,
-            )
+            )?
             .form(&form);
         let reply = self.send(request).await?;
         if reply.status == StatusCode::OK {
@@ -278,7 +287,7 @@ impl PolarApi for PolarClient {
                 reqwest::Method::POST,
                 self.api_url(&["v3", "users"]),
                 Auth::Bearer(token),
-            )
+            )?
             .json(&RegisterUserRequest {
                 member_id: member_id.as_str(),
             });
@@ -325,7 +334,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::DELETE,
             self.api_url(&["v3", "users", &user_id]),
             Auth::Bearer(token),
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(Deregistration::Deleted),
@@ -475,7 +484,7 @@ impl PolarApi for PolarClient {
                 reqwest::Method::POST,
                 self.api_url(&["v3", "webhooks"]),
                 Auth::Client,
-            )
+            )?
             .json(&CreateWebhookRequest { events, url });
         let reply = self.send(request).await?;
         match reply.status {
@@ -498,7 +507,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::GET,
             self.api_url(&["v3", "webhooks"]),
             Auth::Client,
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::OK => {
@@ -515,7 +524,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::POST,
             self.api_url(&["v3", "webhooks", "activate"]),
             Auth::Client,
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::OK => Ok(true),
@@ -529,7 +538,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::DELETE,
             self.api_url(&["v3", "webhooks", id]),
             Auth::Client,
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),

@@ -16,6 +16,7 @@ use super::wire;
 use super::{
     EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, SmartabaseApi, SmartabaseError,
 };
+use crate::http::SharedHttp;
 use crate::ids::SmartabaseUserId;
 
 /// `X-APP-ID` sent on every call, so Smartabase support can trace the connector's requests.
@@ -52,7 +53,7 @@ pub struct SmartabaseClient {
     username: String,
     password: SecretString,
     api_user_id: Option<SmartabaseUserId>,
-    http: reqwest::Client,
+    http: SharedHttp,
     request_timeout: Duration,
 }
 
@@ -74,7 +75,7 @@ impl SmartabaseClient {
         site_url: Url,
         username: String,
         password: SecretString,
-        http: reqwest::Client,
+        http: impl Into<SharedHttp>,
     ) -> Result<Self, SiteUrlError> {
         if !site_url.username().is_empty() || site_url.password().is_some() {
             return Err(SiteUrlError(
@@ -103,7 +104,7 @@ impl SmartabaseClient {
             username,
             password,
             api_user_id: None,
-            http,
+            http: http.into(),
             request_timeout: REQUEST_TIMEOUT,
         })
     }
@@ -113,6 +114,13 @@ impl SmartabaseClient {
     pub fn with_api_user_id(mut self, user_id: SmartabaseUserId) -> Self {
         self.api_user_id = Some(user_id);
         self
+    }
+
+    /// The shared HTTP client, built on first use.
+    fn http(&self) -> Result<&reqwest::Client, SmartabaseError> {
+        self.http
+            .get()
+            .map_err(|e| SmartabaseError::Transport(format!("no HTTP client: {e}")))
     }
 
     /// Gives each request `timeout` instead of [`REQUEST_TIMEOUT`] (tests use short ones).
@@ -174,7 +182,7 @@ impl SmartabaseClient {
             },
         };
         let login = self
-            .http
+            .http()?
             .post(self.versioned_url("v2", &["user", "loginUser"], true)?)
             .timeout(self.request_timeout)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
@@ -235,7 +243,7 @@ impl SmartabaseClient {
     ) -> Result<Option<Value>, SmartabaseError> {
         let token = session.token().expose_secret();
         let get = self
-            .http
+            .http()?
             .get(url)
             .timeout(self.request_timeout)
             .header(forms::SESSION_HEADER, token)
@@ -278,7 +286,7 @@ impl SmartabaseClient {
     ) -> Result<Option<Value>, SmartabaseError> {
         let started = Instant::now();
         let response = self
-            .http
+            .http()?
             .post(self.endpoint_url(endpoint)?)
             .timeout(self.request_timeout)
             .basic_auth(&self.username, Some(self.password.expose_secret()))

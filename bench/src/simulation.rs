@@ -22,7 +22,8 @@ use smartabase_sim::{
 use crate::habits::{self, Scheduled, Upload};
 use crate::logmeter::{JobOutcomes, LogMeter, StdoutMeter};
 use crate::metered::StoreUsage;
-use crate::stack::{self, Athlete, BenchWorld, WebhookRelay, WorkerStats};
+use crate::stack::{self, Athlete, BenchWorld, WorkerStats};
+use testkit::webhook_relay::WebhookRelay;
 
 /// The scan's schedule (`rate(2 hours)` in the template).
 const SCAN_EVERY_HOURS: u32 = 2;
@@ -381,7 +382,8 @@ impl<'a> Simulation<'a> {
                 announced += self.upload(upload)?;
             }
             if let Some(relay) = self.relay.as_mut() {
-                let (busy, refused) = relay.serve(&self.world, announced).await?;
+                let (busy, refused) =
+                    stack::serve_deliveries(relay, &self.world, announced).await?;
                 tally.webhook_deliveries += announced as u64;
                 tally.webhook_refused += refused as u64;
                 tally.webhook_busy_seconds += busy.as_secs_f64();

@@ -18,10 +18,10 @@ use shared::polar::{PolarApi as _, WebhookEventType};
 use shared::store::Store;
 use shared::testing::{FixedClock, MemoryStore};
 use smartabase_sim::{NewUser, SmartabaseSim, SmartabaseSimConfig};
-use testkit::front::{HttpRequest, HttpResponse};
+use testkit::front::HttpRequest;
 use testkit::queue::LocalQueue;
+use testkit::webhook_relay::WebhookRelay;
 use testkit::world::{PUBLIC_BASE_URL, World, environment, test_secrets_json};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::metered::MeteredStore;
 
@@ -155,84 +155,19 @@ pub async fn link_athletes<S: Store>(
     Ok(athletes)
 }
 
-type Delivery = (HttpRequest, oneshot::Sender<HttpResponse>);
-
-/// A local HTTP server standing in for the connector's public webhook URL: each signed delivery Polar
-/// sends is handed to the benchmark, which runs it through the world's API Gateway front into the
-/// `polar-webhook` function and returns the function's answer to Polar.
-pub struct WebhookRelay {
-    /// The URL registered at Polar.
-    pub url: String,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
-}
-
-impl WebhookRelay {
-    /// Starts the relay on a free loopback port.
-    pub async fn start() -> anyhow::Result<Self> {
-        use axum::body::Bytes;
-        use axum::extract::State;
-        use axum::http::{HeaderMap, StatusCode};
-
-        async fn forward(
-            State(relay): State<mpsc::UnboundedSender<Delivery>>,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> (StatusCode, String) {
-            let mut request = HttpRequest::post("/polar/webhook", body.to_vec());
-            for (name, value) in &headers {
-                if let Ok(value) = value.to_str() {
-                    request = request.header(name.as_str(), value);
-                }
-            }
-            let (reply, answer) = oneshot::channel();
-            if relay.send((request, reply)).is_err() {
-                return (StatusCode::SERVICE_UNAVAILABLE, "benchmark ended".into());
-            }
-            match answer.await {
-                Ok(response) => (
-                    StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    response.text(),
-                ),
-                Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "benchmark ended".into()),
-            }
-        }
-
-        let (sender, deliveries) = mpsc::unbounded_channel();
-        let app = axum::Router::new()
-            .route("/polar/webhook", axum::routing::post(forward))
-            .with_state(sender);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/polar/webhook", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { url, deliveries })
-    }
-
-    /// Serves the next `count` deliveries through the world's front; returns how long the webhook
-    /// function took in total and how many it did not answer 200.
-    pub async fn serve<S: Store>(
-        &mut self,
-        world: &World<S>,
-        count: usize,
-    ) -> anyhow::Result<(StdDuration, usize)> {
-        let mut busy = StdDuration::ZERO;
-        let mut refused = 0;
-        for _ in 0..count {
-            let (request, reply) =
-                tokio::time::timeout(StdDuration::from_secs(30), self.deliveries.recv())
-                    .await
-                    .context("Polar sent no webhook delivery within 30 s")?
-                    .ok_or_else(|| anyhow!("the webhook relay stopped"))?;
-            let started = Instant::now();
-            let response = world.http(request).await?;
-            busy += started.elapsed();
-            if response.status != 200 {
-                refused += 1;
-            }
-            // Polar may have given up waiting; the delivery is recorded either way.
-            let _ = reply.send(response);
-        }
-        Ok((busy, refused))
-    }
+/// Serves the next `count` webhook deliveries; returns how long the webhook function took in total and
+/// how many it did not answer 200.
+pub async fn serve_deliveries<S: Store>(
+    relay: &mut WebhookRelay,
+    world: &World<S>,
+    count: usize,
+) -> anyhow::Result<(StdDuration, usize)> {
+    let served = relay
+        .serve(world, count, StdDuration::from_secs(30))
+        .await?;
+    let busy = served.iter().map(|s| s.took).sum();
+    let refused = served.iter().filter(|s| s.response.status != 200).count();
+    Ok((busy, refused))
 }
 
 /// Registers a webhook for the connector's events at Polar (Polar pings the relay, which the
@@ -250,7 +185,7 @@ pub async fn register_webhook(
                 .connector
                 .polar
                 .create_webhook(&url, &WebhookEventType::SUBSCRIBED),
-            relay.serve(world, 1)
+            serve_deliveries(relay, world, 1)
         );
         pinged?;
         created.map_err(|e| anyhow!("registering the webhook at Polar: {e}"))?

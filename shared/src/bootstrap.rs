@@ -8,6 +8,7 @@ use crate::aws;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Secrets};
 use crate::crypto::{LinkSigner, TokenCipher};
+use crate::http::SharedHttp;
 use crate::mapping::Mapping;
 use crate::polar::{PolarClient, PolarEndpoints};
 use crate::queue::{JobQueue, SqsQueue};
@@ -37,22 +38,40 @@ pub async fn start() -> Result<LiveConnector, ConfigError> {
     result
 }
 
-/// The live connector for `config` on the AWS endpoint of `sdk`.
+/// The live connector for `config` on the AWS endpoint of `sdk`. The secret and the site's mapping are
+/// read concurrently: one network round trip's wait before the first invocation.
 pub async fn live_connector(
     config: &Config,
     sdk: &SdkConfig,
 ) -> Result<LiveConnector, ConfigError> {
-    let secrets = aws::read_secrets(sdk, &config.secret_id).await?;
     let store = DynamoStore::from_config(sdk, config.table.clone());
     let queue = SqsQueue::from_config(sdk, config.sync_queue_url.clone());
-    connector(config, &secrets, store, queue, SystemClock).await
+    let (secrets, mapping) = tokio::try_join!(
+        aws::read_secrets(sdk, &config.secret_id),
+        load_mapping(&store)
+    )?;
+    assemble(config, &secrets, mapping, store, queue, SystemClock)
 }
 
-/// A connector with real Polar and Smartabase clients over the given store, queue and clock (the live
-/// functions, the local runner and the whole-system tests all build it this way).
+/// A connector with real Polar and Smartabase clients over the given store, queue and clock, with the
+/// mapping stored in `store` (the local runner and the whole-system tests build it this way).
 pub async fn connector<S: Store, Q: JobQueue, C: Clock>(
     config: &Config,
     secrets: &Secrets,
+    store: S,
+    queue: Q,
+    clock: C,
+) -> Result<Connector<S, Q, PolarClient, SmartabaseClient, C>, ConfigError> {
+    let mapping = load_mapping(&store).await?;
+    assemble(config, secrets, mapping, store, queue, clock)
+}
+
+/// The connector from what start-up read; the Polar and Smartabase clients share one HTTP client, built
+/// when the first of them calls out.
+fn assemble<S, Q, C>(
+    config: &Config,
+    secrets: &Secrets,
+    mapping: Mapping,
     store: S,
     queue: Q,
     clock: C,
@@ -61,24 +80,20 @@ pub async fn connector<S: Store, Q: JobQueue, C: Clock>(
         name: name.to_string(),
         reason,
     };
-    let polar_http =
-        PolarClient::http_client().map_err(|e| invalid("Polar HTTP client", e.to_string()))?;
+    let http = SharedHttp::lazy();
     let polar = PolarClient::new(
         PolarEndpoints::from_config(config),
         secrets.polar_client_id.clone(),
         secrets.polar_client_secret.clone(),
-        polar_http,
+        http.clone(),
     );
-    let smartabase_http = SmartabaseClient::http_client()
-        .map_err(|e| invalid("Smartabase HTTP client", e.to_string()))?;
     let smartabase = SmartabaseClient::new(
         config.smartabase_url.clone(),
         secrets.smartabase_username.clone(),
         secrets.smartabase_password.clone(),
-        smartabase_http,
+        http,
     )
     .map_err(|e| invalid("SMARTABASE_URL", e.to_string()))?;
-    let mapping = load_mapping(&store).await?;
     Ok(Connector {
         store,
         queue,

@@ -230,9 +230,11 @@ impl AuthState {
     /// Length of a state the connector issues: 32 random bytes, hex.
     const LEN: usize = 64;
 
-    /// A fresh random state.
+    /// A fresh random state (from the OS-seeded generator, like every secret the connector makes).
     pub fn generate() -> Self {
-        Self(crate::crypto::random_hex(Self::LEN / 2))
+        let mut bytes = [0u8; Self::LEN / 2];
+        rand::fill(&mut bytes[..]);
+        Self(hex::encode(bytes))
     }
 
     /// Accepts a state from a callback query; anything not shaped like ours is refused before any lookup.
@@ -330,5 +332,10 @@ mod tests {
         assert!(AuthState::parse("short").is_err());
         assert!(AuthState::parse(&"z".repeat(64)).is_err());
         assert!(!format!("{state:?}").contains(state.as_str()));
+        assert_ne!(
+            AuthState::generate(),
+            state,
+            "every attempt gets its own state"
+        );
     }
 }

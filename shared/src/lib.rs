@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod edge;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod mapping;
 pub mod metrics;

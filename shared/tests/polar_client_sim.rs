@@ -47,11 +47,7 @@ fn endpoints(sim: &PolarSimHandle) -> PolarEndpoints {
 
 /// The production client (production HTTP settings) with the simulator's client credentials.
 fn client_for(sim: &PolarSimHandle) -> PolarClient {
-    client_with(
-        sim,
-        sim.client_secret(),
-        PolarClient::http_client().unwrap(),
-    )
+    client_with(sim, sim.client_secret(), shared::http::client().unwrap())
 }
 
 fn client_with(sim: &PolarSimHandle, secret: &str, http: reqwest::Client) -> PolarClient {
@@ -226,11 +222,7 @@ async fn wrong_client_secret_is_invalid_client_and_never_echoed() {
     let good = client_for(&sim);
     let account = athlete(&sim, true);
     let code = authorisation_code(&sim, &good, account.polar_user_id).await;
-    let bad = client_with(
-        &sim,
-        "WRONG-SECRET-123",
-        PolarClient::http_client().unwrap(),
-    );
+    let bad = client_with(&sim, "WRONG-SECRET-123", shared::http::client().unwrap());
 
     let result = bad.exchange_code(&code, REDIRECT_URI).await;
 
@@ -740,14 +732,8 @@ async fn a_dropped_connection_is_transport() {
 async fn an_answer_slower_than_the_client_timeout_is_timeout() {
     let sim = start_sim(PolarSimConfig::default()).await;
     let (_, token) = linked(&sim, &client_for(&sim)).await;
-    let impatient = client_with(
-        &sim,
-        sim.client_secret(),
-        reqwest::Client::builder()
-            .timeout(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-    );
+    let impatient = client_with(&sim, sim.client_secret(), shared::http::client().unwrap())
+        .with_request_timeout(Duration::from_millis(300));
     sim.inject_fault(fault("/v3/exercises", FaultKind::Delay { ms: 2_000 }))
         .unwrap();
 
@@ -927,7 +913,7 @@ async fn webhook_create_list_activate_and_delete() {
 #[tokio::test]
 async fn webhook_calls_with_wrong_client_credentials_are_invalid_client() {
     let sim = start_sim(PolarSimConfig::default()).await;
-    let bad = client_with(&sim, "WRONG", PolarClient::http_client().unwrap());
+    let bad = client_with(&sim, "WRONG", shared::http::client().unwrap());
 
     let result = bad.webhooks().await;
 

@@ -29,11 +29,7 @@ async fn start_sim() -> SmartabaseSimHandle {
 
 /// The production client (production HTTP settings) with the site's credentials and API user id.
 fn client_for(sim: &SmartabaseSimHandle) -> SmartabaseClient {
-    client_with(
-        sim,
-        &sim.config().password,
-        SmartabaseClient::http_client().unwrap(),
-    )
+    client_with(sim, &sim.config().password, shared::http::client().unwrap())
 }
 
 fn client_with(
@@ -610,11 +606,12 @@ async fn server_error_status_is_a_transient_server_error() {
 #[tokio::test]
 async fn slow_answer_past_the_client_timeout_is_a_timeout() {
     let sim = start_sim().await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let client = client_with(&sim, &sim.config().password, http);
+    let client = client_with(
+        &sim,
+        &sim.config().password,
+        shared::http::client().unwrap(),
+    )
+    .with_request_timeout(Duration::from_millis(300));
     sim.add_fault(FaultRule::next(
         Some(Endpoint::UserSynchronise),
         FaultKind::Delay { ms: 2_000 },
@@ -660,11 +657,7 @@ async fn dropped_connection_is_a_transport_error() {
 #[tokio::test]
 async fn bad_credentials_are_unauthorized_and_never_echoed() {
     let sim = start_sim().await;
-    let client = client_with(
-        &sim,
-        "WRONG-PASSWORD-123",
-        SmartabaseClient::http_client().unwrap(),
-    );
+    let client = client_with(&sim, "WRONG-PASSWORD-123", shared::http::client().unwrap());
 
     let error = client.roster_page(None).await.unwrap_err();
 
@@ -685,7 +678,7 @@ async fn wrong_app_name_is_a_bad_request() {
         Url::parse(&format!("{}/otherapp", sim.base_url())).unwrap(),
         config.username.clone(),
         SecretString::from(config.password.clone()),
-        SmartabaseClient::http_client().unwrap(),
+        shared::http::client().unwrap(),
     )
     .unwrap();
 
@@ -858,11 +851,7 @@ async fn login_opens_a_session_and_describes_the_api_account() {
 #[tokio::test]
 async fn login_with_a_wrong_password_is_unauthorized_and_never_echoed() {
     let sim = start_sim().await;
-    let client = client_with(
-        &sim,
-        "WRONG-PASSWORD-123",
-        SmartabaseClient::http_client().unwrap(),
-    );
+    let client = client_with(&sim, "WRONG-PASSWORD-123", shared::http::client().unwrap());
     let error = client.login().await.unwrap_err();
     assert!(
         matches!(error, SmartabaseError::Unauthorized { status: 401 }),

@@ -10,4 +10,5 @@ pub mod logs;
 pub mod moto;
 pub mod queue;
 pub mod runtime_api;
+pub mod webhook_relay;
 pub mod world;

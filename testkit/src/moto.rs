@@ -116,7 +116,7 @@ impl Moto {
     /// Creates the sync queue `name` and its DLQ as `connector init` does; returns (queue URL, DLQ URL).
     pub async fn create_queues(&self, name: &str) -> anyhow::Result<(String, String)> {
         let client = aws_sdk_sqs::Client::new(&self.sdk_config().await);
-        let queues = shared::aws::ensure_sync_queues(&client, name).await?;
+        let queues = shared::aws::provision::ensure_sync_queues(&client, name).await?;
         Ok((queues.queue_url, queues.dlq_url))
     }
 

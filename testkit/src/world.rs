@@ -14,7 +14,7 @@ use shared::bootstrap::{self, MAPPING_SETTING};
 use shared::config::{Config, Secrets};
 use shared::ids::{AthleteUuid, SmartabaseUserId};
 use shared::mapping::{Mapping, OPTIONAL_FORMS};
-use shared::polar::{PolarClient, PolarEndpoints};
+use shared::polar::PolarClient;
 use shared::queue::SqsQueue;
 use shared::smartabase::SmartabaseClient;
 use shared::store::{DynamoStore, Store};
@@ -300,24 +300,8 @@ impl<S: Store> World<S> {
             connector.settings.callback_budget = budget;
         }
         if let Some(timeout) = options.http_timeout {
-            let http = reqwest::Client::builder()
-                .connect_timeout(timeout)
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()?;
-            connector.polar = PolarClient::new(
-                PolarEndpoints::from_config(&config),
-                secrets.polar_client_id.clone(),
-                secrets.polar_client_secret.clone(),
-                http.clone(),
-            );
-            connector.smartabase = SmartabaseClient::new(
-                config.smartabase_url.clone(),
-                secrets.smartabase_username.clone(),
-                secrets.smartabase_password.clone(),
-                http,
-            )?;
+            connector.polar = connector.polar.clone().with_request_timeout(timeout);
+            connector.smartabase = connector.smartabase.clone().with_request_timeout(timeout);
         }
         Ok(Self {
             polar,

@@ -11,7 +11,8 @@ use aws_sdk_sqs::types::{
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::aws::{dead_letter_queue_url, error_code};
+use shared::aws::error_code;
+use shared::aws::provision::dead_letter_queue_url;
 use shared::queue::SyncJob;
 
 use crate::environment::Operator;

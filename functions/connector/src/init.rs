@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
-use shared::aws::{Provisioned, dlq_name, ensure_secret, ensure_sync_queues};
+use shared::aws::provision::{Provisioned, dlq_name, ensure_secret, ensure_sync_queues};
 use shared::config::Secrets;
 use shared::store::schema;
 

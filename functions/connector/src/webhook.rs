@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, anyhow};
 use secrecy::ExposeSecret as _;
-use shared::aws::set_secret_key;
+use shared::aws::provision::set_secret_key;
 use shared::bootstrap::LiveConnector;
 use shared::config::Secrets;
 use shared::polar::{PolarApi as _, PolarError, WebhookEventType, WebhookInfo};

@@ -92,7 +92,7 @@ async fn doctor(stack: &Stack, env: &[(&str, &str)], args: &[&str]) -> Run {
 async fn put_secret(stack: &Stack, secrets_json: &str) -> String {
     let secret_id = format!("{}/secrets", unique_name("doctor"));
     let client = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
-    shared::aws::ensure_secret(&client, &secret_id, secrets_json)
+    shared::aws::provision::ensure_secret(&client, &secret_id, secrets_json)
         .await
         .unwrap();
     secret_id

@@ -56,17 +56,20 @@ where
         }
         Err(e) => {
             metrics.count("WebhookRejected", 1);
-            let status = match &e {
-                WebhookError::BadSignature | WebhookError::NotConfigured => 401,
-                WebhookError::Malformed(_) => 400,
-                WebhookError::Store(_) => 503,
+            // The body says only what the sender can act on: a store error's text is ours, not Polar's.
+            let (status, public) = match &e {
+                WebhookError::BadSignature | WebhookError::NotConfigured => {
+                    (401, "signature missing or invalid".to_string())
+                }
+                WebhookError::Malformed(_) => (400, e.to_string()),
+                WebhookError::Store(_) => (503, "temporarily unavailable; retry".to_string()),
             };
             if status >= 500 || matches!(e, WebhookError::NotConfigured) {
                 error!(error = %e, outcome = "failed", "webhook delivery failed");
             } else {
                 warn!(error = %e, outcome = "rejected", "webhook delivery refused");
             }
-            reply(status, json!({"error": e.to_string()}))
+            reply(status, json!({"error": public}))
         }
     };
     metrics.emit(connector.now());

@@ -155,6 +155,10 @@ async fn a_store_outage_answers_503_so_polar_retries_but_pings_still_succeed() {
     let body = format!(r#"{{"event":"EXERCISE","user_id":{polar},"entity_id":"abc"}}"#);
     let response = deliver(&world, "EXERCISE", &body, true).await;
     assert_eq!(response.status, 503);
+    // The answer tells Polar to retry; the store's own error stays in our logs.
+    let answer = String::from_utf8_lossy(&response.body);
+    assert!(answer.contains("retry"), "{answer}");
+    assert!(!answer.contains("memory store"), "{answer}");
     // Polar's handshake still succeeds: a ping needs no store.
     let ping = deliver(&world, "PING", r#"{"event":"PING","timestamp":"x"}"#, false).await;
     assert_eq!(ping.status, 200);

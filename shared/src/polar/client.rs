@@ -28,9 +28,13 @@ use super::{
     WebhookEventType, WebhookInfo,
 };
 use crate::config::Config;
+use crate::http::SharedHttp;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
 
 /// How long to wait after a 429 that carries no reset time.
+/// Whole-request timeout of every Polar call unless [`PolarClient::with_request_timeout`] says otherwise.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
 const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
 /// The longest wait a Polar header can mean: its long window lasts 24 hours (plus an hour for clocks).
 /// A header asking for more is not believed: it is ignored with a log line.
@@ -64,7 +68,8 @@ pub struct PolarClient {
     endpoints: PolarEndpoints,
     client_id: String,
     client_secret: SecretString,
-    http: reqwest::Client,
+    http: SharedHttp,
+    request_timeout: Duration,
     latest_rate_limit: Arc<Mutex<Option<RateLimitObservation>>>,
 }
 
@@ -94,34 +99,27 @@ struct Reply {
 
 impl PolarClient {
     /// A client for `endpoints`, authenticating as `client_id`/`client_secret`, sending through `http`
-    /// (build it once with [`PolarClient::http_client`]; tests pass one with a short timeout).
+    /// (the function's one [`crate::http::client`]), each request limited to [`REQUEST_TIMEOUT`].
     pub fn new(
         endpoints: PolarEndpoints,
         client_id: String,
         client_secret: SecretString,
-        http: reqwest::Client,
+        http: impl Into<SharedHttp>,
     ) -> Self {
         Self {
             endpoints,
             client_id,
             client_secret,
-            http,
+            http: http.into(),
+            request_timeout: REQUEST_TIMEOUT,
             latest_rate_limit: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// The HTTP client Polar calls should use: rustls, 3 s to connect, 20 s per request, our user agent,
-    /// no redirects (AccessLink does not redirect; following one could carry credentials elsewhere).
-    pub fn http_client() -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(20))
-            .user_agent(concat!(
-                "polar-smartabase-connector/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+    /// Gives each request `timeout` instead of [`REQUEST_TIMEOUT`] (tests use short ones).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// `{api_url}/{segments…}`, each segment percent-encoded.
@@ -134,17 +132,26 @@ impl PolarClient {
         url
     }
 
-    fn request(&self, method: reqwest::Method, url: Url, auth: Auth<'_>) -> RequestBuilder {
-        let request = self
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        auth: Auth<'_>,
+    ) -> Result<RequestBuilder, PolarError> {
+        let http = self
             .http
+            .get()
+            .map_err(|e| PolarError::Transport(format!("no HTTP client: {e}")))?;
+        let request = http
             .request(method, url)
+            .timeout(self.request_timeout)
             .header(ACCEPT, "application/json");
-        match auth {
+        Ok(match auth {
             Auth::Bearer(token) => request.bearer_auth(token.expose_secret()),
             Auth::Client => {
                 request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
             }
-        }
+        })
     }
 
     /// Sends once, records the rate-limit headers and reads the whole body.
@@ -171,7 +178,7 @@ impl PolarClient {
     }
 
     async fn get(&self, url: Url, token: &AccessToken) -> Result<Reply, PolarError> {
-        self.send(self.request(reqwest::Method::GET, url, Auth::Bearer(token)))
+        self.send(self.request(reqwest::Method::GET, url, Auth::Bearer(token))?)
             .await
     }
 
@@ -246,7 +253,7 @@ impl PolarApi for PolarClient {
                 reqwest::Method::POST,
                 self.endpoints.token_url.clone(),
                 Auth::Client,
-            )
+            )?
             .form(&form);
         let reply = self.send(request).await?;
         if reply.status == StatusCode::OK {
@@ -280,7 +287,7 @@ impl PolarApi for PolarClient {
                 reqwest::Method::POST,
                 self.api_url(&["v3", "users"]),
                 Auth::Bearer(token),
-            )
+            )?
             .json(&RegisterUserRequest {
                 member_id: member_id.as_str(),
             });
@@ -327,7 +334,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::DELETE,
             self.api_url(&["v3", "users", &user_id]),
             Auth::Bearer(token),
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(Deregistration::Deleted),
@@ -488,7 +495,7 @@ impl PolarApi for PolarClient {
                 reqwest::Method::POST,
                 self.api_url(&["v3", "webhooks"]),
                 Auth::Client,
-            )
+            )?
             .json(&CreateWebhookRequest { events, url });
         let reply = self.send(request).await?;
         match reply.status {
@@ -511,7 +518,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::GET,
             self.api_url(&["v3", "webhooks"]),
             Auth::Client,
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::OK => {
@@ -528,7 +535,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::POST,
             self.api_url(&["v3", "webhooks", "activate"]),
             Auth::Client,
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::OK => Ok(true),
@@ -542,7 +549,7 @@ impl PolarApi for PolarClient {
             reqwest::Method::DELETE,
             self.api_url(&["v3", "webhooks", id]),
             Auth::Client,
-        );
+        )?;
         let reply = self.send(request).await?;
         match reply.status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),

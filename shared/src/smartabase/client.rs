@@ -16,13 +16,13 @@ use super::wire;
 use super::{
     EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, SmartabaseApi, SmartabaseError,
 };
+use crate::http::SharedHttp;
 use crate::ids::SmartabaseUserId;
 
 /// `X-APP-ID` sent on every call, so Smartabase support can trace the connector's requests.
 pub const APP_ID: &str = "polar-smartabase-connector";
-/// Connect timeout of [`SmartabaseClient::http_client`].
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whole-request timeout of [`SmartabaseClient::http_client`]: large Smartabase calls are slow (reference §7.1).
+/// Whole-request timeout of every Smartabase call unless [`SmartabaseClient::with_request_timeout`] says
+/// otherwise: large Smartabase calls are slow (reference §7.1).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most events one `eventsimport` call carries (Teamworks' own sample size, reference §3.6).
 pub const MAX_EVENTS_PER_IMPORT: usize = 25;
@@ -53,7 +53,8 @@ pub struct SmartabaseClient {
     username: String,
     password: SecretString,
     api_user_id: Option<SmartabaseUserId>,
-    http: reqwest::Client,
+    http: SharedHttp,
+    request_timeout: Duration,
 }
 
 impl fmt::Debug for SmartabaseClient {
@@ -68,12 +69,13 @@ impl fmt::Debug for SmartabaseClient {
 }
 
 impl SmartabaseClient {
-    /// A client of the site at `site_url` (`https://host/{appName}`; the app name is its last path segment).
+    /// A client of the site at `site_url` (`https://host/{appName}`; the app name is its last path segment),
+    /// sending through `http` (the function's one [`crate::http::client`]).
     pub fn new(
         site_url: Url,
         username: String,
         password: SecretString,
-        http: reqwest::Client,
+        http: impl Into<SharedHttp>,
     ) -> Result<Self, SiteUrlError> {
         if !site_url.username().is_empty() || site_url.password().is_some() {
             return Err(SiteUrlError(
@@ -102,7 +104,8 @@ impl SmartabaseClient {
             username,
             password,
             api_user_id: None,
-            http,
+            http: http.into(),
+            request_timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -113,20 +116,17 @@ impl SmartabaseClient {
         self
     }
 
-    /// The HTTP client production uses: rustls, no redirects (a POST must not turn into a GET), connect timeout
-    /// [`CONNECT_TIMEOUT`], total [`REQUEST_TIMEOUT`]. Build it once per cold start.
-    pub fn http_client() -> Result<reqwest::Client, SmartabaseError> {
-        reqwest::Client::builder()
-            .tls_backend_rustls()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "polar-smartabase-connector/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|error| SmartabaseError::Transport(describe(error)))
+    /// The shared HTTP client, built on first use.
+    fn http(&self) -> Result<&reqwest::Client, SmartabaseError> {
+        self.http
+            .get()
+            .map_err(|e| SmartabaseError::Transport(format!("no HTTP client: {e}")))
+    }
+
+    /// Gives each request `timeout` instead of [`REQUEST_TIMEOUT`] (tests use short ones).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// The site's app name (last path segment of the site URL).
@@ -182,8 +182,9 @@ impl SmartabaseClient {
             },
         };
         let login = self
-            .http
+            .http()?
             .post(self.versioned_url("v2", &["user", "loginUser"], true)?)
+            .timeout(self.request_timeout)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
             .json(&request);
         let (headers, body) = self.session_exchange(LOGIN_USER, login).await?;
@@ -242,8 +243,9 @@ impl SmartabaseClient {
     ) -> Result<Option<Value>, SmartabaseError> {
         let token = session.token().expose_secret();
         let get = self
-            .http
+            .http()?
             .get(url)
+            .timeout(self.request_timeout)
             .header(forms::SESSION_HEADER, token)
             .header(COOKIE, forms::cookie_header(token));
         let (_, body) = self.session_exchange(endpoint, get).await?;
@@ -284,8 +286,9 @@ impl SmartabaseClient {
     ) -> Result<Option<Value>, SmartabaseError> {
         let started = Instant::now();
         let response = self
-            .http
+            .http()?
             .post(self.endpoint_url(endpoint)?)
+            .timeout(self.request_timeout)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
             .header(ACCEPT, "application/json")
             .header("X-APP-ID", APP_ID)
@@ -579,6 +582,6 @@ mod tests {
 
     #[test]
     fn production_http_client_builds() {
-        assert!(SmartabaseClient::http_client().is_ok());
+        assert!(crate::http::client().is_ok());
     }
 }

@@ -30,7 +30,8 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::aws::{ProvisionError, error_code};
+use crate::aws::error_code;
+use crate::aws::provision::ProvisionError;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::LedgerKey;
 

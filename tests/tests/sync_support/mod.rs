@@ -16,7 +16,6 @@ use shared::store::Store;
 use smartabase_sim::SimEvent;
 use testkit::front::{HttpRequest, HttpResponse};
 use testkit::world::World;
-use tokio::sync::{mpsc, oneshot};
 
 /// The four odd time zones of the brief: −10:00, −09:30, +05:45, +13:45 (minutes east of UTC).
 pub const ODD_OFFSETS: [i32; 4] = [-600, -570, 345, 825];
@@ -866,55 +865,21 @@ pub fn smartabase_calls(world: &World<impl Store>, endpoint: &str) -> usize {
         .count()
 }
 
-/// A local HTTP server standing in for the connector's public webhook URL: each request Polar sends
-/// is handed to the test, which runs it through [`World::http`] (the real API Gateway front and the
-/// `polar-webhook` function) and sends the function's answer back to Polar.
+/// [`testkit::webhook_relay::WebhookRelay`] for tests: failures panic, answers pair with requests.
 pub struct WebhookRelay {
     /// The URL to register at Polar.
     pub url: String,
-    requests: mpsc::UnboundedReceiver<(HttpRequest, oneshot::Sender<HttpResponse>)>,
+    relay: testkit::webhook_relay::WebhookRelay,
 }
 
 impl WebhookRelay {
     /// Starts the server on a free loopback port.
     pub async fn start() -> Self {
-        use axum::body::Bytes;
-        use axum::extract::State;
-        use axum::http::{HeaderMap, StatusCode};
-
-        type Relay = mpsc::UnboundedSender<(HttpRequest, oneshot::Sender<HttpResponse>)>;
-        async fn forward(
-            State(relay): State<Relay>,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> (StatusCode, String) {
-            let mut request = HttpRequest::post("/polar/webhook", body.to_vec());
-            for (name, value) in &headers {
-                if let Ok(value) = value.to_str() {
-                    request = request.header(name.as_str(), value);
-                }
-            }
-            let (reply, answer) = oneshot::channel();
-            if relay.send((request, reply)).is_err() {
-                return (StatusCode::SERVICE_UNAVAILABLE, "test ended".into());
-            }
-            match answer.await {
-                Ok(response) => (
-                    StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    response.text(),
-                ),
-                Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "test ended".into()),
-            }
+        let relay = testkit::webhook_relay::WebhookRelay::start().await.unwrap();
+        Self {
+            url: relay.url.clone(),
+            relay,
         }
-
-        let (sender, requests) = mpsc::unbounded_channel();
-        let app = axum::Router::new()
-            .route("/polar/webhook", axum::routing::post(forward))
-            .with_state(sender);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/polar/webhook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, requests }
     }
 
     /// Serves the next `count` requests Polar sends through the world's HTTP front (waiting up to ten
@@ -924,23 +889,18 @@ impl WebhookRelay {
         world: &World<S>,
         count: usize,
     ) -> Vec<(HttpRequest, HttpResponse)> {
-        let mut answers = Vec::new();
-        for _ in 0..count {
-            let (request, reply) =
-                tokio::time::timeout(StdDuration::from_secs(10), self.requests.recv())
-                    .await
-                    .expect("Polar sent no webhook request within 10 s")
-                    .expect("relay closed");
-            let response = world.http(request.clone()).await.unwrap();
-            answers.push((request, response.clone()));
-            let _ = reply.send(response);
-        }
-        answers
+        self.relay
+            .serve(world, count, StdDuration::from_secs(10))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|served| (served.request, served.response))
+            .collect()
     }
 
     /// Asserts that Polar sends nothing more within `wait`.
     pub async fn assert_quiet(&mut self, wait: StdDuration) {
-        if let Ok(Some((request, _))) = tokio::time::timeout(wait, self.requests.recv()).await {
+        if let Some(request) = self.relay.next_within(wait).await {
             panic!(
                 "unexpected webhook request: {}",
                 String::from_utf8_lossy(&request.body)

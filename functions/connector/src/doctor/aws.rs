@@ -4,7 +4,8 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
-use shared::aws::{dead_letter_queue_url, error_code};
+use shared::aws::error_code;
+use shared::aws::provision::dead_letter_queue_url;
 use shared::bootstrap::MAPPING_SETTING;
 use shared::config::Secrets;
 use shared::mapping::Mapping;

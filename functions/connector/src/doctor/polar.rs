@@ -45,7 +45,7 @@ pub(super) async fn check_polar(
 
 async fn check_client_and_webhook(config: &Config, secrets: &Secrets, checks: &mut Vec<Check>) {
     let client_id = &secrets.polar_client_id;
-    let http = match PolarClient::http_client() {
+    let http = match shared::http::client() {
         Ok(http) => http,
         Err(e) => {
             checks.push(Check::fail(

@@ -59,7 +59,8 @@ pub(super) async fn check_site(
             "the Smartabase credentials are in the secret",
         );
     };
-    let client = SmartabaseClient::http_client().and_then(|http| {
+    let http = shared::http::client().map_err(|e| SmartabaseError::Transport(e.to_string()));
+    let client = http.and_then(|http| {
         SmartabaseClient::new(
             config.smartabase_url.clone(),
             secrets.smartabase_username.clone(),

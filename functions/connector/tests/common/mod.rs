@@ -77,7 +77,7 @@ impl Stack {
         let moto = testkit::moto::shared().await;
         let secret_id = format!("{}/secrets", unique_name("cli"));
         let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
-        shared::aws::ensure_secret(&client, &secret_id, &world.secrets_json)
+        shared::aws::provision::ensure_secret(&client, &secret_id, &world.secrets_json)
             .await
             .unwrap();
         let env = environment(

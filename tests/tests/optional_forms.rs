@@ -17,9 +17,12 @@ use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::world::{World, WorldOptions, no_deadline};
 
+/// A site with every optional form enabled; the history backfill is off (its own tests cover the optional
+/// forms), so Polar calls are the regular sync's alone.
 async fn world_with_optional_forms() -> World<shared::store::DynamoStore> {
     World::on_moto(WorldOptions {
         mapping: Some(ALL_OPTIONAL_FORMS.into()),
+        backfill_days: Some(0),
         ..WorldOptions::default()
     })
     .await

@@ -74,6 +74,25 @@ pub struct SyncCursors {
     /// serves further back than the first sync reads; empty until planned, and with `BACKFILL_DAYS=0`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backfill: BTreeMap<DataKind, BackfillProgress>,
+    /// Per data type, the last time its whole Polar list was read and delivered: each type is read on
+    /// its own rhythm (`usecase::sync` plan), and a type missing here is due (items written before the
+    /// rhythm existed read everything once).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lists: BTreeMap<DataKind, ListRead>,
+    /// The athlete's UTC offset in minutes, as their latest night or training carried it: Polar dates
+    /// daily data by the athlete's local date, so "today's night is in" is asked in their time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i32>,
+}
+
+/// One read of a data type's whole Polar list that was delivered in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRead {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The newest record date it held (a daily type's Polar date, the athlete's local date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<NaiveDate>,
 }
 
 /// How far one data type's history backfill has got. Only moved after Smartabase confirmed a window.
@@ -443,5 +462,22 @@ mod tests {
         ] {
             assert_eq!(LedgerKey::decode(stored), None, "{stored}");
         }
+    }
+
+    #[test]
+    fn cursors_stored_before_the_rhythm_read_back_with_every_list_due() {
+        let stored = r#"{"exercises_uploaded_since":"2026-11-27T12:00:00Z","activities_through":"2026-11-26"}"#;
+        let cursors: SyncCursors = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            cursors.exercises_uploaded_since,
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap())
+        );
+        assert!(cursors.lists.is_empty());
+        assert_eq!(cursors.utc_offset_minutes, None);
+        // And a default cursor writes none of the new fields.
+        assert_eq!(
+            serde_json::to_string(&SyncCursors::default()).unwrap(),
+            r#"{"exercises_uploaded_since":null}"#
+        );
     }
 }

@@ -11,7 +11,7 @@ use shared::crypto::SealedToken;
 use shared::ids::{AthleteUuid, AuthState, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
 use shared::model::{
     Athlete, AthleteStatus, BackfillProgress, DataKind, LedgerEntry, LedgerKey, LedgerState,
-    PendingLink, RecordKey, StoredToken, SyncCursors, TokenSource,
+    ListRead, PendingLink, RecordKey, StoredToken, SyncCursors, TokenSource,
 };
 use shared::store::{PageToken, Store, StoreError, StoredState};
 
@@ -105,6 +105,15 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
                 },
             )]
             .into(),
+            lists: [(
+                DataKind::Sleep,
+                ListRead {
+                    at: t0() - Duration::minutes(5),
+                    newest: Some(t0().date_naive()),
+                },
+            )]
+            .into(),
+            utc_offset_minutes: Some(-570),
         },
         last_error: Some("Smartabase 503".to_string()),
         version: 0,

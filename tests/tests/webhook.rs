@@ -431,3 +431,57 @@ async fn with_webhooks_on_an_athlete_without_new_data_costs_no_polar_calls_for_h
     assert_eq!(world.run_worker().await.unwrap().delivered, 1);
     assert_eq!(polar_paths(&world, a.polar).len(), 4);
 }
+
+#[tokio::test]
+async fn three_webhooks_of_one_phone_sync_run_as_one_job_and_none_is_bounced_as_busy() {
+    let (world, mut relay, a) = synced_world().await;
+    let today = local_today(&world, a.offset);
+    // The morning phone sync: last night, its recharge, the day so far and an early training, at once.
+    for kind in [
+        RecordKind::Recharge,
+        RecordKind::Sleep,
+        RecordKind::Activity,
+    ] {
+        world
+            .polar
+            .add_record(
+                a.polar,
+                NewRecord {
+                    date: Some(today),
+                    ..record(kind)
+                },
+            )
+            .unwrap();
+    }
+    world
+        .polar
+        .add_record(a.polar, record(RecordKind::Exercise))
+        .unwrap();
+    let answers = relay.serve(&world, 3).await;
+    assert!(answers.iter().all(|(_, r)| r.status == 200));
+    let sent_before = world.connector.queue.sent().len();
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (3, 0));
+    let sent_again: Vec<_> = world.connector.queue.sent().split_off(sent_before);
+    assert!(
+        sent_again.is_empty(),
+        "no job came back to the queue (deferred as busy or otherwise): {sent_again:?}"
+    );
+    for form in [
+        "Polar Training",
+        "Polar Sleep",
+        "Polar Nightly Recharge",
+        "Polar Activity",
+    ] {
+        assert!(
+            world
+                .smartabase
+                .events_for(a.user, form)
+                .iter()
+                .any(|e| form == "Polar Training" || e.start.date() == today),
+            "{form} of today landed"
+        );
+    }
+    assert_smartabase_matches_polar(&world, &a);
+}

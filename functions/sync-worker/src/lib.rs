@@ -16,7 +16,7 @@ use shared::clock::Clock;
 use shared::metrics::Metrics;
 use shared::model::DataKind;
 use shared::polar::PolarApi;
-use shared::queue::{JobQueue, Outgoing, SyncJob};
+use shared::queue::{JobQueue, Outgoing, SyncJob, coalesce};
 use shared::smartabase::SmartabaseApi;
 use shared::store::Store;
 use shared::usecase::Connector;
@@ -34,7 +34,9 @@ pub const MAX_RECEIVES: u32 = 5;
 pub const DEADLINE_MARGIN_SECONDS: u64 = 75;
 
 /// Handles one SQS batch, starting no work after `deadline` (the invocation's deadline less
-/// [`DEADLINE_MARGIN_SECONDS`]).
+/// [`DEADLINE_MARGIN_SECONDS`]). One athlete's webhook jobs in the batch run as one job (a phone sync
+/// announces several records at once: [`shared::queue::coalesce`]), and one athlete's jobs run one after
+/// the other, so none of them finds the athlete busy; different athletes run at once.
 pub async fn handle<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
     event: SqsEvent,
@@ -47,15 +49,39 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    let failures: Vec<Option<String>> = futures::stream::iter(event.records)
-        .map(|message| process(connector, message, deadline))
+    let mut unreadable = Vec::new();
+    let mut readable = Vec::new();
+    for message in event.records {
+        match read(&message) {
+            Ok(job) => readable.push((message, job)),
+            Err(id) => unreadable.push(id),
+        }
+    }
+    let mut by_athlete: Vec<Vec<(Vec<SqsMessage>, SyncJob)>> = Vec::new();
+    for (messages, job) in coalesce(readable) {
+        match by_athlete
+            .iter_mut()
+            .find(|runs| runs[0].1.athlete == job.athlete)
+        {
+            Some(runs) => runs.push((messages, job)),
+            None => by_athlete.push(vec![(messages, job)]),
+        }
+    }
+    let failures: Vec<Vec<String>> = futures::stream::iter(by_athlete)
+        .map(|runs| async move {
+            let mut failed = Vec::new();
+            for (messages, job) in runs {
+                failed.extend(process(connector, messages, job, deadline).await);
+            }
+            failed
+        })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
+    response.batch_item_failures = unreadable
         .into_iter()
-        .flatten()
+        .chain(failures.into_iter().flatten())
         .map(|id| {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
@@ -65,12 +91,31 @@ where
     response
 }
 
-/// Runs one message; `Some(message id)` if it must be retried.
+/// The job a message carries, or its id if it carries none.
+fn read(message: &SqsMessage) -> Result<SyncJob, String> {
+    let message_id = message.message_id.clone().unwrap_or_default();
+    SyncJob::from_body(message.body.as_deref().unwrap_or_default()).map_err(|e| {
+        // Fails until it reaches the DLQ, where an operator can look at it: never dropped silently.
+        error!(message_id, receives = receives(message), error = %e, outcome = "failed", "unreadable sync job");
+        message_id
+    })
+}
+
+fn receives(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Runs one job for the messages that carry it; the ids of the messages to retry (all or none).
 async fn process<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
-    message: SqsMessage,
+    messages: Vec<SqsMessage>,
+    job: SyncJob,
     deadline: Instant,
-) -> Option<String>
+) -> Vec<String>
 where
     S: Store,
     Q: JobQueue,
@@ -78,24 +123,19 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    let message_id = message.message_id.clone().unwrap_or_default();
-    let receives: u32 = message
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let job = match SyncJob::from_body(message.body.as_deref().unwrap_or_default()) {
-        Ok(job) => job,
-        Err(e) => {
-            // Fails until it reaches the DLQ, where an operator can look at it: never dropped silently.
-            error!(message_id, receives, error = %e, outcome = "failed", "unreadable sync job");
-            return Some(message_id);
-        }
-    };
+    let message_ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.message_id.clone().unwrap_or_default())
+        .collect();
+    let receives = messages.iter().map(receives).max().unwrap_or(1);
+    let message_id = message_ids.join(",");
     let span = info_span!("sync", athlete = %job.athlete, job_id = %job.job_id, job_kind = ?job.kind, message_id);
     async {
         let started = connector.now();
         let mut metrics = Metrics::new("sync-worker");
+        if message_ids.len() > 1 {
+            metrics.count("JobsCoalesced", message_ids.len() as u64 - 1);
+        }
         let result = if Instant::now() >= deadline {
             // Waited behind slow neighbours: handed back untouched.
             Ok(SyncReport {
@@ -123,7 +163,11 @@ where
             }
         };
         metrics.emit(connector.now());
-        retry.then_some(message_id)
+        if retry {
+            message_ids.clone()
+        } else {
+            Vec::new()
+        }
     }
     .instrument(span)
     .await

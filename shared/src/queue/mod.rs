@@ -115,6 +115,38 @@ impl SyncJob {
     }
 }
 
+/// One athlete's webhook jobs that arrived together, run as one: a phone sync uploads several records at
+/// once and Polar sends a delivery for each, so running them apart would only make all but one wait for
+/// the athlete's lock. `jobs` pairs each job with its message; the result pairs each job to run with the
+/// messages it answers for, in the order the jobs came. Targeted jobs of one athlete become one job with
+/// the union of their targets (the earliest `enqueued_at`, the most `deferrals`, so a recharge's retry
+/// bound holds); full jobs stay as they are (a second full job is skipped as redundant by the sync).
+pub fn coalesce<M>(jobs: Vec<(M, SyncJob)>) -> Vec<(Vec<M>, SyncJob)> {
+    let mut out: Vec<(Vec<M>, SyncJob)> = Vec::new();
+    for (message, job) in jobs {
+        let merged_into = (job.kind == JobKind::Targeted)
+            .then(|| {
+                out.iter_mut()
+                    .find(|(_, j)| j.kind == JobKind::Targeted && j.athlete == job.athlete)
+            })
+            .flatten();
+        match merged_into {
+            Some((messages, into)) => {
+                messages.push(message);
+                for target in job.targets {
+                    if !into.targets.contains(&target) {
+                        into.targets.push(target);
+                    }
+                }
+                into.enqueued_at = into.enqueued_at.min(job.enqueued_at);
+                into.deferrals = into.deferrals.max(job.deferrals);
+            }
+            None => out.push((vec![message], job)),
+        }
+    }
+    out
+}
+
 /// Queue failures.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -142,4 +174,103 @@ pub trait JobQueue: Send + Sync {
         &self,
         jobs: &[Outgoing],
     ) -> impl Future<Output = Result<Vec<usize>, QueueError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 7, minute, 0).unwrap()
+    }
+
+    fn job(athlete: &str, kind: JobKind, targets: Vec<Target>, minute: u32) -> SyncJob {
+        SyncJob::new(
+            AthleteUuid::parse(athlete).unwrap(),
+            kind,
+            targets,
+            at(minute),
+        )
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    #[test]
+    fn one_phone_syncs_webhook_jobs_run_as_one_job_with_every_target() {
+        let night = Target::Night { date: day(27) };
+        let activity = Target::Activity { date: day(27) };
+        let mut retried = job(
+            "a-1",
+            JobKind::Targeted,
+            vec![Target::Recharge { date: day(26) }],
+            1,
+        );
+        retried.deferrals = 3;
+        let jobs = vec![
+            ("m1", job("a-1", JobKind::Targeted, vec![night.clone()], 5)),
+            (
+                "m2",
+                job("b-2", JobKind::Targeted, vec![activity.clone()], 5),
+            ),
+            (
+                "m3",
+                job(
+                    "a-1",
+                    JobKind::Targeted,
+                    vec![activity.clone(), night.clone()],
+                    6,
+                ),
+            ),
+            ("m4", retried),
+        ];
+        let runs = coalesce(jobs);
+        assert_eq!(runs.len(), 2);
+        let (messages, a) = &runs[0];
+        assert_eq!(messages, &["m1", "m3", "m4"]);
+        assert_eq!(
+            a.targets,
+            [night, activity.clone(), Target::Recharge { date: day(26) }]
+        );
+        assert_eq!(
+            a.enqueued_at,
+            at(1),
+            "lag is measured from the oldest announcement"
+        );
+        assert_eq!(a.deferrals, 3, "a recharge's retry bound holds");
+        assert_eq!(runs[1].0, ["m2"]);
+        assert_eq!(runs[1].1.targets, [activity]);
+    }
+
+    #[test]
+    fn full_jobs_are_never_merged_into_webhook_jobs_or_each_other() {
+        let jobs = vec![
+            ("m1", job("a-1", JobKind::Scheduled, Vec::new(), 0)),
+            (
+                "m2",
+                job(
+                    "a-1",
+                    JobKind::Targeted,
+                    vec![Target::Activity { date: day(27) }],
+                    1,
+                ),
+            ),
+            ("m3", job("a-1", JobKind::Manual, Vec::new(), 2)),
+        ];
+        let kinds: Vec<_> = coalesce(jobs)
+            .into_iter()
+            .map(|(m, j)| (m, j.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (vec!["m1"], JobKind::Scheduled),
+                (vec!["m2"], JobKind::Targeted),
+                (vec!["m3"], JobKind::Manual)
+            ]
+        );
+    }
 }

@@ -299,6 +299,14 @@ impl DataKind {
             Self::DailyHeartRate => "daily_heart_rate",
         }
     }
+
+    /// One of the four forms every site has (the others are optional).
+    pub fn is_core(self) -> bool {
+        matches!(
+            self,
+            Self::Training | Self::Activity | Self::Sleep | Self::Recharge
+        )
+    }
 }
 
 /// What identifies one Polar record: the exercise id, the calendar date of a daily record, or the start

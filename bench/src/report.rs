@@ -352,7 +352,7 @@ fn scale_section(out: &mut String, s: &ScaleReport) {
     let t = &s.target_budget;
     let _ = writeln!(
         out,
-        "Budget arithmetic: the 60-minute interval asks for {:.1} Polar calls per athlete-day ({:.2} measured calls per sync × 24 syncs); {:.1} were made per athlete-day over the day and the hours after.\n\n| athletes | 15-min limit | 24-h limit | scheduled share | calls needed a day | needed / budget |\n|---|---|---|---|---|---|",
+        "Budget arithmetic: the 60-minute interval asks for {:.1} Polar calls per athlete-day ({:.2} Polar calls per sync measured over the day, each data type read on its own rhythm, × 24 syncs); {:.1} were made per athlete-day over the day and the hours after.\n\n| athletes | 15-min limit | 24-h limit | scheduled share | calls needed a day | needed / budget |\n|---|---|---|---|---|---|",
         s.demand_per_athlete_day, s.polar_calls_per_sync, s.polar_calls_per_athlete_day
     );
     let rows: Vec<&crate::scale::Budget> = if s.extrapolated { vec![b, t] } else { vec![b] };

@@ -54,7 +54,7 @@ pub struct ScaleReport {
     pub simulation: SimulationReport,
     /// Polar calls per athlete-day made (the day and the hours after it; the budget caps this).
     pub polar_calls_per_athlete_day: f64,
-    /// Polar calls per sync job (synced or unchanged).
+    /// Polar calls per sync job (synced or unchanged) over the measured day.
     pub polar_calls_per_sync: f64,
     /// Polar calls per athlete-day the interval asks for: calls per sync × syncs a day.
     pub demand_per_athlete_day: f64,
@@ -101,10 +101,10 @@ pub async fn run(
             synced.jobs + unchanged.jobs,
         )
     };
+    // The measured day's syncs alone: each data type is read on its own rhythm, so a sync's cost depends
+    // on the hour of the athlete's day, and the quiet hours after the day would understate it.
     let (day_calls, day_jobs) = ran(&report.measured);
-    let (after_calls, after_jobs) = ran(&report.drain);
-    let polar_calls_per_sync =
-        (day_calls + after_calls) as f64 / (day_jobs + after_jobs).max(1) as f64;
+    let polar_calls_per_sync = day_calls as f64 / day_jobs.max(1) as f64;
     let syncs_per_day = 24.0 * 60.0 / f64::from(report.interval_minutes);
     let demand_per_athlete_day = polar_calls_per_sync * syncs_per_day;
     let held_back = |t: &crate::simulation::Tally| {

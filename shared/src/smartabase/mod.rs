@@ -12,10 +12,12 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike as _};
 
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 
+mod batching;
 pub mod client;
 mod forms;
 mod wire;
 
+pub use batching::{IMPORT_BATCH, import_batches};
 pub use client::SmartabaseClient;
 pub use forms::{ApiAccount, EVENT_FORMS, FormSummary, PROFILE_FORMS, SmartabaseSession};
 

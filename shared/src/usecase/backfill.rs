@@ -359,17 +359,6 @@ where
         Ok(())
     }
 
-    async fn open_token(&self, uuid: &AthleteUuid) -> Result<AccessToken, SyncError> {
-        let stored = self
-            .store
-            .get_token(uuid)
-            .await?
-            .ok_or_else(|| SyncError::Token("no token stored".into()))?;
-        self.cipher
-            .open(uuid, &stored.sealed)
-            .map_err(|e| SyncError::Token(e.to_string()))
-    }
-
     async fn fetch_window(
         &self,
         token: &AccessToken,

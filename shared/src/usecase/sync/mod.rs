@@ -1,0 +1,682 @@
+//! One athlete's sync: plan the Polar calls a job makes, fetch and map what Polar has, and deliver each
+//! record to Smartabase exactly once (`deliver`), then move the athlete's cursors.
+//!
+//! - `plan`: which steps (one Polar call each) a job runs.
+//! - `fetch`: one step's Polar call, its records mapped.
+//! - `deliver`: the ledger and the writes: exactly once, lost answers looked up.
+//! - this file: the job under the athlete's lock, its outcome, and the cursors.
+
+mod deliver;
+mod fetch;
+mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use tracing::{info, warn};
+
+use super::Connector;
+use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
+use crate::clock::Clock;
+use crate::error::Disposition;
+use crate::ids::{AccessToken, AthleteUuid};
+use crate::model::{Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, SyncCursors};
+use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation};
+use crate::queue::{JobKind, JobQueue, SyncJob, Target};
+use crate::smartabase::{SmartabaseApi, SmartabaseError};
+use crate::store::{Store, StoreError};
+use deliver::Delivery;
+pub(crate) use fetch::{FetchError, Fetched, Stop};
+use plan::Plan;
+pub(crate) use plan::Step;
+
+/// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
+pub const LOCK_TTL: Duration = Duration::seconds(180);
+/// Polar keeps daily data for 28 days and exercises for 30. Every full sync reads the whole of both
+/// windows: a night uploaded weeks late, or revised after delivery, is in them, and the ledger's content
+/// hash keeps what did not change at zero Smartabase calls.
+pub const DAILY_HISTORY_DAYS: i64 = 28;
+/// With a webhook registered, scheduled syncs become a safety net at this interval.
+pub const RECONCILIATION_INTERVAL: Duration = Duration::hours(6);
+/// A busy athlete's job comes back after this long.
+pub const BUSY_RETRY: Duration = Duration::seconds(60);
+/// A recharge not ready when its sleep arrived is asked for again after this long (SQS's longest delay),
+/// this many times.
+pub const RECHARGE_RETRY: Duration = Duration::minutes(15);
+/// See [`RECHARGE_RETRY`].
+pub const RECHARGE_MAX_RETRIES: u32 = 6;
+
+/// Counts of one sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Records Polar returned, by kind.
+    pub fetched: BTreeMap<DataKind, u64>,
+    /// Events created or updated, by kind.
+    pub written: BTreeMap<DataKind, u64>,
+    /// Events created.
+    pub created: u64,
+    /// Events updated in place.
+    pub updated: u64,
+    /// Records unchanged since the last write (no Smartabase call).
+    pub unchanged: u64,
+    /// Records Polar sent malformed (skipped, retried next cycle).
+    pub broken: u64,
+    /// Records that could not be written this time.
+    pub failed: u64,
+    /// Lost writes recovered from Smartabase instead of being written twice.
+    pub recovered: u64,
+    /// Field names Smartabase dropped (a form is missing them).
+    pub dropped_fields: u64,
+    /// Older records the history backfill wrote (counted here only, not in `written` or `created`).
+    pub backfilled: u64,
+    /// Polar calls made.
+    pub polar_calls: u64,
+    /// Smartabase calls made.
+    pub smartabase_calls: u64,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Everything fetched was delivered (or unchanged).
+    Synced(SyncCounts),
+    /// The job had nothing to do: unknown athlete, or not linked (revoked jobs become no-ops).
+    Skipped(&'static str),
+    /// Try again later; the job goes back on the queue with a delay (not a failed receive).
+    Deferred {
+        /// When.
+        until: DateTime<Utc>,
+        /// Why (budget, busy athlete, 429).
+        reason: &'static str,
+    },
+    /// Budget or a 429 block lasts beyond the queue's longest delay: the job is dropped and the athlete
+    /// left due, so the fan-out sends it again when there is budget.
+    Released {
+        /// Why.
+        reason: &'static str,
+    },
+    /// Polar confirmed the token is dead: the athlete now needs reauthorisation.
+    Reauthorise,
+    /// The athlete's Polar consents are missing: recorded, retried at the next interval.
+    ConsentsMissing,
+    /// The worker's deadline came before the job was done: what Smartabase confirmed is kept, and the job
+    /// continues in a new message (not a failed receive).
+    Unfinished(SyncCounts),
+}
+
+impl SyncOutcome {
+    /// The `outcome` field of the job's log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Synced(c) if c.created + c.updated + c.recovered == 0 => "unchanged",
+            Self::Synced(_) => "synced",
+            Self::Skipped(_) => "skipped",
+            Self::Deferred { .. } => "deferred",
+            Self::Released { .. } => "released",
+            Self::Reauthorise => "reauthorise",
+            Self::ConsentsMissing => "consents_missing",
+            Self::Unfinished(_) => "unfinished",
+        }
+    }
+}
+
+/// A sync that must be retried (the message fails; SQS retries with backoff, then the DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Polar failed transiently (5xx, timeout, dropped connection, malformed body).
+    #[error("Polar: {0}")]
+    Polar(PolarError),
+    /// Smartabase failed or did not confirm.
+    #[error("Smartabase: {0}")]
+    Smartabase(SmartabaseError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some records could not be written; the rest were.
+    #[error("{failed} record(s) could not be written: {first}")]
+    Partial {
+        /// How many.
+        failed: u64,
+        /// The first failure.
+        first: String,
+    },
+    /// A Linked athlete without a readable token: a defect or a rotated key.
+    #[error("the athlete's token cannot be used: {0}")]
+    Token(String),
+}
+
+impl SyncError {
+    /// What the failure calls for.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Token(_) => Disposition::Bug,
+            _ => Disposition::Retry,
+        }
+    }
+}
+
+/// Successful job: its outcome plus, for the worker, jobs to queue as follow-ups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The outcome.
+    pub outcome: SyncOutcome,
+    /// Follow-up jobs (a recharge that was not ready yet) with their delays in seconds.
+    pub follow_ups: Vec<(SyncJob, u32)>,
+}
+
+impl SyncReport {
+    fn only(outcome: SyncOutcome) -> Self {
+        Self {
+            outcome,
+            follow_ups: Vec::new(),
+        }
+    }
+}
+
+/// Where a job got to: what it counted, the cursors it moved, the jobs it asks for, what failed.
+struct Progress {
+    counts: SyncCounts,
+    cursors: SyncCursors,
+    follow_ups: Vec<(SyncJob, u32)>,
+    failures: Vec<String>,
+    unfinished: bool,
+}
+
+impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
+    /// Runs one sync job under the athlete's lock, starting no Polar or Smartabase call after `deadline`.
+    pub async fn sync_job(
+        &self,
+        job: &SyncJob,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
+        let now = self.now();
+        let Some(athlete) = self.store.get_athlete(&job.athlete).await? else {
+            return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
+        };
+        if athlete.status != AthleteStatus::Linked {
+            if athlete.queued_until.is_some() {
+                self.store.clear_queued(&job.athlete).await?;
+            }
+            return Ok(SyncReport::only(SyncOutcome::Skipped(
+                "athlete is not linked",
+            )));
+        }
+        if !self
+            .store
+            .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
+            .await?
+        {
+            return Ok(SyncReport::only(SyncOutcome::Deferred {
+                until: now + BUSY_RETRY,
+                reason: "athlete busy",
+            }));
+        }
+        let reading_before = self.polar.latest_rate_limit();
+        let result = match self.store.get_athlete(&job.athlete).await {
+            // Read again under the lock: a job that just finished may have moved the cursors.
+            Ok(Some(current)) if redundant(job, &current) => Ok(SyncReport::only(
+                SyncOutcome::Skipped("the athlete was synced after this job was queued"),
+            )),
+            Ok(Some(current)) if current.status == AthleteStatus::Linked => {
+                let synced = self.sync_locked(job, current, now, deadline).await;
+                self.backfill_after_sync(job, synced, deadline).await
+            }
+            Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
+                "athlete is not linked",
+            ))),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
+            // The lock lapses by itself after LOCK_TTL.
+            warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
+        }
+        // Only a reading this job caused is news: the client keeps the last one it ever saw. It is stamped
+        // on the connector's clock, which the budget keeps every instant on (the client uses the wall
+        // clock: the same in production, not under a test's clock).
+        if let Some(reading) = self.polar.latest_rate_limit()
+            && Some(reading) != reading_before
+            && let Err(e) = self
+                .budget()
+                .observe(RateLimitObservation {
+                    observed_at: self.now(),
+                    ..reading
+                })
+                .await
+        {
+            warn!(error = %e, "could not record Polar's rate-limit reading");
+        }
+        result
+    }
+
+    fn budget(&self) -> RateBudget<'_, S> {
+        RateBudget::new(&self.store, LimitFormula::POLAR)
+    }
+
+    /// The Polar calls of a full sync on this site: the four core lists and one per enabled optional
+    /// form (the fan-out spreads jobs by it).
+    pub(crate) fn full_sync_calls(&self, today: NaiveDate) -> u64 {
+        4 + Step::optional_lists(&self.mapping, today).len() as u64
+    }
+
+    async fn sync_locked(
+        &self,
+        job: &SyncJob,
+        athlete: Athlete,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
+        let Some(user) = athlete.smartabase_user_id else {
+            // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
+            return Ok(SyncReport::only(SyncOutcome::Deferred {
+                until: now + Duration::minutes(15),
+                reason: "Smartabase user id not known yet",
+            }));
+        };
+        let token = self.open_token(&job.athlete).await?;
+
+        let plan = Plan::for_job(job, &athlete.cursors, &self.mapping, now.date_naive());
+        match self.budget().reserve(plan.calls(), now).await {
+            Ok(()) => {}
+            Err(BudgetError::Exhausted(e)) => {
+                return Ok(self
+                    .defer_or_release(job, e.until, now, "Polar rate budget")
+                    .await?);
+            }
+            Err(BudgetError::Store(e)) => return Err(e.into()),
+        }
+
+        let mut counts = SyncCounts::default();
+        let mut cursors = athlete.cursors.clone();
+        let mut follow_ups = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        let mut unfinished = false;
+        // Written after every step's fresh records (see `resolve_pending`); the steps they came from move
+        // their cursors only once they are delivered.
+        let mut pending = Vec::new();
+        let mut owners = HashMap::new();
+        let mut advance_once_resolved = Vec::new();
+
+        for step in &plan.steps {
+            if Instant::now() >= deadline {
+                unfinished = true;
+                break;
+            }
+            let fetched = match self.fetch(&token, step, &mut counts).await {
+                Ok(f) => f,
+                Err(FetchError::Failed(e)) => {
+                    failures.push(format!("{} fetch: {e}", step.kind().as_str()));
+                    continue;
+                }
+                Err(FetchError::Stop(stop)) => {
+                    return self
+                        .stopped(job, &athlete, &token, stop, counts, now, deadline)
+                        .await;
+                }
+            };
+            follow_ups.extend(recharge_retry(job, step, &fetched));
+            counts.broken += fetched.broken.len() as u64;
+            log_broken(&job.athlete, step, &fetched.broken);
+            let written = self
+                .deliver(
+                    &job.athlete,
+                    user,
+                    fetched.events,
+                    &mut counts,
+                    now,
+                    deadline,
+                )
+                .await?;
+            if let Some(first) = written.failures.first() {
+                failures.push(first.clone());
+            }
+            if written.unfinished {
+                unfinished = true;
+                break;
+            }
+            let clean = fetched.broken.is_empty() && written.failures.is_empty();
+            if written.pending.is_empty() {
+                if plan.advances_cursors && clean {
+                    step.advance(&mut cursors, now);
+                }
+            } else {
+                pending.extend(written.pending);
+                owners.extend(written.owners);
+                if clean {
+                    advance_once_resolved.push(step);
+                }
+            }
+        }
+        if !unfinished && !pending.is_empty() {
+            let mut resolved = Delivery {
+                owners,
+                ..Delivery::default()
+            };
+            self.resolve_pending(
+                &job.athlete,
+                user,
+                pending,
+                &mut counts,
+                &mut resolved,
+                now,
+                deadline,
+            )
+            .await?;
+            failures.extend(resolved.failures.first().cloned());
+            unfinished = resolved.unfinished;
+            if plan.advances_cursors && !unfinished && resolved.failures.is_empty() {
+                for step in advance_once_resolved {
+                    step.advance(&mut cursors, now);
+                }
+            }
+        }
+
+        self.conclude(
+            job,
+            &plan,
+            Progress {
+                counts,
+                cursors,
+                follow_ups,
+                failures,
+                unfinished,
+            },
+            now,
+        )
+        .await
+    }
+
+    /// The athlete's Polar token, opened (for the sync and a backfill alike).
+    pub(super) async fn open_token(&self, athlete: &AthleteUuid) -> Result<AccessToken, SyncError> {
+        let stored = self
+            .store
+            .get_token(athlete)
+            .await?
+            .ok_or_else(|| SyncError::Token("no token stored".into()))?;
+        self.cipher
+            .open(athlete, &stored.sealed)
+            .map_err(|e| SyncError::Token(e.to_string()))
+    }
+
+    /// Records a job's end on the athlete: its cursors, and for a full sync done without failures, when
+    /// it ran and when the next is due. A failure fails the job (SQS retries it).
+    async fn conclude(
+        &self,
+        job: &SyncJob,
+        plan: &Plan,
+        progress: Progress,
+        now: DateTime<Utc>,
+    ) -> Result<SyncReport, SyncError> {
+        if progress.unfinished && progress.failures.is_empty() {
+            // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
+            self.update_athlete(&job.athlete, |a| a.cursors = progress.cursors.clone())
+                .await?;
+            return Ok(SyncReport {
+                outcome: SyncOutcome::Unfinished(progress.counts),
+                follow_ups: progress.follow_ups,
+            });
+        }
+        let failed = progress.counts.failed;
+        let sync_interval = if self.settings.polar_webhook_secret.is_some() {
+            RECONCILIATION_INTERVAL.max(self.settings.sync_interval.duration())
+        } else {
+            self.settings.sync_interval.duration()
+        };
+        let first_failure = progress.failures.first().cloned();
+        let full_sync = job.kind != JobKind::Targeted;
+        self.update_athlete(&job.athlete, |a| {
+            a.cursors = progress.cursors.clone();
+            // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
+            // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
+            if full_sync && first_failure.is_none() {
+                a.queued_until = None;
+                a.last_sync_at = Some(now);
+                if a.status == AthleteStatus::Linked {
+                    a.next_sync_due = Some(now + sync_interval);
+                }
+            }
+            a.last_error = first_failure.clone();
+        })
+        .await?;
+        if plan.first_sync {
+            info!(
+                athlete = %job.athlete,
+                daily_from = %(now.date_naive() - Duration::days(DAILY_HISTORY_DAYS - 1)),
+                to = %now.date_naive(),
+                "first sync: took everything Polar still offers (exercises 30 days, daily data 28 days)"
+            );
+        }
+        if let Some(first) = progress.failures.into_iter().next() {
+            return Err(SyncError::Partial {
+                failed: failed.max(1),
+                first,
+            });
+        }
+        Ok(SyncReport {
+            outcome: SyncOutcome::Synced(progress.counts),
+            follow_ups: progress.follow_ups,
+        })
+    }
+
+    /// Ends a job whose fetch Polar stopped: a disconnect, a 429, or consents the athlete withdrew.
+    #[allow(clippy::too_many_arguments)]
+    async fn stopped(
+        &self,
+        job: &SyncJob,
+        athlete: &Athlete,
+        token: &AccessToken,
+        stop: Stop,
+        counts: SyncCounts,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
+        match stop {
+            Stop::Unauthorized => {
+                self.confirm_unauthorized(athlete, token, counts, deadline)
+                    .await
+            }
+            Stop::RateLimited(seconds) => {
+                if let Err(e) = self.budget().rate_limited(seconds, now).await {
+                    warn!(error = %e, "could not record the 429 in the budget");
+                }
+                Ok(self
+                    .defer_or_release(job, polar_wait_until(now, seconds), now, "Polar 429")
+                    .await?)
+            }
+            Stop::Consents => {
+                let updated = self
+                    .update_athlete(&job.athlete, |a| {
+                        a.last_error = Some(CONSENTS_MISSING_ERROR.into());
+                        a.queued_until = None;
+                        a.next_sync_due = Some(now + self.settings.sync_interval.duration());
+                    })
+                    .await?;
+                // Nothing arrives until the athlete accepts: their profile says so (the scan writes it
+                // if this fails or the deadline has passed).
+                if athlete.profile_label() != updated.profile_label()
+                    && Instant::now() < deadline
+                    && let Err(e) = self.write_access_token_profile(&updated, None).await
+                {
+                    warn!(athlete = %job.athlete, error = %e, "could not write Needs Polar Consents to the profile; the scan retries");
+                }
+                Ok(SyncReport::only(SyncOutcome::ConsentsMissing))
+            }
+        }
+    }
+
+    async fn defer_or_release(
+        &self,
+        job: &SyncJob,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        reason: &'static str,
+    ) -> Result<SyncReport, StoreError> {
+        if until - now <= Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) {
+            return Ok(SyncReport::only(SyncOutcome::Deferred { until, reason }));
+        }
+        // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget returns.
+        self.update_athlete(&job.athlete, |a| {
+            a.queued_until = None;
+            if a.status == AthleteStatus::Linked {
+                a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)));
+            }
+        })
+        .await?;
+        Ok(SyncReport::only(SyncOutcome::Released { reason }))
+    }
+
+    /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
+    /// Polar user id is unknown) must also answer 401. Anything else is transient. The athlete is marked
+    /// only if they are still the link this sync started from (same status, link time, Polar user and
+    /// token): a revoke, removal or re-link while Polar answered is never overwritten. Nothing starts after
+    /// `deadline`: an unconfirmed 401 hands the job back (its continuation meets the 401 again), and a
+    /// status the profile does not show yet is written by the scan, which keeps every profile's status true.
+    async fn confirm_unauthorized(
+        &self,
+        athlete: &Athlete,
+        token: &AccessToken,
+        mut counts: SyncCounts,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
+        if Instant::now() >= deadline {
+            return Ok(SyncReport::only(SyncOutcome::Unfinished(counts)));
+        }
+        counts.polar_calls += 1;
+        let confirmation = match athlete.polar_user_id {
+            Some(user) => self.polar.get_user(token, user).await.map(|_| ()),
+            None => self.polar.sleeps(token).await.map(|_| ()),
+        };
+        match confirmation {
+            Err(PolarError::Unauthorized) => {}
+            Ok(()) => return Err(SyncError::Polar(PolarError::Unauthorized)),
+            Err(e) => return Err(SyncError::Polar(e)),
+        }
+        let now = self.now();
+        let dead_token = crate::crypto::sha256_hex(token.expose_secret().as_bytes());
+        let mut attempts = 0;
+        let updated = loop {
+            // The athlete first, then the token: a re-link holds its new token before it writes the athlete,
+            // so either the token differs here or the write below loses on the version.
+            let current = self.store.get_athlete(&athlete.uuid).await?;
+            let held = self.store.get_token(&athlete.uuid).await?;
+            let Some(mut current) = current.filter(|c| {
+                c.status == AthleteStatus::Linked
+                    && c.linked_at == athlete.linked_at
+                    && c.polar_user_id == athlete.polar_user_id
+                    && held.is_some_and(|h| h.fingerprint == dead_token)
+            }) else {
+                info!(athlete = %athlete.uuid, outcome = "superseded", "Polar confirmed the 401, but the athlete was revoked, removed or re-linked meanwhile; nothing marked");
+                return Ok(SyncReport::only(SyncOutcome::Skipped(
+                    "the athlete changed while the 401 was confirmed",
+                )));
+            };
+            current.set_status(AthleteStatus::NeedsReauthorisation, now);
+            current.queued_until = None;
+            current.last_error =
+                Some("Polar: access revoked on Polar's side (confirmed 401)".into());
+            match self.store.save_athlete(&current).await {
+                Ok(saved) => break saved,
+                Err(StoreError::Conflict(_)) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if Instant::now() >= deadline {
+            info!(athlete = %athlete.uuid, "deadline reached: the scan writes Needs Reauthorisation to the profile");
+        } else if let Err(e) = self.write_access_token_profile(&updated, None).await {
+            warn!(athlete = %athlete.uuid, error = %e, "could not write Needs Reauthorisation to the profile; the scan retries");
+        }
+        warn!(athlete = %athlete.uuid, outcome = "reauthorise", "athlete disconnected on Polar's side; needs reauthorisation");
+        Ok(SyncReport::only(SyncOutcome::Reauthorise))
+    }
+}
+
+/// Nightly Recharge may lag its sleep: a night's recharge that is not there yet is asked for again
+/// later, a few times.
+fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(SyncJob, u32)> {
+    let Step::Recharge(date) = step else {
+        return None;
+    };
+    if !fetched.events.is_empty()
+        || !fetched.broken.is_empty()
+        || job.deferrals >= RECHARGE_MAX_RETRIES
+    {
+        return None;
+    }
+    let mut later = SyncJob::new(
+        job.athlete.clone(),
+        JobKind::Targeted,
+        vec![Target::Recharge { date: *date }],
+        job.enqueued_at,
+    );
+    later.deferrals = job.deferrals + 1;
+    Some((later, RECHARGE_RETRY.num_seconds() as u32))
+}
+
+fn log_broken(athlete: &AthleteUuid, step: &Step, broken: &[BrokenRecord]) {
+    for record in broken {
+        warn!(
+            athlete = %athlete,
+            kind = step.kind().as_str(),
+            record = record.hint.as_deref().unwrap_or("?"),
+            reason = %record.reason,
+            outcome = "broken_record",
+            "Polar sent a malformed record; skipped, retried next cycle"
+        );
+    }
+}
+
+/// Whether a full sync finished after this full job was queued: a redelivered message, or a second job
+/// for the athlete (the first-sync job and a fan-out's, a deferred one and a newer one). Running it
+/// again would spend Polar budget to find nothing new; webhook jobs name records and always run.
+fn redundant(job: &SyncJob, athlete: &Athlete) -> bool {
+    job.kind != JobKind::Targeted
+        && athlete
+            .last_sync_at
+            .is_some_and(|synced| synced > job.enqueued_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::ids::AthleteUuid;
+
+    fn noon(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_full_job_is_redundant_only_after_a_later_full_sync() {
+        let mut athlete = Athlete::new(athlete_uuid());
+        let queued_at = noon(27);
+        let job = |kind| SyncJob::new(athlete_uuid(), kind, Vec::new(), queued_at);
+        assert!(
+            !redundant(&job(JobKind::Scheduled), &athlete),
+            "never synced"
+        );
+        athlete.last_sync_at = Some(queued_at);
+        assert!(
+            !redundant(&job(JobKind::Scheduled), &athlete),
+            "synced as it was queued"
+        );
+        athlete.last_sync_at = Some(queued_at + Duration::seconds(1));
+        assert!(redundant(&job(JobKind::Scheduled), &athlete));
+        assert!(redundant(&job(JobKind::FirstSync), &athlete));
+        assert!(
+            !redundant(&job(JobKind::Targeted), &athlete),
+            "webhook jobs name records a full sync may have missed"
+        );
+    }
+
+    fn athlete_uuid() -> AthleteUuid {
+        AthleteUuid::parse("a-1").unwrap()
+    }
+}

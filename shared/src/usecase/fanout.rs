@@ -160,8 +160,8 @@ where
         let budget = RateBudget::new(&self.store, LimitFormula::POLAR);
         let available = budget.available(now).await?;
         let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
-        // A scheduled job's calls: the core four lists and one per enabled optional form.
-        let per_job = self.full_sync_calls(now.date_naive());
+        // A scheduled job's calls: the site's lists, each on its rhythm.
+        let per_job = self.scheduled_sync_calls();
         let jobs_now = short.min(long) / per_job;
         // No window open: the jobs sent now open one, and it resets a whole window later.
         let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));

@@ -19,7 +19,6 @@ pub mod backfill;
 pub mod fanout;
 pub mod link;
 pub mod revoke;
-pub mod rhythm;
 pub mod scan;
 pub mod sync;
 pub mod webhook;

@@ -7,7 +7,7 @@ use super::{Step, SyncCounts, SyncError};
 use crate::clock::Clock;
 use crate::ids::AccessToken;
 use crate::mapping::MappedEvent;
-use crate::polar::{BrokenRecord, PolarApi, PolarError, Records};
+use crate::polar::{BrokenRecord, Exercise, PolarApi, PolarError, Records, Sleep};
 use crate::queue::JobQueue;
 use crate::smartabase::SmartabaseApi;
 use crate::store::Store;
@@ -16,13 +16,44 @@ use crate::store::Store;
 pub(crate) struct Fetched {
     pub(crate) events: Vec<MappedEvent>,
     pub(crate) broken: Vec<BrokenRecord>,
+    /// The athlete's UTC offset in minutes, as the newest night or training fetched carried it.
+    pub(crate) utc_offset_minutes: Option<i32>,
 }
 
 fn list<T>(records: Records<T>, map: impl Fn(&T) -> MappedEvent) -> Fetched {
     Fetched {
         events: records.records.iter().map(map).collect(),
         broken: records.broken,
+        utc_offset_minutes: None,
     }
+}
+
+fn one<T>(found: Option<T>, map: impl Fn(&T) -> MappedEvent) -> Fetched {
+    Fetched {
+        events: found.iter().map(map).collect(),
+        broken: Vec::new(),
+        utc_offset_minutes: None,
+    }
+}
+
+/// The offset the newest of `nights` ended in.
+fn night_offset<'a>(nights: impl IntoIterator<Item = &'a Sleep>) -> Option<i32> {
+    nights
+        .into_iter()
+        .filter_map(|s| {
+            s.sleep_end
+                .map(|end| (s.date, end.offset().local_minus_utc() / 60))
+        })
+        .max_by_key(|(date, _)| *date)
+        .map(|(_, offset)| offset)
+}
+
+/// The offset the most recently started of `sessions` started in.
+fn training_offset<'a>(sessions: impl IntoIterator<Item = &'a Exercise>) -> Option<i32> {
+    sessions
+        .into_iter()
+        .max_by_key(|e| e.start_time)
+        .map(|e| e.start_time_utc_offset_minutes)
 }
 
 /// Why a fetch brought no records.
@@ -80,13 +111,10 @@ where
                         .collect(),
                     broken: records.broken,
                 };
-                list(records, |e| m.training(e))
-            }
-            Step::Exercise(id) => {
-                let found = self.polar.exercise(token, id).await.map_err(stop)?;
+                let offset = training_offset(&records.records);
                 Fetched {
-                    events: found.iter().map(|e| m.training(e)).collect(),
-                    broken: Vec::new(),
+                    utc_offset_minutes: offset,
+                    ..list(records, |e| m.training(e))
                 }
             }
             Step::Activities => {
@@ -95,20 +123,21 @@ where
             }
             Step::Activity(date) => {
                 let found = self.polar.activity(token, *date).await.map_err(stop)?;
-                Fetched {
-                    events: found.iter().map(|a| m.activity(a)).collect(),
-                    broken: Vec::new(),
-                }
+                one(found, |a| m.activity(a))
             }
             Step::Sleeps => {
                 let records = self.polar.sleeps(token).await.map_err(stop)?;
-                list(records, |s| m.sleep(s))
+                let offset = night_offset(&records.records);
+                Fetched {
+                    utc_offset_minutes: offset,
+                    ..list(records, |s| m.sleep(s))
+                }
             }
             Step::Sleep(date) => {
                 let found = self.polar.sleep(token, *date).await.map_err(stop)?;
                 Fetched {
-                    events: found.iter().map(|s| m.sleep(s)).collect(),
-                    broken: Vec::new(),
+                    utc_offset_minutes: night_offset(&found),
+                    ..one(found, |s| m.sleep(s))
                 }
             }
             Step::Recharges => {
@@ -117,10 +146,7 @@ where
             }
             Step::Recharge(date) => {
                 let found = self.polar.recharge(token, *date).await.map_err(stop)?;
-                Fetched {
-                    events: found.iter().map(|n| m.recharge(n)).collect(),
-                    broken: Vec::new(),
-                }
+                one(found, |n| m.recharge(n))
             }
             Step::CardioLoads(range) => {
                 let records = self.polar.cardio_loads(token, *range).await.map_err(stop)?;
@@ -144,10 +170,7 @@ where
                     .daily_heart_rate(token, *date)
                     .await
                     .map_err(stop)?;
-                Fetched {
-                    events: found.iter().map(|d| m.daily_heart_rate(d)).collect(),
-                    broken: Vec::new(),
-                }
+                one(found, |d| m.daily_heart_rate(d))
             }
         };
         *counts.fetched.entry(step.kind()).or_default() +=

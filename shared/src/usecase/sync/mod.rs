@@ -9,11 +9,12 @@
 mod deliver;
 mod fetch;
 mod plan;
+mod rhythm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
 
 use super::Connector;
@@ -21,15 +22,18 @@ use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid};
-use crate::model::{Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, SyncCursors};
+use crate::model::{
+    Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, RecordKey, SyncCursors,
+};
 use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
 use deliver::Delivery;
 pub(crate) use fetch::{FetchError, Fetched, Stop};
-use plan::Plan;
 pub(crate) use plan::Step;
+use plan::{Plan, newest_date};
+pub use rhythm::{Cadence, DAY_RHYTHM, NIGHT_RHYTHM, RECONCILIATION_INTERVAL, Rhythm};
 
 /// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
 pub const LOCK_TTL: Duration = Duration::seconds(180);
@@ -37,8 +41,6 @@ pub const LOCK_TTL: Duration = Duration::seconds(180);
 /// windows: a night uploaded weeks late, or revised after delivery, is in them, and the ledger's content
 /// hash keeps what did not change at zero Smartabase calls.
 pub const DAILY_HISTORY_DAYS: i64 = 28;
-/// With a webhook registered, scheduled syncs become a safety net at this interval.
-pub const RECONCILIATION_INTERVAL: Duration = Duration::hours(6);
 /// A busy athlete's job comes back after this long.
 pub const BUSY_RETRY: Duration = Duration::seconds(60);
 /// A recharge not ready when its sleep arrived is asked for again after this long (SQS's longest delay),
@@ -181,6 +183,8 @@ struct Progress {
     follow_ups: Vec<(SyncJob, u32)>,
     failures: Vec<String>,
     unfinished: bool,
+    /// A webhook's record was not in its list yet: the next scheduled sync comes at the interval.
+    announced_missing: bool,
 }
 
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
@@ -260,10 +264,20 @@ where
         RateBudget::new(&self.store, LimitFormula::POLAR)
     }
 
-    /// The Polar calls of a full sync on this site: the four core lists and one per enabled optional
-    /// form (the fan-out spreads jobs by it).
-    pub(crate) fn full_sync_calls(&self, today: NaiveDate) -> u64 {
-        4 + Step::optional_lists(&self.mapping, today).len() as u64
+    /// How this site's records reach the connector: webhooks once their secret is configured.
+    pub(crate) fn cadence(&self) -> Cadence {
+        let interval = self.settings.sync_interval.duration();
+        if self.settings.polar_webhook_secret.is_some() {
+            Cadence::Webhooks(interval)
+        } else {
+            Cadence::Polling(interval)
+        }
+    }
+
+    /// The Polar calls a scheduled sync on this site costs on average (the fan-out spreads jobs by it):
+    /// the site's lists, each on its rhythm.
+    pub(crate) fn scheduled_sync_calls(&self) -> u64 {
+        rhythm::calls_per_sync(&Plan::site_kinds(&self.mapping), self.cadence())
     }
 
     async fn sync_locked(
@@ -282,7 +296,8 @@ where
         };
         let token = self.open_token(&job.athlete).await?;
 
-        let plan = Plan::for_job(job, &athlete.cursors, &self.mapping, now.date_naive());
+        let rhythm = Rhythm::new(&athlete.cursors, now, self.cadence());
+        let mut plan = Plan::for_job(job, &athlete.cursors, &self.mapping, &rhythm, now);
         match self.budget().reserve(plan.calls(), now).await {
             Ok(()) => {}
             Err(BudgetError::Exhausted(e)) => {
@@ -298,18 +313,21 @@ where
         let mut follow_ups = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut unfinished = false;
+        let mut announced_missing = false;
         // Written after every step's fresh records (see `resolve_pending`); the steps they came from move
         // their cursors only once they are delivered.
         let mut pending = Vec::new();
         let mut owners = HashMap::new();
         let mut advance_once_resolved = Vec::new();
 
-        for step in &plan.steps {
+        let mut next = 0;
+        while let Some(step) = plan.steps.get(next).cloned() {
+            next += 1;
             if Instant::now() >= deadline {
                 unfinished = true;
                 break;
             }
-            let fetched = match self.fetch(&token, step, &mut counts).await {
+            let fetched = match self.fetch(&token, &step, &mut counts).await {
                 Ok(f) => f,
                 Err(FetchError::Failed(e)) => {
                     failures.push(format!("{} fetch: {e}", step.kind().as_str()));
@@ -321,9 +339,16 @@ where
                         .await;
                 }
             };
-            follow_ups.extend(recharge_retry(job, step, &fetched));
+            follow_ups.extend(recharge_retry(job, &step, &fetched));
             counts.broken += fetched.broken.len() as u64;
-            log_broken(&job.athlete, step, &fetched.broken);
+            log_broken(&job.athlete, &step, &fetched.broken);
+            if fetched.utc_offset_minutes.is_some() {
+                cursors.utc_offset_minutes = fetched.utc_offset_minutes;
+            }
+            let newest = newest_date(&fetched.events);
+            let complete = plan.holds_announced(&step, &fetched.events);
+            announced_missing |= !complete;
+            let created_before = counts.created;
             let written = self
                 .deliver(
                     &job.athlete,
@@ -341,17 +366,21 @@ where
                 unfinished = true;
                 break;
             }
-            let clean = fetched.broken.is_empty() && written.failures.is_empty();
+            let clean = complete && fetched.broken.is_empty() && written.failures.is_empty();
             if written.pending.is_empty() {
-                if plan.advances_cursors && clean {
-                    step.advance(&mut cursors, now);
+                if clean {
+                    step.advance(&mut cursors, now, newest);
                 }
             } else {
                 pending.extend(written.pending);
                 owners.extend(written.owners);
                 if clean {
-                    advance_once_resolved.push(step);
+                    advance_once_resolved.push((step.clone(), newest));
                 }
+            }
+            if counts.created > created_before {
+                self.read_along(&mut plan, &rhythm, &athlete.cursors, now)
+                    .await;
             }
         }
         if !unfinished && !pending.is_empty() {
@@ -371,9 +400,9 @@ where
             .await?;
             failures.extend(resolved.failures.first().cloned());
             unfinished = resolved.unfinished;
-            if plan.advances_cursors && !unfinished && resolved.failures.is_empty() {
-                for step in advance_once_resolved {
-                    step.advance(&mut cursors, now);
+            if !unfinished && resolved.failures.is_empty() {
+                for (step, newest) in advance_once_resolved {
+                    step.advance(&mut cursors, now, newest);
                 }
             }
         }
@@ -387,10 +416,34 @@ where
                 follow_ups,
                 failures,
                 unfinished,
+                announced_missing,
             },
             now,
         )
         .await
+    }
+
+    /// A list brought a new record: the watch just synced, so the other core lists the rhythm allows are
+    /// read in the same job (each call reserved first; without budget they wait for their rhythm).
+    async fn read_along(
+        &self,
+        plan: &mut Plan,
+        rhythm: &Rhythm<'_>,
+        cursors: &SyncCursors,
+        now: DateTime<Utc>,
+    ) {
+        for kind in Plan::site_kinds(&self.mapping) {
+            if plan.steps.iter().any(|s| s.kind() == kind) || !rhythm.after_news(kind) {
+                continue;
+            }
+            let Some(step) = Step::list(kind, cursors, now.date_naive()) else {
+                continue;
+            };
+            if self.budget().reserve(1, now).await.is_err() {
+                return;
+            }
+            plan.steps.push(step);
+        }
     }
 
     /// The athlete's Polar token, opened (for the sync and a backfill alike).
@@ -424,11 +477,9 @@ where
             });
         }
         let failed = progress.counts.failed;
-        let sync_interval = if self.settings.polar_webhook_secret.is_some() {
-            RECONCILIATION_INTERVAL.max(self.settings.sync_interval.duration())
-        } else {
-            self.settings.sync_interval.duration()
-        };
+        let next_due = Rhythm::new(&progress.cursors, now, self.cadence())
+            .next_due(&Plan::site_kinds(&self.mapping));
+        let soon = now + self.settings.sync_interval.duration();
         let first_failure = progress.failures.first().cloned();
         let full_sync = job.kind != JobKind::Targeted;
         self.update_athlete(&job.athlete, |a| {
@@ -439,8 +490,11 @@ where
                 a.queued_until = None;
                 a.last_sync_at = Some(now);
                 if a.status == AthleteStatus::Linked {
-                    a.next_sync_due = Some(now + sync_interval);
+                    a.next_sync_due = Some(next_due);
                 }
+            }
+            if progress.announced_missing && a.status == AthleteStatus::Linked {
+                a.next_sync_due = Some(a.next_sync_due.map_or(soon, |d| d.min(soon)));
             }
             a.last_error = first_failure.clone();
         })
@@ -597,22 +651,31 @@ where
     }
 }
 
-/// Nightly Recharge may lag its sleep: a night's recharge that is not there yet is asked for again
-/// later, a few times.
+/// Nightly Recharge may lag its sleep: a webhook's night whose recharge is not there yet is asked for
+/// again later, a few times.
 fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(SyncJob, u32)> {
-    let Step::Recharge(date) = step else {
-        return None;
+    let awaited = match step {
+        Step::Recharge(date) => vec![*date],
+        Step::Recharges => Plan::awaited_recharges(job),
+        _ => return None,
     };
-    if !fetched.events.is_empty()
-        || !fetched.broken.is_empty()
-        || job.deferrals >= RECHARGE_MAX_RETRIES
-    {
+    let missing: Vec<Target> = awaited
+        .into_iter()
+        .filter(|date| {
+            !fetched
+                .events
+                .iter()
+                .any(|e| e.key.record == RecordKey::Date(*date))
+        })
+        .map(|date| Target::Recharge { date })
+        .collect();
+    if missing.is_empty() || !fetched.broken.is_empty() || job.deferrals >= RECHARGE_MAX_RETRIES {
         return None;
     }
     let mut later = SyncJob::new(
         job.athlete.clone(),
         JobKind::Targeted,
-        vec![Target::Recharge { date: *date }],
+        missing,
         job.enqueued_at,
     );
     later.deferrals = job.deferrals + 1;

@@ -312,6 +312,18 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
             .await
     }
 
+    /// Spends as many of `calls` as fit now, at least one, and says how many; or when to come back. A
+    /// sync whose lists do not all fit reads those that do, so a big job is never starved by small ones.
+    pub async fn reserve_up_to(&self, calls: u64, now: DateTime<Utc>) -> Result<u64, BudgetError> {
+        let share = self.share;
+        self.update(|s| {
+            let (short, long) = s.available(share, now);
+            let fit = calls.min(short).min(long).max(1);
+            s.reserve(fit, share, now).map(|n| (n, fit))
+        })
+        .await
+    }
+
     /// Records Polar's reading.
     pub async fn observe(&self, reading: RateLimitObservation) -> Result<(), BudgetError> {
         self.update(|s| Ok((s.observe(reading), ()))).await
@@ -386,6 +398,25 @@ mod tests {
         assert_eq!(state.short.used, 4);
         assert_eq!(state.short.resets_at, Some(later + SHORT_WINDOW));
         assert_eq!(state.long.used, 13, "the long window keeps counting");
+    }
+
+    #[tokio::test]
+    async fn a_big_sync_takes_the_calls_that_fit_and_an_empty_window_none() {
+        let store = crate::store::memory::MemoryStore::new();
+        let formula = LimitFormula {
+            short_base: 10,
+            short_per_user: 0,
+            long_base: 100,
+            long_per_user: 0,
+        };
+        let budget = RateBudget::new(&store, formula);
+        budget.reserve(7, t0()).await.unwrap();
+        // 9 of 10 may be spent (the scheduled share): a 4-call sync gets the 2 left.
+        assert_eq!(budget.reserve_up_to(4, t0()).await.unwrap(), 2);
+        assert!(matches!(
+            budget.reserve_up_to(4, t0()).await,
+            Err(BudgetError::Exhausted(e)) if e.until == t0() + SHORT_WINDOW
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use polar_sim::{NewRecord, RecordKind, SettingsPatch, WebhookEventRequest};
 use shared::polar::{PolarApi as _, WebhookEventType};
 use shared::queue::{JobKind, Target};
 use shared::store::Store;
-use shared::usecase::sync::RECHARGE_RETRY;
+use shared::usecase::sync::{RECHARGE_RETRY, RECONCILIATION_INTERVAL};
 use sync_support::*;
 use testkit::front::HttpRequest;
 use testkit::world::{World, WorldOptions};
@@ -60,7 +60,7 @@ async fn synced_world() -> (World<shared::store::DynamoStore>, WebhookRelay, Lin
 }
 
 #[tokio::test]
-async fn a_signed_exercise_webhook_fetches_only_that_exercise_and_writes_it() {
+async fn a_signed_exercise_webhook_reads_the_exercise_list_once_and_writes_the_session() {
     let (world, mut relay, a) = synced_world().await;
     let exercise = world
         .polar
@@ -81,14 +81,22 @@ async fn a_signed_exercise_webhook_fetches_only_that_exercise_and_writes_it() {
     assert_eq!((run.delivered, run.failed), (1, 0));
     assert_eq!(
         polar_paths(&world, a.polar),
-        [format!("/v3/exercises/{}", exercise.key)],
-        "only the announced exercise is fetched"
+        ["/v3/exercises"],
+        "one call, like the session alone, and it counts as the trainings' reconciliation"
+    );
+    assert!(
+        world
+            .smartabase
+            .events_for(a.user, "Polar Training")
+            .iter()
+            .any(|e| e.value("Polar Exercise ID") == Some(exercise.key.as_str())),
+        "the announced session landed"
     );
     assert_smartabase_matches_polar(&world, &a);
 }
 
 #[tokio::test]
-async fn a_sleep_webhook_syncs_that_night_and_its_recharge_only() {
+async fn a_sleep_webhook_reads_the_night_and_recharge_lists_once_each() {
     let (world, mut relay, a) = synced_world().await;
     let today = local_today(&world, a.offset);
     // The recharge is stored first (it has no webhook event of its own), then the sleep announces the night.
@@ -117,16 +125,13 @@ async fn a_sleep_webhook_syncs_that_night_and_its_recharge_only() {
     assert_eq!((run.delivered, run.failed), (1, 0));
     assert_eq!(
         polar_paths(&world, a.polar),
-        [
-            format!("/v3/users/sleep/{today}"),
-            format!("/v3/users/nightly-recharge/{today}")
-        ]
+        ["/v3/users/sleep", "/v3/users/nightly-recharge"]
     );
     assert_smartabase_matches_polar(&world, &a);
 }
 
 #[tokio::test]
-async fn an_activity_webhook_syncs_that_day_only() {
+async fn an_activity_webhook_reads_the_days_list_once() {
     let (world, mut relay, a) = synced_world().await;
     let today = local_today(&world, a.offset);
     world
@@ -142,10 +147,7 @@ async fn an_activity_webhook_syncs_that_day_only() {
     assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (1, 0));
-    assert_eq!(
-        polar_paths(&world, a.polar),
-        [format!("/v3/users/activities/{today}")]
-    );
+    assert_eq!(polar_paths(&world, a.polar), ["/v3/users/activities"]);
     assert_smartabase_matches_polar(&world, &a);
 }
 
@@ -235,7 +237,7 @@ async fn a_double_fired_sleep_webhook_queues_one_job() {
     assert_eq!(
         paths
             .iter()
-            .filter(|p| p.starts_with("/v3/users/sleep/"))
+            .filter(|p| p.starts_with("/v3/users/sleep"))
             .count(),
         1
     );
@@ -358,10 +360,10 @@ async fn a_recharge_not_ready_with_its_sleep_is_fetched_again_later_once_ready()
 
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (1, 0));
-    let recharge_path = format!("/v3/users/nightly-recharge/{today}");
+    let recharge_path = "/v3/users/nightly-recharge";
     assert_eq!(
         polar_paths(&world, a.polar),
-        [format!("/v3/users/sleep/{today}"), recharge_path.clone()]
+        ["/v3/users/sleep", recharge_path]
     );
     assert_eq!(world.smartabase.events_for(a.user, "Polar Sleep").len(), 1);
     assert!(
@@ -402,7 +404,7 @@ async fn a_recharge_not_ready_with_its_sleep_is_fetched_again_later_once_ready()
 }
 
 #[tokio::test]
-async fn with_webhooks_on_an_athlete_without_new_data_costs_no_polar_calls_for_hours() {
+async fn with_webhooks_on_an_athlete_without_new_data_costs_no_polar_calls_for_a_day() {
     let world = World::on_moto(WorldOptions {
         webhook_secret: Some("configured-webhook-secret".into()),
         ..WorldOptions::default()
@@ -414,7 +416,7 @@ async fn with_webhooks_on_an_athlete_without_new_data_costs_no_polar_calls_for_h
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
     world.polar.clear_requests();
 
-    for hour in 1..=5 {
+    for hour in 1..RECONCILIATION_INTERVAL.num_hours() {
         world.advance(Duration::hours(1));
         let fanout = world.fanout().await.unwrap();
         assert_eq!(fanout.queued, 0, "hour {hour}: {fanout:?}");
@@ -422,10 +424,10 @@ async fn with_webhooks_on_an_athlete_without_new_data_costs_no_polar_calls_for_h
     }
     assert!(
         polar_paths(&world, a.polar).is_empty(),
-        "no Polar call in five hours"
+        "no Polar call in 23 hours"
     );
 
-    // The six-hourly reconciliation still runs.
+    // The daily reconciliation still runs.
     world.advance(Duration::hours(1));
     assert_eq!(world.fanout().await.unwrap().queued, 1);
     assert_eq!(world.run_worker().await.unwrap().delivered, 1);

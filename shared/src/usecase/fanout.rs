@@ -160,7 +160,7 @@ where
         let budget = RateBudget::new(&self.store, LimitFormula::POLAR);
         let available = budget.available(now).await?;
         let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
-        // A scheduled job's calls: the site's lists, each on its rhythm.
+        // The most a scheduled job can cost: one call per list of the site.
         let per_job = self.scheduled_sync_calls();
         let jobs_now = short.min(long) / per_job;
         // No window open: the jobs sent now open one, and it resets a whole window later.

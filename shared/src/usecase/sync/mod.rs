@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
 
 use super::Connector;
-use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
+use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until};
 use crate::clock::Clock;
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid};
@@ -185,6 +185,8 @@ struct Progress {
     unfinished: bool,
     /// A webhook's record was not in its list yet: the next scheduled sync comes at the interval.
     announced_missing: bool,
+    /// The budget let a full sync read only some of its lists: it continues when the window resets.
+    cut_short: Option<DateTime<Utc>>,
 }
 
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
@@ -274,10 +276,12 @@ where
         }
     }
 
-    /// The Polar calls a scheduled sync on this site costs on average (the fan-out spreads jobs by it):
-    /// the site's lists, each on its rhythm.
+    /// The most Polar calls a scheduled sync on this site can cost: one per list (the fan-out spreads
+    /// jobs by it). Most cost less, as each list has its rhythm, and each job reserves only its own; a
+    /// fan-out that counted on the average would queue jobs the budget cannot run, and their deferrals
+    /// would take the next window from the athletes waiting longest.
     pub(crate) fn scheduled_sync_calls(&self) -> u64 {
-        rhythm::calls_per_sync(&Plan::site_kinds(&self.mapping), self.cadence())
+        Plan::site_kinds(&self.mapping).len() as u64
     }
 
     async fn sync_locked(
@@ -298,8 +302,30 @@ where
 
         let rhythm = Rhythm::new(&athlete.cursors, now, self.cadence());
         let mut plan = Plan::for_job(job, &athlete.cursors, &self.mapping, &rhythm, now);
-        match self.budget().reserve(plan.calls(), now).await {
-            Ok(()) => {}
+        // A webhook's job needs all its calls; a full sync reads the lists that fit, the rest stay due.
+        let reserved = if plan.calls() == 0 {
+            Ok(0)
+        } else if job.kind == JobKind::Targeted {
+            self.budget()
+                .reserve(plan.calls(), now)
+                .await
+                .map(|()| plan.calls())
+        } else {
+            self.budget().reserve_up_to(plan.calls(), now).await
+        };
+        let mut cut_short = None;
+        match reserved {
+            Ok(granted) if granted < plan.calls() => {
+                // The lists that fit now; the job keeps its place on the queue for the rest.
+                plan.steps.truncate(granted as usize);
+                let resets = self.budget().available(now).await.ok();
+                cut_short = Some(
+                    resets
+                        .and_then(|a| a.short_resets_at)
+                        .unwrap_or(now + SHORT_WINDOW),
+                );
+            }
+            Ok(_) => {}
             Err(BudgetError::Exhausted(e)) => {
                 return Ok(self
                     .defer_or_release(job, e.until, now, "Polar rate budget")
@@ -342,10 +368,7 @@ where
             follow_ups.extend(recharge_retry(job, &step, &fetched));
             counts.broken += fetched.broken.len() as u64;
             log_broken(&job.athlete, &step, &fetched.broken);
-            if fetched.utc_offset_minutes.is_some() {
-                cursors.utc_offset_minutes = fetched.utc_offset_minutes;
-            }
-            let newest = newest_date(&fetched.events);
+            let newest = (newest_date(&fetched.events), fetched.utc_offset_minutes);
             let complete = plan.holds_announced(&step, &fetched.events);
             announced_missing |= !complete;
             let created_before = counts.created;
@@ -417,6 +440,7 @@ where
                 failures,
                 unfinished,
                 announced_missing,
+                cut_short,
             },
             now,
         )
@@ -475,6 +499,16 @@ where
                 outcome: SyncOutcome::Unfinished(progress.counts),
                 follow_ups: progress.follow_ups,
             });
+        }
+        if let Some(until) = progress.cut_short
+            && progress.failures.is_empty()
+        {
+            // What was read is delivered and counts for the rhythm; the rest is still due.
+            self.update_athlete(&job.athlete, |a| a.cursors = progress.cursors.clone())
+                .await?;
+            return Ok(self
+                .defer_or_release(job, until, now, "Polar rate budget")
+                .await?);
         }
         let failed = progress.counts.failed;
         let next_due = Rhythm::new(&progress.cursors, now, self.cadence())

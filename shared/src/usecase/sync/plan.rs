@@ -80,18 +80,21 @@ impl Step {
     }
 
     /// Moves the cursors of a fully delivered step: a list read counts for its type's rhythm (with the
-    /// newest date it held), and exercises are listed by upload time, so everything uploaded before this
-    /// sync is delivered.
+    /// newest date it held, and the athlete's UTC offset if its records told it), and exercises are
+    /// listed by upload time, so everything uploaded before this sync is delivered.
     pub(super) fn advance(
         &self,
         cursors: &mut SyncCursors,
         now: DateTime<Utc>,
-        newest: Option<NaiveDate>,
+        (newest, utc_offset_minutes): (Option<NaiveDate>, Option<i32>),
     ) {
         if let Self::Exercises { .. } = self {
             cursors.exercises_uploaded_since = Some(now);
         }
         if self.is_list() {
+            if utc_offset_minutes.is_some() {
+                cursors.utc_offset_minutes = utc_offset_minutes;
+            }
             cursors
                 .lists
                 .insert(self.kind(), ListRead { at: now, newest });
@@ -151,11 +154,17 @@ impl Plan {
             return Self::announced(job, cursors, mapping, today);
         }
         let first_sync = cursors == &SyncCursors::default();
-        // A first sync, and an operator's, read everything; a scheduled one what its rhythm asks for.
-        let everything = first_sync || job.kind != JobKind::Scheduled;
-        let steps = Self::site_kinds(mapping)
+        // A first sync, and an operator's, read everything; any other what its rhythm asks for (a first
+        // sync the budget cut short goes on with the lists it has not read).
+        let everything = first_sync || job.kind == JobKind::Manual;
+        let mut kinds: Vec<DataKind> = Self::site_kinds(mapping)
             .into_iter()
             .filter(|kind| everything || rhythm.due(*kind))
+            .collect();
+        // The stalest list first: a sync the budget cuts short reads what has waited longest.
+        kinds.sort_by_key(|kind| cursors.lists.get(kind).map(|l| l.at));
+        let steps = kinds
+            .into_iter()
             .filter_map(|kind| Step::list(kind, cursors, today))
             .collect();
         Self {
@@ -294,8 +303,8 @@ mod tests {
     #[test]
     fn a_delivered_list_counts_for_its_rhythm_and_exercises_move_their_upload_cursor() {
         let mut cursors = SyncCursors::default();
-        Step::Sleeps.advance(&mut cursors, noon(27), Some(day(27)));
-        Step::Sleep(day(20)).advance(&mut cursors, noon(28), Some(day(20)));
+        Step::Sleeps.advance(&mut cursors, noon(27), (Some(day(27)), Some(-570)));
+        Step::Sleep(day(20)).advance(&mut cursors, noon(28), (Some(day(20)), Some(60)));
         assert_eq!(
             cursors.lists[&DataKind::Sleep],
             ListRead {
@@ -304,11 +313,16 @@ mod tests {
             },
             "one night fetched by date is no read of the list"
         );
+        assert_eq!(
+            cursors.utc_offset_minutes,
+            Some(-570),
+            "the list's newest night tells it"
+        );
         assert_eq!(cursors.exercises_uploaded_since, None);
         Step::Exercises {
             uploaded_since: None,
         }
-        .advance(&mut cursors, noon(27), None);
+        .advance(&mut cursors, noon(27), (None, None));
         assert_eq!(cursors.exercises_uploaded_since, Some(noon(27)));
         assert!(cursors.lists.contains_key(&DataKind::Training));
     }
@@ -333,12 +347,32 @@ mod tests {
             Step::Sleeps,
             Step::Recharges,
         ];
-        for kind in [JobKind::FirstSync, JobKind::Manual] {
-            let job = SyncJob::new(athlete_uuid(), kind, Vec::new(), noon(27));
-            let plan = plan(&job, &cursors, &Mapping::defaults(), noon(27));
-            assert_eq!(plan.steps, everything);
-            assert_eq!(plan.calls(), 4);
-        }
+        let manual = SyncJob::new(athlete_uuid(), JobKind::Manual, Vec::new(), noon(27));
+        let operators = plan(&manual, &cursors, &Mapping::defaults(), noon(27));
+        assert_eq!(operators.steps, everything);
+        assert_eq!(operators.calls(), 4);
+        let first = SyncJob::new(athlete_uuid(), JobKind::FirstSync, Vec::new(), noon(27));
+        assert_eq!(
+            plan(
+                &first,
+                &SyncCursors::default(),
+                &Mapping::defaults(),
+                noon(27)
+            )
+            .steps[1..],
+            everything[1..]
+        );
+        // A first sync the budget cut short after the trainings goes on with the rest, the lists never
+        // read first (the trainings are due at every sync).
+        let trainings_only = SyncCursors {
+            exercises_uploaded_since: Some(noon(27)),
+            lists: [(DataKind::Training, read)].into(),
+            ..SyncCursors::default()
+        };
+        assert_eq!(
+            plan(&first, &trainings_only, &Mapping::defaults(), noon(27)).steps,
+            [&everything[1..], &everything[..1]].concat()
+        );
         // A scheduled one an hour later: the trainings only (the rest is on its rhythm).
         let job = SyncJob::new(athlete_uuid(), JobKind::Scheduled, Vec::new(), noon(27));
         let later = noon(27) + Duration::hours(1);

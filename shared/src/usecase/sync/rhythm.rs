@@ -47,28 +47,6 @@ impl Cadence {
     }
 }
 
-/// The Polar calls a scheduled sync of `kinds` (the site's lists) costs under `cadence`, on average and
-/// rounded up: what the fan-out spreads jobs by (each job still reserves its own plan's calls). Without
-/// webhooks trainings and, at worst, sleep are read every sync and the rest on their rhythms; with them
-/// a reconciliation may read every list.
-pub fn calls_per_sync(kinds: &[DataKind], cadence: Cadence) -> u64 {
-    let Cadence::Polling(interval) = cadence else {
-        return kinds.len() as u64;
-    };
-    let share = |period: Duration| {
-        (interval.num_seconds() as f64 / period.num_seconds().max(1) as f64).min(1.0)
-    };
-    let calls: f64 = kinds
-        .iter()
-        .map(|kind| match kind {
-            DataKind::Training | DataKind::Sleep => 1.0,
-            DataKind::Activity | DataKind::DailyHeartRate => share(DAY_RHYTHM),
-            DataKind::Recharge | DataKind::CardioLoad | DataKind::Alertness => share(NIGHT_RHYTHM),
-        })
-        .sum();
-    (calls.ceil() as u64).max(1)
-}
-
 /// One athlete's rhythm at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct Rhythm<'a> {
@@ -303,24 +281,6 @@ mod tests {
             Rhythm::new(&c, at(27, 7), Cadence::Polling(HOUR)).next_due(&core),
             at(27, 8)
         );
-    }
-
-    #[test]
-    fn the_fan_out_plans_hourly_polling_at_three_calls_a_sync_instead_of_four() {
-        let core = [
-            DataKind::Training,
-            DataKind::Activity,
-            DataKind::Sleep,
-            DataKind::Recharge,
-        ];
-        assert_eq!(calls_per_sync(&core, Cadence::Polling(HOUR)), 3);
-        assert_eq!(calls_per_sync(&DataKind::ALL, Cadence::Polling(HOUR)), 4);
-        // Syncs as far apart as the rhythms read everything each time, as before.
-        assert_eq!(
-            calls_per_sync(&core, Cadence::Polling(Duration::hours(6))),
-            4
-        );
-        assert_eq!(calls_per_sync(&core, Cadence::Webhooks(HOUR)), 4);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use shared::model::LedgerState;
 use shared::polar::PolarApi as _;
 use shared::store::Store;
+use shared::usecase::sync::NIGHT_RHYTHM;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::world::{World, WorldOptions, no_deadline};
@@ -315,7 +316,8 @@ async fn a_site_that_enables_no_optional_form_makes_no_extra_polar_call() {
     generate_all(&world, &a, 10);
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
     world.polar.clear_requests();
-    world.advance(Duration::minutes(61));
+    // Late enough for every list's rhythm.
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
     assert_eq!(polar_paths(&world, a.polar).len(), 4, "the core four lists");
@@ -573,7 +575,8 @@ async fn a_nap_whose_import_was_lost_never_takes_the_event_of_its_night() {
             trigger: smartabase_sim::FaultTrigger::Next(1),
         })
         .unwrap();
-    world.advance(Duration::minutes(61));
+    // The next read of the alertness list (its six-hour rhythm).
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     let (_, failed) = one_delivery(&world).await;
     assert_eq!(failed.len(), 1);

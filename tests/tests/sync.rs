@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use shared::clock::Clock as _;
 use shared::model::LedgerState;
 use shared::queue::{JobKind, JobQueue, Outgoing, SyncJob};
+use shared::usecase::sync::NIGHT_RHYTHM;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::world::{World, WorldOptions, no_deadline};
@@ -323,7 +324,8 @@ async fn a_revised_night_and_a_revised_day_update_their_events_in_place() {
         )
         .unwrap();
     world.smartabase.clear_requests();
-    world.advance(Duration::minutes(61));
+    // The night types are read on their six-hour rhythm.
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
 
@@ -382,7 +384,8 @@ async fn a_second_sync_with_nothing_new_makes_no_smartabase_call_and_no_ledger_w
 
     world.smartabase.clear_requests();
     world.polar.clear_requests();
-    world.advance(Duration::minutes(61));
+    // Late enough for every list's rhythm: the sync reads all four.
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     let fanout = world.fanout().await.unwrap();
     assert_eq!(fanout.queued, 2, "both athletes are due again");
     let run = world.run_worker().await.unwrap();

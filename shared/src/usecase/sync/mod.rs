@@ -357,6 +357,7 @@ where
                 Ok(f) => f,
                 Err(FetchError::Failed(e)) => {
                     failures.push(format!("{} fetch: {e}", step.kind().as_str()));
+                    step.forget(&mut cursors);
                     continue;
                 }
                 Err(FetchError::Stop(stop)) => {
@@ -390,6 +391,9 @@ where
                 break;
             }
             let clean = complete && fetched.broken.is_empty() && written.failures.is_empty();
+            if !clean {
+                step.forget(&mut cursors);
+            }
             if written.pending.is_empty() {
                 if clean {
                     step.advance(&mut cursors, now, newest);

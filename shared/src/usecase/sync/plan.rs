@@ -102,6 +102,16 @@ impl Step {
     }
 }
 
+impl Step {
+    /// A list read that did not deliver in full (a broken record, a failed call or write, an announced
+    /// record missing) makes its type due at the next sync, whatever its rhythm.
+    pub(super) fn forget(&self, cursors: &mut SyncCursors) {
+        if self.is_list() {
+            cursors.lists.remove(&self.kind());
+        }
+    }
+}
+
 /// The newest daily date among `events` (their Polar dates), for the rhythm.
 pub(super) fn newest_date(events: &[MappedEvent]) -> Option<NaiveDate> {
     events

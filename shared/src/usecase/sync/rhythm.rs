@@ -7,7 +7,7 @@
 //!   and 24/7 heart rate, revised all day, every [`DAY_RHYTHM`]; the night types every
 //!   [`NIGHT_RHYTHM`], and sleep every sync while today's night (the athlete's local date, Polar's own
 //!   date) of an athlete who tracks sleep is not in yet, its recharge likewise once the sleep is. A list
-//!   that brings a new record means the watch just synced, so the other core lists are read in the same
+//!   that brings a new record means the watch just synced, so the other lists are read in the same
 //!   job ([`Rhythm::after_news`]);
 //! - with webhooks, each announced record's job reads its type's list (one call, like the single
 //!   record), and a scheduled sync reads only the lists no job read for [`RECONCILIATION_INTERVAL`].
@@ -15,7 +15,7 @@
 //! A list whose read was not delivered in full (a broken record, a failed write) keeps its old time and
 //! is read again at the next sync.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Timelike as _, Utc};
 
 use crate::model::{DataKind, SyncCursors};
 
@@ -26,6 +26,9 @@ pub const DAY_RHYTHM: Duration = Duration::hours(3);
 /// Without webhooks: sleep, Nightly Recharge, alertness and cardio load once today's is in (a night is
 /// rarely revised, and a revision or a late night lands within this).
 pub const NIGHT_RHYTHM: Duration = Duration::hours(6);
+/// Today's night is looked for from this local hour on: a night ends in the morning (one that ends
+/// earlier lands with the night rhythm).
+pub const MORNING_HOUR: u32 = 4;
 /// An athlete whose newest night is older than this does not sleep with the watch (or is away): their
 /// sleep is read on [`NIGHT_RHYTHM`] alone, not every sync.
 pub const TRACKING_DAYS: i64 = 2;
@@ -88,12 +91,11 @@ impl<'a> Rhythm<'a> {
         }
     }
 
-    /// Without webhooks, a list that brought a new record (the watch just synced) makes the other
-    /// core lists due in the same job unless read within the last interval; with webhooks each record
-    /// is announced, so nothing follows.
+    /// Without webhooks, a list that brought a new record (the watch just synced, and Polar revised the
+    /// day's load and heart rate with it) makes the site's other lists due in the same job unless read
+    /// within the last interval; with webhooks each record is announced, so nothing follows.
     pub fn after_news(&self, kind: DataKind) -> bool {
         matches!(self.cadence, Cadence::Polling(_))
-            && kind.is_core()
             && self
                 .cursors
                 .lists
@@ -122,10 +124,14 @@ impl<'a> Rhythm<'a> {
         }
     }
 
-    /// The athlete's local date now (UTC until a record told their offset).
-    fn local_today(&self) -> NaiveDate {
+    /// The athlete's local time now (UTC until a record told their offset).
+    fn local_now(&self) -> chrono::NaiveDateTime {
         let offset = Duration::minutes(i64::from(self.cursors.utc_offset_minutes.unwrap_or(0)));
-        (self.now + offset).date_naive()
+        (self.now + offset).naive_utc()
+    }
+
+    fn local_today(&self) -> NaiveDate {
+        self.local_now().date()
     }
 
     fn newest(&self, kind: DataKind) -> Option<NaiveDate> {
@@ -136,11 +142,15 @@ impl<'a> Rhythm<'a> {
         self.newest(kind).is_some_and(|d| d >= self.local_today())
     }
 
-    /// Today's record of `kind` is not in yet, and the athlete had one within [`TRACKING_DAYS`].
+    /// Today's record of `kind` is not in yet, it is morning or later, and the athlete had one within
+    /// [`TRACKING_DAYS`].
     fn awaited(&self, kind: DataKind) -> bool {
-        let today = self.local_today();
-        self.newest(kind)
-            .is_some_and(|d| d < today && today - d <= Duration::days(TRACKING_DAYS))
+        let local = self.local_now();
+        let today = local.date();
+        local.hour() >= MORNING_HOUR
+            && self
+                .newest(kind)
+                .is_some_and(|d| d < today && today - d <= Duration::days(TRACKING_DAYS))
     }
 }
 
@@ -215,7 +225,7 @@ mod tests {
 
     #[test]
     fn sleep_is_read_every_sync_until_todays_night_is_in_in_the_athletes_time_zone() {
-        // An athlete at UTC-8 whose newest night is the 26th; their 27th begins at 08:00 UTC.
+        // An athlete at UTC-8 whose newest night is the 26th; their 27th's morning (04:00) is 12:00 UTC.
         let lists = [
             read(DataKind::Sleep, at(27, 7), Some(date(26))),
             read(DataKind::Recharge, at(27, 7), Some(date(26))),
@@ -223,10 +233,10 @@ mod tests {
         let west = cursors(&lists, Some(-480));
         let polling = Cadence::Polling(HOUR);
         let sleep_due = |c: &SyncCursors, now| Rhythm::new(c, now, polling).due(DataKind::Sleep);
-        assert!(!sleep_due(&west, at(27, 8) - Duration::minutes(1)));
-        assert!(sleep_due(&west, at(27, 8)));
+        assert!(!sleep_due(&west, at(27, 12) - Duration::minutes(1)));
+        assert!(sleep_due(&west, at(27, 12)));
         assert!(
-            !Rhythm::new(&west, at(27, 8), polling).due(DataKind::Recharge),
+            !Rhythm::new(&west, at(27, 12), polling).due(DataKind::Recharge),
             "the recharge waits for its sleep"
         );
         // Once the 27th's night is in, the recharge is awaited instead, and sleep rests.
@@ -284,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn news_in_one_list_brings_the_other_core_lists_along_only_when_polling() {
+    fn news_in_one_list_brings_the_other_lists_along_only_when_polling() {
         let c = cursors(
             &[
                 read(DataKind::Sleep, at(27, 9), Some(date(27))),
@@ -297,8 +307,8 @@ mod tests {
         assert!(polling.after_news(DataKind::Recharge));
         assert!(polling.after_news(DataKind::Activity));
         assert!(
-            !polling.after_news(DataKind::CardioLoad),
-            "optional forms keep their rhythm"
+            polling.after_news(DataKind::CardioLoad),
+            "Polar revises the day's load with a training"
         );
         let hooks = Rhythm::new(&c, at(27, 9), Cadence::Webhooks(HOUR));
         assert!(!hooks.after_news(DataKind::Recharge));

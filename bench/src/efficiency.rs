@@ -1,6 +1,7 @@
 //! API efficiency: a simulated week of a fleet of typical athletes at the 60-minute interval, once with
-//! scheduled syncs only and once with Polar's webhooks (targeted syncs, with the scheduled sync as the
-//! six-hourly reconciliation). The figures compare Polar calls with the physical floor, one fetch per
+//! scheduled syncs only (each data type on its own rhythm) and once with Polar's webhooks (a job per
+//! phone sync reading the announced records' lists, the scheduled sync as the daily reconciliation of
+//! the lists no job read). The figures compare Polar calls with the physical floor, one fetch per
 //! record version uploaded, and split Smartabase calls by syncs that wrote something and syncs that
 //! found nothing new.
 

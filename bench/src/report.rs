@@ -226,7 +226,7 @@ fn efficiency_section(out: &mut String, e: &EfficiencyReport) {
     let cells: Vec<String> = e.runs.iter().map(by_reconciliation).collect();
     let _ = writeln!(
         out,
-        "| written by the 6-hourly reconciliation (webhooks missed them) | {} |",
+        "| written by the daily reconciliation (webhooks missed them) | {} |",
         cells.join(" | ")
     );
     let cells: Vec<String> = e.runs.iter().map(|r| delivery_line(&r.delivery)).collect();
@@ -556,7 +556,7 @@ fn interpretation(out: &mut String, r: &Results) {
     {
         let _ = writeln!(
             out,
-            "- API efficiency: with scheduled syncs only, every hourly sync lists all four kinds, so Polar sees {:.1} calls per athlete-day for {:.1} record versions ({:.1}× the floor). Webhooks turn this into targeted fetches plus a reconciliation every 6 hours: {:.1} calls per athlete-day ({:.1}× the floor). Smartabase sees no call at all from a sync that found nothing new ({:.2} per sync) and {:.2} calls per sync that wrote (imports are batched per form).",
+            "- API efficiency: with scheduled syncs only, each data type is read on its own rhythm (trainings every sync, the day every 3 hours, the night types every 6 hours and sleep every sync from 04:00 local until today's night is in; a list with news brings the others along), so Polar sees {:.1} calls per athlete-day for {:.1} record versions ({:.1}× the floor). With webhooks each phone sync's job reads the announced records' lists (one call each, like the records alone), and those reads count as each type's daily reconciliation: {:.1} calls per athlete-day ({:.1}× the floor). Smartabase sees no call at all from a sync that found nothing new ({:.2} per sync) and {:.2} calls per sync that wrote (imports are batched per form).",
             off.polar_calls_per_athlete_day,
             off.floor_per_athlete_day,
             off.times_floor,
@@ -578,7 +578,7 @@ fn interpretation(out: &mut String, r: &Results) {
             .map_or(0, |t| t.created + t.updated);
         let _ = writeln!(
             out,
-            "- With webhooks, {missed} record versions reached Smartabase only through the 6-hourly reconciliation (latest-version lag up to {:.0} min). Cause at this commit: `polar-webhook` coalesces deliveries of the same record within 10 minutes (`DUPLICATE_WINDOW`) even when the first delivery's job already ran, so a revision uploaded minutes after the previous one (a training upload, then the next phone sync) waits for the reconciliation. Nothing is lost; it is late.",
+            "- With webhooks, {missed} record versions reached Smartabase only through the daily reconciliation (latest-version lag up to {:.0} min). Cause at this commit: `polar-webhook` coalesces deliveries of the same record within 10 minutes (`DUPLICATE_WINDOW`) even when the first delivery's job already ran, so a revision uploaded minutes after the previous one (a training upload, then the next phone sync) waits for the reconciliation. Nothing is lost; it is late.",
             on.delivery.last_version_lag_minutes.max
         );
     }
@@ -596,7 +596,7 @@ fn interpretation(out: &mut String, r: &Results) {
         if busy > 0 {
             let _ = writeln!(
                 out,
-                "- {busy} of {} webhook jobs ({:.0} %) were deferred once as \"athlete busy\": a phone sync uploads several records at once, Polar sends one delivery each, and the worker runs one job per athlete at a time, so the others come back 60 s later (an extra queue round trip and invocation each).",
+                "- {busy} of {} webhook jobs ({:.0} %) were deferred once as \"athlete busy\": one athlete's jobs that arrive in one worker batch run as one job, but a job that finds the athlete's lock held by a job of another batch comes back 60 s later (an extra queue round trip and invocation each).",
                 on.measured.webhook_deliveries,
                 busy as f64 * 100.0 / deliveries as f64
             );

@@ -37,9 +37,9 @@ pub use rhythm::{Cadence, DAY_RHYTHM, NIGHT_RHYTHM, RECONCILIATION_INTERVAL, Rhy
 
 /// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
 pub const LOCK_TTL: Duration = Duration::seconds(180);
-/// Polar keeps daily data for 28 days and exercises for 30. Every full sync reads the whole of both
-/// windows: a night uploaded weeks late, or revised after delivery, is in them, and the ledger's content
-/// hash keeps what did not change at zero Smartabase calls.
+/// Polar keeps daily data for 28 days and exercises for 30. Every read of a list takes the whole window
+/// (each type on its rhythm: `rhythm`): a night uploaded weeks late, or revised after delivery, is in
+/// it, and the ledger's content hash keeps what did not change at zero Smartabase calls.
 pub const DAILY_HISTORY_DAYS: i64 = 28;
 /// A busy athlete's job comes back after this long.
 pub const BUSY_RETRY: Duration = Duration::seconds(60);

@@ -100,9 +100,7 @@ impl Step {
                 .insert(self.kind(), ListRead { at: now, newest });
         }
     }
-}
 
-impl Step {
     /// A list read that did not deliver in full (a broken record, a failed call or write, an announced
     /// record missing) makes its type due at the next sync, whatever its rhythm.
     pub(super) fn forget(&self, cursors: &mut SyncCursors) {
@@ -335,6 +333,9 @@ mod tests {
         .advance(&mut cursors, noon(27), (None, None));
         assert_eq!(cursors.exercises_uploaded_since, Some(noon(27)));
         assert!(cursors.lists.contains_key(&DataKind::Training));
+        // A read that did not deliver in full leaves its type due at the next sync.
+        Step::Sleeps.forget(&mut cursors);
+        assert!(!cursors.lists.contains_key(&DataKind::Sleep));
     }
 
     #[test]

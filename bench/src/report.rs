@@ -223,6 +223,23 @@ fn efficiency_section(out: &mut String, e: &EfficiencyReport) {
             (false, _) => "–".to_string(),
         }
     };
+    let cells: Vec<String> = e
+        .runs
+        .iter()
+        .map(|r| {
+            r.delivery
+                .worst_lag_minutes_by_kind
+                .iter()
+                .map(|(kind, (first, last))| format!("{kind} {first:.0} / {last:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "| worst lag by kind, first / latest version (min) | {} |",
+        cells.join(" | ")
+    );
     let cells: Vec<String> = e.runs.iter().map(by_reconciliation).collect();
     let _ = writeln!(
         out,

@@ -188,6 +188,8 @@ pub struct Delivery {
     pub first_version_lag_minutes: Spread,
     /// Upload of a record's last version → the event holding it (sim minutes).
     pub last_version_lag_minutes: Spread,
+    /// The worst lag (sim minutes) by record kind: (first version, latest version).
+    pub worst_lag_minutes_by_kind: std::collections::BTreeMap<String, (f64, f64)>,
     /// First versions that landed later than one sync interval after their upload.
     pub later_than_interval: u64,
     /// Hours after the measured ones it took until everything landed.
@@ -623,6 +625,7 @@ impl<'a> Simulation<'a> {
         };
         let mut first_lags = Vec::new();
         let mut last_lags = Vec::new();
+        let mut worst_by_kind = std::collections::BTreeMap::new();
         let interval = Duration::minutes(i64::from(self.options.interval_minutes));
         for (id, track) in &self.tracks {
             let Some(events) = found.remove(id) else {
@@ -633,9 +636,15 @@ impl<'a> Simulation<'a> {
                 delivery.duplicated += 1;
             }
             let (created, modified, steps) = &events[0];
+            let mut worst = worst_by_kind
+                .get(&id.1)
+                .copied()
+                .unwrap_or((0.0_f64, 0.0_f64));
             if let Some(landed) = self.landed(*created) {
                 let lag = landed - track.first_at;
-                first_lags.push(lag.num_seconds() as f64 / 60.0);
+                let minutes = lag.num_seconds() as f64 / 60.0;
+                worst.0 = worst.0.max(minutes);
+                first_lags.push(minutes);
                 if lag > interval {
                     delivery.later_than_interval += 1;
                 }
@@ -647,10 +656,17 @@ impl<'a> Simulation<'a> {
             if !current {
                 delivery.stale += 1;
             } else if let Some(landed) = self.landed(*modified) {
-                last_lags.push((landed - track.last_at).num_seconds() as f64 / 60.0);
+                let minutes = (landed - track.last_at).num_seconds() as f64 / 60.0;
+                worst.1 = worst.1.max(minutes);
+                last_lags.push(minutes);
             }
+            worst_by_kind.insert(id.1, worst);
         }
         delivery.unexpected = unexpected + found.len() as u64;
+        delivery.worst_lag_minutes_by_kind = worst_by_kind
+            .into_iter()
+            .map(|(kind, worst)| (format!("{kind:?}").to_lowercase(), worst))
+            .collect();
         delivery.first_version_lag_minutes = Spread::of(first_lags);
         delivery.last_version_lag_minutes = Spread::of(last_lags);
         delivery

@@ -300,7 +300,8 @@ where
         };
         let token = self.open_token(&job.athlete).await?;
 
-        let rhythm = Rhythm::new(&athlete.cursors, now, self.cadence());
+        let rhythm =
+            Rhythm::new(&athlete.cursors, now, self.cadence()).linked_at(athlete.linked_at);
         let mut plan = Plan::for_job(job, &athlete.cursors, &self.mapping, &rhythm, now);
         // A webhook's job needs all its calls; a full sync reads the lists that fit, the rest stay due.
         let reserved = if plan.calls() == 0 {

@@ -56,6 +56,7 @@ pub struct Rhythm<'a> {
     cursors: &'a SyncCursors,
     now: DateTime<Utc>,
     cadence: Cadence,
+    linked_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> Rhythm<'a> {
@@ -65,7 +66,14 @@ impl<'a> Rhythm<'a> {
             cursors,
             now,
             cadence,
+            linked_at: None,
         }
+    }
+
+    /// The same rhythm for an athlete linked at `linked_at`: in their first [`TRACKING_DAYS`] nobody
+    /// knows yet whether they sleep with the watch, so today's night is looked for as if they did.
+    pub fn linked_at(self, linked_at: Option<DateTime<Utc>>) -> Self {
+        Self { linked_at, ..self }
     }
 
     /// Whether a scheduled sync now reads `kind`'s list.
@@ -147,10 +155,15 @@ impl<'a> Rhythm<'a> {
     fn awaited(&self, kind: DataKind) -> bool {
         let local = self.local_now();
         let today = local.date();
-        local.hour() >= MORNING_HOUR
-            && self
-                .newest(kind)
-                .is_some_and(|d| d < today && today - d <= Duration::days(TRACKING_DAYS))
+        let tracking = Duration::days(TRACKING_DAYS);
+        let new_athlete = self.linked_at.is_some_and(|at| self.now - at <= tracking);
+        // Without a known offset it may be morning somewhere in the athlete's day at any UTC hour.
+        let morning = self.cursors.utc_offset_minutes.is_none() || local.hour() >= MORNING_HOUR;
+        morning
+            && match self.newest(kind) {
+                Some(newest) => newest < today && today - newest <= tracking,
+                None => new_athlete,
+            }
     }
 }
 
@@ -259,6 +272,13 @@ mod tests {
         assert!(Rhythm::new(&away, at(27, 15), polling).due(DataKind::Sleep));
         let never = cursors(&[read(DataKind::Sleep, at(27, 9), None)], Some(0));
         assert!(!Rhythm::new(&never, at(27, 10), polling).due(DataKind::Sleep));
+        // Linked yesterday: their habits are not known yet, so today's night is looked for, at any
+        // hour while no record told their time zone.
+        let new = Rhythm::new(&never, at(27, 10), polling).linked_at(Some(at(26, 10)));
+        assert!(new.due(DataKind::Sleep));
+        let unknown_zone = cursors(&[read(DataKind::Sleep, at(27, 0), None)], None);
+        let new = Rhythm::new(&unknown_zone, at(27, 1), polling).linked_at(Some(at(26, 10)));
+        assert!(new.due(DataKind::Sleep));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::Connector;
 use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
-use crate::error::Disposition;
+use crate::error::{DeferCause, Deferral, Disposition};
 use crate::ids::{AccessToken, AthleteUuid};
 use crate::model::{Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, SyncCursors};
 use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation};
@@ -84,18 +84,10 @@ pub enum SyncOutcome {
     /// The job had nothing to do: unknown athlete, or not linked (revoked jobs become no-ops).
     Skipped(&'static str),
     /// Try again later; the job goes back on the queue with a delay (not a failed receive).
-    Deferred {
-        /// When.
-        until: DateTime<Utc>,
-        /// Why (budget, busy athlete, 429).
-        reason: &'static str,
-    },
+    Deferred(Deferral),
     /// Budget or a 429 block lasts beyond the queue's longest delay: the job is dropped and the athlete
     /// left due, so the fan-out sends it again when there is budget.
-    Released {
-        /// Why.
-        reason: &'static str,
-    },
+    Released(DeferCause),
     /// Polar confirmed the token is dead: the athlete now needs reauthorisation.
     Reauthorise,
     /// The athlete's Polar consents are missing: recorded, retried at the next interval.
@@ -112,11 +104,25 @@ impl SyncOutcome {
             Self::Synced(c) if c.created + c.updated + c.recovered == 0 => "unchanged",
             Self::Synced(_) => "synced",
             Self::Skipped(_) => "skipped",
-            Self::Deferred { .. } => "deferred",
-            Self::Released { .. } => "released",
+            Self::Deferred(_) => "deferred",
+            Self::Released(_) => "released",
             Self::Reauthorise => "reauthorise",
             Self::ConsentsMissing => "consents_missing",
             Self::Unfinished(_) => "unfinished",
+        }
+    }
+
+    /// What the job's end calls for beyond acknowledging its message: a deferral goes back on the queue,
+    /// a confirmed 401 was recorded. `None` for a job that is done (or continues in a follow-up).
+    pub fn disposition(&self) -> Option<Disposition> {
+        match self {
+            Self::Deferred(deferral) => Some(Disposition::Defer(*deferral)),
+            Self::Reauthorise => Some(Disposition::Reauthorise),
+            Self::Synced(_)
+            | Self::Skipped(_)
+            | Self::Released(_)
+            | Self::ConsentsMissing
+            | Self::Unfinished(_) => None,
         }
     }
 }
@@ -214,10 +220,10 @@ where
             .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
             .await?
         {
-            return Ok(SyncReport::only(SyncOutcome::Deferred {
+            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
                 until: now + BUSY_RETRY,
-                reason: "athlete busy",
-            }));
+                cause: DeferCause::AthleteBusy,
+            })));
         }
         let reading_before = self.polar.latest_rate_limit();
         let result = match self.store.get_athlete(&job.athlete).await {
@@ -275,10 +281,10 @@ where
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
-            return Ok(SyncReport::only(SyncOutcome::Deferred {
+            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
                 until: now + Duration::minutes(15),
-                reason: "Smartabase user id not known yet",
-            }));
+                cause: DeferCause::SmartabaseUserUnknown,
+            })));
         };
         let token = self.open_token(&job.athlete).await?;
 
@@ -287,7 +293,7 @@ where
             Ok(()) => {}
             Err(BudgetError::Exhausted(e)) => {
                 return Ok(self
-                    .defer_or_release(job, e.until, now, "Polar rate budget")
+                    .defer_or_release(job, e.until, now, DeferCause::PolarBudget)
                     .await?);
             }
             Err(BudgetError::Store(e)) => return Err(e.into()),
@@ -487,7 +493,12 @@ where
                     warn!(error = %e, "could not record the 429 in the budget");
                 }
                 Ok(self
-                    .defer_or_release(job, polar_wait_until(now, seconds), now, "Polar 429")
+                    .defer_or_release(
+                        job,
+                        polar_wait_until(now, seconds),
+                        now,
+                        DeferCause::PolarRateLimited,
+                    )
                     .await?)
             }
             Stop::Consents => {
@@ -516,10 +527,13 @@ where
         job: &SyncJob,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        reason: &'static str,
+        cause: DeferCause,
     ) -> Result<SyncReport, StoreError> {
         if until - now <= Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) {
-            return Ok(SyncReport::only(SyncOutcome::Deferred { until, reason }));
+            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
+                until,
+                cause,
+            })));
         }
         // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget returns.
         self.update_athlete(&job.athlete, |a| {
@@ -529,7 +543,7 @@ where
             }
         })
         .await?;
-        Ok(SyncReport::only(SyncOutcome::Released { reason }))
+        Ok(SyncReport::only(SyncOutcome::Released(cause)))
     }
 
     /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the

@@ -6,12 +6,9 @@ use serde_json::json;
 use shared::clock::Clock;
 use shared::edge::{header, is_route};
 use shared::metrics::Metrics;
-use shared::polar::PolarApi;
 use shared::queue::JobQueue;
-use shared::smartabase::SmartabaseApi;
-use shared::store::Store;
-use shared::usecase::Connector;
-use shared::usecase::webhook::{WebhookError, WebhookOutcome};
+use shared::store::{AthleteStore, MarkerStore, SettingsStore};
+use shared::usecase::webhook::{WebhookError, WebhookOutcome, WebhookPorts};
 use tracing::{error, warn};
 
 /// Polar's event header.
@@ -20,15 +17,13 @@ pub const EVENT_HEADER: &str = "polar-webhook-event";
 pub const SIGNATURE_HEADER: &str = "polar-webhook-signature";
 
 /// Handles one delivery.
-pub async fn handle<S, Q, P, B, C>(
-    connector: &Connector<S, Q, P, B, C>,
+pub async fn handle<S, Q, C>(
+    ports: WebhookPorts<'_, S, Q, C>,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error>
 where
-    S: Store,
+    S: AthleteStore + MarkerStore + SettingsStore,
     Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
     C: Clock,
 {
     if !is_route(&request, "POST", "/polar/webhook") {
@@ -36,7 +31,7 @@ where
     }
     let body: &[u8] = request.body().as_ref();
     let mut metrics = Metrics::new("polar-webhook");
-    let response = match connector
+    let response = match ports
         .webhook(
             header(&request, EVENT_HEADER),
             header(&request, SIGNATURE_HEADER),
@@ -72,7 +67,7 @@ where
             reply(status, json!({"error": public}))
         }
     };
-    metrics.emit(connector.now());
+    metrics.emit(ports.clock.now());
     Ok(response)
 }
 

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use tracing::{Span, info, warn};
 
 use super::{Connector, STORED_TOKEN_MARKER};
@@ -22,7 +22,7 @@ use crate::model::{
     POLAR_ACCOUNT_OF_ANOTHER_ATHLETE, PendingLink, StoredToken, SyncCursors, TokenSource,
 };
 use crate::polar::{PolarApi, PolarError, Registration};
-use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
+use crate::queue::{JobKind, JobQueue};
 use crate::smartabase::SmartabaseApi;
 use crate::store::{Store, StoreError};
 
@@ -696,42 +696,5 @@ where
             }
         })
         .await
-    }
-
-    /// Queues a job for `athlete` now, guarded by the queued marker; `false` if it was not queued (already
-    /// queued, or the queue failed — the athlete stays due, so the fan-out takes it).
-    pub async fn enqueue_now(
-        &self,
-        athlete: &AthleteUuid,
-        kind: JobKind,
-        now: DateTime<Utc>,
-    ) -> bool {
-        let until = now + super::QUEUED_MARKER_TTL;
-        match self.store.mark_queued(athlete, until, now).await {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(e) => {
-                warn!(athlete = %athlete, error = %e, "could not mark the athlete queued");
-                return false;
-            }
-        }
-        let job = SyncJob::new(athlete.clone(), kind, Vec::new(), now);
-        match self
-            .queue
-            .send_batch(&[Outgoing {
-                job,
-                delay_seconds: 0,
-            }])
-            .await
-        {
-            Ok(failed) if failed.is_empty() => true,
-            result => {
-                warn!(athlete = %athlete, queue_error = ?result.err(), "could not queue a sync job");
-                if let Err(e) = self.store.clear_queued(athlete).await {
-                    warn!(athlete = %athlete, error = %e, "could not clear the queued marker");
-                }
-                false
-            }
-        }
     }
 }

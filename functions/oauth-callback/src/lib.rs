@@ -152,7 +152,7 @@ where
                 CallbackError::ConsentsMissing => &pages::CONSENTS_MISSING,
                 CallbackError::AccountOfAnotherAthlete => &pages::ACCOUNT_OF_ANOTHER_ATHLETE,
                 CallbackError::PolarUnavailable(_) | CallbackError::Store(_) => &pages::TRY_AGAIN,
-                CallbackError::Misconfigured(_) | CallbackError::Crypto => &pages::OUR_FAULT,
+                CallbackError::Misconfigured(_) | CallbackError::Crypto(_) => &pages::OUR_FAULT,
             };
             if shown.status >= 500 {
                 error!(error = %e, outcome = "failed", "callback failed");

@@ -14,7 +14,7 @@ use tracing::{Span, info, warn};
 
 use super::{Connector, STORED_TOKEN_MARKER};
 use crate::clock::Clock;
-use crate::crypto::{LinkError, matches_sha256_hex, random_hex, sha256_hex};
+use crate::crypto::{CryptoError, LinkError, matches_sha256_hex, random_hex, sha256_hex};
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, PolarUserId};
 use crate::model::{
@@ -155,16 +155,16 @@ pub enum CallbackError {
     AccountOfAnotherAthlete,
     /// Polar failed or timed out on the code exchange; nothing was stored, the athlete can retry.
     #[error("Polar is unavailable: {0}")]
-    PolarUnavailable(PolarError),
+    PolarUnavailable(#[source] PolarError),
     /// Our Polar client credentials are wrong (an operator must fix the secret).
     #[error("the connector's Polar client is misconfigured: {0}")]
-    Misconfigured(PolarError),
+    Misconfigured(#[source] PolarError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Sealing failed.
     #[error("token could not be sealed")]
-    Crypto,
+    Crypto(#[source] CryptoError),
 }
 
 impl CallbackError {
@@ -172,7 +172,7 @@ impl CallbackError {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::PolarUnavailable(_) | Self::Store(_) => Disposition::Retry,
-            Self::Misconfigured(_) | Self::Crypto => Disposition::Bug,
+            Self::Misconfigured(_) | Self::Crypto(_) => Disposition::Bug,
             _ => Disposition::Reject,
         }
     }
@@ -330,7 +330,7 @@ where
         let sealed = self
             .cipher
             .seal(&athlete, &grant.access_token)
-            .map_err(|_| CallbackError::Crypto)?;
+            .map_err(CallbackError::Crypto)?;
         let pending = PendingLink {
             athlete: athlete.clone(),
             token: StoredToken {

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::Connector;
 use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
+use crate::crypto::CryptoError;
 use crate::error::{DeferCause, Deferral, Disposition};
 use crate::ids::{AccessToken, AthleteUuid};
 use crate::model::{Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, SyncCursors};
@@ -132,10 +133,10 @@ impl SyncOutcome {
 pub enum SyncError {
     /// Polar failed transiently (5xx, timeout, dropped connection, malformed body).
     #[error("Polar: {0}")]
-    Polar(PolarError),
+    Polar(#[source] PolarError),
     /// Smartabase failed or did not confirm.
     #[error("Smartabase: {0}")]
-    Smartabase(SmartabaseError),
+    Smartabase(#[source] SmartabaseError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -147,16 +148,19 @@ pub enum SyncError {
         /// The first failure.
         first: String,
     },
-    /// A Linked athlete without a readable token: a defect or a rotated key.
+    /// A Linked athlete without a stored token: a defect.
+    #[error("the athlete's token cannot be used: no token stored")]
+    NoToken,
+    /// A Linked athlete whose token does not open: a defect or a rotated key.
     #[error("the athlete's token cannot be used: {0}")]
-    Token(String),
+    Token(#[source] CryptoError),
 }
 
 impl SyncError {
     /// What the failure calls for.
     pub fn disposition(&self) -> Disposition {
         match self {
-            Self::Token(_) => Disposition::Bug,
+            Self::NoToken | Self::Token(_) => Disposition::Bug,
             _ => Disposition::Retry,
         }
     }
@@ -405,10 +409,10 @@ where
             .store
             .get_token(athlete)
             .await?
-            .ok_or_else(|| SyncError::Token("no token stored".into()))?;
+            .ok_or(SyncError::NoToken)?;
         self.cipher
             .open(athlete, &stored.sealed)
-            .map_err(|e| SyncError::Token(e.to_string()))
+            .map_err(SyncError::Token)
     }
 
     /// Records a job's end on the athlete: its cursors, and for a full sync done without failures, when
@@ -692,5 +696,37 @@ mod tests {
 
     fn athlete_uuid() -> AthleteUuid {
         AthleteUuid::parse("a-1").unwrap()
+    }
+
+    #[test]
+    fn a_token_that_does_not_open_is_a_bug_whose_error_chain_never_shows_the_token() {
+        use base64::Engine as _;
+        let key = crate::config::EncryptionKey::from_base64(
+            &base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
+        )
+        .unwrap();
+        let cipher = crate::crypto::TokenCipher::new(&key);
+        let sealed = cipher
+            .seal(&athlete_uuid(), &AccessToken::new("POLAR-TOKEN-xyz"))
+            .unwrap();
+        let other = AthleteUuid::parse("a-2").unwrap();
+        let error = SyncError::Token(cipher.open(&other, &sealed).unwrap_err());
+
+        let mut chain = vec![error.to_string()];
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        assert_eq!(
+            chain.len(),
+            2,
+            "the cipher's error is kept as the source: {chain:?}"
+        );
+        for line in &chain {
+            assert!(!line.contains("POLAR-TOKEN"), "{line}");
+            assert!(!line.contains(sealed.as_str()), "{line}");
+        }
+        assert_eq!(error.disposition(), Disposition::Bug);
     }
 }

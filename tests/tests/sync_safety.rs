@@ -15,7 +15,7 @@ use shared::queue::SyncJob;
 use shared::store::Store;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
 use sync_support::*;
-use testkit::world::{World, WorldOptions, no_deadline};
+use testkit::world::{World, WorldOptions};
 
 /// Polar's local "today" for an athlete.
 fn local_today(world: &World<impl Store>, offset: i32) -> NaiveDate {
@@ -160,27 +160,6 @@ async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_sessi
         assert_eq!(polar_paths(&world, a.polar).len(), 4);
         assert_every_served_record_landed_once(&world, a);
     }
-}
-
-/// Receives one batch and hands it to the worker once, like one Lambda invocation; returns how many
-/// messages were delivered and the ids the worker reported as failed.
-async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (delivered.len(), failed)
 }
 
 #[tokio::test]
@@ -538,15 +517,7 @@ async fn a_slow_smartabase_never_sends_an_innocent_job_to_the_dead_letter_queue(
     for a in &athletes {
         assert_smartabase_matches_polar(&world, a);
     }
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
 }
 
 /// Records Polar serves for an athlete, of every kind.

@@ -339,16 +339,7 @@ async fn lost_import_answers_of_the_optional_forms_never_become_duplicates() {
         generate_all(&world, a, 12);
     }
     // Every import lands but its answer is lost; the retries look up before writing.
-    world
-        .smartabase
-        .add_fault(FaultRule::probability(
-            Some(Endpoint::EventsImport),
-            FaultKind::DropConnection {
-                after_processing: true,
-            },
-            1.0,
-        ))
-        .unwrap();
+    lose_every_import_answer(&world);
     let (delivered, failed) = one_delivery(&world).await;
     assert_eq!(
         (delivered, failed.len()),

@@ -38,16 +38,7 @@ async fn many_lost_answers_on_a_smartabase_slow_to_search_are_delivered_once_acr
             0.7,
         ))
         .unwrap();
-    world
-        .smartabase
-        .add_fault(FaultRule::probability(
-            Some(Endpoint::EventsImport),
-            FaultKind::DropConnection {
-                after_processing: true,
-            },
-            1.0,
-        ))
-        .unwrap();
+    lose_every_import_answer(&world);
     let WorkerInvocation {
         delivered, failed, ..
     } = invoke_worker_once(&world, Instant::now() + StdDuration::from_secs(600)).await;

@@ -227,16 +227,7 @@ async fn an_import_answer_nobody_can_read_is_looked_up_before_anything_is_sent_a
 /// Every import of the next job lands but its answer is lost (the job fails); then SQS retries it with
 /// Smartabase answering again. Returns the Smartabase calls of the retry, by endpoint.
 async fn lose_every_import_answer_then_retry(world: &World<impl Store>) -> HashMap<String, usize> {
-    world
-        .smartabase
-        .add_fault(FaultRule::probability(
-            Some(Endpoint::EventsImport),
-            FaultKind::DropConnection {
-                after_processing: true,
-            },
-            1.0,
-        ))
-        .unwrap();
+    lose_every_import_answer(world);
     let (delivered, failed) = one_delivery(world).await;
     assert_eq!(
         (delivered, failed.len()),

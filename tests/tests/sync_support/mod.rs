@@ -862,6 +862,20 @@ pub async fn stored_athlete<S: Store>(world: &World<S>, athlete: &Linked) -> Ath
 }
 
 /// Paths of the Polar data calls made for one account since the log was last cleared.
+/// From now on every Smartabase import lands, but its answer is lost on the wire.
+pub fn lose_every_import_answer(world: &World<impl Store>) {
+    world
+        .smartabase
+        .add_fault(smartabase_sim::FaultRule::probability(
+            Some(smartabase_sim::Endpoint::EventsImport),
+            smartabase_sim::FaultKind::DropConnection {
+                after_processing: true,
+            },
+            1.0,
+        ))
+        .unwrap();
+}
+
 /// One Lambda invocation of the worker: receives one batch, hands it to the worker, which starts no work
 /// after `deadline`, and settles it as Lambda would (the failed ids stay on the queue).
 pub async fn invoke_worker_once(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::budget::BudgetState;
+use serde::de::DeserializeOwned;
 use shared::ids::{AthleteUuid, AuthState, PolarUserId};
 use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 use shared::store::{
@@ -338,14 +338,16 @@ impl<S: LockStore> LockStore for MeteredStore<S> {
 }
 
 impl<S: BudgetStore> BudgetStore for MeteredStore<S> {
-    async fn load_budget(&self) -> Result<Option<(BudgetState, u64)>, StoreError> {
+    async fn load_budget<T: DeserializeOwned + Send>(
+        &self,
+    ) -> Result<Option<(T, u64)>, StoreError> {
         self.meter.read(1, 1);
         self.inner.load_budget().await
     }
 
-    async fn save_budget(
+    async fn save_budget<T: Serialize + Sync>(
         &self,
-        state: &BudgetState,
+        state: &T,
         expected_version: u64,
     ) -> Result<u64, StoreError> {
         self.meter.write(1, 1);

@@ -853,7 +853,7 @@ async fn one_of_twenty_concurrent_locks_wins<S: Store>(store: &S) {
 }
 
 async fn budget_saves_check_the_version<S: Store>(store: &S) {
-    assert_eq!(store.load_budget().await.unwrap(), None);
+    assert_eq!(store.load_budget::<BudgetState>().await.unwrap(), None);
     let state = BudgetState::initial(LimitFormula::POLAR, 3);
     assert_eq!(store.save_budget(&state, 0).await.unwrap(), 1);
     assert!(matches!(
@@ -892,7 +892,7 @@ async fn concurrent_budget_updates_lose_nothing<S: Store>(store: &S) {
         panic!("no progress under contention");
     };
     join_all((0..20).map(|_| spend_one())).await;
-    let (state, version) = store.load_budget().await.unwrap().unwrap();
+    let (state, version) = store.load_budget::<BudgetState>().await.unwrap().unwrap();
     assert_eq!((state.short.used, version), (20, 20));
 }
 

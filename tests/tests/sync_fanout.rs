@@ -19,7 +19,7 @@ async fn set_budget<S: Store>(world: &World<S>, state: BudgetState) {
     let version = world
         .connector
         .store
-        .load_budget()
+        .load_budget::<BudgetState>()
         .await
         .unwrap()
         .map_or(0, |(_, v)| v);

@@ -7,13 +7,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
-use super::dynamo::preferred_for_polar_user;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::schema;
 use super::{
     AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
-    PageToken, SettingsStore, StoreError, StoredState, TokenStore,
+    PageToken, SettingsStore, StoreError, StoredState, TokenStore, preferred_for_polar_user,
 };
-use crate::budget::BudgetState;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::{
     Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, PendingLink, StoredToken,
@@ -30,7 +31,8 @@ struct State {
     ledger: HashMap<AthleteUuid, BTreeMap<LedgerKey, LedgerEntry>>,
     /// athlete → (owner, locked until, epoch seconds)
     locks: HashMap<AthleteUuid, (String, i64)>,
-    budget: Option<(BudgetState, u64)>,
+    /// The budget document as DynamoDB keeps it (serialised), and its version.
+    budget: Option<(String, u64)>,
     /// key → claimed until, epoch seconds
     markers: HashMap<String, i64>,
     settings: HashMap<String, String>,
@@ -388,22 +390,35 @@ impl LockStore for MemoryStore {
 }
 
 impl BudgetStore for MemoryStore {
-    async fn load_budget(&self) -> Result<Option<(BudgetState, u64)>, StoreError> {
-        Ok(self.state()?.budget)
+    async fn load_budget<T: DeserializeOwned + Send>(
+        &self,
+    ) -> Result<Option<(T, u64)>, StoreError> {
+        let Some((document, version)) = self.state()?.budget.clone() else {
+            return Ok(None);
+        };
+        let state = serde_json::from_str(&document).map_err(|e| StoreError::Corrupt {
+            key: "BUDGET/POLAR".to_string(),
+            reason: format!("budget state: {e}"),
+        })?;
+        Ok(Some((state, version)))
     }
 
-    async fn save_budget(
+    async fn save_budget<T: Serialize + Sync>(
         &self,
-        budget: &BudgetState,
+        budget: &T,
         expected_version: u64,
     ) -> Result<u64, StoreError> {
+        let document = serde_json::to_string(budget).map_err(|e| StoreError::Corrupt {
+            key: "BUDGET/POLAR".to_string(),
+            reason: format!("budget state: {e}"),
+        })?;
         let mut state = self.state()?;
-        let stored = state.budget.map_or(0, |(_, v)| v);
+        let stored = state.budget.as_ref().map_or(0, |(_, v)| *v);
         if stored != expected_version {
             return Err(StoreError::Conflict("polar rate budget".to_string()));
         }
         let version = expected_version + 1;
-        state.budget = Some((*budget, version));
+        state.budget = Some((document, version));
         Ok(version)
     }
 }

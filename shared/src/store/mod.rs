@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::budget::BudgetState;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 
@@ -35,6 +36,21 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+}
+
+/// Of several athletes carrying one Polar user id, the one a webhook means: the linked one, else the
+/// most recently linked, ties by UUID. Both stores apply this rule.
+pub(crate) fn preferred_for_polar_user<'a>(
+    candidates: impl Iterator<Item = &'a Athlete>,
+) -> Option<AthleteUuid> {
+    candidates
+        .min_by(|a, b| {
+            (a.status != AthleteStatus::Linked)
+                .cmp(&(b.status != AthleteStatus::Linked))
+                .then(b.linked_at.cmp(&a.linked_at))
+                .then(a.uuid.cmp(&b.uuid))
+        })
+        .map(|a| a.uuid.clone())
 }
 
 /// A page position for listings; opaque to callers.
@@ -223,16 +239,18 @@ pub trait LockStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The app-wide Polar rate budget, read and written with optimistic concurrency.
+/// The app-wide Polar rate budget as one versioned document, read and written with optimistic
+/// concurrency. The store keeps the document's serialisation and nothing of its meaning: that is
+/// `crate::budget`'s, which depends on this port and never the other way round.
 pub trait BudgetStore: Send + Sync {
     /// The budget and its version (`None` before the first write).
-    fn load_budget(
+    fn load_budget<T: DeserializeOwned + Send>(
         &self,
-    ) -> impl Future<Output = Result<Option<(BudgetState, u64)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(T, u64)>, StoreError>> + Send;
     /// Writes the budget if the version is still `expected_version` (0 = must not exist); returns the new version.
-    fn save_budget(
+    fn save_budget<T: Serialize + Sync>(
         &self,
-        state: &BudgetState,
+        state: &T,
         expected_version: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -5,6 +5,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::clock::Clock;
 use shared::edge::{header, is_route};
+use shared::error::Disposition;
 use shared::metrics::Metrics;
 use shared::queue::JobQueue;
 use shared::store::{AthleteStore, MarkerStore, SettingsStore};
@@ -59,10 +60,13 @@ where
                 WebhookError::Malformed(_) => (400, e.to_string()),
                 WebhookError::Store(_) => (503, "temporarily unavailable; retry".to_string()),
             };
-            if status >= 500 || matches!(e, WebhookError::NotConfigured) {
-                error!(error = %e, outcome = "failed", "webhook delivery failed");
-            } else {
-                warn!(error = %e, outcome = "rejected", "webhook delivery refused");
+            match e.disposition() {
+                Disposition::Retry | Disposition::Bug => {
+                    error!(error = %e, outcome = "failed", "webhook delivery failed")
+                }
+                Disposition::Reject | Disposition::Defer(_) | Disposition::Reauthorise => {
+                    warn!(error = %e, outcome = "rejected", "webhook delivery refused")
+                }
             }
             reply(status, json!({"error": public}))
         }

@@ -171,7 +171,10 @@ impl CallbackError {
     /// What the failure calls for.
     pub fn disposition(&self) -> Disposition {
         match self {
-            Self::PolarUnavailable(_) | Self::Store(_) => Disposition::Retry,
+            // Polar's own error on the redirect: the athlete tries again in a few minutes.
+            Self::PolarUnavailable(_) | Self::PolarReportedError | Self::Store(_) => {
+                Disposition::Retry
+            }
             Self::Misconfigured(_) | Self::Crypto(_) => Disposition::Bug,
             _ => Disposition::Reject,
         }
@@ -696,5 +699,34 @@ where
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_the_athlete_can_repeat_later_is_a_retry_and_one_they_refused_is_final() {
+        assert_eq!(
+            CallbackError::PolarReportedError.disposition(),
+            Disposition::Retry
+        );
+        assert_eq!(
+            CallbackError::PolarUnavailable(PolarError::Timeout).disposition(),
+            Disposition::Retry
+        );
+        assert_eq!(
+            CallbackError::AccessDenied.disposition(),
+            Disposition::Reject
+        );
+        assert_eq!(
+            CallbackError::StateUsedOrExpired.disposition(),
+            Disposition::Reject
+        );
+        assert_eq!(
+            CallbackError::Misconfigured(PolarError::InvalidClient).disposition(),
+            Disposition::Bug
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::polar::{PolarClient, PolarEndpoints};
 use crate::queue::{JobQueue, SqsQueue};
 use crate::smartabase::SmartabaseClient;
 use crate::store::{DynamoStore, SettingsStore, Store};
+use crate::usecase::webhook::WebhookPorts;
 use crate::usecase::{Connector, Settings};
 
 /// The setting holding a site's mapping override (`connector mapping set FILE`).
@@ -26,12 +27,79 @@ pub type LiveConnector =
 /// Reads the environment and the secret and builds the live connector; logs and returns the first
 /// configuration problem.
 pub async fn start() -> Result<LiveConnector, ConfigError> {
-    let result = async {
+    logged(async {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
         live_connector(&config, &sdk).await
+    })
+    .await
+}
+
+/// What `polar-webhook` runs on: the store, the queue, the clock, the mapping and the settings. It builds
+/// no Polar or Smartabase client (the webhook verifies, queues and answers).
+pub struct WebhookDeps<S, Q, C> {
+    /// Durable state.
+    pub store: S,
+    /// The sync queue.
+    pub queue: Q,
+    /// Time.
+    pub clock: C,
+    /// Form and field names (which optional forms' events are synced).
+    pub mapping: Mapping,
+    /// Polar's webhook signing secret among them.
+    pub settings: Settings,
+}
+
+impl<S, Q, C> WebhookDeps<S, Q, C> {
+    /// The ports the webhook use case takes.
+    pub fn ports(&self) -> WebhookPorts<'_, S, Q, C> {
+        WebhookPorts {
+            store: &self.store,
+            queue: &self.queue,
+            clock: &self.clock,
+            mapping: &self.mapping,
+            settings: &self.settings,
+        }
     }
-    .await;
+}
+
+/// [`start`] for `polar-webhook`: the same configuration and secret, without the Polar and Smartabase
+/// clients.
+pub async fn start_webhook() -> Result<WebhookDeps<DynamoStore, SqsQueue, SystemClock>, ConfigError>
+{
+    logged(async {
+        let config = Config::from_env()?;
+        let sdk = aws::sdk_config().await;
+        live_webhook(&config, &sdk).await
+    })
+    .await
+}
+
+/// The webhook's dependencies for `config` on the AWS endpoint of `sdk` (the secret and the mapping read
+/// concurrently, as for [`live_connector`]).
+pub async fn live_webhook(
+    config: &Config,
+    sdk: &SdkConfig,
+) -> Result<WebhookDeps<DynamoStore, SqsQueue, SystemClock>, ConfigError> {
+    let store = DynamoStore::from_config(sdk, config.table.clone());
+    let queue = SqsQueue::from_config(sdk, config.sync_queue_url.clone());
+    let (secrets, mapping) = tokio::try_join!(
+        aws::read_secrets(sdk, &config.secret_id),
+        load_mapping(&store)
+    )?;
+    Ok(WebhookDeps {
+        store,
+        queue,
+        clock: SystemClock,
+        mapping,
+        settings: Settings::new(config, &secrets),
+    })
+}
+
+async fn logged<T>(
+    start: impl std::future::Future<Output = Result<T, ConfigError>>,
+) -> Result<T, ConfigError> {
+    let result = start.await;
     if let Err(e) = &result {
         tracing::error!(error = %e, "start-up failed: fix the configuration");
     }

@@ -8,7 +8,7 @@ pub enum Disposition {
     /// Transient (5xx, timeout, throttling): let the message fail so SQS retries with backoff, then DLQ.
     Retry,
     /// Not now (429, budget exhausted, athlete busy): re-enqueue with a delay; not a failed receive.
-    Defer { until: DateTime<Utc> },
+    Defer(Deferral),
     /// Polar confirmed the athlete's token is dead: mark `Needs Reauthorisation`, stop scheduling.
     Reauthorise,
     /// Bad input or signature: final, logged, acknowledged.
@@ -17,12 +17,51 @@ pub enum Disposition {
     Bug,
 }
 
+/// Work that must wait: until when, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferral {
+    /// The earliest instant the work can succeed.
+    pub until: DateTime<Utc>,
+    /// What it waits for.
+    pub cause: DeferCause,
+}
+
+/// What deferred work waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferCause {
+    /// Another job holds the athlete's lock.
+    AthleteBusy,
+    /// The app-wide Polar rate budget is spent.
+    PolarBudget,
+    /// Polar answered 429.
+    PolarRateLimited,
+    /// Linked on the web before the scan saw the athlete on the roster: no Smartabase user id yet.
+    SmartabaseUserUnknown,
+}
+
+impl DeferCause {
+    /// The `reason` field of the log line (stable: dashboards and the bench count by it).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AthleteBusy => "athlete busy",
+            Self::PolarBudget => "Polar rate budget",
+            Self::PolarRateLimited => "Polar 429",
+            Self::SmartabaseUserUnknown => "Smartabase user id not known yet",
+        }
+    }
+
+    /// Whether the wait is for Polar's rate limit (the `BudgetDeferrals` metric).
+    pub fn is_polar_limit(self) -> bool {
+        matches!(self, Self::PolarBudget | Self::PolarRateLimited)
+    }
+}
+
 impl Disposition {
     /// The `outcome` field of the unit of work's log line.
     pub fn outcome(self) -> &'static str {
         match self {
             Self::Retry => "failed",
-            Self::Defer { .. } => "deferred",
+            Self::Defer(_) => "deferred",
             Self::Reauthorise => "reauthorise",
             Self::Reject => "rejected",
             Self::Bug => "failed",

@@ -204,7 +204,9 @@ where
                 oauth_callback::handle(connector, lambda_request).await
             }
             "/polar/revoke" => revoke_hook::handle(connector, lambda_request).await,
-            "/polar/webhook" => polar_webhook::handle(connector, lambda_request).await,
+            "/polar/webhook" => {
+                polar_webhook::handle(connector.webhook_ports(), lambda_request).await
+            }
             _ => Ok(Response::builder()
                 .status(404)
                 .body(Body::from("not found"))?),

@@ -391,15 +391,7 @@ async fn a_webhook_naming_a_day_polar_no_longer_serves_syncs_the_athlete_fully_i
             .all(|p| !p.starts_with("/v3/users/activities/2") && !p.contains('+')),
         "Polar was asked for a day it cannot serve: {asked:?}"
     );
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
     assert_smartabase_matches_polar(&world, &a);
 }
 

@@ -16,7 +16,7 @@ use shared::store::Store;
 use shared::usecase::sync::NIGHT_RHYTHM;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
-use testkit::world::{World, WorldOptions, no_deadline};
+use testkit::world::{World, WorldOptions};
 
 /// A site with every optional form enabled; the history backfill is off (its own tests cover the optional
 /// forms), so Polar calls are the regular sync's alone.
@@ -341,16 +341,7 @@ async fn lost_import_answers_of_the_optional_forms_never_become_duplicates() {
         generate_all(&world, a, 12);
     }
     // Every import lands but its answer is lost; the retries look up before writing.
-    world
-        .smartabase
-        .add_fault(FaultRule::probability(
-            Some(Endpoint::EventsImport),
-            FaultKind::DropConnection {
-                after_processing: true,
-            },
-            1.0,
-        ))
-        .unwrap();
+    lose_every_import_answer(&world);
     let (delivered, failed) = one_delivery(&world).await;
     assert_eq!(
         (delivered, failed.len()),
@@ -380,27 +371,6 @@ async fn lost_import_answers_of_the_optional_forms_never_become_duplicates() {
         let entries = ledger(&world, a).await;
         assert!(entries.values().all(|e| e.state == LedgerState::Confirmed));
     }
-}
-
-/// Receives one batch and hands it to the worker once, like one Lambda invocation; returns how many
-/// messages were delivered and the ids the worker reported as failed.
-async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (delivered.len(), failed)
 }
 
 /// Registers the webhook for the events the site's enabled forms need, as `connector webhook register`

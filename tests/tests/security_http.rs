@@ -397,7 +397,7 @@ fn every_http_function_answers_any_event_with_a_contract_status_and_reflects_not
                     ),
                     (
                         "polar-webhook",
-                        polar_webhook::handle(&world.connector, request()).await,
+                        polar_webhook::handle(world.connector.webhook_ports(), request()).await,
                     ),
                 ] {
                     let (status, content_type, body) = parts(response.unwrap());

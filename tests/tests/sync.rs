@@ -471,27 +471,6 @@ async fn the_same_sqs_message_delivered_twice_creates_no_duplicates() {
     );
 }
 
-/// Receives one batch and hands it to the worker once, like one Lambda invocation; returns the
-/// message ids the worker reported as failed.
-async fn one_delivery<S: shared::store::Store>(world: &World<S>) -> (usize, Vec<String>) {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (delivered.len(), failed)
-}
-
 #[tokio::test]
 async fn smartabase_failure_with_http_200_fails_the_job_and_the_retry_writes_once() {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
@@ -531,15 +510,7 @@ async fn smartabase_failure_with_http_200_fails_the_job_and_the_retry_writes_onc
             .values()
             .all(|e| e.state == LedgerState::Confirmed && e.event_id.is_some())
     );
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
     let stored = stored_athlete(&world, a).await;
     assert!(stored.last_sync_at.is_some());
     assert_ne!(stored.cursors, Default::default());
@@ -581,12 +552,7 @@ async fn a_lost_answer_is_found_in_smartabase_and_never_written_twice() {
         "the retry looked first"
     );
     assert_smartabase_matches_polar(&world, a);
-    assert!(
-        ledger(&world, a)
-            .await
-            .values()
-            .all(|e| e.state == LedgerState::Confirmed)
-    );
+    assert_every_entry_confirmed(&world, a).await;
 }
 
 #[tokio::test]
@@ -692,10 +658,5 @@ async fn a_success_with_fewer_ids_than_events_is_not_done_and_the_retry_fills_th
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (1, 0));
     assert_smartabase_matches_polar(&world, a);
-    assert!(
-        ledger(&world, a)
-            .await
-            .values()
-            .all(|e| e.state == LedgerState::Confirmed)
-    );
+    assert_every_entry_confirmed(&world, a).await;
 }

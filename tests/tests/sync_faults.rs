@@ -37,32 +37,6 @@ fn new_exercise() -> NewRecord {
     }
 }
 
-/// Receives one batch and hands it to the worker once; returns (delivered, failed ids, bodies).
-async fn one_delivery<S: shared::store::Store>(
-    world: &World<S>,
-) -> (usize, Vec<String>, Vec<String>) {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let bodies = delivered
-        .iter()
-        .filter_map(|r| r.message.body.clone())
-        .collect();
-    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (delivered.len(), failed, bodies)
-}
-
 #[tokio::test]
 async fn a_job_waits_while_a_dead_workers_lock_lives_then_delivers_everything_once() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
@@ -181,12 +155,7 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
     );
     assert_eq!(world.connector.queue.depth().await.unwrap(), 0);
     assert_smartabase_matches_polar(&world, a);
-    assert!(
-        ledger(&world, a)
-            .await
-            .values()
-            .all(|e| e.state == LedgerState::Confirmed)
-    );
+    assert_every_entry_confirmed(&world, a).await;
 }
 
 #[tokio::test]
@@ -275,7 +244,11 @@ async fn polar_5xx_fails_the_message_five_times_then_parks_it_in_the_dlq_intact(
         .inject_fault(polar_fault("/v3/", FaultKind::Status { status: 503 }, 1000))
         .unwrap();
 
-    let (delivered, failed, bodies) = one_delivery(&world).await;
+    let WorkerInvocation {
+        delivered,
+        failed,
+        bodies,
+    } = invoke_worker_once(&world, no_deadline()).await;
     assert_eq!((delivered, failed.len()), (1, 1));
     let original = bodies[0].clone();
     // While the job is retrying, the fan-out does not queue a second one for the athlete.
@@ -350,15 +323,7 @@ async fn dropped_polar_connections_fail_the_message_and_the_retry_delivers() {
         (2, 1),
         "failed once, then delivered"
     );
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
     assert_smartabase_matches_polar(&world, a);
 }
 
@@ -409,12 +374,7 @@ async fn a_revision_whose_update_was_lost_is_written_again_not_taken_as_landed()
     let after = world.smartabase.event(before.id).expect("the same event");
     assert_eq!(after.value("Sleep Score"), Some("99"));
     assert_smartabase_matches_polar(&world, a);
-    assert!(
-        ledger(&world, a)
-            .await
-            .values()
-            .all(|e| e.state == LedgerState::Confirmed)
-    );
+    assert_every_entry_confirmed(&world, a).await;
 }
 
 #[tokio::test]
@@ -444,10 +404,5 @@ async fn a_lookup_answered_with_an_http_200_failure_is_not_taken_as_no_event() {
     let run = world.run_worker().await.unwrap();
     assert_smartabase_matches_polar(&world, a);
     assert_eq!(run.failed, 2, "the fewer ids, then the failed lookups");
-    assert!(
-        ledger(&world, a)
-            .await
-            .values()
-            .all(|e| e.state == LedgerState::Confirmed)
-    );
+    assert_every_entry_confirmed(&world, a).await;
 }

@@ -70,15 +70,7 @@ async fn tiny_rate_limits_with_200_athletes_lose_nothing_and_429s_only_defer() {
         "{refused} of {data_calls} calls refused: a 429 must hold everyone back, not be hammered"
     );
     assert_eq!(failed, 0, "a 429 or a short budget never fails a message");
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
     for a in &athletes {
         assert_smartabase_matches_polar(&world, a);
     }

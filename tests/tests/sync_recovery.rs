@@ -14,29 +14,6 @@ use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::world::{World, WorldOptions};
 
-/// One Lambda invocation of the worker that may start work for `window`; returns (messages, failed).
-async fn one_short_invocation(
-    world: &World<impl Store>,
-    window: StdDuration,
-) -> (usize, Vec<String>) {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event, Instant::now() + window).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (delivered.len(), failed)
-}
-
 /// How many of the athlete's ledger entries are confirmed, and how many more a lookup has settled.
 async fn settled_entries<S: Store>(world: &World<S>, athlete: &Linked) -> (usize, usize) {
     let entries = ledger(world, athlete).await;
@@ -61,17 +38,10 @@ async fn many_lost_answers_on_a_smartabase_slow_to_search_are_delivered_once_acr
             0.7,
         ))
         .unwrap();
-    world
-        .smartabase
-        .add_fault(FaultRule::probability(
-            Some(Endpoint::EventsImport),
-            FaultKind::DropConnection {
-                after_processing: true,
-            },
-            1.0,
-        ))
-        .unwrap();
-    let (delivered, failed) = one_short_invocation(&world, StdDuration::from_secs(600)).await;
+    lose_every_import_answer(&world);
+    let WorkerInvocation {
+        delivered, failed, ..
+    } = invoke_worker_once(&world, Instant::now() + StdDuration::from_secs(600)).await;
     assert_eq!((delivered, failed.len()), (1, 1), "nothing was confirmed");
     let unconfirmed = ledger(&world, a).await.len();
     assert!(unconfirmed > 30, "{unconfirmed} unconfirmed writes");
@@ -107,8 +77,9 @@ async fn many_lost_answers_on_a_smartabase_slow_to_search_are_delivered_once_acr
     let mut invocations = 0;
     let mut settled = (0, 0);
     loop {
-        let (delivered, failed) =
-            one_short_invocation(&world, StdDuration::from_millis(1500)).await;
+        let WorkerInvocation {
+            delivered, failed, ..
+        } = invoke_worker_once(&world, Instant::now() + StdDuration::from_millis(1500)).await;
         if delivered == 0 {
             break;
         }
@@ -146,15 +117,7 @@ async fn many_lost_answers_on_a_smartabase_slow_to_search_are_delivered_once_acr
     );
     assert_eq!(settled, (ledger(&world, a).await.len(), 0));
     assert_smartabase_matches_polar(&world, a);
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
 }
 
 #[tokio::test]
@@ -188,7 +151,9 @@ async fn a_revised_night_whose_event_a_coach_deleted_while_its_update_was_unconf
         .unwrap();
     world.advance(Duration::minutes(61));
     world.fanout().await.unwrap();
-    let (delivered, failed) = one_short_invocation(&world, StdDuration::from_secs(600)).await;
+    let WorkerInvocation {
+        delivered, failed, ..
+    } = invoke_worker_once(&world, Instant::now() + StdDuration::from_secs(600)).await;
     assert_eq!(
         (delivered, failed.len()),
         (1, 1),
@@ -209,12 +174,7 @@ async fn a_revised_night_whose_event_a_coach_deleted_while_its_update_was_unconf
     let run = world.run_worker().await.unwrap();
     assert_eq!(run.failed, 0, "the retry went through first time");
     assert_smartabase_matches_polar(&world, a);
-    assert!(
-        ledger(&world, a)
-            .await
-            .values()
-            .all(|e| e.state == LedgerState::Confirmed)
-    );
+    assert_every_entry_confirmed(&world, a).await;
 }
 
 #[tokio::test]

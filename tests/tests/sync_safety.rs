@@ -15,7 +15,7 @@ use shared::queue::SyncJob;
 use shared::store::Store;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
 use sync_support::*;
-use testkit::world::{World, WorldOptions, no_deadline};
+use testkit::world::{World, WorldOptions};
 
 /// Polar's local "today" for an athlete.
 fn local_today(world: &World<impl Store>, offset: i32) -> NaiveDate {
@@ -168,27 +168,6 @@ async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_sessi
     }
 }
 
-/// Receives one batch and hands it to the worker once, like one Lambda invocation; returns how many
-/// messages were delivered and the ids the worker reported as failed.
-async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (delivered.len(), failed)
-}
-
 #[tokio::test]
 async fn an_import_answer_nobody_can_read_is_looked_up_before_anything_is_sent_again() {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
@@ -254,16 +233,7 @@ async fn an_import_answer_nobody_can_read_is_looked_up_before_anything_is_sent_a
 /// Every import of the next job lands but its answer is lost (the job fails); then SQS retries it with
 /// Smartabase answering again. Returns the Smartabase calls of the retry, by endpoint.
 async fn lose_every_import_answer_then_retry(world: &World<impl Store>) -> HashMap<String, usize> {
-    world
-        .smartabase
-        .add_fault(FaultRule::probability(
-            Some(Endpoint::EventsImport),
-            FaultKind::DropConnection {
-                after_processing: true,
-            },
-            1.0,
-        ))
-        .unwrap();
+    lose_every_import_answer(world);
     let (delivered, failed) = one_delivery(world).await;
     assert_eq!(
         (delivered, failed.len()),
@@ -544,15 +514,7 @@ async fn a_slow_smartabase_never_sends_an_innocent_job_to_the_dead_letter_queue(
     for a in &athletes {
         assert_smartabase_matches_polar(&world, a);
     }
-    assert!(
-        world
-            .connector
-            .queue
-            .dead_letters()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_dead_letters(&world).await;
 }
 
 /// Records Polar serves for an athlete, of every kind.

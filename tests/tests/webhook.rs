@@ -487,3 +487,60 @@ async fn three_webhooks_of_one_phone_sync_run_as_one_job_and_none_is_bounced_as_
     }
     assert_smartabase_matches_polar(&world, &a);
 }
+
+/// `polar-webhook` starts on its own dependencies (the secret and the mapping read from the stack, no
+/// Polar or Smartabase client) and a signed delivery queues the announced record on the real queue.
+#[tokio::test]
+async fn the_webhook_function_started_without_api_clients_queues_the_announced_record() {
+    const SECRET: &str = "cold-start-webhook-secret";
+    let world = World::on_moto(WorldOptions {
+        webhook_secret: Some(SECRET.into()),
+        ..WorldOptions::default()
+    })
+    .await
+    .unwrap();
+    let a = link_athletes(&world, "cold-hook", &[60]).await.remove(0);
+    // The link's first-sync job is not this test's business.
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let moto = testkit::moto::shared().await;
+    let sdk = moto.sdk_config().await;
+    let mut config = world.config.clone();
+    config.secret_id = format!("{}/secrets", testkit::moto::unique_name("hook"));
+    shared::aws::provision::ensure_secret(
+        &aws_sdk_secretsmanager::Client::new(&sdk),
+        &config.secret_id,
+        &world.secrets_json,
+    )
+    .await
+    .unwrap();
+
+    let deps = shared::bootstrap::live_webhook(&config, &sdk)
+        .await
+        .unwrap();
+    let date = shared::clock::Clock::now(&world.clock).date_naive();
+    let body = format!(
+        r#"{{"event":"ACTIVITY_SUMMARY","user_id":{},"date":"{date}","timestamp":"t-1"}}"#,
+        a.polar
+    );
+    let signature = shared::crypto::hmac_hex(SECRET.as_bytes(), body.as_bytes());
+    let outcome = deps
+        .ports()
+        .webhook(Some("ACTIVITY_SUMMARY"), Some(&signature), body.as_bytes())
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(
+            outcome,
+            shared::usecase::webhook::WebhookOutcome::Queued { .. }
+        ),
+        "{outcome:?}"
+    );
+    let queued = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(queued.len(), 1, "one job on the real queue");
+    let job =
+        shared::queue::SyncJob::from_body(queued[0].message.body.as_deref().unwrap()).unwrap();
+    assert_eq!(job.athlete, a.athlete());
+    assert_eq!(job.kind, JobKind::Targeted);
+    assert_eq!(job.targets, [Target::Activity { date }]);
+}

@@ -10,6 +10,7 @@ use cookie::{Cookie, SameSite};
 use lambda_http::{Body, Request, RequestExt as _, Response};
 use shared::clock::Clock;
 use shared::edge::{Query, cookie, is_route};
+use shared::error::Disposition;
 use shared::ids::{AuthCode, AuthState};
 use shared::metrics::Metrics;
 use shared::polar::PolarApi;
@@ -152,12 +153,15 @@ where
                 CallbackError::ConsentsMissing => &pages::CONSENTS_MISSING,
                 CallbackError::AccountOfAnotherAthlete => &pages::ACCOUNT_OF_ANOTHER_ATHLETE,
                 CallbackError::PolarUnavailable(_) | CallbackError::Store(_) => &pages::TRY_AGAIN,
-                CallbackError::Misconfigured(_) | CallbackError::Crypto => &pages::OUR_FAULT,
+                CallbackError::Misconfigured(_) | CallbackError::Crypto(_) => &pages::OUR_FAULT,
             };
-            if shown.status >= 500 {
-                error!(error = %e, outcome = "failed", "callback failed");
-            } else {
-                warn!(error = %e, outcome = "rejected", "callback refused");
+            match e.disposition() {
+                Disposition::Retry | Disposition::Bug => {
+                    error!(error = %e, outcome = "failed", "callback failed")
+                }
+                Disposition::Reject | Disposition::Defer(_) | Disposition::Reauthorise => {
+                    warn!(error = %e, outcome = "rejected", "callback refused")
+                }
             }
             shown
         }

@@ -5,13 +5,11 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::clock::Clock;
 use shared::edge::{header, is_route};
+use shared::error::Disposition;
 use shared::metrics::Metrics;
-use shared::polar::PolarApi;
 use shared::queue::JobQueue;
-use shared::smartabase::SmartabaseApi;
-use shared::store::Store;
-use shared::usecase::Connector;
-use shared::usecase::webhook::{WebhookError, WebhookOutcome};
+use shared::store::{AthleteStore, MarkerStore, SettingsStore};
+use shared::usecase::webhook::{WebhookError, WebhookOutcome, WebhookPorts};
 use tracing::{error, warn};
 
 /// Polar's event header.
@@ -20,15 +18,13 @@ pub const EVENT_HEADER: &str = "polar-webhook-event";
 pub const SIGNATURE_HEADER: &str = "polar-webhook-signature";
 
 /// Handles one delivery.
-pub async fn handle<S, Q, P, B, C>(
-    connector: &Connector<S, Q, P, B, C>,
+pub async fn handle<S, Q, C>(
+    ports: WebhookPorts<'_, S, Q, C>,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error>
 where
-    S: Store,
+    S: AthleteStore + MarkerStore + SettingsStore,
     Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
     C: Clock,
 {
     if !is_route(&request, "POST", "/polar/webhook") {
@@ -36,7 +32,7 @@ where
     }
     let body: &[u8] = request.body().as_ref();
     let mut metrics = Metrics::new("polar-webhook");
-    let response = match connector
+    let response = match ports
         .webhook(
             header(&request, EVENT_HEADER),
             header(&request, SIGNATURE_HEADER),
@@ -64,15 +60,18 @@ where
                 WebhookError::Malformed(_) => (400, e.to_string()),
                 WebhookError::Store(_) => (503, "temporarily unavailable; retry".to_string()),
             };
-            if status >= 500 || matches!(e, WebhookError::NotConfigured) {
-                error!(error = %e, outcome = "failed", "webhook delivery failed");
-            } else {
-                warn!(error = %e, outcome = "rejected", "webhook delivery refused");
+            match e.disposition() {
+                Disposition::Retry | Disposition::Bug => {
+                    error!(error = %e, outcome = "failed", "webhook delivery failed")
+                }
+                Disposition::Reject | Disposition::Defer(_) | Disposition::Reauthorise => {
+                    warn!(error = %e, outcome = "rejected", "webhook delivery refused")
+                }
             }
             reply(status, json!({"error": public}))
         }
     };
-    metrics.emit(connector.now());
+    metrics.emit(ports.clock.now());
     Ok(response)
 }
 

@@ -4,6 +4,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::clock::Clock;
 use shared::edge::{header, is_route};
+use shared::error::Disposition;
 use shared::polar::PolarApi;
 use shared::queue::JobQueue;
 use shared::smartabase::SmartabaseApi;
@@ -51,10 +52,13 @@ where
                 RevokeError::UnknownAthlete => (404, "unknown athlete"),
                 RevokeError::Store(_) => (503, "temporarily unavailable; retry"),
             };
-            if status >= 500 {
-                error!(error = %e, outcome = "failed", "revoke failed");
-            } else {
-                warn!(error = %e, outcome = "rejected", "revoke refused");
+            match e.disposition() {
+                Disposition::Retry | Disposition::Bug => {
+                    error!(error = %e, outcome = "failed", "revoke failed")
+                }
+                Disposition::Reject | Disposition::Defer(_) | Disposition::Reauthorise => {
+                    warn!(error = %e, outcome = "rejected", "revoke refused")
+                }
             }
             reply(status, json!({"error": message}))
         }

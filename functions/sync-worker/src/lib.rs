@@ -13,6 +13,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use shared::clock::Clock;
+use shared::error::{Deferral, Disposition};
 use shared::metrics::Metrics;
 use shared::model::DataKind;
 use shared::polar::PolarApi;
@@ -145,23 +146,37 @@ where
         } else {
             connector.sync_job(&job, deadline).await
         };
-        let retry = match result {
-            Ok(report) => settle(connector, &job, report, started, &mut metrics).await,
+        let (disposition, mut follow_ups) = match result {
+            Ok(report) => (
+                report.outcome.disposition(),
+                record(&job, report, started, &mut metrics),
+            ),
             Err(e) => {
+                let disposition = e.disposition();
                 metrics.count("JobsFailed", 1);
-                let last = receives >= MAX_RECEIVES;
                 error!(
                     athlete = %job.athlete,
                     error = %e,
-                    disposition = ?e.disposition(),
+                    disposition = ?disposition,
                     receives,
-                    moving_to_dlq = last,
-                    outcome = "failed",
+                    moving_to_dlq = receives >= MAX_RECEIVES,
+                    outcome = disposition.outcome(),
                     "sync failed; SQS retries it"
                 );
-                true
+                (Some(disposition), Vec::new())
             }
         };
+        // The worker's whole policy: the job's disposition alone decides what happens to its message.
+        let retry = match disposition {
+            None | Some(Disposition::Reauthorise | Disposition::Reject) => false,
+            Some(Disposition::Defer(deferral)) => {
+                follow_ups.push(deferred(connector, &job, deferral, &mut metrics));
+                false
+            }
+            // SQS retries the message with backoff, and moves it to the DLQ after MAX_RECEIVES.
+            Some(Disposition::Retry | Disposition::Bug) => true,
+        };
+        let retry = retry || !send_follow_ups(connector, follow_ups).await;
         metrics.emit(connector.now());
         if retry {
             message_ids.clone()
@@ -173,14 +188,13 @@ where
     .await
 }
 
-/// Acts on a finished job; `true` if the message must be retried.
-async fn settle<S, Q, P, B, C>(
+/// The job again, delayed until the deferral's end (as a new message: a deferral is not a failed receive).
+fn deferred<S, Q, P, B, C>(
     connector: &Connector<S, Q, P, B, C>,
     job: &SyncJob,
-    report: SyncReport,
-    started: DateTime<Utc>,
+    deferral: Deferral,
     metrics: &mut Metrics,
-) -> bool
+) -> Outgoing
 where
     S: Store,
     Q: JobQueue,
@@ -188,6 +202,36 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
+    metrics.count("JobsDeferred", 1);
+    if deferral.cause.is_polar_limit() {
+        metrics.count("BudgetDeferrals", 1);
+    }
+    let delay = (deferral.until - connector.now())
+        .num_seconds()
+        .clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) as u32;
+    let mut again = job.clone();
+    again.deferrals = again.deferrals.saturating_add(1);
+    info!(
+        athlete = %job.athlete,
+        outcome = "deferred",
+        reason = deferral.cause.label(),
+        delay_seconds = delay,
+        "job deferred"
+    );
+    Outgoing {
+        job: again,
+        delay_seconds: delay,
+    }
+}
+
+/// Counts and logs a finished job; returns the jobs it asks for (follow-ups, and an unfinished job's
+/// continuation).
+fn record(
+    job: &SyncJob,
+    report: SyncReport,
+    started: DateTime<Utc>,
+    metrics: &mut Metrics,
+) -> Vec<Outgoing> {
     let mut follow_ups: Vec<Outgoing> = report
         .follow_ups
         .into_iter()
@@ -227,35 +271,15 @@ where
                 "sync finished"
             );
         }
-        SyncOutcome::Deferred { until, reason } => {
-            metrics.count("JobsDeferred", 1);
-            if reason.contains("budget") || reason.contains("429") {
-                metrics.count("BudgetDeferrals", 1);
-            }
-            let delay = (*until - connector.now())
-                .num_seconds()
-                .clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS))
-                as u32;
-            let mut again = job.clone();
-            again.deferrals = again.deferrals.saturating_add(1);
-            follow_ups.push(Outgoing {
-                job: again,
-                delay_seconds: delay,
-            });
-            info!(
-                athlete = %job.athlete,
-                outcome = "deferred",
-                reason,
-                delay_seconds = delay,
-                "job deferred"
-            );
-        }
-        SyncOutcome::Released { reason } => {
+        // Counted and logged where the job is put back ([`deferred`]).
+        SyncOutcome::Deferred(_) => {}
+        SyncOutcome::Released(cause) => {
             metrics.count("JobsReleased", 1).count("BudgetDeferrals", 1);
             info!(
                 athlete = %job.athlete,
                 outcome = "released",
-                reason, "job released; the athlete stays due"
+                reason = cause.label(),
+                "job released; the athlete stays due"
             );
         }
         SyncOutcome::Unfinished(counts) => {
@@ -298,20 +322,32 @@ where
             );
         }
     }
-    if follow_ups.is_empty() {
-        return false;
-    }
+    follow_ups
+}
+
+/// Queues the jobs a message asked for; `false` if one could not be queued (retrying the original message
+/// redoes the work safely: the ledger makes it a no-op).
+async fn send_follow_ups<S, Q, P, B, C>(
+    connector: &Connector<S, Q, P, B, C>,
+    follow_ups: Vec<Outgoing>,
+) -> bool
+where
+    S: Store,
+    Q: JobQueue,
+    P: PolarApi,
+    B: SmartabaseApi,
+    C: Clock,
+{
     for batch in follow_ups.chunks(10) {
         match connector.queue.send_batch(batch).await {
             Ok(failed) if failed.is_empty() => {}
             result => {
-                // Retrying the original message redoes the work safely (the ledger makes it a no-op).
                 error!(queue_error = ?result.err(), "could not queue a follow-up job; retrying the message");
-                return true;
+                return false;
             }
         }
     }
-    false
+    true
 }
 
 /// The metric counting the records of `kind` written to Smartabase (the dashboard graphs each one).

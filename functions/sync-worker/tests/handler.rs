@@ -238,3 +238,60 @@ fn a_job_prints_one_emf_line_with_its_counts() {
     assert!(line["RecordsCreated"].as_f64().unwrap() >= 6.0);
     assert_eq!(line["FieldsDropped"], 0.0);
 }
+
+#[tokio::test]
+#[ignore = "run by a_deferral_counts_against_the_budget_only_when_polar_limited_it in a child process"]
+async fn child_defer_busy_then_rate_limited() {
+    let (world, first_sync, _) = linked_world("worker-defer-metrics").await;
+    let job = SyncJob::from_body(first_sync.body.as_deref().unwrap()).unwrap();
+    let now = world.clock.now();
+    assert!(
+        world
+            .connector
+            .store
+            .try_lock(&job.athlete, "other-worker", now, now + LOCK_TTL)
+            .await
+            .unwrap()
+    );
+    let busy = sync_worker::handle(&world.connector, event(vec![first_sync]), no_deadline()).await;
+    assert!(failures(&busy).is_empty());
+
+    world.advance(LOCK_TTL + Duration::seconds(1));
+    world
+        .polar
+        .inject_fault(FaultSpec {
+            path_prefix: "/v3/".into(),
+            method: None,
+            fault: FaultKind::RateLimited,
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    let again = message("m-again", &job.to_body());
+    let limited = sync_worker::handle(&world.connector, event(vec![again]), no_deadline()).await;
+    assert!(
+        failures(&limited).is_empty(),
+        "a 429 is not a failed receive"
+    );
+}
+
+#[test]
+fn a_deferral_counts_against_the_budget_only_when_polar_limited_it() {
+    let lines = child_json_lines("child_defer_busy_then_rate_limited");
+    let worker: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["Function"] == "sync-worker")
+        .collect();
+    assert_eq!(worker.len(), 2, "one line per job: {lines:?}");
+    assert_eq!(worker[0]["JobsDeferred"], 1.0, "busy: {:?}", worker[0]);
+    assert!(
+        worker[0]["BudgetDeferrals"].is_null(),
+        "a busy athlete is not a budget deferral: {:?}",
+        worker[0]
+    );
+    let limited = worker[1];
+    let deferred_or_released = limited["JobsDeferred"].as_f64().unwrap_or(0.0)
+        + limited["JobsReleased"].as_f64().unwrap_or(0.0);
+    assert_eq!(deferred_or_released, 1.0, "429: {limited:?}");
+    assert_eq!(limited["BudgetDeferrals"], 1.0, "429: {limited:?}");
+}

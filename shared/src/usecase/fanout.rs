@@ -46,15 +46,9 @@ pub enum FanoutError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<BudgetError> for FanoutError {
-    fn from(e: BudgetError) -> Self {
-        match e {
-            BudgetError::Store(s) => Self::Store(s),
-            BudgetError::Exhausted(x) => Self::Store(StoreError::Unavailable(x.to_string())),
-        }
-    }
+    /// The Polar budget could not be read.
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
 }
 
 /// Spreads jobs over the budget: the first `now` fit at once, the next `next_window` after the short

@@ -9,12 +9,12 @@
 use std::future::Future;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use tracing::{Span, info, warn};
 
 use super::{Connector, STORED_TOKEN_MARKER};
 use crate::clock::Clock;
-use crate::crypto::{LinkError, matches_sha256_hex, random_hex, sha256_hex};
+use crate::crypto::{CryptoError, LinkError, matches_sha256_hex, random_hex, sha256_hex};
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, PolarUserId};
 use crate::model::{
@@ -22,7 +22,7 @@ use crate::model::{
     POLAR_ACCOUNT_OF_ANOTHER_ATHLETE, PendingLink, StoredToken, SyncCursors, TokenSource,
 };
 use crate::polar::{PolarApi, PolarError, Registration};
-use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
+use crate::queue::{JobKind, JobQueue};
 use crate::smartabase::SmartabaseApi;
 use crate::store::{Store, StoreError};
 
@@ -155,24 +155,27 @@ pub enum CallbackError {
     AccountOfAnotherAthlete,
     /// Polar failed or timed out on the code exchange; nothing was stored, the athlete can retry.
     #[error("Polar is unavailable: {0}")]
-    PolarUnavailable(PolarError),
+    PolarUnavailable(#[source] PolarError),
     /// Our Polar client credentials are wrong (an operator must fix the secret).
     #[error("the connector's Polar client is misconfigured: {0}")]
-    Misconfigured(PolarError),
+    Misconfigured(#[source] PolarError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Sealing failed.
     #[error("token could not be sealed")]
-    Crypto,
+    Crypto(#[source] CryptoError),
 }
 
 impl CallbackError {
     /// What the failure calls for.
     pub fn disposition(&self) -> Disposition {
         match self {
-            Self::PolarUnavailable(_) | Self::Store(_) => Disposition::Retry,
-            Self::Misconfigured(_) | Self::Crypto => Disposition::Bug,
+            // Polar's own error on the redirect: the athlete tries again in a few minutes.
+            Self::PolarUnavailable(_) | Self::PolarReportedError | Self::Store(_) => {
+                Disposition::Retry
+            }
+            Self::Misconfigured(_) | Self::Crypto(_) => Disposition::Bug,
             _ => Disposition::Reject,
         }
     }
@@ -330,7 +333,7 @@ where
         let sealed = self
             .cipher
             .seal(&athlete, &grant.access_token)
-            .map_err(|_| CallbackError::Crypto)?;
+            .map_err(CallbackError::Crypto)?;
         let pending = PendingLink {
             athlete: athlete.clone(),
             token: StoredToken {
@@ -697,41 +700,33 @@ where
         })
         .await
     }
+}
 
-    /// Queues a job for `athlete` now, guarded by the queued marker; `false` if it was not queued (already
-    /// queued, or the queue failed — the athlete stays due, so the fan-out takes it).
-    pub async fn enqueue_now(
-        &self,
-        athlete: &AthleteUuid,
-        kind: JobKind,
-        now: DateTime<Utc>,
-    ) -> bool {
-        let until = now + super::QUEUED_MARKER_TTL;
-        match self.store.mark_queued(athlete, until, now).await {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(e) => {
-                warn!(athlete = %athlete, error = %e, "could not mark the athlete queued");
-                return false;
-            }
-        }
-        let job = SyncJob::new(athlete.clone(), kind, Vec::new(), now);
-        match self
-            .queue
-            .send_batch(&[Outgoing {
-                job,
-                delay_seconds: 0,
-            }])
-            .await
-        {
-            Ok(failed) if failed.is_empty() => true,
-            result => {
-                warn!(athlete = %athlete, queue_error = ?result.err(), "could not queue a sync job");
-                if let Err(e) = self.store.clear_queued(athlete).await {
-                    warn!(athlete = %athlete, error = %e, "could not clear the queued marker");
-                }
-                false
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_the_athlete_can_repeat_later_is_a_retry_and_one_they_refused_is_final() {
+        assert_eq!(
+            CallbackError::PolarReportedError.disposition(),
+            Disposition::Retry
+        );
+        assert_eq!(
+            CallbackError::PolarUnavailable(PolarError::Timeout).disposition(),
+            Disposition::Retry
+        );
+        assert_eq!(
+            CallbackError::AccessDenied.disposition(),
+            Disposition::Reject
+        );
+        assert_eq!(
+            CallbackError::StateUsedOrExpired.disposition(),
+            Disposition::Reject
+        );
+        assert_eq!(
+            CallbackError::Misconfigured(PolarError::InvalidClient).disposition(),
+            Disposition::Bug
+        );
     }
 }

@@ -8,12 +8,14 @@ use secrecy::SecretString;
 use crate::clock::Clock;
 use crate::config::{BackfillDays, Config, Secrets, SyncInterval};
 use crate::crypto::{LinkSigner, TokenCipher};
+use crate::ids::AthleteUuid;
 use crate::mapping::Mapping;
 use crate::model::Athlete;
 use crate::polar::PolarApi;
-use crate::queue::JobQueue;
+use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::{ProfileEntry, SmartabaseApi, SmartabaseError};
-use crate::store::{Store, StoreError};
+use crate::store::{AthleteStore, Store, StoreError};
+use tracing::warn;
 
 pub mod backfill;
 pub mod fanout;
@@ -80,6 +82,19 @@ pub struct Connector<S, Q, P, B, C> {
     pub settings: Settings,
 }
 
+impl<S, Q, P, B, C> Connector<S, Q, P, B, C> {
+    /// The ports the webhook uses.
+    pub fn webhook_ports(&self) -> webhook::WebhookPorts<'_, S, Q, C> {
+        webhook::WebhookPorts {
+            store: &self.store,
+            queue: &self.queue,
+            clock: &self.clock,
+            mapping: &self.mapping,
+            settings: &self.settings,
+        }
+    }
+}
+
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
 where
     S: Store,
@@ -94,11 +109,7 @@ where
     }
 
     /// The signed authorisation link of `athlete`, valid for [`LinkSigner::VALIDITY_DAYS`] from `now`.
-    pub fn authorisation_link(
-        &self,
-        athlete: &crate::ids::AthleteUuid,
-        now: DateTime<Utc>,
-    ) -> String {
+    pub fn authorisation_link(&self, athlete: &AthleteUuid, now: DateTime<Utc>) -> String {
         self.signer.url(
             &self.settings.authorize_endpoint,
             athlete,
@@ -106,31 +117,23 @@ where
         )
     }
 
-    /// Re-reads the athlete, applies `change`, writes with the version check (skipped when nothing
-    /// changed), and retries on conflicts (the callback, the scan, the revoke hook and workers may touch
-    /// one athlete at once).
+    /// [`update_athlete`] on this connector's store.
     pub async fn update_athlete(
         &self,
-        uuid: &crate::ids::AthleteUuid,
+        uuid: &AthleteUuid,
         change: impl Fn(&mut Athlete),
     ) -> Result<Athlete, StoreError> {
-        const ATTEMPTS: usize = 6;
-        let mut last = None;
-        for _ in 0..ATTEMPTS {
-            let stored = self.store.get_athlete(uuid).await?;
-            let mut athlete = stored.clone().unwrap_or_else(|| Athlete::new(uuid.clone()));
-            change(&mut athlete);
-            if stored.as_ref() == Some(&athlete) {
-                // Nothing changed: no write (the scan visits every athlete every two hours).
-                return Ok(athlete);
-            }
-            match self.store.save_athlete(&athlete).await {
-                Ok(saved) => return Ok(saved),
-                Err(StoreError::Conflict(what)) => last = Some(what),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Conflict(last.unwrap_or_default()))
+        update_athlete(&self.store, uuid, change).await
+    }
+
+    /// [`enqueue_now`] on this connector's store and queue.
+    pub async fn enqueue_now(
+        &self,
+        athlete: &AthleteUuid,
+        kind: JobKind,
+        now: DateTime<Utc>,
+    ) -> bool {
+        enqueue_now(&self.store, &self.queue, athlete, kind, now).await
     }
 
     /// Writes the athlete's status (and Polar user id, link time) into their `Polar Access Token` profile,
@@ -175,6 +178,70 @@ where
         set("linked_at", athlete.linked_at.map(format_instant));
         set("access_token", access_token_field.map(str::to_string));
         self.smartabase.save_profile(&entry).await
+    }
+}
+
+/// Re-reads the athlete, applies `change`, writes with the version check (skipped when nothing changed),
+/// and retries on conflicts (the callback, the scan, the revoke hook and workers may touch one athlete at
+/// once).
+pub async fn update_athlete<S: AthleteStore>(
+    store: &S,
+    uuid: &AthleteUuid,
+    change: impl Fn(&mut Athlete),
+) -> Result<Athlete, StoreError> {
+    const ATTEMPTS: usize = 6;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let stored = store.get_athlete(uuid).await?;
+        let mut athlete = stored.clone().unwrap_or_else(|| Athlete::new(uuid.clone()));
+        change(&mut athlete);
+        if stored.as_ref() == Some(&athlete) {
+            // Nothing changed: no write (the scan visits every athlete every two hours).
+            return Ok(athlete);
+        }
+        match store.save_athlete(&athlete).await {
+            Ok(saved) => return Ok(saved),
+            Err(StoreError::Conflict(what)) => last = Some(what),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(last.unwrap_or_default()))
+}
+
+/// Queues a job for `athlete` now, guarded by the queued marker; `false` if it was not queued (already
+/// queued, or the queue failed — the athlete stays due, so the fan-out takes it).
+pub async fn enqueue_now<S: AthleteStore, Q: JobQueue>(
+    store: &S,
+    queue: &Q,
+    athlete: &AthleteUuid,
+    kind: JobKind,
+    now: DateTime<Utc>,
+) -> bool {
+    let until = now + QUEUED_MARKER_TTL;
+    match store.mark_queued(athlete, until, now).await {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(e) => {
+            warn!(athlete = %athlete, error = %e, "could not mark the athlete queued");
+            return false;
+        }
+    }
+    let job = SyncJob::new(athlete.clone(), kind, Vec::new(), now);
+    match queue
+        .send_batch(&[Outgoing {
+            job,
+            delay_seconds: 0,
+        }])
+        .await
+    {
+        Ok(failed) if failed.is_empty() => true,
+        result => {
+            warn!(athlete = %athlete, queue_error = ?result.err(), "could not queue a sync job");
+            if let Err(e) = store.clear_queued(athlete).await {
+                warn!(athlete = %athlete, error = %e, "could not clear the queued marker");
+            }
+            false
+        }
     }
 }
 

@@ -7,16 +7,15 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
-use super::Connector;
+use super::{Settings, enqueue_now, update_athlete};
 use crate::clock::Clock;
 use crate::crypto::verify_webhook_signature;
 use crate::error::{Disposition, describe_json_error};
 use crate::ids::{AthleteUuid, ExerciseId, PolarUserId};
+use crate::mapping::Mapping;
 use crate::model::{AthleteStatus, DataKind};
-use crate::polar::PolarApi;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob, Target};
-use crate::smartabase::SmartabaseApi;
-use crate::store::{Store, StoreError};
+use crate::store::{AthleteStore, MarkerStore, SettingsStore, StoreError};
 
 /// Deliveries of the same announcement (same event, record and Polar timestamp) within this window are one.
 pub const DUPLICATE_WINDOW: Duration = Duration::minutes(10);
@@ -86,14 +85,40 @@ struct Payload {
     timestamp: Option<serde_json::Value>,
 }
 
-impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+/// The ports the webhook uses: the store, the queue, the clock, the site's mapping (which optional forms
+/// it syncs) and settings (Polar's signing secret). No Polar or Smartabase client: `polar-webhook` builds
+/// none ([`crate::bootstrap::start_webhook`]).
+pub struct WebhookPorts<'a, S, Q, C> {
+    /// Athletes, the duplicate markers and the delivery times.
+    pub store: &'a S,
+    /// The sync queue.
+    pub queue: &'a Q,
+    /// Time.
+    pub clock: &'a C,
+    /// Form and field names.
+    pub mapping: &'a Mapping,
+    /// Polar's webhook signing secret among them.
+    pub settings: &'a Settings,
+}
+
+impl<S, Q, C> Clone for WebhookPorts<'_, S, Q, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, Q, C> Copy for WebhookPorts<'_, S, Q, C> {}
+
+impl<S, Q, C> WebhookPorts<'_, S, Q, C>
 where
-    S: Store,
+    S: AthleteStore + MarkerStore + SettingsStore,
     Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
     C: Clock,
 {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// `POST /polar/webhook`.
     pub async fn webhook(
         &self,
@@ -210,12 +235,12 @@ where
                 matches!(self.queue.send_batch(&[Outgoing { job, delay_seconds: 0 }]).await, Ok(failed) if failed.is_empty())
             }
             // The payload did not name a usable record (Polar's examples carry impossible dates): sync fully.
-            None => self.enqueue_now(&athlete, JobKind::Manual, now).await,
+            None => enqueue_now(self.store, self.queue, &athlete, JobKind::Manual, now).await,
         };
         if !queued {
             // Nothing is lost: the athlete becomes due and the next fan-out syncs them.
             warn!(athlete = %athlete, "could not queue the webhook's job; athlete marked due");
-            self.update_athlete(&athlete, |a| {
+            update_athlete(self.store, &athlete, |a| {
                 a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)))
             })
             .await?;

@@ -833,6 +833,23 @@ pub async fn ledger<S: Store>(
         .unwrap()
 }
 
+/// Every ledger entry of the athlete is confirmed: nothing is left pending or looked up.
+pub async fn assert_every_entry_confirmed<S: Store>(world: &World<S>, athlete: &Linked) {
+    let entries = ledger(world, athlete).await;
+    assert!(
+        entries
+            .values()
+            .all(|e| e.state == shared::model::LedgerState::Confirmed),
+        "{entries:?}"
+    );
+}
+
+/// No job reached the dead-letter queue.
+pub async fn assert_no_dead_letters(world: &World<impl Store>) {
+    let dead = world.connector.queue.dead_letters().await.unwrap();
+    assert!(dead.is_empty(), "{} job(s) dead-lettered", dead.len());
+}
+
 /// The athlete as stored.
 pub async fn stored_athlete<S: Store>(world: &World<S>, athlete: &Linked) -> Athlete {
     world
@@ -845,6 +862,69 @@ pub async fn stored_athlete<S: Store>(world: &World<S>, athlete: &Linked) -> Ath
 }
 
 /// Paths of the Polar data calls made for one account since the log was last cleared.
+/// From now on every Smartabase import lands, but its answer is lost on the wire.
+pub fn lose_every_import_answer(world: &World<impl Store>) {
+    world
+        .smartabase
+        .add_fault(smartabase_sim::FaultRule::probability(
+            Some(smartabase_sim::Endpoint::EventsImport),
+            smartabase_sim::FaultKind::DropConnection {
+                after_processing: true,
+            },
+            1.0,
+        ))
+        .unwrap();
+}
+
+/// One Lambda invocation of the worker: receives one batch, hands it to the worker, which starts no work
+/// after `deadline`, and settles it as Lambda would (the failed ids stay on the queue).
+pub async fn invoke_worker_once(
+    world: &World<impl Store>,
+    deadline: std::time::Instant,
+) -> WorkerInvocation {
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = delivered.iter().map(|r| r.message.clone()).collect();
+    let bodies = delivered
+        .iter()
+        .filter_map(|r| r.message.body.clone())
+        .collect();
+    let response = sync_worker::handle(&world.connector, event, deadline).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &failed)
+        .await
+        .unwrap();
+    WorkerInvocation {
+        delivered: delivered.len(),
+        failed,
+        bodies,
+    }
+}
+
+/// What one worker invocation took and reported.
+pub struct WorkerInvocation {
+    /// Messages handed to the worker.
+    pub delivered: usize,
+    /// The ids it reported as failed.
+    pub failed: Vec<String>,
+    /// The bodies of the messages handed to it.
+    pub bodies: Vec<String>,
+}
+
+/// [`invoke_worker_once`] with time to spare; returns how many messages were delivered and the ids the
+/// worker reported as failed.
+pub async fn one_delivery(world: &World<impl Store>) -> (usize, Vec<String>) {
+    let run = invoke_worker_once(world, testkit::world::no_deadline()).await;
+    (run.delivered, run.failed)
+}
+
 pub fn polar_paths(world: &World<impl Store>, polar: i64) -> Vec<String> {
     world
         .polar

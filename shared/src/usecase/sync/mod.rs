@@ -20,7 +20,8 @@ use tracing::{info, warn};
 use super::Connector;
 use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until};
 use crate::clock::Clock;
-use crate::error::Disposition;
+use crate::crypto::CryptoError;
+use crate::error::{DeferCause, Deferral, Disposition};
 use crate::ids::{AccessToken, AthleteUuid};
 use crate::model::{
     Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, RecordKey, SyncCursors,
@@ -86,18 +87,10 @@ pub enum SyncOutcome {
     /// The job had nothing to do: unknown athlete, or not linked (revoked jobs become no-ops).
     Skipped(&'static str),
     /// Try again later; the job goes back on the queue with a delay (not a failed receive).
-    Deferred {
-        /// When.
-        until: DateTime<Utc>,
-        /// Why (budget, busy athlete, 429).
-        reason: &'static str,
-    },
+    Deferred(Deferral),
     /// Budget or a 429 block lasts beyond the queue's longest delay: the job is dropped and the athlete
     /// left due, so the fan-out sends it again when there is budget.
-    Released {
-        /// Why.
-        reason: &'static str,
-    },
+    Released(DeferCause),
     /// Polar confirmed the token is dead: the athlete now needs reauthorisation.
     Reauthorise,
     /// The athlete's Polar consents are missing: recorded, retried at the next interval.
@@ -114,11 +107,25 @@ impl SyncOutcome {
             Self::Synced(c) if c.created + c.updated + c.recovered == 0 => "unchanged",
             Self::Synced(_) => "synced",
             Self::Skipped(_) => "skipped",
-            Self::Deferred { .. } => "deferred",
-            Self::Released { .. } => "released",
+            Self::Deferred(_) => "deferred",
+            Self::Released(_) => "released",
             Self::Reauthorise => "reauthorise",
             Self::ConsentsMissing => "consents_missing",
             Self::Unfinished(_) => "unfinished",
+        }
+    }
+
+    /// What the job's end calls for beyond acknowledging its message: a deferral goes back on the queue,
+    /// a confirmed 401 was recorded. `None` for a job that is done (or continues in a follow-up).
+    pub fn disposition(&self) -> Option<Disposition> {
+        match self {
+            Self::Deferred(deferral) => Some(Disposition::Defer(*deferral)),
+            Self::Reauthorise => Some(Disposition::Reauthorise),
+            Self::Synced(_)
+            | Self::Skipped(_)
+            | Self::Released(_)
+            | Self::ConsentsMissing
+            | Self::Unfinished(_) => None,
         }
     }
 }
@@ -128,10 +135,10 @@ impl SyncOutcome {
 pub enum SyncError {
     /// Polar failed transiently (5xx, timeout, dropped connection, malformed body).
     #[error("Polar: {0}")]
-    Polar(PolarError),
+    Polar(#[source] PolarError),
     /// Smartabase failed or did not confirm.
     #[error("Smartabase: {0}")]
-    Smartabase(SmartabaseError),
+    Smartabase(#[source] SmartabaseError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -143,16 +150,19 @@ pub enum SyncError {
         /// The first failure.
         first: String,
     },
-    /// A Linked athlete without a readable token: a defect or a rotated key.
+    /// A Linked athlete without a stored token: a defect.
+    #[error("the athlete's token cannot be used: no token stored")]
+    NoToken,
+    /// A Linked athlete whose token does not open: a defect or a rotated key.
     #[error("the athlete's token cannot be used: {0}")]
-    Token(String),
+    Token(#[source] CryptoError),
 }
 
 impl SyncError {
     /// What the failure calls for.
     pub fn disposition(&self) -> Disposition {
         match self {
-            Self::Token(_) => Disposition::Bug,
+            Self::NoToken | Self::Token(_) => Disposition::Bug,
             _ => Disposition::Retry,
         }
     }
@@ -220,10 +230,10 @@ where
             .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
             .await?
         {
-            return Ok(SyncReport::only(SyncOutcome::Deferred {
+            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
                 until: now + BUSY_RETRY,
-                reason: "athlete busy",
-            }));
+                cause: DeferCause::AthleteBusy,
+            })));
         }
         let reading_before = self.polar.latest_rate_limit();
         let result = match self.store.get_athlete(&job.athlete).await {
@@ -293,10 +303,10 @@ where
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
-            return Ok(SyncReport::only(SyncOutcome::Deferred {
+            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
                 until: now + Duration::minutes(15),
-                reason: "Smartabase user id not known yet",
-            }));
+                cause: DeferCause::SmartabaseUserUnknown,
+            })));
         };
         let token = self.open_token(&job.athlete).await?;
 
@@ -329,7 +339,7 @@ where
             Ok(_) => {}
             Err(BudgetError::Exhausted(e)) => {
                 return Ok(self
-                    .defer_or_release(job, e.until, now, "Polar rate budget")
+                    .defer_or_release(job, e.until, now, DeferCause::PolarBudget)
                     .await?);
             }
             Err(BudgetError::Store(e)) => return Err(e.into()),
@@ -481,10 +491,10 @@ where
             .store
             .get_token(athlete)
             .await?
-            .ok_or_else(|| SyncError::Token("no token stored".into()))?;
+            .ok_or(SyncError::NoToken)?;
         self.cipher
             .open(athlete, &stored.sealed)
-            .map_err(|e| SyncError::Token(e.to_string()))
+            .map_err(SyncError::Token)
     }
 
     /// Records a job's end on the athlete: its cursors, and for a full sync done without failures, when
@@ -580,7 +590,12 @@ where
                     warn!(error = %e, "could not record the 429 in the budget");
                 }
                 Ok(self
-                    .defer_or_release(job, polar_wait_until(now, seconds), now, "Polar 429")
+                    .defer_or_release(
+                        job,
+                        polar_wait_until(now, seconds),
+                        now,
+                        DeferCause::PolarRateLimited,
+                    )
                     .await?)
             }
             Stop::Consents => {
@@ -609,10 +624,13 @@ where
         job: &SyncJob,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-        reason: &'static str,
+        cause: DeferCause,
     ) -> Result<SyncReport, StoreError> {
         if until - now <= Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) {
-            return Ok(SyncReport::only(SyncOutcome::Deferred { until, reason }));
+            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
+                until,
+                cause,
+            })));
         }
         // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget returns.
         self.update_athlete(&job.athlete, |a| {
@@ -622,7 +640,7 @@ where
             }
         })
         .await?;
-        Ok(SyncReport::only(SyncOutcome::Released { reason }))
+        Ok(SyncReport::only(SyncOutcome::Released(cause)))
     }
 
     /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
@@ -780,5 +798,37 @@ mod tests {
 
     fn athlete_uuid() -> AthleteUuid {
         AthleteUuid::parse("a-1").unwrap()
+    }
+
+    #[test]
+    fn a_token_that_does_not_open_is_a_bug_whose_error_chain_never_shows_the_token() {
+        use base64::Engine as _;
+        let key = crate::config::EncryptionKey::from_base64(
+            &base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
+        )
+        .unwrap();
+        let cipher = crate::crypto::TokenCipher::new(&key);
+        let sealed = cipher
+            .seal(&athlete_uuid(), &AccessToken::new("POLAR-TOKEN-xyz"))
+            .unwrap();
+        let other = AthleteUuid::parse("a-2").unwrap();
+        let error = SyncError::Token(cipher.open(&other, &sealed).unwrap_err());
+
+        let mut chain = vec![error.to_string()];
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        assert_eq!(
+            chain.len(),
+            2,
+            "the cipher's error is kept as the source: {chain:?}"
+        );
+        for line in &chain {
+            assert!(!line.contains("POLAR-TOKEN"), "{line}");
+            assert!(!line.contains(sealed.as_str()), "{line}");
+        }
+        assert_eq!(error.disposition(), Disposition::Bug);
     }
 }

@@ -213,3 +213,59 @@ async fn with_no_window_open_the_second_share_waits_a_whole_short_window() {
     assert_eq!(delays, [vec![0; 4], vec![900; 4]].concat(), "{report:?}");
     assert!(report.budget_limited);
 }
+
+/// The shared Polar budget as stored.
+async fn stored_budget<S: Store>(world: &World<S>) -> BudgetState {
+    world
+        .connector
+        .store
+        .load_budget::<BudgetState>()
+        .await
+        .unwrap()
+        .expect("a budget is stored")
+        .0
+}
+
+#[tokio::test]
+async fn a_fanout_reserves_its_jobs_polar_calls_once_and_a_429_after_it_still_holds_them_back() {
+    // In memory: the queue's delays follow the simulated clock.
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "reserve", 3).await;
+    // Due again: the fan-out reserves the three full syncs' calls (four lists each) in one write.
+    world.advance(Duration::minutes(61));
+    assert_eq!(world.fanout().await.unwrap().queued, 3);
+    let reserved = stored_budget(&world).await;
+    assert_eq!(reserved.short.used, 12, "{reserved:?}");
+    assert!(
+        world
+            .connector
+            .queue
+            .sent()
+            .iter()
+            .rev()
+            .take(3)
+            .all(|o| o.job.budget_reserved)
+    );
+
+    // Another worker meets a 429 before these jobs run: they wait, calling Polar for nothing.
+    set_budget(&world, reserved.rate_limited(300, world.clock.now())).await;
+    world.polar.clear_requests();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (3, 0));
+    assert!(
+        athletes
+            .iter()
+            .all(|a| polar_paths(&world, a.polar).is_empty())
+    );
+
+    // Once the block has passed they run on what the fan-out reserved: nothing is spent twice.
+    world.advance(Duration::minutes(6));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (3, 0));
+    assert!(
+        athletes
+            .iter()
+            .all(|a| polar_paths(&world, a.polar).len() == 4)
+    );
+    assert_eq!(stored_budget(&world).await.short.used, 12);
+}

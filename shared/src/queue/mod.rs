@@ -82,6 +82,10 @@ pub struct SyncJob {
     /// How many times the job was deferred (budget, busy athlete, recharge not ready).
     #[serde(default)]
     pub deferrals: u32,
+    /// The fan-out reserved this job's Polar calls with its run's (one budget write per page of jobs):
+    /// the worker only checks that no 429 blocks Polar. Every other job reserves its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budget_reserved: bool,
 }
 
 impl SyncJob {
@@ -99,6 +103,7 @@ impl SyncJob {
             targets,
             enqueued_at: now,
             deferrals: 0,
+            budget_reserved: false,
         }
     }
 

@@ -137,6 +137,7 @@ where
                     delay_seconds,
                 });
             }
+            self.reserve_for(&mut outgoing, now).await?;
             self.send_all(outgoing, &mut report).await?;
             if report.budget_limited {
                 warn!(
@@ -178,6 +179,34 @@ where
             next_window,
             delay_seconds: until_reset.num_seconds().clamp(0, max_delay.num_seconds()) as u32,
         })
+    }
+
+    /// Reserves the Polar calls of the jobs sent now in one budget write, and marks them so their workers
+    /// do not reserve again. Delayed jobs run in the next window and reserve their own; so does every job
+    /// when the budget moved on meanwhile and the reservation no longer fits.
+    async fn reserve_for(
+        &self,
+        outgoing: &mut [Outgoing],
+        now: DateTime<Utc>,
+    ) -> Result<(), FanoutError> {
+        let immediate = outgoing.iter().filter(|o| o.delay_seconds == 0).count() as u64;
+        if immediate == 0 {
+            return Ok(());
+        }
+        let calls = immediate * self.full_sync_calls(now.date_naive());
+        match RateBudget::new(&self.store, LimitFormula::POLAR)
+            .reserve(calls, now)
+            .await
+        {
+            Ok(_) => {
+                for out in outgoing.iter_mut().filter(|o| o.delay_seconds == 0) {
+                    out.job.budget_reserved = true;
+                }
+                Ok(())
+            }
+            Err(BudgetError::Exhausted(_)) => Ok(()),
+            Err(BudgetError::Store(e)) => Err(e.into()),
+        }
     }
 
     async fn send_all(

@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use tracing::{info, warn};
 
 use super::Connector;
-use crate::budget::{BudgetError, LimitFormula, RateBudget, polar_wait_until};
+use crate::budget::{BudgetError, BudgetState, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
 use crate::error::Disposition;
 use crate::ids::{AccessToken, AthleteUuid};
@@ -26,7 +26,7 @@ use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
-use deliver::Delivery;
+use deliver::{ConfirmedLists, Delivery, ListDigest};
 pub(crate) use fetch::{FetchError, Fetched, Stop};
 use plan::Plan;
 pub(crate) use plan::Step;
@@ -174,6 +174,14 @@ impl SyncReport {
     }
 }
 
+/// A job's end under the lock: its report, the athlete as it last read or wrote it (the backfill goes on
+/// from there), and the rate budget as it last saw it (a reading it already covers is not stored).
+struct Locked {
+    report: Result<SyncReport, SyncError>,
+    athlete: Athlete,
+    budget: Option<BudgetState>,
+}
+
 /// Where a job got to: what it counted, the cursors it moved, the jobs it asks for, what failed.
 struct Progress {
     counts: SyncCounts,
@@ -198,17 +206,6 @@ where
         deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let now = self.now();
-        let Some(athlete) = self.store.get_athlete(&job.athlete).await? else {
-            return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
-        };
-        if athlete.status != AthleteStatus::Linked {
-            if athlete.queued_until.is_some() {
-                self.store.clear_queued(&job.athlete).await?;
-            }
-            return Ok(SyncReport::only(SyncOutcome::Skipped(
-                "athlete is not linked",
-            )));
-        }
         if !self
             .store
             .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
@@ -220,19 +217,38 @@ where
             }));
         }
         let reading_before = self.polar.latest_rate_limit();
-        let result = match self.store.get_athlete(&job.athlete).await {
-            // Read again under the lock: a job that just finished may have moved the cursors.
-            Ok(Some(current)) if redundant(job, &current) => Ok(SyncReport::only(
-                SyncOutcome::Skipped("the athlete was synced after this job was queued"),
-            )),
-            Ok(Some(current)) if current.status == AthleteStatus::Linked => {
-                let synced = self.sync_locked(job, current, now, deadline).await;
-                self.backfill_after_sync(job, synced, deadline).await
+        // Read under the lock: a job that just finished may have moved the cursors.
+        let (result, budget_seen) = match self.store.get_athlete(&job.athlete).await {
+            Ok(None) => (
+                Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete"))),
+                None,
+            ),
+            Ok(Some(current)) if current.status != AthleteStatus::Linked => {
+                let cleared = match current.queued_until {
+                    Some(_) => self.store.clear_queued(&job.athlete).await,
+                    None => Ok(()),
+                };
+                let skipped = SyncReport::only(SyncOutcome::Skipped("athlete is not linked"));
+                (cleared.map(|()| skipped).map_err(SyncError::from), None)
             }
-            Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
-                "athlete is not linked",
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(Some(current)) if redundant(job, &current) => (
+                Ok(SyncReport::only(SyncOutcome::Skipped(
+                    "the athlete was synced after this job was queued",
+                ))),
+                None,
+            ),
+            Ok(Some(current)) => {
+                let locked = self.sync_locked(job, current, now, deadline).await;
+                let report = match locked.report {
+                    Ok(report) => {
+                        self.backfill_after_sync(job, report, locked.athlete, deadline)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                (report, locked.budget)
+            }
+            Err(e) => (Err(e.into()), None),
         };
         if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
             // The lock lapses by itself after LOCK_TTL.
@@ -245,10 +261,13 @@ where
             && Some(reading) != reading_before
             && let Err(e) = self
                 .budget()
-                .observe(RateLimitObservation {
-                    observed_at: self.now(),
-                    ..reading
-                })
+                .observe_since(
+                    budget_seen,
+                    RateLimitObservation {
+                        observed_at: self.now(),
+                        ..reading
+                    },
+                )
                 .await
         {
             warn!(error = %e, "could not record Polar's rate-limit reading");
@@ -272,6 +291,29 @@ where
         athlete: Athlete,
         now: DateTime<Utc>,
         deadline: Instant,
+    ) -> Locked {
+        let mut budget = None;
+        let mut stored = athlete.clone();
+        let report = self
+            .sync_steps(job, athlete, &mut stored, &mut budget, now, deadline)
+            .await;
+        Locked {
+            report,
+            athlete: stored,
+            budget,
+        }
+    }
+
+    /// The job's steps and their delivery. `stored` follows the athlete as this job last read or wrote
+    /// it, `budget` the rate budget as it last saw it.
+    async fn sync_steps(
+        &self,
+        job: &SyncJob,
+        athlete: Athlete,
+        stored: &mut Athlete,
+        budget: &mut Option<BudgetState>,
+        now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
@@ -283,8 +325,13 @@ where
         let token = self.open_token(&job.athlete).await?;
 
         let plan = Plan::for_job(job, &athlete.cursors, &self.mapping, now.date_naive());
-        match self.budget().reserve(plan.calls(), now).await {
-            Ok(()) => {}
+        let spent = if job.budget_reserved {
+            self.budget().unblocked(now).await
+        } else {
+            self.budget().reserve(plan.calls(), now).await
+        };
+        match spent {
+            Ok(state) => *budget = Some(state),
             Err(BudgetError::Exhausted(e)) => {
                 return Ok(self
                     .defer_or_release(job, e.until, now, "Polar rate budget")
@@ -324,12 +371,28 @@ where
             follow_ups.extend(recharge_retry(job, step, &fetched));
             counts.broken += fetched.broken.len() as u64;
             log_broken(&job.athlete, step, &fetched.broken);
+            // A full sync's list that Polar answers exactly as when Smartabase last confirmed all of it.
+            let digest = plan
+                .advances_cursors
+                .then(|| ListDigest::of(&fetched.events));
+            if let Some(digest) = &digest
+                && fetched.broken.is_empty()
+                && cursors.confirmed_lists.get(&step.kind()) == Some(&digest.value)
+            {
+                counts.unchanged += digest.records;
+                step.advance(&mut cursors, now);
+                continue;
+            }
             let written = self
                 .deliver(
                     &job.athlete,
                     user,
                     fetched.events,
                     &mut counts,
+                    Some(ConfirmedLists {
+                        athlete: stored,
+                        cursors: &mut cursors,
+                    }),
                     now,
                     deadline,
                 )
@@ -345,12 +408,13 @@ where
             if written.pending.is_empty() {
                 if plan.advances_cursors && clean {
                     step.advance(&mut cursors, now);
+                    confirm_list(&mut cursors, step, digest);
                 }
             } else {
                 pending.extend(written.pending);
                 owners.extend(written.owners);
                 if clean {
-                    advance_once_resolved.push(step);
+                    advance_once_resolved.push((step, digest));
                 }
             }
         }
@@ -372,8 +436,9 @@ where
             failures.extend(resolved.failures.first().cloned());
             unfinished = resolved.unfinished;
             if plan.advances_cursors && !unfinished && resolved.failures.is_empty() {
-                for step in advance_once_resolved {
+                for (step, digest) in advance_once_resolved {
                     step.advance(&mut cursors, now);
+                    confirm_list(&mut cursors, step, digest);
                 }
             }
         }
@@ -381,6 +446,7 @@ where
         self.conclude(
             job,
             &plan,
+            stored,
             Progress {
                 counts,
                 cursors,
@@ -411,12 +477,14 @@ where
         &self,
         job: &SyncJob,
         plan: &Plan,
+        stored: &mut Athlete,
         progress: Progress,
         now: DateTime<Utc>,
     ) -> Result<SyncReport, SyncError> {
         if progress.unfinished && progress.failures.is_empty() {
             // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
-            self.update_athlete(&job.athlete, |a| a.cursors = progress.cursors.clone())
+            *stored = self
+                .update_known_athlete(stored, |a| a.cursors = progress.cursors.clone())
                 .await?;
             return Ok(SyncReport {
                 outcome: SyncOutcome::Unfinished(progress.counts),
@@ -431,20 +499,21 @@ where
         };
         let first_failure = progress.failures.first().cloned();
         let full_sync = job.kind != JobKind::Targeted;
-        self.update_athlete(&job.athlete, |a| {
-            a.cursors = progress.cursors.clone();
-            // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
-            // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
-            if full_sync && first_failure.is_none() {
-                a.queued_until = None;
-                a.last_sync_at = Some(now);
-                if a.status == AthleteStatus::Linked {
-                    a.next_sync_due = Some(now + sync_interval);
+        *stored = self
+            .update_known_athlete(stored, |a| {
+                a.cursors = progress.cursors.clone();
+                // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
+                // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
+                if full_sync && first_failure.is_none() {
+                    a.queued_until = None;
+                    a.last_sync_at = Some(now);
+                    if a.status == AthleteStatus::Linked {
+                        a.next_sync_due = Some(now + sync_interval);
+                    }
                 }
-            }
-            a.last_error = first_failure.clone();
-        })
-        .await?;
+                a.last_error = first_failure.clone();
+            })
+            .await?;
         if plan.first_sync {
             info!(
                 athlete = %job.athlete,
@@ -617,6 +686,13 @@ fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(Sync
     );
     later.deferrals = job.deferrals + 1;
     Some((later, RECHARGE_RETRY.num_seconds() as u32))
+}
+
+/// Keeps a delivered full-sync list's digest: every record of the answer is confirmed with its content.
+fn confirm_list(cursors: &mut SyncCursors, step: &Step, digest: Option<ListDigest>) {
+    if let Some(digest) = digest {
+        cursors.confirmed_lists.insert(step.kind(), digest.value);
+    }
 }
 
 fn log_broken(athlete: &AthleteUuid, step: &Step, broken: &[BrokenRecord]) {

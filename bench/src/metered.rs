@@ -5,7 +5,8 @@
 //! The wrapped store does the work; the meter only counts, so the in-memory benchmarks learn the
 //! DynamoDB bill of the real store without a DynamoDB.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -32,6 +33,8 @@ pub struct StoreMeter {
     half_read_units: AtomicU64,
     write_units: AtomicU64,
     requests: AtomicU64,
+    /// The same counts by store operation (the port method's name): (half read units, write units, requests).
+    by_operation: Mutex<BTreeMap<&'static str, (u64, u64, u64)>>,
 }
 
 /// A reading of the meter.
@@ -57,25 +60,56 @@ impl StoreUsage {
 }
 
 impl StoreMeter {
-    fn read(&self, units: u64, requests: u64) {
-        self.half_read_units.fetch_add(units * 2, Ordering::Relaxed);
+    fn count(&self, operation: &'static str, half_reads: u64, writes: u64, requests: u64) {
+        self.half_read_units
+            .fetch_add(half_reads, Ordering::Relaxed);
+        self.write_units.fetch_add(writes, Ordering::Relaxed);
         self.requests.fetch_add(requests, Ordering::Relaxed);
+        let mut by_operation = self
+            .by_operation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = by_operation.entry(operation).or_default();
+        counts.0 += half_reads;
+        counts.1 += writes;
+        counts.2 += requests;
     }
 
-    fn query(&self, entries: u64) {
-        self.query_bytes(entries.saturating_mul(INDEX_ENTRY_BYTES));
+    fn read(&self, operation: &'static str, units: u64, requests: u64) {
+        self.count(operation, units * 2, 0, requests);
+    }
+
+    fn query(&self, operation: &'static str, entries: u64) {
+        self.query_bytes(operation, entries.saturating_mul(INDEX_ENTRY_BYTES));
     }
 
     /// An eventually consistent query returning `bytes`.
-    fn query_bytes(&self, bytes: u64) {
+    fn query_bytes(&self, operation: &'static str, bytes: u64) {
         let halves = bytes.div_ceil(QUERY_BYTES_PER_UNIT).max(1);
-        self.half_read_units.fetch_add(halves, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.count(operation, halves, 0, 1);
     }
 
-    fn write(&self, units: u64, requests: u64) {
-        self.write_units.fetch_add(units, Ordering::Relaxed);
-        self.requests.fetch_add(requests, Ordering::Relaxed);
+    fn write(&self, operation: &'static str, units: u64, requests: u64) {
+        self.count(operation, 0, units, requests);
+    }
+
+    /// The counts so far by store operation.
+    pub fn by_operation(&self) -> BTreeMap<&'static str, StoreUsage> {
+        self.by_operation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(op, (half_reads, writes, requests))| {
+                (
+                    *op,
+                    StoreUsage {
+                        read_units: *half_reads as f64 / 2.0,
+                        write_units: *writes as f64,
+                        requests: *requests,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The counts so far.
@@ -107,6 +141,11 @@ impl<S> MeteredStore<S> {
     pub fn usage(&self) -> StoreUsage {
         self.meter.usage()
     }
+
+    /// The counts so far by store operation.
+    pub fn usage_by_operation(&self) -> BTreeMap<&'static str, StoreUsage> {
+        self.meter.by_operation()
+    }
 }
 
 /// Write units the three secondary indexes of the athlete item add when it changes from `old` to `new`:
@@ -133,7 +172,7 @@ fn index_write_units(old: Option<&Athlete>, new: &Athlete) -> u64 {
 
 impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
     async fn get_athlete(&self, uuid: &AthleteUuid) -> Result<Option<Athlete>, StoreError> {
-        self.meter.read(1, 1);
+        self.meter.read("get_athlete", 1, 1);
         self.inner.get_athlete(uuid).await
     }
 
@@ -146,7 +185,7 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
             Err(_) => 0,
         };
         // A refused conditional put still consumes its write unit.
-        self.meter.write(1 + index_units, 1);
+        self.meter.write("save_athlete", 1 + index_units, 1);
         saved
     }
 
@@ -154,7 +193,7 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         &self,
         user: PolarUserId,
     ) -> Result<Option<AthleteUuid>, StoreError> {
-        self.meter.query(1);
+        self.meter.query("athlete_for_polar_user", 1);
         self.inner.athlete_for_polar_user(user).await
     }
 
@@ -165,8 +204,10 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         limit: usize,
     ) -> Result<Page<AthleteUuid>, StoreError> {
         let listed = self.inner.due_athletes(now, page, limit).await;
-        self.meter
-            .query(listed.as_ref().map_or(0, |p| p.items.len() as u64));
+        self.meter.query(
+            "due_athletes",
+            listed.as_ref().map_or(0, |p| p.items.len() as u64),
+        );
         listed
     }
 
@@ -179,8 +220,8 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         let listed = self.inner.list_athletes(status, page, limit).await;
         let items = listed.as_ref().map_or(0, |p| p.items.len() as u64);
         // The status index lists keys; the athletes are then fetched with BatchGetItem.
-        self.meter.query(items);
-        self.meter.read(items, items.div_ceil(100));
+        self.meter.query("list_athletes", items);
+        self.meter.read("list_athletes", items, items.div_ceil(100));
         listed
     }
 
@@ -190,34 +231,34 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("mark_queued", 1, 1);
         self.inner.mark_queued(uuid, until, now).await
     }
 
     async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("clear_queued", 1, 1);
         self.inner.clear_queued(uuid).await
     }
 }
 
 impl<S: TokenStore> TokenStore for MeteredStore<S> {
     async fn put_token(&self, uuid: &AthleteUuid, token: &StoredToken) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("put_token", 1, 1);
         self.inner.put_token(uuid, token).await
     }
 
     async fn get_token(&self, uuid: &AthleteUuid) -> Result<Option<StoredToken>, StoreError> {
-        self.meter.read(1, 1);
+        self.meter.read("get_token", 1, 1);
         self.inner.get_token(uuid).await
     }
 
     async fn delete_token(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("delete_token", 1, 1);
         self.inner.delete_token(uuid).await
     }
 
     async fn put_pending_link(&self, link: &PendingLink) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("put_pending_link", 1, 1);
         self.inner.put_pending_link(link).await
     }
 
@@ -226,7 +267,7 @@ impl<S: TokenStore> TokenStore for MeteredStore<S> {
         uuid: &AthleteUuid,
         fingerprint: &str,
     ) -> Result<Option<PendingLink>, StoreError> {
-        self.meter.read(1, 1);
+        self.meter.read("pending_link", 1, 1);
         self.inner.pending_link(uuid, fingerprint).await
     }
 
@@ -237,6 +278,7 @@ impl<S: TokenStore> TokenStore for MeteredStore<S> {
     ) -> Result<Page<PendingLink>, StoreError> {
         let listed = self.inner.pending_links(page, limit).await;
         self.meter.query_bytes(
+            "pending_links",
             listed
                 .as_ref()
                 .map_or(0, |p| p.items.len() as u64 * PENDING_LINK_BYTES),
@@ -249,7 +291,7 @@ impl<S: TokenStore> TokenStore for MeteredStore<S> {
         uuid: &AthleteUuid,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("delete_pending_link", 1, 1);
         self.inner.delete_pending_link(uuid, fingerprint).await
     }
 }
@@ -262,7 +304,7 @@ impl<S: AuthStateStore> AuthStateStore for MeteredStore<S> {
         browser_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("put_state", 1, 1);
         self.inner
             .put_state(state, athlete, browser_hash, expires_at)
             .await
@@ -273,7 +315,7 @@ impl<S: AuthStateStore> AuthStateStore for MeteredStore<S> {
         state: &AuthState,
         now: DateTime<Utc>,
     ) -> Result<Option<StoredState>, StoreError> {
-        self.meter.read(1, 1);
+        self.meter.read("get_state", 1, 1);
         self.inner.get_state(state, now).await
     }
 
@@ -282,7 +324,7 @@ impl<S: AuthStateStore> AuthStateStore for MeteredStore<S> {
         state: &AuthState,
         now: DateTime<Utc>,
     ) -> Result<Option<AthleteUuid>, StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("take_state", 1, 1);
         self.inner.take_state(state, now).await
     }
 }
@@ -294,7 +336,8 @@ impl<S: LedgerStore> LedgerStore for MeteredStore<S> {
         keys: &[LedgerKey],
     ) -> Result<HashMap<LedgerKey, LedgerEntry>, StoreError> {
         let keys_read = keys.len() as u64;
-        self.meter.read(keys_read, keys_read.div_ceil(100).max(1));
+        self.meter
+            .read("ledger_get", keys_read, keys_read.div_ceil(100).max(1));
         self.inner.ledger_get(uuid, keys).await
     }
 
@@ -306,14 +349,15 @@ impl<S: LedgerStore> LedgerStore for MeteredStore<S> {
         let distinct: std::collections::HashSet<&LedgerKey> =
             entries.iter().map(|(k, _)| k).collect();
         let items = distinct.len() as u64;
-        self.meter.write(items, items.div_ceil(25).max(1));
+        self.meter
+            .write("ledger_put", items, items.div_ceil(25).max(1));
         self.inner.ledger_put(uuid, entries).await
     }
 
     async fn ledger_counts(&self, uuid: &AthleteUuid) -> Result<HashMap<String, u64>, StoreError> {
         let counts = self.inner.ledger_counts(uuid).await;
         for total in counts.iter().flat_map(|c| c.values()) {
-            self.meter.query(*total);
+            self.meter.query("ledger_counts", *total);
         }
         counts
     }
@@ -327,12 +371,12 @@ impl<S: LockStore> LockStore for MeteredStore<S> {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("try_lock", 1, 1);
         self.inner.try_lock(uuid, owner, now, until).await
     }
 
     async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("unlock", 1, 1);
         self.inner.unlock(uuid, owner).await
     }
 }
@@ -341,7 +385,7 @@ impl<S: BudgetStore> BudgetStore for MeteredStore<S> {
     async fn load_budget<T: DeserializeOwned + Send>(
         &self,
     ) -> Result<Option<(T, u64)>, StoreError> {
-        self.meter.read(1, 1);
+        self.meter.read("load_budget", 1, 1);
         self.inner.load_budget().await
     }
 
@@ -350,7 +394,7 @@ impl<S: BudgetStore> BudgetStore for MeteredStore<S> {
         state: &T,
         expected_version: u64,
     ) -> Result<u64, StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("save_budget", 1, 1);
         self.inner.save_budget(state, expected_version).await
     }
 }
@@ -362,19 +406,19 @@ impl<S: MarkerStore> MarkerStore for MeteredStore<S> {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("claim", 1, 1);
         self.inner.claim(key, now, until).await
     }
 }
 
 impl<S: SettingsStore> SettingsStore for MeteredStore<S> {
     async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.meter.read(1, 1);
+        self.meter.read("get_setting", 1, 1);
         self.inner.get_setting(name).await
     }
 
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.meter.write(1, 1);
+        self.meter.write("put_setting", 1, 1);
         self.inner.put_setting(name, value).await
     }
 }

@@ -404,12 +404,13 @@ fn throughput_section(out: &mut String, t: &ThroughputReport) {
     );
     let _ = writeln!(
         out,
-        "| instances | batch | new records | jobs | wall time | jobs per minute | invocation time per job | Polar / Smartabase calls per job | failed |\n|---|---|---|---|---|---|---|---|---|"
+        "| instances | batch | new records | jobs | wall time | jobs per minute | invocation time per job | Polar / Smartabase calls per job | DynamoDB read / write units per job | failed |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in &t.rounds {
+        let jobs = r.jobs.max(1) as f64;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} s | **{:.0}** | {:.0} ms | {:.1} / {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.1} s | **{:.0}** | {:.0} ms | {:.1} / {:.1} | {:.2} / {:.2} | {} |",
             r.instances,
             r.batch,
             if r.with_changes {
@@ -423,7 +424,33 @@ fn throughput_section(out: &mut String, t: &ThroughputReport) {
             r.billed_seconds_per_job * 1000.0,
             r.polar_calls_per_job,
             r.smartabase_calls_per_job,
+            r.store.read_units / jobs,
+            r.store.write_units / jobs,
             r.failed + r.unexpected_outcomes
+        );
+    }
+    if let Some(unchanged) = t.rounds.iter().find(|r| !r.with_changes) {
+        let jobs = unchanged.jobs.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "\nWhere a sync that finds nothing new spends DynamoDB units (the round with no new records at concurrency {}; per job, the fan-out's share included; units as the metered store counts them):\n\n| store operation | read units | write units | requests |\n|---|---|---|---|",
+            unchanged.instances
+        );
+        for (operation, usage) in &unchanged.store_by_operation {
+            let _ = writeln!(
+                out,
+                "| `{operation}` | {:.2} | {:.2} | {:.2} |",
+                usage.read_units / jobs,
+                usage.write_units / jobs,
+                usage.requests as f64 / jobs
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| **total** | **{:.2}** | **{:.2}** | {:.2} |",
+            unchanged.store.read_units / jobs,
+            unchanged.store.write_units / jobs,
+            unchanged.store.requests as f64 / jobs
         );
     }
     let _ = writeln!(out);

@@ -5,6 +5,7 @@
 //! fetches, four Smartabase imports) or with nothing new (four fetches, no import). A last round gives
 //! each job an invocation of its own, as a lone webhook job gets: it measures one job's own duration.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 use smartabase_sim::{FaultKind as SmartabaseFault, FaultRule};
 
 use crate::logmeter::LogMeter;
+use crate::metered::StoreUsage;
 use crate::simulation::unrequested_parts;
 use crate::stack::{self, Athlete, BenchWorld};
 
@@ -45,6 +47,10 @@ pub struct Round {
     pub polar_calls_per_job: f64,
     /// Smartabase calls per job.
     pub smartabase_calls_per_job: f64,
+    /// DynamoDB units of the round (its fan-out run and every job).
+    pub store: StoreUsage,
+    /// The same by store operation.
+    pub store_by_operation: BTreeMap<String, StoreUsage>,
 }
 
 /// The throughput benchmark's result.
@@ -140,6 +146,8 @@ pub async fn run(
             upload_day(&world, &linked, changed_rounds)?;
             changed_rounds += 1;
         }
+        let store_before = world.connector.store.usage();
+        let operations_before = world.connector.store.usage_by_operation();
         let fanout = world.fanout().await?;
         if fanout.queued != athletes as u64 {
             bail!(
@@ -150,6 +158,18 @@ pub async fn run(
         let started = Instant::now();
         let worker = stack::drain(&world, instances, batch).await?;
         let wall_seconds = started.elapsed().as_secs_f64();
+        let store = world.connector.store.usage().since(store_before);
+        let store_by_operation = world
+            .connector
+            .store
+            .usage_by_operation()
+            .into_iter()
+            .map(|(op, usage)| {
+                let before = operations_before.get(op).copied().unwrap_or_default();
+                (op.to_string(), usage.since(before))
+            })
+            .filter(|(_, usage)| usage.requests > 0)
+            .collect();
         let outcomes = meter.take_outcomes();
         let expected = if with_changes { "synced" } else { "unchanged" };
         let done = outcomes.outcome(expected);
@@ -167,6 +187,8 @@ pub async fn run(
             billed_seconds_per_job: worker.busy_seconds / jobs.max(1) as f64,
             polar_calls_per_job: done.polar_calls as f64 / done.jobs.max(1) as f64,
             smartabase_calls_per_job: done.smartabase_calls as f64 / done.jobs.max(1) as f64,
+            store,
+            store_by_operation,
         };
         progress(&format!(
             "concurrency {instances}, batch {batch}, {}: {:.0} jobs/min ({} jobs in {:.1} s)",

@@ -188,7 +188,13 @@ impl BudgetState {
                     used
                 },
                 limit,
-                resets_at: Some(theirs_reset),
+                // Readings of one window differ by a second's rounding: the later reset stands, so a
+                // window never reopens early and a repeated reading changes nothing (and is not stored).
+                resets_at: if same_window {
+                    ours.resets_at.max(Some(theirs_reset))
+                } else {
+                    Some(theirs_reset)
+                },
             }
         };
         let current = self.rolled(at);
@@ -296,6 +302,9 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                 None => (BudgetState::initial(self.formula, 0), 0),
             };
             let (next, result) = change(state)?;
+            if next == state {
+                return Ok(result);
+            }
             match self.store.save_budget(&next, version).await {
                 Ok(_) => return Ok(result),
                 Err(StoreError::Conflict(_)) => continue,
@@ -305,21 +314,30 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         Err(StoreError::Conflict("polar rate budget".into()).into())
     }
 
-    /// Spends `calls` or says when to come back.
-    pub async fn reserve(&self, calls: u64, now: DateTime<Utc>) -> Result<(), BudgetError> {
+    /// Spends `calls` or says when to come back; the budget as it stands after spending.
+    pub async fn reserve(
+        &self,
+        calls: u64,
+        now: DateTime<Utc>,
+    ) -> Result<BudgetState, BudgetError> {
         let share = self.share;
-        self.update(|s| s.reserve(calls, share, now).map(|n| (n, ())))
+        self.update(|s| s.reserve(calls, share, now).map(|n| (n, n)))
             .await
     }
 
-    /// Spends as many of `calls` as fit now, at least one, and says how many; or when to come back. A
-    /// sync whose lists do not all fit reads those that do, so a big job is never starved by small ones.
-    pub async fn reserve_up_to(&self, calls: u64, now: DateTime<Utc>) -> Result<u64, BudgetError> {
+    /// Spends as many of `calls` as fit now, at least one, and says how many and the budget after
+    /// spending; or when to come back. A sync whose lists do not all fit reads those that do, so a big
+    /// job is never starved by small ones.
+    pub async fn reserve_up_to(
+        &self,
+        calls: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, BudgetState), BudgetError> {
         let share = self.share;
         self.update(|s| {
             let (short, long) = s.available(share, now);
             let fit = calls.min(short).min(long).max(1);
-            s.reserve(fit, share, now).map(|n| (n, fit))
+            s.reserve(fit, share, now).map(|n| (n, (fit, n)))
         })
         .await
     }
@@ -327,6 +345,20 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
     /// Records Polar's reading.
     pub async fn observe(&self, reading: RateLimitObservation) -> Result<(), BudgetError> {
         self.update(|s| Ok((s.observe(reading), ()))).await
+    }
+
+    /// Records Polar's reading unless it changes nothing in `seen`, the budget as this caller last read
+    /// or wrote it (readings only ever raise counts and push resets later, so what `seen` already
+    /// covers, the stored budget covers too): most readings then cost no store access at all.
+    pub async fn observe_since(
+        &self,
+        seen: Option<BudgetState>,
+        reading: RateLimitObservation,
+    ) -> Result<(), BudgetError> {
+        if seen.is_some_and(|seen| seen.observe(reading) == seen) {
+            return Ok(());
+        }
+        self.observe(reading).await
     }
 
     /// Records a 429.
@@ -412,7 +444,7 @@ mod tests {
         let budget = RateBudget::new(&store, formula);
         budget.reserve(7, t0()).await.unwrap();
         // 9 of 10 may be spent (the scheduled share): a 4-call sync gets the 2 left.
-        assert_eq!(budget.reserve_up_to(4, t0()).await.unwrap(), 2);
+        assert_eq!(budget.reserve_up_to(4, t0()).await.unwrap().0, 2);
         assert!(matches!(
             budget.reserve_up_to(4, t0()).await,
             Err(BudgetError::Exhausted(e)) if e.until == t0() + SHORT_WINDOW
@@ -473,6 +505,31 @@ mod tests {
             fresh.short.resets_at,
             Some(t0() + Duration::minutes(16) + Duration::seconds(890))
         );
+    }
+
+    #[test]
+    fn a_reading_of_the_window_already_known_changes_nothing_and_no_reset_moves_earlier() {
+        let at = |seconds: i64, short_reset: u64, short_used: u64| RateLimitObservation {
+            info: RateLimitInfo {
+                short_used,
+                short_limit: 1500,
+                short_reset_seconds: short_reset,
+                long_used: 40,
+                long_limit: 15_000,
+                long_reset_seconds: 80_000 - seconds as u64,
+            },
+            observed_at: t0() + Duration::seconds(seconds),
+        };
+        let known = BudgetState::initial(LimitFormula::POLAR, 0)
+            .reserve(12, 0.9, t0())
+            .unwrap()
+            .observe(at(0, 900, 12));
+        // Read again 30 s later, a second's rounding early and with fewer calls counted so far.
+        assert_eq!(known.observe(at(30, 869, 8)), known);
+        // A reading placing the reset a few seconds later moves it later; none moves it back.
+        let later = known.observe(at(30, 875, 12));
+        assert_eq!(later.short.resets_at, Some(t0() + Duration::seconds(905)));
+        assert_eq!(later.observe(at(31, 870, 12)), later);
     }
 
     #[test]

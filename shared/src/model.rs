@@ -74,6 +74,12 @@ pub struct SyncCursors {
     /// serves further back than the first sync reads; empty until planned, and with `BACKFILL_DAYS=0`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backfill: BTreeMap<DataKind, BackfillProgress>,
+    /// Per data type, the digest of the last whole list Polar answered whose every record the ledger
+    /// held as confirmed with exactly that content. A later answer with the same digest needs neither a
+    /// ledger read nor a write. The digest of a type is taken out, and that stored, before any ledger
+    /// entry of the type is written, so it never stands for a record whose write is unconfirmed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub confirmed_lists: BTreeMap<DataKind, String>,
     /// Per data type, the last time its whole Polar list was read and delivered: each type is read on
     /// its own rhythm (`usecase::sync` plan), and a type missing here is due (items written before the
     /// rhythm existed read everything once).
@@ -413,6 +419,29 @@ mod tests {
 
     fn round_trip(key: &LedgerKey) -> Option<LedgerKey> {
         LedgerKey::decode(&key.encode())
+    }
+
+    #[test]
+    fn cursors_stored_by_the_linked_fleet_read_back_without_confirmed_lists_and_keep_them_once_set()
+    {
+        // An athlete item written before confirmed lists existed (production today).
+        let old: SyncCursors = serde_json::from_str(
+            r#"{"exercises_uploaded_since":"2026-11-27T12:00:00Z","backfill":{}}"#,
+        )
+        .unwrap();
+        assert!(old.confirmed_lists.is_empty());
+        assert_eq!(
+            serde_json::to_string(&SyncCursors::default()).unwrap(),
+            r#"{"exercises_uploaded_since":null}"#,
+            "cursors without confirmed lists are stored as before"
+        );
+        let mut cursors = old;
+        cursors
+            .confirmed_lists
+            .insert(DataKind::Sleep, "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into());
+        let json = serde_json::to_string(&cursors).unwrap();
+        assert!(json.contains(r#""confirmed_lists":{"sleep":"#), "{json}");
+        assert_eq!(serde_json::from_str::<SyncCursors>(&json).unwrap(), cursors);
     }
 
     #[test]

@@ -114,6 +114,11 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
             )]
             .into(),
             utc_offset_minutes: Some(-570),
+            confirmed_lists: [(
+                DataKind::Sleep,
+                "5f0c1d2e3a4b5c6d7e8f901a2b3c4d5e".to_string(),
+            )]
+            .into(),
         },
         last_error: Some("Smartabase 503".to_string()),
         version: 0,

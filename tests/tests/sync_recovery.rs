@@ -230,3 +230,75 @@ async fn a_day_polar_revises_to_nothing_measured_keeps_its_event_and_the_check_a
     assert_smartabase_matches_polar(&world, a);
     assert!(no_data_in_smartabase(&world, a).is_empty());
 }
+
+#[tokio::test]
+async fn a_revision_whose_answer_was_lost_is_made_right_when_polar_serves_the_first_version_again()
+{
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "reverted", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    // A second full sync finds nothing new: every list is now known as confirmed whole.
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let stored = stored_athlete(&world, a).await;
+    assert!(
+        stored
+            .cursors
+            .confirmed_lists
+            .contains_key(&shared::model::DataKind::Sleep),
+        "{:?}",
+        stored.cursors
+    );
+
+    // Polar revises a night; its update lands in Smartabase but the answer is lost.
+    let night = served(&world, a.polar, RecordKind::Sleep)
+        .into_iter()
+        .next()
+        .expect("a night");
+    let first_score = night.body["sleep_score"].clone();
+    let mut revised = serde_json::Map::new();
+    revised.insert("sleep_score".into(), 99.into());
+    world
+        .polar
+        .revise_record(a.polar, RecordKind::Sleep, &night.key, revised)
+        .unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::DropConnection {
+                after_processing: true,
+            },
+            1,
+        ))
+        .unwrap();
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    let (delivered, failed) = one_delivery(&world).await;
+    assert_eq!(
+        (delivered, failed.len()),
+        (1, 1),
+        "the update's answer was lost"
+    );
+
+    // Polar then serves the night exactly as Smartabase had confirmed it before: the answer is the one
+    // known as confirmed whole, yet the night's write is unconfirmed and its event holds the revision.
+    let mut back = serde_json::Map::new();
+    back.insert("sleep_score".into(), first_score);
+    world
+        .polar
+        .revise_record(a.polar, RecordKind::Sleep, &night.key, back)
+        .unwrap();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(run.failed, 0);
+    assert_smartabase_matches_polar(&world, a);
+    assert!(
+        ledger(&world, a)
+            .await
+            .values()
+            .all(|e| e.state == LedgerState::Confirmed)
+    );
+}

@@ -152,17 +152,17 @@ where
     pub(super) async fn backfill_after_sync(
         &self,
         job: &SyncJob,
-        synced: Result<SyncReport, SyncError>,
+        mut report: SyncReport,
+        athlete: Athlete,
         deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
-        let mut report = synced?;
         if job.kind == JobKind::Targeted || self.settings.backfill_days == BackfillDays::NONE {
             return Ok(report);
         }
         let SyncOutcome::Synced(counts) = &mut report.outcome else {
             return Ok(report);
         };
-        match self.backfill_slice(&job.athlete, deadline).await {
+        match self.backfill_slice(athlete, deadline).await {
             Ok(slice) => {
                 counts.backfilled += slice.counts.created + slice.counts.updated;
                 counts.recovered += slice.counts.recovered;
@@ -188,15 +188,14 @@ where
         Ok(report)
     }
 
+    /// `athlete` as the sync just stored it.
     async fn backfill_slice(
         &self,
-        uuid: &AthleteUuid,
+        athlete: Athlete,
         deadline: Instant,
     ) -> Result<Slice, SyncError> {
         let mut slice = Slice::default();
-        let Some(athlete) = self.store.get_athlete(uuid).await? else {
-            return Ok(slice);
-        };
+        let uuid = &athlete.uuid.clone();
         let (Some(user), Some(linked_at), AthleteStatus::Linked) = (
             athlete.smartabase_user_id,
             athlete.linked_at,
@@ -236,7 +235,7 @@ where
                 }
             };
             match budget.reserve(1, now).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(BudgetError::Exhausted(_)) => {
                     slice.stopped = Some("budget kept for regular syncs");
                     break;
@@ -404,8 +403,9 @@ where
                     .is_none_or(|entry| entry.state != LedgerState::Confirmed)
             })
             .collect();
+        // No confirmed list holds what the ledger does not hold as confirmed: nothing to take out.
         let mut delivery = self
-            .deliver(uuid, user, unknown, counts, now, deadline)
+            .deliver(uuid, user, unknown, counts, None, now, deadline)
             .await?;
         // Unconfirmed writes of an earlier slice are looked up before they are sent again.
         let pending = std::mem::take(&mut delivery.pending);

@@ -136,6 +136,25 @@ where
         enqueue_now(&self.store, &self.queue, athlete, kind, now).await
     }
 
+    /// [`Self::update_athlete`] from `known`, the athlete as the caller last read or wrote it: no read
+    /// unless someone else wrote since (the version check then fails and the change is applied to a
+    /// fresh read), no write when the change leaves `known` as it is.
+    pub(crate) async fn update_known_athlete(
+        &self,
+        known: &Athlete,
+        change: impl Fn(&mut Athlete),
+    ) -> Result<Athlete, StoreError> {
+        let mut athlete = known.clone();
+        change(&mut athlete);
+        if &athlete == known {
+            return Ok(athlete);
+        }
+        match self.store.save_athlete(&athlete).await {
+            Err(StoreError::Conflict(_)) => self.update_athlete(&known.uuid, change).await,
+            saved => saved,
+        }
+    }
+
     /// Writes the athlete's status (and Polar user id, link time) into their `Polar Access Token` profile,
     /// read-modify-write so fields the connector does not own survive. Never writes a token.
     pub async fn write_access_token_profile(

@@ -7,7 +7,7 @@
 //! Smartabase call; revised ones update their event in place. Cursors only move past what Smartabase
 //! confirmed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Timelike as _, Utc};
@@ -18,7 +18,9 @@ use super::{SyncCounts, SyncError};
 use crate::clock::Clock;
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 use crate::mapping::MappedEvent;
-use crate::model::{LedgerEntry, LedgerKey, LedgerState, RecordKey};
+use crate::model::{
+    Athlete, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors,
+};
 use crate::polar::PolarApi;
 use crate::queue::JobQueue;
 use crate::smartabase::{EventRead, IMPORT_BATCH, SmartabaseApi, SmartabaseError, import_batches};
@@ -34,13 +36,16 @@ where
 {
     /// Writes what changed and is not pending, exactly once, starting no Smartabase call after `deadline`.
     /// Pending entries are returned untouched: the job looks them up after every fresh write, so one
-    /// type's lost answers never hold back another type's new records.
+    /// type's lost answers never hold back another type's new records. Before the first ledger write of
+    /// a type, that type's confirmed-list digest is taken out of `lists` and the store.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn deliver(
         &self,
         athlete: &AthleteUuid,
         user: SmartabaseUserId,
         events: Vec<MappedEvent>,
         counts: &mut SyncCounts,
+        lists: Option<ConfirmedLists<'_>>,
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> Result<Delivery, SyncError> {
@@ -82,9 +87,42 @@ where
                 None => writes.push((event, None)),
             }
         }
+        if let Some(lists) = lists {
+            let touched: BTreeSet<DataKind> = writes
+                .iter()
+                .map(|(e, _)| e.key.kind)
+                .chain(delivery.pending.iter().map(|(e, _)| e.key.kind))
+                .collect();
+            self.forget_confirmed_lists(lists, &touched).await?;
+        }
         self.write_all(athlete, user, writes, counts, &mut delivery, now, deadline)
             .await?;
         Ok(delivery)
+    }
+
+    /// Takes the confirmed-list digests of `kinds` out of the job's cursors and, if the stored athlete
+    /// carries any of them, out of the store, before anything of those kinds is written.
+    async fn forget_confirmed_lists(
+        &self,
+        lists: ConfirmedLists<'_>,
+        kinds: &BTreeSet<DataKind>,
+    ) -> Result<(), StoreError> {
+        for kind in kinds {
+            lists.cursors.confirmed_lists.remove(kind);
+        }
+        if kinds
+            .iter()
+            .any(|k| lists.athlete.cursors.confirmed_lists.contains_key(k))
+        {
+            *lists.athlete = self
+                .update_known_athlete(lists.athlete, |a| {
+                    for kind in kinds {
+                        a.cursors.confirmed_lists.remove(kind);
+                    }
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Pending entries: an earlier import may have landed without us hearing back, so each is looked up
@@ -413,6 +451,44 @@ fn holds(read: &EventRead, event: &MappedEvent) -> bool {
         value.trim().is_empty() || event.pairs.iter().any(|(f, _)| f == field)
     });
     written_all && nothing_else
+}
+
+/// The job's hold on its athlete's confirmed-list digests ([`SyncCursors::confirmed_lists`]).
+pub(crate) struct ConfirmedLists<'a> {
+    /// The athlete as the job last read or wrote it.
+    pub(crate) athlete: &'a mut Athlete,
+    /// The cursors the job will store when it ends.
+    pub(crate) cursors: &'a mut SyncCursors,
+}
+
+/// What a list answer holds: its records' ledger keys and content hashes, a key listed twice counted
+/// once with its last version (as [`Connector::deliver`] keeps it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListDigest {
+    /// The digest.
+    pub(crate) value: String,
+    /// Distinct records in the answer.
+    pub(crate) records: u64,
+}
+
+impl ListDigest {
+    pub(crate) fn of(events: &[MappedEvent]) -> Self {
+        let records: BTreeMap<String, &str> = events
+            .iter()
+            .map(|e| (e.key.encode(), e.content_hash.as_str()))
+            .collect();
+        let mut canonical = String::new();
+        for (key, hash) in &records {
+            canonical.push_str(key);
+            canonical.push(' ');
+            canonical.push_str(hash);
+            canonical.push('\n');
+        }
+        Self {
+            value: crate::crypto::sha256_hex(canonical.as_bytes())[..32].to_string(),
+            records: records.len() as u64,
+        }
+    }
 }
 
 #[derive(Default)]

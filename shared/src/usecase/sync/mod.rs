@@ -18,7 +18,9 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
 
 use super::Connector;
-use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until};
+use crate::budget::{
+    BudgetError, BudgetState, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until,
+};
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::error::{DeferCause, Deferral, Disposition};
@@ -30,7 +32,7 @@ use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
-use deliver::Delivery;
+use deliver::{ConfirmedLists, Delivery, ListDigest};
 pub(crate) use fetch::{FetchError, Fetched, Stop};
 pub(crate) use plan::Step;
 use plan::{Plan, newest_date};
@@ -186,6 +188,14 @@ impl SyncReport {
     }
 }
 
+/// A job's end under the lock: its report, the athlete as it last read or wrote it (the backfill goes on
+/// from there), and the rate budget as it last saw it (a reading it already covers is not stored).
+struct Locked {
+    report: Result<SyncReport, SyncError>,
+    athlete: Athlete,
+    budget: Option<BudgetState>,
+}
+
 /// Where a job got to: what it counted, the cursors it moved, the jobs it asks for, what failed.
 struct Progress {
     counts: SyncCounts,
@@ -214,17 +224,6 @@ where
         deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let now = self.now();
-        let Some(athlete) = self.store.get_athlete(&job.athlete).await? else {
-            return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
-        };
-        if athlete.status != AthleteStatus::Linked {
-            if athlete.queued_until.is_some() {
-                self.store.clear_queued(&job.athlete).await?;
-            }
-            return Ok(SyncReport::only(SyncOutcome::Skipped(
-                "athlete is not linked",
-            )));
-        }
         if !self
             .store
             .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
@@ -236,19 +235,38 @@ where
             })));
         }
         let reading_before = self.polar.latest_rate_limit();
-        let result = match self.store.get_athlete(&job.athlete).await {
-            // Read again under the lock: a job that just finished may have moved the cursors.
-            Ok(Some(current)) if redundant(job, &current) => Ok(SyncReport::only(
-                SyncOutcome::Skipped("the athlete was synced after this job was queued"),
-            )),
-            Ok(Some(current)) if current.status == AthleteStatus::Linked => {
-                let synced = self.sync_locked(job, current, now, deadline).await;
-                self.backfill_after_sync(job, synced, deadline).await
+        // Read under the lock: a job that just finished may have moved the cursors.
+        let (result, budget_seen) = match self.store.get_athlete(&job.athlete).await {
+            Ok(None) => (
+                Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete"))),
+                None,
+            ),
+            Ok(Some(current)) if current.status != AthleteStatus::Linked => {
+                let cleared = match current.queued_until {
+                    Some(_) => self.store.clear_queued(&job.athlete).await,
+                    None => Ok(()),
+                };
+                let skipped = SyncReport::only(SyncOutcome::Skipped("athlete is not linked"));
+                (cleared.map(|()| skipped).map_err(SyncError::from), None)
             }
-            Ok(_) => Ok(SyncReport::only(SyncOutcome::Skipped(
-                "athlete is not linked",
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(Some(current)) if redundant(job, &current) => (
+                Ok(SyncReport::only(SyncOutcome::Skipped(
+                    "the athlete was synced after this job was queued",
+                ))),
+                None,
+            ),
+            Ok(Some(current)) => {
+                let locked = self.sync_locked(job, current, now, deadline).await;
+                let report = match locked.report {
+                    Ok(report) => {
+                        self.backfill_after_sync(job, report, locked.athlete, deadline)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                (report, locked.budget)
+            }
+            Err(e) => (Err(e.into()), None),
         };
         if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
             // The lock lapses by itself after LOCK_TTL.
@@ -261,10 +279,13 @@ where
             && Some(reading) != reading_before
             && let Err(e) = self
                 .budget()
-                .observe(RateLimitObservation {
-                    observed_at: self.now(),
-                    ..reading
-                })
+                .observe_since(
+                    budget_seen,
+                    RateLimitObservation {
+                        observed_at: self.now(),
+                        ..reading
+                    },
+                )
                 .await
         {
             warn!(error = %e, "could not record Polar's rate-limit reading");
@@ -300,6 +321,29 @@ where
         athlete: Athlete,
         now: DateTime<Utc>,
         deadline: Instant,
+    ) -> Locked {
+        let mut budget = None;
+        let mut stored = athlete.clone();
+        let report = self
+            .sync_steps(job, athlete, &mut stored, &mut budget, now, deadline)
+            .await;
+        Locked {
+            report,
+            athlete: stored,
+            budget,
+        }
+    }
+
+    /// The job's steps and their delivery. `stored` follows the athlete as this job last read or wrote
+    /// it, `budget` the rate budget as it last saw it.
+    async fn sync_steps(
+        &self,
+        job: &SyncJob,
+        athlete: Athlete,
+        stored: &mut Athlete,
+        budget: &mut Option<BudgetState>,
+        now: DateTime<Utc>,
+        deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
@@ -317,12 +361,21 @@ where
         let reserved = if plan.calls() == 0 {
             Ok(0)
         } else if job.kind == JobKind::Targeted {
-            self.budget()
-                .reserve(plan.calls(), now)
-                .await
-                .map(|()| plan.calls())
+            match self.budget().reserve(plan.calls(), now).await {
+                Ok(state) => {
+                    *budget = Some(state);
+                    Ok(plan.calls())
+                }
+                Err(e) => Err(e),
+            }
         } else {
-            self.budget().reserve_up_to(plan.calls(), now).await
+            match self.budget().reserve_up_to(plan.calls(), now).await {
+                Ok((granted, state)) => {
+                    *budget = Some(state);
+                    Ok(granted)
+                }
+                Err(e) => Err(e),
+            }
         };
         let mut cut_short = None;
         match reserved {
@@ -383,6 +436,17 @@ where
             let newest = (newest_date(&fetched.events), fetched.utc_offset_minutes);
             let complete = plan.holds_announced(&step, &fetched.events);
             announced_missing |= !complete;
+            // A whole list that Polar answers exactly as when Smartabase last confirmed all of it.
+            let digest = step.is_list().then(|| ListDigest::of(&fetched.events));
+            if let Some(digest) = &digest
+                && complete
+                && fetched.broken.is_empty()
+                && cursors.confirmed_lists.get(&step.kind()) == Some(&digest.value)
+            {
+                counts.unchanged += digest.records;
+                step.advance(&mut cursors, now, newest);
+                continue;
+            }
             let created_before = counts.created;
             let written = self
                 .deliver(
@@ -390,6 +454,10 @@ where
                     user,
                     fetched.events,
                     &mut counts,
+                    Some(ConfirmedLists {
+                        athlete: stored,
+                        cursors: &mut cursors,
+                    }),
                     now,
                     deadline,
                 )
@@ -408,12 +476,13 @@ where
             if written.pending.is_empty() {
                 if clean {
                     step.advance(&mut cursors, now, newest);
+                    confirm_list(&mut cursors, &step, digest);
                 }
             } else {
                 pending.extend(written.pending);
                 owners.extend(written.owners);
                 if clean {
-                    advance_once_resolved.push((step.clone(), newest));
+                    advance_once_resolved.push((step.clone(), newest, digest));
                 }
             }
             if counts.created > created_before {
@@ -439,8 +508,9 @@ where
             failures.extend(resolved.failures.first().cloned());
             unfinished = resolved.unfinished;
             if !unfinished && resolved.failures.is_empty() {
-                for (step, newest) in advance_once_resolved {
+                for (step, newest, digest) in advance_once_resolved {
                     step.advance(&mut cursors, now, newest);
+                    confirm_list(&mut cursors, &step, digest);
                 }
             }
         }
@@ -448,6 +518,7 @@ where
         self.conclude(
             job,
             &plan,
+            stored,
             Progress {
                 counts,
                 cursors,
@@ -503,12 +574,14 @@ where
         &self,
         job: &SyncJob,
         plan: &Plan,
+        stored: &mut Athlete,
         progress: Progress,
         now: DateTime<Utc>,
     ) -> Result<SyncReport, SyncError> {
         if progress.unfinished && progress.failures.is_empty() {
             // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
-            self.update_athlete(&job.athlete, |a| a.cursors = progress.cursors.clone())
+            *stored = self
+                .update_known_athlete(stored, |a| a.cursors = progress.cursors.clone())
                 .await?;
             return Ok(SyncReport {
                 outcome: SyncOutcome::Unfinished(progress.counts),
@@ -519,10 +592,11 @@ where
             && progress.failures.is_empty()
         {
             // What was read is delivered and counts for the rhythm; the rest is still due.
-            self.update_athlete(&job.athlete, |a| a.cursors = progress.cursors.clone())
+            *stored = self
+                .update_known_athlete(stored, |a| a.cursors = progress.cursors.clone())
                 .await?;
             return Ok(self
-                .defer_or_release(job, until, now, "Polar rate budget")
+                .defer_or_release(job, until, now, DeferCause::PolarBudget)
                 .await?);
         }
         let failed = progress.counts.failed;
@@ -531,23 +605,24 @@ where
         let soon = now + self.settings.sync_interval.duration();
         let first_failure = progress.failures.first().cloned();
         let full_sync = job.kind != JobKind::Targeted;
-        self.update_athlete(&job.athlete, |a| {
-            a.cursors = progress.cursors.clone();
-            // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
-            // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
-            if full_sync && first_failure.is_none() {
-                a.queued_until = None;
-                a.last_sync_at = Some(now);
-                if a.status == AthleteStatus::Linked {
-                    a.next_sync_due = Some(next_due);
+        *stored = self
+            .update_known_athlete(stored, |a| {
+                a.cursors = progress.cursors.clone();
+                // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
+                // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
+                if full_sync && first_failure.is_none() {
+                    a.queued_until = None;
+                    a.last_sync_at = Some(now);
+                    if a.status == AthleteStatus::Linked {
+                        a.next_sync_due = Some(next_due);
+                    }
                 }
-            }
-            if progress.announced_missing && a.status == AthleteStatus::Linked {
-                a.next_sync_due = Some(a.next_sync_due.map_or(soon, |d| d.min(soon)));
-            }
-            a.last_error = first_failure.clone();
-        })
-        .await?;
+                if progress.announced_missing && a.status == AthleteStatus::Linked {
+                    a.next_sync_due = Some(a.next_sync_due.map_or(soon, |d| d.min(soon)));
+                }
+                a.last_error = first_failure.clone();
+            })
+            .await?;
         if plan.first_sync {
             info!(
                 athlete = %job.athlete,
@@ -737,6 +812,13 @@ fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(Sync
     );
     later.deferrals = job.deferrals + 1;
     Some((later, RECHARGE_RETRY.num_seconds() as u32))
+}
+
+/// Keeps a delivered full-sync list's digest: every record of the answer is confirmed with its content.
+fn confirm_list(cursors: &mut SyncCursors, step: &Step, digest: Option<ListDigest>) {
+    if let Some(digest) = digest {
+        cursors.confirmed_lists.insert(step.kind(), digest.value);
+    }
 }
 
 fn log_broken(athlete: &AthleteUuid, step: &Step, broken: &[BrokenRecord]) {

@@ -66,7 +66,7 @@ impl Step {
     }
 
     /// Whether this step reads its type's whole list (and so counts for the rhythm).
-    fn is_list(&self) -> bool {
+    pub(super) fn is_list(&self) -> bool {
         matches!(
             self,
             Self::Exercises { .. }

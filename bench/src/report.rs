@@ -777,6 +777,159 @@ fn backfill_section(out: &mut String, b: &BackfillReport) {
     let _ = writeln!(out);
 }
 
+/// The efficiency targets set on 2026-11-27's figures (`bench/results.md` of that day), beside this
+/// run's measurements: a row reads "before → now (target)".
+fn targets_section(out: &mut String, r: &Results) {
+    let _ = writeln!(
+        out,
+        "## Targets\n\nThe efficiency targets, set on the figures of the 2026-11-27 run, beside this run's. `–` where this run did not measure it (see `--only`).\n\n| measure | 2026-11-27 | this run | target |\n|---|---|---|---|"
+    );
+    let dash = || "–".to_string();
+    let figures = |webhooks: bool| {
+        r.efficiency
+            .as_ref()
+            .and_then(|e| e.figures.iter().find(|f| f.webhooks == webhooks))
+    };
+    let polling = r
+        .efficiency
+        .as_ref()
+        .and_then(|e| e.runs.iter().find(|run| !run.webhooks));
+    let worst = |kind: &str| {
+        polling.and_then(|run| run.delivery.worst_lag_minutes_by_kind.get(kind).copied())
+    };
+    let row = |out: &mut String, measure: &str, before: &str, now: String, target: &str| {
+        let _ = writeln!(out, "| {measure} | {before} | {now} | {target} |");
+    };
+    row(
+        out,
+        "Polar calls per athlete-day, webhooks on",
+        "23",
+        figures(true).map_or_else(dash, |f| {
+            format!("**{:.1}**", f.polar_calls_per_athlete_day)
+        }),
+        "≤ 10",
+    );
+    row(
+        out,
+        "Polar calls per athlete-day, polling only, 60-min interval",
+        "96",
+        figures(false).map_or_else(dash, |f| {
+            format!("**{:.1}**", f.polar_calls_per_athlete_day)
+        }),
+        "≤ 48",
+    );
+    row(
+        out,
+        "… worst wait of a training's first version / a day's final activity (polling)",
+        "59 / 59 min",
+        match (worst("exercise"), worst("activity")) {
+            (Some(training), Some(activity)) => {
+                format!("{:.0} / {:.0} min", training.0, activity.1)
+            }
+            _ => dash(),
+        },
+        "≤ 60 / ≤ 180 min",
+    );
+    row(
+        out,
+        "20,000 athletes, polling hourly: demand over budget, worst wait, 429s",
+        "1.06×, 179 min, 0",
+        r.scale.as_ref().map_or_else(dash, |s| {
+            let d = &s.simulation.delivery;
+            format!(
+                "{:.2}×, {:.0} min, {}",
+                s.measured_budget.demand_over_budget,
+                d.first_version_lag_minutes
+                    .max
+                    .max(d.last_version_lag_minutes.max),
+                s.simulation.measured.polar.rate_limited + s.simulation.drain.polar.rate_limited
+            )
+        }),
+        "≤ 0.8×, ≤ 60 min, 0",
+    );
+    let unchanged = r
+        .throughput
+        .as_ref()
+        .and_then(|t| t.rounds.iter().find(|round| !round.with_changes));
+    row(
+        out,
+        "DynamoDB read / write units, a sync that finds nothing new (locking's writes apart)",
+        "~17 / 9",
+        unchanged.map_or_else(dash, |u| {
+            let jobs = u.jobs.max(1) as f64;
+            let locking: f64 = ["try_lock", "unlock"]
+                .iter()
+                .filter_map(|op| u.store_by_operation.get(*op))
+                .map(|usage| usage.write_units)
+                .sum();
+            format!(
+                "{:.2} / {:.2} (+ {:.2} locking)",
+                u.store.read_units / jobs,
+                (u.store.write_units - locking) / jobs,
+                locking / jobs
+            )
+        }),
+        "≤ 1 / 0 (locking ≤ 2)",
+    );
+    let cost = |mode: &str| {
+        r.cost
+            .as_ref()
+            .and_then(|c| c.estimates.iter().find(|e| e.mode == mode))
+            .map(|e| e.cost.total)
+    };
+    row(
+        out,
+        "cost per 1,000 athlete-months, webhooks on / off",
+        "$3.51 / $6.39",
+        match (cost("webhooks on"), cost("webhooks off")) {
+            (Some(on), Some(off)) => format!("**${on:.2} / ${off:.2}**"),
+            _ => dash(),
+        },
+        "≤ $1 / ≤ $2",
+    );
+    let webhook_run = r
+        .efficiency
+        .as_ref()
+        .and_then(|e| e.runs.iter().find(|run| run.webhooks));
+    row(
+        out,
+        "webhook jobs deferred as \"athlete busy\"",
+        "33 %",
+        webhook_run.map_or_else(dash, |run| {
+            let busy = run
+                .measured
+                .jobs
+                .deferral_reasons
+                .get("athlete busy")
+                .copied()
+                .unwrap_or(0);
+            format!(
+                "{:.1} % ({busy} of {})",
+                busy as f64 * 100.0 / run.measured.webhook_deliveries.max(1) as f64,
+                run.measured.webhook_deliveries
+            )
+        }),
+        "0",
+    );
+    row(
+        out,
+        "init vs hello-world (release, same run), slowest function",
+        "10–12×",
+        r.cold_start
+            .as_ref()
+            .and_then(|c| {
+                c.functions
+                    .iter()
+                    .skip(1)
+                    .map(|f| f.init_ratio)
+                    .max_by(f64::total_cmp)
+            })
+            .map_or_else(dash, |ratio| format!("{ratio:.1}×")),
+        "≤ 5×",
+    );
+    let _ = writeln!(out);
+}
+
 /// `results.md`.
 pub fn markdown(r: &Results) -> String {
     let mut out = String::new();
@@ -785,6 +938,7 @@ pub fn markdown(r: &Results) -> String {
         "# Benchmarks\n\nGenerated by `make bench` (the `bench` crate); every number is also in `results.json`. Benchmarks report; they never fail on a time. Only a correctness check (every record delivered exactly once) makes the run exit non-zero.\n"
     );
     machine_section(&mut out, r);
+    targets_section(&mut out, r);
     let _ = writeln!(
         out,
         "## Reproduce\n\n```sh\nmake bench                      # builds the release binaries, runs everything on one moto server\n# or, step by step:\ncargo build --release -p oauth-callback -p athlete-scan -p sync-fanout -p sync-worker \\\n    -p revoke-hook -p polar-webhook -p connector -p bench\nscripts/with-moto.sh target/release/bench            # all six\ntarget/release/bench --only efficiency,throughput    # a part (cold-start needs moto)\ntarget/release/bench --help                          # sizes: --athletes, --days, --scale-athletes, ...\n```\n"

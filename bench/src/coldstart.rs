@@ -23,6 +23,9 @@ use testkit::runtime_api::{FunctionSpec, LambdaFunction, Output, binary_path};
 
 /// The baseline binary (a second bin of this crate).
 pub const HELLO: &str = "hello-lambda";
+/// The second baseline: the same plus the AWS config and one secret read, the round trip every
+/// function makes before its first poll (a third bin of this crate).
+pub const HELLO_SECRET: &str = "hello-secret";
 
 /// One function's cold starts.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +50,8 @@ pub struct ColdStarts {
     pub peak_rss_median_mib: f64,
     /// Median init over the hello-world's.
     pub init_ratio: f64,
+    /// Median init over [`HELLO_SECRET`]'s: what the function adds beyond the one round trip.
+    pub round_trip_ratio: f64,
     /// Median peak RSS over the hello-world's.
     pub rss_ratio: f64,
     /// First invocation after each cold start, answer time (ms).
@@ -125,7 +130,7 @@ type AnswerCheck = fn(&Value) -> bool;
 /// The event a function gets, and a check of its answer.
 fn invocation(function: &str) -> anyhow::Result<(Value, AnswerCheck)> {
     Ok(match function {
-        HELLO => (json!({"name": "bench"}), |a| a["hello"]["name"] == "bench"),
+        HELLO | HELLO_SECRET => (json!({"name": "bench"}), |a| a["hello"]["name"] == "bench"),
         "oauth-callback" | "revoke-hook" | "polar-webhook" => (
             apigw_event(&HttpRequest::get("/bench/unknown-route")),
             |a| a["statusCode"] == 404,
@@ -196,6 +201,7 @@ async fn measure(
         init_ms,
         peak_rss_kib: peak,
         init_ratio: 0.0,
+        round_trip_ratio: 0.0,
         rss_ratio: 0.0,
         first_invoke_median_ms: median(&invoke_ms),
     })
@@ -239,6 +245,22 @@ pub async fn run(
         hello.init_median_ms, hello.peak_rss_median_mib
     ));
     functions.push(hello.clone());
+    let mut round_trip = measure(
+        HELLO_SECRET,
+        binary_path(workspace, profile, HELLO_SECRET),
+        stack.env.clone(),
+        128,
+        runs,
+    )
+    .await?;
+    round_trip.init_ratio = round_trip.init_median_ms / hello.init_median_ms;
+    round_trip.rss_ratio = round_trip.peak_rss_median_mib / hello.peak_rss_median_mib;
+    round_trip.round_trip_ratio = 1.0;
+    progress(&format!(
+        "{HELLO_SECRET}: init median {:.1} ms ({:.1}× hello)",
+        round_trip.init_median_ms, round_trip.init_ratio
+    ));
+    functions.push(round_trip.clone());
     for (name, _timeout, memory_mb) in FUNCTIONS {
         let mut starts = measure(
             name,
@@ -249,16 +271,22 @@ pub async fn run(
         )
         .await?;
         starts.init_ratio = starts.init_median_ms / hello.init_median_ms;
+        starts.round_trip_ratio = starts.init_median_ms / round_trip.init_median_ms;
         starts.rss_ratio = starts.peak_rss_median_mib / hello.peak_rss_median_mib;
         progress(&format!(
-            "{name}: init median {:.1} ms ({:.1}× hello), peak RSS {:.1} MiB ({:.1}×)",
-            starts.init_median_ms, starts.init_ratio, starts.peak_rss_median_mib, starts.rss_ratio
+            "{name}: init median {:.1} ms ({:.1}× hello, {:.2}× hello + secret), peak RSS {:.1} MiB ({:.1}×)",
+            starts.init_median_ms,
+            starts.init_ratio,
+            starts.round_trip_ratio,
+            starts.peak_rss_median_mib,
+            starts.rss_ratio
         ));
         functions.push(starts);
     }
     if let Some(first) = functions.first_mut() {
         first.init_ratio = 1.0;
         first.rss_ratio = 1.0;
+        first.round_trip_ratio = first.init_median_ms / round_trip.init_median_ms;
     }
     Ok(ColdStartReport {
         runs,

@@ -382,10 +382,24 @@ async fn queued_marker_guards_the_fanout<S: Store>(store: &S) {
     );
     let stored = store.get_athlete(&id).await.unwrap().unwrap();
     assert_eq!(stored.queued_until, Some(until));
-    assert_eq!(
-        stored.version, athlete.version,
-        "the marker does not bump the version"
+    assert!(
+        stored.version > athlete.version,
+        "the marker moves the version"
     );
+    // A job that read the athlete before the fan-out marked it cannot write the old marker back.
+    let mut stale = athlete.clone();
+    stale.last_error = Some("a job read before the marker".into());
+    assert!(matches!(
+        store.save_athlete(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let cleared_from = store.get_athlete(&id).await.unwrap().unwrap();
+    store.clear_queued(&id).await.unwrap();
+    assert!(
+        store.get_athlete(&id).await.unwrap().unwrap().version > cleared_from.version,
+        "clearing moves the version too"
+    );
+    assert!(store.mark_queued(&id, until, now).await.unwrap());
 
     // A lapsed marker (the job was lost) can be taken again.
     let later = until + Duration::seconds(1);

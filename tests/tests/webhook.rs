@@ -544,3 +544,43 @@ async fn the_webhook_function_started_without_api_clients_queues_the_announced_r
     assert_eq!(job.kind, JobKind::Targeted);
     assert_eq!(job.targets, [Target::Activity { date }]);
 }
+
+/// A session Polar lists, and announces, with an upload time days before the connector last read the
+/// trainings (an edit of an old session, or one Polar listed late) reaches Smartabase from its webhook.
+#[tokio::test]
+async fn an_announced_session_with_an_upload_time_days_before_the_last_read_lands() {
+    let (world, mut relay, a) = synced_world().await;
+    // Four days on, the daily reconciliation has read the trainings; the session Polar lists now was
+    // uploaded 3 days ago.
+    world.advance(Duration::days(4));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.polar.clear_requests();
+    let old = world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                uploaded_at: Some(world.polar.now() - Duration::days(3)),
+                start_time: Some(
+                    (world.polar.now() - Duration::days(3)
+                        + Duration::minutes(i64::from(a.offset)))
+                    .naive_utc(),
+                ),
+                ..record(RecordKind::Exercise)
+            },
+        )
+        .unwrap();
+    let answers = relay.serve(&world, 1).await;
+    assert_eq!(answers[0].1.status, 200, "{}", answers[0].1.text());
+
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_eq!(
+        world.smartabase.events_for(a.user, "Polar Training").len(),
+        served(&world, a.polar, RecordKind::Exercise).len(),
+        "every listed session is in Smartabase, the one uploaded 3 days ago ({}) among them",
+        old.key
+    );
+    assert_smartabase_matches_polar(&world, &a);
+}

@@ -119,8 +119,8 @@ impl SyncJob {
 /// once and Polar sends a delivery for each, so running them apart would only make all but one wait for
 /// the athlete's lock. `jobs` pairs each job with its message; the result pairs each job to run with the
 /// messages it answers for, in the order the jobs came. Targeted jobs of one athlete become one job with
-/// the union of their targets (the earliest `enqueued_at`, the most `deferrals`, so a recharge's retry
-/// bound holds); full jobs stay as they are (a second full job is skipped as redundant by the sync).
+/// the union of their targets (the earliest `enqueued_at`, the fewest `deferrals`: a fresh night's
+/// recharge gets its retries even when it meets an old night's last one); full jobs stay as they are (a second full job is skipped as redundant by the sync).
 pub fn coalesce<M>(jobs: Vec<(M, SyncJob)>) -> Vec<(Vec<M>, SyncJob)> {
     let mut out: Vec<(Vec<M>, SyncJob)> = Vec::new();
     for (message, job) in jobs {
@@ -139,7 +139,7 @@ pub fn coalesce<M>(jobs: Vec<(M, SyncJob)>) -> Vec<(Vec<M>, SyncJob)> {
                     }
                 }
                 into.enqueued_at = into.enqueued_at.min(job.enqueued_at);
-                into.deferrals = into.deferrals.max(job.deferrals);
+                into.deferrals = into.deferrals.min(job.deferrals);
             }
             None => out.push((vec![message], job)),
         }
@@ -240,7 +240,10 @@ mod tests {
             at(1),
             "lag is measured from the oldest announcement"
         );
-        assert_eq!(a.deferrals, 3, "a recharge's retry bound holds");
+        assert_eq!(
+            a.deferrals, 0,
+            "the fresh night keeps its recharge retries though an old night's retry came along"
+        );
         assert_eq!(runs[1].0, ["m2"]);
         assert_eq!(runs[1].1.targets, [activity]);
     }

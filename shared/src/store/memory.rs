@@ -173,6 +173,7 @@ impl AthleteStore for MemoryStore {
                 if a.status == AthleteStatus::Linked && a.queued_until.is_none_or(|q| q < now) =>
             {
                 a.queued_until = Some(until);
+                a.version += 1;
                 Ok(true)
             }
             _ => Ok(false),
@@ -182,6 +183,7 @@ impl AthleteStore for MemoryStore {
     async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
         if let Some(a) = self.state()?.athletes.get_mut(uuid) {
             a.queued_until = None;
+            a.version += 1;
         }
         Ok(())
     }

@@ -104,8 +104,8 @@ pub trait AthleteStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<Athlete>, StoreError>> + Send;
 
     /// Sets the queued marker if the athlete is `Linked` and not already queued (or the marker lapsed).
-    /// `false` means "do not enqueue". Does not bump the version seen by `save_athlete` callers' logic
-    /// beyond the marker itself.
+    /// `false` means "do not enqueue". Moves the version like any write of the athlete, so a save from
+    /// an earlier read conflicts instead of writing the old marker back (its caller reads again).
     fn mark_queued(
         &self,
         uuid: &AthleteUuid,
@@ -113,7 +113,7 @@ pub trait AthleteStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Clears the queued marker (the job ran, or sending it failed).
+    /// Clears the queued marker (the job ran, or sending it failed); moves the version likewise.
     fn clear_queued(
         &self,
         uuid: &AthleteUuid,

@@ -268,12 +268,16 @@ impl AthleteStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
-            .update_expression("SET #queued_until = :until")
+            // The marker moves the version like every write of the item, so a job that read the athlete
+            // before it cannot write the old marker back.
+            .update_expression("SET #queued_until = :until ADD #version :one")
             .condition_expression(
                 "#status = :linked AND (attribute_not_exists(#queued_until) OR #queued_until < :now)",
             )
             .expression_attribute_names("#queued_until", QUEUED_UNTIL)
             .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":until", s(schema::format_instant(until)))
             .expression_attribute_values(":linked", s(AthleteStatus::Linked.as_str()))
             .expression_attribute_values(":now", s(schema::format_instant(now)))
@@ -293,9 +297,11 @@ impl AthleteStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
-            .update_expression("REMOVE #queued_until")
+            .update_expression("REMOVE #queued_until ADD #version :one")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#queued_until", QUEUED_UNTIL)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_names("#pk", PK)
             .send()
             .await;

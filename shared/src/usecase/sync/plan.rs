@@ -102,10 +102,14 @@ impl Step {
     }
 
     /// A list read that did not deliver in full (a broken record, a failed call or write, an announced
-    /// record missing) makes its type due at the next sync, whatever its rhythm.
+    /// record missing) makes its type due at the next sync, whatever its rhythm; the next read of
+    /// exercises then takes every listed one, whatever its upload time.
     pub(super) fn forget(&self, cursors: &mut SyncCursors) {
         if self.is_list() {
             cursors.lists.remove(&self.kind());
+        }
+        if let Self::Exercises { .. } = self {
+            cursors.exercises_uploaded_since = None;
         }
     }
 }
@@ -159,7 +163,7 @@ impl Plan {
     ) -> Self {
         let today = now.date_naive();
         if job.kind == JobKind::Targeted {
-            return Self::announced(job, cursors, mapping, today);
+            return Self::announced(job, mapping, today);
         }
         let first_sync = cursors == &SyncCursors::default();
         // A first sync, and an operator's, read everything; any other what its rhythm asks for (a first
@@ -192,19 +196,17 @@ impl Plan {
 
     /// A webhook's job: each announced record's list (one call, like the record itself, and it counts
     /// as the type's reconciliation), or the record alone when its date is outside the list's 28 days.
-    fn announced(
-        job: &SyncJob,
-        cursors: &SyncCursors,
-        mapping: &Mapping,
-        today: NaiveDate,
-    ) -> Self {
-        let list = |kind| Step::list(kind, cursors, today);
+    fn announced(job: &SyncJob, mapping: &Mapping, today: NaiveDate) -> Self {
         let mut steps = Vec::new();
         let mut announced = Vec::new();
         for target in &job.targets {
             match target {
                 Target::Exercise { id } => {
-                    steps.extend(list(DataKind::Training));
+                    // Every listed exercise, whatever its upload time: an edited or late-listed
+                    // session may carry an upload time before the cursor, and it is announced now.
+                    steps.push(Step::Exercises {
+                        uploaded_since: None,
+                    });
                     announced.push((DataKind::Training, RecordKey::Exercise(id.clone())));
                     if mapping.is_enabled(DataKind::CardioLoad) {
                         steps.push(Step::CardioLoads(CardioLoadRange::Recent));

@@ -10,7 +10,9 @@
 //!   that brings a new record means the watch just synced, so the other lists are read in the same
 //!   job ([`Rhythm::after_news`]);
 //! - with webhooks, each announced record's job reads its type's list (one call, like the single
-//!   record), and a scheduled sync reads only the lists no job read for [`RECONCILIATION_INTERVAL`].
+//!   record), and a scheduled sync reads only the lists no job read for [`RECONCILIATION_INTERVAL`],
+//!   and the Nightly Recharge, which no webhook announces, every [`NIGHT_RHYTHM`] while today's night
+//!   is in without it.
 //!
 //! A list whose read was not delivered in full (a broken record, a failed write) keeps its old time and
 //! is read again at the next sync.
@@ -85,7 +87,12 @@ impl<'a> Rhythm<'a> {
         // syncs at the hour marks read a 3-hour type every third sync, not every fourth.
         let on_time = |period: Duration| self.now - last.at + self.cadence.interval() / 2 >= period;
         match self.cadence {
-            Cadence::Webhooks(_) => on_time(RECONCILIATION_INTERVAL),
+            Cadence::Webhooks(_) => {
+                on_time(RECONCILIATION_INTERVAL)
+                    || (kind == DataKind::Recharge
+                        && on_time(NIGHT_RHYTHM)
+                        && self.recharge_awaited())
+            }
             Cadence::Polling(_) => match kind {
                 DataKind::Training => true,
                 DataKind::Activity | DataKind::DailyHeartRate => on_time(DAY_RHYTHM),
@@ -121,10 +128,15 @@ impl<'a> Rhythm<'a> {
             Cadence::Webhooks(_) => kinds
                 .iter()
                 .map(|k| {
+                    let period = if *k == DataKind::Recharge && self.recharge_awaited() {
+                        NIGHT_RHYTHM
+                    } else {
+                        RECONCILIATION_INTERVAL
+                    };
                     self.cursors
                         .lists
                         .get(k)
-                        .map_or(self.now, |last| last.at + RECONCILIATION_INTERVAL)
+                        .map_or(self.now, |last| last.at + period)
                 })
                 .min()
                 .unwrap_or(self.now + RECONCILIATION_INTERVAL)
@@ -148,6 +160,13 @@ impl<'a> Rhythm<'a> {
 
     fn has_today(&self, kind: DataKind) -> bool {
         self.newest(kind).is_some_and(|d| d >= self.local_today())
+    }
+
+    /// Today's night is in but its Nightly Recharge is not: Polar may compute it hours after the sleep,
+    /// after a webhook job's retries, and no webhook announces it, so with webhooks it is looked for
+    /// every [`NIGHT_RHYTHM`] until it is in (rather than at the next day's reconciliation).
+    fn recharge_awaited(&self) -> bool {
+        self.has_today(DataKind::Sleep) && self.awaited(DataKind::Recharge)
     }
 
     /// Today's record of `kind` is not in yet, it is morning or later, and the athlete had one within
@@ -310,6 +329,51 @@ mod tests {
         assert_eq!(
             Rhythm::new(&c, at(27, 7), Cadence::Polling(HOUR)).next_due(&core),
             at(27, 8)
+        );
+    }
+
+    #[test]
+    fn with_webhooks_a_recharge_polar_computes_hours_after_its_night_is_looked_for_every_six_hours()
+    {
+        let hooks = Cadence::Webhooks(HOUR);
+        let core = [
+            DataKind::Training,
+            DataKind::Activity,
+            DataKind::Sleep,
+            DataKind::Recharge,
+        ];
+        // This morning's night came by webhook at 07:00; its job (and its retries) did not find the
+        // recharge, last read at 08:30.
+        let waiting = cursors(
+            &[
+                read(DataKind::Training, at(27, 7), None),
+                read(DataKind::Activity, at(27, 7), Some(date(27))),
+                read(DataKind::Sleep, at(27, 7), Some(date(27))),
+                read(DataKind::Recharge, at(27, 8) + HOUR / 2, Some(date(26))),
+            ],
+            Some(0),
+        );
+        let due = |c: &SyncCursors, now| Rhythm::new(c, now, hooks).due(DataKind::Recharge);
+        assert!(!due(&waiting, at(27, 12)));
+        assert!(due(&waiting, at(27, 14)), "six hours after its last read");
+        assert_eq!(
+            Rhythm::new(&waiting, at(27, 9), hooks).next_due(&core),
+            at(27, 14) + HOUR / 2
+        );
+        // Once it is in, a day as for every list.
+        let found = cursors(
+            &[
+                read(DataKind::Training, at(27, 7), None),
+                read(DataKind::Activity, at(27, 7), Some(date(27))),
+                read(DataKind::Sleep, at(27, 7), Some(date(27))),
+                read(DataKind::Recharge, at(27, 8) + HOUR / 2, Some(date(27))),
+            ],
+            Some(0),
+        );
+        assert!(!due(&found, at(27, 14)));
+        assert_eq!(
+            Rhythm::new(&found, at(27, 9), hooks).next_due(&core),
+            at(28, 7)
         );
     }
 

@@ -102,14 +102,10 @@ impl Step {
     }
 
     /// A list read that did not deliver in full (a broken record, a failed call or write, an announced
-    /// record missing) makes its type due at the next sync, whatever its rhythm; the next read of
-    /// exercises then takes every listed one, whatever its upload time.
+    /// record missing) makes its type due at the next sync, whatever its rhythm.
     pub(super) fn forget(&self, cursors: &mut SyncCursors) {
         if self.is_list() {
             cursors.lists.remove(&self.kind());
-        }
-        if let Self::Exercises { .. } = self {
-            cursors.exercises_uploaded_since = None;
         }
     }
 }

@@ -120,7 +120,8 @@ impl SyncJob {
 /// the athlete's lock. `jobs` pairs each job with its message; the result pairs each job to run with the
 /// messages it answers for, in the order the jobs came. Targeted jobs of one athlete become one job with
 /// the union of their targets (the earliest `enqueued_at`, the fewest `deferrals`: a fresh night's
-/// recharge gets its retries even when it meets an old night's last one); full jobs stay as they are (a second full job is skipped as redundant by the sync).
+/// recharge gets its retries even when it meets an old night's last one); full jobs stay as they are
+/// (a second full job is skipped as redundant by the sync).
 pub fn coalesce<M>(jobs: Vec<(M, SyncJob)>) -> Vec<(Vec<M>, SyncJob)> {
     let mut out: Vec<(Vec<M>, SyncJob)> = Vec::new();
     for (message, job) in jobs {

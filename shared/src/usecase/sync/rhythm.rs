@@ -87,12 +87,7 @@ impl<'a> Rhythm<'a> {
         // syncs at the hour marks read a 3-hour type every third sync, not every fourth.
         let on_time = |period: Duration| self.now - last.at + self.cadence.interval() / 2 >= period;
         match self.cadence {
-            Cadence::Webhooks(_) => {
-                on_time(RECONCILIATION_INTERVAL)
-                    || (kind == DataKind::Recharge
-                        && on_time(NIGHT_RHYTHM)
-                        && self.recharge_awaited())
-            }
+            Cadence::Webhooks(_) => on_time(self.reconciliation_period(kind)),
             Cadence::Polling(_) => match kind {
                 DataKind::Training => true,
                 DataKind::Activity | DataKind::DailyHeartRate => on_time(DAY_RHYTHM),
@@ -128,15 +123,10 @@ impl<'a> Rhythm<'a> {
             Cadence::Webhooks(_) => kinds
                 .iter()
                 .map(|k| {
-                    let period = if *k == DataKind::Recharge && self.recharge_awaited() {
-                        NIGHT_RHYTHM
-                    } else {
-                        RECONCILIATION_INTERVAL
-                    };
                     self.cursors
                         .lists
                         .get(k)
-                        .map_or(self.now, |last| last.at + period)
+                        .map_or(self.now, |last| last.at + self.reconciliation_period(*k))
                 })
                 .min()
                 .unwrap_or(self.now + RECONCILIATION_INTERVAL)
@@ -162,11 +152,18 @@ impl<'a> Rhythm<'a> {
         self.newest(kind).is_some_and(|d| d >= self.local_today())
     }
 
-    /// Today's night is in but its Nightly Recharge is not: Polar may compute it hours after the sleep,
-    /// after a webhook job's retries, and no webhook announces it, so with webhooks it is looked for
-    /// every [`NIGHT_RHYTHM`] until it is in (rather than at the next day's reconciliation).
-    fn recharge_awaited(&self) -> bool {
-        self.has_today(DataKind::Sleep) && self.awaited(DataKind::Recharge)
+    /// With webhooks, how often `kind`'s list is read at the least: [`RECONCILIATION_INTERVAL`], but
+    /// [`NIGHT_RHYTHM`] for a Nightly Recharge while today's night is in without it (Polar may compute
+    /// it hours after the sleep, after a webhook job's retries, and no webhook announces it).
+    fn reconciliation_period(&self, kind: DataKind) -> Duration {
+        let recharge_awaited = kind == DataKind::Recharge
+            && self.has_today(DataKind::Sleep)
+            && self.awaited(DataKind::Recharge);
+        if recharge_awaited {
+            NIGHT_RHYTHM
+        } else {
+            RECONCILIATION_INTERVAL
+        }
     }
 
     /// Today's record of `kind` is not in yet, it is morning or later, and the athlete had one within
@@ -361,15 +358,12 @@ mod tests {
             at(27, 14) + HOUR / 2
         );
         // Once it is in, a day as for every list.
-        let found = cursors(
-            &[
-                read(DataKind::Training, at(27, 7), None),
-                read(DataKind::Activity, at(27, 7), Some(date(27))),
-                read(DataKind::Sleep, at(27, 7), Some(date(27))),
-                read(DataKind::Recharge, at(27, 8) + HOUR / 2, Some(date(27))),
-            ],
-            Some(0),
-        );
+        let mut found = waiting.clone();
+        found.lists.extend([read(
+            DataKind::Recharge,
+            at(27, 8) + HOUR / 2,
+            Some(date(27)),
+        )]);
         assert!(!due(&found, at(27, 14)));
         assert_eq!(
             Rhythm::new(&found, at(27, 9), hooks).next_due(&core),

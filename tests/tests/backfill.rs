@@ -111,6 +111,18 @@ async fn a_year_of_activity_lands_exactly_once_after_linking() {
     let a = &link_athletes(&world, "year", &[345]).await[0];
     history(&world, a, 365, false);
     let linked_on = link_date(&world);
+    // What the first sync reads of the other forms, counted now: the sim clock moves by hours below,
+    // and when the athlete's local midnight passes, Polar's 28-day window drops its oldest night.
+    let first_sync_reads: Vec<(RecordKind, usize)> = [RecordKind::Sleep, RecordKind::Recharge]
+        .into_iter()
+        .map(|kind| {
+            let count = served(&world, a.polar, kind)
+                .iter()
+                .filter(|r| expected_event(r).is_some())
+                .count();
+            (kind, count)
+        })
+        .collect();
 
     let syncs = sync_until_backfilled(&world, a).await;
     assert!(
@@ -136,11 +148,7 @@ async fn a_year_of_activity_lands_exactly_once_after_linking() {
         .collect();
     assert_eq!(landed, expected);
     // The rest is what the first sync read: the backfill adds nothing to the other forms.
-    for kind in [RecordKind::Sleep, RecordKind::Recharge] {
-        let served = served(&world, a.polar, kind)
-            .iter()
-            .filter(|r| expected_event(r).is_some())
-            .count();
+    for (kind, served) in first_sync_reads {
         assert_eq!(
             world.smartabase.events_for(a.user, form_of(kind)).len(),
             served,

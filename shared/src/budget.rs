@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::time::Duration as StdDuration;
 
 use crate::polar::RateLimitObservation;
 use crate::store::{BudgetStore, StoreError};
@@ -268,7 +269,9 @@ pub struct RateBudget<'a, S> {
 impl<'a, S: BudgetStore> RateBudget<'a, S> {
     /// Scheduled work may spend this share of each window; the rest is headroom for athletes linking now.
     pub const SCHEDULED_SHARE: f64 = 0.9;
-    const ATTEMPTS: usize = 8;
+    const ATTEMPTS: u32 = 8;
+    /// The longest pause after the first conflict, doubled after each next one (up to 32×).
+    const CONFLICT_PAUSE_MS: u64 = 10;
 
     /// History backfill spends only while both windows are less than this share used, so regular syncs
     /// and webhook jobs always keep `SCHEDULED_SHARE - BACKFILL_SHARE` of each window to themselves.
@@ -296,7 +299,7 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         &self,
         change: impl Fn(BudgetState) -> Result<(BudgetState, T), BudgetExhausted>,
     ) -> Result<T, BudgetError> {
-        for _ in 0..Self::ATTEMPTS {
+        for attempt in 0..Self::ATTEMPTS {
             let (state, version) = match self.store.load_budget().await? {
                 Some(found) => found,
                 None => (BudgetState::initial(self.formula, 0), 0),
@@ -307,7 +310,13 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
             }
             match self.store.save_budget(&next, version).await {
                 Ok(_) => return Ok(result),
-                Err(StoreError::Conflict(_)) => continue,
+                // Every worker writes this one item: jobs that collided retry at random moments, not in
+                // step (in step, the same jobs collide again until the attempts run out and a job fails).
+                Err(StoreError::Conflict(_)) => {
+                    let ceiling = Self::CONFLICT_PAUSE_MS << attempt.min(5);
+                    tokio::time::sleep(StdDuration::from_millis(rand::random_range(0..=ceiling)))
+                        .await;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -449,6 +458,41 @@ mod tests {
             budget.reserve_up_to(4, t0()).await,
             Err(BudgetError::Exhausted(e)) if e.until == t0() + SHORT_WINDOW
         ));
+    }
+
+    /// A budget store whose every read is followed by a pause, so jobs that start together all read the
+    /// same version before any of them writes: the collisions of many workers starting on one fan-out.
+    struct SlowReads(crate::store::memory::MemoryStore);
+
+    impl BudgetStore for SlowReads {
+        async fn load_budget<T: serde::de::DeserializeOwned + Send>(
+            &self,
+        ) -> Result<Option<(T, u64)>, StoreError> {
+            let found = self.0.load_budget().await;
+            tokio::time::sleep(StdDuration::from_millis(2)).await;
+            found
+        }
+
+        async fn save_budget<T: Serialize + Sync>(
+            &self,
+            state: &T,
+            expected_version: u64,
+        ) -> Result<u64, StoreError> {
+            self.0.save_budget(state, expected_version).await
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_that_start_together_all_get_their_calls() {
+        // Twenty jobs collide on one item; in step, one would win each round and the last twelve would
+        // run out of attempts and fail (a job failed this way in a system test).
+        let store = SlowReads(crate::store::memory::MemoryStore::new());
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let jobs = (0..20).map(|_| budget.reserve(3, t0()));
+        let results = futures::future::join_all(jobs).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let (state, _) = store.0.load_budget::<BudgetState>().await.unwrap().unwrap();
+        assert_eq!(state.short.used, 60, "each job's calls counted once");
     }
 
     #[test]

@@ -111,27 +111,33 @@ async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_sessi
     }
 
     // Back home, each watch uploads the whole camp at once: records dated up to 27 days before upload.
+    // The camp's dates are the athlete's at upload (the hour until the sync may pass their midnight).
+    let mut upload_dates = Vec::new();
     for (a, camp) in athletes.iter().zip(camps) {
         upload_days(&world, a, camp as u32);
+        upload_dates.push(local_today(&world, a.offset));
     }
     world.polar.clear_requests();
     world.advance(Duration::minutes(61));
     world.fanout().await.unwrap();
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (4, 0));
-    for (a, camp) in athletes.iter().zip(camps) {
+    for ((a, camp), uploaded_on) in athletes.iter().zip(camps).zip(upload_dates) {
         let checked = assert_every_served_record_landed_once(&world, a);
-        let today = local_today(&world, a.offset);
+        // The camp's first night, unless the athlete's midnight since the upload took it out of Polar's
+        // 28 dates (a 27-day-old night uploaded in the last hour of the day: Polar no longer serves it).
+        let first_night = (uploaded_on - Duration::days(camp))
+            .max(local_today(&world, a.offset) - Duration::days(27));
         let oldest_night = world
             .smartabase
             .events_for(a.user, "Polar Sleep")
             .iter()
             .map(|e| e.start.date())
-            .filter(|d| *d >= today - Duration::days(camp))
+            .filter(|d| *d >= uploaded_on - Duration::days(camp))
             .min();
         assert_eq!(
             oldest_night,
-            Some(today - Duration::days(camp)),
+            Some(first_night),
             "{}: the camp's first night",
             a.uuid
         );

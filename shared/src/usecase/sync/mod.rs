@@ -549,10 +549,14 @@ where
             let Some(step) = Step::list(kind, cursors, now.date_naive()) else {
                 continue;
             };
-            if self.budget().reserve(1, now).await.is_err() {
-                return;
+            match self.budget().reserve(1, now).await {
+                Ok(_) => plan.steps.push(step),
+                Err(BudgetError::Exhausted(_)) => return,
+                Err(BudgetError::Store(e)) => {
+                    warn!(error = %e, kind = kind.as_str(), "could not reserve a read-along call; the list waits for its rhythm");
+                    return;
+                }
             }
-            plan.steps.push(step);
         }
     }
 

@@ -208,6 +208,12 @@ pub const NEEDS_POLAR_CONSENTS: &str = "Needs Polar Consents";
 pub const POLAR_ACCOUNT_OF_ANOTHER_ATHLETE: &str = "Polar Account Of Another Athlete";
 
 impl Athlete {
+    /// Whether `other` holds the same link as this athlete: the same Polar account, linked at the same
+    /// moment. A re-link starts afresh, so a job of the old link must not write its progress over it.
+    pub fn same_link(&self, other: &Athlete) -> bool {
+        self.linked_at == other.linked_at && self.polar_user_id == other.polar_user_id
+    }
+
     /// The `Status` the athlete's `Polar Access Token` profile shows: their link status, except that a
     /// link whose Polar consents are missing says so (it syncs nothing until they accept).
     pub fn profile_label(&self) -> &'static str {

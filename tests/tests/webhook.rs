@@ -11,6 +11,7 @@ use shared::polar::{PolarApi as _, WebhookEventType};
 use shared::queue::{JobKind, Target};
 use shared::store::Store;
 use shared::usecase::sync::{RECHARGE_RETRY, RECONCILIATION_INTERVAL};
+use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::front::HttpRequest;
 use testkit::world::{World, WorldOptions};
@@ -583,4 +584,100 @@ async fn an_announced_session_with_an_upload_time_days_before_the_last_read_land
         old.key
     );
     assert_smartabase_matches_polar(&world, &a);
+}
+
+#[tokio::test]
+async fn a_relink_to_another_account_while_a_webhook_job_writes_keeps_the_new_accounts_history() {
+    // The athlete links a new watch (another Polar account) while the job of the old account's last
+    // training is writing it to Smartabase. That job ends after the new link started afresh: it must
+    // not put the old account's cursors (and its finished backfill) back, or the new account's history
+    // is never fetched.
+    let mut world = World::on_moto(WorldOptions {
+        polar: polar_sim::PolarSimConfig {
+            consent_mode: polar_sim::ConsentMode::AutoAccept,
+            history_before_registration: true,
+            ..polar_sim::PolarSimConfig::default()
+        },
+        ..WorldOptions::default()
+    })
+    .await
+    .unwrap();
+    let a = link_athletes(&world, "swap", &[0]).await.remove(0);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let old = stored_athlete(&world, &a).await.cursors.backfill;
+    assert!(
+        old.values().all(|p| p.finished.is_some()),
+        "the old account has no history: {old:?}"
+    );
+    let mut relay = register_webhook(&mut world).await;
+    let new = Linked {
+        polar: world.polar_account(0),
+        ..a.clone()
+    };
+    world
+        .polar
+        .generate(
+            new.polar,
+            &polar_sim::GenerateRequest {
+                days: 90,
+                ..polar_sim::GenerateRequest::default()
+            },
+        )
+        .unwrap();
+    world
+        .polar
+        .add_record(a.polar, record(RecordKind::Exercise))
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    world.polar.clear_requests();
+    world
+        .smartabase
+        .add_fault(FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::Delay { ms: 3_000 },
+            1,
+        ))
+        .unwrap();
+
+    let relink = async {
+        while !world.smartabase.faults().is_empty() {
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        let page = world.link_via_web(&a.uuid, new.polar).await.unwrap();
+        assert_eq!(page.status, 200, "{}", page.text());
+    };
+    // The worker runs the old account's job, then the new link's first sync.
+    let (run, ()) = tokio::join!(world.run_worker(), relink);
+    assert_eq!(run.unwrap().failed, 0);
+    let deregistration = format!("/v3/users/{}", a.polar);
+    assert_eq!(
+        polar_paths(&world, a.polar)
+            .into_iter()
+            .filter(|p| *p != deregistration)
+            .collect::<Vec<_>>(),
+        ["/v3/exercises"],
+        "the old account's job read its one list before the re-link"
+    );
+    let after = stored_athlete(&world, &a).await;
+    assert_eq!(after.polar_user_id.map(|id| id.get()), Some(new.polar));
+    assert_ne!(
+        after.cursors.backfill, old,
+        "the new account's backfill is its own"
+    );
+
+    // The new account's backfill goes on: activity older than 28 days arrives.
+    for _ in 0..4 {
+        world.cycle().await.unwrap();
+        world.advance(Duration::minutes(60));
+    }
+    let oldest = world.connector.now().date_naive() - Duration::days(60);
+    assert!(
+        world
+            .smartabase
+            .events_for(a.user, "Polar Activity")
+            .iter()
+            .any(|e| e.start.date() <= oldest),
+        "no activity from before {oldest}: {:?}",
+        world.polar.requests()
+    );
 }

@@ -326,10 +326,9 @@ where
         if planned.is_empty() {
             return Ok(athlete);
         }
-        let link = athlete.linked_at;
         Ok(self
             .update_athlete(&athlete.uuid, |a| {
-                if a.linked_at == link {
+                if a.same_link(&athlete) {
                     for (kind, progress) in &planned {
                         a.cursors
                             .backfill
@@ -348,9 +347,8 @@ where
         kind: DataKind,
         progress: &BackfillProgress,
     ) -> Result<(), SyncError> {
-        let link = athlete.linked_at;
         self.update_athlete(&athlete.uuid, |a| {
-            if a.linked_at == link {
+            if a.same_link(athlete) {
                 a.cursors.backfill.insert(kind, progress.clone());
             }
         })

@@ -582,11 +582,17 @@ where
         progress: Progress,
         now: DateTime<Utc>,
     ) -> Result<SyncReport, SyncError> {
+        // The athlete may have re-linked while the job ran: a new link starts from its own cursors and
+        // schedule, which this job's (the old account's) must not overwrite.
+        let link = stored.clone();
+        let keep_cursors = |a: &mut Athlete| {
+            if a.same_link(&link) {
+                a.cursors = progress.cursors.clone();
+            }
+        };
         if progress.unfinished && progress.failures.is_empty() {
             // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
-            *stored = self
-                .update_known_athlete(stored, |a| a.cursors = progress.cursors.clone())
-                .await?;
+            *stored = self.update_known_athlete(stored, keep_cursors).await?;
             return Ok(SyncReport {
                 outcome: SyncOutcome::Unfinished(progress.counts),
                 follow_ups: progress.follow_ups,
@@ -596,9 +602,7 @@ where
             && progress.failures.is_empty()
         {
             // What was read is delivered and counts for the rhythm; the rest is still due.
-            *stored = self
-                .update_known_athlete(stored, |a| a.cursors = progress.cursors.clone())
-                .await?;
+            *stored = self.update_known_athlete(stored, keep_cursors).await?;
             return Ok(self
                 .defer_or_release(job, until, now, DeferCause::PolarBudget)
                 .await?);
@@ -611,6 +615,10 @@ where
         let full_sync = job.kind != JobKind::Targeted;
         *stored = self
             .update_known_athlete(stored, |a| {
+                // A new link's queued marker belongs to its own first sync.
+                if !a.same_link(&link) {
+                    return;
+                }
                 a.cursors = progress.cursors.clone();
                 // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
                 // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.

@@ -62,6 +62,8 @@ pub struct BackfillReport {
     pub smartabase_imports: u64,
     /// Activity events older than what the first sync read (written by the backfill).
     pub backfilled_events: u64,
+    /// Days that left Polar's 365-date reach at a UTC midnight before the backfill reached them.
+    pub aged_out: u64,
     /// Wall time from the first syncs to the last backfill finished (seconds).
     pub wall_seconds: f64,
     /// Wall time of linking the athletes (seconds).
@@ -172,8 +174,12 @@ pub async fn run(athletes: usize, progress: &impl Fn(&str)) -> anyhow::Result<Ba
     }
     let wall_seconds = started.elapsed().as_secs_f64();
 
-    // Exactly once: one event per day within Polar's reach (365 dates up to the link date, UTC).
-    let floor = start.date_naive() - Duration::days(i64::from(BackfillDays::DEFAULT.days()) - 1);
+    // Exactly once: one event per day within Polar's reach (365 dates up to the link date, UTC). The
+    // oldest of them leave that reach at each UTC midnight the run passes; those the backfill had not
+    // reached by then may be missing (Polar no longer serves them), never doubled.
+    let reach = i64::from(BackfillDays::DEFAULT.days()) - 1;
+    let floor = start.date_naive() - Duration::days(reach);
+    let end_floor = (start + Duration::hours(i64::from(hour))).date_naive() - Duration::days(reach);
     let first_sync_oldest = start.date_naive() - Duration::days(27);
     let mut by_user: BTreeMap<i64, Vec<NaiveDate>> = BTreeMap::new();
     for event in world.smartabase.events(&Default::default()) {
@@ -186,23 +192,44 @@ pub async fn run(athletes: usize, progress: &impl Fn(&str)) -> anyhow::Result<Ba
     }
     let mut all_once = true;
     let mut backfilled_events = 0;
+    let mut aged_out = 0;
     for athlete in &linked {
         let today = (start + Duration::minutes(i64::from(athlete.utc_offset_minutes))).date_naive();
-        let expected: BTreeSet<NaiveDate> = (1..=i64::from(DAYS))
-            .map(|back| today - Duration::days(back))
-            .filter(|d| *d >= floor)
-            .collect();
+        let at_polar = (1..=i64::from(DAYS)).map(|back| today - Duration::days(back));
+        let required: BTreeSet<NaiveDate> = at_polar.clone().filter(|d| *d >= end_floor).collect();
+        let allowed: BTreeSet<NaiveDate> = at_polar.filter(|d| *d >= floor).collect();
         let dates = by_user.remove(&athlete.user_id).unwrap_or_default();
         let unique: BTreeSet<NaiveDate> = dates.iter().copied().collect();
-        all_once &= unique.len() == dates.len() && unique == expected;
+        let once = unique.len() == dates.len()
+            && unique.is_superset(&required)
+            && unique.is_subset(&allowed);
+        if !once && all_once {
+            let missing: Vec<_> = required.difference(&unique).collect();
+            let unexpected: Vec<_> = unique.difference(&allowed).collect();
+            progress(&format!(
+                "delivery check failed for athlete {}: {} events for {} dates, missing {missing:?}, outside the reach {unexpected:?}",
+                athlete.user_id,
+                dates.len(),
+                unique.len()
+            ));
+        }
+        all_once &= once;
+        aged_out += allowed.difference(&unique).count() as u64;
         backfilled_events += dates.iter().filter(|d| **d < first_sync_oldest).count() as u64;
         let stored = world.connector.store.get_athlete(&athlete.uuid).await?;
-        all_once &= stored.is_some_and(|a| {
+        let complete = stored.is_some_and(|a| {
             a.cursors
                 .backfill
                 .values()
                 .all(|p| p.finished == Some(BackfillEnd::Complete))
         });
+        if !complete && all_once {
+            progress(&format!(
+                "delivery check failed for athlete {}: a backfill not `complete`",
+                athlete.user_id
+            ));
+        }
+        all_once &= complete;
     }
     let smartabase_imports = world
         .smartabase
@@ -222,6 +249,7 @@ pub async fn run(athletes: usize, progress: &impl Fn(&str)) -> anyhow::Result<Ba
         fanout_budget_limited,
         smartabase_imports,
         backfilled_events,
+        aged_out,
         wall_seconds,
         link_seconds,
         hours: hours.into_iter().map(|(h, _)| h).collect(),

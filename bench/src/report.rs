@@ -755,6 +755,11 @@ fn backfill_section(out: &mut String, b: &BackfillReport) {
     );
     let _ = writeln!(
         out,
+        "| days that left Polar's reach (a UTC midnight passed) before the backfill reached them | {} |",
+        b.aged_out
+    );
+    let _ = writeln!(
+        out,
         "| **wall time**, first syncs to the last backfill finished | **{:.0} s** |",
         b.wall_seconds
     );
@@ -762,7 +767,7 @@ fn backfill_section(out: &mut String, b: &BackfillReport) {
         out,
         "| delivery check | {} |\n",
         if b.all_once {
-            "every day within Polar's 365-date reach in Smartabase exactly once; every backfill `complete`"
+            "every day still within Polar's 365-date reach in Smartabase exactly once, none twice; every backfill `complete`"
         } else {
             "FAILED: a day missing or written twice, or a backfill not complete"
         }

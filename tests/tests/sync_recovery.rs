@@ -10,6 +10,7 @@ use chrono::Duration;
 use polar_sim::{GenerateRequest, RecordKind, UploadMode};
 use shared::model::LedgerState;
 use shared::store::Store;
+use shared::usecase::sync::NIGHT_RHYTHM;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::world::{World, WorldOptions};
@@ -149,7 +150,9 @@ async fn a_revised_night_whose_event_a_coach_deleted_while_its_update_was_unconf
             1,
         ))
         .unwrap();
-    world.advance(Duration::minutes(61));
+    // The night rhythm: before the athlete's morning the sleep list is not read every hour (a run at
+    // 01:30 UTC, 02:30 for this athlete, read no sleep an hour on).
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     let WorkerInvocation {
         delivered, failed, ..

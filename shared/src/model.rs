@@ -209,7 +209,7 @@ pub const POLAR_ACCOUNT_OF_ANOTHER_ATHLETE: &str = "Polar Account Of Another Ath
 
 impl Athlete {
     /// Whether `other` holds the same link as this athlete: the same Polar account, linked at the same
-    /// moment. A re-link starts afresh, so a job of the old link must not write its progress over it.
+    /// moment (a backfill is planned from the link date; a re-link plans afresh).
     pub fn same_link(&self, other: &Athlete) -> bool {
         self.linked_at == other.linked_at && self.polar_user_id == other.polar_user_id
     }

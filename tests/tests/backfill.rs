@@ -456,3 +456,65 @@ async fn an_enabled_cardio_load_is_backfilled_180_days_once() {
     );
     assert_eq!(range_calls(&world, a, "/v3/users/cardio-load"), 6);
 }
+
+#[tokio::test]
+async fn a_relink_to_another_account_during_a_scheduled_sync_queues_the_new_accounts_first_sync_at_once()
+ {
+    // The old account's scheduled sync holds the athlete's queued marker while it writes to Smartabase;
+    // the new watch's first sync must not wait for that marker to lapse (two hours), and its history
+    // arrives.
+    let world = world_with_history(WorldOptions::default()).await;
+    let a = &link_athletes(&world, "swapsync", &[0]).await[0];
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    generate(&world, a, 2);
+    let new = Linked {
+        polar: world.polar_account(0),
+        ..a.clone()
+    };
+    history(&world, &new, 60, false);
+    world
+        .smartabase
+        .add_fault(FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::Delay { ms: 3_000 },
+            1,
+        ))
+        .unwrap();
+    world.advance(Duration::minutes(60));
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+
+    let relink = async {
+        while !world.smartabase.faults().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let page = world.link_via_web(&a.uuid, new.polar).await.unwrap();
+        assert_eq!(page.status, 200, "{}", page.text());
+        assert!(
+            world.smartabase.faults().is_empty() && smartabase_calls(&world, "eventsimport") == 0,
+            "the old account's write ended before the re-link: the machine is too slow for this test"
+        );
+    };
+    world.smartabase.clear_requests();
+    let (run, ()) = tokio::join!(world.run_worker(), relink);
+    assert_eq!(run.unwrap().failed, 0);
+    let relinked: Vec<_> = testkit::logs::lines_where("athlete", &a.uuid)
+        .into_iter()
+        .filter(|l| l["outcome"] == "relinked")
+        .collect();
+    assert_eq!(relinked.len(), 1, "{relinked:?}");
+    assert_eq!(
+        relinked[0]["first_sync_queued"], true,
+        "the new account's first sync waited for the old job's marker"
+    );
+
+    sync_until_backfilled(&world, &new).await;
+    let oldest = link_date(&world) - Duration::days(45);
+    assert!(
+        world
+            .smartabase
+            .events_for(a.user, "Polar Activity")
+            .iter()
+            .any(|e| e.start.date() <= oldest),
+        "no activity from before {oldest} from the new account"
+    );
+}

@@ -696,6 +696,8 @@ where
             }
             if !refreshed {
                 a.next_sync_due = registered.then_some(now);
+                // A job of the old link may still hold the marker; the new link's first sync is queued now.
+                a.queued_until = None;
             }
         })
         .await

@@ -24,7 +24,7 @@ use crate::budget::{
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::error::{DeferCause, Deferral, Disposition};
-use crate::ids::{AccessToken, AthleteUuid};
+use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
 use crate::model::{
     Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, RecordKey, SyncCursors,
 };
@@ -198,6 +198,9 @@ struct Locked {
 
 /// Where a job got to: what it counted, the cursors it moved, the jobs it asks for, what failed.
 struct Progress {
+    /// The Polar account the job started with: a re-link to another while it ran starts afresh, and the
+    /// job's cursors, schedule and errors are not written over it.
+    account: Option<PolarUserId>,
     counts: SyncCounts,
     cursors: SyncCursors,
     follow_ups: Vec<(SyncJob, u32)>,
@@ -392,7 +395,13 @@ where
             Ok(_) => {}
             Err(BudgetError::Exhausted(e)) => {
                 return Ok(self
-                    .defer_or_release(job, e.until, now, DeferCause::PolarBudget)
+                    .defer_or_release(
+                        job,
+                        athlete.polar_user_id,
+                        e.until,
+                        now,
+                        DeferCause::PolarBudget,
+                    )
                     .await?);
             }
             Err(BudgetError::Store(e)) => return Err(e.into()),
@@ -520,6 +529,7 @@ where
             &plan,
             stored,
             Progress {
+                account: athlete.polar_user_id,
                 counts,
                 cursors,
                 follow_ups,
@@ -582,11 +592,9 @@ where
         progress: Progress,
         now: DateTime<Utc>,
     ) -> Result<SyncReport, SyncError> {
-        // The athlete may have re-linked while the job ran: a new link starts from its own cursors and
-        // schedule, which this job's (the old account's) must not overwrite.
-        let link = stored.clone();
+        let account = progress.account;
         let keep_cursors = |a: &mut Athlete| {
-            if a.same_link(&link) {
+            if a.polar_user_id == account {
                 a.cursors = progress.cursors.clone();
             }
         };
@@ -604,7 +612,7 @@ where
             // What was read is delivered and counts for the rhythm; the rest is still due.
             *stored = self.update_known_athlete(stored, keep_cursors).await?;
             return Ok(self
-                .defer_or_release(job, until, now, DeferCause::PolarBudget)
+                .defer_or_release(job, account, until, now, DeferCause::PolarBudget)
                 .await?);
         }
         let failed = progress.counts.failed;
@@ -615,8 +623,7 @@ where
         let full_sync = job.kind != JobKind::Targeted;
         *stored = self
             .update_known_athlete(stored, |a| {
-                // A new link's queued marker belongs to its own first sync.
-                if !a.same_link(&link) {
+                if a.polar_user_id != account {
                     return;
                 }
                 a.cursors = progress.cursors.clone();
@@ -679,6 +686,7 @@ where
                 Ok(self
                     .defer_or_release(
                         job,
+                        athlete.polar_user_id,
                         polar_wait_until(now, seconds),
                         now,
                         DeferCause::PolarRateLimited,
@@ -688,9 +696,11 @@ where
             Stop::Consents => {
                 let updated = self
                     .update_athlete(&job.athlete, |a| {
-                        a.last_error = Some(CONSENTS_MISSING_ERROR.into());
-                        a.queued_until = None;
-                        a.next_sync_due = Some(now + self.settings.sync_interval.duration());
+                        if a.polar_user_id == athlete.polar_user_id {
+                            a.last_error = Some(CONSENTS_MISSING_ERROR.into());
+                            a.queued_until = None;
+                            a.next_sync_due = Some(now + self.settings.sync_interval.duration());
+                        }
                     })
                     .await?;
                 // Nothing arrives until the athlete accepts: their profile says so (the scan writes it
@@ -709,6 +719,7 @@ where
     async fn defer_or_release(
         &self,
         job: &SyncJob,
+        account: Option<PolarUserId>,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
         cause: DeferCause,
@@ -719,8 +730,12 @@ where
                 cause,
             })));
         }
-        // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget returns.
+        // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget
+        // returns (unless they re-linked to another account meanwhile, which schedules itself).
         self.update_athlete(&job.athlete, |a| {
+            if a.polar_user_id != account {
+                return;
+            }
             a.queued_until = None;
             if a.status == AthleteStatus::Linked {
                 a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)));

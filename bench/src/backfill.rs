@@ -62,7 +62,8 @@ pub struct BackfillReport {
     pub smartabase_imports: u64,
     /// Activity events older than what the first sync read (written by the backfill).
     pub backfilled_events: u64,
-    /// Days that left Polar's 365-date reach at a UTC midnight before the backfill reached them.
+    /// Oldest days that aged out of the 365 dates up to UTC's today (the backfill's reach: Polar's from
+    /// every time zone) at a UTC midnight before the backfill reached them.
     pub aged_out: u64,
     /// Wall time from the first syncs to the last backfill finished (seconds).
     pub wall_seconds: f64,

@@ -755,7 +755,7 @@ fn backfill_section(out: &mut String, b: &BackfillReport) {
     );
     let _ = writeln!(
         out,
-        "| days that left Polar's reach (a UTC midnight passed) before the backfill reached them | {} |",
+        "| oldest days that aged out of the 365 dates asked for (a UTC midnight passed) before the backfill reached them | {} |",
         b.aged_out
     );
     let _ = writeln!(

@@ -205,6 +205,26 @@ async fn simulators(
     Ok((polar, smartabase))
 }
 
+/// Replays a run at another time of day: every world starts `TESTKIT_CLOCK_SHIFT_MINUTES` from now.
+/// Dates in Polar and the rhythm follow the athletes' clocks, so a test can pass at most hours and fail
+/// at a few (`TESTKIT_CLOCK_SHIFT_MINUTES=600 cargo test -p system-tests --test sync_safety`).
+pub const CLOCK_SHIFT_VAR: &str = "TESTKIT_CLOCK_SHIFT_MINUTES";
+
+fn clock_shift() -> anyhow::Result<Duration> {
+    match std::env::var(CLOCK_SHIFT_VAR) {
+        Err(_) => Ok(Duration::zero()),
+        Ok(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|m| (0..=7 * 24 * 60).contains(m))
+            .map(Duration::minutes)
+            .ok_or_else(|| {
+                anyhow!("{CLOCK_SHIFT_VAR}={text:?}: expected whole minutes, 0 to 10080")
+            }),
+    }
+}
+
 impl World<MemoryStore> {
     /// A world with the in-memory store and queue: fast, for handler-level tests.
     pub async fn in_memory(options: WorldOptions) -> anyhow::Result<Self> {
@@ -303,7 +323,7 @@ impl<S: Store> World<S> {
             connector.polar = connector.polar.clone().with_request_timeout(timeout);
             connector.smartabase = connector.smartabase.clone().with_request_timeout(timeout);
         }
-        Ok(Self {
+        let world = Self {
             polar,
             smartabase,
             connector,
@@ -311,7 +331,9 @@ impl<S: Store> World<S> {
             config,
             secrets,
             secrets_json,
-        })
+        };
+        world.advance(clock_shift()?);
+        Ok(world)
     }
 
     /// Moves the connector's and Polar's clocks by `by`.

@@ -11,7 +11,7 @@ use shared::clock::Clock as _;
 use shared::model::LedgerState;
 use shared::queue::SyncJob;
 use shared::store::LockStore as _;
-use shared::usecase::sync::LOCK_TTL;
+use shared::usecase::sync::{LOCK_TTL, NIGHT_RHYTHM};
 use smartabase_sim::{Endpoint, FaultRule, FaultTrigger};
 use sync_support::*;
 use testkit::world::{World, WorldOptions, no_deadline};
@@ -361,7 +361,9 @@ async fn a_revision_whose_update_was_lost_is_written_again_not_taken_as_landed()
             trigger: FaultTrigger::Next(1),
         })
         .unwrap();
-    world.advance(Duration::minutes(61));
+    // The night rhythm: before the athlete's morning the sleep list is not read every hour (a run at
+    // 06:40 UTC, 01:40 for this athlete, read no sleep an hour on).
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     let run = world.run_worker().await.unwrap();
     assert_eq!(

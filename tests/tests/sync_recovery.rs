@@ -278,7 +278,8 @@ async fn a_revision_whose_answer_was_lost_is_made_right_when_polar_serves_the_fi
             1,
         ))
         .unwrap();
-    world.advance(Duration::minutes(61));
+    // The night rhythm, as above: before the athlete's morning the sleep list waits for it.
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     let (delivered, failed) = one_delivery(&world).await;
     assert_eq!(

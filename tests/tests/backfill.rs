@@ -398,13 +398,24 @@ async fn with_backfill_days_zero_nothing_beyond_the_first_sync_is_fetched() {
     history(&world, a, 365, false);
     world.polar.clear_requests();
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    // Exactly what Polar's 28-day lists hold (checked now: at the athlete's midnight they move on).
+    assert_smartabase_matches_polar(&world, a);
+    let first_sync_oldest = (world.polar.now() + Duration::minutes(i64::from(a.offset)))
+        .date_naive()
+        - Duration::days(27);
     world.advance(Duration::minutes(60));
     world.cycle().await.unwrap();
 
     assert_eq!(range_calls(&world, a, "/v3/users/"), 0);
     assert!(stored_athlete(&world, a).await.cursors.backfill.is_empty());
-    // Exactly what Polar's 28-day lists hold.
-    assert_smartabase_matches_polar(&world, a);
+    let older: Vec<NaiveDate> = world
+        .smartabase
+        .events_for(a.user, "Polar Activity")
+        .iter()
+        .map(|e| e.start.date())
+        .filter(|d| *d < first_sync_oldest)
+        .collect();
+    assert!(older.is_empty(), "{older:?}");
 }
 
 #[tokio::test]

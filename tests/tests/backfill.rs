@@ -509,21 +509,12 @@ async fn a_relink_to_another_account_during_a_scheduled_sync_queues_the_new_acco
         ..a.clone()
     };
     history(&world, &new, 60, false);
-    world
-        .smartabase
-        .add_fault(FaultRule::next(
-            Some(Endpoint::EventsImport),
-            FaultKind::Delay { ms: 3_000 },
-            1,
-        ))
-        .unwrap();
+    hold_next_import(&world);
     world.advance(Duration::minutes(60));
     assert_eq!(world.fanout().await.unwrap().queued, 1);
 
     let relink = async {
-        while !world.smartabase.faults().is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        until_the_held_import_started(&world).await;
         let page = world.link_via_web(&a.uuid, new.polar).await.unwrap();
         assert_eq!(page.status, 200, "{}", page.text());
         assert!(

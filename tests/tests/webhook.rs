@@ -11,7 +11,6 @@ use shared::polar::{PolarApi as _, WebhookEventType};
 use shared::queue::{JobKind, Target};
 use shared::store::Store;
 use shared::usecase::sync::{RECHARGE_RETRY, RECONCILIATION_INTERVAL};
-use smartabase_sim::{Endpoint, FaultKind, FaultRule};
 use sync_support::*;
 use testkit::front::HttpRequest;
 use testkit::world::{World, WorldOptions};
@@ -630,19 +629,10 @@ async fn a_relink_to_another_account_while_a_webhook_job_writes_keeps_the_new_ac
         .unwrap();
     assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
     world.polar.clear_requests();
-    world
-        .smartabase
-        .add_fault(FaultRule::next(
-            Some(Endpoint::EventsImport),
-            FaultKind::Delay { ms: 3_000 },
-            1,
-        ))
-        .unwrap();
+    hold_next_import(&world);
 
     let relink = async {
-        while !world.smartabase.faults().is_empty() {
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-        }
+        until_the_held_import_started(&world).await;
         let page = world.link_via_web(&a.uuid, new.polar).await.unwrap();
         assert_eq!(page.status, 200, "{}", page.text());
         assert!(

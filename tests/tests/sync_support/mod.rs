@@ -977,6 +977,25 @@ pub fn smartabase_calls(world: &World<impl Store>, endpoint: &str) -> usize {
         .count()
 }
 
+/// Holds Smartabase's next event import for three seconds: a write still in flight while the test acts.
+pub fn hold_next_import(world: &World<impl Store>) {
+    world
+        .smartabase
+        .add_fault(smartabase_sim::FaultRule::next(
+            Some(smartabase_sim::Endpoint::EventsImport),
+            smartabase_sim::FaultKind::Delay { ms: 3_000 },
+            1,
+        ))
+        .unwrap();
+}
+
+/// Waits until the import [`hold_next_import`] holds has started.
+pub async fn until_the_held_import_started(world: &World<impl Store>) {
+    while !world.smartabase.faults().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// [`testkit::webhook_relay::WebhookRelay`] for tests: failures panic, answers pair with requests.
 pub struct WebhookRelay {
     /// The URL to register at Polar.

@@ -977,6 +977,16 @@ pub fn smartabase_calls(world: &World<impl Store>, endpoint: &str) -> usize {
         .count()
 }
 
+/// The oldest date among the user's events in `form`.
+pub fn oldest_event_date(world: &World<impl Store>, user: i64, form: &str) -> Option<NaiveDate> {
+    world
+        .smartabase
+        .events_for(user, form)
+        .iter()
+        .map(|e| e.start.date())
+        .min()
+}
+
 /// Holds Smartabase's next event import for three seconds: a write still in flight while the test acts.
 pub fn hold_next_import(world: &World<impl Store>) {
     world
@@ -992,7 +1002,7 @@ pub fn hold_next_import(world: &World<impl Store>) {
 /// Waits until the import [`hold_next_import`] holds has started.
 pub async fn until_the_held_import_started(world: &World<impl Store>) {
     while !world.smartabase.faults().is_empty() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
 }
 

@@ -15,11 +15,11 @@ use serde::de::DeserializeOwned;
 use shared::ids::{AthleteUuid, AuthState, PolarUserId};
 use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 use shared::store::{
-    AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
-    PageToken, SettingsStore, StoreError, StoredState, TokenStore,
+    AthleteStore, AuthStateStore, BudgetStore, DueAthlete, LedgerStore, LockStore, MarkerStore,
+    Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
 };
 
-/// Bytes one key-only entry of the due or status index takes in a query result (keys of table and index).
+/// Bytes one key-only entry of the status index takes in a query result (keys of table and index).
 const INDEX_ENTRY_BYTES: u64 = 120;
 /// Bytes of one pending-link item in a query result (sealed token, fingerprint, ids and instants).
 const PENDING_LINK_BYTES: u64 = 480;
@@ -148,15 +148,9 @@ impl<S> MeteredStore<S> {
     }
 }
 
-/// Write units the three secondary indexes of the athlete item add when it changes from `old` to `new`:
+/// Write units the two secondary indexes of the athlete item add when it changes from `old` to `new`:
 /// an index entry that appears or disappears costs one, one whose key changes two (delete and put).
 fn index_write_units(old: Option<&Athlete>, new: &Athlete) -> u64 {
-    fn due_key(a: &Athlete) -> Option<String> {
-        match (a.status, a.next_sync_due) {
-            (AthleteStatus::Linked, Some(due)) => Some(due.to_rfc3339()),
-            _ => None,
-        }
-    }
     fn changed<T: PartialEq>(old: Option<T>, new: Option<T>) -> u64 {
         match (old, new) {
             (Some(a), Some(b)) if a == b => 0,
@@ -165,8 +159,7 @@ fn index_write_units(old: Option<&Athlete>, new: &Athlete) -> u64 {
             _ => 1,
         }
     }
-    changed(old.and_then(due_key), due_key(new))
-        + changed(old.map(|a| a.status), Some(new.status))
+    changed(old.map(|a| a.status), Some(new.status))
         + changed(old.and_then(|a| a.polar_user_id), new.polar_user_id)
 }
 
@@ -197,18 +190,23 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         self.inner.athlete_for_polar_user(user).await
     }
 
-    async fn due_athletes(
-        &self,
-        now: DateTime<Utc>,
-        page: Option<PageToken>,
-        limit: usize,
-    ) -> Result<Page<AthleteUuid>, StoreError> {
-        let listed = self.inner.due_athletes(now, page, limit).await;
-        self.meter.query(
-            "due_athletes",
-            listed.as_ref().map_or(0, |p| p.items.len() as u64),
-        );
-        listed
+    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<Vec<DueAthlete>, StoreError> {
+        // DynamoStore reads every linked athlete's keys from the status index (pages of 1,000) and
+        // their due times by eventually consistent BatchGetItem (half a unit per item under 4 KB).
+        let linked = self
+            .inner
+            .list_athletes(Some(AthleteStatus::Linked), None, usize::MAX)
+            .await?
+            .items
+            .len() as u64;
+        for page in 0..linked.div_ceil(1000).max(1) {
+            let entries = (linked - page * 1000).min(1000);
+            self.meter
+                .query_bytes("due_athletes", entries * INDEX_ENTRY_BYTES);
+        }
+        self.meter
+            .count("due_athletes", linked, 0, linked.div_ceil(100));
+        self.inner.due_athletes(now).await
     }
 
     async fn list_athletes(
@@ -442,14 +440,14 @@ mod tests {
         athlete.status = AthleteStatus::Linked;
         athlete.polar_user_id = Some(PolarUserId::new(77).unwrap());
         athlete.next_sync_due = Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-        // Status key changes (2), due entry appears (1), Polar-user entry appears (1), plus the item.
+        // Status key changes (2), Polar-user entry appears (1), plus the item.
         let saved = store.save_athlete(&athlete).await.unwrap();
-        assert_eq!(store.usage().write_units, 2.0 + 5.0);
-        // Only the due time moves: the due entry is replaced (2) plus the item.
+        assert_eq!(store.usage().write_units, 2.0 + 4.0);
+        // Only the due time moves (every sync): no index entry changes, the item alone.
         let mut later = saved;
         later.next_sync_due = Some(Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).unwrap());
         store.save_athlete(&later).await.unwrap();
-        assert_eq!(store.usage().write_units, 2.0 + 5.0 + 3.0);
+        assert_eq!(store.usage().write_units, 2.0 + 4.0 + 1.0);
         assert_eq!(store.usage().requests, 3);
     }
 
@@ -460,8 +458,30 @@ mod tests {
         store.get_athlete(&uuid).await.unwrap();
         store.get_token(&uuid).await.unwrap();
         assert_eq!(store.usage().read_units, 2.0);
-        store.due_athletes(Utc::now(), None, 200).await.unwrap();
+        store.due_athletes(Utc::now()).await.unwrap();
         assert_eq!(store.usage().read_units, 2.5);
         assert_eq!(store.usage().requests, 3);
+    }
+
+    #[tokio::test]
+    async fn the_due_listing_reads_every_linked_athlete_at_half_a_unit() {
+        let store = MeteredStore::new(MemoryStore::new());
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        for i in 0..250 {
+            let mut athlete = Athlete::new(AthleteUuid::parse(&format!("linked-{i}")).unwrap());
+            athlete.set_status(AthleteStatus::Linked, now);
+            // A fifth are due; the listing reads everyone linked to find them.
+            athlete.next_sync_due = Some(now + chrono::Duration::minutes(i % 5));
+            store.save_athlete(&athlete).await.unwrap();
+        }
+        let before = store.usage();
+        let due = store.due_athletes(now).await.unwrap();
+        assert_eq!(due.len(), 50);
+        let used = store.usage().since(before);
+        // One status-index page (250 × 120 bytes: 4 halves) and 250 items at half a unit.
+        assert_eq!(used.read_units, 2.0 + 125.0);
+        assert_eq!(used.write_units, 0.0);
+        // The query and three BatchGetItem calls.
+        assert_eq!(used.requests, 4);
     }
 }

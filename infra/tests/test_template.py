@@ -93,8 +93,10 @@ EXPECTED_GRANTS = {
         query_indexes=("polar_user",),
         send=True,
     ),
-    # due_athletes, load_budget (read only), mark/clear_queued, send.
-    "sync-fanout": _grants(table=("GetItem", "UpdateItem"), query_indexes=("due",), send=True),
+    # due_athletes (status index + BatchGetItem), load_budget (read only), mark/clear_queued, send.
+    "sync-fanout": _grants(
+        table=("GetItem", "UpdateItem", "BatchGetItem"), query_indexes=("status",), send=True
+    ),
     # athlete, token, lock, budget, ledger (batch get/write), queued marker; requeues deferrals; polls.
     "sync-worker": _grants(
         table=("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem"),

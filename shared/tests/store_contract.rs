@@ -34,24 +34,14 @@ async fn create<S: Store>(store: &S, athlete: Athlete) -> Athlete {
     store.save_athlete(&athlete).await.unwrap()
 }
 
-/// Every page of `due_athletes` at `now`, checking each respects `limit`.
-async fn all_due<S: Store>(store: &S, now: DateTime<Utc>, limit: usize) -> Vec<AthleteUuid> {
-    let mut all = Vec::new();
-    let mut page: Option<PageToken> = None;
-    for _ in 0..100 {
-        let got = store.due_athletes(now, page, limit).await.unwrap();
-        assert!(
-            got.items.len() <= limit,
-            "page of {} > {limit}",
-            got.items.len()
-        );
-        all.extend(got.items);
-        match got.next {
-            Some(next) => page = Some(next),
-            None => return all,
-        }
-    }
-    panic!("due_athletes did not end");
+/// The due listing at `now`, as UUIDs in the order given.
+async fn all_due<S: Store>(store: &S, now: DateTime<Utc>) -> Vec<AthleteUuid> {
+    let due = store.due_athletes(now).await.unwrap();
+    assert!(
+        due.iter().all(|d| d.due <= now),
+        "listed an athlete not yet due"
+    );
+    due.into_iter().map(|d| d.uuid).collect()
 }
 
 /// Every page of `list_athletes`, checking each respects `limit`.
@@ -175,7 +165,7 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
     assert_eq!(store.get_athlete(&uuid("never-saved")).await.unwrap(), None);
 }
 
-async fn due_athletes_come_oldest_first_in_pages<S: Store>(store: &S) {
+async fn due_athletes_come_oldest_first_with_their_markers<S: Store>(store: &S) {
     let now = t0();
     // Due in the past at distinct times, one exactly now, two tied (UUID breaks the tie), one in the future.
     let due = [
@@ -193,12 +183,10 @@ async fn due_athletes_come_oldest_first_in_pages<S: Store>(store: &S) {
     for (id, at) in due {
         create(store, linked(id, Some(at))).await;
     }
-    for i in 0..6 {
-        create(
-            store,
-            linked(&format!("bulk-{i:02}"), Some(now - Duration::days(1))),
-        )
-        .await;
+    // More than one BatchGetItem's worth (100 keys) of due athletes.
+    let bulk: Vec<String> = (0..105).map(|i| format!("bulk-{i:03}")).collect();
+    for id in &bulk {
+        create(store, linked(id, Some(now - Duration::days(1)))).await;
     }
     // Not due: linked without a due time, and not linked (even with a due time set directly).
     create(store, linked("no-due", None)).await;
@@ -206,20 +194,32 @@ async fn due_athletes_come_oldest_first_in_pages<S: Store>(store: &S) {
     unlinked.next_sync_due = Some(now - Duration::hours(5));
     create(store, unlinked).await;
 
-    let mut expected: Vec<String> = (0..6).map(|i| format!("bulk-{i:02}")).collect();
+    let mut expected = bulk.clone();
     expected.extend(["d-early", "tie-a", "tie-b", "d-mid", "d-late", "d-now"].map(String::from));
-    let got: Vec<String> = all_due(store, now, 4)
+    let got: Vec<String> = all_due(store, now)
         .await
         .into_iter()
         .map(|u| u.to_string())
         .collect();
     assert_eq!(got, expected);
 
-    // One big page gives the same order; a limit of one still pages through everything.
-    let one_page = store.due_athletes(now, None, 100).await.unwrap();
-    assert_eq!(one_page.items.len(), expected.len());
-    assert_eq!(one_page.next, None);
-    assert_eq!(all_due(store, now, 1).await.len(), expected.len());
+    // The listing carries each athlete's due time and queued marker (set, lapsed or none).
+    assert!(
+        store
+            .mark_queued(&uuid("tie-a"), now + Duration::hours(2), now)
+            .await
+            .unwrap()
+    );
+    let listing = store.due_athletes(now).await.unwrap();
+    let entry = |id: &str| listing.iter().find(|d| d.uuid == uuid(id)).unwrap().clone();
+    assert_eq!(
+        entry("d-mid").due,
+        now - Duration::minutes(30) - Duration::nanoseconds(1)
+    );
+    assert_eq!(entry("tie-a").queued_until, Some(now + Duration::hours(2)));
+    assert!(entry("tie-a").queued_at(now) && !entry("tie-a").queued_at(now + Duration::hours(3)));
+    assert_eq!(entry("tie-b").queued_until, None);
+    assert!(!entry("tie-b").queued_at(now));
 
     // Leaving `Linked` or moving the due time later takes an athlete out of the due list.
     let mut early = store.get_athlete(&uuid("d-early")).await.unwrap().unwrap();
@@ -228,7 +228,7 @@ async fn due_athletes_come_oldest_first_in_pages<S: Store>(store: &S) {
     let mut late = store.get_athlete(&uuid("d-late")).await.unwrap().unwrap();
     late.next_sync_due = Some(now + Duration::hours(1));
     store.save_athlete(&late).await.unwrap();
-    let got: HashSet<String> = all_due(store, now, 50)
+    let got: HashSet<String> = all_due(store, now)
         .await
         .into_iter()
         .map(|u| u.to_string())
@@ -237,7 +237,7 @@ async fn due_athletes_come_oldest_first_in_pages<S: Store>(store: &S) {
     assert!(!got.contains("d-early") && !got.contains("d-late"));
     // Later, the future one is due too.
     assert!(
-        all_due(store, now + Duration::hours(2), 50)
+        all_due(store, now + Duration::hours(2))
             .await
             .contains(&uuid("future"))
     );
@@ -1001,7 +1001,7 @@ macro_rules! contract {
 
 contract!(
     athlete_round_trips_with_optimistic_versions,
-    due_athletes_come_oldest_first_in_pages,
+    due_athletes_come_oldest_first_with_their_markers,
     listings_page_by_status_then_uuid,
     polar_user_finds_the_linked_athlete,
     queued_marker_guards_the_fanout,

@@ -92,15 +92,8 @@ async fn table_has_the_schema_the_template_mirrors_and_creation_is_idempotent() 
             ),
         );
     }
-    assert_eq!(indexes.len(), 3);
-    assert_eq!(
-        indexes["due"],
-        (
-            vec![("due_pk", KeyType::Hash), ("due_sk", KeyType::Range)],
-            ProjectionType::KeysOnly,
-            vec![]
-        )
-    );
+    // No index keyed by the due time: its entry would move (two index writes) on every sync.
+    assert_eq!(indexes.len(), 2);
     assert_eq!(
         indexes["polar_user"],
         (
@@ -152,11 +145,11 @@ async fn athlete_items_carry_exactly_the_index_keys_their_state_calls_for() {
     assert_eq!(text(&item, "uuid").as_deref(), Some("test-uuid-123"));
     assert_eq!(text(&item, "status_key").as_deref(), Some("linked"));
     assert_eq!(text(&item, "polar_user_key").as_deref(), Some("POLAR#42"));
-    assert_eq!(text(&item, "due_pk").as_deref(), Some("DUE"));
     assert_eq!(
-        text(&item, "due_sk").as_deref(),
-        Some("2026-11-27T13:00:00.000000000Z#test-uuid-123")
+        text(&item, "next_sync_due").as_deref(),
+        Some("2026-11-27T13:00:00.000000000Z")
     );
+    assert!(!item.contains_key("due_pk") && !item.contains_key("due_sk"));
     assert_eq!(item.get("version"), Some(&AttributeValue::N("1".into())));
 
     let mut revoked = saved;
@@ -165,7 +158,7 @@ async fn athlete_items_carry_exactly_the_index_keys_their_state_calls_for() {
     store.save_athlete(&revoked).await.unwrap();
     let item = raw_item(&client, &table, "ATHLETE#test-uuid-123", "ATHLETE").await;
     assert_eq!(text(&item, "status_key").as_deref(), Some("revoked"));
-    for gone in ["due_pk", "due_sk", "polar_user_key", "next_sync_due"] {
+    for gone in ["polar_user_key", "next_sync_due"] {
         assert!(!item.contains_key(gone), "{gone} still set");
     }
 }
@@ -213,6 +206,11 @@ async fn undecodable_items_are_reported_corrupt_with_their_key() {
         .item("uuid", AttributeValue::S("broken".into()))
         .item("version", AttributeValue::N("1".into()))
         .item("status", AttributeValue::S("banana".into()))
+        .item("status_key", AttributeValue::S("linked".into()))
+        .item(
+            "next_sync_due",
+            AttributeValue::S("2026-11-27T00:00:00Z".into()),
+        )
         .item("cursors", AttributeValue::S("{}".into()))
         .send()
         .await
@@ -228,9 +226,24 @@ async fn undecodable_items_are_reported_corrupt_with_their_key() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 
+    // The fan-out's due listing skips the unreadable athlete and still lists everyone else.
+    let mut fine = Athlete::new(AthleteUuid::parse("fine").unwrap());
+    fine.set_status(AthleteStatus::Linked, t0());
+    fine.next_sync_due = Some(t0());
+    store.save_athlete(&fine).await.unwrap();
+    let due = store.due_athletes(t0()).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.uuid.as_str()).collect::<Vec<_>>(),
+        ["fine"]
+    );
+
     assert!(matches!(
         store
-            .due_athletes(t0(), Some(PageToken("not a key".into())), 10)
+            .list_athletes(
+                Some(AthleteStatus::Linked),
+                Some(PageToken("not a key".into())),
+                10
+            )
             .await,
         Err(StoreError::Corrupt { .. })
     ));

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 
 use super::schema;
 use super::{
-    AthleteStore, AuthStateStore, BudgetStore, LedgerStore, LockStore, MarkerStore, Page,
-    PageToken, SettingsStore, StoreError, StoredState, TokenStore, preferred_for_polar_user,
+    AthleteStore, AuthStateStore, BudgetStore, DueAthlete, LedgerStore, LockStore, MarkerStore,
+    Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore, preferred_for_polar_user,
 };
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::{
@@ -117,27 +117,15 @@ impl AthleteStore for MemoryStore {
         ))
     }
 
-    async fn due_athletes(
-        &self,
-        now: DateTime<Utc>,
-        page: Option<PageToken>,
-        limit: usize,
-    ) -> Result<Page<AthleteUuid>, StoreError> {
+    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<Vec<DueAthlete>, StoreError> {
         let state = self.state()?;
-        let upper = schema::due_upper_bound(now);
-        let after = page_after(page);
-        let mut due: Vec<(String, AthleteUuid)> = state
+        let mut due: Vec<DueAthlete> = state
             .athletes
             .values()
-            .filter(|a| a.status == AthleteStatus::Linked)
-            .filter_map(|a| {
-                a.next_sync_due
-                    .map(|d| (schema::due_sort_key(d, &a.uuid), a.uuid.clone()))
-            })
-            .filter(|(k, _)| *k <= upper && after.as_ref().is_none_or(|after| k > after))
+            .filter_map(|a| DueAthlete::at(&a.uuid, a.status, a.next_sync_due, a.queued_until, now))
             .collect();
-        due.sort();
-        Ok(paged(due, limit))
+        DueAthlete::sort(&mut due);
+        Ok(due)
     }
 
     async fn list_athletes(

@@ -53,6 +53,46 @@ pub(crate) fn preferred_for_polar_user<'a>(
         .map(|a| a.uuid.clone())
 }
 
+/// A `Linked` athlete whose scheduled sync is due, as the fan-out sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueAthlete {
+    /// The athlete.
+    pub uuid: AthleteUuid,
+    /// Their `next_sync_due`.
+    pub due: DateTime<Utc>,
+    /// Their queued marker: a job of theirs is in the queue until then (lapsed if before now).
+    pub queued_until: Option<DateTime<Utc>>,
+}
+
+impl DueAthlete {
+    /// Whether a job of theirs is still in the queue at `now` (the rule [`AthleteStore::mark_queued`]
+    /// applies).
+    pub fn queued_at(&self, now: DateTime<Utc>) -> bool {
+        self.queued_until.is_some_and(|until| until >= now)
+    }
+
+    /// The athlete as the due listing at `now` shows them: `None` unless `Linked` and due.
+    pub(crate) fn at(
+        uuid: &AthleteUuid,
+        status: AthleteStatus,
+        next_sync_due: Option<DateTime<Utc>>,
+        queued_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        let due = next_sync_due.filter(|due| *due <= now)?;
+        (status == AthleteStatus::Linked).then(|| Self {
+            uuid: uuid.clone(),
+            due,
+            queued_until,
+        })
+    }
+
+    /// Oldest due first, ties by UUID (both stores' order).
+    pub(crate) fn sort(listing: &mut [Self]) {
+        listing.sort_by(|a, b| a.due.cmp(&b.due).then_with(|| a.uuid.cmp(&b.uuid)));
+    }
+}
+
 /// A page position for listings; opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken(pub String);
@@ -75,7 +115,7 @@ pub trait AthleteStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Athlete>, StoreError>> + Send;
 
     /// Writes `athlete` if the stored version still equals `athlete.version` (0 = must not exist yet), and
-    /// returns the athlete with its new version. Keeps the due-index and the Polar-user index in step.
+    /// returns the athlete with its new version. Keeps the status and Polar-user indexes in step.
     fn save_athlete(
         &self,
         athlete: &Athlete,
@@ -87,13 +127,13 @@ pub trait AthleteStore: Send + Sync {
         user: PolarUserId,
     ) -> impl Future<Output = Result<Option<AthleteUuid>, StoreError>> + Send;
 
-    /// `Linked` athletes whose `next_sync_due` ≤ `now`, oldest due first.
+    /// Every `Linked` athlete whose `next_sync_due` ≤ `now`, oldest due first (ties by UUID), with the
+    /// queued marker each carries. The read may lag recent writes by a moment (like an index query):
+    /// [`AthleteStore::mark_queued`] is the guard against queueing twice.
     fn due_athletes(
         &self,
         now: DateTime<Utc>,
-        page: Option<PageToken>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Page<AthleteUuid>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<DueAthlete>, StoreError>> + Send;
 
     /// All athletes, optionally of one status (operators' listings, the scan's removal pass).
     fn list_athletes(

@@ -14,13 +14,13 @@
 //! | marker | `MARKER#<key>` | `MARKER` |
 //! | setting | `SETTING#<name>` | `SETTING` |
 //!
-//! Indexes (all sparse, only athlete items carry their keys):
-//! - `due` (`due_pk` = `DUE`, `due_sk` = `<next_sync_due>#<uuid>`, KEYS_ONLY): `Linked` athletes with a
-//!   next sync time, read in due order by the fan-out.
+//! Indexes (both sparse, only athlete items carry their keys):
 //! - `polar_user` (`polar_user_key` = `POLAR#<id>`, INCLUDE `uuid`): webhook user → athlete.
 //! - `status` (`status_key` = status name, range `uuid`, KEYS_ONLY): listings page through the keys and
 //!   fetch the athletes with BatchGetItem, which keeps every athlete write cheap (the index holds keys
-//!   only) at the price of one extra read per page of a rare listing.
+//!   only) at the price of one extra read per page of a rare listing. The fan-out reads the `Linked`
+//!   athletes' due times the same way each run: no index is keyed by the due time, whose entry would
+//!   move (two index writes) on every sync.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters as _;
@@ -41,15 +41,6 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 /// TTL attribute (epoch seconds); DynamoDB deletes expired items lazily, so readers check it too.
 pub const EXPIRES_AT: &str = "expires_at";
-
-/// The due index.
-pub const DUE_INDEX: &str = "due";
-/// Hash key of the due index; always [`DUE_PARTITION`].
-pub const DUE_PK: &str = "due_pk";
-/// Range key of the due index: [`due_sort_key`].
-pub const DUE_SK: &str = "due_sk";
-/// The one value of [`DUE_PK`].
-pub const DUE_PARTITION: &str = "DUE";
 
 /// The Polar-user index.
 pub const POLAR_USER_INDEX: &str = "polar_user";
@@ -140,17 +131,6 @@ pub fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
         .map(|at| at.with_timezone(&Utc))
 }
 
-/// `<next_sync_due>#<uuid>`: due order, ties broken by UUID.
-pub fn due_sort_key(due: DateTime<Utc>, uuid: &AthleteUuid) -> String {
-    format!("{}#{uuid}", format_instant(due))
-}
-
-/// The largest due sort key at `now`: every athlete due at or before `now` sorts at or below it
-/// (U+10FFFF is above every character a UUID can hold).
-pub fn due_upper_bound(now: DateTime<Utc>) -> String {
-    format!("{}#\u{10FFFF}", format_instant(now))
-}
-
 /// Seconds since the epoch, as the TTL attribute and the lock/marker expiry hold them.
 pub fn epoch_seconds(at: DateTime<Utc>) -> i64 {
     at.timestamp()
@@ -212,7 +192,7 @@ fn build_error(table: &str, err: aws_sdk_dynamodb::error::BuildError) -> Provisi
     )
 }
 
-/// Creates the table with its three indexes (PAY_PER_REQUEST) and switches TTL on, idempotently: an
+/// Creates the table with its two indexes (PAY_PER_REQUEST) and switches TTL on, idempotently: an
 /// existing table is left as it is (`ResourceInUseException` = already there) and only TTL is checked.
 pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, ProvisionError> {
     let keys_only = Projection::builder()
@@ -224,17 +204,12 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, Pr
         .build();
     let definition = (|| {
         Ok::<_, aws_sdk_dynamodb::error::BuildError>((
-            [PK, SK, DUE_PK, DUE_SK, POLAR_USER_KEY, STATUS_KEY, UUID]
+            [PK, SK, POLAR_USER_KEY, STATUS_KEY, UUID]
                 .into_iter()
                 .map(string_attribute)
                 .collect::<Result<Vec<_>, _>>()?,
             vec![key(PK, KeyType::Hash)?, key(SK, KeyType::Range)?],
             vec![
-                index(
-                    DUE_INDEX,
-                    vec![key(DUE_PK, KeyType::Hash)?, key(DUE_SK, KeyType::Range)?],
-                    keys_only.clone(),
-                )?,
                 index(
                     POLAR_USER_INDEX,
                     vec![key(POLAR_USER_KEY, KeyType::Hash)?],
@@ -333,18 +308,6 @@ mod tests {
         assert!(formatted.iter().all(|f| f.len() == formatted[0].len()));
         assert!(formatted[0] < formatted[1] && formatted[1] < formatted[2]);
         assert_eq!(parse_instant(&formatted[1]), Some(b));
-    }
-
-    #[test]
-    fn due_bound_includes_every_athlete_due_at_now_and_none_after() {
-        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
-        let bound = due_upper_bound(now);
-        for uuid in ["a", "zzzz", "ÄthleteÖ", "999-x"] {
-            let uuid = AthleteUuid::parse(uuid).unwrap();
-            assert!(due_sort_key(now, &uuid) <= bound);
-            assert!(due_sort_key(now - Duration::seconds(1), &uuid) <= bound);
-            assert!(due_sort_key(now + Duration::nanoseconds(1), &uuid) > bound);
-        }
     }
 
     #[test]

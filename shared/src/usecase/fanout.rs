@@ -16,7 +16,7 @@ use crate::ids::AthleteUuid;
 use crate::polar::PolarApi;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::SmartabaseApi;
-use crate::store::{PageToken, Store, StoreError};
+use crate::store::{DueAthlete, Store, StoreError};
 
 const PAGE: usize = 200;
 const MARK_CONCURRENCY: usize = 16;
@@ -85,8 +85,9 @@ where
         let now = self.now();
         let spread = self.spread(now).await?;
         let mut report = FanoutReport::default();
-        let mut page: Option<PageToken> = None;
-        loop {
+        let due = self.store.due_athletes(now).await?;
+        report.due = due.len() as u64;
+        for page in due.chunks(PAGE) {
             if Instant::now() >= deadline {
                 info!(
                     queued = report.queued,
@@ -95,16 +96,19 @@ where
                 );
                 return Ok(report);
             }
-            let listing = self.store.due_athletes(now, page.take(), PAGE).await?;
-            report.due += listing.items.len() as u64;
+            // A marker the listing shows is skipped without a write; `mark_queued` still guards
+            // against one set since (or one the listing's read did not see yet).
+            let (queued, unqueued): (Vec<&DueAthlete>, Vec<&DueAthlete>) =
+                page.iter().partition(|d| d.queued_at(now));
+            report.already_queued += queued.len() as u64;
             let marked: Vec<(AthleteUuid, Result<bool, StoreError>)> =
-                futures::stream::iter(listing.items)
-                    .map(|uuid| async move {
+                futures::stream::iter(unqueued)
+                    .map(|d| async move {
                         let r = self
                             .store
-                            .mark_queued(&uuid, now + QUEUED_MARKER_TTL, now)
+                            .mark_queued(&d.uuid, now + QUEUED_MARKER_TTL, now)
                             .await;
-                        (uuid, r)
+                        (d.uuid.clone(), r)
                     })
                     .buffered(MARK_CONCURRENCY)
                     .collect()
@@ -140,10 +144,6 @@ where
                     "Polar budget cannot cover every due athlete this interval; the rest stay due"
                 );
                 return Ok(report);
-            }
-            match listing.next {
-                Some(next) => page = Some(next),
-                None => break,
             }
         }
         report.complete = true;

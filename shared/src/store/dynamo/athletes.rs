@@ -1,25 +1,29 @@
-//! Athletes and their three indexes: due, Polar user, status.
+//! Athletes and their two indexes: Polar user, status.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::super::schema::{
-    self, DUE_INDEX, DUE_PARTITION, DUE_PK, DUE_SK, PK, POLAR_USER_INDEX, POLAR_USER_KEY,
-    SK_ATHLETE, STATUS_INDEX, STATUS_KEY, UUID,
+    self, PK, POLAR_USER_INDEX, POLAR_USER_KEY, SK_ATHLETE, STATUS_INDEX, STATUS_KEY, UUID,
 };
-use super::super::{AthleteStore, Page, PageToken, StoreError, preferred_for_polar_user};
+use super::super::{
+    AthleteStore, DueAthlete, Page, PageToken, StoreError, preferred_for_polar_user,
+};
 use super::codec::{
-    Item, QUEUED_UNTIL, Reader, STATUS, VERSION, athlete_from_item, athlete_item, item_name, key,
-    n, s,
+    Item, NEXT_SYNC_DUE, QUEUED_UNTIL, Reader, STATUS, VERSION, athlete_from_item, athlete_item,
+    item_name, key, n, s,
 };
 use super::{
-    DynamoStore, bad_page_token, condition_failed, decode_key, encode_key, plain_key, query_limit,
-    string_key, unavailable,
+    DynamoStore, bad_page_token, condition_failed, plain_key, query_limit, string_key, unavailable,
 };
 use crate::ids::{AthleteUuid, PolarUserId};
 use crate::model::{Athlete, AthleteStatus};
+
+/// Keys per status-index query of the due listing (a query returns at most 1 MB anyway).
+const DUE_LISTING_PAGE: usize = 1000;
 
 impl DynamoStore {
     /// One page of the status index for `status`.
@@ -141,44 +145,37 @@ impl AthleteStore for DynamoStore {
         ))
     }
 
-    async fn due_athletes(
-        &self,
-        now: DateTime<Utc>,
-        page: Option<PageToken>,
-        limit: usize,
-    ) -> Result<Page<AthleteUuid>, StoreError> {
-        let after = page.map(|p| decode_key(&p.0)).transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(DUE_INDEX)
-            .key_condition_expression("#due_pk = :due AND #due_sk <= :upper")
-            .expression_attribute_names("#due_pk", DUE_PK)
-            .expression_attribute_names("#due_sk", DUE_SK)
-            .expression_attribute_values(":due", s(DUE_PARTITION))
-            .expression_attribute_values(":upper", s(schema::due_upper_bound(now)))
-            .scan_index_forward(true)
-            .limit(query_limit(limit))
-            .set_exclusive_start_key(after)
-            .send()
-            .await
-            .map_err(|e| unavailable("Query", &e))?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| {
-                let reader = Reader::new(item);
-                let pk = reader.string(PK)?;
-                schema::uuid_from_athlete_pk(pk).ok_or_else(|| reader.corrupt("not an athlete key"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .map(|k| encode_key(&k).map(PageToken))
-            .transpose()?;
-        Ok(Page { items, next })
+    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<Vec<DueAthlete>, StoreError> {
+        // No due-time index: its entry would move on every sync and cost two index writes each time.
+        // The fan-out reads the linked athletes' keys from the status index and their due times and
+        // markers by BatchGetItem (eventually consistent, like the index query it replaces).
+        let mut due = Vec::new();
+        let mut after = None;
+        loop {
+            let (uuids, last) = self
+                .status_keys(AthleteStatus::Linked, after.take(), DUE_LISTING_PAGE)
+                .await?;
+            let keys = uuids
+                .iter()
+                .map(|u| key(schema::athlete_pk(u), SK_ATHLETE))
+                .collect();
+            for item in self
+                .batch_get_attributes(keys, false, &[UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL])
+                .await?
+            {
+                // One unreadable athlete must not stop everyone's syncs: it is skipped and named.
+                match due_entry(&item, now) {
+                    Ok(entry) => due.extend(entry),
+                    Err(e) => warn!(error = %e, "due listing skipped an unreadable athlete item"),
+                }
+            }
+            match last {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+        DueAthlete::sort(&mut due);
+        Ok(due)
     }
 
     async fn list_athletes(
@@ -311,6 +308,21 @@ impl AthleteStore for DynamoStore {
             Err(e) => Err(unavailable("UpdateItem", &e)),
         }
     }
+}
+
+/// The due listing's entry for an athlete item read with the listing's projection.
+fn due_entry(item: &Item, now: DateTime<Utc>) -> Result<Option<DueAthlete>, StoreError> {
+    let r = Reader::new(item);
+    let status_name = r.string(STATUS)?;
+    let status = AthleteStatus::parse(status_name)
+        .ok_or_else(|| r.corrupt(format!("unknown status {status_name:?}")))?;
+    Ok(DueAthlete::at(
+        &r.uuid(UUID)?,
+        status,
+        r.opt_instant(NEXT_SYNC_DUE)?,
+        r.opt_instant(QUEUED_UNTIL)?,
+        now,
+    ))
 }
 
 /// Where a listing continues: the status being listed and the status index's last key.

@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::super::StoreError;
 use super::super::schema::{
-    self, DUE_PARTITION, DUE_PK, DUE_SK, EXPIRES_AT, LEDGER_PREFIX, PENDING_LINKS_PK, PK,
-    POLAR_USER_KEY, SK, SK_ATHLETE, SK_LOCK, SK_MARKER, SK_SETTING, SK_STATE, STATUS_KEY, UUID,
+    self, EXPIRES_AT, LEDGER_PREFIX, PENDING_LINKS_PK, PK, POLAR_USER_KEY, SK, SK_ATHLETE, SK_LOCK,
+    SK_MARKER, SK_SETTING, SK_STATE, STATUS_KEY, UUID,
 };
 use crate::crypto::SealedToken;
 use crate::ids::{AthleteUuid, AuthState, EventId, PolarUserId, SmartabaseUserId};
@@ -184,11 +184,6 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
     item.insert(CURSORS.into(), s(cursors));
     if let Some(error) = &athlete.last_error {
         item.insert(LAST_ERROR.into(), s(error));
-    }
-    // The due index is sparse: only linked athletes with a next sync time are in it.
-    if let (AthleteStatus::Linked, Some(due)) = (athlete.status, athlete.next_sync_due) {
-        item.insert(DUE_PK.into(), s(DUE_PARTITION));
-        item.insert(DUE_SK.into(), s(schema::due_sort_key(due, &athlete.uuid)));
     }
     Ok(item)
 }

@@ -34,8 +34,8 @@ const BATCH_ATTEMPTS: u32 = 8;
 
 /// The production store: one DynamoDB table laid out as [`super::schema`] describes.
 ///
-/// Reads of single items and batches are strongly consistent; index queries (due athletes, Polar user,
-/// listings) are eventually consistent, as GSIs are. Listings re-read the athletes and drop entries whose
+/// Reads of single items and batches are strongly consistent, except the fan-out's due listing; index
+/// queries (due athletes, Polar user, listings) are eventually consistent, as GSIs are. Listings re-read the athletes and drop entries whose
 /// status moved on, so an athlete appears under its current status only.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -115,11 +115,31 @@ impl DynamoStore {
 
     /// Fetches items by key (consistent), in chunks of 100, retrying unprocessed keys. Keys must be distinct.
     pub(super) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_attributes(keys, true, &[]).await
+    }
+
+    /// Like [`Self::batch_get`], but only `attributes` of each item (all when empty), and eventually
+    /// consistent unless `consistent` (half the read units).
+    pub(super) async fn batch_get_attributes(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+        attributes: &[&str],
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET_MAX) {
-            let mut pending = KeysAndAttributes::builder()
+            let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
-                .consistent_read(true)
+                .consistent_read(consistent);
+            if !attributes.is_empty() {
+                let placeholders: Vec<String> =
+                    (0..attributes.len()).map(|i| format!("#a{i}")).collect();
+                request = request.projection_expression(placeholders.join(", "));
+                for (placeholder, name) in placeholders.into_iter().zip(attributes) {
+                    request = request.expression_attribute_names(placeholder, *name);
+                }
+            }
+            let mut pending = request
                 .build()
                 .map_err(|e| StoreError::Unavailable(format!("BatchGetItem: {e}")))?;
             let mut attempt = 0;

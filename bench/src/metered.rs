@@ -468,7 +468,7 @@ mod tests {
         let store = MeteredStore::new(MemoryStore::new());
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         for i in 0..250 {
-            let mut athlete = Athlete::new(AthleteUuid::parse(&format!("linked-{i}")).unwrap());
+            let mut athlete = Athlete::new(AthleteUuid::parse(format!("linked-{i}")).unwrap());
             athlete.set_status(AthleteStatus::Linked, now);
             // A fifth are due; the listing reads everyone linked to find them.
             athlete.next_sync_due = Some(now + chrono::Duration::minutes(i % 5));

@@ -10,6 +10,7 @@ use crate::coldstart::ColdStartReport;
 use crate::cost::CostReport;
 use crate::efficiency::EfficiencyReport;
 use crate::machine::{Load, Machine};
+use crate::metered::StoreUsage;
 use crate::scale::ScaleReport;
 use crate::simulation::{Delivery, SimulationReport};
 use crate::throughput::ThroughputReport;
@@ -278,6 +279,53 @@ fn efficiency_section(out: &mut String, e: &EfficiencyReport) {
         let _ = writeln!(out, "| {endpoint} | {} |", cells.join(" | "));
     }
     let _ = writeln!(out);
+    store_by_operation_table(out, e);
+}
+
+/// Where an athlete-day of the week spends DynamoDB units, by store operation (every function's share).
+fn store_by_operation_table(out: &mut String, e: &EfficiencyReport) {
+    let _ = writeln!(
+        out,
+        "DynamoDB units per athlete-day by store operation (read / write, every function's share; units as the metered store counts them):\n\n| store operation | webhooks off | webhooks on |\n|---|---|---|"
+    );
+    let mut operations: Vec<&String> = e
+        .runs
+        .iter()
+        .flat_map(|r| r.measured.store_by_operation.keys())
+        .collect();
+    operations.sort();
+    operations.dedup();
+    let cell = |usage: StoreUsage, days: f64| {
+        format!(
+            "{:.1} / {:.1}",
+            usage.read_units / days,
+            usage.write_units / days
+        )
+    };
+    for operation in operations {
+        let cells: Vec<String> = e
+            .runs
+            .iter()
+            .zip(&e.figures)
+            .map(|(r, f)| {
+                let usage = r
+                    .measured
+                    .store_by_operation
+                    .get(operation)
+                    .copied()
+                    .unwrap_or_default();
+                cell(usage, f.athlete_days)
+            })
+            .collect();
+        let _ = writeln!(out, "| `{operation}` | {} |", cells.join(" | "));
+    }
+    let cells: Vec<String> = e
+        .runs
+        .iter()
+        .zip(&e.figures)
+        .map(|(r, f)| format!("**{}**", cell(r.measured.store, f.athlete_days)))
+        .collect();
+    let _ = writeln!(out, "| **total** | {} |\n", cells.join(" | "));
 }
 
 fn scale_section(out: &mut String, s: &ScaleReport) {

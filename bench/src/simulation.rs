@@ -116,6 +116,8 @@ pub struct Tally {
     pub jobs: JobOutcomes,
     /// Store request units.
     pub store: StoreUsage,
+    /// The same by store operation (the port method's name).
+    pub store_by_operation: BTreeMap<String, StoreUsage>,
     /// Bytes of JSON log lines the functions wrote.
     pub log_bytes: u64,
     /// Log lines the functions wrote.
@@ -375,6 +377,7 @@ impl<'a> Simulation<'a> {
         let hour_mark = self.start + Duration::hours(i64::from(self.hour));
         tally.hours += 1;
         let store_before = self.world.connector.store.usage();
+        let operations_before = self.world.connector.store.usage_by_operation();
         let (log_bytes_before, log_lines_before) = self.meter.log_totals();
 
         for group in uploads.chunk_by(|a, b| a.at == b.at) {
@@ -455,6 +458,21 @@ impl<'a> Simulation<'a> {
         tally.store.read_units += store.read_units;
         tally.store.write_units += store.write_units;
         tally.store.requests += store.requests;
+        for (operation, usage) in self.world.connector.store.usage_by_operation() {
+            let used = usage.since(
+                operations_before
+                    .get(operation)
+                    .copied()
+                    .unwrap_or_default(),
+            );
+            let total = tally
+                .store_by_operation
+                .entry(operation.to_string())
+                .or_default();
+            total.read_units += used.read_units;
+            total.write_units += used.write_units;
+            total.requests += used.requests;
+        }
         let (log_bytes, log_lines) = self.meter.log_totals();
         tally.log_bytes += log_bytes - log_bytes_before;
         tally.log_lines += log_lines - log_lines_before;

@@ -156,7 +156,8 @@ pub struct Athlete {
     pub next_sync_due: Option<DateTime<Utc>>,
     /// A job for this athlete is in the queue until then (fan-out's duplicate guard).
     pub queued_until: Option<DateTime<Utc>>,
-    /// The scan pass that last saw this athlete on the roster.
+    /// The start of an unfinished scan pass that saw this athlete on the roster: recorded only when a pass
+    /// takes several runs, for the run that finishes it (one run keeps its sightings in memory).
     pub roster_seen_at: Option<DateTime<Utc>>,
     /// Delivery cursors.
     pub cursors: SyncCursors,

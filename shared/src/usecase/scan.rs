@@ -3,7 +3,7 @@
 //! are deregistered. Runs in bounded slices with a stored continuation, is idempotent, and is safe to
 //! overlap with itself and with the callback (every athlete write is version-checked).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -195,8 +195,14 @@ where
                 users_seen: 0,
             },
         };
+        // Rostered athletes this run saw. The removal pass at the end of a pass reads them from here; an
+        // athlete seen by an earlier run of the same pass has it recorded on their item (below).
+        let mut seen = HashSet::new();
         loop {
             if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
+                // Record the sightings before the continuation: if this fails, the next run reads these
+                // pages again.
+                self.record_sightings(&seen, pass.pass_started_at).await?;
                 self.store
                     .put_setting(
                         SCAN_SETTING,
@@ -216,15 +222,15 @@ where
             let users: Vec<&RosterUser> = page.users.iter().filter(|u| u.uuid.is_some()).collect();
             report.athletes_seen += users.len() as u64;
             pass.users_seen += users.len() as u64;
-            self.scan_page(&users, pass.pass_started_at, &mut report)
-                .await?;
+            seen.extend(users.iter().filter_map(|u| u.uuid.clone()));
+            self.scan_page(&users, &mut report).await?;
             pass.cursor = page.next_cursor;
             if pass.cursor.is_none() {
                 break;
             }
         }
         report.pass_complete = true;
-        self.removal_pass(pass.pass_started_at, pass.users_seen, &mut report)
+        self.removal_pass(pass.pass_started_at, pass.users_seen, &seen, &mut report)
             .await?;
         // Without a cursor the next run starts a fresh pass, after this one.
         self.store
@@ -247,7 +253,6 @@ where
     async fn scan_page(
         &self,
         users: &[&RosterUser],
-        pass_started: DateTime<Utc>,
         report: &mut ScanReport,
     ) -> Result<(), ScanError> {
         if users.is_empty() {
@@ -269,12 +274,7 @@ where
         );
         let results: Vec<AthleteScan> = futures::stream::iter(users.iter().copied())
             .map(|user| {
-                self.scan_athlete(
-                    user,
-                    portal.get(&user.user_id),
-                    tokens.get(&user.user_id),
-                    pass_started,
-                )
+                self.scan_athlete(user, portal.get(&user.user_id), tokens.get(&user.user_id))
             })
             .buffer_unordered(ATHLETE_CONCURRENCY)
             .collect()
@@ -294,7 +294,6 @@ where
         user: &RosterUser,
         portal: Option<&ProfileEntry>,
         token_entry: Option<&ProfileEntry>,
-        pass_started: DateTime<Utc>,
     ) -> AthleteScan {
         let mut result = AthleteScan::default();
         let Some(uuid) = user.uuid.clone() else {
@@ -306,11 +305,6 @@ where
                 a.smartabase_user_id = Some(user.user_id);
                 if a.status == AthleteStatus::Removed {
                     a.set_status(AthleteStatus::Unlinked, now);
-                }
-                // Only the removal pass reads this, and only for athletes it could deregister: recording it
-                // for everyone else would rewrite every athlete every two hours.
-                if a.status != AthleteStatus::Unlinked {
-                    a.roster_seen_at = Some(pass_started);
                 }
             })
             .await
@@ -348,7 +342,7 @@ where
                 .and_then(|(e, f)| e.fields.get(f))
                 .and_then(|v| PolarUserId::parse(v).ok());
             match self
-                .pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now, pass_started)
+                .pick_up_app_token(&uuid, AccessToken::new(raw), polar_user, now)
                 .await
             {
                 Ok(Some(linked)) => {
@@ -454,7 +448,6 @@ where
         token: AccessToken,
         polar_user: Option<PolarUserId>,
         now: DateTime<Utc>,
-        pass_started: DateTime<Utc>,
     ) -> Result<Option<Linked>, ScanError> {
         let fingerprint = sha256_hex(token.expose_secret().as_bytes());
         let held = self.store.get_token(athlete).await?;
@@ -500,12 +493,8 @@ where
         };
         self.store.put_pending_link(&pending).await?;
         match self.finish_link(&pending, None).await? {
-            LinkStep::Linked(linked) => {
-                // This pass saw them on the roster (it linked them from it): its removal pass keeps them.
-                self.update_athlete(athlete, |a| a.roster_seen_at = Some(pass_started))
-                    .await?;
-                Ok(Some(linked))
-            }
+            // This pass saw them on the roster (it linked them from it): its removal pass keeps them.
+            LinkStep::Linked(linked) => Ok(Some(linked)),
             // Consents missing or the token refused: the field stays, and the next run tries again.
             _ => Ok(None),
         }
@@ -541,10 +530,40 @@ where
         }
     }
 
+    /// Records on each athlete of `seen` the removal pass could deregister (any but `Unlinked`) that the
+    /// pass started at `pass_started` saw them, for the run that finishes the pass. A pass finished in
+    /// one run needs none of this: it would rewrite every linked athlete every two hours.
+    async fn record_sightings(
+        &self,
+        seen: &HashSet<AthleteUuid>,
+        pass_started: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(seen)
+            .map(|uuid| async move {
+                let Some(athlete) = self.store.get_athlete(uuid).await? else {
+                    return Ok(());
+                };
+                self.update_known_athlete(&athlete, |a| {
+                    if a.status != AthleteStatus::Unlinked
+                        && a.roster_seen_at.is_none_or(|at| at < pass_started)
+                    {
+                        a.roster_seen_at = Some(pass_started);
+                    }
+                })
+                .await
+                .map(|_| ())
+            })
+            .buffer_unordered(ATHLETE_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
     async fn removal_pass(
         &self,
         pass_started: DateTime<Utc>,
         users_seen: u64,
+        seen: &HashSet<AthleteUuid>,
         report: &mut ScanReport,
     ) -> Result<(), ScanError> {
         // Athletes removed while Polar was unreachable still hold a sealed token: finish them first.
@@ -570,6 +589,7 @@ where
         let gone: Vec<_> = tracked
             .iter()
             // Not seen by this pass, and not linked while it ran (the pass may have visited them unlinked).
+            .filter(|a| !seen.contains(&a.uuid))
             .filter(|a| a.roster_seen_at.is_none_or(|seen| seen < pass_started))
             .filter(|a| a.linked_at.is_none_or(|linked| linked < pass_started))
             .collect();

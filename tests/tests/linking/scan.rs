@@ -202,10 +202,52 @@ async fn a_scan_of_an_unchanged_roster_rewrites_no_athlete() {
             .version,
         unlinked_version
     );
-    // The linked one only gets the pass's roster sighting (what the removal pass reads).
+    // Nor the linked one: a pass finished in one run keeps its roster sightings in memory.
     let after = stored_athlete(&world, &linked.uuid).await.unwrap();
     assert_eq!(after.status, AthleteStatus::Linked);
-    assert_eq!(after.version, linked_version + 1);
+    assert_eq!(after.version, linked_version);
+}
+
+#[tokio::test]
+async fn a_linked_athlete_seen_by_an_earlier_run_of_a_pass_is_kept_by_the_run_that_finishes_it() {
+    let world = world().await;
+    // Ours is on the roster's first page; 150 others, never linked, fill a second one.
+    let athlete = roster(&world, "kept");
+    big_roster(&world, "others", 150);
+    world.scan().await.unwrap();
+    let polar_user = world.polar_account(-180);
+    assert_eq!(
+        link_on_web(&world, &athlete.uuid, polar_user)
+            .await
+            .response
+            .status,
+        200
+    );
+    world.advance(chrono::Duration::hours(2));
+
+    // The next pass takes two runs: the first sees our athlete, the second finishes without them.
+    let first = world.connector.scan(limits(1)).await.unwrap();
+    assert!(!first.pass_complete);
+    let second = world.connector.scan(limits(5)).await.unwrap();
+    assert!(second.pass_complete);
+
+    // The only tracked athlete is on the roster: the removal pass must not take them for gone.
+    assert_eq!((second.removed, second.removal_guarded), (0, false));
+    let stored = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(stored.status, AthleteStatus::Linked);
+    assert!(stored_token(&world, &athlete.uuid).await.is_some());
+
+    // Taken off the roster, the next pass (two runs again) does remove them.
+    world.smartabase.remove_user(athlete.user_id).unwrap();
+    world.advance(chrono::Duration::hours(2));
+    assert!(!world.connector.scan(limits(1)).await.unwrap().pass_complete);
+    let finished = world.connector.scan(limits(5)).await.unwrap();
+    assert!(finished.pass_complete);
+    assert_eq!(finished.removed, 1);
+    assert_eq!(
+        stored_athlete(&world, &athlete.uuid).await.unwrap().status,
+        AthleteStatus::Removed
+    );
 }
 
 #[tokio::test]

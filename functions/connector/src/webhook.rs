@@ -9,6 +9,7 @@ use shared::bootstrap::LiveConnector;
 use shared::config::Secrets;
 use shared::polar::{PolarApi as _, PolarError, WebhookEventType, WebhookInfo};
 use shared::store::SettingsStore as _;
+use shared::usecase::webhook::{LAST_DELIVERY_SETTING, LAST_PING_SETTING};
 use url::Url;
 
 use crate::environment::Operator;
@@ -17,8 +18,6 @@ use crate::output;
 
 /// Settings the polar-webhook function writes (`shared::usecase::webhook`) when a signed delivery or a
 /// PING arrives.
-const LAST_DELIVERY_SETTING: &str = "webhook-last-delivery";
-const LAST_PING_SETTING: &str = "webhook-last-ping";
 
 /// `connector webhook …`.
 #[derive(Debug, clap::Subcommand)]

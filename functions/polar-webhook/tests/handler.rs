@@ -165,3 +165,68 @@ async fn a_store_outage_answers_503_so_polar_retries_but_pings_still_succeed() {
     world.connector.store.set_unavailable(false);
     assert_eq!(deliver(&world, "EXERCISE", &body, true).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_last_delivery_is_recorded_to_the_minute_not_on_every_delivery() {
+    use shared::clock::Clock as _;
+    use shared::store::SettingsStore as _;
+    use shared::usecase::webhook::LAST_DELIVERY_SETTING;
+
+    let world = world(Some(SECRET)).await;
+    let (_, polar) = linked(&world).await;
+    let recorded = || async {
+        let at = world
+            .connector
+            .store
+            .get_setting(LAST_DELIVERY_SETTING)
+            .await
+            .unwrap()
+            .expect("a delivery was recorded");
+        chrono::DateTime::parse_from_rfc3339(&at)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let delivery = |n: u32| {
+        format!(
+            r#"{{"event":"ACTIVITY_SUMMARY","user_id":{polar},"date":"2026-01-02","timestamp":"2026-01-02T10:00:0{n}.000Z","url":"x"}}"#
+        )
+    };
+
+    let first_at = world.clock.now();
+    assert_eq!(
+        deliver(&world, "ACTIVITY_SUMMARY", &delivery(1), true)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(recorded().await, first_at);
+    // Half a minute later another delivery is queued, and the record stands (no write).
+    world.advance(chrono::Duration::seconds(30));
+    let sent_before = world.connector.queue.sent().len();
+    assert_eq!(
+        deliver(&world, "ACTIVITY_SUMMARY", &delivery(2), true)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(world.connector.queue.sent().len(), sent_before + 1);
+    assert_eq!(recorded().await, first_at);
+    // A minute after the record, the next delivery moves it.
+    world.advance(chrono::Duration::seconds(31));
+    assert_eq!(
+        deliver(&world, "ACTIVITY_SUMMARY", &delivery(3), true)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(recorded().await, world.clock.now());
+    // A delivery with a bad signature is no delivery.
+    world.advance(chrono::Duration::minutes(5));
+    assert_eq!(
+        deliver(&world, "ACTIVITY_SUMMARY", &delivery(4), false)
+            .await
+            .status,
+        401
+    );
+    assert!(recorded().await < world.clock.now());
+}

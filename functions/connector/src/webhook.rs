@@ -16,9 +16,6 @@ use crate::environment::Operator;
 use crate::error::CliError;
 use crate::output;
 
-/// Settings the polar-webhook function writes (`shared::usecase::webhook`) when a signed delivery or a
-/// PING arrives.
-
 /// `connector webhook …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum WebhookCommand {

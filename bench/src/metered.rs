@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use shared::ids::{AthleteUuid, AuthState, PolarUserId};
 use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 use shared::store::{
-    AthleteStore, AuthStateStore, BudgetStore, DueAthlete, LedgerStore, LockStore, MarkerStore,
+    AthleteStore, AuthStateStore, BudgetStore, DueListing, LedgerStore, LockStore, MarkerStore,
     Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
 };
 
@@ -190,7 +190,7 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         self.inner.athlete_for_polar_user(user).await
     }
 
-    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<Vec<DueAthlete>, StoreError> {
+    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<DueListing, StoreError> {
         // DynamoStore reads every linked athlete's keys from the status index (pages of 1,000) and
         // their due times by eventually consistent BatchGetItem (half a unit per item under 4 KB).
         let linked = self
@@ -231,6 +231,16 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
     ) -> Result<bool, StoreError> {
         self.meter.write("mark_queued", 1, 1);
         self.inner.mark_queued(uuid, until, now).await
+    }
+
+    async fn mark_due_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.meter.write("mark_queued", 1, 1);
+        self.inner.mark_due_queued(uuid, until, now).await
     }
 
     async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
@@ -475,8 +485,8 @@ mod tests {
             store.save_athlete(&athlete).await.unwrap();
         }
         let before = store.usage();
-        let due = store.due_athletes(now).await.unwrap();
-        assert_eq!(due.len(), 50);
+        let listing = store.due_athletes(now).await.unwrap();
+        assert_eq!((listing.due.len(), listing.skipped), (50, 0));
         let used = store.usage().since(before);
         // One status-index page (250 × 120 bytes: 4 halves) and 250 items at half a unit.
         assert_eq!(used.read_units, 2.0 + 125.0);

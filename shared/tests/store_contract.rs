@@ -36,12 +36,13 @@ async fn create<S: Store>(store: &S, athlete: Athlete) -> Athlete {
 
 /// The due listing at `now`, as UUIDs in the order given.
 async fn all_due<S: Store>(store: &S, now: DateTime<Utc>) -> Vec<AthleteUuid> {
-    let due = store.due_athletes(now).await.unwrap();
+    let listing = store.due_athletes(now).await.unwrap();
+    assert_eq!(listing.skipped, 0);
     assert!(
-        due.iter().all(|d| d.due <= now),
+        listing.due.iter().all(|d| d.due <= now),
         "listed an athlete not yet due"
     );
-    due.into_iter().map(|d| d.uuid).collect()
+    listing.due.into_iter().map(|d| d.uuid).collect()
 }
 
 /// Every page of `list_athletes`, checking each respects `limit`.
@@ -210,7 +211,7 @@ async fn due_athletes_come_oldest_first_with_their_markers<S: Store>(store: &S) 
             .await
             .unwrap()
     );
-    let listing = store.due_athletes(now).await.unwrap();
+    let listing = store.due_athletes(now).await.unwrap().due;
     let entry = |id: &str| listing.iter().find(|d| d.uuid == uuid(id)).unwrap().clone();
     assert_eq!(
         entry("d-mid").due,
@@ -424,6 +425,79 @@ async fn queued_marker_guards_the_fanout<S: Store>(store: &S) {
     assert_eq!(
         store.get_athlete(&id).await.unwrap().unwrap().queued_until,
         None
+    );
+}
+
+async fn the_fanouts_marker_needs_the_athlete_still_due<S: Store>(store: &S) {
+    let now = t0();
+    let until = now + Duration::hours(2);
+    // Synced since the fan-out's listing: next due an interval later.
+    let synced = create(
+        store,
+        linked("fan-synced", Some(now + Duration::minutes(59))),
+    )
+    .await;
+    assert!(
+        !store
+            .mark_due_queued(&synced.uuid, until, now)
+            .await
+            .unwrap()
+    );
+    let stored = store.get_athlete(&synced.uuid).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.queued_until, stored.version),
+        (None, synced.version)
+    );
+    // The webhook's and the link's marker does not ask.
+    assert!(store.mark_queued(&synced.uuid, until, now).await.unwrap());
+
+    // Due (exactly now, or earlier): marked once, like `mark_queued`.
+    for (id, due) in [("fan-now", now), ("fan-late", now - Duration::hours(3))] {
+        let athlete = create(store, linked(id, Some(due))).await;
+        assert!(
+            store
+                .mark_due_queued(&athlete.uuid, until, now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .mark_due_queued(&athlete.uuid, until, now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .get_athlete(&athlete.uuid)
+                .await
+                .unwrap()
+                .unwrap()
+                .queued_until,
+            Some(until)
+        );
+    }
+    // Linked without a due time, or not linked: never.
+    let no_due = create(store, linked("fan-no-due", None)).await;
+    assert!(
+        !store
+            .mark_due_queued(&no_due.uuid, until, now)
+            .await
+            .unwrap()
+    );
+    let mut unlinked = Athlete::new(uuid("fan-unlinked"));
+    unlinked.next_sync_due = Some(now - Duration::hours(1));
+    let unlinked = create(store, unlinked).await;
+    assert!(
+        !store
+            .mark_due_queued(&unlinked.uuid, until, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_due_queued(&uuid("fan-unknown"), until, now)
+            .await
+            .unwrap()
     );
 }
 
@@ -1005,6 +1079,7 @@ contract!(
     listings_page_by_status_then_uuid,
     polar_user_finds_the_linked_athlete,
     queued_marker_guards_the_fanout,
+    the_fanouts_marker_needs_the_athlete_still_due,
     tokens_are_replaced_and_deleted,
     pending_links_are_kept_per_token_listed_in_pages_and_deleted,
     auth_states_are_single_use_and_expire,

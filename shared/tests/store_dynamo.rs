@@ -231,11 +231,16 @@ async fn undecodable_items_are_reported_corrupt_with_their_key() {
     fine.set_status(AthleteStatus::Linked, t0());
     fine.next_sync_due = Some(t0());
     store.save_athlete(&fine).await.unwrap();
-    let due = store.due_athletes(t0()).await.unwrap();
+    let listing = store.due_athletes(t0()).await.unwrap();
     assert_eq!(
-        due.iter().map(|d| d.uuid.as_str()).collect::<Vec<_>>(),
+        listing
+            .due
+            .iter()
+            .map(|d| d.uuid.as_str())
+            .collect::<Vec<_>>(),
         ["fine"]
     );
+    assert_eq!(listing.skipped, 1);
 
     assert!(matches!(
         store

@@ -30,6 +30,7 @@ where
         Ok(r) => {
             metrics
                 .count("DueAthletes", r.due)
+                .count("AthletesSkipped", r.skipped)
                 .count("JobsQueued", r.queued)
                 .count("JobsDelayed", r.delayed)
                 .count("AlreadyQueued", r.already_queued)
@@ -44,6 +45,7 @@ where
                     "continued"
                 },
                 due = r.due,
+                skipped = r.skipped,
                 queued = r.queued,
                 delayed = r.delayed,
                 already_queued = r.already_queued,

@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 
 use super::schema;
 use super::{
-    AthleteStore, AuthStateStore, BudgetStore, DueAthlete, LedgerStore, LockStore, MarkerStore,
-    Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore, preferred_for_polar_user,
+    AthleteStore, AuthStateStore, BudgetStore, DueAthlete, DueListing, LedgerStore, LockStore,
+    MarkerStore, Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
+    preferred_for_polar_user,
 };
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::{
@@ -46,6 +47,29 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// Sets the queued marker if the athlete is `Linked`, not queued at `now`, and `also` holds.
+    fn mark_queued_where(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        also: impl Fn(&Athlete) -> bool,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        match state.athletes.get_mut(uuid) {
+            Some(a)
+                if a.status == AthleteStatus::Linked
+                    && a.queued_until.is_none_or(|q| q < now)
+                    && also(a) =>
+            {
+                a.queued_until = Some(until);
+                a.version += 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -117,7 +141,7 @@ impl AthleteStore for MemoryStore {
         ))
     }
 
-    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<Vec<DueAthlete>, StoreError> {
+    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<DueListing, StoreError> {
         let state = self.state()?;
         let mut due: Vec<DueAthlete> = state
             .athletes
@@ -125,7 +149,7 @@ impl AthleteStore for MemoryStore {
             .filter_map(|a| DueAthlete::at(&a.uuid, a.status, a.next_sync_due, a.queued_until, now))
             .collect();
         DueAthlete::sort(&mut due);
-        Ok(due)
+        Ok(DueListing { due, skipped: 0 })
     }
 
     async fn list_athletes(
@@ -155,17 +179,18 @@ impl AthleteStore for MemoryStore {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut state = self.state()?;
-        match state.athletes.get_mut(uuid) {
-            Some(a)
-                if a.status == AthleteStatus::Linked && a.queued_until.is_none_or(|q| q < now) =>
-            {
-                a.queued_until = Some(until);
-                a.version += 1;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        self.mark_queued_where(uuid, until, now, |_| true)
+    }
+
+    async fn mark_due_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.mark_queued_where(uuid, until, now, |a| {
+            a.next_sync_due.is_some_and(|due| due <= now)
+        })
     }
 
     async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {

@@ -53,6 +53,16 @@ pub(crate) fn preferred_for_polar_user<'a>(
         .map(|a| a.uuid.clone())
 }
 
+/// What the fan-out's due listing found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueListing {
+    /// The due athletes, oldest due first, ties by UUID.
+    pub due: Vec<DueAthlete>,
+    /// Linked athletes skipped because their item or index entry could not be read (a defect or a
+    /// manual edit), or a batch read kept failing; each is logged. They stay due.
+    pub skipped: u64,
+}
+
 /// A `Linked` athlete whose scheduled sync is due, as the fan-out sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueAthlete {
@@ -129,11 +139,12 @@ pub trait AthleteStore: Send + Sync {
 
     /// Every `Linked` athlete whose `next_sync_due` ≤ `now`, oldest due first (ties by UUID), with the
     /// queued marker each carries. The read may lag recent writes by a moment (like an index query):
-    /// [`AthleteStore::mark_queued`] is the guard against queueing twice.
+    /// [`AthleteStore::mark_due_queued`] is the guard against queueing twice. An athlete that cannot be
+    /// read is skipped and counted, so one bad item never stops everyone's syncs.
     fn due_athletes(
         &self,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<DueAthlete>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<DueListing, StoreError>> + Send;
 
     /// All athletes, optionally of one status (operators' listings, the scan's removal pass).
     fn list_athletes(
@@ -147,6 +158,15 @@ pub trait AthleteStore: Send + Sync {
     /// `false` means "do not enqueue". Moves the version like any write of the athlete, so a save from
     /// an earlier read conflicts instead of writing the old marker back (its caller reads again).
     fn mark_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// [`Self::mark_queued`] for the fan-out: also only while the athlete is still due at `now` (its
+    /// listing may be older than a sync that ran since).
+    fn mark_due_queued(
         &self,
         uuid: &AthleteUuid,
         until: DateTime<Utc>,

@@ -24,8 +24,10 @@ const MARK_CONCURRENCY: usize = 16;
 /// What one run did (the counts of its log line and metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FanoutReport {
-    /// Due athletes looked at.
+    /// Due athletes found.
     pub due: u64,
+    /// Linked athletes the listing could not read (logged; they stay due).
+    pub skipped: u64,
     /// Jobs queued.
     pub queued: u64,
     /// Of those, queued with a delay to spread them over the next budget window.
@@ -85,9 +87,10 @@ where
         let now = self.now();
         let spread = self.spread(now).await?;
         let mut report = FanoutReport::default();
-        let due = self.store.due_athletes(now).await?;
-        report.due = due.len() as u64;
-        for page in due.chunks(PAGE) {
+        let listing = self.store.due_athletes(now).await?;
+        report.due = listing.due.len() as u64;
+        report.skipped = listing.skipped;
+        for page in listing.due.chunks(PAGE) {
             if Instant::now() >= deadline {
                 info!(
                     queued = report.queued,
@@ -96,8 +99,8 @@ where
                 );
                 return Ok(report);
             }
-            // A marker the listing shows is skipped without a write; `mark_queued` still guards
-            // against one set since (or one the listing's read did not see yet).
+            // A marker the listing shows is skipped without a write; the conditional marker still
+            // guards against one set since, and against a sync that ran since the listing was read.
             let (queued, unqueued): (Vec<&DueAthlete>, Vec<&DueAthlete>) =
                 page.iter().partition(|d| d.queued_at(now));
             report.already_queued += queued.len() as u64;
@@ -106,7 +109,7 @@ where
                     .map(|d| async move {
                         let r = self
                             .store
-                            .mark_queued(&d.uuid, now + QUEUED_MARKER_TTL, now)
+                            .mark_due_queued(&d.uuid, now + QUEUED_MARKER_TTL, now)
                             .await;
                         (d.uuid.clone(), r)
                     })

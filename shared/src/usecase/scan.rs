@@ -99,6 +99,8 @@ pub enum ScanError {
 
 #[derive(Default)]
 struct AthleteScan {
+    /// The athlete, if the removal pass could deregister them (any status but `Unlinked`).
+    tracked: Option<Athlete>,
     link_written: bool,
     app_linked: bool,
     relinked: bool,
@@ -195,14 +197,19 @@ where
                 users_seen: 0,
             },
         };
-        // Rostered athletes this run saw. The removal pass at the end of a pass reads them from here; an
-        // athlete seen by an earlier run of the same pass has it recorded on their item (below).
+        // Rostered athletes this run saw: the removal pass at the end of a pass reads them from here. A
+        // pass that may not end in this run records its sightings on the athletes' items instead (for
+        // the run that ends it): from half the run's time or pages on, page by page, and what is still
+        // unrecorded before a continuation is stored (if that fails, the next run reads the pages again).
         let mut seen = HashSet::new();
+        let mut unrecorded = Vec::new();
+        let run_started = Instant::now();
+        let halfway = run_started + limits.deadline.saturating_duration_since(run_started) / 2;
+        let mut record_each_page = false;
         loop {
             if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
-                // Record the sightings before the continuation: if this fails, the next run reads these
-                // pages again.
-                self.record_sightings(&seen, pass.pass_started_at).await?;
+                self.record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
+                    .await?;
                 self.store
                     .put_setting(
                         SCAN_SETTING,
@@ -223,8 +230,14 @@ where
             report.athletes_seen += users.len() as u64;
             pass.users_seen += users.len() as u64;
             seen.extend(users.iter().filter_map(|u| u.uuid.clone()));
-            self.scan_page(&users, &mut report).await?;
+            unrecorded.extend(self.scan_page(&users, &mut report).await?);
+            record_each_page |=
+                Instant::now() >= halfway || report.pages as usize * 2 >= limits.max_pages;
             pass.cursor = page.next_cursor;
+            if record_each_page && pass.cursor.is_some() {
+                self.record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
+                    .await?;
+            }
             if pass.cursor.is_none() {
                 break;
             }
@@ -250,13 +263,15 @@ where
         Ok(report)
     }
 
+    /// Scans one roster page; returns the athletes on it the removal pass could deregister, as last read
+    /// or written.
     async fn scan_page(
         &self,
         users: &[&RosterUser],
         report: &mut ScanReport,
-    ) -> Result<(), ScanError> {
+    ) -> Result<Vec<Athlete>, ScanError> {
         if users.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let ids: Vec<_> = users.iter().map(|u| u.user_id).collect();
         let by_user = |entries: Vec<ProfileEntry>| -> HashMap<_, _> {
@@ -279,14 +294,16 @@ where
             .buffer_unordered(ATHLETE_CONCURRENCY)
             .collect()
             .await;
+        let mut tracked = Vec::new();
         for r in results {
             report.links_written += u64::from(r.link_written);
             report.app_links += u64::from(r.app_linked);
             report.relinked += u64::from(r.relinked);
             report.statuses_written += u64::from(r.status_written);
             report.failures += u64::from(r.failed);
+            tracked.extend(r.tracked);
         }
-        Ok(())
+        Ok(tracked)
     }
 
     async fn scan_athlete(
@@ -316,6 +333,9 @@ where
                 return result;
             }
         };
+        if athlete.status != AthleteStatus::Unlinked {
+            result.tracked = Some(athlete.clone());
+        }
 
         let link_field = self.mapping.auth_portal.field("authorisation_link");
         let current_link = portal.zip(link_field).and_then(|(p, f)| p.fields.get(f));
@@ -348,6 +368,9 @@ where
                 Ok(Some(linked)) => {
                     result.app_linked = true;
                     result.relinked = linked.relinked_from.is_some();
+                    // Linked now: the removal pass of a later run may consider them (the version is
+                    // stale, so recording the sighting re-reads them).
+                    result.tracked = Some(athlete);
                     return result;
                 }
                 Ok(None) => {}
@@ -530,33 +553,25 @@ where
         }
     }
 
-    /// Records on each athlete of `seen` the removal pass could deregister (any but `Unlinked`) that the
-    /// pass started at `pass_started` saw them, for the run that finishes the pass. A pass finished in
-    /// one run needs none of this: it would rewrite every linked athlete every two hours.
+    /// Records on each of `athletes` (as the scan last knew them) that the pass started at
+    /// `pass_started` saw them on the roster, for the removal pass of a later run.
     async fn record_sightings(
         &self,
-        seen: &HashSet<AthleteUuid>,
+        athletes: Vec<Athlete>,
         pass_started: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let results: Vec<Result<(), StoreError>> = futures::stream::iter(seen)
-            .map(|uuid| async move {
-                let Some(athlete) = self.store.get_athlete(uuid).await? else {
-                    return Ok(());
-                };
-                self.update_known_athlete(&athlete, |a| {
-                    if a.status != AthleteStatus::Unlinked
-                        && a.roster_seen_at.is_none_or(|at| at < pass_started)
-                    {
+        let results: Vec<Result<Athlete, StoreError>> = futures::stream::iter(&athletes)
+            .map(|athlete| {
+                self.update_known_athlete(athlete, |a| {
+                    if a.roster_seen_at.is_none_or(|at| at < pass_started) {
                         a.roster_seen_at = Some(pass_started);
                     }
                 })
-                .await
-                .map(|_| ())
             })
             .buffer_unordered(ATHLETE_CONCURRENCY)
             .collect()
             .await;
-        results.into_iter().collect()
+        results.into_iter().try_for_each(|r| r.map(|_| ()))
     }
 
     async fn removal_pass(

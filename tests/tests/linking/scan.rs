@@ -228,6 +228,15 @@ async fn a_linked_athlete_seen_by_an_earlier_run_of_a_pass_is_kept_by_the_run_th
     // The next pass takes two runs: the first sees our athlete, the second finishes without them.
     let first = world.connector.scan(limits(1)).await.unwrap();
     assert!(!first.pass_complete);
+    // The run that saw them left the sighting on their item for the run that ends the pass.
+    let sighted = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert!(
+        sighted.roster_seen_at.is_some_and(
+            |at| at > shared::clock::Clock::now(&world.clock) - chrono::Duration::minutes(5)
+        ),
+        "{:?}",
+        sighted.roster_seen_at
+    );
     let second = world.connector.scan(limits(5)).await.unwrap();
     assert!(second.pass_complete);
 

@@ -4,20 +4,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tracing::error;
 
 use super::super::schema::{
     self, PK, POLAR_USER_INDEX, POLAR_USER_KEY, SK_ATHLETE, STATUS_INDEX, STATUS_KEY, UUID,
 };
 use super::super::{
-    AthleteStore, DueAthlete, Page, PageToken, StoreError, preferred_for_polar_user,
+    AthleteStore, DueAthlete, DueListing, Page, PageToken, StoreError, preferred_for_polar_user,
 };
 use super::codec::{
     Item, NEXT_SYNC_DUE, QUEUED_UNTIL, Reader, STATUS, VERSION, athlete_from_item, athlete_item,
     item_name, key, n, s,
 };
 use super::{
-    DynamoStore, bad_page_token, condition_failed, plain_key, query_limit, string_key, unavailable,
+    BATCH_GET_MAX, DynamoStore, bad_page_token, condition_failed, plain_key, query_limit,
+    string_key, unavailable,
 };
 use crate::ids::{AthleteUuid, PolarUserId};
 use crate::model::{Athlete, AthleteStatus};
@@ -26,6 +27,44 @@ use crate::model::{Athlete, AthleteStatus};
 const DUE_LISTING_PAGE: usize = 1000;
 
 impl DynamoStore {
+    /// Sets the queued marker if the athlete is `Linked` and not queued at `now` (and, if `only_if_due`,
+    /// due at `now`: stored instants are fixed-width, so they compare as strings).
+    async fn mark_queued_where(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        only_if_due: bool,
+    ) -> Result<bool, StoreError> {
+        let mut condition =
+            "#status = :linked AND (attribute_not_exists(#queued_until) OR #queued_until < :now)"
+                .to_string();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
+            // The marker moves the version like every write of the item, so a job that read the athlete
+            // before it cannot write the old marker back.
+            .update_expression("SET #queued_until = :until ADD #version :one")
+            .expression_attribute_names("#queued_until", QUEUED_UNTIL)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":until", s(schema::format_instant(until)))
+            .expression_attribute_values(":linked", s(AthleteStatus::Linked.as_str()))
+            .expression_attribute_values(":now", s(schema::format_instant(now)));
+        if only_if_due {
+            condition.push_str(" AND #next_sync_due <= :now");
+            request = request.expression_attribute_names("#next_sync_due", NEXT_SYNC_DUE);
+        }
+        match request.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
+    }
+
     /// One page of the status index for `status`.
     async fn status_keys(
         &self,
@@ -33,6 +72,21 @@ impl DynamoStore {
         after: Option<Item>,
         limit: usize,
     ) -> Result<(Vec<AthleteUuid>, Option<Item>), StoreError> {
+        let (entries, last) = self.status_page(status, after, limit).await?;
+        let uuids = entries
+            .iter()
+            .map(|item| Reader::new(item).uuid(UUID))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((uuids, last))
+    }
+
+    /// One page of the status index's entries for `status`, undecoded.
+    async fn status_page(
+        &self,
+        status: AthleteStatus,
+        after: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
         let out = self
             .client
             .query()
@@ -46,13 +100,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| unavailable("Query", &e))?;
-        let uuids = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| Reader::new(item).uuid(UUID))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((uuids, out.last_evaluated_key))
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
     /// Athletes by UUID in the order given; missing ones are skipped.
@@ -145,28 +193,51 @@ impl AthleteStore for DynamoStore {
         ))
     }
 
-    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<Vec<DueAthlete>, StoreError> {
+    async fn due_athletes(&self, now: DateTime<Utc>) -> Result<DueListing, StoreError> {
         // No due-time index: its entry would move on every sync and cost two index writes each time.
         // The fan-out reads the linked athletes' keys from the status index and their due times and
-        // markers by BatchGetItem (eventually consistent, like the index query it replaces).
-        let mut due = Vec::new();
+        // markers by BatchGetItem (eventually consistent, like the index query it replaces). What cannot
+        // be read is skipped and logged: one bad item must not stop everyone's syncs.
+        let mut listing = DueListing::default();
         let mut after = None;
         loop {
-            let (uuids, last) = self
-                .status_keys(AthleteStatus::Linked, after.take(), DUE_LISTING_PAGE)
+            let (entries, last) = self
+                .status_page(AthleteStatus::Linked, after.take(), DUE_LISTING_PAGE)
                 .await?;
-            let keys = uuids
-                .iter()
-                .map(|u| key(schema::athlete_pk(u), SK_ATHLETE))
-                .collect();
-            for item in self
-                .batch_get_attributes(keys, false, &[UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL])
-                .await?
-            {
-                // One unreadable athlete must not stop everyone's syncs: it is skipped and named.
-                match due_entry(&item, now) {
-                    Ok(entry) => due.extend(entry),
-                    Err(e) => warn!(error = %e, "due listing skipped an unreadable athlete item"),
+            let mut uuids = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                match Reader::new(entry).uuid(UUID) {
+                    Ok(uuid) => uuids.push(uuid),
+                    Err(e) => {
+                        listing.skipped += 1;
+                        error!(error = %e, "due listing skipped an unreadable status-index entry");
+                    }
+                }
+            }
+            for chunk in uuids.chunks(BATCH_GET_MAX) {
+                let keys = chunk
+                    .iter()
+                    .map(|u| key(schema::athlete_pk(u), SK_ATHLETE))
+                    .collect();
+                let items = match self
+                    .batch_get_attributes(keys, false, &[UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL])
+                    .await
+                {
+                    Ok(items) => items,
+                    Err(e) => {
+                        listing.skipped += chunk.len() as u64;
+                        error!(error = %e, athletes = chunk.len(), "due listing could not read a batch of athletes; they stay due");
+                        continue;
+                    }
+                };
+                for item in items {
+                    match due_entry(&item, now) {
+                        Ok(entry) => listing.due.extend(entry),
+                        Err(e) => {
+                            listing.skipped += 1;
+                            error!(error = %e, "due listing skipped an unreadable athlete item");
+                        }
+                    }
                 }
             }
             match last {
@@ -174,8 +245,8 @@ impl AthleteStore for DynamoStore {
                 None => break,
             }
         }
-        DueAthlete::sort(&mut due);
-        Ok(due)
+        DueAthlete::sort(&mut listing.due);
+        Ok(listing)
     }
 
     async fn list_athletes(
@@ -260,31 +331,16 @@ impl AthleteStore for DynamoStore {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
-            // The marker moves the version like every write of the item, so a job that read the athlete
-            // before it cannot write the old marker back.
-            .update_expression("SET #queued_until = :until ADD #version :one")
-            .condition_expression(
-                "#status = :linked AND (attribute_not_exists(#queued_until) OR #queued_until < :now)",
-            )
-            .expression_attribute_names("#queued_until", QUEUED_UNTIL)
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":until", s(schema::format_instant(until)))
-            .expression_attribute_values(":linked", s(AthleteStatus::Linked.as_str()))
-            .expression_attribute_values(":now", s(schema::format_instant(now)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable("UpdateItem", &e)),
-        }
+        self.mark_queued_where(uuid, until, now, false).await
+    }
+
+    async fn mark_due_queued(
+        &self,
+        uuid: &AthleteUuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.mark_queued_where(uuid, until, now, true).await
     }
 
     async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {

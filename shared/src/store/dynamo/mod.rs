@@ -26,7 +26,7 @@ use super::StoreError;
 use codec::{Item, key, s};
 
 /// BatchGetItem's limit.
-const BATCH_GET_MAX: usize = 100;
+pub(super) const BATCH_GET_MAX: usize = 100;
 /// BatchWriteItem's limit.
 const BATCH_WRITE_MAX: usize = 25;
 /// Rounds of retrying unprocessed batch keys before giving up as `Unavailable`.
@@ -35,8 +35,8 @@ const BATCH_ATTEMPTS: u32 = 8;
 /// The production store: one DynamoDB table laid out as [`super::schema`] describes.
 ///
 /// Reads of single items and batches are strongly consistent, except the fan-out's due listing; index
-/// queries (due athletes, Polar user, listings) are eventually consistent, as GSIs are. Listings re-read the athletes and drop entries whose
-/// status moved on, so an athlete appears under its current status only.
+/// queries (Polar user, status) are eventually consistent, as GSIs are. Listings re-read the athletes
+/// and drop entries whose status moved on, so an athlete appears under its current status only.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,

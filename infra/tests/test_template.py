@@ -122,6 +122,7 @@ REQUIRED_ALARM_METRICS = {
     ("PolarConnector", "AthletesSeen", "athlete-scan"),
     ("PolarConnector", "BudgetDeferrals", "sync-worker"),
     ("PolarConnector", "FanoutBudgetLimited", "sync-fanout"),
+    ("PolarConnector", "AthletesSkipped", "sync-fanout"),
 }
 
 REQUIRED_OUTPUTS = {

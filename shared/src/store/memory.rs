@@ -38,6 +38,8 @@ struct State {
     markers: HashMap<String, i64>,
     settings: HashMap<String, String>,
     unavailable: bool,
+    /// athlete → reads of them still to fail
+    failing_athlete_reads: HashMap<AthleteUuid, u32>,
 }
 
 /// The in-memory store for handler tests. Cheap to create; share it by reference.
@@ -80,6 +82,14 @@ impl MemoryStore {
         self.lock_state().unavailable = unavailable;
     }
 
+    /// The next `times` reads of `uuid`'s athlete item fail with [`StoreError::Unavailable`] (one item
+    /// throttled while everything else works).
+    pub fn fail_athlete_reads(&self, uuid: &AthleteUuid, times: u32) {
+        self.lock_state()
+            .failing_athlete_reads
+            .insert(uuid.clone(), times);
+    }
+
     /// Every athlete, in UUID order: for assertions on the resulting state.
     pub fn athletes(&self) -> Vec<Athlete> {
         self.lock_state().athletes.values().cloned().collect()
@@ -107,7 +117,18 @@ fn page_after(token: Option<PageToken>) -> Option<String> {
 
 impl AthleteStore for MemoryStore {
     async fn get_athlete(&self, uuid: &AthleteUuid) -> Result<Option<Athlete>, StoreError> {
-        Ok(self.state()?.athletes.get(uuid).cloned())
+        let mut state = self.state()?;
+        if let Some(left) = state
+            .failing_athlete_reads
+            .get_mut(uuid)
+            .filter(|n| **n > 0)
+        {
+            *left -= 1;
+            return Err(StoreError::Unavailable(format!(
+                "memory store failing reads of {uuid}"
+            )));
+        }
+        Ok(state.athletes.get(uuid).cloned())
     }
 
     async fn save_athlete(&self, athlete: &Athlete) -> Result<Athlete, StoreError> {

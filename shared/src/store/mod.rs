@@ -58,8 +58,8 @@ pub(crate) fn preferred_for_polar_user<'a>(
 pub struct DueListing {
     /// The due athletes, oldest due first, ties by UUID.
     pub due: Vec<DueAthlete>,
-    /// Linked athletes skipped because their item or index entry could not be read (a defect or a
-    /// manual edit), or a batch read kept failing; each is logged. They stay due.
+    /// Linked athletes skipped because their item or index entry could not be decoded (a defect or a
+    /// manual edit); each is logged. They get no scheduled sync until fixed.
     pub skipped: u64,
 }
 
@@ -139,8 +139,8 @@ pub trait AthleteStore: Send + Sync {
 
     /// Every `Linked` athlete whose `next_sync_due` ≤ `now`, oldest due first (ties by UUID), with the
     /// queued marker each carries. The read may lag recent writes by a moment (like an index query):
-    /// [`AthleteStore::mark_due_queued`] is the guard against queueing twice. An athlete that cannot be
-    /// read is skipped and counted, so one bad item never stops everyone's syncs.
+    /// [`AthleteStore::mark_due_queued`] is the guard against queueing twice. An athlete whose item
+    /// cannot be decoded is skipped and counted, so one bad item never stops everyone's syncs.
     fn due_athletes(
         &self,
         now: DateTime<Utc>,

@@ -116,6 +116,9 @@ where
                     .buffered(MARK_CONCURRENCY)
                     .collect()
                     .await;
+            // A marker that could not be written fails the run, but only after the athletes marked
+            // beside it are sent (or released): no marker is left without its job.
+            let mut failed = None;
             let mut outgoing = Vec::new();
             for (uuid, marked) in marked {
                 match marked {
@@ -124,13 +127,18 @@ where
                         report.already_queued += 1;
                         continue;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        continue;
+                    }
                 }
                 let Some(delay_seconds) = spread.delay_for(report.queued + outgoing.len() as u64)
                 else {
                     // No budget left this interval: release the marker so the athlete stays due.
                     report.budget_limited = true;
-                    self.store.clear_queued(&uuid).await?;
+                    if let Err(e) = self.store.clear_queued(&uuid).await {
+                        failed.get_or_insert(e);
+                    }
                     continue;
                 };
                 outgoing.push(Outgoing {
@@ -139,6 +147,9 @@ where
                 });
             }
             self.send_all(outgoing, &mut report).await?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
             if report.budget_limited {
                 warn!(
                     queued = report.queued,

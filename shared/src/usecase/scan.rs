@@ -97,10 +97,19 @@ pub enum ScanError {
     Store(#[from] StoreError),
 }
 
+/// A rostered athlete whose sighting a later run's removal pass may need.
+enum Sighting {
+    /// Read or written by this scan (stale if they changed since: recording re-reads them then).
+    Known(Box<Athlete>),
+    /// The scan could not read or write them: recording reads them first.
+    Unread(AthleteUuid),
+}
+
 #[derive(Default)]
 struct AthleteScan {
-    /// The athlete, if the removal pass could deregister them (any status but `Unlinked`).
-    tracked: Option<Athlete>,
+    /// Set if the removal pass could deregister them (any status but `Unlinked`), or the scan could
+    /// not tell.
+    sighting: Option<Sighting>,
     link_written: bool,
     app_linked: bool,
     relinked: bool,
@@ -263,13 +272,13 @@ where
         Ok(report)
     }
 
-    /// Scans one roster page; returns the athletes on it the removal pass could deregister, as last read
-    /// or written.
+    /// Scans one roster page; returns the sightings of the athletes on it the removal pass could
+    /// deregister.
     async fn scan_page(
         &self,
         users: &[&RosterUser],
         report: &mut ScanReport,
-    ) -> Result<Vec<Athlete>, ScanError> {
+    ) -> Result<Vec<Sighting>, ScanError> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -301,7 +310,7 @@ where
             report.relinked += u64::from(r.relinked);
             report.statuses_written += u64::from(r.status_written);
             report.failures += u64::from(r.failed);
-            tracked.extend(r.tracked);
+            tracked.extend(r.sighting);
         }
         Ok(tracked)
     }
@@ -330,11 +339,12 @@ where
             Err(e) => {
                 warn!(athlete = %uuid, error = %e, outcome = "failed", "scan could not record the athlete");
                 result.failed = true;
+                result.sighting = Some(Sighting::Unread(uuid));
                 return result;
             }
         };
         if athlete.status != AthleteStatus::Unlinked {
-            result.tracked = Some(athlete.clone());
+            result.sighting = Some(Sighting::Known(Box::new(athlete.clone())));
         }
 
         let link_field = self.mapping.auth_portal.field("authorisation_link");
@@ -370,7 +380,7 @@ where
                     result.relinked = linked.relinked_from.is_some();
                     // Linked now: the removal pass of a later run may consider them (the version is
                     // stale, so recording the sighting re-reads them).
-                    result.tracked = Some(athlete);
+                    result.sighting = Some(Sighting::Known(Box::new(athlete)));
                     return result;
                 }
                 Ok(None) => {}
@@ -553,25 +563,36 @@ where
         }
     }
 
-    /// Records on each of `athletes` (as the scan last knew them) that the pass started at
-    /// `pass_started` saw them on the roster, for the removal pass of a later run.
+    /// Records on each sighted athlete that the pass started at `pass_started` saw them on the roster,
+    /// for the removal pass of a later run. Any failure fails the run (its pages are read again): a
+    /// sighting left unrecorded would let that removal pass take a rostered athlete for gone.
     async fn record_sightings(
         &self,
-        athletes: Vec<Athlete>,
+        sightings: Vec<Sighting>,
         pass_started: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let results: Vec<Result<Athlete, StoreError>> = futures::stream::iter(&athletes)
-            .map(|athlete| {
-                self.update_known_athlete(athlete, |a| {
-                    if a.roster_seen_at.is_none_or(|at| at < pass_started) {
-                        a.roster_seen_at = Some(pass_started);
-                    }
-                })
+        let seen_by_this_pass = |a: &mut Athlete| {
+            if a.roster_seen_at.is_none_or(|at| at < pass_started) {
+                a.roster_seen_at = Some(pass_started);
+            }
+        };
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(sightings)
+            .map(|sighting| async move {
+                let known = match sighting {
+                    Sighting::Known(athlete) => *athlete,
+                    Sighting::Unread(uuid) => match self.store.get_athlete(&uuid).await? {
+                        Some(athlete) => athlete,
+                        None => return Ok(()),
+                    },
+                };
+                self.update_known_athlete(&known, seen_by_this_pass)
+                    .await
+                    .map(|_| ())
             })
             .buffer_unordered(ATHLETE_CONCURRENCY)
             .collect()
             .await;
-        results.into_iter().try_for_each(|r| r.map(|_| ()))
+        results.into_iter().collect()
     }
 
     async fn removal_pass(

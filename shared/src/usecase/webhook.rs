@@ -130,11 +130,14 @@ where
     /// [`LAST_DELIVERY_RESOLUTION`]: a read costs a fifth of a write, and a write per delivery was a
     /// tenth of a webhook site's DynamoDB writes.
     async fn record_delivery(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        let recorded = self
-            .store
-            .get_setting(LAST_DELIVERY_SETTING)
-            .await?
-            .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok());
+        // An unreadable record is rewritten: only a failed write fails the delivery (Polar retries).
+        let recorded = match self.store.get_setting(LAST_DELIVERY_SETTING).await {
+            Ok(at) => at.and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok()),
+            Err(e) => {
+                warn!(error = %e, "could not read the last delivery's time; recording this one");
+                None
+            }
+        };
         if recorded.is_some_and(|at| {
             let age = now - at.with_timezone(&chrono::Utc);
             age >= Duration::zero() && age < LAST_DELIVERY_RESOLUTION

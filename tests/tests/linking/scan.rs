@@ -286,3 +286,64 @@ async fn an_athlete_who_links_while_a_pass_runs_is_not_removed_by_it() {
     assert_eq!(stored.status, AthleteStatus::Linked);
     assert!(stored_token(&world, &athlete.uuid).await.is_some());
 }
+
+#[tokio::test]
+async fn a_rostered_athlete_the_scan_could_not_read_in_an_earlier_run_is_not_taken_for_gone() {
+    use shared::store::{AthleteStore as _, TokenStore as _};
+    use shared::testing::MemoryStore;
+    use testkit::world::{World, WorldOptions};
+
+    let world: World<MemoryStore> = World::in_memory(WorldOptions::default()).await.unwrap();
+    // Ours is on the roster's first page; 150 others, never linked, fill a second one.
+    world.add_athlete("throttled", "Read", "Failed");
+    world.smartabase.add_users(
+        (0..150)
+            .map(|i| NewUser {
+                first_name: "Big".into(),
+                last_name: format!("Roster{i}"),
+                uuid: format!("others-{i:03}"),
+                ..NewUser::default()
+            })
+            .collect(),
+    );
+    world.scan().await.unwrap();
+    let polar_user = world.polar_account(-180);
+    assert_eq!(
+        world
+            .link_via_web("throttled", polar_user)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    world.advance(chrono::Duration::hours(2));
+
+    // The next pass takes two runs; in the first, reading our athlete fails once (a throttled item).
+    let id = shared::ids::AthleteUuid::parse("throttled").unwrap();
+    world.connector.store.fail_athlete_reads(&id, 1);
+    let first = world.connector.scan(limits(1)).await.unwrap();
+    assert!(!first.pass_complete);
+    assert_eq!(first.failures, 1, "{first:?}");
+    let second = world.connector.scan(limits(5)).await.unwrap();
+    assert!(second.pass_complete);
+
+    // On the roster all along: the pass's removal keeps them.
+    assert_eq!((second.removed, second.removal_guarded), (0, false));
+    let stored = world
+        .connector
+        .store
+        .get_athlete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, AthleteStatus::Linked);
+    assert!(
+        world
+            .connector
+            .store
+            .get_token(&id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

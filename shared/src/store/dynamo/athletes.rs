@@ -196,8 +196,8 @@ impl AthleteStore for DynamoStore {
     async fn due_athletes(&self, now: DateTime<Utc>) -> Result<DueListing, StoreError> {
         // No due-time index: its entry would move on every sync and cost two index writes each time.
         // The fan-out reads the linked athletes' keys from the status index and their due times and
-        // markers by BatchGetItem (eventually consistent, like the index query it replaces). What cannot
-        // be read is skipped and logged: one bad item must not stop everyone's syncs.
+        // markers by BatchGetItem (eventually consistent, like the index query it replaces). An entry or
+        // item that cannot be decoded is skipped and logged: one bad item must not stop everyone's syncs.
         let mut listing = DueListing::default();
         let mut after = None;
         loop {
@@ -219,17 +219,11 @@ impl AthleteStore for DynamoStore {
                     .iter()
                     .map(|u| key(schema::athlete_pk(u), SK_ATHLETE))
                     .collect();
-                let items = match self
+                // A read that keeps failing (throttling) fails the run: its alarm fires and the next
+                // run lists everyone again.
+                let items = self
                     .batch_get_attributes(keys, false, &[UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL])
-                    .await
-                {
-                    Ok(items) => items,
-                    Err(e) => {
-                        listing.skipped += chunk.len() as u64;
-                        error!(error = %e, athletes = chunk.len(), "due listing could not read a batch of athletes; they stay due");
-                        continue;
-                    }
-                };
+                    .await?;
                 for item in items {
                     match due_entry(&item, now) {
                         Ok(entry) => listing.due.extend(entry),

@@ -90,6 +90,10 @@ where
         let listing = self.store.due_athletes(now).await?;
         report.due = listing.due.len() as u64;
         report.skipped = listing.skipped;
+        // A store failure on one athlete fails the run, but only once every page is done: no marker is
+        // left without its job, and one athlete whose item cannot be written holds no one else up.
+        let mut failed: Option<FanoutError> = None;
+        let mut finished = true;
         for page in listing.due.chunks(PAGE) {
             if Instant::now() >= deadline {
                 info!(
@@ -97,7 +101,8 @@ where
                     outcome = "continued",
                     "fan-out reached its deadline; the next run continues"
                 );
-                return Ok(report);
+                finished = false;
+                break;
             }
             // A marker the listing shows is skipped without a write; the conditional marker still
             // guards against one set since, and against a sync that ran since the listing was read.
@@ -116,9 +121,6 @@ where
                     .buffered(MARK_CONCURRENCY)
                     .collect()
                     .await;
-            // A marker that could not be written fails the run, but only after the athletes marked
-            // beside it are sent (or released): no marker is left without its job.
-            let mut failed = None;
             let mut outgoing = Vec::new();
             for (uuid, marked) in marked {
                 match marked {
@@ -128,7 +130,7 @@ where
                         continue;
                     }
                     Err(e) => {
-                        failed.get_or_insert(e);
+                        failed.get_or_insert(e.into());
                         continue;
                     }
                 }
@@ -137,7 +139,7 @@ where
                     // No budget left this interval: release the marker so the athlete stays due.
                     report.budget_limited = true;
                     if let Err(e) = self.store.clear_queued(&uuid).await {
-                        failed.get_or_insert(e);
+                        failed.get_or_insert(e.into());
                     }
                     continue;
                 };
@@ -146,9 +148,8 @@ where
                     delay_seconds,
                 });
             }
-            self.send_all(outgoing, &mut report).await?;
-            if let Some(e) = failed {
-                return Err(e.into());
+            if let Err(e) = self.send_all(outgoing, &mut report).await {
+                failed.get_or_insert(e);
             }
             if report.budget_limited {
                 warn!(
@@ -157,11 +158,15 @@ where
                     outcome = "budget_limited",
                     "Polar budget cannot cover every due athlete this interval; the rest stay due"
                 );
-                return Ok(report);
+                finished = false;
+                break;
             }
         }
-        report.complete = true;
-        Ok(report)
+        report.complete = finished;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     async fn spread(&self, now: DateTime<Utc>) -> Result<Spread, FanoutError> {
@@ -188,11 +193,14 @@ where
         })
     }
 
+    /// Sends the jobs in batches of ten; a job that could not be sent has its marker released. Every
+    /// batch is tried; the first store failure is returned at the end.
     async fn send_all(
         &self,
         outgoing: Vec<Outgoing>,
         report: &mut FanoutReport,
     ) -> Result<(), FanoutError> {
+        let mut store_failure = None;
         for batch in outgoing.chunks(10) {
             let failed = match self.queue.send_batch(batch).await {
                 Ok(failed) => failed,
@@ -204,7 +212,9 @@ where
             for (i, out) in batch.iter().enumerate() {
                 if failed.contains(&i) {
                     report.send_failures += 1;
-                    self.store.clear_queued(&out.job.athlete).await?;
+                    if let Err(e) = self.store.clear_queued(&out.job.athlete).await {
+                        store_failure.get_or_insert(e);
+                    }
                 } else {
                     report.queued += 1;
                     if out.delay_seconds > 0 {
@@ -213,7 +223,7 @@ where
                 }
             }
         }
-        Ok(())
+        store_failure.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 

@@ -44,6 +44,10 @@ struct Continuation {
     cursor: Option<String>,
     pass_started_at: DateTime<Utc>,
     users_seen: u64,
+    /// Athletes this pass saw whose sighting could not be written on their item: its removal pass
+    /// keeps them (one unwritable item must neither get them removed nor stop the pass).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unrecorded_sightings: Vec<AthleteUuid>,
 }
 
 /// Bounds of one scan run.
@@ -204,12 +208,13 @@ where
                     now.max(last.pass_started_at + Duration::nanoseconds(1))
                 }),
                 users_seen: 0,
+                unrecorded_sightings: Vec::new(),
             },
         };
         // Rostered athletes this run saw: the removal pass at the end of a pass reads them from here. A
         // pass that may not end in this run records its sightings on the athletes' items instead (for
         // the run that ends it): from half the run's time or pages on, page by page, and what is still
-        // unrecorded before a continuation is stored (if that fails, the next run reads the pages again).
+        // unrecorded before a continuation is stored (the continuation names any it could not write).
         let mut seen = HashSet::new();
         let mut unrecorded = Vec::new();
         let run_started = Instant::now();
@@ -217,8 +222,10 @@ where
         let mut record_each_page = false;
         loop {
             if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
-                self.record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
-                    .await?;
+                let failed = self
+                    .record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
+                    .await;
+                pass.unrecorded_sightings.extend(failed);
                 self.store
                     .put_setting(
                         SCAN_SETTING,
@@ -244,14 +251,17 @@ where
                 Instant::now() >= halfway || report.pages as usize * 2 >= limits.max_pages;
             pass.cursor = page.next_cursor;
             if record_each_page && pass.cursor.is_some() {
-                self.record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
-                    .await?;
+                let failed = self
+                    .record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
+                    .await;
+                pass.unrecorded_sightings.extend(failed);
             }
             if pass.cursor.is_none() {
                 break;
             }
         }
         report.pass_complete = true;
+        seen.extend(pass.unrecorded_sightings.iter().cloned());
         self.removal_pass(pass.pass_started_at, pass.users_seen, &seen, &mut report)
             .await?;
         // Without a cursor the next run starts a fresh pass, after this one.
@@ -262,6 +272,7 @@ where
                     cursor: None,
                     pass_started_at: pass.pass_started_at,
                     users_seen: 0,
+                    unrecorded_sightings: Vec::new(),
                 })
                 .unwrap_or_default(),
             )
@@ -564,35 +575,44 @@ where
     }
 
     /// Records on each sighted athlete that the pass started at `pass_started` saw them on the roster,
-    /// for the removal pass of a later run. Any failure fails the run (its pages are read again): a
-    /// sighting left unrecorded would let that removal pass take a rostered athlete for gone.
+    /// for the removal pass of a later run; returns those it could not write (logged), which the
+    /// continuation carries instead.
     async fn record_sightings(
         &self,
         sightings: Vec<Sighting>,
         pass_started: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Vec<AthleteUuid> {
         let seen_by_this_pass = |a: &mut Athlete| {
             if a.roster_seen_at.is_none_or(|at| at < pass_started) {
                 a.roster_seen_at = Some(pass_started);
             }
         };
-        let results: Vec<Result<(), StoreError>> = futures::stream::iter(sightings)
+        futures::stream::iter(sightings)
             .map(|sighting| async move {
-                let known = match sighting {
-                    Sighting::Known(athlete) => *athlete,
-                    Sighting::Unread(uuid) => match self.store.get_athlete(&uuid).await? {
-                        Some(athlete) => athlete,
-                        None => return Ok(()),
-                    },
+                let (uuid, known) = match sighting {
+                    Sighting::Known(athlete) => (athlete.uuid.clone(), Ok(Some(*athlete))),
+                    Sighting::Unread(uuid) => {
+                        let read = self.store.get_athlete(&uuid).await;
+                        (uuid, read)
+                    }
                 };
-                self.update_known_athlete(&known, seen_by_this_pass)
-                    .await
-                    .map(|_| ())
+                let written = match known {
+                    Ok(Some(athlete)) => self
+                        .update_known_athlete(&athlete, seen_by_this_pass)
+                        .await
+                        .map(|_| ()),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                written.err().map(|e| {
+                    warn!(athlete = %uuid, error = %e, "could not record the athlete's roster sighting; the scan's continuation keeps it");
+                    uuid
+                })
             })
             .buffer_unordered(ATHLETE_CONCURRENCY)
+            .filter_map(std::future::ready)
             .collect()
-            .await;
-        results.into_iter().collect()
+            .await
     }
 
     async fn removal_pass(

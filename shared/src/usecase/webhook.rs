@@ -129,8 +129,8 @@ where
     /// Records the time of a signed delivery for `connector webhook status`, at most once per
     /// [`LAST_DELIVERY_RESOLUTION`]: a read costs a fifth of a write, and a write per delivery was a
     /// tenth of a webhook site's DynamoDB writes.
-    async fn record_delivery(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        // An unreadable record is rewritten: only a failed write fails the delivery (Polar retries).
+    async fn record_delivery(&self, now: chrono::DateTime<chrono::Utc>) {
+        // An unreadable record is rewritten.
         let recorded = match self.store.get_setting(LAST_DELIVERY_SETTING).await {
             Ok(at) => at.and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok()),
             Err(e) => {
@@ -142,11 +142,16 @@ where
             let age = now - at.with_timezone(&chrono::Utc);
             age >= Duration::zero() && age < LAST_DELIVERY_RESOLUTION
         }) {
-            return Ok(());
+            return;
         }
-        self.store
+        // Bookkeeping: a failed write is logged, and the delivery still queues its job.
+        if let Err(e) = self
+            .store
             .put_setting(LAST_DELIVERY_SETTING, &now.to_rfc3339())
             .await
+        {
+            warn!(error = %e, "could not record the delivery's time");
+        }
     }
 
     /// `POST /polar/webhook`.
@@ -185,7 +190,7 @@ where
         }
         let payload: Payload = serde_json::from_slice(body)
             .map_err(|e| WebhookError::Malformed(describe_json_error(&e)))?;
-        self.record_delivery(now).await?;
+        self.record_delivery(now).await;
         if payload.event.eq_ignore_ascii_case("PING") {
             return Ok(WebhookOutcome::Ping);
         }

@@ -346,4 +346,23 @@ async fn a_rostered_athlete_the_scan_could_not_read_in_an_earlier_run_is_not_tak
             .unwrap()
             .is_some()
     );
+
+    // An item that keeps failing neither stops the pass nor gets them removed: the continuation
+    // carries the sighting it could not write.
+    world.advance(chrono::Duration::hours(2));
+    world.connector.store.fail_athlete_reads(&id, u32::MAX);
+    let first = world.connector.scan(limits(1)).await.unwrap();
+    assert!(!first.pass_complete);
+    let second = world.connector.scan(limits(5)).await.unwrap();
+    assert!(second.pass_complete);
+    assert_eq!(second.removed, 0);
+    world.connector.store.fail_athlete_reads(&id, 0);
+    let stored = world
+        .connector
+        .store
+        .get_athlete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, AthleteStatus::Linked);
 }

@@ -329,23 +329,13 @@ async fn a_rostered_athlete_the_scan_could_not_read_in_an_earlier_run_is_not_tak
 
     // On the roster all along: the pass's removal keeps them.
     assert_eq!((second.removed, second.removal_guarded), (0, false));
-    let stored = world
-        .connector
-        .store
-        .get_athlete(&id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.status, AthleteStatus::Linked);
-    assert!(
-        world
-            .connector
-            .store
-            .get_token(&id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let store = &world.connector.store;
+    let still_linked = || async {
+        let stored = store.get_athlete(&id).await.unwrap().unwrap();
+        assert_eq!(stored.status, AthleteStatus::Linked);
+        assert!(store.get_token(&id).await.unwrap().is_some());
+    };
+    still_linked().await;
 
     // An item that keeps failing neither stops the pass nor gets them removed: the continuation
     // carries the sighting it could not write.
@@ -357,12 +347,5 @@ async fn a_rostered_athlete_the_scan_could_not_read_in_an_earlier_run_is_not_tak
     assert!(second.pass_complete);
     assert_eq!(second.removed, 0);
     world.connector.store.fail_athlete_reads(&id, 0);
-    let stored = world
-        .connector
-        .store
-        .get_athlete(&id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.status, AthleteStatus::Linked);
+    still_linked().await;
 }

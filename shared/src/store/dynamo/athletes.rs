@@ -13,8 +13,8 @@ use super::super::{
     AthleteStore, DueAthlete, DueListing, Page, PageToken, StoreError, preferred_for_polar_user,
 };
 use super::codec::{
-    Item, NEXT_SYNC_DUE, QUEUED_UNTIL, Reader, STATUS, VERSION, athlete_from_item, athlete_item,
-    item_name, key, n, s,
+    DUE_ENTRY_ATTRIBUTES, Item, NEXT_SYNC_DUE, QUEUED_UNTIL, Reader, STATUS, VERSION,
+    athlete_from_item, athlete_item, due_entry_from_item, item_name, key, n, s,
 };
 use super::{
     BATCH_GET_MAX, DynamoStore, bad_page_token, condition_failed, plain_key, query_limit,
@@ -222,10 +222,10 @@ impl AthleteStore for DynamoStore {
                 // A read that keeps failing (throttling) fails the run: its alarm fires and the next
                 // run lists everyone again.
                 let items = self
-                    .batch_get_attributes(keys, false, &[UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL])
+                    .batch_get_attributes(keys, false, &DUE_ENTRY_ATTRIBUTES)
                     .await?;
                 for item in items {
-                    match due_entry(&item, now) {
+                    match due_entry_from_item(&item, now) {
                         Ok(entry) => listing.due.extend(entry),
                         Err(e) => {
                             listing.skipped += 1;
@@ -358,21 +358,6 @@ impl AthleteStore for DynamoStore {
             Err(e) => Err(unavailable("UpdateItem", &e)),
         }
     }
-}
-
-/// The due listing's entry for an athlete item read with the listing's projection.
-fn due_entry(item: &Item, now: DateTime<Utc>) -> Result<Option<DueAthlete>, StoreError> {
-    let r = Reader::new(item);
-    let status_name = r.string(STATUS)?;
-    let status = AthleteStatus::parse(status_name)
-        .ok_or_else(|| r.corrupt(format!("unknown status {status_name:?}")))?;
-    Ok(DueAthlete::at(
-        &r.uuid(UUID)?,
-        status,
-        r.opt_instant(NEXT_SYNC_DUE)?,
-        r.opt_instant(QUEUED_UNTIL)?,
-        now,
-    ))
 }
 
 /// Where a listing continues: the status being listed and the status index's last key.

@@ -9,11 +9,11 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::super::StoreError;
 use super::super::schema::{
     self, EXPIRES_AT, LEDGER_PREFIX, PENDING_LINKS_PK, PK, POLAR_USER_KEY, SK, SK_ATHLETE, SK_LOCK,
     SK_MARKER, SK_SETTING, SK_STATE, STATUS_KEY, UUID,
 };
+use super::super::{DueAthlete, StoreError};
 use crate::crypto::SealedToken;
 use crate::ids::{AthleteUuid, AuthState, EventId, PolarUserId, SmartabaseUserId};
 use crate::model::{
@@ -188,9 +188,32 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
     Ok(item)
 }
 
+/// The attributes of an athlete item the fan-out's due listing reads ([`due_entry_from_item`]).
+pub(super) const DUE_ENTRY_ATTRIBUTES: [&str; 4] = [UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL];
+
+/// The due listing's entry for an athlete item read with [`DUE_ENTRY_ATTRIBUTES`]: `None` unless
+/// `Linked` and due at `now`.
+pub(super) fn due_entry_from_item(
+    item: &Item,
+    now: DateTime<Utc>,
+) -> Result<Option<DueAthlete>, StoreError> {
+    let r = Reader::new(item);
+    Ok(DueAthlete::at(
+        &r.uuid(UUID)?,
+        athlete_status(&r)?,
+        r.opt_instant(NEXT_SYNC_DUE)?,
+        r.opt_instant(QUEUED_UNTIL)?,
+        now,
+    ))
+}
+
+fn athlete_status(r: &Reader<'_>) -> Result<AthleteStatus, StoreError> {
+    let name = r.string(STATUS)?;
+    AthleteStatus::parse(name).ok_or_else(|| r.corrupt(format!("unknown status {name:?}")))
+}
+
 pub(super) fn athlete_from_item(item: &Item) -> Result<Athlete, StoreError> {
     let r = Reader::new(item);
-    let status_name = r.string(STATUS)?;
     let cursors: SyncCursors =
         serde_json::from_str(r.string(CURSORS)?).map_err(|e| r.corrupt(format!("cursors: {e}")))?;
     Ok(Athlete {
@@ -199,8 +222,7 @@ pub(super) fn athlete_from_item(item: &Item) -> Result<Athlete, StoreError> {
             .opt_number::<i64>(SMARTABASE_USER_ID)?
             .map(|id| SmartabaseUserId::new(id).map_err(|e| r.corrupt(e)))
             .transpose()?,
-        status: AthleteStatus::parse(status_name)
-            .ok_or_else(|| r.corrupt(format!("unknown status {status_name:?}")))?,
+        status: athlete_status(&r)?,
         polar_user_id: r
             .opt_number::<i64>(POLAR_USER_ID)?
             .map(|id| PolarUserId::new(id).map_err(|e| r.corrupt(e)))

@@ -222,10 +222,7 @@ where
         let mut record_each_page = false;
         loop {
             if report.pages as usize >= limits.max_pages || Instant::now() >= limits.deadline {
-                let failed = self
-                    .record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
-                    .await;
-                pass.unrecorded_sightings.extend(failed);
+                self.record_sightings(&mut unrecorded, &mut pass).await;
                 self.store
                     .put_setting(
                         SCAN_SETTING,
@@ -251,10 +248,7 @@ where
                 Instant::now() >= halfway || report.pages as usize * 2 >= limits.max_pages;
             pass.cursor = page.next_cursor;
             if record_each_page && pass.cursor.is_some() {
-                let failed = self
-                    .record_sightings(std::mem::take(&mut unrecorded), pass.pass_started_at)
-                    .await;
-                pass.unrecorded_sightings.extend(failed);
+                self.record_sightings(&mut unrecorded, &mut pass).await;
             }
             if pass.cursor.is_none() {
                 break;
@@ -574,20 +568,16 @@ where
         }
     }
 
-    /// Records on each sighted athlete that the pass started at `pass_started` saw them on the roster,
-    /// for the removal pass of a later run; returns those it could not write (logged), which the
-    /// continuation carries instead.
-    async fn record_sightings(
-        &self,
-        sightings: Vec<Sighting>,
-        pass_started: DateTime<Utc>,
-    ) -> Vec<AthleteUuid> {
+    /// Records on each of `sightings` (emptied) that `pass` saw them on the roster, for the removal pass
+    /// of a later run; those it could not write (logged) the continuation carries instead.
+    async fn record_sightings(&self, sightings: &mut Vec<Sighting>, pass: &mut Continuation) {
+        let pass_started = pass.pass_started_at;
         let seen_by_this_pass = |a: &mut Athlete| {
             if a.roster_seen_at.is_none_or(|at| at < pass_started) {
                 a.roster_seen_at = Some(pass_started);
             }
         };
-        futures::stream::iter(sightings)
+        let unwritten: Vec<AthleteUuid> = futures::stream::iter(std::mem::take(sightings))
             .map(|sighting| async move {
                 let (uuid, known) = match sighting {
                     Sighting::Known(athlete) => (athlete.uuid.clone(), Ok(Some(*athlete))),
@@ -612,7 +602,8 @@ where
             .buffer_unordered(ATHLETE_CONCURRENCY)
             .filter_map(std::future::ready)
             .collect()
-            .await
+            .await;
+        pass.unrecorded_sightings.extend(unwritten);
     }
 
     async fn removal_pass(

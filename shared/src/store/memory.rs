@@ -40,6 +40,8 @@ struct State {
     unavailable: bool,
     /// athlete → reads of them still to fail
     failing_athlete_reads: HashMap<AthleteUuid, u32>,
+    /// pending-link deletes still to fail
+    failing_pending_link_deletes: u32,
 }
 
 /// The in-memory store for handler tests. Cheap to create; share it by reference.
@@ -88,6 +90,12 @@ impl MemoryStore {
         self.lock_state()
             .failing_athlete_reads
             .insert(uuid.clone(), times);
+    }
+
+    /// The next `times` pending-link deletes fail with [`StoreError::Unavailable`] (a link that stops
+    /// after it was committed).
+    pub fn fail_pending_link_deletes(&self, times: u32) {
+        self.lock_state().failing_pending_link_deletes = times;
     }
 
     /// Every athlete, in UUID order: for assertions on the resulting state.
@@ -295,7 +303,14 @@ impl TokenStore for MemoryStore {
         uuid: &AthleteUuid,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
-        self.state()?
+        let mut state = self.state()?;
+        if state.failing_pending_link_deletes > 0 {
+            state.failing_pending_link_deletes -= 1;
+            return Err(StoreError::Unavailable(
+                "pending-link delete set to fail".into(),
+            ));
+        }
+        state
             .pending_links
             .remove(&schema::pending_link_sk(uuid, fingerprint));
         Ok(())

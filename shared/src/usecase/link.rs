@@ -685,6 +685,18 @@ where
         let polar_user = pending.token.polar_user_id;
         let relinked = pending.replaces.is_some();
         self.update_athlete(&pending.athlete, |a| {
+            // Linked to this account and scheduled already: another finish of the same pending link (the
+            // scan beside the callback, or a retry after a stop past this point) committed it first; its
+            // schedule and marker stand for the first sync it queued.
+            let committed_before = registered
+                && !refreshed
+                && a.status == AthleteStatus::Linked
+                && a.next_sync_due.is_some()
+                && polar_user.is_some_and(|user| a.polar_user_id == Some(user));
+            if committed_before {
+                a.last_error = None;
+                return;
+            }
             a.set_status(AthleteStatus::Linked, now);
             if polar_user.is_some() {
                 a.polar_user_id = polar_user;

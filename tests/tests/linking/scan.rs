@@ -349,3 +349,55 @@ async fn a_rostered_athlete_the_scan_could_not_read_in_an_earlier_run_is_not_tak
     world.connector.store.fail_athlete_reads(&id, 0);
     still_linked().await;
 }
+
+#[tokio::test]
+async fn a_link_the_scan_finishes_after_the_fanout_queued_it_is_synced_once() {
+    use shared::store::AthleteStore as _;
+    use shared::testing::MemoryStore;
+    use testkit::world::{World, WorldOptions};
+
+    let world: World<MemoryStore> = World::in_memory(WorldOptions::default()).await.unwrap();
+    world.add_athlete("stopped", "Link", "Stopped");
+    world.scan().await.unwrap();
+    let polar_user = world.polar_account(60);
+
+    // The callback commits the link, then cannot clear its pending entry (a throttled delete): the
+    // athlete is linked and due, and the pending link is left for the scan to finish.
+    world.connector.store.fail_pending_link_deletes(1);
+    let callback = world.link_via_web("stopped", polar_user).await.unwrap();
+    assert_ne!(
+        callback.status,
+        200,
+        "the callback stopped: {}",
+        callback.text()
+    );
+    let id = shared::ids::AthleteUuid::parse("stopped").unwrap();
+    let linked = world
+        .connector
+        .store
+        .get_athlete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(linked.status, AthleteStatus::Linked);
+    assert!(linked.next_sync_due.is_some());
+
+    // The fan-out queues the due athlete's sync before the scan finishes the pending link.
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+    let scan = world.scan().await.unwrap();
+    assert_eq!(scan.pending_links_finished, 1, "{scan:?}");
+
+    // One job, not the fan-out's and a first sync beside it.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    let synced = world
+        .connector
+        .store
+        .get_athlete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(synced.status, AthleteStatus::Linked);
+    assert!(synced.last_sync_at.is_some());
+    assert_eq!(synced.queued_until, None);
+}

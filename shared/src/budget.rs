@@ -235,6 +235,92 @@ impl BudgetState {
     }
 }
 
+impl BudgetState {
+    /// Gives back `calls` reserved in the windows resetting at `reserved_in` and never spent, to each of
+    /// them still open (a reading may have moved its reset by a second's rounding; a window that reset
+    /// since has nothing of them to give back).
+    pub fn give_back(self, calls: u64, reserved_in: ReservedIn, now: DateTime<Utc>) -> Self {
+        let back = |window: Window, ours: Option<DateTime<Utc>>| match (ours, window.resets_at) {
+            (Some(ours), Some(theirs))
+                if ours > now && theirs > now && (theirs - ours).num_seconds().abs() <= 60 =>
+            {
+                Window {
+                    used: window.used.saturating_sub(calls),
+                    ..window
+                }
+            }
+            _ => window,
+        };
+        Self {
+            short: back(self.short, reserved_in.short),
+            long: back(self.long, reserved_in.long),
+            ..self
+        }
+    }
+}
+
+/// When the windows a reservation was made in reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReservedIn {
+    /// The short window's reset.
+    pub short: Option<DateTime<Utc>>,
+    /// The long window's reset.
+    pub long: Option<DateTime<Utc>>,
+}
+
+impl ReservedIn {
+    fn of(state: BudgetState) -> Self {
+        Self {
+            short: state.short.resets_at,
+            long: state.long.resets_at,
+        }
+    }
+
+    /// Both windows still open at `now`: calls reserved in them may still be spent.
+    fn open(self, now: DateTime<Utc>) -> bool {
+        self.short.is_some_and(|r| r > now) && self.long.is_some_and(|r| r > now)
+    }
+}
+
+/// Polar calls one worker batch reserved together and has not spent yet. The batch's jobs draw on it, so
+/// a batch writes the budget once for all its jobs (and once more, at its end, to give back what is
+/// left) instead of once per job. Calls reserved in a window that has reset since are never spent.
+#[derive(Debug, Default)]
+pub struct CallPool {
+    pooled: tokio::sync::Mutex<Pooled>,
+}
+
+#[derive(Debug, Default)]
+struct Pooled {
+    /// Reserved, not spent.
+    calls: u64,
+    /// What the batch's other jobs may still ask for: reserved along with the first shortfall, once.
+    expected: u64,
+    /// The windows `calls` were reserved in.
+    reserved_in: ReservedIn,
+    /// The budget as the pool last read or wrote it.
+    seen: Option<BudgetState>,
+}
+
+impl CallPool {
+    /// A pool for a batch whose jobs besides the first may ask for up to `expected` calls in all.
+    pub fn expecting(expected: u64) -> Self {
+        Self {
+            pooled: tokio::sync::Mutex::new(Pooled {
+                expected,
+                ..Pooled::default()
+            }),
+        }
+    }
+
+    /// The budget as the pool last read or wrote it. A Polar reading it covers, the stored budget covers
+    /// too: a worker reserves every call before making it and gives back only calls it never made (calls
+    /// made unreserved, by a link, fit in the share kept for them).
+    pub async fn seen(&self) -> Option<BudgetState> {
+        self.pooled.lock().await.seen
+    }
+}
+
 /// What scheduled work may spend now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Availability {
@@ -335,21 +421,65 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
             .await
     }
 
-    /// Spends as many of `calls` as fit now, at least one, and says how many and the budget after
-    /// spending; or when to come back. A sync whose lists do not all fit reads those that do, so a big
-    /// job is never starved by small ones.
-    pub async fn reserve_up_to(
+    /// Takes `calls` from `pool`, reserving what it lacks (and the calls it expects) from the budget:
+    /// all of them, or with `whole` false as many as fit and at least one. How many it took, and the
+    /// budget as the pool last read or wrote it; or when to come back.
+    pub async fn take(
         &self,
+        pool: &CallPool,
         calls: u64,
+        whole: bool,
         now: DateTime<Utc>,
-    ) -> Result<(u64, BudgetState), BudgetError> {
-        let share = self.share;
-        self.update(|s| {
-            let (short, long) = s.available(share, now);
-            let fit = calls.min(short).min(long).max(1);
-            s.reserve(fit, share, now).map(|n| (n, (fit, n)))
-        })
-        .await
+    ) -> Result<(u64, Option<BudgetState>), BudgetError> {
+        let mut pooled = pool.pooled.lock().await;
+        if !pooled.reserved_in.open(now) {
+            // Not counted in the windows open now: spending them would overspend.
+            pooled.calls = 0;
+        }
+        if pooled.calls < calls {
+            let missing = calls - pooled.calls;
+            let wanted = missing.saturating_add(std::mem::take(&mut pooled.expected));
+            let share = self.share;
+            let topped_up = self
+                .update(|s| {
+                    let (short, long) = s.available(share, now);
+                    let fit = wanted.min(short).min(long);
+                    // All-or-nothing short of the missing calls: reserving them fails with the reset.
+                    let fit = match (fit >= missing, whole) {
+                        (true, _) => fit,
+                        (false, true) => missing,
+                        (false, false) => fit.max(1),
+                    };
+                    s.reserve(fit, share, now).map(|next| (next, (fit, next)))
+                })
+                .await;
+            match topped_up {
+                Ok((granted, state)) => {
+                    pooled.calls += granted;
+                    pooled.reserved_in = ReservedIn::of(state);
+                    pooled.seen = Some(state);
+                }
+                // The pool's own calls are some of them.
+                Err(BudgetError::Exhausted(_)) if !whole && pooled.calls > 0 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let taken = calls.min(pooled.calls);
+        pooled.calls -= taken;
+        Ok((taken, pooled.seen))
+    }
+
+    /// Gives back what `pool` holds unspent (nothing once its windows have reset).
+    pub async fn give_back(&self, pool: &CallPool, now: DateTime<Utc>) -> Result<(), BudgetError> {
+        let mut pooled = pool.pooled.lock().await;
+        pooled.expected = 0;
+        let calls = std::mem::take(&mut pooled.calls);
+        let reserved_in = pooled.reserved_in;
+        if calls == 0 || !reserved_in.open(now) {
+            return Ok(());
+        }
+        self.update(|s| Ok((s.give_back(calls, reserved_in, now), ())))
+            .await
     }
 
     /// Records Polar's reading.
@@ -442,23 +572,116 @@ mod tests {
         assert_eq!(state.long.used, 13, "the long window keeps counting");
     }
 
-    #[tokio::test]
-    async fn a_big_sync_takes_the_calls_that_fit_and_an_empty_window_none() {
-        let store = crate::store::memory::MemoryStore::new();
-        let formula = LimitFormula {
+    fn small_formula() -> LimitFormula {
+        LimitFormula {
             short_base: 10,
             short_per_user: 0,
             long_base: 100,
             long_per_user: 0,
-        };
-        let budget = RateBudget::new(&store, formula);
+        }
+    }
+
+    async fn stored(store: &crate::store::memory::MemoryStore) -> BudgetState {
+        store.load_budget::<BudgetState>().await.unwrap().unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_big_sync_takes_the_calls_that_fit_and_an_empty_window_none() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, small_formula());
         budget.reserve(7, t0()).await.unwrap();
         // 9 of 10 may be spent (the scheduled share): a 4-call sync gets the 2 left.
-        assert_eq!(budget.reserve_up_to(4, t0()).await.unwrap().0, 2);
+        let pool = CallPool::default();
+        assert_eq!(budget.take(&pool, 4, false, t0()).await.unwrap().0, 2);
         assert!(matches!(
-            budget.reserve_up_to(4, t0()).await,
+            budget.take(&pool, 4, false, t0()).await,
             Err(BudgetError::Exhausted(e)) if e.until == t0() + SHORT_WINDOW
         ));
+        // A webhook's job needs all its calls or none.
+        assert!(matches!(
+            budget.take(&CallPool::default(), 1, true, t0()).await,
+            Err(BudgetError::Exhausted(e)) if e.until == t0() + SHORT_WINDOW
+        ));
+        assert_eq!(stored(&store).await.short.used, 9);
+    }
+
+    #[tokio::test]
+    async fn a_batch_reserves_once_for_its_jobs_and_gives_back_what_they_left() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(
+            &store,
+            LimitFormula {
+                short_base: 100,
+                ..small_formula()
+            },
+        );
+        let pool = CallPool::expecting(12);
+        assert_eq!(budget.take(&pool, 3, false, t0()).await.unwrap().0, 3);
+        // The first job's reservation covered the others': the store saw one write.
+        let after_first = stored(&store).await;
+        assert_eq!(after_first.short.used, 15);
+        assert_eq!(budget.take(&pool, 2, true, t0()).await.unwrap().0, 2);
+        assert_eq!(budget.take(&pool, 4, false, t0()).await.unwrap().0, 4);
+        assert_eq!(stored(&store).await, after_first);
+        // A job wanting more than is left tops up only what it lacks.
+        assert_eq!(budget.take(&pool, 8, false, t0()).await.unwrap().0, 8);
+        assert_eq!(stored(&store).await.short.used, 17);
+        // 3 + 2 + 4 + 8 spent, nothing left.
+        budget.give_back(&pool, t0()).await.unwrap();
+        assert_eq!(stored(&store).await.short.used, 17);
+
+        // A batch whose other jobs needed nothing gives their calls back, once.
+        let pool = CallPool::expecting(10);
+        assert_eq!(budget.take(&pool, 1, false, t0()).await.unwrap().0, 1);
+        assert_eq!(stored(&store).await.short.used, 28);
+        budget.give_back(&pool, t0()).await.unwrap();
+        let after = stored(&store).await;
+        assert_eq!((after.short.used, after.long.used), (18, 18));
+        budget.give_back(&pool, t0()).await.unwrap();
+        assert_eq!(stored(&store).await.short.used, 18, "given back once");
+    }
+
+    #[tokio::test]
+    async fn calls_reserved_in_a_window_that_reset_are_neither_spent_nor_given_back() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(
+            &store,
+            LimitFormula {
+                short_base: 100,
+                ..small_formula()
+            },
+        );
+        let pool = CallPool::expecting(10);
+        budget.take(&pool, 1, false, t0()).await.unwrap();
+        assert_eq!(stored(&store).await.short.used, 11);
+        // The short window resets: the 10 left over were counted in the old one only.
+        let later = t0() + SHORT_WINDOW + Duration::seconds(1);
+        assert_eq!(budget.take(&pool, 2, true, later).await.unwrap().0, 2);
+        let now_stored = stored(&store).await;
+        assert_eq!(
+            now_stored.short.used, 2,
+            "reserved afresh in the new window"
+        );
+        assert_eq!(now_stored.long.used, 13);
+        budget.give_back(&pool, later).await.unwrap();
+        assert_eq!(
+            stored(&store).await,
+            now_stored,
+            "nothing left to give back"
+        );
+
+        // Given back after their window reset, unspent calls are not taken off the next window's count.
+        let pool = CallPool::expecting(5);
+        budget.take(&pool, 1, false, later).await.unwrap();
+        let next_window = later + SHORT_WINDOW + Duration::seconds(1);
+        budget
+            .take(&CallPool::default(), 1, true, next_window)
+            .await
+            .unwrap();
+        budget.give_back(&pool, next_window).await.unwrap();
+        let last = stored(&store).await;
+        assert_eq!(last.short.used, 1);
+        assert_eq!(last.long.used, 20);
     }
 
     /// A budget store whose every read is followed by a pause, so jobs that start together all read the

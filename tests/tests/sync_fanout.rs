@@ -213,3 +213,34 @@ async fn with_no_window_open_the_second_share_waits_a_whole_short_window() {
     assert_eq!(delays, [vec![0; 4], vec![900; 4]].concat(), "{report:?}");
     assert!(report.budget_limited);
 }
+
+#[tokio::test]
+async fn a_worker_batch_leaves_the_budget_counting_only_the_calls_its_jobs_made() {
+    use shared::store::BudgetStore as _;
+
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "pooled", 8).await;
+    world.advance(Duration::minutes(61));
+    set_budget(&world, BudgetState::initial(LimitFormula::POLAR, 0)).await;
+    assert_eq!(world.fanout().await.unwrap().queued, 8);
+    world.polar.clear_requests();
+
+    // The eight jobs arrive as one batch, whose first job reserves for all of them at once.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (8, 0));
+    let calls = world.polar.requests().len() as u64;
+    assert!(
+        calls > 0 && calls < 8 * world.connector.scheduled_sync_calls(),
+        "no-news syncs need fewer calls than the most a sync can cost: {calls}"
+    );
+
+    // What the jobs did not spend went back: the short window counts the calls made, no more.
+    let (budget, _) = world
+        .connector
+        .store
+        .load_budget::<BudgetState>()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(budget.short.used, calls);
+}

@@ -12,6 +12,7 @@ use std::time::Instant;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use shared::budget::CallPool;
 use shared::clock::Clock;
 use shared::error::{Deferral, Disposition};
 use shared::metrics::Metrics;
@@ -68,17 +69,21 @@ where
             None => by_athlete.push(vec![(messages, job)]),
         }
     }
+    // One budget reservation for the batch's jobs; what they leave goes back at the end.
+    let pool = connector.call_pool(by_athlete.iter().map(Vec::len).sum());
+    let pool = &pool;
     let failures: Vec<Vec<String>> = futures::stream::iter(by_athlete)
         .map(|runs| async move {
             let mut failed = Vec::new();
             for (messages, job) in runs {
-                failed.extend(process(connector, messages, job, deadline).await);
+                failed.extend(process(connector, messages, job, deadline, pool).await);
             }
             failed
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
+    connector.give_back_calls(pool).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = unreadable
         .into_iter()
@@ -116,6 +121,7 @@ async fn process<S, Q, P, B, C>(
     messages: Vec<SqsMessage>,
     job: SyncJob,
     deadline: Instant,
+    pool: &CallPool,
 ) -> Vec<String>
 where
     S: Store,
@@ -144,7 +150,7 @@ where
                 follow_ups: Vec::new(),
             })
         } else {
-            connector.sync_job(&job, deadline).await
+            connector.sync_job(&job, deadline, pool).await
         };
         let (disposition, mut follow_ups) = match result {
             Ok(report) => (

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::Connector;
 use crate::budget::{
-    BudgetError, BudgetState, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until,
+    BudgetError, CallPool, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until,
 };
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
@@ -188,12 +188,11 @@ impl SyncReport {
     }
 }
 
-/// A job's end under the lock: its report, the athlete as it last read or wrote it (the backfill goes on
-/// from there), and the rate budget as it last saw it (a reading it already covers is not stored).
+/// A job's end under the lock: its report, and the athlete as it last read or wrote it (the backfill goes
+/// on from there).
 struct Locked {
     report: Result<SyncReport, SyncError>,
     athlete: Athlete,
-    budget: Option<BudgetState>,
 }
 
 /// Where a job got to: what it counted, the cursors it moved, the jobs it asks for, what failed.
@@ -220,11 +219,13 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    /// Runs one sync job under the athlete's lock, starting no Polar or Smartabase call after `deadline`.
+    /// Runs one sync job under the athlete's lock, starting no Polar or Smartabase call after `deadline`;
+    /// its Polar calls come from `pool`, the worker batch's reservation.
     pub async fn sync_job(
         &self,
         job: &SyncJob,
         deadline: Instant,
+        pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
         let now = self.now();
         if !self
@@ -239,37 +240,30 @@ where
         }
         let reading_before = self.polar.latest_rate_limit();
         // Read under the lock: a job that just finished may have moved the cursors.
-        let (result, budget_seen) = match self.store.get_athlete(&job.athlete).await {
-            Ok(None) => (
-                Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete"))),
-                None,
-            ),
+        let result = match self.store.get_athlete(&job.athlete).await {
+            Ok(None) => Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete"))),
             Ok(Some(current)) if current.status != AthleteStatus::Linked => {
                 let cleared = match current.queued_until {
                     Some(_) => self.store.clear_queued(&job.athlete).await,
                     None => Ok(()),
                 };
                 let skipped = SyncReport::only(SyncOutcome::Skipped("athlete is not linked"));
-                (cleared.map(|()| skipped).map_err(SyncError::from), None)
+                cleared.map(|()| skipped).map_err(SyncError::from)
             }
-            Ok(Some(current)) if redundant(job, &current) => (
-                Ok(SyncReport::only(SyncOutcome::Skipped(
-                    "the athlete was synced after this job was queued",
-                ))),
-                None,
-            ),
+            Ok(Some(current)) if redundant(job, &current) => Ok(SyncReport::only(
+                SyncOutcome::Skipped("the athlete was synced after this job was queued"),
+            )),
             Ok(Some(current)) => {
-                let locked = self.sync_locked(job, current, now, deadline).await;
-                let report = match locked.report {
+                let locked = self.sync_locked(job, current, now, deadline, pool).await;
+                match locked.report {
                     Ok(report) => {
                         self.backfill_after_sync(job, report, locked.athlete, deadline)
                             .await
                     }
                     Err(e) => Err(e),
-                };
-                (report, locked.budget)
+                }
             }
-            Err(e) => (Err(e.into()), None),
+            Err(e) => Err(e.into()),
         };
         if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
             // The lock lapses by itself after LOCK_TTL.
@@ -283,7 +277,7 @@ where
             && let Err(e) = self
                 .budget()
                 .observe_since(
-                    budget_seen,
+                    pool.seen().await,
                     RateLimitObservation {
                         observed_at: self.now(),
                         ..reading
@@ -294,6 +288,20 @@ where
             warn!(error = %e, "could not record Polar's rate-limit reading");
         }
         result
+    }
+
+    /// The Polar-call pool of a worker batch of `jobs` jobs: the first job short of calls reserves
+    /// enough for the others' scheduled syncs as well, one budget write for the batch.
+    pub fn call_pool(&self, jobs: usize) -> CallPool {
+        let others = jobs.saturating_sub(1) as u64;
+        CallPool::expecting(others.saturating_mul(self.scheduled_sync_calls()))
+    }
+
+    /// Gives back the calls a batch's pool holds unspent.
+    pub async fn give_back_calls(&self, pool: &CallPool) {
+        if let Err(e) = self.budget().give_back(pool, self.now()).await {
+            warn!(error = %e, "could not give back a batch's unspent Polar calls; they count as spent until the windows reset");
+        }
     }
 
     fn budget(&self) -> RateBudget<'_, S> {
@@ -311,10 +319,11 @@ where
     }
 
     /// The most Polar calls a scheduled sync on this site can cost: one per list (the fan-out spreads
-    /// jobs by it). Most cost less, as each list has its rhythm, and each job reserves only its own; a
-    /// fan-out that counted on the average would queue jobs the budget cannot run, and their deferrals
-    /// would take the next window from the athletes waiting longest.
-    pub(crate) fn scheduled_sync_calls(&self) -> u64 {
+    /// jobs by it, a worker batch reserves by it). Most cost less, as each list has its rhythm, and a
+    /// batch gives back what its jobs did not spend; a fan-out that counted on the average would queue
+    /// jobs the budget cannot run, and their deferrals would take the next window from the athletes
+    /// waiting longest.
+    pub fn scheduled_sync_calls(&self) -> u64 {
         Plan::site_kinds(&self.mapping).len() as u64
     }
 
@@ -324,29 +333,28 @@ where
         athlete: Athlete,
         now: DateTime<Utc>,
         deadline: Instant,
+        pool: &CallPool,
     ) -> Locked {
-        let mut budget = None;
         let mut stored = athlete.clone();
         let report = self
-            .sync_steps(job, athlete, &mut stored, &mut budget, now, deadline)
+            .sync_steps(job, athlete, &mut stored, now, deadline, pool)
             .await;
         Locked {
             report,
             athlete: stored,
-            budget,
         }
     }
 
     /// The job's steps and their delivery. `stored` follows the athlete as this job last read or wrote
-    /// it, `budget` the rate budget as it last saw it.
+    /// it.
     async fn sync_steps(
         &self,
         job: &SyncJob,
         athlete: Athlete,
         stored: &mut Athlete,
-        budget: &mut Option<BudgetState>,
         now: DateTime<Utc>,
         deadline: Instant,
+        pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
@@ -362,33 +370,18 @@ where
         let mut plan = Plan::for_job(job, &athlete.cursors, &self.mapping, &rhythm, now);
         // A webhook's job needs all its calls; a full sync reads the lists that fit, the rest stay due.
         let reserved = if plan.calls() == 0 {
-            Ok(0)
-        } else if job.kind == JobKind::Targeted {
-            match self.budget().reserve(plan.calls(), now).await {
-                Ok(state) => {
-                    *budget = Some(state);
-                    Ok(plan.calls())
-                }
-                Err(e) => Err(e),
-            }
+            Ok((0, None))
         } else {
-            match self.budget().reserve_up_to(plan.calls(), now).await {
-                Ok((granted, state)) => {
-                    *budget = Some(state);
-                    Ok(granted)
-                }
-                Err(e) => Err(e),
-            }
+            let whole = job.kind == JobKind::Targeted;
+            self.budget().take(pool, plan.calls(), whole, now).await
         };
         let mut cut_short = None;
         match reserved {
-            Ok(granted) if granted < plan.calls() => {
+            Ok((granted, seen)) if granted < plan.calls() => {
                 // The lists that fit now; the job keeps its place on the queue for the rest.
                 plan.steps.truncate(granted as usize);
-                let resets = self.budget().available(now).await.ok();
                 cut_short = Some(
-                    resets
-                        .and_then(|a| a.short_resets_at)
+                    seen.and_then(|seen| seen.rolled(now).short.resets_at)
                         .unwrap_or(now + SHORT_WINDOW),
                 );
             }
@@ -495,7 +488,7 @@ where
                 }
             }
             if counts.created > created_before {
-                self.read_along(&mut plan, &rhythm, &athlete.cursors, now)
+                self.read_along(&mut plan, &rhythm, &athlete.cursors, now, pool)
                     .await;
             }
         }
@@ -551,6 +544,7 @@ where
         rhythm: &Rhythm<'_>,
         cursors: &SyncCursors,
         now: DateTime<Utc>,
+        pool: &CallPool,
     ) {
         for kind in Plan::site_kinds(&self.mapping) {
             if plan.steps.iter().any(|s| s.kind() == kind) || !rhythm.after_news(kind) {
@@ -559,7 +553,7 @@ where
             let Some(step) = Step::list(kind, cursors, now.date_naive()) else {
                 continue;
             };
-            match self.budget().reserve(1, now).await {
+            match self.budget().take(pool, 1, true, now).await {
                 Ok(_) => plan.steps.push(step),
                 Err(BudgetError::Exhausted(_)) => return,
                 Err(BudgetError::Store(e)) => {

@@ -244,3 +244,43 @@ async fn a_worker_batch_leaves_the_budget_counting_only_the_calls_its_jobs_made(
         .unwrap();
     assert_eq!(budget.short.used, calls);
 }
+
+#[tokio::test]
+async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_next_run_takes_them() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "throttled", 5).await;
+    world.advance(Duration::minutes(61));
+    let unlucky = athletes[2].athlete();
+    world.connector.store.fail_marker_writes(&unlucky, 1);
+    let sent_before = world.connector.queue.sent().len();
+
+    // The run fails (its alarm fires) but only after queueing everyone it could mark.
+    assert!(world.fanout().await.is_err());
+    let sent: BTreeSet<String> = world
+        .connector
+        .queue
+        .sent()
+        .split_off(sent_before)
+        .iter()
+        .map(|o| o.job.athlete.to_string())
+        .collect();
+    let others: BTreeSet<String> = athletes
+        .iter()
+        .filter(|a| a.athlete() != unlucky)
+        .map(|a| a.uuid.clone())
+        .collect();
+    assert_eq!(sent, others);
+    let stranded = stored_athlete(&world, &athletes[2]).await;
+    assert_eq!(stranded.queued_until, None, "no marker without a job");
+    assert!(
+        stranded
+            .next_sync_due
+            .is_some_and(|d| d <= world.clock.now())
+    );
+
+    // The next run queues the one left due, and no one twice.
+    let next = world.fanout().await.unwrap();
+    assert_eq!((next.queued, next.already_queued), (1, 4), "{next:?}");
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (5, 0));
+}

@@ -675,3 +675,66 @@ async fn a_relink_to_another_account_while_a_webhook_job_writes_keeps_the_new_ac
         world.polar.requests()
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_last_delivery_record_neither_stops_a_delivery_nor_stays_unreadable() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::clock::Clock as _;
+    use shared::store::SettingsStore as _;
+    use shared::store::schema::{SK_SETTING, setting_pk};
+    use shared::usecase::webhook::LAST_DELIVERY_SETTING;
+
+    let (world, mut relay, a) = synced_world().await;
+    // Someone edited the record by hand in the console: the value is a number, not the time's text.
+    let moto = testkit::moto::shared().await;
+    aws_sdk_dynamodb::Client::new(&moto.sdk_config().await)
+        .put_item()
+        .table_name(world.connector.store.table())
+        .item("pk", AttributeValue::S(setting_pk(LAST_DELIVERY_SETTING)))
+        .item("sk", AttributeValue::S(SK_SETTING.into()))
+        .item("value", AttributeValue::N("7".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        world
+            .connector
+            .store
+            .get_setting(LAST_DELIVERY_SETTING)
+            .await
+            .is_err(),
+        "the record is unreadable"
+    );
+
+    let today = local_today(&world, a.offset);
+    world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                date: Some(today),
+                ..record(RecordKind::Activity)
+            },
+        )
+        .unwrap();
+    assert_eq!(relay.serve(&world, 1).await[0].1.status, 200);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    assert_smartabase_matches_polar(&world, &a);
+
+    // The delivery's time replaced it, so `connector webhook status` reads it again.
+    let recorded = world
+        .connector
+        .store
+        .get_setting(LAST_DELIVERY_SETTING)
+        .await
+        .unwrap()
+        .expect("the delivery was recorded");
+    let at = chrono::DateTime::parse_from_rfc3339(&recorded).unwrap();
+    assert!(
+        (world.clock.now() - at.with_timezone(&chrono::Utc))
+            .num_minutes()
+            .abs()
+            <= 1
+    );
+}

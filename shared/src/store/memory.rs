@@ -40,6 +40,8 @@ struct State {
     unavailable: bool,
     /// athlete → reads of them still to fail
     failing_athlete_reads: HashMap<AthleteUuid, u32>,
+    /// athlete → queued-marker writes for them still to fail
+    failing_marker_writes: HashMap<AthleteUuid, u32>,
     /// pending-link deletes still to fail
     failing_pending_link_deletes: u32,
 }
@@ -60,6 +62,14 @@ impl MemoryStore {
         also: impl Fn(&Athlete) -> bool,
     ) -> Result<bool, StoreError> {
         let mut state = self.state()?;
+        if let Some(left) = state.failing_marker_writes.get_mut(uuid)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(StoreError::Unavailable(
+                "queued-marker write set to fail".into(),
+            ));
+        }
         match state.athletes.get_mut(uuid) {
             Some(a)
                 if a.status == AthleteStatus::Linked
@@ -89,6 +99,14 @@ impl MemoryStore {
     pub fn fail_athlete_reads(&self, uuid: &AthleteUuid, times: u32) {
         self.lock_state()
             .failing_athlete_reads
+            .insert(uuid.clone(), times);
+    }
+
+    /// The next `times` queued-marker writes for `uuid` fail with [`StoreError::Unavailable`] (one item
+    /// throttled while the rest of the fan-out's work goes through).
+    pub fn fail_marker_writes(&self, uuid: &AthleteUuid, times: u32) {
+        self.lock_state()
+            .failing_marker_writes
             .insert(uuid.clone(), times);
     }
 

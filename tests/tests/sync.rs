@@ -660,3 +660,54 @@ async fn a_success_with_fewer_ids_than_events_is_not_done_and_the_retry_fills_th
     assert_smartabase_matches_polar(&world, a);
     assert_every_entry_confirmed(&world, a).await;
 }
+
+#[tokio::test]
+async fn an_athlete_who_revoked_and_links_another_polar_account_gets_all_of_its_history() {
+    let world = World::in_memory(WorldOptions {
+        polar: PolarSimConfig {
+            consent_mode: ConsentMode::AutoAccept,
+            history_before_registration: true,
+            ..PolarSimConfig::default()
+        },
+        backfill_days: Some(0),
+        ..WorldOptions::default()
+    })
+    .await
+    .unwrap();
+    // Linked to a first watch with nothing on it yet: the first sync reads every list, finds nothing.
+    let first = link_athletes(&world, "swap", &[60]).await.remove(0);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world
+        .connector
+        .revoke_athlete(&first.athlete(), "test")
+        .await
+        .unwrap();
+
+    // An hour later they link the Polar account of their new watch, which has two weeks of history.
+    world.advance(Duration::hours(1));
+    let second = Linked {
+        polar: world.polar_account(60),
+        ..first.clone()
+    };
+    world
+        .polar
+        .generate(
+            second.polar,
+            &polar_sim::GenerateRequest {
+                days: 14,
+                ..polar_sim::GenerateRequest::default()
+            },
+        )
+        .unwrap();
+    let page = world
+        .link_via_web(&second.uuid, second.polar)
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+
+    // The first sync of the new account takes all it offers: no cursor of the old one stands in its way.
+    assert!(assert_smartabase_matches_polar(&world, &second) > 14);
+    let stored = stored_athlete(&world, &second).await;
+    assert_eq!(stored.polar_user_id.map(|id| id.get()), Some(second.polar));
+}

@@ -602,7 +602,13 @@ where
                 warn!(athlete = %athlete, "Smartabase too slow for the Polar Access Token profile entry; the scan writes it")
             }
         }
+        // Another finish of this link committed it first and its first sync has run already.
+        let synced_since_linked = linked_athlete
+            .last_sync_at
+            .zip(linked_athlete.linked_at)
+            .is_some_and(|(synced, linked)| synced > linked);
         let first_sync_queued = !refreshed
+            && !synced_since_linked
             && self
                 .enqueue_now(athlete, JobKind::FirstSync, self.now())
                 .await;
@@ -697,15 +703,19 @@ where
                 a.last_error = None;
                 return;
             }
+            // Another account's cursors (a re-link, or a link after a revoke) would skip the new one's
+            // history: its upload times and lists have nothing to do with the old one's.
+            let another_account = (relinked && !registered)
+                || matches!((a.polar_user_id, polar_user), (Some(old), Some(new)) if old != new);
+            if another_account {
+                a.cursors = SyncCursors::default();
+            }
             a.set_status(AthleteStatus::Linked, now);
             if polar_user.is_some() {
                 a.polar_user_id = polar_user;
             }
             a.linked_at = Some(now);
             a.last_error = None;
-            if relinked && !registered {
-                a.cursors = SyncCursors::default();
-            }
             if !refreshed {
                 a.next_sync_due = registered.then_some(now);
                 // A job of the old link may still hold the marker; the new link's first sync is queued now.

@@ -401,3 +401,28 @@ async fn a_link_the_scan_finishes_after_the_fanout_queued_it_is_synced_once() {
     assert!(synced.last_sync_at.is_some());
     assert_eq!(synced.queued_until, None);
 }
+
+#[tokio::test]
+async fn a_link_the_scan_finishes_after_its_first_sync_ran_queues_no_other() {
+    use shared::testing::MemoryStore;
+    use testkit::world::{World, WorldOptions};
+
+    let world: World<MemoryStore> = World::in_memory(WorldOptions::default()).await.unwrap();
+    world.add_athlete("synced", "Link", "Stopped");
+    world.scan().await.unwrap();
+    let polar_user = world.polar_account(60);
+    world.connector.store.fail_pending_link_deletes(1);
+    let callback = world.link_via_web("synced", polar_user).await.unwrap();
+    assert_ne!(callback.status, 200);
+
+    // A minute on, the fan-out queues the linked athlete and their first sync runs before the scan
+    // comes by.
+    world.advance(chrono::Duration::minutes(1));
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+    assert_eq!(world.run_worker().await.unwrap().delivered, 1);
+    let scan = world.scan().await.unwrap();
+    assert_eq!(scan.pending_links_finished, 1, "{scan:?}");
+
+    // Nothing more to run: the link's first sync is done.
+    assert_eq!(world.run_worker().await.unwrap().delivered, 0);
+}

@@ -238,25 +238,53 @@ impl BudgetState {
 impl BudgetState {
     /// Gives back `calls` reserved in the windows resetting at `reserved_in` and never spent, to each of
     /// them still open (a reading may have moved its reset by a second's rounding; a window that reset
-    /// since has nothing of them to give back).
-    pub fn give_back(self, calls: u64, reserved_in: ReservedIn, now: DateTime<Utc>) -> Self {
-        let back = |window: Window, ours: Option<DateTime<Utc>>| match (ours, window.resets_at) {
-            (Some(ours), Some(theirs))
-                if ours > now && theirs > now && (theirs - ours).num_seconds().abs() <= 60 =>
-            {
+    /// since has nothing of them to give back), never below what `reading`, Polar's own count, says was
+    /// spent in it.
+    pub fn give_back(
+        self,
+        calls: u64,
+        reserved_in: ReservedIn,
+        reading: Option<RateLimitObservation>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let back =
+            |window: Window, ours: Option<DateTime<Utc>>, polar: Option<(u64, DateTime<Utc>)>| {
+                let (Some(ours), Some(theirs)) = (ours, window.resets_at) else {
+                    return window;
+                };
+                if !(ours > now && theirs > now && same_window(ours, theirs)) {
+                    return window;
+                }
+                let counted_by_polar = polar
+                    .filter(|(_, polar_reset)| same_window(*polar_reset, theirs))
+                    .map_or(0, |(used, _)| used);
                 Window {
-                    used: window.used.saturating_sub(calls),
+                    used: window.used.saturating_sub(calls).max(counted_by_polar),
                     ..window
                 }
-            }
-            _ => window,
+            };
+        let polar = |used: u64, reset_seconds: u64| {
+            reading.map(|r| (used, polar_wait_until(r.observed_at, reset_seconds)))
         };
         Self {
-            short: back(self.short, reserved_in.short),
-            long: back(self.long, reserved_in.long),
+            short: back(
+                self.short,
+                reserved_in.short,
+                reading.and_then(|r| polar(r.info.short_used, r.info.short_reset_seconds)),
+            ),
+            long: back(
+                self.long,
+                reserved_in.long,
+                reading.and_then(|r| polar(r.info.long_used, r.info.long_reset_seconds)),
+            ),
             ..self
         }
     }
+}
+
+/// Two reset instants of one window: readings of it differ by a second's rounding.
+fn same_window(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
+    (a - b).num_seconds().abs() <= 60
 }
 
 /// When the windows a reservation was made in reset.
@@ -280,14 +308,23 @@ impl ReservedIn {
     fn open(self, now: DateTime<Utc>) -> bool {
         self.short.is_some_and(|r| r > now) && self.long.is_some_and(|r| r > now)
     }
+
+    /// The windows `state` counts in are these (calls reserved here are counted there).
+    fn counted_in(self, state: BudgetState) -> bool {
+        let same = |ours: Option<DateTime<Utc>>, theirs: Option<DateTime<Utc>>| matches!((ours, theirs), (Some(a), Some(b)) if same_window(a, b));
+        same(self.short, state.short.resets_at) && same(self.long, state.long.resets_at)
+    }
 }
 
 /// Polar calls one worker batch reserved together and has not spent yet. The batch's jobs draw on it, so
-/// a batch writes the budget once for all its jobs (and once more, at its end, to give back what is
-/// left) instead of once per job. Calls reserved in a window that has reset since are never spent.
+/// a batch writes the budget once for several jobs (and once more, at its end, to give back what is
+/// left and record Polar's last reading) instead of once per job. Calls reserved in a window that has
+/// reset since, or that a reading of Polar's replaced, are never spent; after a 429 none is.
 #[derive(Debug, Default)]
 pub struct CallPool {
     pooled: tokio::sync::Mutex<Pooled>,
+    /// Polar's last reading before the batch: only a later one is news.
+    reading_before: Option<RateLimitObservation>,
 }
 
 #[derive(Debug, Default)]
@@ -298,26 +335,34 @@ struct Pooled {
     expected: u64,
     /// The windows `calls` were reserved in.
     reserved_in: ReservedIn,
-    /// The budget as the pool last read or wrote it.
-    seen: Option<BudgetState>,
+    /// Calls set aside when the short window reset: the long window still counts them.
+    set_aside: Option<(u64, ReservedIn)>,
+    /// Polar answered 429: nothing is spent before this.
+    blocked_until: Option<DateTime<Utc>>,
 }
 
 impl CallPool {
-    /// A pool for a batch whose jobs besides the first may ask for up to `expected` calls in all.
-    pub fn expecting(expected: u64) -> Self {
+    /// A pool for a batch whose jobs besides the first may ask for up to `expected` calls in all,
+    /// starting when Polar's last reading was `reading_before`.
+    pub fn expecting(expected: u64, reading_before: Option<RateLimitObservation>) -> Self {
         Self {
             pooled: tokio::sync::Mutex::new(Pooled {
                 expected,
                 ..Pooled::default()
             }),
+            reading_before,
         }
     }
 
-    /// The budget as the pool last read or wrote it. A Polar reading it covers, the stored budget covers
-    /// too: a worker reserves every call before making it and gives back only calls it never made (calls
-    /// made unreserved, by a link, fit in the share kept for them).
-    pub async fn seen(&self) -> Option<BudgetState> {
-        self.pooled.lock().await.seen
+    /// Polar's last reading before the batch.
+    pub fn reading_before(&self) -> Option<RateLimitObservation> {
+        self.reading_before
+    }
+
+    /// Polar answered 429: the pool spends nothing before `until` (the store's block stops the others).
+    pub async fn block(&self, until: DateTime<Utc>) {
+        let mut pooled = self.pooled.lock().await;
+        pooled.blocked_until = Some(pooled.blocked_until.map_or(until, |b| b.max(until)));
     }
 }
 
@@ -423,7 +468,8 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
 
     /// Takes `calls` from `pool`, reserving what it lacks (and the calls it expects) from the budget:
     /// all of them, or with `whole` false as many as fit and at least one. How many it took, and the
-    /// budget as the pool last read or wrote it; or when to come back.
+    /// budget as it stood after the pool's last reservation (`None`: the pool had them); or when to come
+    /// back.
     pub async fn take(
         &self,
         pool: &CallPool,
@@ -432,32 +478,51 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         now: DateTime<Utc>,
     ) -> Result<(u64, Option<BudgetState>), BudgetError> {
         let mut pooled = pool.pooled.lock().await;
-        if !pooled.reserved_in.open(now) {
-            // Not counted in the windows open now: spending them would overspend.
+        if let Some(until) = pooled.blocked_until.filter(|b| *b > now) {
+            return Err(BudgetExhausted { until }.into());
+        }
+        if pooled.calls > 0 && !pooled.reserved_in.open(now) {
+            // No longer counted in the short window: spending them would overspend. The long window
+            // counts them until the batch gives them back.
+            let aside = (pooled.calls, pooled.reserved_in);
+            pooled.set_aside = Some(match pooled.set_aside {
+                Some((more, within)) if within == aside.1 => (aside.0 + more, within),
+                _ => aside,
+            });
             pooled.calls = 0;
         }
+        let mut seen = None;
         if pooled.calls < calls {
-            let missing = calls - pooled.calls;
-            let wanted = missing.saturating_add(std::mem::take(&mut pooled.expected));
+            let (held, held_in) = (pooled.calls, pooled.reserved_in);
+            let expected = pooled.expected;
             let share = self.share;
             let topped_up = self
                 .update(|s| {
+                    // Held calls a reading of Polar's has replaced the windows of are not counted there.
+                    let usable = if held_in.counted_in(s.rolled(now)) {
+                        held
+                    } else {
+                        0
+                    };
+                    let missing = calls - usable;
                     let (short, long) = s.available(share, now);
-                    let fit = wanted.min(short).min(long);
+                    let fit = missing.saturating_add(expected).min(short).min(long);
                     // All-or-nothing short of the missing calls: reserving them fails with the reset.
                     let fit = match (fit >= missing, whole) {
                         (true, _) => fit,
                         (false, true) => missing,
                         (false, false) => fit.max(1),
                     };
-                    s.reserve(fit, share, now).map(|next| (next, (fit, next)))
+                    s.reserve(fit, share, now)
+                        .map(|next| (next, (usable + fit, next)))
                 })
                 .await;
             match topped_up {
-                Ok((granted, state)) => {
-                    pooled.calls += granted;
+                Ok((now_held, state)) => {
+                    pooled.calls = now_held;
+                    pooled.expected = 0;
                     pooled.reserved_in = ReservedIn::of(state);
-                    pooled.seen = Some(state);
+                    seen = Some(state);
                 }
                 // The pool's own calls are some of them.
                 Err(BudgetError::Exhausted(_)) if !whole && pooled.calls > 0 => {}
@@ -466,39 +531,31 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         }
         let taken = calls.min(pooled.calls);
         pooled.calls -= taken;
-        Ok((taken, pooled.seen))
+        Ok((taken, seen))
     }
 
-    /// Gives back what `pool` holds unspent (nothing once its windows have reset).
-    pub async fn give_back(&self, pool: &CallPool, now: DateTime<Utc>) -> Result<(), BudgetError> {
+    /// Gives back what `pool` holds unspent, to the windows still open that it was reserved in, and
+    /// records `reading`, the batch's last reading of Polar's (the windows never count less than Polar
+    /// says was spent).
+    pub async fn give_back(
+        &self,
+        pool: &CallPool,
+        reading: Option<RateLimitObservation>,
+        now: DateTime<Utc>,
+    ) -> Result<(), BudgetError> {
         let mut pooled = pool.pooled.lock().await;
         pooled.expected = 0;
-        let calls = std::mem::take(&mut pooled.calls);
-        let reserved_in = pooled.reserved_in;
-        if calls == 0 || !reserved_in.open(now) {
+        let unspent = (std::mem::take(&mut pooled.calls), pooled.reserved_in);
+        let set_aside = pooled.set_aside.take().unwrap_or_default();
+        if unspent.0 == 0 && set_aside.0 == 0 && reading.is_none() {
             return Ok(());
         }
-        self.update(|s| Ok((s.give_back(calls, reserved_in, now), ())))
-            .await
-    }
-
-    /// Records Polar's reading.
-    pub async fn observe(&self, reading: RateLimitObservation) -> Result<(), BudgetError> {
-        self.update(|s| Ok((s.observe(reading), ()))).await
-    }
-
-    /// Records Polar's reading unless it changes nothing in `seen`, the budget as this caller last read
-    /// or wrote it (readings only ever raise counts and push resets later, so what `seen` already
-    /// covers, the stored budget covers too): most readings then cost no store access at all.
-    pub async fn observe_since(
-        &self,
-        seen: Option<BudgetState>,
-        reading: RateLimitObservation,
-    ) -> Result<(), BudgetError> {
-        if seen.is_some_and(|seen| seen.observe(reading) == seen) {
-            return Ok(());
-        }
-        self.observe(reading).await
+        self.update(|s| {
+            let s = reading.map_or(s, |r| s.observe(r));
+            let s = s.give_back(unspent.0, unspent.1, reading, now);
+            Ok((s.give_back(set_aside.0, set_aside.1, reading, now), ()))
+        })
+        .await
     }
 
     /// Records a 429.
@@ -615,7 +672,7 @@ mod tests {
                 ..small_formula()
             },
         );
-        let pool = CallPool::expecting(12);
+        let pool = CallPool::expecting(12, None);
         assert_eq!(budget.take(&pool, 3, false, t0()).await.unwrap().0, 3);
         // The first job's reservation covered the others': the store saw one write.
         let after_first = stored(&store).await;
@@ -627,22 +684,23 @@ mod tests {
         assert_eq!(budget.take(&pool, 8, false, t0()).await.unwrap().0, 8);
         assert_eq!(stored(&store).await.short.used, 17);
         // 3 + 2 + 4 + 8 spent, nothing left.
-        budget.give_back(&pool, t0()).await.unwrap();
+        budget.give_back(&pool, None, t0()).await.unwrap();
         assert_eq!(stored(&store).await.short.used, 17);
 
         // A batch whose other jobs needed nothing gives their calls back, once.
-        let pool = CallPool::expecting(10);
+        let pool = CallPool::expecting(10, None);
         assert_eq!(budget.take(&pool, 1, false, t0()).await.unwrap().0, 1);
         assert_eq!(stored(&store).await.short.used, 28);
-        budget.give_back(&pool, t0()).await.unwrap();
+        budget.give_back(&pool, None, t0()).await.unwrap();
         let after = stored(&store).await;
         assert_eq!((after.short.used, after.long.used), (18, 18));
-        budget.give_back(&pool, t0()).await.unwrap();
+        budget.give_back(&pool, None, t0()).await.unwrap();
         assert_eq!(stored(&store).await.short.used, 18, "given back once");
     }
 
     #[tokio::test]
-    async fn calls_reserved_in_a_window_that_reset_are_neither_spent_nor_given_back() {
+    async fn calls_reserved_in_a_short_window_that_reset_are_not_spent_and_go_back_to_the_long_one()
+    {
         let store = crate::store::memory::MemoryStore::new();
         let budget = RateBudget::new(
             &store,
@@ -651,7 +709,7 @@ mod tests {
                 ..small_formula()
             },
         );
-        let pool = CallPool::expecting(10);
+        let pool = CallPool::expecting(10, None);
         budget.take(&pool, 1, false, t0()).await.unwrap();
         assert_eq!(stored(&store).await.short.used, 11);
         // The short window resets: the 10 left over were counted in the old one only.
@@ -663,25 +721,103 @@ mod tests {
             "reserved afresh in the new window"
         );
         assert_eq!(now_stored.long.used, 13);
-        budget.give_back(&pool, later).await.unwrap();
-        assert_eq!(
-            stored(&store).await,
-            now_stored,
-            "nothing left to give back"
-        );
+        // The long window, still open, counted them: they go back to it alone.
+        budget.give_back(&pool, None, later).await.unwrap();
+        let given_back = stored(&store).await;
+        assert_eq!((given_back.short.used, given_back.long.used), (2, 3));
 
-        // Given back after their window reset, unspent calls are not taken off the next window's count.
-        let pool = CallPool::expecting(5);
+        // Unspent calls given back after their short window reset are not taken off the next one's count.
+        let pool = CallPool::expecting(5, None);
         budget.take(&pool, 1, false, later).await.unwrap();
         let next_window = later + SHORT_WINDOW + Duration::seconds(1);
         budget
             .take(&CallPool::default(), 1, true, next_window)
             .await
             .unwrap();
-        budget.give_back(&pool, next_window).await.unwrap();
+        budget.give_back(&pool, None, next_window).await.unwrap();
         let last = stored(&store).await;
-        assert_eq!(last.short.used, 1);
-        assert_eq!(last.long.used, 20);
+        assert_eq!((last.short.used, last.long.used), (1, 5));
+    }
+
+    #[tokio::test]
+    async fn a_429_stops_the_batch_spending_its_pool() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let pool = CallPool::expecting(12, None);
+        budget.take(&pool, 2, true, t0()).await.unwrap();
+        pool.block(t0() + Duration::seconds(90)).await;
+        assert!(matches!(
+            budget.take(&pool, 1, false, t0() + Duration::seconds(30)).await,
+            Err(BudgetError::Exhausted(e)) if e.until == t0() + Duration::seconds(90)
+        ));
+        assert_eq!(
+            budget
+                .take(&pool, 1, true, t0() + Duration::seconds(91))
+                .await
+                .unwrap()
+                .0,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn giving_back_never_counts_fewer_calls_than_polar_says_were_made() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let pool = CallPool::expecting(40, None);
+        budget.take(&pool, 2, true, t0()).await.unwrap();
+        assert_eq!(stored(&store).await.short.used, 42);
+        // Polar counts 30 in the same window (links made calls the budget never reserved); the batch
+        // made 2 of its 42.
+        let reading = RateLimitObservation {
+            info: RateLimitInfo {
+                short_used: 30,
+                short_limit: 500,
+                short_reset_seconds: 900,
+                long_used: 30,
+                long_limit: 5000,
+                long_reset_seconds: 86_400,
+            },
+            observed_at: t0(),
+        };
+        budget.give_back(&pool, Some(reading), t0()).await.unwrap();
+        let after = stored(&store).await;
+        assert_eq!((after.short.used, after.long.used), (30, 30));
+        assert_eq!(after.short.limit, 500, "the reading is recorded");
+    }
+
+    #[tokio::test]
+    async fn calls_held_in_windows_a_reading_replaced_are_not_spent() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let pool = CallPool::expecting(10, None);
+        budget.take(&pool, 1, true, t0()).await.unwrap();
+        // Another worker records Polar's reading of a window resetting 5 minutes earlier than ours: Polar's
+        // count (which knows nothing of our 10 unspent) replaces ours.
+        let mut state = stored(&store).await;
+        state = state.observe(RateLimitObservation {
+            info: RateLimitInfo {
+                short_used: 7,
+                short_limit: 500,
+                short_reset_seconds: 600,
+                long_used: 7,
+                long_limit: 5000,
+                long_reset_seconds: 86_400,
+            },
+            observed_at: t0(),
+        });
+        let version = store.load_budget::<BudgetState>().await.unwrap().unwrap().1;
+        store.save_budget(&state, version).await.unwrap();
+        // The next job needs more than the pool holds: the pool learns of the new window as it tops up,
+        // and reserves all 12 there (the 10 it held are not counted in it).
+        assert_eq!(budget.take(&pool, 12, true, t0()).await.unwrap().0, 12);
+        assert_eq!(stored(&store).await.short.used, 19);
+        budget.give_back(&pool, None, t0()).await.unwrap();
+        assert_eq!(
+            stored(&store).await.short.used,
+            19,
+            "nothing held to give back"
+        );
     }
 
     /// A budget store whose every read is followed by a pause, so jobs that start together all read the

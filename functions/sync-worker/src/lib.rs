@@ -69,8 +69,9 @@ where
             None => by_athlete.push(vec![(messages, job)]),
         }
     }
-    // One budget reservation for the batch's jobs; what they leave goes back at the end.
-    let pool = connector.call_pool(by_athlete.iter().map(Vec::len).sum());
+    // Budget reserved for the jobs running at once; what they leave goes back at the end.
+    let jobs: usize = by_athlete.iter().map(Vec::len).sum();
+    let pool = connector.call_pool(jobs.min(CONCURRENCY));
     let pool = &pool;
     let failures: Vec<Vec<String>> = futures::stream::iter(by_athlete)
         .map(|runs| async move {

@@ -238,7 +238,6 @@ where
                 cause: DeferCause::AthleteBusy,
             })));
         }
-        let reading_before = self.polar.latest_rate_limit();
         // Read under the lock: a job that just finished may have moved the cursors.
         let result = match self.store.get_athlete(&job.athlete).await {
             Ok(None) => Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete"))),
@@ -269,38 +268,35 @@ where
             // The lock lapses by itself after LOCK_TTL.
             warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
         }
-        // Only a reading this job caused is news: the client keeps the last one it ever saw. It is stamped
-        // on the connector's clock, which the budget keeps every instant on (the client uses the wall
-        // clock: the same in production, not under a test's clock).
-        if let Some(reading) = self.polar.latest_rate_limit()
-            && Some(reading) != reading_before
-            && let Err(e) = self
-                .budget()
-                .observe_since(
-                    pool.seen().await,
-                    RateLimitObservation {
-                        observed_at: self.now(),
-                        ..reading
-                    },
-                )
-                .await
-        {
-            warn!(error = %e, "could not record Polar's rate-limit reading");
-        }
         result
     }
 
-    /// The Polar-call pool of a worker batch of `jobs` jobs: the first job short of calls reserves
-    /// enough for the others' scheduled syncs as well, one budget write for the batch.
-    pub fn call_pool(&self, jobs: usize) -> CallPool {
-        let others = jobs.saturating_sub(1) as u64;
-        CallPool::expecting(others.saturating_mul(self.scheduled_sync_calls()))
+    /// The Polar-call pool of a worker batch running `at_once` jobs at a time: the first job short of
+    /// calls reserves for the others running beside it too (at the most a sync can cost), so a batch
+    /// writes the budget a few times, not once per job, and parks little of it.
+    pub fn call_pool(&self, at_once: usize) -> CallPool {
+        let others = at_once.saturating_sub(1) as u64;
+        CallPool::expecting(
+            others.saturating_mul(self.scheduled_sync_calls()),
+            self.polar.latest_rate_limit(),
+        )
     }
 
-    /// Gives back the calls a batch's pool holds unspent.
+    /// The batch's end: gives back the calls its pool holds unspent, and records Polar's last reading if
+    /// the batch caused one (the client keeps the last one it ever saw). The reading is stamped on the
+    /// connector's clock, which the budget keeps every instant on (the client uses the wall clock: the
+    /// same in production, not under a test's clock).
     pub async fn give_back_calls(&self, pool: &CallPool) {
-        if let Err(e) = self.budget().give_back(pool, self.now()).await {
-            warn!(error = %e, "could not give back a batch's unspent Polar calls; they count as spent until the windows reset");
+        let reading = self
+            .polar
+            .latest_rate_limit()
+            .filter(|r| Some(*r) != pool.reading_before())
+            .map(|reading| RateLimitObservation {
+                observed_at: self.now(),
+                ..reading
+            });
+        if let Err(e) = self.budget().give_back(pool, reading, self.now()).await {
+            warn!(error = %e, "could not give back a batch's unspent Polar calls or record Polar's reading; the calls count as spent until the windows reset");
         }
     }
 
@@ -427,6 +423,10 @@ where
                     continue;
                 }
                 Err(FetchError::Stop(stop)) => {
+                    if let Stop::RateLimited(seconds) = stop {
+                        // The batch's other jobs spend nothing more (the store's block stops the rest).
+                        pool.block(polar_wait_until(now, seconds)).await;
+                    }
                     return self
                         .stopped(job, &athlete, &token, stop, counts, now, deadline)
                         .await;

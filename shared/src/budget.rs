@@ -323,8 +323,6 @@ impl ReservedIn {
 #[derive(Debug, Default)]
 pub struct CallPool {
     pooled: tokio::sync::Mutex<Pooled>,
-    /// Polar's last reading before the batch: only a later one is news.
-    reading_before: Option<RateLimitObservation>,
 }
 
 #[derive(Debug, Default)]
@@ -335,10 +333,34 @@ struct Pooled {
     expected: u64,
     /// The windows `calls` were reserved in.
     reserved_in: ReservedIn,
-    /// Calls set aside when the short window reset: the long window still counts them.
-    set_aside: Option<(u64, ReservedIn)>,
+    /// Calls no longer spendable (their short window reset, or a reading of Polar's replaced it) that
+    /// the windows they were reserved in may still count: given back to those at the batch's end.
+    set_aside: Vec<(u64, ReservedIn)>,
     /// Polar answered 429: nothing is spent before this.
     blocked_until: Option<DateTime<Utc>>,
+    /// Polar's last reading as the client last saw it (only a different one is news), and that reading
+    /// stamped on the connector's clock when a job noted it.
+    raw_reading: Option<RateLimitObservation>,
+    reading: Option<RateLimitObservation>,
+}
+
+impl Pooled {
+    fn set_aside(&mut self) {
+        let held = (std::mem::take(&mut self.calls), self.reserved_in);
+        if held.0 > 0 {
+            self.set_aside.push(held);
+        }
+    }
+}
+
+/// What a top-up found.
+enum TopUp {
+    /// The pool holds this many calls now, reserved in the windows of this state.
+    Held(u64, BudgetState),
+    /// Not enough: `usable` of the held calls still count, and the budget resets at `until`.
+    Short { usable: u64, until: DateTime<Utc> },
+    /// A 429 blocks everyone until then.
+    Blocked(DateTime<Utc>),
 }
 
 impl CallPool {
@@ -348,15 +370,31 @@ impl CallPool {
         Self {
             pooled: tokio::sync::Mutex::new(Pooled {
                 expected,
+                raw_reading: reading_before,
                 ..Pooled::default()
             }),
-            reading_before,
         }
     }
 
-    /// Polar's last reading before the batch.
-    pub fn reading_before(&self) -> Option<RateLimitObservation> {
-        self.reading_before
+    /// Notes Polar's last reading, `raw` as the client keeps it, if it is news, stamped `at` (the
+    /// connector's clock, which the budget keeps every instant on; the client uses the wall clock: the
+    /// same in production, not under a test's clock).
+    pub async fn note_reading(&self, raw: Option<RateLimitObservation>, at: DateTime<Utc>) {
+        let mut pooled = self.pooled.lock().await;
+        if let Some(reading) = raw
+            && raw != pooled.raw_reading
+        {
+            pooled.raw_reading = raw;
+            pooled.reading = Some(RateLimitObservation {
+                observed_at: at,
+                ..reading
+            });
+        }
+    }
+
+    /// Until when a 429 blocks the pool, if it does at `now`.
+    pub async fn blocked_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.pooled.lock().await.blocked_until.filter(|b| *b > now)
     }
 
     /// Polar answered 429: the pool spends nothing before `until` (the store's block stops the others).
@@ -481,52 +519,68 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         if let Some(until) = pooled.blocked_until.filter(|b| *b > now) {
             return Err(BudgetExhausted { until }.into());
         }
-        if pooled.calls > 0 && !pooled.reserved_in.open(now) {
-            // No longer counted in the short window: spending them would overspend. The long window
-            // counts them until the batch gives them back.
-            let aside = (pooled.calls, pooled.reserved_in);
-            pooled.set_aside = Some(match pooled.set_aside {
-                Some((more, within)) if within == aside.1 => (aside.0 + more, within),
-                _ => aside,
-            });
-            pooled.calls = 0;
+        if !pooled.reserved_in.open(now) {
+            // No longer counted in the short window: spending them would overspend.
+            pooled.set_aside();
         }
         let mut seen = None;
         if pooled.calls < calls {
             let (held, held_in) = (pooled.calls, pooled.reserved_in);
             let expected = pooled.expected;
             let share = self.share;
-            let topped_up = self
+            let top_up = self
                 .update(|s| {
+                    let rolled = s.rolled(now);
+                    if let Some(until) = rolled.blocked_until {
+                        return Ok((s, TopUp::Blocked(until)));
+                    }
                     // Held calls a reading of Polar's has replaced the windows of are not counted there.
-                    let usable = if held_in.counted_in(s.rolled(now)) {
-                        held
-                    } else {
-                        0
-                    };
+                    let usable = if held_in.counted_in(rolled) { held } else { 0 };
                     let missing = calls - usable;
                     let (short, long) = s.available(share, now);
                     let fit = missing.saturating_add(expected).min(short).min(long);
-                    // All-or-nothing short of the missing calls: reserving them fails with the reset.
-                    let fit = match (fit >= missing, whole) {
-                        (true, _) => fit,
-                        (false, true) => missing,
-                        (false, false) => fit.max(1),
+                    // Short of the missing calls, all-or-nothing (or with nothing at all): reserving
+                    // them fails with the reset.
+                    let grant = if fit >= missing || (!whole && fit > 0) {
+                        fit
+                    } else {
+                        missing
                     };
-                    s.reserve(fit, share, now)
-                        .map(|next| (next, (usable + fit, next)))
+                    match s.reserve(grant, share, now) {
+                        Ok(next) => Ok((next, TopUp::Held(usable + grant, next))),
+                        Err(e) => Ok((
+                            s,
+                            TopUp::Short {
+                                usable,
+                                until: e.until,
+                            },
+                        )),
+                    }
                 })
-                .await;
-            match topped_up {
-                Ok((now_held, state)) => {
+                .await?;
+            match top_up {
+                TopUp::Held(now_held, state) => {
+                    if !pooled.reserved_in.counted_in(state) {
+                        pooled.set_aside();
+                    }
                     pooled.calls = now_held;
                     pooled.expected = 0;
                     pooled.reserved_in = ReservedIn::of(state);
                     seen = Some(state);
                 }
-                // The pool's own calls are some of them.
-                Err(BudgetError::Exhausted(_)) if !whole && pooled.calls > 0 => {}
-                Err(e) => return Err(e),
+                TopUp::Blocked(until) => {
+                    pooled.blocked_until = Some(until);
+                    return Err(BudgetExhausted { until }.into());
+                }
+                TopUp::Short { usable, until } => {
+                    if usable < pooled.calls {
+                        pooled.set_aside();
+                    }
+                    // A full sync reads the lists the pool's own calls cover.
+                    if whole || pooled.calls == 0 {
+                        return Err(BudgetExhausted { until }.into());
+                    }
+                }
             }
         }
         let taken = calls.min(pooled.calls);
@@ -534,26 +588,24 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         Ok((taken, seen))
     }
 
-    /// Gives back what `pool` holds unspent, to the windows still open that it was reserved in, and
-    /// records `reading`, the batch's last reading of Polar's (the windows never count less than Polar
-    /// says was spent).
-    pub async fn give_back(
-        &self,
-        pool: &CallPool,
-        reading: Option<RateLimitObservation>,
-        now: DateTime<Utc>,
-    ) -> Result<(), BudgetError> {
+    /// The batch's end: gives back what `pool` holds unspent, to the windows still open that it was
+    /// reserved in, and records Polar's last reading a job noted (the windows never count less than
+    /// Polar says was spent).
+    pub async fn give_back(&self, pool: &CallPool, now: DateTime<Utc>) -> Result<(), BudgetError> {
         let mut pooled = pool.pooled.lock().await;
         pooled.expected = 0;
-        let unspent = (std::mem::take(&mut pooled.calls), pooled.reserved_in);
-        let set_aside = pooled.set_aside.take().unwrap_or_default();
-        if unspent.0 == 0 && set_aside.0 == 0 && reading.is_none() {
+        pooled.set_aside();
+        let unspent = std::mem::take(&mut pooled.set_aside);
+        let reading = pooled.reading.take();
+        if unspent.is_empty() && reading.is_none() {
             return Ok(());
         }
         self.update(|s| {
-            let s = reading.map_or(s, |r| s.observe(r));
-            let s = s.give_back(unspent.0, unspent.1, reading, now);
-            Ok((s.give_back(set_aside.0, set_aside.1, reading, now), ()))
+            let mut s = reading.map_or(s, |r| s.observe(r));
+            for (calls, reserved_in) in &unspent {
+                s = s.give_back(*calls, *reserved_in, reading, now);
+            }
+            Ok((s, ()))
         })
         .await
     }
@@ -684,17 +736,17 @@ mod tests {
         assert_eq!(budget.take(&pool, 8, false, t0()).await.unwrap().0, 8);
         assert_eq!(stored(&store).await.short.used, 17);
         // 3 + 2 + 4 + 8 spent, nothing left.
-        budget.give_back(&pool, None, t0()).await.unwrap();
+        budget.give_back(&pool, t0()).await.unwrap();
         assert_eq!(stored(&store).await.short.used, 17);
 
         // A batch whose other jobs needed nothing gives their calls back, once.
         let pool = CallPool::expecting(10, None);
         assert_eq!(budget.take(&pool, 1, false, t0()).await.unwrap().0, 1);
         assert_eq!(stored(&store).await.short.used, 28);
-        budget.give_back(&pool, None, t0()).await.unwrap();
+        budget.give_back(&pool, t0()).await.unwrap();
         let after = stored(&store).await;
         assert_eq!((after.short.used, after.long.used), (18, 18));
-        budget.give_back(&pool, None, t0()).await.unwrap();
+        budget.give_back(&pool, t0()).await.unwrap();
         assert_eq!(stored(&store).await.short.used, 18, "given back once");
     }
 
@@ -722,7 +774,7 @@ mod tests {
         );
         assert_eq!(now_stored.long.used, 13);
         // The long window, still open, counted them: they go back to it alone.
-        budget.give_back(&pool, None, later).await.unwrap();
+        budget.give_back(&pool, later).await.unwrap();
         let given_back = stored(&store).await;
         assert_eq!((given_back.short.used, given_back.long.used), (2, 3));
 
@@ -734,7 +786,7 @@ mod tests {
             .take(&CallPool::default(), 1, true, next_window)
             .await
             .unwrap();
-        budget.give_back(&pool, None, next_window).await.unwrap();
+        budget.give_back(&pool, next_window).await.unwrap();
         let last = stored(&store).await;
         assert_eq!((last.short.used, last.long.used), (1, 5));
     }
@@ -780,7 +832,8 @@ mod tests {
             },
             observed_at: t0(),
         };
-        budget.give_back(&pool, Some(reading), t0()).await.unwrap();
+        pool.note_reading(Some(reading), t0()).await;
+        budget.give_back(&pool, t0()).await.unwrap();
         let after = stored(&store).await;
         assert_eq!((after.short.used, after.long.used), (30, 30));
         assert_eq!(after.short.limit, 500, "the reading is recorded");
@@ -812,12 +865,58 @@ mod tests {
         // and reserves all 12 there (the 10 it held are not counted in it).
         assert_eq!(budget.take(&pool, 12, true, t0()).await.unwrap().0, 12);
         assert_eq!(stored(&store).await.short.used, 19);
-        budget.give_back(&pool, None, t0()).await.unwrap();
+        budget.give_back(&pool, t0()).await.unwrap();
         assert_eq!(
             stored(&store).await.short.used,
             19,
             "nothing held to give back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pool_learns_of_another_workers_429_at_its_next_top_up_and_spends_nothing_more() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let pool = CallPool::expecting(10, None);
+        budget.take(&pool, 1, true, t0()).await.unwrap();
+        budget.rate_limited(120, t0()).await.unwrap();
+        let blocked = t0() + Duration::seconds(120);
+        assert!(matches!(
+            budget.take(&pool, 11, false, t0()).await,
+            Err(BudgetError::Exhausted(e)) if e.until == blocked
+        ));
+        // Nor does it spend the 10 it holds.
+        assert!(budget.take(&pool, 1, false, t0()).await.is_err());
+        assert_eq!(pool.blocked_until(t0()).await, Some(blocked));
+    }
+
+    #[tokio::test]
+    async fn held_calls_a_reading_made_uncounted_are_not_spent_when_the_new_window_is_full() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let pool = CallPool::expecting(10, None);
+        budget.take(&pool, 1, true, t0()).await.unwrap();
+        // Polar's reading names another window, already spent to the share.
+        let state = stored(&store).await.observe(RateLimitObservation {
+            info: RateLimitInfo {
+                short_used: 450,
+                short_limit: 500,
+                short_reset_seconds: 600,
+                long_used: 450,
+                long_limit: 5000,
+                long_reset_seconds: 86_400,
+            },
+            observed_at: t0(),
+        });
+        let version = store.load_budget::<BudgetState>().await.unwrap().unwrap().1;
+        store.save_budget(&state, version).await.unwrap();
+        // A full sync wanting more than the pool holds finds no budget, and the 10 held are not counted
+        // in Polar's window: it gets none of them.
+        assert!(matches!(
+            budget.take(&pool, 12, false, t0()).await,
+            Err(BudgetError::Exhausted(e)) if e.until == t0() + Duration::seconds(600)
+        ));
+        assert!(budget.take(&pool, 1, false, t0()).await.is_err());
     }
 
     /// A budget store whose every read is followed by a pause, so jobs that start together all read the

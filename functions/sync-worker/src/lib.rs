@@ -69,9 +69,9 @@ where
             None => by_athlete.push(vec![(messages, job)]),
         }
     }
-    // Budget reserved for the jobs running at once; what they leave goes back at the end.
-    let jobs: usize = by_athlete.iter().map(Vec::len).sum();
-    let pool = connector.call_pool(jobs.min(CONCURRENCY));
+    // Budget reserved for the jobs running at once (one athlete's run one after the other); what they
+    // leave goes back at the end.
+    let pool = connector.call_pool(by_athlete.len().min(CONCURRENCY));
     let pool = &pool;
     let failures: Vec<Vec<String>> = futures::stream::iter(by_athlete)
         .map(|runs| async move {

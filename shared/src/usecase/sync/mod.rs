@@ -28,7 +28,7 @@ use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
 use crate::model::{
     Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, RecordKey, SyncCursors,
 };
-use crate::polar::{BrokenRecord, PolarApi, PolarError, RateLimitObservation};
+use crate::polar::{BrokenRecord, PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{SmartabaseApi, SmartabaseError};
 use crate::store::{Store, StoreError};
@@ -44,6 +44,8 @@ pub const LOCK_TTL: Duration = Duration::seconds(180);
 /// (each type on its rhythm: `rhythm`): a night uploaded weeks late, or revised after delivery, is in
 /// it, and the ledger's content hash keeps what did not change at zero Smartabase calls.
 pub const DAILY_HISTORY_DAYS: i64 = 28;
+/// The longest a batch's end waits for the budget store to take back its unspent calls.
+pub const GIVE_BACK_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 /// A busy athlete's job comes back after this long.
 pub const BUSY_RETRY: Duration = Duration::seconds(60);
 /// A recharge not ready when its sleep arrived is asked for again after this long (SQS's longest delay),
@@ -268,6 +270,9 @@ where
             // The lock lapses by itself after LOCK_TTL.
             warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
         }
+        // Stamped now, as the job ends: the batch records the last one with its give-back.
+        pool.note_reading(self.polar.latest_rate_limit(), self.now())
+            .await;
         result
     }
 
@@ -282,20 +287,14 @@ where
         )
     }
 
-    /// The batch's end: gives back the calls its pool holds unspent, and records Polar's last reading if
-    /// the batch caused one (the client keeps the last one it ever saw). The reading is stamped on the
-    /// connector's clock, which the budget keeps every instant on (the client uses the wall clock: the
-    /// same in production, not under a test's clock).
+    /// The batch's end: gives back the calls its pool holds unspent and records Polar's last reading
+    /// its jobs noted, within [`GIVE_BACK_TIME`] (the worker's deadline margin covers it).
     pub async fn give_back_calls(&self, pool: &CallPool) {
-        let reading = self
-            .polar
-            .latest_rate_limit()
-            .filter(|r| Some(*r) != pool.reading_before())
-            .map(|reading| RateLimitObservation {
-                observed_at: self.now(),
-                ..reading
-            });
-        if let Err(e) = self.budget().give_back(pool, reading, self.now()).await {
+        let given_back =
+            tokio::time::timeout(GIVE_BACK_TIME, self.budget().give_back(pool, self.now())).await;
+        if let Err(e) = given_back.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable("the budget store did not answer in time".into()).into())
+        }) {
             warn!(error = %e, "could not give back a batch's unspent Polar calls or record Polar's reading; the calls count as spent until the windows reset");
         }
     }
@@ -369,7 +368,9 @@ where
             Ok((0, None))
         } else {
             let whole = job.kind == JobKind::Targeted;
-            self.budget().take(pool, plan.calls(), whole, now).await
+            self.budget()
+                .take(pool, plan.calls(), whole, self.now())
+                .await
         };
         let mut cut_short = None;
         match reserved {
@@ -415,6 +416,21 @@ where
                 unfinished = true;
                 break;
             }
+            // Another job of the batch met a 429: this one stops as if it had.
+            if let Some(until) = pool.blocked_until(self.now()).await {
+                let seconds = (until - self.now()).num_seconds().max(1) as u64;
+                return self
+                    .stopped(
+                        job,
+                        &athlete,
+                        &token,
+                        Stop::RateLimited(seconds),
+                        counts,
+                        now,
+                        deadline,
+                    )
+                    .await;
+            }
             let fetched = match self.fetch(&token, &step, &mut counts).await {
                 Ok(f) => f,
                 Err(FetchError::Failed(e)) => {
@@ -425,7 +441,7 @@ where
                 Err(FetchError::Stop(stop)) => {
                     if let Stop::RateLimited(seconds) = stop {
                         // The batch's other jobs spend nothing more (the store's block stops the rest).
-                        pool.block(polar_wait_until(now, seconds)).await;
+                        pool.block(polar_wait_until(self.now(), seconds)).await;
                     }
                     return self
                         .stopped(job, &athlete, &token, stop, counts, now, deadline)
@@ -553,7 +569,7 @@ where
             let Some(step) = Step::list(kind, cursors, now.date_naive()) else {
                 continue;
             };
-            match self.budget().take(pool, 1, true, now).await {
+            match self.budget().take(pool, 1, true, self.now()).await {
                 Ok(_) => plan.steps.push(step),
                 Err(BudgetError::Exhausted(_)) => return,
                 Err(BudgetError::Store(e)) => {

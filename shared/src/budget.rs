@@ -73,6 +73,10 @@ pub struct Window {
     pub limit: u64,
     /// When the window resets (`None`: no window open; the next request opens one).
     pub resets_at: Option<DateTime<Utc>>,
+    /// What Polar's last reading of this window said was spent: calls given back never take `used`
+    /// below it (Polar counts calls made without a reservation, and none of those reserved unspent).
+    #[serde(default)]
+    pub counted_by_polar: u64,
 }
 
 impl Window {
@@ -82,6 +86,7 @@ impl Window {
             _ => Self {
                 used: 0,
                 resets_at: None,
+                counted_by_polar: 0,
                 ..self
             },
         }
@@ -121,11 +126,13 @@ impl BudgetState {
                 used: 0,
                 limit: short,
                 resets_at: None,
+                counted_by_polar: 0,
             },
             long: Window {
                 used: 0,
                 limit: long,
                 resets_at: None,
+                counted_by_polar: 0,
             },
             blocked_until: None,
         }
@@ -196,6 +203,11 @@ impl BudgetState {
                 } else {
                     Some(theirs_reset)
                 },
+                counted_by_polar: if same_window {
+                    ours.counted_by_polar.max(used)
+                } else {
+                    used
+                },
             }
         };
         let current = self.rolled(at);
@@ -238,45 +250,25 @@ impl BudgetState {
 impl BudgetState {
     /// Gives back `calls` reserved in the windows resetting at `reserved_in` and never spent, to each of
     /// them still open (a reading may have moved its reset by a second's rounding; a window that reset
-    /// since has nothing of them to give back), never below what `reading`, Polar's own count, says was
-    /// spent in it.
-    pub fn give_back(
-        self,
-        calls: u64,
-        reserved_in: ReservedIn,
-        reading: Option<RateLimitObservation>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let back =
-            |window: Window, ours: Option<DateTime<Utc>>, polar: Option<(u64, DateTime<Utc>)>| {
-                let (Some(ours), Some(theirs)) = (ours, window.resets_at) else {
-                    return window;
-                };
-                if !(ours > now && theirs > now && same_window(ours, theirs)) {
-                    return window;
-                }
-                let counted_by_polar = polar
-                    .filter(|(_, polar_reset)| same_window(*polar_reset, theirs))
-                    .map_or(0, |(used, _)| used);
+    /// since has nothing of them to give back), never below what Polar last said was spent in it.
+    pub fn give_back(self, calls: u64, reserved_in: ReservedIn, now: DateTime<Utc>) -> Self {
+        let back = |window: Window, ours: Option<DateTime<Utc>>| match (ours, window.resets_at) {
+            (Some(ours), Some(theirs))
+                if ours > now && theirs > now && same_window(ours, theirs) =>
+            {
                 Window {
-                    used: window.used.saturating_sub(calls).max(counted_by_polar),
+                    used: window
+                        .used
+                        .saturating_sub(calls)
+                        .max(window.counted_by_polar),
                     ..window
                 }
-            };
-        let polar = |used: u64, reset_seconds: u64| {
-            reading.map(|r| (used, polar_wait_until(r.observed_at, reset_seconds)))
+            }
+            _ => window,
         };
         Self {
-            short: back(
-                self.short,
-                reserved_in.short,
-                reading.and_then(|r| polar(r.info.short_used, r.info.short_reset_seconds)),
-            ),
-            long: back(
-                self.long,
-                reserved_in.long,
-                reading.and_then(|r| polar(r.info.long_used, r.info.long_reset_seconds)),
-            ),
+            short: back(self.short, reserved_in.short),
+            long: back(self.long, reserved_in.long),
             ..self
         }
     }
@@ -355,8 +347,14 @@ impl Pooled {
 
 /// What a top-up found.
 enum TopUp {
-    /// The pool holds this many calls now, reserved in the windows of this state.
-    Held(u64, BudgetState),
+    /// Of the calls held, `usable` still count; `granted` more were reserved, leaving `state`; more fit
+    /// again at `more_at` if not all did.
+    Held {
+        usable: u64,
+        granted: u64,
+        state: BudgetState,
+        more_at: Option<DateTime<Utc>>,
+    },
     /// Not enough: `usable` of the held calls still count, and the budget resets at `until`.
     Short { usable: u64, until: DateTime<Utc> },
     /// A 429 blocks everyone until then.
@@ -376,18 +374,15 @@ impl CallPool {
         }
     }
 
-    /// Notes Polar's last reading, `raw` as the client keeps it, if it is news, stamped `at` (the
-    /// connector's clock, which the budget keeps every instant on; the client uses the wall clock: the
-    /// same in production, not under a test's clock).
-    pub async fn note_reading(&self, raw: Option<RateLimitObservation>, at: DateTime<Utc>) {
+    /// Notes Polar's last reading, `raw` as the client keeps it, if it is news, as taken `at` on the
+    /// clock the budget keeps every instant on.
+    pub async fn note_reading(&self, raw: RateLimitObservation, at: DateTime<Utc>) {
         let mut pooled = self.pooled.lock().await;
-        if let Some(reading) = raw
-            && raw != pooled.raw_reading
-        {
-            pooled.raw_reading = raw;
+        if Some(raw) != pooled.raw_reading {
+            pooled.raw_reading = Some(raw);
             pooled.reading = Some(RateLimitObservation {
                 observed_at: at,
-                ..reading
+                ..raw
             });
         }
     }
@@ -505,16 +500,15 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
     }
 
     /// Takes `calls` from `pool`, reserving what it lacks (and the calls it expects) from the budget:
-    /// all of them, or with `whole` false as many as fit and at least one. How many it took, and the
-    /// budget as it stood after the pool's last reservation (`None`: the pool had them); or when to come
-    /// back.
+    /// all of them, or with `whole` false as many as fit and at least one. How many it took and, if not
+    /// all, when more fit; or when to come back.
     pub async fn take(
         &self,
         pool: &CallPool,
         calls: u64,
         whole: bool,
         now: DateTime<Utc>,
-    ) -> Result<(u64, Option<BudgetState>), BudgetError> {
+    ) -> Result<(u64, Option<DateTime<Utc>>), BudgetError> {
         let mut pooled = pool.pooled.lock().await;
         if let Some(until) = pooled.blocked_until.filter(|b| *b > now) {
             return Err(BudgetExhausted { until }.into());
@@ -523,7 +517,7 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
             // No longer counted in the short window: spending them would overspend.
             pooled.set_aside();
         }
-        let mut seen = None;
+        let mut more_at = None;
         if pooled.calls < calls {
             let (held, held_in) = (pooled.calls, pooled.reserved_in);
             let expected = pooled.expected;
@@ -547,7 +541,21 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                         missing
                     };
                     match s.reserve(grant, share, now) {
-                        Ok(next) => Ok((next, TopUp::Held(usable + grant, next))),
+                        Ok(next) => {
+                            let more_at = (grant < missing)
+                                .then(|| next.reserve(missing - grant, share, now).err())
+                                .flatten()
+                                .map(|e| e.until);
+                            Ok((
+                                next,
+                                TopUp::Held {
+                                    usable,
+                                    granted: grant,
+                                    state: next,
+                                    more_at,
+                                },
+                            ))
+                        }
                         Err(e) => Ok((
                             s,
                             TopUp::Short {
@@ -559,14 +567,19 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                 })
                 .await?;
             match top_up {
-                TopUp::Held(now_held, state) => {
-                    if !pooled.reserved_in.counted_in(state) {
+                TopUp::Held {
+                    usable,
+                    granted,
+                    state,
+                    more_at: later,
+                } => {
+                    if usable < pooled.calls {
                         pooled.set_aside();
                     }
-                    pooled.calls = now_held;
+                    pooled.calls += granted;
                     pooled.expected = 0;
                     pooled.reserved_in = ReservedIn::of(state);
-                    seen = Some(state);
+                    more_at = later;
                 }
                 TopUp::Blocked(until) => {
                     pooled.blocked_until = Some(until);
@@ -580,12 +593,13 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                     if whole || pooled.calls == 0 {
                         return Err(BudgetExhausted { until }.into());
                     }
+                    more_at = Some(until);
                 }
             }
         }
         let taken = calls.min(pooled.calls);
         pooled.calls -= taken;
-        Ok((taken, seen))
+        Ok((taken, more_at))
     }
 
     /// The batch's end: gives back what `pool` holds unspent, to the windows still open that it was
@@ -603,7 +617,7 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
         self.update(|s| {
             let mut s = reading.map_or(s, |r| s.observe(r));
             for (calls, reserved_in) in &unspent {
-                s = s.give_back(*calls, *reserved_in, reading, now);
+                s = s.give_back(*calls, *reserved_in, now);
             }
             Ok((s, ()))
         })
@@ -832,7 +846,7 @@ mod tests {
             },
             observed_at: t0(),
         };
-        pool.note_reading(Some(reading), t0()).await;
+        pool.note_reading(reading, t0()).await;
         budget.give_back(&pool, t0()).await.unwrap();
         let after = stored(&store).await;
         assert_eq!((after.short.used, after.long.used), (30, 30));
@@ -917,6 +931,50 @@ mod tests {
             Err(BudgetError::Exhausted(e)) if e.until == t0() + Duration::seconds(600)
         ));
         assert!(budget.take(&pool, 1, false, t0()).await.is_err());
+        // Given back at the batch's end, they do not take Polar's count down either.
+        budget.give_back(&pool, t0()).await.unwrap();
+        let after = stored(&store).await;
+        assert_eq!((after.short.used, after.long.used), (450, 450));
+    }
+
+    #[tokio::test]
+    async fn calls_given_back_never_take_the_count_below_another_workers_reading() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, LimitFormula::POLAR);
+        let pool = CallPool::expecting(10, None);
+        budget.take(&pool, 1, true, t0()).await.unwrap();
+        // Another worker records Polar's count of the same window: 30, more than our 11 (calls made by
+        // links, never reserved); our 10 unspent are not among Polar's 30.
+        let state = stored(&store).await.observe(RateLimitObservation {
+            info: RateLimitInfo {
+                short_used: 30,
+                short_limit: 500,
+                short_reset_seconds: 900,
+                long_used: 30,
+                long_limit: 5000,
+                long_reset_seconds: 86_400,
+            },
+            observed_at: t0(),
+        });
+        let version = store.load_budget::<BudgetState>().await.unwrap().unwrap().1;
+        store.save_budget(&state, version).await.unwrap();
+        budget.give_back(&pool, t0()).await.unwrap();
+        let after = stored(&store).await;
+        assert_eq!((after.short.used, after.long.used), (30, 30));
+    }
+
+    #[tokio::test]
+    async fn a_full_sync_short_of_budget_takes_what_the_pool_holds_and_learns_when_more_fits() {
+        let store = crate::store::memory::MemoryStore::new();
+        let budget = RateBudget::new(&store, small_formula());
+        let pool = CallPool::expecting(4, None);
+        budget.take(&pool, 1, false, t0()).await.unwrap();
+        // Another worker spends the rest of the share (9 of 10).
+        budget.reserve(4, t0()).await.unwrap();
+        assert_eq!(
+            budget.take(&pool, 6, false, t0()).await.unwrap(),
+            (4, Some(t0() + SHORT_WINDOW))
+        );
     }
 
     /// A budget store whose every read is followed by a pause, so jobs that start together all read the

@@ -135,6 +135,7 @@ async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_re
         used: 4,
         limit: 40,
         resets_at: Some(now + Duration::minutes(10)),
+        counted_by_polar: 0,
     };
     set_budget(&world, state).await;
     let sent_before = world.connector.queue.sent().len();

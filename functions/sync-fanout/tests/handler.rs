@@ -135,6 +135,7 @@ async fn child_budget_limited_run() {
         used: 10,
         limit: 20,
         resets_at: Some(now + Duration::minutes(10)),
+        counted_by_polar: 0,
     };
     set_budget(&world, state).await;
     let report = sync_fanout::handle(&world.connector, deadline())

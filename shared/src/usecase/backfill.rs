@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::Connector;
 use super::sync::{DAILY_HISTORY_DAYS, SyncCounts, SyncError, SyncOutcome, SyncReport};
-use crate::budget::{BudgetError, LimitFormula, RateBudget};
+use crate::budget::{BudgetError, CallPool, LimitFormula, RateBudget, polar_wait_until};
 use crate::clock::Clock;
 use crate::config::BackfillDays;
 use crate::ids::{AccessToken, AthleteUuid, SmartabaseUserId};
@@ -155,6 +155,7 @@ where
         mut report: SyncReport,
         athlete: Athlete,
         deadline: Instant,
+        pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
         if job.kind == JobKind::Targeted || self.settings.backfill_days == BackfillDays::NONE {
             return Ok(report);
@@ -162,7 +163,7 @@ where
         let SyncOutcome::Synced(counts) = &mut report.outcome else {
             return Ok(report);
         };
-        match self.backfill_slice(athlete, deadline).await {
+        match self.backfill_slice(athlete, deadline, pool).await {
             Ok(slice) => {
                 counts.backfilled += slice.counts.created + slice.counts.updated;
                 counts.recovered += slice.counts.recovered;
@@ -193,6 +194,7 @@ where
         &self,
         athlete: Athlete,
         deadline: Instant,
+        pool: &CallPool,
     ) -> Result<Slice, SyncError> {
         let mut slice = Slice::default();
         let uuid = &athlete.uuid.clone();
@@ -258,9 +260,13 @@ where
                     if let PolarError::RateLimited {
                         retry_after_seconds,
                     } = e
-                        && let Err(e) = budget.rate_limited(retry_after_seconds, now).await
                     {
-                        warn!(error = %e, "could not record the 429 in the budget");
+                        // The batch's other jobs stop calling Polar too.
+                        let at = self.now();
+                        pool.block(polar_wait_until(at, retry_after_seconds)).await;
+                        if let Err(e) = budget.rate_limited(retry_after_seconds, at).await {
+                            warn!(error = %e, "could not record the 429 in the budget");
+                        }
                     }
                     // A dead token or missing consents are the regular sync's to find and report.
                     slice.stopped = Some("Polar did not serve the window");

@@ -258,7 +258,7 @@ where
                 let locked = self.sync_locked(job, current, now, deadline, pool).await;
                 match locked.report {
                     Ok(report) => {
-                        self.backfill_after_sync(job, report, locked.athlete, deadline)
+                        self.backfill_after_sync(job, report, locked.athlete, deadline, pool)
                             .await
                     }
                     Err(e) => Err(e),
@@ -270,9 +270,12 @@ where
             // The lock lapses by itself after LOCK_TTL.
             warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
         }
-        // Stamped now, as the job ends: the batch records the last one with its give-back.
-        pool.note_reading(self.polar.latest_rate_limit(), self.now())
-            .await;
+        // The batch records the last one with its give-back, on the connector's clock (the client keeps
+        // the wall clock's: the same in production, not under a test's clock).
+        if let Some(reading) = self.polar.latest_rate_limit() {
+            let age = (Utc::now() - reading.observed_at).max(Duration::zero());
+            pool.note_reading(reading, self.now() - age).await;
+        }
         result
     }
 
@@ -374,13 +377,10 @@ where
         };
         let mut cut_short = None;
         match reserved {
-            Ok((granted, seen)) if granted < plan.calls() => {
+            Ok((granted, more_at)) if granted < plan.calls() => {
                 // The lists that fit now; the job keeps its place on the queue for the rest.
                 plan.steps.truncate(granted as usize);
-                cut_short = Some(
-                    seen.and_then(|seen| seen.rolled(now).short.resets_at)
-                        .unwrap_or(now + SHORT_WINDOW),
-                );
+                cut_short = Some(more_at.unwrap_or(now + SHORT_WINDOW));
             }
             Ok(_) => {}
             Err(BudgetError::Exhausted(e)) => {
@@ -690,15 +690,18 @@ where
                     .await
             }
             Stop::RateLimited(seconds) => {
-                if let Err(e) = self.budget().rate_limited(seconds, now).await {
+                // Counted from the 429, not from the job's start: a block that ended early would send
+                // every worker back to Polar too soon.
+                let at = self.now();
+                if let Err(e) = self.budget().rate_limited(seconds, at).await {
                     warn!(error = %e, "could not record the 429 in the budget");
                 }
                 Ok(self
                     .defer_or_release(
                         job,
                         athlete.polar_user_id,
-                        polar_wait_until(now, seconds),
-                        now,
+                        polar_wait_until(at, seconds),
+                        at,
                         DeferCause::PolarRateLimited,
                     )
                     .await?)

@@ -708,6 +708,34 @@ mod tests {
         store.load_budget::<BudgetState>().await.unwrap().unwrap().0
     }
 
+    /// Polar's reading at `t0()`: `used` in both windows, the short one resetting in `short_reset`
+    /// seconds, the long one when a window opened at `t0()` does.
+    fn polar_counts(used: u64, short_reset: u64) -> RateLimitObservation {
+        RateLimitObservation {
+            info: RateLimitInfo {
+                short_used: used,
+                short_limit: 500,
+                short_reset_seconds: short_reset,
+                long_used: used,
+                long_limit: 5000,
+                long_reset_seconds: 86_400,
+            },
+            observed_at: t0(),
+        }
+    }
+
+    /// Another worker records `reading` in the store.
+    async fn recorded_by_another_worker(
+        store: &crate::store::memory::MemoryStore,
+        reading: RateLimitObservation,
+    ) {
+        let (state, version) = store.load_budget::<BudgetState>().await.unwrap().unwrap();
+        store
+            .save_budget(&state.observe(reading), version)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_big_sync_takes_the_calls_that_fit_and_an_empty_window_none() {
         let store = crate::store::memory::MemoryStore::new();
@@ -835,17 +863,7 @@ mod tests {
         assert_eq!(stored(&store).await.short.used, 42);
         // Polar counts 30 in the same window (links made calls the budget never reserved); the batch
         // made 2 of its 42.
-        let reading = RateLimitObservation {
-            info: RateLimitInfo {
-                short_used: 30,
-                short_limit: 500,
-                short_reset_seconds: 900,
-                long_used: 30,
-                long_limit: 5000,
-                long_reset_seconds: 86_400,
-            },
-            observed_at: t0(),
-        };
+        let reading = polar_counts(30, 900);
         pool.note_reading(reading, t0()).await;
         budget.give_back(&pool, t0()).await.unwrap();
         let after = stored(&store).await;
@@ -861,20 +879,7 @@ mod tests {
         budget.take(&pool, 1, true, t0()).await.unwrap();
         // Another worker records Polar's reading of a window resetting 5 minutes earlier than ours: Polar's
         // count (which knows nothing of our 10 unspent) replaces ours.
-        let mut state = stored(&store).await;
-        state = state.observe(RateLimitObservation {
-            info: RateLimitInfo {
-                short_used: 7,
-                short_limit: 500,
-                short_reset_seconds: 600,
-                long_used: 7,
-                long_limit: 5000,
-                long_reset_seconds: 86_400,
-            },
-            observed_at: t0(),
-        });
-        let version = store.load_budget::<BudgetState>().await.unwrap().unwrap().1;
-        store.save_budget(&state, version).await.unwrap();
+        recorded_by_another_worker(&store, polar_counts(7, 600)).await;
         // The next job needs more than the pool holds: the pool learns of the new window as it tops up,
         // and reserves all 12 there (the 10 it held are not counted in it).
         assert_eq!(budget.take(&pool, 12, true, t0()).await.unwrap().0, 12);
@@ -911,19 +916,7 @@ mod tests {
         let pool = CallPool::expecting(10, None);
         budget.take(&pool, 1, true, t0()).await.unwrap();
         // Polar's reading names another window, already spent to the share.
-        let state = stored(&store).await.observe(RateLimitObservation {
-            info: RateLimitInfo {
-                short_used: 450,
-                short_limit: 500,
-                short_reset_seconds: 600,
-                long_used: 450,
-                long_limit: 5000,
-                long_reset_seconds: 86_400,
-            },
-            observed_at: t0(),
-        });
-        let version = store.load_budget::<BudgetState>().await.unwrap().unwrap().1;
-        store.save_budget(&state, version).await.unwrap();
+        recorded_by_another_worker(&store, polar_counts(450, 600)).await;
         // A full sync wanting more than the pool holds finds no budget, and the 10 held are not counted
         // in Polar's window: it gets none of them.
         assert!(matches!(
@@ -945,19 +938,7 @@ mod tests {
         budget.take(&pool, 1, true, t0()).await.unwrap();
         // Another worker records Polar's count of the same window: 30, more than our 11 (calls made by
         // links, never reserved); our 10 unspent are not among Polar's 30.
-        let state = stored(&store).await.observe(RateLimitObservation {
-            info: RateLimitInfo {
-                short_used: 30,
-                short_limit: 500,
-                short_reset_seconds: 900,
-                long_used: 30,
-                long_limit: 5000,
-                long_reset_seconds: 86_400,
-            },
-            observed_at: t0(),
-        });
-        let version = store.load_budget::<BudgetState>().await.unwrap().unwrap().1;
-        store.save_budget(&state, version).await.unwrap();
+        recorded_by_another_worker(&store, polar_counts(30, 900)).await;
         budget.give_back(&pool, t0()).await.unwrap();
         let after = stored(&store).await;
         assert_eq!((after.short.used, after.long.used), (30, 30));

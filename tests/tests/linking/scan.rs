@@ -350,28 +350,32 @@ async fn a_rostered_athlete_the_scan_could_not_read_in_an_earlier_run_is_not_tak
     still_linked().await;
 }
 
-#[tokio::test]
-async fn a_link_the_scan_finishes_after_the_fanout_queued_it_is_synced_once() {
+/// An in-memory world where `uuid`'s web link was committed by the callback, which then could not clear
+/// its pending entry (a throttled delete): the athlete is linked and due, and the pending link is left
+/// for the scan to finish.
+async fn callback_stopped_after_committing(
+    uuid: &str,
+) -> (
+    testkit::world::World<shared::testing::MemoryStore>,
+    shared::ids::AthleteUuid,
+) {
     use shared::store::AthleteStore as _;
-    use shared::testing::MemoryStore;
-    use testkit::world::{World, WorldOptions};
 
-    let world: World<MemoryStore> = World::in_memory(WorldOptions::default()).await.unwrap();
-    world.add_athlete("stopped", "Link", "Stopped");
+    let world = testkit::world::World::in_memory(testkit::world::WorldOptions::default())
+        .await
+        .unwrap();
+    world.add_athlete(uuid, "Link", "Stopped");
     world.scan().await.unwrap();
     let polar_user = world.polar_account(60);
-
-    // The callback commits the link, then cannot clear its pending entry (a throttled delete): the
-    // athlete is linked and due, and the pending link is left for the scan to finish.
     world.connector.store.fail_pending_link_deletes(1);
-    let callback = world.link_via_web("stopped", polar_user).await.unwrap();
+    let callback = world.link_via_web(uuid, polar_user).await.unwrap();
     assert_ne!(
         callback.status,
         200,
         "the callback stopped: {}",
         callback.text()
     );
-    let id = shared::ids::AthleteUuid::parse("stopped").unwrap();
+    let id = shared::ids::AthleteUuid::parse(uuid).unwrap();
     let linked = world
         .connector
         .store
@@ -381,6 +385,14 @@ async fn a_link_the_scan_finishes_after_the_fanout_queued_it_is_synced_once() {
         .unwrap();
     assert_eq!(linked.status, AthleteStatus::Linked);
     assert!(linked.next_sync_due.is_some());
+    (world, id)
+}
+
+#[tokio::test]
+async fn a_link_the_scan_finishes_after_the_fanout_queued_it_is_synced_once() {
+    use shared::store::AthleteStore as _;
+
+    let (world, id) = callback_stopped_after_committing("stopped").await;
 
     // The fan-out queues the due athlete's sync before the scan finishes the pending link.
     assert_eq!(world.fanout().await.unwrap().queued, 1);
@@ -404,16 +416,7 @@ async fn a_link_the_scan_finishes_after_the_fanout_queued_it_is_synced_once() {
 
 #[tokio::test]
 async fn a_link_the_scan_finishes_after_its_first_sync_ran_queues_no_other() {
-    use shared::testing::MemoryStore;
-    use testkit::world::{World, WorldOptions};
-
-    let world: World<MemoryStore> = World::in_memory(WorldOptions::default()).await.unwrap();
-    world.add_athlete("synced", "Link", "Stopped");
-    world.scan().await.unwrap();
-    let polar_user = world.polar_account(60);
-    world.connector.store.fail_pending_link_deletes(1);
-    let callback = world.link_via_web("synced", polar_user).await.unwrap();
-    assert_ne!(callback.status, 200);
+    let (world, _) = callback_stopped_after_committing("synced").await;
 
     // A minute on, the fan-out queues the linked athlete and their first sync runs before the scan
     // comes by.

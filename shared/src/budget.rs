@@ -186,9 +186,7 @@ impl BudgetState {
         let at = reading.observed_at;
         let merge = |ours: Window, used: u64, limit: u64, reset_seconds: u64| {
             let theirs_reset = polar_wait_until(at, reset_seconds);
-            let same_window = ours
-                .resets_at
-                .is_some_and(|r| (r - theirs_reset).num_seconds().abs() <= 60);
+            let same_window = ours.resets_at.is_some_and(|r| same_window(r, theirs_reset));
             Window {
                 used: if same_window {
                     ours.used.max(used)
@@ -237,17 +235,6 @@ impl BudgetState {
         }
     }
 
-    /// Calls still available now within `share` of each window: (short, long).
-    pub fn available(self, share: f64, now: DateTime<Utc>) -> (u64, u64) {
-        let state = self.rolled(now);
-        if state.blocked_until.is_some() {
-            return (0, 0);
-        }
-        (state.short.remaining(share), state.long.remaining(share))
-    }
-}
-
-impl BudgetState {
     /// Gives back `calls` reserved in the windows resetting at `reserved_in` and never spent, to each of
     /// them still open (a reading may have moved its reset by a second's rounding; a window that reset
     /// since has nothing of them to give back), never below what Polar last said was spent in it.
@@ -271,6 +258,15 @@ impl BudgetState {
             long: back(self.long, reserved_in.long),
             ..self
         }
+    }
+
+    /// Calls still available now within `share` of each window: (short, long).
+    pub fn available(self, share: f64, now: DateTime<Utc>) -> (u64, u64) {
+        let state = self.rolled(now);
+        if state.blocked_until.is_some() {
+            return (0, 0);
+        }
+        (state.short.remaining(share), state.long.remaining(share))
     }
 }
 
@@ -347,12 +343,12 @@ impl Pooled {
 
 /// What a top-up found.
 enum TopUp {
-    /// Of the calls held, `usable` still count; `granted` more were reserved, leaving `state`; more fit
-    /// again at `more_at` if not all did.
+    /// Of the calls held, `usable` still count; `granted` more were reserved in the windows `reserved_in`;
+    /// more fit again at `more_at` if not all did.
     Held {
         usable: u64,
         granted: u64,
-        state: BudgetState,
+        reserved_in: ReservedIn,
         more_at: Option<DateTime<Utc>>,
     },
     /// Not enough: `usable` of the held calls still count, and the budget resets at `until`.
@@ -551,7 +547,7 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                                 TopUp::Held {
                                     usable,
                                     granted: grant,
-                                    state: next,
+                                    reserved_in: ReservedIn::of(next),
                                     more_at,
                                 },
                             ))
@@ -570,7 +566,7 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                 TopUp::Held {
                     usable,
                     granted,
-                    state,
+                    reserved_in,
                     more_at: later,
                 } => {
                     if usable < pooled.calls {
@@ -578,7 +574,7 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
                     }
                     pooled.calls += granted;
                     pooled.expected = 0;
-                    pooled.reserved_in = ReservedIn::of(state);
+                    pooled.reserved_in = reserved_in;
                     more_at = later;
                 }
                 TopUp::Blocked(until) => {

@@ -44,6 +44,8 @@ struct State {
     failing_marker_writes: HashMap<AthleteUuid, u32>,
     /// pending-link deletes still to fail
     failing_pending_link_deletes: u32,
+    /// token writes still to fail
+    failing_token_writes: u32,
 }
 
 /// The in-memory store for handler tests. Cheap to create; share it by reference.
@@ -114,6 +116,12 @@ impl MemoryStore {
     /// after it was committed).
     pub fn fail_pending_link_deletes(&self, times: u32) {
         self.lock_state().failing_pending_link_deletes = times;
+    }
+
+    /// The next `times` token writes fail with [`StoreError::Unavailable`] (a link that stops after
+    /// Polar registered the athlete, before anything was committed).
+    pub fn fail_token_writes(&self, times: u32) {
+        self.lock_state().failing_token_writes = times;
     }
 
     /// Every athlete, in UUID order: for assertions on the resulting state.
@@ -267,7 +275,12 @@ fn paged<T>(sorted: Vec<(String, T)>, limit: usize) -> Page<T> {
 
 impl TokenStore for MemoryStore {
     async fn put_token(&self, uuid: &AthleteUuid, token: &StoredToken) -> Result<(), StoreError> {
-        self.state()?.tokens.insert(uuid.clone(), token.clone());
+        let mut state = self.state()?;
+        if state.failing_token_writes > 0 {
+            state.failing_token_writes -= 1;
+            return Err(StoreError::Unavailable("token write set to fail".into()));
+        }
+        state.tokens.insert(uuid.clone(), token.clone());
         Ok(())
     }
 

@@ -478,10 +478,12 @@ where
             self.store.delete_pending_link(athlete, fingerprint).await?;
             return Ok(LinkStep::Superseded);
         }
-        let held_user = held
-            .as_ref()
-            .and_then(|h| h.polar_user_id)
-            .or(current.as_ref().and_then(|a| a.polar_user_id));
+        // The account of the token held now. Without one (a revoked athlete), the id the athlete item
+        // keeps is the revoked account's: nothing says the new token belongs to it.
+        let held_user = held.as_ref().and_then(|h| {
+            h.polar_user_id
+                .or(current.as_ref().and_then(|a| a.polar_user_id))
+        });
         let mut pending = pending.clone();
         if !committed
             && let Some(new) = pending.token.polar_user_id
@@ -574,9 +576,13 @@ where
             Registration::AlreadyRegistered => None,
         };
         if pending.token.polar_user_id.is_none() {
-            // An Athlete-app token of unknown user: Polar's answer names it, else an earlier token did
-            // (without an id the athlete syncs but cannot be deregistered at Polar later).
+            // An Athlete-app token of unknown user: Polar's answer names it, else the token it refreshes
+            // did (without an id the athlete syncs but cannot be deregistered at Polar later).
             pending.token.polar_user_id = registered_as.or(held_user);
+            if registered_as.is_some() {
+                // Polar names the account once: a retry after a stop below gets 409 and no id.
+                self.store.put_pending_link(&pending).await?;
+            }
         }
         let refreshed = !committed
             && current.as_ref().is_some_and(|a| {
@@ -706,14 +712,14 @@ where
             // Another account's cursors (a re-link, or a link after a revoke) would skip the new one's
             // history: its upload times and lists have nothing to do with the old one's.
             let another_account = (relinked && !registered)
-                || matches!((a.polar_user_id, polar_user), (Some(old), Some(new)) if old != new);
+                || (a.polar_user_id.is_some() && a.polar_user_id != polar_user);
             if another_account {
                 a.cursors = SyncCursors::default();
             }
             a.set_status(AthleteStatus::Linked, now);
-            if polar_user.is_some() {
-                a.polar_user_id = polar_user;
-            }
+            // None only for a token of unknown account held in place of none: the id kept from a revoked
+            // link is not its account's (and must not route that account's webhooks here).
+            a.polar_user_id = polar_user;
             a.linked_at = Some(now);
             a.last_error = None;
             if !refreshed {

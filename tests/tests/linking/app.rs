@@ -3,8 +3,10 @@
 //! runs — and re-authorisation brings Revoked and Needs Reauthorisation athletes back to Linked.
 
 use chrono::Duration;
-use shared::model::{AthleteStatus, TokenSource};
+use shared::ids::{AthleteUuid, PolarUserId};
+use shared::model::{AthleteStatus, SyncCursors, TokenSource};
 use shared::queue::JobKind;
+use shared::store::AthleteStore as _;
 use smartabase_sim::POLAR_ACCESS_TOKEN;
 
 use crate::support::*;
@@ -74,18 +76,7 @@ async fn an_app_token_of_an_athlete_polar_already_registered_is_fine() {
     let athlete = roster(&world, "app409");
     let polar_user = world.polar_account(0);
     let (token, code) = app_token(&world, polar_user).await;
-    // The app registered the athlete itself before leaving the token.
-    let registered = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .post(format!("{}/v3/users", world.polar.api_url()))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "member-id": athlete.uuid }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 200);
+    app_registers(&world, &token, &athlete.uuid).await;
     app_leaves_token(&world, &athlete, &token, polar_user);
     world.polar.clear_requests();
 
@@ -254,4 +245,94 @@ async fn reauthorising_brings_an_athlete_who_disconnected_at_polar_back_to_linke
             relinked.code.unwrap(),
         ],
     );
+}
+
+#[tokio::test]
+async fn an_app_token_of_unknown_account_after_a_revoke_does_not_take_the_revoked_accounts_place() {
+    let world = world().await;
+    let athlete = roster(&world, "unknownapp");
+    let revoked_account = world.polar_account(0);
+    let (first, first_code) = app_token(&world, revoked_account).await;
+    app_leaves_token(&world, &athlete, &first, revoked_account);
+    world.scan().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let synced = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_ne!(synced.cursors, SyncCursors::default());
+    let revoked = world
+        .http(revoke_request(&world, &athlete.uuid))
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+
+    // Later they connect the app to a new Polar account, which the app registers itself, and it leaves
+    // the token without its user id: nothing tells the connector which account it is.
+    world.advance(Duration::days(3));
+    let new_account = world.polar_account(0);
+    let (second, second_code) = app_token(&world, new_account).await;
+    app_registers(&world, &second, &athlete.uuid).await;
+    app_leaves_token_without_user_id(&world, &athlete, &second);
+    let report = world.scan().await.unwrap();
+    assert_eq!(report.app_links, 1);
+
+    // Linked, but not as the revoked account: its cursors would skip the new one's history, and its
+    // webhooks would be taken for this athlete's.
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+    assert_eq!(record.polar_user_id, None);
+    assert_eq!(record.cursors, SyncCursors::default());
+    assert_eq!(
+        stored_token(&world, &athlete.uuid)
+            .await
+            .unwrap()
+            .polar_user_id,
+        None
+    );
+    let revoked_user = PolarUserId::parse(&revoked_account.to_string()).unwrap();
+    assert_eq!(
+        world
+            .connector
+            .store
+            .athlete_for_polar_user(revoked_user)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert_eq!(
+        stored_athlete(&world, &athlete.uuid).await.unwrap().status,
+        AthleteStatus::Linked
+    );
+    assert_logs_clean(&world, &[first, first_code, second, second_code]);
+}
+
+#[tokio::test]
+async fn an_app_link_that_stops_after_polar_named_the_account_keeps_the_name_for_the_retry() {
+    let world = testkit::world::World::in_memory(testkit::world::WorldOptions::default())
+        .await
+        .unwrap();
+    let athlete = roster(&world, "namedonce");
+    let account = world.polar_account(0);
+    world.scan().await.unwrap();
+    let (token, _) = app_token(&world, account).await;
+    app_leaves_token_without_user_id(&world, &athlete, &token);
+
+    // Polar registers the account and names it; holding the token then fails (a throttled write).
+    world.connector.store.fail_token_writes(1);
+    let stopped = world.scan().await.unwrap();
+    assert_eq!(stopped.app_links, 0, "{stopped:?}");
+    assert!(world.polar.account(account).unwrap().registered);
+
+    // The next scan finishes the link; Polar's registration answers 409 now and names nobody.
+    world.advance(Duration::minutes(10));
+    world.scan().await.unwrap();
+    let id = AthleteUuid::parse(&athlete.uuid).unwrap();
+    let record = world
+        .connector
+        .store
+        .get_athlete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+    assert_eq!(record.polar_user_id.map(|id| id.get()), Some(account));
 }

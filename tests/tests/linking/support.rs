@@ -13,7 +13,7 @@ use shared::crypto::hmac_hex;
 use shared::ids::AthleteUuid;
 use shared::model::{Athlete, StoredToken};
 use shared::queue::SyncJob;
-use shared::store::{AthleteStore as _, DynamoStore, TokenStore as _};
+use shared::store::{AthleteStore as _, DynamoStore, Store, TokenStore as _};
 use smartabase_sim::{POLAR_ACCESS_TOKEN, SimPair, SimProfile};
 use testkit::front::{HttpRequest, HttpResponse};
 use testkit::world::{PUBLIC_BASE_URL, World, WorldOptions};
@@ -40,7 +40,7 @@ pub struct Rostered {
 }
 
 /// Puts a new athlete on the Smartabase roster.
-pub fn roster(world: &MotoWorld, tag: &str) -> Rostered {
+pub fn roster<S: Store>(world: &World<S>, tag: &str) -> Rostered {
     let uuid = testkit::moto::unique_name(tag);
     let user_id = world.add_athlete(&uuid, "Test", tag).get();
     Rostered { uuid, user_id }
@@ -144,7 +144,7 @@ pub async fn link_on_web(world: &MotoWorld, uuid: &str, polar_user: i64) -> WebL
 
 /// A Polar token the way the Smartabase Athlete app gets one: its own OAuth round at Polar for the
 /// connector's client. Returns (token, code).
-pub async fn app_token(world: &MotoWorld, polar_user: i64) -> (String, String) {
+pub async fn app_token<S: Store>(world: &World<S>, polar_user: i64) -> (String, String) {
     world.polar.login(Some(polar_user)).unwrap();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -184,19 +184,54 @@ pub async fn app_token(world: &MotoWorld, polar_user: i64) -> (String, String) {
 }
 
 /// The Athlete app leaves `token` (and the Polar user id) in the athlete's `Polar Access Token` profile.
-pub fn app_leaves_token(world: &MotoWorld, athlete: &Rostered, token: &str, polar_user: i64) {
+pub fn app_leaves_token<S: Store>(
+    world: &World<S>,
+    athlete: &Rostered,
+    token: &str,
+    polar_user: i64,
+) {
+    leave_in_profile(world, athlete, token, Some(polar_user));
+}
+
+/// The Athlete app leaves `token` alone, without the Polar user id it belongs to.
+pub fn app_leaves_token_without_user_id<S: Store>(
+    world: &World<S>,
+    athlete: &Rostered,
+    token: &str,
+) {
+    leave_in_profile(world, athlete, token, None);
+}
+
+fn leave_in_profile<S: Store>(
+    world: &World<S>,
+    athlete: &Rostered,
+    token: &str,
+    polar_user: Option<i64>,
+) {
+    let mut pairs = vec![SimPair::new("Access Token", token)];
+    if let Some(user) = polar_user {
+        pairs.push(SimPair::new("Polar User ID", &user.to_string()));
+    }
     world
         .smartabase
-        .set_profile(
-            athlete.user_id,
-            POLAR_ACCESS_TOKEN,
-            vec![
-                SimPair::new("Access Token", token),
-                SimPair::new("Polar User ID", &polar_user.to_string()),
-            ],
-            None,
-        )
+        .set_profile(athlete.user_id, POLAR_ACCESS_TOKEN, pairs, None)
         .unwrap();
+}
+
+/// The Athlete app registers `token`'s account at Polar itself, with the athlete's UUID as member-id,
+/// before it leaves the token: the connector's registration then answers 409 and names nobody.
+pub async fn app_registers<S: Store>(world: &World<S>, token: &str, uuid: &str) {
+    let registered = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}/v3/users", world.polar.api_url()))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "member-id": uuid }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 200);
 }
 
 /// The athlete as the connector stores them.

@@ -46,6 +46,8 @@ struct State {
     failing_pending_link_deletes: u32,
     /// token writes still to fail
     failing_token_writes: u32,
+    /// athlete writes still to fail
+    failing_athlete_writes: u32,
 }
 
 /// The in-memory store for handler tests. Cheap to create; share it by reference.
@@ -124,6 +126,12 @@ impl MemoryStore {
         self.lock_state().failing_token_writes = times;
     }
 
+    /// The next `times` athlete writes (`save_athlete`) fail with [`StoreError::Unavailable`] (a link
+    /// that stops after it holds its token, before the athlete says so).
+    pub fn fail_athlete_writes(&self, times: u32) {
+        self.lock_state().failing_athlete_writes = times;
+    }
+
     /// Every athlete, in UUID order: for assertions on the resulting state.
     pub fn athletes(&self) -> Vec<Athlete> {
         self.lock_state().athletes.values().cloned().collect()
@@ -167,6 +175,10 @@ impl AthleteStore for MemoryStore {
 
     async fn save_athlete(&self, athlete: &Athlete) -> Result<Athlete, StoreError> {
         let mut state = self.state()?;
+        if state.failing_athlete_writes > 0 {
+            state.failing_athlete_writes -= 1;
+            return Err(StoreError::Unavailable("athlete write set to fail".into()));
+        }
         let stored = state.athletes.get(&athlete.uuid).map(|a| a.version);
         let matches = match stored {
             None => athlete.version == 0,

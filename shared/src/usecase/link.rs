@@ -478,12 +478,25 @@ where
             self.store.delete_pending_link(athlete, fingerprint).await?;
             return Ok(LinkStep::Superseded);
         }
-        // The account of the token held now. Without one (a revoked athlete), the id the athlete item
-        // keeps is the revoked account's: nothing says the new token belongs to it.
-        let held_user = held.as_ref().and_then(|h| {
+        // The account of the token held now (a revoke still waiting to deregister it holds one too).
+        let held_account = held.as_ref().and_then(|h| {
             h.polar_user_id
                 .or(current.as_ref().and_then(|a| a.polar_user_id))
         });
+        // The account an Athlete-app token of unknown user refreshes when Polar's answer names nobody:
+        // this link's own token's (committed by an earlier attempt) or the live link's. An ended link's
+        // says nothing about it.
+        let live_link = current.as_ref().is_some_and(|a| {
+            matches!(
+                a.status,
+                AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
+            )
+        });
+        let refreshed_account = match held.as_ref() {
+            Some(h) if h.fingerprint == fingerprint => h.polar_user_id,
+            Some(_) if live_link => held_account,
+            _ => None,
+        };
         let mut pending = pending.clone();
         if !committed
             && let Some(new) = pending.token.polar_user_id
@@ -497,7 +510,7 @@ where
         }
         if !committed
             && held.is_some()
-            && let (Some(old), Some(new)) = (held_user, pending.token.polar_user_id)
+            && let (Some(old), Some(new)) = (held_account, pending.token.polar_user_id)
             && old != new
         {
             // The old account goes first, with its own token, as a revoke does it: until Polar confirms, the
@@ -578,7 +591,17 @@ where
         if pending.token.polar_user_id.is_none() {
             // An Athlete-app token of unknown user: Polar's answer names it, else the token it refreshes
             // did (without an id the athlete syncs but cannot be deregistered at Polar later).
-            pending.token.polar_user_id = registered_as.or(held_user);
+            pending.token.polar_user_id = registered_as.or(refreshed_account);
+            // Still unknown: the account of an ended link, if Polar serves it to this token (the same
+            // account connected again), so a later revoke can deregister it.
+            if pending.token.polar_user_id.is_none()
+                && let Some(old) = current.as_ref().and_then(|a| a.polar_user_id)
+                && let Some(Ok(Some(user))) =
+                    within(deadline, self.polar.get_user(&token, old)).await
+                && user.polar_user_id == old
+            {
+                pending.token.polar_user_id = Some(old);
+            }
             if registered_as.is_some() {
                 // Polar names the account once: a retry after a stop below gets 409 and no id.
                 self.store.put_pending_link(&pending).await?;
@@ -711,8 +734,14 @@ where
             }
             // Another account's cursors (a re-link, or a link after a revoke) would skip the new one's
             // history: its upload times and lists have nothing to do with the old one's.
+            // After a revoke or removal, only the same known account keeps its cursors.
+            let link_ended = !matches!(
+                a.status,
+                AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
+            );
             let another_account = (relinked && !registered)
-                || (a.polar_user_id.is_some() && a.polar_user_id != polar_user);
+                || (a.polar_user_id.is_some() && a.polar_user_id != polar_user)
+                || (link_ended && (a.polar_user_id.is_none() || polar_user.is_none()));
             if another_account {
                 a.cursors = SyncCursors::default();
             }

@@ -336,3 +336,116 @@ async fn an_app_link_that_stops_after_polar_named_the_account_keeps_the_name_for
     assert_eq!(record.status, AthleteStatus::Linked);
     assert_eq!(record.polar_user_id.map(|id| id.get()), Some(account));
 }
+
+#[tokio::test]
+async fn the_same_account_connected_again_in_the_app_after_a_revoke_keeps_its_id_and_can_be_revoked_again()
+ {
+    let world = world().await;
+    let athlete = roster(&world, "sameagain");
+    let account = world.polar_account(0);
+    let (first, first_code) = app_token(&world, account).await;
+    app_leaves_token(&world, &athlete, &first, account);
+    world.scan().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let revoked = world
+        .http(revoke_request(&world, &athlete.uuid))
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert!(!world.polar.account(account).unwrap().registered);
+
+    // They switch the app's connection on again with the same account; the app registers it and leaves
+    // the token without its id.
+    world.advance(Duration::days(1));
+    let (second, second_code) = app_token(&world, account).await;
+    app_registers(&world, &second, &athlete.uuid).await;
+    app_leaves_token_without_user_id(&world, &athlete, &second);
+    assert_eq!(world.scan().await.unwrap().app_links, 1);
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+    assert_eq!(record.polar_user_id.map(|id| id.get()), Some(account));
+
+    // Known, it is deregistered by the next revoke (else its member-id would block any other account).
+    world.advance(Duration::minutes(10));
+    let revoked = world
+        .http(revoke_request(&world, &athlete.uuid))
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert!(!world.polar.account(account).unwrap().registered);
+    assert_logs_clean(&world, &[first, first_code, second, second_code]);
+}
+
+#[tokio::test]
+async fn an_athlete_linked_without_an_account_id_who_revokes_and_links_another_starts_afresh() {
+    let world = world().await;
+    let athlete = roster(&world, "noidthen");
+    let first_account = world.polar_account(0);
+    let (first, first_code) = app_token(&world, first_account).await;
+    app_registers(&world, &first, &athlete.uuid).await;
+    app_leaves_token_without_user_id(&world, &athlete, &first);
+    world.scan().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let synced = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(synced.polar_user_id, None);
+    assert_ne!(synced.cursors, SyncCursors::default());
+    let revoked = world
+        .http(revoke_request(&world, &athlete.uuid))
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+
+    // Their next account comes through the web flow, id known: nothing of the first one's cursors stays.
+    world.advance(Duration::days(2));
+    let second_account = world.polar_account(0);
+    let web = link_on_web(&world, &athlete.uuid, second_account).await;
+    assert_eq!(web.response.status, 200, "{}", web.response.text());
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
+    assert_eq!(
+        record.polar_user_id.map(|id| id.get()),
+        Some(second_account)
+    );
+    assert_eq!(record.cursors, SyncCursors::default());
+    let web_token = opened_token(&world, &athlete.uuid).await.unwrap();
+    assert_logs_clean(&world, &[first, first_code, web_token, web.code.unwrap()]);
+}
+
+#[tokio::test]
+async fn an_app_link_after_a_revoke_that_stops_between_its_two_writes_does_not_take_the_revoked_account()
+ {
+    let world = testkit::world::World::in_memory(testkit::world::WorldOptions::default())
+        .await
+        .unwrap();
+    let athlete = roster(&world, "twowrites");
+    let id = AthleteUuid::parse(&athlete.uuid).unwrap();
+    let revoked_account = world.polar_account(0);
+    world.scan().await.unwrap();
+    let (first, _) = app_token(&world, revoked_account).await;
+    app_leaves_token(&world, &athlete, &first, revoked_account);
+    world.scan().await.unwrap();
+    world.connector.revoke_athlete(&id, "test").await.unwrap();
+
+    // A new account, registered by the app and left without its id; the link holds its token, then
+    // the athlete's write fails.
+    world.advance(Duration::days(1));
+    let new_account = world.polar_account(0);
+    let (second, _) = app_token(&world, new_account).await;
+    app_registers(&world, &second, &athlete.uuid).await;
+    app_leaves_token_without_user_id(&world, &athlete, &second);
+    world.connector.store.fail_athlete_writes(1);
+    assert_eq!(world.scan().await.unwrap().app_links, 0);
+
+    // The next scan finishes it: the token it holds is its own, of unknown account, not the revoked one.
+    world.advance(Duration::minutes(10));
+    world.scan().await.unwrap();
+    let record = world
+        .connector
+        .store
+        .get_athlete(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, AthleteStatus::Linked);
+    assert_eq!(record.polar_user_id, None);
+    assert_eq!(record.cursors, SyncCursors::default());
+}

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use shared::ids::{AthleteUuid, AuthState, PolarUserId};
 use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 use shared::store::{
-    AthleteStore, AuthStateStore, BudgetStore, DueListing, LedgerStore, LockStore, MarkerStore,
-    Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
+    AthleteStore, AuthStateStore, BudgetStore, DueListing, LedgerStore, LockStore, Locking,
+    MarkerStore, Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
 };
 
 /// Bytes one key-only entry of the status index takes in a query result (keys of table and index).
@@ -378,9 +378,14 @@ impl<S: LockStore> LockStore for MeteredStore<S> {
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Locking, StoreError> {
         self.meter.write("try_lock", 1, 1);
-        self.inner.try_lock(uuid, owner, now, until).await
+        let locking = self.inner.try_lock(uuid, owner, now, until).await;
+        if matches!(locking, Ok(Locking::Busy | Locking::NoAthlete)) {
+            // A refused lock reads the item to tell which.
+            self.meter.read("try_lock", 1, 1);
+        }
+        locking
     }
 
     async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {

@@ -163,8 +163,21 @@ pub struct Athlete {
     pub cursors: SyncCursors,
     /// Last sync failure, short and free of secrets, for operators.
     pub last_error: Option<String>,
+    /// The sync job working on the athlete, if any: kept in the athlete item so taking it reads the
+    /// athlete in the same write, and the job's last write of the athlete releases it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_lock: Option<SyncLock>,
     /// Optimistic-concurrency version, bumped on every write.
     pub version: u64,
+}
+
+/// An athlete's sync lock: one job at a time, and a crashed worker's lock lapses at `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncLock {
+    /// The job holding it (its id).
+    pub owner: String,
+    /// When it lapses: another job may take it from then on.
+    pub until: DateTime<Utc>,
 }
 
 impl Athlete {
@@ -183,8 +196,14 @@ impl Athlete {
             roster_seen_at: None,
             cursors: SyncCursors::default(),
             last_error: None,
+            sync_lock: None,
             version: 0,
         }
+    }
+
+    /// Whether the job `owner` holds the athlete's sync lock (lapsed or not: nobody else took it).
+    pub fn locked_by(&self, owner: &str) -> bool {
+        self.sync_lock.as_ref().is_some_and(|l| l.owner == owner)
     }
 
     /// Moves to `status` at `now`, keeping `status_changed_at` true.

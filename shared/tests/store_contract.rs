@@ -11,9 +11,9 @@ use shared::crypto::SealedToken;
 use shared::ids::{AthleteUuid, AuthState, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
 use shared::model::{
     Athlete, AthleteStatus, BackfillProgress, DataKind, LedgerEntry, LedgerKey, LedgerState,
-    ListRead, PendingLink, RecordKey, StoredToken, SyncCursors, TokenSource,
+    ListRead, PendingLink, RecordKey, StoredToken, SyncCursors, SyncLock, TokenSource,
 };
-use shared::store::{PageToken, Store, StoreError, StoredState};
+use shared::store::{Locking, PageToken, Store, StoreError, StoredState};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
@@ -112,6 +112,10 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
             .into(),
         },
         last_error: Some("Smartabase 503".to_string()),
+        sync_lock: Some(SyncLock {
+            owner: "job-1".to_string(),
+            until: t0() + Duration::seconds(180),
+        }),
         version: 0,
     };
     let saved = store.save_athlete(&full).await.unwrap();
@@ -898,47 +902,95 @@ async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
     let id = uuid("locked");
     let now = t0();
     let until = now + Duration::minutes(3);
-    assert!(store.try_lock(&id, "worker-a", now, until).await.unwrap());
-    assert!(!store.try_lock(&id, "worker-b", now, until).await.unwrap());
-    assert!(
-        !store.try_lock(&id, "worker-a", now, until).await.unwrap(),
+    let lock = |owner: &'static str| store.try_lock(&id, owner, now, until);
+    assert_eq!(lock("worker-a").await.unwrap(), Locking::NoAthlete);
+    let athlete = store.save_athlete(&Athlete::new(id.clone())).await.unwrap();
+
+    // Taking the lock hands back the athlete as locked, and moves its version: a writer that read it
+    // before cannot put it back unlocked.
+    let Locking::Taken(locked) = lock("worker-a").await.unwrap() else {
+        panic!("the lock was free");
+    };
+    let expected = Athlete {
+        sync_lock: Some(SyncLock {
+            owner: "worker-a".to_string(),
+            until,
+        }),
+        version: athlete.version + 1,
+        ..athlete.clone()
+    };
+    assert_eq!(*locked, expected);
+    assert_eq!(store.get_athlete(&id).await.unwrap(), Some(expected));
+    assert!(matches!(
+        store.save_athlete(&athlete).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert_eq!(lock("worker-b").await.unwrap(), Locking::Busy);
+    assert_eq!(
+        lock("worker-a").await.unwrap(),
+        Locking::Busy,
         "not re-entrant"
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .try_lock(&id, "worker-b", until, until + Duration::minutes(3))
             .await
             .unwrap(),
+        Locking::Busy,
         "held through its last second"
     );
     // Someone else's unlock releases nothing.
     store.unlock(&id, "worker-b").await.unwrap();
-    assert!(!store.try_lock(&id, "worker-b", now, until).await.unwrap());
+    assert_eq!(lock("worker-b").await.unwrap(), Locking::Busy);
     // The owner's does.
     store.unlock(&id, "worker-a").await.unwrap();
-    assert!(store.try_lock(&id, "worker-b", now, until).await.unwrap());
+    let Locking::Taken(locked) = lock("worker-b").await.unwrap() else {
+        panic!("released");
+    };
+    // So does the owner's save of the athlete without it.
+    let released = store
+        .save_athlete(&Athlete {
+            sync_lock: None,
+            ..*locked
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_athlete(&id).await.unwrap(), Some(released));
+    assert!(matches!(lock("worker-c").await.unwrap(), Locking::Taken(_)));
 
     // A crashed owner's lock lapses; its late unlock then leaves the new owner's lock alone.
     let later = until + Duration::seconds(1);
-    assert!(
+    assert!(matches!(
         store
-            .try_lock(&id, "worker-c", later, later + Duration::minutes(3))
+            .try_lock(&id, "worker-d", later, later + Duration::minutes(3))
             .await
-            .unwrap()
+            .unwrap(),
+        Locking::Taken(_)
+    ));
+    store.unlock(&id, "worker-c").await.unwrap();
+    assert_eq!(
+        store.try_lock(&id, "worker-e", later, later).await.unwrap(),
+        Locking::Busy
     );
-    store.unlock(&id, "worker-b").await.unwrap();
-    assert!(!store.try_lock(&id, "worker-d", later, later).await.unwrap());
     // Locks are per athlete.
-    assert!(
+    let other = uuid("other");
+    store
+        .save_athlete(&Athlete::new(other.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
         store
-            .try_lock(&uuid("other"), "worker-d", later, later)
+            .try_lock(&other, "worker-e", later, later)
             .await
-            .unwrap()
-    );
+            .unwrap(),
+        Locking::Taken(_)
+    ));
 }
 
 async fn one_of_twenty_concurrent_locks_wins<S: Store>(store: &S) {
     let id = uuid("contended");
+    store.save_athlete(&Athlete::new(id.clone())).await.unwrap();
     let owners: Vec<String> = (0..20).map(|i| format!("worker-{i}")).collect();
     let results = join_all(
         owners
@@ -949,7 +1001,7 @@ async fn one_of_twenty_concurrent_locks_wins<S: Store>(store: &S) {
     let winners = results
         .into_iter()
         .map(Result::unwrap)
-        .filter(|won| *won)
+        .filter(|locking| matches!(locking, Locking::Taken(_)))
         .count();
     assert_eq!(winners, 1);
 }

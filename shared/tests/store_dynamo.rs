@@ -12,7 +12,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use shared::ids::{AthleteUuid, AuthState, PolarUserId};
 use shared::model::{Athlete, AthleteStatus};
 use shared::store::schema::{self, TableSetup};
-use shared::store::{AthleteStore, AuthStateStore, DynamoStore, LockStore, PageToken, StoreError};
+use shared::store::{
+    AthleteStore, AuthStateStore, DynamoStore, LockStore, Locking, PageToken, StoreError,
+};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
@@ -184,15 +186,35 @@ async fn expiring_items_carry_the_ttl_attribute() {
         item.get("expires_at"),
         Some(&AttributeValue::N(expires.timestamp().to_string()))
     );
+}
 
+#[tokio::test]
+async fn a_sync_lock_is_two_attributes_of_the_athlete_item_and_moves_its_version() {
+    let (client, table, store) = fresh_table().await;
+    let uuid = AthleteUuid::parse("lock-owner").unwrap();
+    store
+        .save_athlete(&Athlete::new(uuid.clone()))
+        .await
+        .unwrap();
     let until = t0() + Duration::minutes(3);
-    assert!(store.try_lock(&uuid, "worker", t0(), until).await.unwrap());
-    let lock = raw_item(&client, &table, "ATHLETE#ttl-owner", "LOCK").await;
-    assert_eq!(text(&lock, "owner").as_deref(), Some("worker"));
+    assert!(matches!(
+        store.try_lock(&uuid, "worker", t0(), until).await.unwrap(),
+        Locking::Taken(_)
+    ));
+    let item = raw_item(&client, &table, "ATHLETE#lock-owner", "ATHLETE").await;
+    assert_eq!(text(&item, "lock_owner").as_deref(), Some("worker"));
     assert_eq!(
-        lock.get("expires_at"),
-        Some(&AttributeValue::N(until.timestamp().to_string()))
+        text(&item, "lock_until"),
+        Some(schema::format_instant(until))
     );
+    assert_eq!(item.get("version"), Some(&AttributeValue::N("2".into())));
+
+    store.unlock(&uuid, "worker").await.unwrap();
+    let item = raw_item(&client, &table, "ATHLETE#lock-owner", "ATHLETE").await;
+    for gone in ["lock_owner", "lock_until"] {
+        assert!(!item.contains_key(gone), "{gone} still set");
+    }
+    assert_eq!(item.get("version"), Some(&AttributeValue::N("3".into())));
 }
 
 #[tokio::test]
@@ -272,6 +294,6 @@ async fn service_failures_are_unavailable_and_carry_only_the_code() {
     }
     assert!(matches!(
         missing.try_lock(&AthleteUuid::parse("anyone").unwrap(), "w", t0(), t0()).await,
-        Err(StoreError::Unavailable(reason)) if reason.starts_with("PutItem: ")
+        Err(StoreError::Unavailable(reason)) if reason.starts_with("UpdateItem: ")
     ));
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use shared::clock::Clock as _;
 use shared::model::AthleteStatus;
 use shared::queue::{JobKind, JobQueue as _, Outgoing, SyncJob};
-use shared::store::{AthleteStore as _, LockStore as _, Store, TokenStore as _};
+use shared::store::{AthleteStore as _, LockStore as _, Locking, Store, TokenStore as _};
 use shared::usecase::sync::LOCK_TTL;
 use sync_support::*;
 use testkit::front::HttpRequest;
@@ -406,14 +406,15 @@ async fn a_job_deferred_as_often_as_its_counter_holds_is_deferred_again_without_
     let mut job = SyncJob::new(a.athlete(), JobKind::Manual, Vec::new(), world.clock.now());
     job.deferrals = u32::MAX;
     let now = world.clock.now();
-    assert!(
+    assert!(matches!(
         world
             .connector
             .store
             .try_lock(&a.athlete(), "other-worker", now, now + LOCK_TTL)
             .await
-            .unwrap()
-    );
+            .unwrap(),
+        Locking::Taken(_)
+    ));
     let sent_before = world.connector.queue.sent().len();
     world
         .connector

@@ -388,10 +388,19 @@ async fn a_second_sync_with_nothing_new_makes_no_smartabase_call_and_no_ledger_w
     world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     let fanout = world.fanout().await.unwrap();
     assert_eq!(fanout.queued, 2, "both athletes are due again");
+    let mut queued_versions = Vec::new();
+    for a in &athletes {
+        queued_versions.push(stored_athlete(&world, a).await.version);
+    }
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (2, 0));
 
-    for (a, before) in athletes.iter().zip(&ledgers) {
+    for ((a, before), queued_version) in athletes.iter().zip(&ledgers).zip(queued_versions) {
+        // Two writes of the athlete item: taking the lock (which read them too), and the sync's end,
+        // which released it.
+        let synced = stored_athlete(&world, a).await;
+        assert_eq!(synced.sync_lock, None);
+        assert_eq!(synced.version, queued_version + 2);
         assert_eq!(
             polar_paths(&world, a.polar).len(),
             4,

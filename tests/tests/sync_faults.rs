@@ -10,7 +10,7 @@ use polar_sim::{FaultKind, FaultSpec, NewRecord, RecordKind};
 use shared::clock::Clock as _;
 use shared::model::LedgerState;
 use shared::queue::SyncJob;
-use shared::store::LockStore as _;
+use shared::store::{LockStore as _, Locking};
 use shared::usecase::sync::{LOCK_TTL, NIGHT_RHYTHM};
 use smartabase_sim::{Endpoint, FaultRule, FaultTrigger};
 use sync_support::*;
@@ -45,14 +45,15 @@ async fn a_job_waits_while_a_dead_workers_lock_lives_then_delivers_everything_on
     generate(&world, a, 4);
     // A worker took the lock and died without releasing it.
     let now = world.clock.now();
-    assert!(
+    assert!(matches!(
         world
             .connector
             .store
             .try_lock(&a.athlete(), "dead-worker", now, now + LOCK_TTL)
             .await
-            .unwrap()
-    );
+            .unwrap(),
+        Locking::Taken(_)
+    ));
     world.polar.clear_requests();
 
     let run = world.run_worker().await.unwrap();

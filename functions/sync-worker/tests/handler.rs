@@ -11,7 +11,7 @@ use serde_json::Value;
 use shared::clock::Clock as _;
 use shared::ids::AthleteUuid;
 use shared::queue::{JobKind, SyncJob};
-use shared::store::{LockStore as _, Store};
+use shared::store::{LockStore as _, Locking, Store};
 use shared::testing::MemoryStore;
 use shared::usecase::sync::{BUSY_RETRY, LOCK_TTL};
 use testkit::world::{World, WorldOptions, no_deadline};
@@ -98,14 +98,15 @@ async fn a_deferred_job_is_acknowledged_and_requeued_with_a_delay() {
     let (world, first_sync, _) = linked_world("worker-defer").await;
     let job = SyncJob::from_body(first_sync.body.as_deref().unwrap()).unwrap();
     let now = world.clock.now();
-    assert!(
+    assert!(matches!(
         world
             .connector
             .store
             .try_lock(&job.athlete, "other-worker", now, now + LOCK_TTL)
             .await
-            .unwrap()
-    );
+            .unwrap(),
+        Locking::Taken(_)
+    ));
     let sent_before = world.connector.queue.sent().len();
 
     let response =
@@ -245,14 +246,15 @@ async fn child_defer_busy_then_rate_limited() {
     let (world, first_sync, _) = linked_world("worker-defer-metrics").await;
     let job = SyncJob::from_body(first_sync.body.as_deref().unwrap()).unwrap();
     let now = world.clock.now();
-    assert!(
+    assert!(matches!(
         world
             .connector
             .store
             .try_lock(&job.athlete, "other-worker", now, now + LOCK_TTL)
             .await
-            .unwrap()
-    );
+            .unwrap(),
+        Locking::Taken(_)
+    ));
     let busy = sync_worker::handle(&world.connector, event(vec![first_sync]), no_deadline()).await;
     assert!(failures(&busy).is_empty());
 

@@ -1,5 +1,5 @@
 //! `MemoryStore`: every store port in memory, with the semantics of `DynamoStore` (version conflicts,
-//! second-resolution expiry of states, locks and markers, due order, paging). The contract tests in
+//! second-resolution expiry of states and markers, due order, paging). The contract tests in
 //! `shared/tests/store_contract.rs` run against both, so the two cannot drift.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,12 +13,12 @@ use serde::de::DeserializeOwned;
 use super::schema;
 use super::{
     AthleteStore, AuthStateStore, BudgetStore, DueAthlete, DueListing, LedgerStore, LockStore,
-    MarkerStore, Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
+    Locking, MarkerStore, Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
     preferred_for_polar_user,
 };
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::{
-    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, PendingLink, StoredToken,
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, PendingLink, StoredToken, SyncLock,
 };
 
 #[derive(Default)]
@@ -30,8 +30,6 @@ struct State {
     /// state → (attempt, expiry in epoch seconds)
     auth_states: HashMap<String, (StoredState, i64)>,
     ledger: HashMap<AthleteUuid, BTreeMap<LedgerKey, LedgerEntry>>,
-    /// athlete → (owner, locked until, epoch seconds)
-    locks: HashMap<AthleteUuid, (String, i64)>,
     /// The budget document as DynamoDB keeps it (serialised), and its version.
     budget: Option<(String, u64)>,
     /// key → claimed until, epoch seconds
@@ -459,25 +457,29 @@ impl LockStore for MemoryStore {
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Locking, StoreError> {
         let mut state = self.state()?;
-        let free = state
-            .locks
-            .get(uuid)
-            .is_none_or(|(_, held_until)| *held_until < schema::epoch_seconds(now));
-        if free {
-            state.locks.insert(
-                uuid.clone(),
-                (owner.to_string(), schema::epoch_seconds(until)),
-            );
+        let Some(athlete) = state.athletes.get_mut(uuid) else {
+            return Ok(Locking::NoAthlete);
+        };
+        if athlete.sync_lock.as_ref().is_some_and(|l| l.until >= now) {
+            return Ok(Locking::Busy);
         }
-        Ok(free)
+        athlete.sync_lock = Some(SyncLock {
+            owner: owner.to_string(),
+            until,
+        });
+        athlete.version += 1;
+        Ok(Locking::Taken(Box::new(athlete.clone())))
     }
 
     async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
         let mut state = self.state()?;
-        if state.locks.get(uuid).is_some_and(|(o, _)| o == owner) {
-            state.locks.remove(uuid);
+        if let Some(athlete) = state.athletes.get_mut(uuid)
+            && athlete.locked_by(owner)
+        {
+            athlete.sync_lock = None;
+            athlete.version += 1;
         }
         Ok(())
     }

@@ -281,22 +281,36 @@ pub trait LedgerStore: Send + Sync {
     ) -> impl Future<Output = Result<HashMap<String, u64>, StoreError>> + Send;
 }
 
-/// Per-athlete sync locks with a TTL, so a crashed worker's lock lapses.
+/// Per-athlete sync locks, kept in the athlete item, with a lapse time so a crashed worker's lock is
+/// taken over.
 pub trait LockStore: Send + Sync {
-    /// Takes the lock if free or lapsed. `false` = someone else holds it.
+    /// Takes the athlete's lock for `owner` if free or lapsed at `now`, and hands back the athlete as
+    /// locked: the job's read under the lock costs no request of its own.
     fn try_lock(
         &self,
         uuid: &AthleteUuid,
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Releases the lock if `owner` still holds it.
+    ) -> impl Future<Output = Result<Locking, StoreError>> + Send;
+    /// Releases the lock if `owner` still holds it. A job's last write of the athlete usually releases
+    /// it instead ([`Athlete::sync_lock`] set to `None` in a `save_athlete`).
     fn unlock(
         &self,
         uuid: &AthleteUuid,
         owner: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What [`LockStore::try_lock`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locking {
+    /// The lock is the caller's; the athlete as it is now, lock included.
+    Taken(Box<Athlete>),
+    /// Another job holds it.
+    Busy,
+    /// No such athlete: nothing to lock.
+    NoAthlete,
 }
 
 /// The app-wide Polar rate budget as one versioned document, read and written with optimistic

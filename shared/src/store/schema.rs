@@ -58,8 +58,6 @@ pub const UUID: &str = "uuid";
 pub const SK_ATHLETE: &str = "ATHLETE";
 /// Sort key of a token item.
 pub const SK_TOKEN: &str = "TOKEN";
-/// Sort key of a lock item.
-pub const SK_LOCK: &str = "LOCK";
 /// Sort key of an auth-state item.
 pub const SK_STATE: &str = "STATE";
 /// Sort key of a marker item.

@@ -32,6 +32,7 @@ use crate::ids::{AccessToken, AthleteUuid, SmartabaseUserId};
 use crate::mapping::MappedEvent;
 use crate::model::{
     Athlete, AthleteStatus, BackfillEnd, BackfillProgress, DataKind, LedgerState, RecordKey,
+    SyncCursors,
 };
 use crate::polar::{CardioLoadRange, DateRange, PolarApi, PolarError, Records};
 use crate::queue::{JobKind, JobQueue, SyncJob};
@@ -187,6 +188,33 @@ where
             }
         }
         Ok(report)
+    }
+
+    /// Whether a backfill slice follows `job`'s sync of `athlete`, whose cursors the sync leaves as
+    /// `cursors`: as [`Self::backfill_slice`] decides it, so the sync keeps its lock exactly then.
+    pub(super) fn backfill_follows(
+        &self,
+        job: &SyncJob,
+        athlete: &Athlete,
+        cursors: &SyncCursors,
+    ) -> bool {
+        if job.kind == JobKind::Targeted || self.settings.backfill_days == BackfillDays::NONE {
+            return false;
+        }
+        let (Some(_), Some(linked_at), AthleteStatus::Linked) = (
+            athlete.smartabase_user_id,
+            athlete.linked_at,
+            athlete.status,
+        ) else {
+            return false;
+        };
+        DataKind::ALL
+            .into_iter()
+            .filter(|kind| self.mapping.is_enabled(*kind))
+            .any(|kind| match cursors.backfill.get(&kind) {
+                Some(progress) => progress.finished.is_none(),
+                None => plan(kind, linked_at.date_naive(), self.settings.backfill_days).is_some(),
+            })
     }
 
     /// `athlete` as the sync just stored it.

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::super::schema::{
-    self, EXPIRES_AT, LEDGER_PREFIX, PENDING_LINKS_PK, PK, POLAR_USER_KEY, SK, SK_ATHLETE, SK_LOCK,
+    self, EXPIRES_AT, LEDGER_PREFIX, PENDING_LINKS_PK, PK, POLAR_USER_KEY, SK, SK_ATHLETE,
     SK_MARKER, SK_SETTING, SK_STATE, STATUS_KEY, UUID,
 };
 use super::super::{DueAthlete, StoreError};
@@ -18,7 +18,7 @@ use crate::crypto::SealedToken;
 use crate::ids::{AthleteUuid, AuthState, EventId, PolarUserId, SmartabaseUserId};
 use crate::model::{
     Athlete, AthleteStatus, LedgerEntry, LedgerKey, LedgerState, PendingLink, StoredToken,
-    SyncCursors, TokenSource,
+    SyncCursors, SyncLock, TokenSource,
 };
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -49,7 +49,7 @@ pub(super) const EVENT_ID: &str = "event_id";
 pub(super) const LEDGER_STATE: &str = "state";
 pub(super) const EVENT_START_DATE: &str = "event_start_date";
 pub(super) const UPDATED_AT: &str = "updated_at";
-pub(super) const OWNER: &str = "owner";
+pub(super) const LOCK_OWNER: &str = "lock_owner";
 pub(super) const LOCK_UNTIL: &str = "lock_until";
 pub(super) const UNTIL: &str = "until";
 pub(super) const BUDGET_STATE: &str = "state";
@@ -185,6 +185,10 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
     if let Some(error) = &athlete.last_error {
         item.insert(LAST_ERROR.into(), s(error));
     }
+    if let Some(lock) = &athlete.sync_lock {
+        item.insert(LOCK_OWNER.into(), s(&lock.owner));
+        item.insert(LOCK_UNTIL.into(), instant(lock.until));
+    }
     Ok(item)
 }
 
@@ -235,6 +239,13 @@ pub(super) fn athlete_from_item(item: &Item) -> Result<Athlete, StoreError> {
         roster_seen_at: r.opt_instant(ROSTER_SEEN_AT)?,
         cursors,
         last_error: r.opt_string(LAST_ERROR)?.map(str::to_string),
+        sync_lock: match (r.opt_string(LOCK_OWNER)?, r.opt_instant(LOCK_UNTIL)?) {
+            (Some(owner), Some(until)) => Some(SyncLock {
+                owner: owner.to_string(),
+                until,
+            }),
+            _ => None,
+        },
         version: r.number(VERSION)?,
     })
 }
@@ -327,15 +338,6 @@ pub(super) fn ledger_item(uuid: &AthleteUuid, sk: &str, entry: &LedgerEntry) -> 
         s(entry.event_start_date.format("%Y-%m-%d").to_string()),
     );
     item.insert(UPDATED_AT.into(), instant(entry.updated_at));
-    item
-}
-
-/// A sync lock's item, deleted by TTL after `until`.
-pub(super) fn lock_item(uuid: &AthleteUuid, owner: &str, until: DateTime<Utc>) -> Item {
-    let mut item = key(schema::athlete_pk(uuid), SK_LOCK);
-    item.insert(OWNER.into(), s(owner));
-    item.insert(LOCK_UNTIL.into(), n(schema::epoch_seconds(until)));
-    item.insert(EXPIRES_AT.into(), n(schema::epoch_seconds(until)));
     item
 }
 

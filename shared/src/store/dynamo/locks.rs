@@ -1,10 +1,11 @@
-//! Per-athlete sync locks.
+//! Per-athlete sync locks, as two attributes of the athlete item.
 
+use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 
-use super::super::schema::{self, PK, SK_LOCK};
-use super::super::{LockStore, StoreError};
-use super::codec::{LOCK_UNTIL, OWNER, key, lock_item, n, s};
+use super::super::schema::{self, PK, SK_ATHLETE};
+use super::super::{LockStore, Locking, StoreError};
+use super::codec::{LOCK_OWNER, LOCK_UNTIL, VERSION, athlete_from_item, instant, key, n, s};
 use super::{DynamoStore, condition_failed, unavailable};
 use crate::ids::AthleteUuid;
 
@@ -15,32 +16,64 @@ impl LockStore for DynamoStore {
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.put_if(
-            lock_item(uuid, owner, until),
-            "attribute_not_exists(#pk) OR #lock_until < :now",
-            &[("#pk", PK), ("#lock_until", LOCK_UNTIL)],
-            vec![(":now", n(schema::epoch_seconds(now)))],
-        )
-        .await
+    ) -> Result<Locking, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
+            // The lock moves the version like every write of the item: a writer that read the athlete
+            // before cannot put it back unlocked, nor one that read it locked put back a released lock.
+            .update_expression("SET #owner = :me, #until = :until ADD #version :one")
+            .condition_expression(
+                "attribute_exists(#pk) AND (attribute_not_exists(#until) OR #until < :now)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":until", instant(until))
+            .expression_attribute_values(":now", instant(now))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Locking::Taken(Box::new(athlete_from_item(
+                &out.attributes.unwrap_or_default(),
+            )?))),
+            // Rare (a duplicate delivery, or an athlete removed): one read tells which.
+            Err(e) if condition_failed(&e) => {
+                match self.get_item(schema::athlete_pk(uuid), SK_ATHLETE).await? {
+                    Some(_) => Ok(Locking::Busy),
+                    None => Ok(Locking::NoAthlete),
+                }
+            }
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
     }
 
     async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
         let result = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(schema::athlete_pk(uuid), SK_LOCK)))
+            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
+            .update_expression("REMOVE #owner, #until ADD #version :one")
             .condition_expression("#owner = :me")
-            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":one", n(1))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             // Someone else holds it now (ours lapsed), or nobody does: nothing to release.
             Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable("DeleteItem", &e)),
+            Err(e) => Err(unavailable("UpdateItem", &e)),
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::model::{
 use crate::polar::{BrokenRecord, PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{SmartabaseApi, SmartabaseError};
-use crate::store::{Store, StoreError};
+use crate::store::{Locking, Store, StoreError};
 use deliver::{ConfirmedLists, Delivery, ListDigest};
 pub(crate) use fetch::{FetchError, Fetched, Stop};
 pub(crate) use plan::Step;
@@ -230,43 +230,54 @@ where
         pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
         let now = self.now();
-        if !self
+        // Taking the lock reads the athlete: a job that just finished may have moved the cursors.
+        let current = match self
             .store
             .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
             .await?
         {
-            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
-                until: now + BUSY_RETRY,
-                cause: DeferCause::AthleteBusy,
-            })));
-        }
-        // Read under the lock: a job that just finished may have moved the cursors.
-        let result = match self.store.get_athlete(&job.athlete).await {
-            Ok(None) => Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete"))),
-            Ok(Some(current)) if current.status != AthleteStatus::Linked => {
-                let cleared = match current.queued_until {
-                    Some(_) => self.store.clear_queued(&job.athlete).await,
-                    None => Ok(()),
-                };
-                let skipped = SyncReport::only(SyncOutcome::Skipped("athlete is not linked"));
-                cleared.map(|()| skipped).map_err(SyncError::from)
+            Locking::Taken(current) => *current,
+            Locking::Busy => {
+                return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
+                    until: now + BUSY_RETRY,
+                    cause: DeferCause::AthleteBusy,
+                })));
             }
-            Ok(Some(current)) if redundant(job, &current) => Ok(SyncReport::only(
-                SyncOutcome::Skipped("the athlete was synced after this job was queued"),
-            )),
-            Ok(Some(current)) => {
-                let locked = self.sync_locked(job, current, now, deadline, pool).await;
-                match locked.report {
-                    Ok(report) => {
-                        self.backfill_after_sync(job, report, locked.athlete, deadline, pool)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                }
+            Locking::NoAthlete => {
+                return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
             }
-            Err(e) => Err(e.into()),
         };
-        if let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await {
+        let (result, last_written) = if current.status != AthleteStatus::Linked {
+            let cleared = match current.queued_until {
+                Some(_) => self.store.clear_queued(&job.athlete).await,
+                None => Ok(()),
+            };
+            let skipped = SyncReport::only(SyncOutcome::Skipped("athlete is not linked"));
+            (cleared.map(|()| skipped).map_err(SyncError::from), current)
+        } else if redundant(job, &current) {
+            let skipped = SyncReport::only(SyncOutcome::Skipped(
+                "the athlete was synced after this job was queued",
+            ));
+            (Ok(skipped), current)
+        } else {
+            let locked = self.sync_locked(job, current, now, deadline, pool).await;
+            match locked.report {
+                // The history backfill runs under the lock, which the sync then kept.
+                Ok(report) if locked.athlete.locked_by(&job.job_id) => {
+                    let athlete = locked.athlete.clone();
+                    let report = self
+                        .backfill_after_sync(job, report, athlete, deadline, pool)
+                        .await;
+                    (report, locked.athlete)
+                }
+                report => (report, locked.athlete),
+            }
+        };
+        // Released by the sync's last write of the athlete, unless it ended another way (or that write
+        // failed, or the backfill followed it).
+        if last_written.locked_by(&job.job_id)
+            && let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await
+        {
             // The lock lapses by itself after LOCK_TTL.
             warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
         }
@@ -633,6 +644,10 @@ where
         let full_sync = job.kind != JobKind::Targeted;
         *stored = self
             .update_known_athlete(stored, |a| {
+                // The job's last write of the athlete releases its lock, unless the backfill needs it.
+                if a.locked_by(&job.job_id) && !self.backfill_follows(job, a, &progress.cursors) {
+                    a.sync_lock = None;
+                }
                 if a.polar_user_id != account {
                     return;
                 }

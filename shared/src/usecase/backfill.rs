@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::Connector;
 use super::sync::{DAILY_HISTORY_DAYS, SyncCounts, SyncError, SyncOutcome, SyncReport};
-use crate::budget::{BudgetError, CallPool, LimitFormula, RateBudget, polar_wait_until};
+use crate::budget::{BudgetError, CallPool, LimitFormula, RateBudget};
 use crate::clock::Clock;
 use crate::config::BackfillDays;
 use crate::ids::{AccessToken, AthleteUuid, SmartabaseUserId};
@@ -289,12 +289,7 @@ where
                         retry_after_seconds,
                     } = e
                     {
-                        // The batch's other jobs stop calling Polar too.
-                        let at = self.now();
-                        pool.block(polar_wait_until(at, retry_after_seconds)).await;
-                        if let Err(e) = budget.rate_limited(retry_after_seconds, at).await {
-                            warn!(error = %e, "could not record the 429 in the budget");
-                        }
+                        self.polar_rate_limited(pool, retry_after_seconds).await;
                     }
                     // A dead token or missing consents are the regular sync's to find and report.
                     slice.stopped = Some("Polar did not serve the window");

@@ -313,6 +313,23 @@ where
         }
     }
 
+    /// Polar answered 429: the batch's other jobs call Polar no more, and every worker learns it from the
+    /// budget. The wait counts from the 429, not from the job's start (a block that ended early would
+    /// send every worker back to Polar too soon). Returns when Polar may be called again.
+    pub(super) async fn polar_rate_limited(
+        &self,
+        pool: &CallPool,
+        retry_after_seconds: u64,
+    ) -> DateTime<Utc> {
+        let at = self.now();
+        let until = polar_wait_until(at, retry_after_seconds);
+        pool.block(until).await;
+        if let Err(e) = self.budget().rate_limited(retry_after_seconds, at).await {
+            warn!(error = %e, "could not record the 429 in the budget");
+        }
+        until
+    }
+
     fn budget(&self) -> RateBudget<'_, S> {
         RateBudget::new(&self.store, LimitFormula::POLAR)
     }
@@ -427,20 +444,17 @@ where
                 unfinished = true;
                 break;
             }
-            // Another job of the batch met a 429: this one stops as if it had.
+            // Another job of the batch met a 429 (and told the budget): this one waits as it does.
             if let Some(until) = pool.blocked_until(self.now()).await {
-                let seconds = (until - self.now()).num_seconds().max(1) as u64;
-                return self
-                    .stopped(
+                return Ok(self
+                    .defer_or_release(
                         job,
-                        &athlete,
-                        &token,
-                        Stop::RateLimited(seconds),
-                        counts,
-                        now,
-                        deadline,
+                        athlete.polar_user_id,
+                        until,
+                        self.now(),
+                        DeferCause::PolarRateLimited,
                     )
-                    .await;
+                    .await?);
             }
             let fetched = match self.fetch(&token, &step, &mut counts).await {
                 Ok(f) => f,
@@ -450,12 +464,8 @@ where
                     continue;
                 }
                 Err(FetchError::Stop(stop)) => {
-                    if let Stop::RateLimited(seconds) = stop {
-                        // The batch's other jobs spend nothing more (the store's block stops the rest).
-                        pool.block(polar_wait_until(self.now(), seconds)).await;
-                    }
                     return self
-                        .stopped(job, &athlete, &token, stop, counts, now, deadline)
+                        .stopped(job, &athlete, &token, stop, counts, now, deadline, pool)
                         .await;
                 }
             };
@@ -698,6 +708,7 @@ where
         counts: SyncCounts,
         now: DateTime<Utc>,
         deadline: Instant,
+        pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
         match stop {
             Stop::Unauthorized => {
@@ -705,18 +716,13 @@ where
                     .await
             }
             Stop::RateLimited(seconds) => {
-                // Counted from the 429, not from the job's start: a block that ended early would send
-                // every worker back to Polar too soon.
-                let at = self.now();
-                if let Err(e) = self.budget().rate_limited(seconds, at).await {
-                    warn!(error = %e, "could not record the 429 in the budget");
-                }
+                let until = self.polar_rate_limited(pool, seconds).await;
                 Ok(self
                     .defer_or_release(
                         job,
                         athlete.polar_user_id,
-                        polar_wait_until(at, seconds),
-                        at,
+                        until,
+                        self.now(),
                         DeferCause::PolarRateLimited,
                     )
                     .await?)

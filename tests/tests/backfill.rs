@@ -67,6 +67,8 @@ async fn sync_until_backfilled(world: &World<DynamoStore>, athlete: &Linked) -> 
         let run = world.run_worker().await.unwrap();
         assert_eq!(run.failed, 0);
         let stored = stored_athlete(world, athlete).await;
+        // The sync kept its lock for the backfill slice after it, and released it after that.
+        assert_eq!(stored.sync_lock, None);
         if !stored.cursors.backfill.is_empty()
             && stored
                 .cursors

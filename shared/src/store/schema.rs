@@ -4,10 +4,9 @@
 //!
 //! | item | `pk` | `sk` |
 //! |---|---|---|
-//! | athlete | `ATHLETE#<uuid>` | `ATHLETE` |
+//! | athlete (and its sync lock) | `ATHLETE#<uuid>` | `ATHLETE` |
 //! | token | `ATHLETE#<uuid>` | `TOKEN` |
 //! | ledger entry | `ATHLETE#<uuid>` | `LEDGER#<LedgerKey::encode()>` |
-//! | sync lock | `ATHLETE#<uuid>` | `LOCK` |
 //! | pending link | `PENDING_LINKS` | `<uuid>#<token fingerprint>` |
 //! | auth state | `STATE#<state>` | `STATE` |
 //! | rate budget | `BUDGET` | `POLAR` |

@@ -40,9 +40,15 @@ impl LockStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Locking::Taken(Box::new(athlete_from_item(
-                &out.attributes.unwrap_or_default(),
-            )?))),
+            Ok(out) => match athlete_from_item(&out.attributes.unwrap_or_default()) {
+                Ok(athlete) => Ok(Locking::Taken(Box::new(athlete))),
+                Err(e) => {
+                    // Nobody can sync an athlete whose item does not decode; the lock need not wait
+                    // to lapse for the next attempt to say so.
+                    let _ = self.unlock(uuid, owner).await;
+                    Err(e)
+                }
+            },
             // Rare (a duplicate delivery, or an athlete removed): one read tells which.
             Err(e) if condition_failed(&e) => {
                 match self.get_item(schema::athlete_pk(uuid), SK_ATHLETE).await? {

@@ -1,6 +1,7 @@
 //! A store wrapper that counts what each call would cost on DynamoDB on-demand: the request units
 //! `DynamoStore` consumes for the same call (read units for strongly consistent gets, query units for
-//! its index queries, write units for each item and each secondary-index entry it changes).
+//! its index queries, write units for each item by its size as DynamoDB bills it, and for each
+//! secondary-index entry it changes).
 //!
 //! The wrapped store does the work; the meter only counts, so the in-memory benchmarks learn the
 //! DynamoDB bill of the real store without a DynamoDB.
@@ -17,6 +18,7 @@ use shared::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink,
 use shared::store::{
     AthleteStore, AuthStateStore, BudgetStore, DueListing, LedgerStore, LockStore, Locking,
     MarkerStore, Page, PageToken, SettingsStore, StoreError, StoredState, TokenStore,
+    athlete_item_bytes,
 };
 
 /// Bytes one key-only entry of the status index takes in a query result (keys of table and index).
@@ -163,6 +165,19 @@ fn index_write_units(old: Option<&Athlete>, new: &Athlete) -> u64 {
         + changed(old.and_then(|a| a.polar_user_id), new.polar_user_id)
 }
 
+impl<S: AthleteStore> MeteredStore<S> {
+    /// The write units of a write that took `uuid`'s athlete item from `old` to what the wrapped store
+    /// holds now: one per started KB of the larger of the two, as DynamoDB bills it (a refused
+    /// conditional write is billed the same).
+    async fn athlete_write_units(&self, old: Option<&Athlete>, uuid: &AthleteUuid) -> u64 {
+        let new = self.inner.get_athlete(uuid).await.ok().flatten();
+        let bytes = |a: Option<&Athlete>| a.and_then(|a| athlete_item_bytes(a).ok()).unwrap_or(0);
+        (bytes(old).max(bytes(new.as_ref())) as u64)
+            .div_ceil(1024)
+            .max(1)
+    }
+}
+
 impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
     async fn get_athlete(&self, uuid: &AthleteUuid) -> Result<Option<Athlete>, StoreError> {
         self.meter.read("get_athlete", 1, 1);
@@ -177,8 +192,13 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
             Ok(new) => index_write_units(old.as_ref(), new),
             Err(_) => 0,
         };
-        // A refused conditional put still consumes its write unit.
-        self.meter.write("save_athlete", 1 + index_units, 1);
+        // A refused conditional put is billed for the item it would have written.
+        let item_units = match &saved {
+            Ok(_) => self.athlete_write_units(old.as_ref(), &athlete.uuid).await,
+            Err(_) => self.athlete_write_units(Some(athlete), &athlete.uuid).await,
+        };
+        self.meter
+            .write("save_athlete", item_units + index_units, 1);
         saved
     }
 
@@ -229,8 +249,11 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.meter.write("mark_queued", 1, 1);
-        self.inner.mark_queued(uuid, until, now).await
+        let old = self.inner.get_athlete(uuid).await.ok().flatten();
+        let written = self.inner.mark_queued(uuid, until, now).await;
+        let units = self.athlete_write_units(old.as_ref(), uuid).await;
+        self.meter.write("mark_queued", units, 1);
+        written
     }
 
     async fn mark_due_queued(
@@ -239,13 +262,19 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.meter.write("mark_queued", 1, 1);
-        self.inner.mark_due_queued(uuid, until, now).await
+        let old = self.inner.get_athlete(uuid).await.ok().flatten();
+        let written = self.inner.mark_due_queued(uuid, until, now).await;
+        let units = self.athlete_write_units(old.as_ref(), uuid).await;
+        self.meter.write("mark_queued", units, 1);
+        written
     }
 
     async fn clear_queued(&self, uuid: &AthleteUuid) -> Result<(), StoreError> {
-        self.meter.write("clear_queued", 1, 1);
-        self.inner.clear_queued(uuid).await
+        let old = self.inner.get_athlete(uuid).await.ok().flatten();
+        let written = self.inner.clear_queued(uuid).await;
+        let units = self.athlete_write_units(old.as_ref(), uuid).await;
+        self.meter.write("clear_queued", units, 1);
+        written
     }
 }
 
@@ -371,7 +400,7 @@ impl<S: LedgerStore> LedgerStore for MeteredStore<S> {
     }
 }
 
-impl<S: LockStore> LockStore for MeteredStore<S> {
+impl<S: LockStore + AthleteStore> LockStore for MeteredStore<S> {
     async fn try_lock(
         &self,
         uuid: &AthleteUuid,
@@ -379,8 +408,10 @@ impl<S: LockStore> LockStore for MeteredStore<S> {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Locking, StoreError> {
-        self.meter.write("try_lock", 1, 1);
+        let old = self.inner.get_athlete(uuid).await.ok().flatten();
         let locking = self.inner.try_lock(uuid, owner, now, until).await;
+        let units = self.athlete_write_units(old.as_ref(), uuid).await;
+        self.meter.write("try_lock", units, 1);
         if matches!(locking, Ok(Locking::Busy | Locking::NoAthlete)) {
             // A refused lock reads the item to tell which.
             self.meter.read("try_lock", 1, 1);
@@ -389,8 +420,11 @@ impl<S: LockStore> LockStore for MeteredStore<S> {
     }
 
     async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
-        self.meter.write("unlock", 1, 1);
-        self.inner.unlock(uuid, owner).await
+        let old = self.inner.get_athlete(uuid).await.ok().flatten();
+        let unlocked = self.inner.unlock(uuid, owner).await;
+        let units = self.athlete_write_units(old.as_ref(), uuid).await;
+        self.meter.write("unlock", units, 1);
+        unlocked
     }
 }
 

@@ -277,6 +277,61 @@ async fn undecodable_items_are_reported_corrupt_with_their_key() {
 }
 
 #[tokio::test]
+async fn cursors_are_stored_deflated_and_items_with_cursors_as_text_still_read() {
+    let (client, table, store) = fresh_table().await;
+    // An athlete item as earlier versions wrote it: the cursors as JSON text.
+    let put = |uuid: &str, cursors: AttributeValue, name: &str| {
+        client
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(format!("ATHLETE#{uuid}")))
+            .item("sk", AttributeValue::S("ATHLETE".into()))
+            .item("uuid", AttributeValue::S(uuid.into()))
+            .item("version", AttributeValue::N("4".into()))
+            .item("status", AttributeValue::S("linked".into()))
+            .item("status_key", AttributeValue::S("linked".into()))
+            .item(name, cursors)
+            .send()
+    };
+    let text =
+        r#"{"exercises_uploaded_since":"2026-11-27T00:00:00Z","confirmed_lists":{"sleep":"5f0c"}}"#;
+    put("old", AttributeValue::S(text.into()), "cursors")
+        .await
+        .unwrap();
+    let uuid = AthleteUuid::parse("old").unwrap();
+    let old = store.get_athlete(&uuid).await.unwrap().unwrap();
+    assert_eq!(
+        old.cursors.exercises_uploaded_since,
+        Some(Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap())
+    );
+    assert_eq!(old.cursors.confirmed_lists.len(), 1);
+
+    // Written again, the cursors are deflated and the text is gone; they read back the same.
+    store.save_athlete(&old).await.unwrap();
+    let item = raw_item(&client, &table, "ATHLETE#old", "ATHLETE").await;
+    assert!(!item.contains_key("cursors"));
+    let deflated = item["cursors_deflated"].as_b().unwrap().as_ref().len();
+    assert!(deflated < text.len(), "{deflated} bytes");
+    assert_eq!(
+        store.get_athlete(&uuid).await.unwrap().unwrap().cursors,
+        old.cursors
+    );
+
+    // Bytes that do not inflate are reported, not taken for empty cursors.
+    put(
+        "garbled",
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0xff; 40])),
+        "cursors_deflated",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.get_athlete(&AthleteUuid::parse("garbled").unwrap()).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.starts_with("cursors_deflated")
+    ));
+}
+
+#[tokio::test]
 async fn service_failures_are_unavailable_and_carry_only_the_code() {
     let moto = testkit::moto::shared().await;
     let missing = DynamoStore::from_config(

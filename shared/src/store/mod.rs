@@ -17,7 +17,7 @@ pub mod dynamo;
 pub mod memory;
 pub mod schema;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, athlete_item_bytes};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]

@@ -4,10 +4,15 @@
 //! items written by earlier versions stay readable in one place.
 
 use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
 use std::str::FromStr;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
+use flate2::Compression;
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
 
 use super::super::schema::{
     self, EXPIRES_AT, LEDGER_PREFIX, PENDING_LINKS_PK, PK, POLAR_USER_KEY, SK, SK_ATHLETE,
@@ -34,7 +39,10 @@ pub(super) const LAST_SYNC_AT: &str = "last_sync_at";
 pub(super) const NEXT_SYNC_DUE: &str = "next_sync_due";
 pub(super) const QUEUED_UNTIL: &str = "queued_until";
 pub(super) const ROSTER_SEEN_AT: &str = "roster_seen_at";
+/// Cursors as JSON text: items written before [`CURSORS_DEFLATED`] (read, never written).
 pub(super) const CURSORS: &str = "cursors";
+/// Cursors as deflated JSON, a binary attribute.
+pub(super) const CURSORS_DEFLATED: &str = "cursors_deflated";
 pub(super) const LAST_ERROR: &str = "last_error";
 pub(super) const SEALED: &str = "sealed";
 pub(super) const ISSUED_AT: &str = "issued_at";
@@ -153,9 +161,9 @@ pub(super) fn ledger_state_from_name(name: &str) -> Option<LedgerState> {
 
 pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, StoreError> {
     let pk = schema::athlete_pk(&athlete.uuid);
-    let cursors = serde_json::to_string(&athlete.cursors).map_err(|e| StoreError::Corrupt {
+    let cursors = deflated_cursors(&athlete.cursors).map_err(|reason| StoreError::Corrupt {
         key: item_name(&pk, SK_ATHLETE),
-        reason: format!("cursors: {e}"),
+        reason,
     })?;
     let mut item = key(pk, SK_ATHLETE);
     item.insert(UUID.into(), s(athlete.uuid.as_str()));
@@ -181,7 +189,10 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
             item.insert(name.into(), instant(at));
         }
     }
-    item.insert(CURSORS.into(), s(cursors));
+    item.insert(
+        CURSORS_DEFLATED.into(),
+        AttributeValue::B(Blob::new(cursors)),
+    );
     if let Some(error) = &athlete.last_error {
         item.insert(LAST_ERROR.into(), s(error));
     }
@@ -190,6 +201,39 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
         item.insert(LOCK_UNTIL.into(), instant(lock.until));
     }
     Ok(item)
+}
+
+/// The bytes DynamoDB bills for an item: each attribute's name and value (a number takes a byte per two
+/// significant digits and one more); a write costs one unit per started KB of it.
+pub(super) fn item_bytes(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_bytes(value))
+        .sum()
+}
+
+fn value_bytes(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::N(number) => {
+            let digits = number
+                .trim_start_matches('-')
+                .trim_start_matches('0')
+                .chars()
+                .filter(char::is_ascii_digit)
+                .count();
+            digits.div_ceil(2) + 1
+        }
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| k.len() + value_bytes(v) + 1)
+                .sum::<usize>()
+        }
+        AttributeValue::L(list) => 3 + list.iter().map(|v| value_bytes(v) + 1).sum::<usize>(),
+        AttributeValue::B(blob) => blob.as_ref().len(),
+        _ => 0,
+    }
 }
 
 /// The attributes of an athlete item the fan-out's due listing reads ([`due_entry_from_item`]).
@@ -216,10 +260,39 @@ fn athlete_status(r: &Reader<'_>) -> Result<AthleteStatus, StoreError> {
     AthleteStatus::parse(name).ok_or_else(|| r.corrupt(format!("unknown status {name:?}")))
 }
 
+/// The cursors' JSON, deflated: the digests and instants of a fully synced athlete take the item over
+/// 1 KB as text (two write units for every write of the athlete), under it deflated.
+fn deflated_cursors(cursors: &SyncCursors) -> Result<Vec<u8>, String> {
+    let json = serde_json::to_vec(cursors).map_err(|e| format!("cursors: {e}"))?;
+    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
+    encoder
+        .write_all(&json)
+        .and_then(|()| encoder.finish())
+        .map_err(|e| format!("cursors: {e}"))
+}
+
+/// Cursors deflate to a few hundred bytes; anything inflating past this is not the connector's.
+const MAX_CURSORS_BYTES: u64 = 256 * 1024;
+
+fn cursors_from_item(r: &Reader<'_>) -> Result<SyncCursors, StoreError> {
+    let json = match r.item.get(CURSORS_DEFLATED) {
+        Some(AttributeValue::B(deflated)) => {
+            let mut json = Vec::new();
+            DeflateDecoder::new(deflated.as_ref())
+                .take(MAX_CURSORS_BYTES)
+                .read_to_end(&mut json)
+                .map_err(|e| r.corrupt(format!("{CURSORS_DEFLATED}: {e}")))?;
+            json
+        }
+        Some(_) => return Err(r.corrupt(format!("{CURSORS_DEFLATED} is not binary"))),
+        None => r.string(CURSORS)?.as_bytes().to_vec(),
+    };
+    serde_json::from_slice(&json).map_err(|e| r.corrupt(format!("cursors: {e}")))
+}
+
 pub(super) fn athlete_from_item(item: &Item) -> Result<Athlete, StoreError> {
     let r = Reader::new(item);
-    let cursors: SyncCursors =
-        serde_json::from_str(r.string(CURSORS)?).map_err(|e| r.corrupt(format!("cursors: {e}")))?;
+    let cursors = cursors_from_item(&r)?;
     Ok(Athlete {
         uuid: r.uuid(UUID)?,
         smartabase_user_id: r

@@ -25,6 +25,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, Wri
 use super::StoreError;
 use codec::{Item, key, s};
 
+/// The bytes DynamoDB bills for `athlete`'s item as this store writes it (the benchmarks' meter charges
+/// its writes by them).
+pub fn athlete_item_bytes(athlete: &crate::model::Athlete) -> Result<usize, StoreError> {
+    Ok(codec::item_bytes(&codec::athlete_item(
+        athlete,
+        athlete.version,
+    )?))
+}
+
 /// BatchGetItem's limit.
 pub(super) const BATCH_GET_MAX: usize = 100;
 /// BatchWriteItem's limit.

@@ -136,6 +136,8 @@ struct AthleteDetail {
     last_sync_at: Option<DateTime<Utc>>,
     next_sync_due: Option<DateTime<Utc>>,
     queued_until: Option<DateTime<Utc>>,
+    /// Until when a sync job holds the athlete (other jobs wait; it lapses by itself then).
+    sync_locked_until: Option<DateTime<Utc>>,
     cursors: SyncCursors,
     /// Ledger entries (events written) per data kind, every kind listed.
     ledger_counts: BTreeMap<&'static str, u64>,
@@ -176,6 +178,7 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
         last_sync_at: athlete.last_sync_at,
         next_sync_due: athlete.next_sync_due,
         queued_until: athlete.queued_until,
+        sync_locked_until: athlete.sync_lock.map(|lock| lock.until),
         cursors: athlete.cursors,
         ledger_counts: DataKind::ALL
             .into_iter()
@@ -216,6 +219,10 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
         ("last sync", output::instant(detail.last_sync_at)),
         ("next due", output::instant(detail.next_sync_due)),
         ("queued until", output::instant(detail.queued_until)),
+        (
+            "sync locked until",
+            output::instant(detail.sync_locked_until),
+        ),
         (
             "exercises since",
             output::instant(cursors.exercises_uploaded_since),

@@ -14,7 +14,8 @@ use shared::mapping::Mapping;
 use shared::model::AthleteStatus;
 use shared::queue::{JobKind, SyncJob};
 use shared::store::{
-    AthleteStore as _, DynamoStore, LedgerStore as _, SettingsStore as _, TokenStore as _,
+    AthleteStore as _, DynamoStore, LedgerStore as _, LockStore as _, Locking, SettingsStore as _,
+    TokenStore as _,
 };
 use testkit::front::HttpRequest;
 use testkit::moto::Moto;
@@ -170,6 +171,23 @@ async fn athletes_athlete_link_sync_and_revoke() {
         detail["last_sync_at"].is_string() && detail["linked_at"].is_string(),
         "{detail}"
     );
+    // Her syncs ended: no job holds her. While one does, on-call sees until when.
+    assert!(detail["sync_locked_until"].is_null(), "{detail}");
+    let now = chrono::Utc::now();
+    let ada_id = uuid("ath-ada");
+    let locked = stack
+        .store()
+        .try_lock(&ada_id, "a-job", now, now + chrono::Duration::seconds(180))
+        .await
+        .unwrap();
+    assert!(matches!(locked, Locking::Taken(_)));
+    let held = stack
+        .run(&["athlete", "ath-ada", "--json"])
+        .await
+        .ok()
+        .json();
+    assert!(held["sync_locked_until"].is_string(), "{held}");
+    stack.store().unlock(&ada_id, "a-job").await.unwrap();
     let text = stack.run(&["athlete", "ath-ada"]).await;
     text.ok();
     assert!(

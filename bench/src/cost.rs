@@ -305,7 +305,7 @@ pub fn estimate(
         prices,
         estimates,
         assumptions: vec![
-            "Counts per athlete-day come from the simulated week (API efficiency); DynamoDB request units from the metered store (strongly consistent reads of items under 4 KB, writes under 1 KB, index entries the write changes).".to_string(),
+            "Counts per athlete-day come from the simulated week (API efficiency); DynamoDB request units from the metered store (strongly consistent reads of items under 4 KB; writes by item size, one unit per started KB of the larger of the item before and after, athlete items measured as the store encodes them, the other items under 1 KB; index entries the write changes).".to_string(),
             format!(
                 "Worker duration per job is the invocation time per job measured by the throughput benchmark ({} ms added to every Polar and Smartabase call, batches of 10 at concurrency 1); a webhook job runs alone, timed by the one-job-per-invocation round and scaled by its number of calls. DynamoDB and SQS latency are not included (the store is in memory).",
                 throughput.latency_ms

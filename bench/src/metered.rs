@@ -168,7 +168,7 @@ fn index_write_units(old: Option<&Athlete>, new: &Athlete) -> u64 {
 impl<S: AthleteStore> MeteredStore<S> {
     /// The write units of a write that took `uuid`'s athlete item from `old` to what the wrapped store
     /// holds now: one per started KB of the larger of the two, as DynamoDB bills it (a refused
-    /// conditional write is billed the same).
+    /// conditional update, which changed nothing, is billed for the item as it is).
     async fn athlete_write_units(&self, old: Option<&Athlete>, uuid: &AthleteUuid) -> u64 {
         let new = self.inner.get_athlete(uuid).await.ok().flatten();
         let bytes = |a: Option<&Athlete>| a.and_then(|a| athlete_item_bytes(a).ok()).unwrap_or(0);
@@ -192,10 +192,14 @@ impl<S: AthleteStore> AthleteStore for MeteredStore<S> {
             Ok(new) => index_write_units(old.as_ref(), new),
             Err(_) => 0,
         };
-        // A refused conditional put is billed for the item it would have written.
+        // A refused conditional put is billed for the item it would have written too; a request that
+        // failed otherwise (throttled, never sent) is not billed.
         let item_units = match &saved {
             Ok(_) => self.athlete_write_units(old.as_ref(), &athlete.uuid).await,
-            Err(_) => self.athlete_write_units(Some(athlete), &athlete.uuid).await,
+            Err(StoreError::Conflict(_)) => {
+                self.athlete_write_units(Some(athlete), &athlete.uuid).await
+            }
+            Err(_) => 0,
         };
         self.meter
             .write("save_athlete", item_units + index_units, 1);
@@ -532,5 +536,47 @@ mod tests {
         assert_eq!(used.write_units, 0.0);
         // The query and three BatchGetItem calls.
         assert_eq!(used.requests, 4);
+    }
+
+    #[tokio::test]
+    async fn athlete_writes_are_billed_by_the_item_size_as_dynamodb_does() {
+        let store = MeteredStore::new(MemoryStore::new());
+        let uuid = AthleteUuid::parse("sized").unwrap();
+        let saved = store
+            .save_athlete(&Athlete::new(uuid.clone()))
+            .await
+            .unwrap();
+        // The item and its status-index entry.
+        assert_eq!(store.usage().write_units, 2.0);
+
+        // An error text long enough to take the item past 1 KB (the cursors deflate; this does not).
+        let mut long = saved.clone();
+        long.last_error = Some("x".repeat(1100));
+        let before = store.usage();
+        let long = store.save_athlete(&long).await.unwrap();
+        assert_eq!(store.usage().since(before).write_units, 2.0);
+        // Shrinking it back is billed by the larger item before it.
+        let before = store.usage();
+        let short = store
+            .save_athlete(&Athlete {
+                last_error: None,
+                ..long.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.usage().since(before).write_units, 2.0);
+        // A refused conditional put is billed; the lock on a small item costs one unit.
+        let before = store.usage();
+        assert!(store.save_athlete(&long).await.is_err());
+        assert_eq!(store.usage().since(before).write_units, 2.0);
+        let before = store.usage();
+        let now = Utc::now();
+        let locked = store
+            .try_lock(&uuid, "job", now, now + chrono::Duration::seconds(180))
+            .await
+            .unwrap();
+        assert!(matches!(locked, Locking::Taken(_)));
+        assert_eq!(store.usage().since(before).write_units, 1.0);
+        assert_eq!(short.sync_lock, None);
     }
 }

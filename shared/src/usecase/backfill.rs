@@ -213,8 +213,8 @@ where
             .filter(|kind| self.mapping.is_enabled(*kind))
             .any(|kind| match cursors.backfill.get(&kind) {
                 Some(progress) => progress.finished.is_none(),
-                None => plan(kind, linked_at.date_naive(), self.settings.backfill_days)
-                    .is_some_and(|p| p.finished.is_none()),
+                // Planned even when the plan comes back finished: the slice stores it, once.
+                None => plan(kind, linked_at.date_naive(), self.settings.backfill_days).is_some(),
             })
     }
 

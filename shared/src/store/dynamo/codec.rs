@@ -214,15 +214,7 @@ pub(super) fn item_bytes(item: &Item) -> usize {
 fn value_bytes(value: &AttributeValue) -> usize {
     match value {
         AttributeValue::S(text) => text.len(),
-        AttributeValue::N(number) => {
-            let digits = number
-                .trim_start_matches('-')
-                .trim_start_matches('0')
-                .chars()
-                .filter(char::is_ascii_digit)
-                .count();
-            digits.div_ceil(2) + 1
-        }
+        AttributeValue::N(number) => number_bytes(number),
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
         AttributeValue::M(map) => {
             3 + map
@@ -232,8 +224,19 @@ fn value_bytes(value: &AttributeValue) -> usize {
         }
         AttributeValue::L(list) => 3 + list.iter().map(|v| value_bytes(v) + 1).sum::<usize>(),
         AttributeValue::B(blob) => blob.as_ref().len(),
+        AttributeValue::Ss(texts) => texts.iter().map(String::len).sum(),
+        AttributeValue::Ns(numbers) => numbers.iter().map(|n| number_bytes(n)).sum(),
+        AttributeValue::Bs(blobs) => blobs.iter().map(|b| b.as_ref().len()).sum(),
+        // A type this SDK version does not know: the codec never writes one.
         _ => 0,
     }
+}
+
+/// A number's bytes: one per two significant digits (leading and trailing zeros do not count), and one.
+fn number_bytes(number: &str) -> usize {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.div_ceil(2) + 1
 }
 
 /// The attributes of an athlete item the fan-out's due listing reads ([`due_entry_from_item`]).
@@ -264,6 +267,12 @@ fn athlete_status(r: &Reader<'_>) -> Result<AthleteStatus, StoreError> {
 /// 1 KB as text (two write units for every write of the athlete), under it deflated.
 fn deflated_cursors(cursors: &SyncCursors) -> Result<Vec<u8>, String> {
     let json = serde_json::to_vec(cursors).map_err(|e| format!("cursors: {e}"))?;
+    if json.len() as u64 > MAX_CURSORS_BYTES {
+        return Err(format!(
+            "cursors: {} bytes, over {MAX_CURSORS_BYTES}",
+            json.len()
+        ));
+    }
     let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
     encoder
         .write_all(&json)
@@ -271,7 +280,7 @@ fn deflated_cursors(cursors: &SyncCursors) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cursors: {e}"))
 }
 
-/// Cursors deflate to a few hundred bytes; anything inflating past this is not the connector's.
+/// Cursors take about a kilobyte as JSON; anything past this is not the connector's (nor written by it).
 const MAX_CURSORS_BYTES: u64 = 256 * 1024;
 
 fn cursors_from_item(r: &Reader<'_>) -> Result<SyncCursors, StoreError> {
@@ -279,9 +288,14 @@ fn cursors_from_item(r: &Reader<'_>) -> Result<SyncCursors, StoreError> {
         Some(AttributeValue::B(deflated)) => {
             let mut json = Vec::new();
             DeflateDecoder::new(deflated.as_ref())
-                .take(MAX_CURSORS_BYTES)
+                .take(MAX_CURSORS_BYTES + 1)
                 .read_to_end(&mut json)
                 .map_err(|e| r.corrupt(format!("{CURSORS_DEFLATED}: {e}")))?;
+            if json.len() as u64 > MAX_CURSORS_BYTES {
+                return Err(r.corrupt(format!(
+                    "{CURSORS_DEFLATED} inflates past {MAX_CURSORS_BYTES} bytes"
+                )));
+            }
             json
         }
         Some(_) => return Err(r.corrupt(format!("{CURSORS_DEFLATED} is not binary"))),

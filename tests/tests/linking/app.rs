@@ -142,11 +142,7 @@ async fn reauthorising_in_the_app_brings_a_revoked_athlete_back_to_linked() {
     world.scan().await.unwrap();
     world.run_worker().await.unwrap();
 
-    let revoked = world
-        .http(revoke_request(&world, &athlete.uuid))
-        .await
-        .unwrap();
-    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    revoke_on_hook(&world, &athlete.uuid).await;
     assert_eq!(
         stored_athlete(&world, &athlete.uuid).await.unwrap().status,
         AthleteStatus::Revoked
@@ -258,11 +254,7 @@ async fn an_app_token_of_unknown_account_after_a_revoke_does_not_take_the_revoke
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
     let synced = stored_athlete(&world, &athlete.uuid).await.unwrap();
     assert_ne!(synced.cursors, SyncCursors::default());
-    let revoked = world
-        .http(revoke_request(&world, &athlete.uuid))
-        .await
-        .unwrap();
-    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    revoke_on_hook(&world, &athlete.uuid).await;
 
     // Later they connect the app to a new Polar account, which the app registers itself, and it leaves
     // the token without its user id: nothing tells the connector which account it is.
@@ -325,14 +317,7 @@ async fn an_app_link_that_stops_after_polar_named_the_account_keeps_the_name_for
     // The next scan finishes the link; Polar's registration answers 409 now and names nobody.
     world.advance(Duration::minutes(10));
     world.scan().await.unwrap();
-    let id = AthleteUuid::parse(&athlete.uuid).unwrap();
-    let record = world
-        .connector
-        .store
-        .get_athlete(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
     assert_eq!(record.status, AthleteStatus::Linked);
     assert_eq!(record.polar_user_id.map(|id| id.get()), Some(account));
 }
@@ -347,11 +332,7 @@ async fn the_same_account_connected_again_in_the_app_after_a_revoke_keeps_its_id
     app_leaves_token(&world, &athlete, &first, account);
     world.scan().await.unwrap();
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    let revoked = world
-        .http(revoke_request(&world, &athlete.uuid))
-        .await
-        .unwrap();
-    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    revoke_on_hook(&world, &athlete.uuid).await;
     assert!(!world.polar.account(account).unwrap().registered);
 
     // They switch the app's connection on again with the same account; the app registers it and leaves
@@ -367,11 +348,7 @@ async fn the_same_account_connected_again_in_the_app_after_a_revoke_keeps_its_id
 
     // Known, it is deregistered by the next revoke (else its member-id would block any other account).
     world.advance(Duration::minutes(10));
-    let revoked = world
-        .http(revoke_request(&world, &athlete.uuid))
-        .await
-        .unwrap();
-    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    revoke_on_hook(&world, &athlete.uuid).await;
     assert!(!world.polar.account(account).unwrap().registered);
     assert_logs_clean(&world, &[first, first_code, second, second_code]);
 }
@@ -389,11 +366,7 @@ async fn an_athlete_linked_without_an_account_id_who_revokes_and_links_another_s
     let synced = stored_athlete(&world, &athlete.uuid).await.unwrap();
     assert_eq!(synced.polar_user_id, None);
     assert_ne!(synced.cursors, SyncCursors::default());
-    let revoked = world
-        .http(revoke_request(&world, &athlete.uuid))
-        .await
-        .unwrap();
-    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    revoke_on_hook(&world, &athlete.uuid).await;
 
     // Their next account comes through the web flow, id known: nothing of the first one's cursors stays.
     world.advance(Duration::days(2));
@@ -438,13 +411,7 @@ async fn an_app_link_after_a_revoke_that_stops_between_its_two_writes_does_not_t
     // The next scan finishes it: the token it holds is its own, of unknown account, not the revoked one.
     world.advance(Duration::minutes(10));
     world.scan().await.unwrap();
-    let record = world
-        .connector
-        .store
-        .get_athlete(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stored_athlete(&world, &athlete.uuid).await.unwrap();
     assert_eq!(record.status, AthleteStatus::Linked);
     assert_eq!(record.polar_user_id, None);
     assert_eq!(record.cursors, SyncCursors::default());

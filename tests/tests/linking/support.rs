@@ -13,7 +13,7 @@ use shared::crypto::hmac_hex;
 use shared::ids::AthleteUuid;
 use shared::model::{Athlete, StoredToken};
 use shared::queue::SyncJob;
-use shared::store::{AthleteStore as _, DynamoStore, Store, TokenStore as _};
+use shared::store::{DynamoStore, Store, TokenStore as _};
 use smartabase_sim::{POLAR_ACCESS_TOKEN, SimPair, SimProfile};
 use testkit::front::{HttpRequest, HttpResponse};
 use testkit::world::{PUBLIC_BASE_URL, World, WorldOptions};
@@ -235,7 +235,7 @@ pub async fn app_registers<S: Store>(world: &World<S>, token: &str, uuid: &str) 
 }
 
 /// The athlete as the connector stores them.
-pub async fn stored_athlete(world: &MotoWorld, uuid: &str) -> Option<Athlete> {
+pub async fn stored_athlete<S: Store>(world: &World<S>, uuid: &str) -> Option<Athlete> {
     let id = AthleteUuid::parse(uuid).unwrap();
     world.connector.store.get_athlete(&id).await.unwrap()
 }
@@ -413,6 +413,12 @@ pub fn revoke_request_signed(uuid: &str, at: DateTime<Utc>, secret: &str) -> Htt
 /// `POST /polar/revoke` for `uuid`, signed now with the world's revoke secret.
 pub fn revoke_request(world: &MotoWorld, uuid: &str) -> HttpRequest {
     revoke_request_signed(uuid, now(world), &revoke_secret(world))
+}
+
+/// Revokes `uuid` through the signed revoke hook, as Smartabase's button does, and checks it answered 200.
+pub async fn revoke_on_hook(world: &MotoWorld, uuid: &str) {
+    let revoked = world.http(revoke_request(world, uuid)).await.unwrap();
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
 }
 
 /// Rosters `count` athletes, each with a Polar account whose token the Athlete app left in their profile

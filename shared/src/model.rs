@@ -33,6 +33,12 @@ impl AthleteStatus {
         Self::Removed,
     ];
 
+    /// Whether the athlete's link to their Polar account stands: syncing, or waiting for them to
+    /// authorise again (not revoked, removed or never linked).
+    pub fn holds_link(self) -> bool {
+        matches!(self, Self::Linked | Self::NeedsReauthorisation)
+    }
+
     /// The `Status` value written to the `Polar Access Token` profile form (design §5).
     pub fn profile_label(self) -> &'static str {
         match self {

@@ -374,13 +374,11 @@ where
         if owner == *athlete {
             return Ok(false);
         }
-        let linked = self.store.get_athlete(&owner).await?.is_some_and(|a| {
-            a.polar_user_id == Some(polar_user)
-                && matches!(
-                    a.status,
-                    AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
-                )
-        });
+        let linked = self
+            .store
+            .get_athlete(&owner)
+            .await?
+            .is_some_and(|a| a.polar_user_id == Some(polar_user) && a.status.holds_link());
         Ok(linked || self.store.get_token(&owner).await?.is_some())
     }
 
@@ -486,12 +484,7 @@ where
         // The account an Athlete-app token of unknown user refreshes when Polar's answer names nobody:
         // this link's own token's (committed by an earlier attempt) or the live link's. An ended link's
         // says nothing about it.
-        let live_link = current.as_ref().is_some_and(|a| {
-            matches!(
-                a.status,
-                AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
-            )
-        });
+        let live_link = current.as_ref().is_some_and(|a| a.status.holds_link());
         let refreshed_account = match held.as_ref() {
             Some(h) if h.fingerprint == fingerprint => h.polar_user_id,
             Some(_) if live_link => held_account,
@@ -735,10 +728,7 @@ where
             // Another account's cursors (a re-link, or a link after a revoke) would skip the new one's
             // history: its upload times and lists have nothing to do with the old one's.
             // After a revoke or removal, only the same known account keeps its cursors.
-            let link_ended = !matches!(
-                a.status,
-                AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
-            );
+            let link_ended = !a.status.holds_link();
             let another_account = (relinked && !registered)
                 || (a.polar_user_id.is_some() && a.polar_user_id != polar_user)
                 || (link_ended && (a.polar_user_id.is_none() || polar_user.is_none()));

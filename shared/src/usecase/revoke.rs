@@ -131,10 +131,7 @@ where
         }
         let revoked = self
             .update_athlete(athlete, |a| {
-                if matches!(
-                    a.status,
-                    AthleteStatus::Linked | AthleteStatus::NeedsReauthorisation
-                ) {
+                if a.status.holds_link() {
                     a.set_status(AthleteStatus::Revoked, now);
                 }
                 a.queued_until = None;

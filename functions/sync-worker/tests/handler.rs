@@ -1,5 +1,5 @@
 //! `sync-worker` as Lambda calls it: SQS batches in, partial batch failures out, deferrals put back on
-//! the queue (and acknowledged), and one EMF metric line per job on stdout.
+//! the queue (and acknowledged), and one EMF metric line per batch on stdout.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -221,7 +221,7 @@ fn a_job_prints_one_emf_line_with_its_counts() {
         .iter()
         .filter(|l| l["Function"] == "sync-worker")
         .collect();
-    assert_eq!(worker.len(), 1, "one line per job: {lines:?}");
+    assert_eq!(worker.len(), 1, "one line per invocation: {lines:?}");
     let line = worker[0];
     assert_eq!(
         line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
@@ -238,6 +238,59 @@ fn a_job_prints_one_emf_line_with_its_counts() {
     assert_eq!(line["RecordsBackfilled"], 0.0);
     assert!(line["RecordsCreated"].as_f64().unwrap() >= 6.0);
     assert_eq!(line["FieldsDropped"], 0.0);
+}
+
+#[tokio::test]
+#[ignore = "run by a_batch_prints_one_emf_line_for_all_its_jobs in a child process"]
+async fn child_batch_of_two_athletes_and_a_stranger() {
+    let (world, first_sync, _) = linked_world("worker-batch-a").await;
+    world.add_athlete("worker-batch-b", "Bat", "Ch");
+    let polar = world.polar_account(346);
+    world.scan().await.unwrap();
+    assert_eq!(
+        world
+            .link_via_web("worker-batch-b", polar)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let mut received = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(received.len(), 1);
+    let second_sync = received.remove(0).message;
+    let stranger = SyncJob::new(
+        AthleteUuid::parse("nobody-here").unwrap(),
+        JobKind::Scheduled,
+        Vec::new(),
+        world.clock.now(),
+    );
+    let batch = event(vec![
+        first_sync,
+        second_sync,
+        message("m-stranger", &stranger.to_body()),
+    ]);
+    let response = sync_worker::handle(&world.connector, batch, no_deadline()).await;
+    assert!(failures(&response).is_empty());
+}
+
+#[test]
+fn a_batch_prints_one_emf_line_for_all_its_jobs() {
+    let lines = child_json_lines("child_batch_of_two_athletes_and_a_stranger");
+    let worker: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["Function"] == "sync-worker")
+        .collect();
+    assert_eq!(worker.len(), 1, "one line for the batch: {lines:?}");
+    let line = worker[0];
+    assert_eq!(line["JobsSynced"], 2.0, "{line}");
+    assert_eq!(line["JobsSkipped"], 1.0, "the unknown athlete: {line}");
+    // Each synced job's lag is a sample of its own, so the dashboard's p95 and maximum see both.
+    assert_eq!(
+        line["SyncLagSeconds"].as_array().map(Vec::len),
+        Some(2),
+        "{line}"
+    );
+    assert!(line["RecordsCreated"].as_f64().unwrap() >= 6.0, "{line}");
 }
 
 #[tokio::test]
@@ -284,7 +337,7 @@ fn a_deferral_counts_against_the_budget_only_when_polar_limited_it() {
         .iter()
         .filter(|l| l["Function"] == "sync-worker")
         .collect();
-    assert_eq!(worker.len(), 2, "one line per job: {lines:?}");
+    assert_eq!(worker.len(), 2, "one line per invocation: {lines:?}");
     assert_eq!(worker[0]["JobsDeferred"], 1.0, "busy: {:?}", worker[0]);
     assert!(
         worker[0]["BudgetDeferrals"].is_null(),

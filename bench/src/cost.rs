@@ -249,6 +249,15 @@ pub fn daily_usage(
         .max(m.webhook_deliveries as f64 * 0.001);
     let worker_invocations = scheduled as f64 / 10.0 + targeted as f64;
     let webhooks_on = m.webhook_deliveries > 0;
+    // The scheduled runs' fixed spend (their summary lines, the budget and settings items) is the
+    // deployment's, shared by its athletes like the runs' invocations: the simulated fleet is far smaller.
+    let per_run = &m.per_run;
+    let fleet_share = run.athletes as f64 * share;
+    let run_lines = (per_run.log_bytes + per_run.emf_bytes) as f64;
+    // The worker writes one EMF line per invocation; the simulation's batches are smaller than the
+    // full batches billed here.
+    let worker_emf_per_invocation = m.worker_emf_bytes as f64 / m.worker.invocations.max(1) as f64;
+    let fleet_lines = (m.log_bytes + m.emf_bytes) as f64 - run_lines - m.worker_emf_bytes as f64;
 
     let invocations = worker_invocations / athlete_days
         + (SCAN_RUNS_PER_DAY + FANOUT_RUNS_PER_DAY) * share
@@ -265,9 +274,13 @@ pub fn daily_usage(
         cold_starts: cold_starts_per_hour * 24.0 * share,
         init_seconds,
         sqs_requests: sqs,
-        read_units: m.store.read_units / athlete_days,
-        write_units: m.store.write_units / athlete_days,
-        log_bytes: (m.log_bytes + m.emf_bytes) as f64 / athlete_days
+        read_units: (m.store.read_units - per_run.read_units + per_run.read_units * fleet_share)
+            / athlete_days,
+        write_units: (m.store.write_units - per_run.write_units
+            + per_run.write_units * fleet_share)
+            / athlete_days,
+        log_bytes: (fleet_lines + run_lines * fleet_share) / athlete_days
+            + worker_emf_per_invocation * worker_invocations / athlete_days
             + invocations * PLATFORM_LOG_BYTES_PER_INVOCATION,
         http_requests: m.webhook_deliveries as f64 / athlete_days,
     }
@@ -311,7 +324,7 @@ pub fn estimate(
                 throughput.latency_ms
             ),
             format!(
-                "Scan and fan-out durations are their in-process times plus {} ms per Smartabase call of the scan; the schedules (scan 12, fan-out 24 runs a day) are shared by a deployment of {} athletes.",
+                "Scan and fan-out durations are their in-process times plus {} ms per Smartabase call of the scan; the schedules (scan 12, fan-out 24 runs a day) are shared by a deployment of {} athletes, and so is what a run spends whatever the fleet's size (its summary log and EMF lines, the scan's claim, settings and pending-link reads, the fan-out's budget read; measured per run); the listings and every athlete's reads and writes count per athlete.",
                 throughput.latency_ms, DEPLOYMENT_ATHLETES
             ),
             format!(
@@ -320,7 +333,7 @@ pub fn estimate(
             ),
             "SQS: one SendMessageBatch per 10 scheduled jobs, one SendMessage per webhook job and per deferral, one ReceiveMessage and one DeleteMessageBatch per invocation; the idle long polling of the event source mapping is a per-deployment cost.".to_string(),
             format!(
-                "CloudWatch Logs: the measured bytes of the functions' JSON log lines and EMF lines, plus {PLATFORM_LOG_BYTES_PER_INVOCATION:.0} bytes of Lambda platform lines per invocation."
+                "CloudWatch Logs: the measured bytes of the functions' JSON log lines and EMF lines (the worker's EMF line per billed invocation), plus {PLATFORM_LOG_BYTES_PER_INVOCATION:.0} bytes of Lambda platform lines per invocation."
             ),
             "Not included: storage (DynamoDB ledger and logs, cents per month), alarms and the dashboard (per deployment), data transfer, free tiers.".to_string(),
         ],
@@ -371,6 +384,80 @@ mod tests {
         assert!(close(cost.total, sum));
         // 8 WRU a day for 1,000 athletes is 243,500 WRU a month: about 15 cents.
         assert!((cost.dynamodb_writes - 0.1522).abs() < 0.001);
+    }
+
+    /// A day of 10 athletes whose scheduled runs spent 12 write units and 36,000 log bytes whatever the
+    /// fleet's size, beside 1,000 write units and 2,000 log bytes of the athletes' own.
+    fn ten_athlete_day() -> SimulationReport {
+        let mut measured = crate::simulation::Tally {
+            hours: 24,
+            log_bytes: 2_000 + 36_000,
+            ..Default::default()
+        };
+        measured.store.write_units = 1_000.0 + 12.0;
+        measured.per_run.runs = 36;
+        measured.per_run.log_bytes = 36_000;
+        measured.per_run.write_units = 12.0;
+        SimulationReport {
+            athletes: 10,
+            interval_minutes: 60,
+            webhooks: false,
+            worker_instances: 2,
+            link_seconds: 0.0,
+            first_sync_seconds: 0.0,
+            measured,
+            drain: Default::default(),
+            delivery: Default::default(),
+            wall_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn what_a_scheduled_run_spends_whatever_the_fleet_is_shared_by_the_deployments_athletes() {
+        let throughput = ThroughputReport {
+            athletes: 0,
+            latency_ms: 50,
+            rounds: Vec::new(),
+        };
+        let usage = daily_usage(&ten_athlete_day(), &throughput, 0.0);
+        // 1,000 units over 10 athlete-days, plus 12 units shared by 1,000 athletes.
+        assert!(
+            close(usage.write_units, 100.0 + 12.0 / 1_000.0),
+            "{usage:?}"
+        );
+        let platform = usage.invocations * PLATFORM_LOG_BYTES_PER_INVOCATION;
+        assert!(close(usage.log_bytes - platform, 200.0 + 36.0), "{usage:?}");
+    }
+
+    #[test]
+    fn the_workers_emf_line_is_billed_per_invocation_of_a_full_batch() {
+        let throughput = ThroughputReport {
+            athletes: 0,
+            latency_ms: 50,
+            rounds: Vec::new(),
+        };
+        let mut run = ten_athlete_day();
+        // 240 scheduled jobs run 5 to an invocation, each invocation writing a 1,000-byte EMF line.
+        run.measured.worker.invocations = 48;
+        run.measured.worker_emf_bytes = 48_000;
+        run.measured.emf_bytes = 48_000;
+        run.measured
+            .jobs
+            .by_kind_and_outcome
+            .insert("Scheduled/unchanged".into(), Default::default());
+        run.measured
+            .jobs
+            .by_kind_and_outcome
+            .get_mut("Scheduled/unchanged")
+            .unwrap()
+            .jobs = 240;
+        let usage = daily_usage(&run, &throughput, 0.0);
+        let platform = usage.invocations * PLATFORM_LOG_BYTES_PER_INVOCATION;
+        // 24 invocations of 10 jobs: 2.4 EMF lines per athlete-day.
+        assert!(
+            close(usage.log_bytes - platform, 200.0 + 36.0 + 2_400.0),
+            "{usage:?}"
+        );
     }
 
     #[test]

@@ -326,6 +326,32 @@ fn store_by_operation_table(out: &mut String, e: &EfficiencyReport) {
         .map(|(r, f)| format!("**{}**", cell(r.measured.store, f.athlete_days)))
         .collect();
     let _ = writeln!(out, "| **total** | {} |\n", cells.join(" | "));
+    let fixed: Vec<String> = e
+        .runs
+        .iter()
+        .zip(&e.figures)
+        .map(|(r, f)| {
+            let per_run = &r.measured.per_run;
+            let usage = StoreUsage {
+                read_units: per_run.read_units,
+                write_units: per_run.write_units,
+                requests: 0,
+            };
+            let mode = if f.webhooks {
+                "webhooks on"
+            } else {
+                "webhooks off"
+            };
+            format!("{} ({mode})", cell(usage, f.athlete_days))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "Of these, the scan's and fan-out's runs spend {} per athlete-day whatever the fleet's size (the scan's claim, settings and pending links, the fan-out's budget read), counted here among the {} simulated athletes; the cost estimate shares them among a deployment of {:.0}.\n",
+        fixed.join(", "),
+        e.runs.first().map_or(0, |r| r.athletes),
+        crate::cost::DEPLOYMENT_ATHLETES
+    );
 }
 
 fn scale_section(out: &mut String, s: &ScaleReport) {

@@ -87,6 +87,35 @@ pub struct FanoutTally {
     pub busy_seconds: f64,
 }
 
+/// What the scheduled runs (scan and fan-out) spent that does not grow with the fleet: each run's summary
+/// log and EMF lines, and its reads and writes of the budget and settings items. A deployment's runs cost
+/// this whatever its size, so the cost model shares it among the deployment's athletes, not the few
+/// athletes a simulation runs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PerRunTally {
+    /// Scan and fan-out runs.
+    pub runs: u64,
+    /// Bytes of their JSON log lines.
+    pub log_bytes: u64,
+    /// Bytes of their EMF lines.
+    pub emf_bytes: u64,
+    /// Read units of [`PER_RUN_OPERATIONS`] during the runs.
+    pub read_units: f64,
+    /// Write units of [`PER_RUN_OPERATIONS`] during the runs.
+    pub write_units: f64,
+}
+
+/// Store operations a scheduled run makes a fixed number of times, whatever the fleet's size: the scan's
+/// claim of its run, its settings and pending links, the fan-out's budget read. The run's other
+/// operations (the listings, the athletes it reads or marks) grow with the fleet and count as measured.
+pub const PER_RUN_OPERATIONS: [&str; 5] = [
+    "claim",
+    "get_setting",
+    "put_setting",
+    "load_budget",
+    "pending_links",
+];
+
 /// Everything counted over a stretch of time.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Tally {
@@ -124,6 +153,10 @@ pub struct Tally {
     pub log_lines: u64,
     /// Bytes of EMF metric lines the functions wrote.
     pub emf_bytes: u64,
+    /// Of those, the worker's (one line per invocation).
+    pub worker_emf_bytes: u64,
+    /// The share of the above the scheduled runs spent whatever the fleet's size.
+    pub per_run: PerRunTally,
 }
 
 impl Tally {
@@ -239,6 +272,12 @@ struct Track {
 }
 
 type RecordId = (usize, RecordKind, String);
+
+/// The store's and the log meter's readings at a scheduled run's start.
+struct RunReadings {
+    operations: BTreeMap<&'static str, StoreUsage>,
+    log_bytes: u64,
+}
 
 /// One run of the fleet through simulated time.
 pub struct Simulation<'a> {
@@ -400,18 +439,22 @@ impl<'a> Simulation<'a> {
         self.move_to(hour_mark);
         let before_scan = self.world.smartabase.requests().len();
         if self.hour.is_multiple_of(SCAN_EVERY_HOURS) {
+            let run = self.run_start(tally)?;
             let started = Instant::now();
             self.world.scan().await?;
             tally.scan_runs += 1;
             tally.scan_busy_seconds += started.elapsed().as_secs_f64();
+            self.run_end(run, tally)?;
         }
         let after_scan = self.world.smartabase.requests().len();
         if self
             .hour
             .is_multiple_of((self.options.interval_minutes / 60).max(1))
         {
+            let run = self.run_start(tally)?;
             let started = Instant::now();
             let report = self.world.fanout().await?;
+            self.run_end(run, tally)?;
             let fanout = &mut tally.fanout;
             fanout.runs += 1;
             fanout.busy_seconds += started.elapsed().as_secs_f64();
@@ -488,10 +531,53 @@ impl<'a> Simulation<'a> {
         }
     }
 
+    /// Readings at a scheduled run's start (the EMF written before it goes to the tally).
+    fn run_start(&self, tally: &mut Tally) -> anyhow::Result<RunReadings> {
+        tally.emf_bytes += self.stdout.take_bytes()?;
+        Ok(RunReadings {
+            operations: self.world.connector.store.usage_by_operation(),
+            log_bytes: self.meter.log_totals().0,
+        })
+    }
+
+    /// Adds what the run since `start` spent regardless of the fleet's size to `tally.per_run` (and its
+    /// EMF to the total).
+    fn run_end(&self, start: RunReadings, tally: &mut Tally) -> anyhow::Result<()> {
+        let emf = self.stdout.take_bytes()?;
+        tally.emf_bytes += emf;
+        let per_run = &mut tally.per_run;
+        per_run.runs += 1;
+        per_run.emf_bytes += emf;
+        per_run.log_bytes += self.meter.log_totals().0 - start.log_bytes;
+        for (operation, usage) in self.world.connector.store.usage_by_operation() {
+            if PER_RUN_OPERATIONS.contains(&operation) {
+                let used =
+                    usage.since(start.operations.get(operation).copied().unwrap_or_default());
+                per_run.read_units += used.read_units;
+                per_run.write_units += used.write_units;
+            }
+        }
+        Ok(())
+    }
+
+    /// One drain of the worker, its EMF lines counted apart.
+    async fn drain_worker(&self, tally: &mut Tally) -> anyhow::Result<WorkerStats> {
+        tally.emf_bytes += self.stdout.take_bytes()?;
+        let worker = stack::drain(
+            &self.world,
+            self.options.worker_instances,
+            stack::BATCH_SIZE,
+        )
+        .await?;
+        let emf = self.stdout.take_bytes()?;
+        tally.emf_bytes += emf;
+        tally.worker_emf_bytes += emf;
+        Ok(worker)
+    }
+
     /// The worker until the queue is empty, then in minute ticks for jobs that come back within minutes.
     async fn work(&mut self, tally: &mut Tally) -> anyhow::Result<()> {
-        let instances = self.options.worker_instances;
-        let worker = stack::drain(&self.world, instances, stack::BATCH_SIZE).await?;
+        let worker = self.drain_worker(tally).await?;
         tally.worker.add(&worker);
         self.mark_step_end().await?;
         for _ in 0..RETRY_TICKS {
@@ -499,7 +585,7 @@ impl<'a> Simulation<'a> {
                 break;
             }
             self.world.advance(Duration::minutes(1));
-            let worker = stack::drain(&self.world, instances, stack::BATCH_SIZE).await?;
+            let worker = self.drain_worker(tally).await?;
             if worker.messages > 0 {
                 tally.worker.add(&worker);
                 self.mark_step_end().await?;

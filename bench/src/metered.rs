@@ -423,9 +423,14 @@ impl<S: LockStore + AthleteStore> LockStore for MeteredStore<S> {
         locking
     }
 
-    async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
+    async fn unlock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        queued_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let old = self.inner.get_athlete(uuid).await.ok().flatten();
-        let unlocked = self.inner.unlock(uuid, owner).await;
+        let unlocked = self.inner.unlock(uuid, owner, queued_until).await;
         let units = self.athlete_write_units(old.as_ref(), uuid).await;
         self.meter.write("unlock", units, 1);
         unlocked

@@ -225,6 +225,15 @@ async fn due_athletes_come_oldest_first_with_their_markers<S: Store>(store: &S) 
     assert!(entry("tie-a").queued_at(now) && !entry("tie-a").queued_at(now + Duration::hours(3)));
     assert_eq!(entry("tie-b").queued_until, None);
     assert!(!entry("tie-b").queued_at(now));
+    // And whether a sync ever finished for them.
+    assert!(entry("d-mid").never_synced);
+    let mut synced = store.get_athlete(&uuid("d-mid")).await.unwrap().unwrap();
+    synced.last_sync_at = Some(now - Duration::hours(2));
+    store.save_athlete(&synced).await.unwrap();
+    let listing = store.due_athletes(now).await.unwrap().due;
+    let entry = |id: &str| listing.iter().find(|d| d.uuid == uuid(id)).unwrap().clone();
+    assert!(!entry("d-mid").never_synced);
+    assert!(entry("tie-b").never_synced);
 
     // Leaving `Linked` or moving the due time later takes an athlete out of the due list.
     let mut early = store.get_athlete(&uuid("d-early")).await.unwrap().unwrap();
@@ -941,10 +950,10 @@ async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
         "held through its last second"
     );
     // Someone else's unlock releases nothing.
-    store.unlock(&id, "worker-b").await.unwrap();
+    store.unlock(&id, "worker-b", None).await.unwrap();
     assert_eq!(lock("worker-b").await.unwrap(), Locking::Busy);
     // The owner's does.
-    store.unlock(&id, "worker-a").await.unwrap();
+    store.unlock(&id, "worker-a", None).await.unwrap();
     let Locking::Taken(locked) = lock("worker-b").await.unwrap() else {
         panic!("released");
     };
@@ -968,7 +977,7 @@ async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
             .unwrap(),
         Locking::Taken(_)
     ));
-    store.unlock(&id, "worker-c").await.unwrap();
+    store.unlock(&id, "worker-c", None).await.unwrap();
     assert_eq!(
         store.try_lock(&id, "worker-e", later, later).await.unwrap(),
         Locking::Busy
@@ -986,6 +995,67 @@ async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
             .unwrap(),
         Locking::Taken(_)
     ));
+}
+
+/// A job that stays on the queue (SQS retries it, or it comes back delayed) releases its lock and keeps
+/// the fan-out from queueing a second job for the athlete in one write; a lock it no longer holds leaves
+/// the athlete alone.
+async fn a_job_that_stays_queued_unlocks_and_sets_the_marker_in_one_write<S: Store>(store: &S) {
+    let id = uuid("parked");
+    let now = t0();
+    let mut athlete = Athlete::new(id.clone());
+    athlete.set_status(AthleteStatus::Linked, now);
+    let athlete = store.save_athlete(&athlete).await.unwrap();
+    let Locking::Taken(locked) = store
+        .try_lock(&id, "worker-a", now, now + Duration::minutes(3))
+        .await
+        .unwrap()
+    else {
+        panic!("the lock was free");
+    };
+    let queued_until = now + Duration::hours(2);
+    // Not the owner: nothing changes.
+    store
+        .unlock(&id, "worker-b", Some(queued_until))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_athlete(&id).await.unwrap(),
+        Some((*locked).clone())
+    );
+
+    store
+        .unlock(&id, "worker-a", Some(queued_until))
+        .await
+        .unwrap();
+    let parked = store.get_athlete(&id).await.unwrap().unwrap();
+    assert_eq!(parked.sync_lock, None);
+    assert_eq!(parked.queued_until, Some(queued_until));
+    assert_eq!(parked.version, locked.version + 1, "moves the version");
+    assert_eq!(
+        Athlete {
+            queued_until: None,
+            version: athlete.version,
+            ..parked.clone()
+        },
+        athlete,
+        "nothing else changes"
+    );
+    // The marker it set keeps the fan-out (and anyone asking to enqueue) away until it lapses.
+    let later = now + Duration::hours(1);
+    assert!(
+        !store
+            .mark_queued(&id, later + Duration::hours(2), later)
+            .await
+            .unwrap()
+    );
+    let lapsed = queued_until + Duration::seconds(1);
+    assert!(
+        store
+            .mark_queued(&id, lapsed + Duration::hours(2), lapsed)
+            .await
+            .unwrap()
+    );
 }
 
 async fn one_of_twenty_concurrent_locks_wins<S: Store>(store: &S) {
@@ -1140,6 +1210,7 @@ contract!(
     ledger_keeps_the_optional_forms_records_apart,
     ledger_handles_more_than_one_batch,
     locks_exclude_until_released_or_lapsed,
+    a_job_that_stays_queued_unlocks_and_sets_the_marker_in_one_write,
     one_of_twenty_concurrent_locks_wins,
     budget_saves_check_the_version,
     concurrent_budget_updates_lose_nothing,

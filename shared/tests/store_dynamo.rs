@@ -209,7 +209,7 @@ async fn a_sync_lock_is_two_attributes_of_the_athlete_item_and_moves_its_version
     );
     assert_eq!(item.get("version"), Some(&AttributeValue::N("2".into())));
 
-    store.unlock(&uuid, "worker").await.unwrap();
+    store.unlock(&uuid, "worker", None).await.unwrap();
     let item = raw_item(&client, &table, "ATHLETE#lock-owner", "ATHLETE").await;
     for gone in ["lock_owner", "lock_until"] {
         assert!(!item.contains_key(gone), "{gone} still set");

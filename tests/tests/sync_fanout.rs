@@ -114,14 +114,8 @@ async fn fanout_queues_only_linked_due_unqueued_athletes_in_batches_of_ten() {
     assert_eq!((after.due, after.queued), (0, 0));
 }
 
-#[tokio::test]
-async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_rest_due() {
-    testkit::logs::install();
-    let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let athletes = synced_athletes(&world, "spread", 30).await;
-    world.advance(Duration::minutes(61));
-    let now = world.clock.now();
-    // Polar's short window allows 40 calls (36 for scheduled work); 4 are spent and it resets in 10 min.
+/// Polar's short window allows 40 calls (36 for scheduled work); 4 are spent and it resets in 10 min.
+async fn short_window_of_40_with_4_spent<S: Store>(world: &World<S>) {
     let mut state = BudgetState::initial(
         LimitFormula {
             short_base: 40,
@@ -134,10 +128,55 @@ async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_re
     state.short = Window {
         used: 4,
         limit: 40,
-        resets_at: Some(now + Duration::minutes(10)),
+        resets_at: Some(world.clock.now() + Duration::minutes(10)),
         counted_by_polar: 0,
     };
-    set_budget(&world, state).await;
+    set_budget(world, state).await;
+}
+
+#[tokio::test]
+async fn a_run_right_after_a_budget_limited_one_queues_only_the_athletes_it_did_not_reach() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "twice", 30).await;
+    world.advance(Duration::minutes(61));
+    short_window_of_40_with_4_spent(&world).await;
+    let first = world.fanout().await.unwrap();
+    assert_eq!((first.queued, first.delayed), (17, 9), "{first:?}");
+    let first_sent: BTreeSet<String> = world
+        .connector
+        .queue
+        .sent()
+        .iter()
+        .filter(|o| o.job.kind == JobKind::Scheduled)
+        .map(|o| o.job.athlete.to_string())
+        .collect();
+    assert_eq!(first_sent.len(), 17);
+    let sent_before = world.connector.queue.sent().len();
+
+    // The schedule invoked twice: the second run a minute later, before any job ran.
+    world.advance(Duration::minutes(1));
+    let second = world.fanout().await.unwrap();
+
+    let twice: Vec<String> = world.connector.queue.sent()[sent_before..]
+        .iter()
+        .map(|o| o.job.athlete.to_string())
+        .filter(|a| first_sent.contains(a))
+        .collect();
+    assert!(twice.is_empty(), "queued twice: {twice:?} ({second:?})");
+    assert_eq!(second.already_queued, 17, "{second:?}");
+    // The 13 the first run did not reach are the second's to queue, within the same budget.
+    assert_eq!(second.due, 30, "{second:?}");
+    assert!(second.queued > 0 && second.queued <= 13, "{second:?}");
+}
+
+#[tokio::test]
+async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_rest_due() {
+    testkit::logs::install();
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "spread", 30).await;
+    world.advance(Duration::minutes(61));
+    let now = world.clock.now();
+    short_window_of_40_with_4_spent(&world).await;
     let sent_before = world.connector.queue.sent().len();
 
     let report = world.fanout().await.unwrap();
@@ -148,16 +187,23 @@ async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_re
     let sent = world.connector.queue.sent().split_off(sent_before);
     let delays: Vec<u32> = sent.iter().map(|o| o.delay_seconds).collect();
     assert_eq!(delays, [vec![0; 8], vec![600; 9]].concat());
-    let queued: BTreeSet<String> = sent.iter().map(|o| o.job.athlete.to_string()).collect();
+    let delayed: BTreeSet<String> = sent
+        .iter()
+        .filter(|o| o.delay_seconds > 0)
+        .map(|o| o.job.athlete.to_string())
+        .collect();
     for a in &athletes {
         let stored = stored_athlete(&world, a).await;
-        if queued.contains(&a.uuid) {
+        if delayed.contains(&a.uuid) {
+            // Waits on the queue for the next window: marked, so the next run leaves it there.
             assert!(stored.queued_until.is_some(), "{}", a.uuid);
         } else {
-            assert_eq!(stored.queued_until, None, "{} must stay due", a.uuid);
+            // Sent now (runs within seconds) or left due: no marker written.
+            assert_eq!(stored.queued_until, None, "{}", a.uuid);
             assert!(stored.next_sync_due.is_some_and(|d| d <= now));
         }
     }
+
     let line = testkit::logs::captured()
         .into_iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
@@ -251,6 +297,24 @@ async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_nex
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
     let athletes = synced_athletes(&world, "throttled", 5).await;
     world.advance(Duration::minutes(61));
+    // Polar's short window is spent until it resets in 10 minutes: every job waits for the next window
+    // on the queue, so each is marked first.
+    let mut state = BudgetState::initial(
+        LimitFormula {
+            short_base: 40,
+            short_per_user: 0,
+            long_base: 10_000,
+            long_per_user: 0,
+        },
+        0,
+    );
+    state.short = Window {
+        used: 40,
+        limit: 40,
+        resets_at: Some(world.clock.now() + Duration::minutes(10)),
+        counted_by_polar: 0,
+    };
+    set_budget(&world, state).await;
     let unlucky = athletes[2].athlete();
     world.connector.store.fail_marker_writes(&unlucky, 1);
     let sent_before = world.connector.queue.sent().len();
@@ -279,9 +343,10 @@ async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_nex
             .is_some_and(|d| d <= world.clock.now())
     );
 
-    // The next run queues the one left due, and no one twice.
+    // The next run queues the one left due, and no one twice; once the window resets, all five run.
     let next = world.fanout().await.unwrap();
     assert_eq!((next.queued, next.already_queued), (1, 4), "{next:?}");
+    world.advance(Duration::minutes(11));
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (5, 0));
 }

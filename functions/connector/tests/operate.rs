@@ -187,7 +187,7 @@ async fn athletes_athlete_link_sync_and_revoke() {
         .ok()
         .json();
     assert!(held["sync_locked_until"].is_string(), "{held}");
-    stack.store().unlock(&ada_id, "a-job").await.unwrap();
+    stack.store().unlock(&ada_id, "a-job", None).await.unwrap();
     let text = stack.run(&["athlete", "ath-ada"]).await;
     text.ok();
     assert!(

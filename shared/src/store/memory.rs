@@ -211,7 +211,16 @@ impl AthleteStore for MemoryStore {
         let mut due: Vec<DueAthlete> = state
             .athletes
             .values()
-            .filter_map(|a| DueAthlete::at(&a.uuid, a.status, a.next_sync_due, a.queued_until, now))
+            .filter_map(|a| {
+                DueAthlete::at(
+                    &a.uuid,
+                    a.status,
+                    a.next_sync_due,
+                    a.queued_until,
+                    a.last_sync_at,
+                    now,
+                )
+            })
             .collect();
         DueAthlete::sort(&mut due);
         Ok(DueListing { due, skipped: 0 })
@@ -473,12 +482,20 @@ impl LockStore for MemoryStore {
         Ok(Locking::Taken(Box::new(athlete.clone())))
     }
 
-    async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
+    async fn unlock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        queued_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state()?;
         if let Some(athlete) = state.athletes.get_mut(uuid)
             && athlete.locked_by(owner)
         {
             athlete.sync_lock = None;
+            if queued_until.is_some() {
+                athlete.queued_until = queued_until;
+            }
             athlete.version += 1;
         }
         Ok(())

@@ -72,6 +72,9 @@ pub struct DueAthlete {
     pub due: DateTime<Utc>,
     /// Their queued marker: a job of theirs is in the queue until then (lapsed if before now).
     pub queued_until: Option<DateTime<Utc>>,
+    /// No sync has finished for them yet (the link's first sync may still be queued beside a fan-out's
+    /// job).
+    pub never_synced: bool,
 }
 
 impl DueAthlete {
@@ -87,6 +90,7 @@ impl DueAthlete {
         status: AthleteStatus,
         next_sync_due: Option<DateTime<Utc>>,
         queued_until: Option<DateTime<Utc>>,
+        last_sync_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<Self> {
         let due = next_sync_due.filter(|due| *due <= now)?;
@@ -94,6 +98,7 @@ impl DueAthlete {
             uuid: uuid.clone(),
             due,
             queued_until,
+            never_synced: last_sync_at.is_none(),
         })
     }
 
@@ -293,12 +298,15 @@ pub trait LockStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Locking, StoreError>> + Send;
-    /// Releases the lock if `owner` still holds it. A job's last write of the athlete usually releases
-    /// it instead ([`Athlete::sync_lock`] set to `None` in a `save_athlete`).
+    /// Releases the lock if `owner` still holds it, setting the queued marker until `queued_until` in
+    /// the same write when given (the job stays on the queue: SQS retries it, or it comes back delayed).
+    /// A job's last write of the athlete usually releases it instead ([`Athlete::sync_lock`] set to
+    /// `None` in a `save_athlete`).
     fn unlock(
         &self,
         uuid: &AthleteUuid,
         owner: &str,
+        queued_until: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

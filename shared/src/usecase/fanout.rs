@@ -2,17 +2,22 @@
 //! batches of ten, within the Polar budget. When the budget cannot cover everyone now, jobs are spread
 //! over the next window with SQS delays and the rest stay due for the next run, rather than letting
 //! workers run into 429s.
+//!
+//! A job sent without a delay costs no write: it runs within seconds, and a job that stays on the queue
+//! longer (failed and retried by SQS, deferred, unfinished) sets the athlete's queued marker when it
+//! releases the lock. A delayed job is marked here. A run soon after another (a schedule invoked twice,
+//! a run by hand) skips the athletes the last run reached, from one record of the run.
 
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{Connector, QUEUED_MARKER_TTL};
 use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW};
 use crate::clock::Clock;
-use crate::ids::AthleteUuid;
 use crate::polar::PolarApi;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::SmartabaseApi;
@@ -20,6 +25,77 @@ use crate::store::{DueAthlete, Store, StoreError};
 
 const PAGE: usize = 200;
 const MARK_CONCURRENCY: usize = 16;
+/// The settings entry holding the recent runs' [`RunRange`]s, newest first.
+pub const RECENT_RUNS_SETTING: &str = "fanout-recent-runs";
+
+/// An athlete's place in the due listing's order (oldest due first, ties by UUID).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Position {
+    due: DateTime<Utc>,
+    uuid: String,
+}
+
+impl Position {
+    fn of(d: &DueAthlete) -> Self {
+        Self {
+            due: d.due,
+            uuid: d.uuid.to_string(),
+        }
+    }
+}
+
+/// How long a run's record keeps later runs from queueing the athletes it queued: long enough for a
+/// schedule invoked twice or a run by hand, shorter than the shortest interval (15 minutes), so the next
+/// scheduled run looks at everyone again.
+const RECENT_RUN: Duration = Duration::minutes(10);
+/// Ranges remembered at most (runs by hand in a loop).
+const RECENT_RANGES_KEPT: usize = 32;
+
+/// Athletes a run queued (or found queued): those after `after` (from the listing's start if `None`) up
+/// to and including `through`, in the listing's order. A run's ranges are what it reached less the
+/// ranges of the recent runs it skipped, so no athlete is covered longer than [`RECENT_RUN`] after the
+/// run that queued them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RunRange {
+    at: DateTime<Utc>,
+    after: Option<Position>,
+    through: Position,
+}
+
+impl RunRange {
+    fn covers(&self, position: &Position) -> bool {
+        self.after.as_ref().is_none_or(|after| after < position) && *position <= self.through
+    }
+
+    /// The ranges of a run at `at` that reached `through`: the listing's start through `through`, less
+    /// the `recent` runs' ranges (disjoint, as every run's are).
+    fn reached(at: DateTime<Utc>, through: &Position, recent: &[RunRange]) -> Vec<RunRange> {
+        let mut skipped: Vec<&RunRange> = recent.iter().collect();
+        skipped.sort_by(|a, b| a.after.cmp(&b.after));
+        let mut ranges = Vec::new();
+        let mut from: Option<Position> = None;
+        let mut gap_to = |from: &Option<Position>, to: &Position| {
+            let to = to.min(through);
+            if from.as_ref().is_none_or(|f| f < to) {
+                ranges.push(RunRange {
+                    at,
+                    after: from.clone(),
+                    through: to.clone(),
+                });
+            }
+        };
+        for range in skipped {
+            if let Some(start) = &range.after {
+                gap_to(&from, start);
+            }
+            if from.as_ref().is_none_or(|f| *f < range.through) {
+                from = Some(range.through.clone());
+            }
+        }
+        gap_to(&from, through);
+        ranges
+    }
+}
 
 /// What one run did (the counts of its log line and metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,10 +166,13 @@ where
         let listing = self.store.due_athletes(now).await?;
         report.due = listing.due.len() as u64;
         report.skipped = listing.skipped;
+        let recent = self.recent_runs(now).await;
         // A store failure on one athlete fails the run, but only once every page is done: no marker is
         // left without its job, and one athlete whose item cannot be written holds no one else up.
         let mut failed: Option<FanoutError> = None;
         let mut finished = true;
+        // The last athlete, in the listing's order, this run queued.
+        let mut through: Option<Position> = None;
         for page in listing.due.chunks(PAGE) {
             if Instant::now() >= deadline {
                 info!(
@@ -104,49 +183,56 @@ where
                 finished = false;
                 break;
             }
-            // A marker the listing shows is skipped without a write; the conditional marker still
-            // guards against one set since, and against a sync that ran since the listing was read.
-            let (queued, unqueued): (Vec<&DueAthlete>, Vec<&DueAthlete>) =
-                page.iter().partition(|d| d.queued_at(now));
-            report.already_queued += queued.len() as u64;
-            let marked: Vec<(AthleteUuid, Result<bool, StoreError>)> =
-                futures::stream::iter(unqueued)
-                    .map(|d| async move {
-                        let r = self
-                            .store
-                            .mark_due_queued(&d.uuid, now + QUEUED_MARKER_TTL, now)
-                            .await;
-                        (d.uuid.clone(), r)
-                    })
-                    .buffered(MARK_CONCURRENCY)
-                    .collect()
-                    .await;
             let mut outgoing = Vec::new();
-            for (uuid, marked) in marked {
+            let mut marked = Vec::new();
+            for d in page {
+                let position = Position::of(d);
+                // A marker the listing shows, or a run a moment ago that queued the athlete: a job of
+                // theirs is on the queue.
+                if d.queued_at(now) || recent.iter().any(|r| r.covers(&position)) {
+                    report.already_queued += 1;
+                    continue;
+                }
+                let index = report.queued + (outgoing.len() + marked.len()) as u64;
+                let Some(delay_seconds) = spread.delay_for(index) else {
+                    // No budget left this interval: the athlete stays due.
+                    report.budget_limited = true;
+                    break;
+                };
+                through = Some(position);
+                let job = SyncJob::new(d.uuid.clone(), JobKind::Scheduled, Vec::new(), now);
+                if delay_seconds == 0 && !d.never_synced {
+                    // Runs within seconds: the worker's lock and its check for a sync since the job was
+                    // queued stop a second one, so no marker write is spent on it.
+                    outgoing.push(Outgoing { job, delay_seconds });
+                } else {
+                    marked.push(Outgoing { job, delay_seconds });
+                }
+            }
+            // A delayed job waits on the queue for the next budget window (up to SQS's longest delay, as
+            // long as the shortest interval): its marker keeps the next run from queueing a second one.
+            // An athlete who never synced may have their link's first sync queued beside it: the marker
+            // keeps that one off the queue. The conditional marker also guards against one set since the
+            // listing, and a sync since.
+            let marked: Vec<(Outgoing, Result<bool, StoreError>)> = futures::stream::iter(marked)
+                .map(|out| async move {
+                    let r = self
+                        .store
+                        .mark_due_queued(&out.job.athlete, now + QUEUED_MARKER_TTL, now)
+                        .await;
+                    (out, r)
+                })
+                .buffered(MARK_CONCURRENCY)
+                .collect()
+                .await;
+            for (out, marked) in marked {
                 match marked {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        report.already_queued += 1;
-                        continue;
-                    }
+                    Ok(true) => outgoing.push(out),
+                    Ok(false) => report.already_queued += 1,
                     Err(e) => {
                         failed.get_or_insert(e.into());
-                        continue;
                     }
                 }
-                let Some(delay_seconds) = spread.delay_for(report.queued + outgoing.len() as u64)
-                else {
-                    // No budget left this interval: release the marker so the athlete stays due.
-                    report.budget_limited = true;
-                    if let Err(e) = self.store.clear_queued(&uuid).await {
-                        failed.get_or_insert(e.into());
-                    }
-                    continue;
-                };
-                outgoing.push(Outgoing {
-                    job: SyncJob::new(uuid, JobKind::Scheduled, Vec::new(), now),
-                    delay_seconds,
-                });
             }
             if let Err(e) = self.send_all(outgoing, &mut report).await {
                 failed.get_or_insert(e);
@@ -163,9 +249,54 @@ where
             }
         }
         report.complete = finished;
+        if failed.is_none()
+            && report.send_failures == 0
+            && let Some(through) = through
+        {
+            let mut ranges = RunRange::reached(now, &through, &recent);
+            ranges.extend(recent);
+            self.record_run(ranges).await;
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(report),
+        }
+    }
+
+    /// The ranges of the runs of the last [`RECENT_RUN`] (EventBridge may invoke a schedule twice, and an
+    /// operator may run it by hand): the athletes in them have a job on the queue.
+    async fn recent_runs(&self, now: DateTime<Utc>) -> Vec<RunRange> {
+        let recorded = match self.store.get_setting(RECENT_RUNS_SETTING).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                // Without them a run soon after queues a second job for some athletes: the worker drops it.
+                warn!(error = %e, "could not read the recent fan-out runs");
+                return Vec::new();
+            }
+        };
+        let Some(recorded) = recorded else {
+            return Vec::new();
+        };
+        let Ok(runs) = serde_json::from_str::<Vec<RunRange>>(&recorded) else {
+            warn!("the recent fan-out runs' record is unreadable; it is ignored");
+            return Vec::new();
+        };
+        runs.into_iter()
+            .filter(|r| {
+                let age = now - r.at;
+                age >= Duration::zero() && age < RECENT_RUN
+            })
+            .collect()
+    }
+
+    /// Records this run's ranges (first) with the recent runs', for a run soon after
+    /// ([`Self::recent_runs`]).
+    async fn record_run(&self, mut ranges: Vec<RunRange>) {
+        // Forgetting a range only lets a run soon after queue a second job, which the worker drops.
+        ranges.truncate(RECENT_RANGES_KEPT);
+        let record = serde_json::to_string(&ranges).unwrap_or_default();
+        if let Err(e) = self.store.put_setting(RECENT_RUNS_SETTING, &record).await {
+            warn!(error = %e, "could not record the fan-out run; a run soon after may queue some athletes twice (the worker drops the second job)");
         }
     }
 
@@ -193,8 +324,8 @@ where
         })
     }
 
-    /// Sends the jobs in batches of ten; a job that could not be sent has its marker released. Every
-    /// batch is tried; the first store failure is returned at the end.
+    /// Sends the jobs in batches of ten; a delayed job that could not be sent has its marker released.
+    /// Every batch is tried; the first store failure is returned at the end.
     async fn send_all(
         &self,
         outgoing: Vec<Outgoing>,
@@ -212,7 +343,10 @@ where
             for (i, out) in batch.iter().enumerate() {
                 if failed.contains(&i) {
                     report.send_failures += 1;
-                    if let Err(e) = self.store.clear_queued(&out.job.athlete).await {
+                    // Only a delayed job was marked.
+                    if out.delay_seconds > 0
+                        && let Err(e) = self.store.clear_queued(&out.job.athlete).await
+                    {
                         store_failure.get_or_insert(e);
                     }
                 } else {
@@ -229,7 +363,84 @@ where
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone as _;
+
     use super::*;
+
+    fn position(minute: i64) -> Position {
+        Position {
+            due: Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap() + Duration::minutes(minute),
+            uuid: format!("athlete-{minute}"),
+        }
+    }
+
+    fn range(at: DateTime<Utc>, after: Option<i64>, through: i64) -> RunRange {
+        RunRange {
+            at,
+            after: after.map(position),
+            through: position(through),
+        }
+    }
+
+    #[test]
+    fn a_run_covers_what_it_reached_less_the_recent_runs_it_skipped() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap();
+        let earlier = at - Duration::minutes(5);
+        // Nothing recent: everything from the listing's start.
+        assert_eq!(
+            RunRange::reached(at, &position(40), &[]),
+            [range(at, None, 40)]
+        );
+        // After a recent run that reached minute 20.
+        let first = range(earlier, None, 20);
+        assert_eq!(
+            RunRange::reached(at, &position(40), std::slice::from_ref(&first)),
+            [range(at, Some(20), 40)]
+        );
+        // A recent run covering a middle stretch only (the one before it has lapsed): the athletes
+        // before and after it are this run's.
+        let middle = range(earlier, Some(10), 20);
+        assert_eq!(
+            RunRange::reached(at, &position(40), std::slice::from_ref(&middle)),
+            [range(at, None, 10), range(at, Some(20), 40)]
+        );
+        // Stopping inside a recent run's range adds nothing of its own past it.
+        assert_eq!(
+            RunRange::reached(at, &position(15), &[first.clone()]),
+            Vec::<RunRange>::new()
+        );
+        assert_eq!(
+            RunRange::reached(at, &position(15), &[middle.clone()]),
+            [range(at, None, 10)]
+        );
+        // Two recent ranges, either order.
+        let late = range(earlier, Some(30), 35);
+        assert_eq!(
+            RunRange::reached(at, &position(40), &[late, middle]),
+            [
+                range(at, None, 10),
+                range(at, Some(20), 30),
+                range(at, Some(35), 40)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_range_covers_after_its_start_through_its_end() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap();
+        let r = range(at, Some(10), 20);
+        assert!(!r.covers(&position(10)));
+        assert!(r.covers(&position(11)));
+        assert!(r.covers(&position(20)));
+        assert!(!r.covers(&position(21)));
+        assert!(range(at, None, 20).covers(&position(-1000)));
+        // Same due time: the UUID orders them, as in the listing.
+        let tie = Position {
+            uuid: "athlete-20-b".into(),
+            ..position(20)
+        };
+        assert!(!r.covers(&tie));
+    }
 
     #[test]
     fn spread_fills_now_then_the_next_window_then_stops() {

@@ -240,7 +240,8 @@ fn number_bytes(number: &str) -> usize {
 }
 
 /// The attributes of an athlete item the fan-out's due listing reads ([`due_entry_from_item`]).
-pub(super) const DUE_ENTRY_ATTRIBUTES: [&str; 4] = [UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL];
+pub(super) const DUE_ENTRY_ATTRIBUTES: [&str; 5] =
+    [UUID, STATUS, NEXT_SYNC_DUE, QUEUED_UNTIL, LAST_SYNC_AT];
 
 /// The due listing's entry for an athlete item read with [`DUE_ENTRY_ATTRIBUTES`]: `None` unless
 /// `Linked` and due at `now`.
@@ -254,6 +255,7 @@ pub(super) fn due_entry_from_item(
         athlete_status(&r)?,
         r.opt_instant(NEXT_SYNC_DUE)?,
         r.opt_instant(QUEUED_UNTIL)?,
+        r.opt_instant(LAST_SYNC_AT)?,
         now,
     ))
 }

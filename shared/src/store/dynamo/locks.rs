@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::super::schema::{self, PK, SK_ATHLETE};
 use super::super::{LockStore, Locking, StoreError};
-use super::codec::{LOCK_OWNER, LOCK_UNTIL, VERSION, athlete_from_item, instant, key, n, s};
+use super::codec::{
+    LOCK_OWNER, LOCK_UNTIL, QUEUED_UNTIL, VERSION, athlete_from_item, instant, key, n, s,
+};
 use super::{DynamoStore, condition_failed, unavailable};
 use crate::ids::AthleteUuid;
 
@@ -45,7 +47,7 @@ impl LockStore for DynamoStore {
                 Err(e) => {
                     // Nobody can sync an athlete whose item does not decode; the lock need not wait
                     // to lapse for the next attempt to say so.
-                    let _ = self.unlock(uuid, owner).await;
+                    let _ = self.unlock(uuid, owner, None).await;
                     Err(e)
                 }
             },
@@ -60,21 +62,33 @@ impl LockStore for DynamoStore {
         }
     }
 
-    async fn unlock(&self, uuid: &AthleteUuid, owner: &str) -> Result<(), StoreError> {
-        let result = self
+    async fn unlock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        queued_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
-            .update_expression("REMOVE #owner, #until ADD #version :one")
             .condition_expression("#owner = :me")
             .expression_attribute_names("#owner", LOCK_OWNER)
             .expression_attribute_names("#until", LOCK_UNTIL)
             .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await;
+            .expression_attribute_values(":one", n(1));
+        let request = match queued_until {
+            Some(queued_until) => request
+                .update_expression(
+                    "REMOVE #owner, #until SET #queued_until = :queued_until ADD #version :one",
+                )
+                .expression_attribute_names("#queued_until", QUEUED_UNTIL)
+                .expression_attribute_values(":queued_until", instant(queued_until)),
+            None => request.update_expression("REMOVE #owner, #until ADD #version :one"),
+        };
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(()),
             // Someone else holds it now (ours lapsed), or nobody does: nothing to release.

@@ -17,7 +17,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
 
-use super::Connector;
+use super::{Connector, QUEUED_MARKER_TTL};
 use crate::budget::{
     BudgetError, CallPool, LimitFormula, RateBudget, SHORT_WINDOW, polar_wait_until,
 };
@@ -274,12 +274,18 @@ where
             }
         };
         // Released by the sync's last write of the athlete, unless it ended another way (or that write
-        // failed, or the backfill followed it).
-        if last_written.locked_by(&job.job_id)
-            && let Err(e) = self.store.unlock(&job.athlete, &job.job_id).await
-        {
-            // The lock lapses by itself after LOCK_TTL.
-            warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
+        // failed, or the backfill followed it). A full sync that stays on the queue sets the queued marker
+        // in the same write, so the fan-out does not pile up a second job meanwhile.
+        if last_written.locked_by(&job.job_id) {
+            let queued_until = stays_queued(job, &result).then(|| self.now() + QUEUED_MARKER_TTL);
+            if let Err(e) = self
+                .store
+                .unlock(&job.athlete, &job.job_id, queued_until)
+                .await
+            {
+                // The lock lapses by itself after LOCK_TTL.
+                warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
+            }
         }
         // The batch records the last one with its give-back, on the connector's clock (the client keeps
         // the wall clock's: the same in production, not under a test's clock).
@@ -662,8 +668,11 @@ where
                     return;
                 }
                 a.cursors = progress.cursors.clone();
-                // A failed job is still on the queue (SQS retries it), so its queued marker stays and the fan-out
-                // does not pile up a second job; the marker lapses by itself if the job ends in the DLQ.
+                // A failed job is still on the queue (SQS retries it): its queued marker keeps the fan-out
+                // from piling up a second job, and lapses by itself if the job ends in the DLQ.
+                if full_sync && first_failure.is_some() {
+                    a.queued_until = Some(now + QUEUED_MARKER_TTL);
+                }
                 if full_sync && first_failure.is_none() {
                     a.queued_until = None;
                     a.last_sync_at = Some(now);
@@ -893,6 +902,20 @@ fn log_broken(athlete: &AthleteUuid, step: &Step, broken: &[BrokenRecord]) {
             "Polar sent a malformed record; skipped, retried next cycle"
         );
     }
+}
+
+/// Whether a full sync's job stays on the queue after this attempt: SQS retries a failure, and a
+/// deferred or unfinished job comes back as a new message. (A webhook's job sets no marker: the fan-out's
+/// full sync does not wait for it.)
+fn stays_queued(job: &SyncJob, result: &Result<SyncReport, SyncError>) -> bool {
+    job.kind != JobKind::Targeted
+        && match result {
+            Err(_) => true,
+            Ok(report) => matches!(
+                report.outcome,
+                SyncOutcome::Deferred(_) | SyncOutcome::Unfinished(_)
+            ),
+        }
 }
 
 /// Whether a full sync finished after this full job was queued: a redelivered message, or a second job

@@ -406,11 +406,11 @@ mod tests {
         );
         // Stopping inside a recent run's range adds nothing of its own past it.
         assert_eq!(
-            RunRange::reached(at, &position(15), &[first.clone()]),
+            RunRange::reached(at, &position(15), std::slice::from_ref(&first)),
             Vec::<RunRange>::new()
         );
         assert_eq!(
-            RunRange::reached(at, &position(15), &[middle.clone()]),
+            RunRange::reached(at, &position(15), std::slice::from_ref(&middle)),
             [range(at, None, 10)]
         );
         // Two recent ranges, either order.

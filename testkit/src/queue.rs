@@ -35,6 +35,8 @@ pub struct MemorySqs {
     sent: Mutex<Vec<Outgoing>>,
     batch_sizes: Mutex<Vec<usize>>,
     next_id: Mutex<u64>,
+    /// Sends still to refuse ([`LocalQueue::refuse_next_sends`]).
+    refused_sends: Mutex<u32>,
 }
 
 /// The local sync queue.
@@ -73,7 +75,16 @@ impl LocalQueue {
             sent: Mutex::new(Vec::new()),
             batch_sizes: Mutex::new(Vec::new()),
             next_id: Mutex::new(0),
+            refused_sends: Mutex::new(0),
         })
+    }
+
+    /// The next `sends` batches sent to the in-memory queue fail entry by entry, as a throttled SQS
+    /// answers (no effect on SQS on moto).
+    pub fn refuse_next_sends(&self, sends: u32) {
+        if let Self::Memory(q) = self {
+            *lock(&q.refused_sends) = sends;
+        }
     }
 
     /// Up to `max` visible messages, as the event source mapping would deliver them.
@@ -293,6 +304,13 @@ impl JobQueue for LocalQueue {
                         "a batch holds at most 10 jobs, {} given",
                         jobs.len()
                     )));
+                }
+                {
+                    let mut refused = lock(&q.refused_sends);
+                    if *refused > 0 {
+                        *refused -= 1;
+                        return Ok((0..jobs.len()).collect());
+                    }
                 }
                 let now = q.clock.now();
                 let mut items = lock(&q.items);

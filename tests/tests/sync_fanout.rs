@@ -12,7 +12,7 @@ use shared::model::AthleteStatus;
 use shared::queue::JobKind;
 use shared::store::Store;
 use sync_support::*;
-use testkit::world::{World, WorldOptions};
+use testkit::world::{World, WorldOptions, no_deadline};
 
 /// Replaces the shared Polar budget (as if Polar's headers had said so).
 async fn set_budget<S: Store>(world: &World<S>, state: BudgetState) {
@@ -299,22 +299,7 @@ async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_nex
     world.advance(Duration::minutes(61));
     // Polar's short window is spent until it resets in 10 minutes: every job waits for the next window
     // on the queue, so each is marked first.
-    let mut state = BudgetState::initial(
-        LimitFormula {
-            short_base: 40,
-            short_per_user: 0,
-            long_base: 10_000,
-            long_per_user: 0,
-        },
-        0,
-    );
-    state.short = Window {
-        used: 40,
-        limit: 40,
-        resets_at: Some(world.clock.now() + Duration::minutes(10)),
-        counted_by_polar: 0,
-    };
-    set_budget(&world, state).await;
+    short_window_spent(&world).await;
     let unlucky = athletes[2].athlete();
     world.connector.store.fail_marker_writes(&unlucky, 1);
     let sent_before = world.connector.queue.sent().len();
@@ -349,4 +334,159 @@ async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_nex
     world.advance(Duration::minutes(11));
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (5, 0));
+}
+
+/// Polar's short window spent until it resets in 10 minutes (Polar allows 40 calls per window).
+async fn short_window_spent<S: Store>(world: &World<S>) {
+    let mut state = BudgetState::initial(
+        LimitFormula {
+            short_base: 40,
+            short_per_user: 0,
+            long_base: 10_000,
+            long_per_user: 0,
+        },
+        0,
+    );
+    state.short = Window {
+        used: 40,
+        limit: 40,
+        resets_at: Some(world.clock.now() + Duration::minutes(10)),
+        counted_by_polar: 0,
+    };
+    set_budget(world, state).await;
+}
+
+#[tokio::test]
+async fn an_athlete_whose_first_sync_could_not_be_queued_is_marked_by_the_fanout_and_released_if_sqs_refuses()
+ {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let uuid = "fresh-link";
+    let user = world.add_athlete(uuid, "Fresh", "Link");
+    let polar = world.polar_account(120);
+    world.scan().await.unwrap();
+    // SQS refuses the link's first sync: the athlete is linked, due and unmarked, never synced.
+    world.connector.queue.refuse_next_sends(1);
+    assert_eq!(world.link_via_web(uuid, polar).await.unwrap().status, 200);
+    let athlete = Linked {
+        uuid: uuid.into(),
+        user: user.get(),
+        polar,
+        offset: 120,
+    };
+    let linked = stored_athlete(&world, &athlete).await;
+    assert_eq!((linked.queued_until, linked.last_sync_at), (None, None));
+
+    // The fan-out's job for them is refused too: the marker it set for the first job is released, so
+    // the next run (or the scan finishing the link) can queue it at once.
+    world.connector.queue.refuse_next_sends(1);
+    let refused = world.fanout().await.unwrap();
+    assert_eq!(
+        (refused.queued, refused.send_failures),
+        (0, 1),
+        "{refused:?}"
+    );
+    assert_eq!(stored_athlete(&world, &athlete).await.queued_until, None);
+
+    // The next run's job goes through, marked: a first sync queued beside it would find the marker.
+    world.advance(Duration::minutes(15));
+    let next = world.fanout().await.unwrap();
+    assert_eq!(next.queued, 1, "{next:?}");
+    assert!(
+        stored_athlete(&world, &athlete)
+            .await
+            .queued_until
+            .is_some()
+    );
+    assert!(
+        !world
+            .connector
+            .enqueue_now(&athlete.athlete(), JobKind::FirstSync, world.clock.now())
+            .await
+    );
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+    let synced = stored_athlete(&world, &athlete).await;
+    assert!(synced.last_sync_at.is_some());
+    assert_eq!(synced.queued_until, None);
+}
+
+#[tokio::test]
+async fn a_worker_backlog_longer_than_an_interval_queues_each_athlete_at_most_twice() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "backlog", 12).await;
+    for a in &athletes {
+        generate(&world, a, 2);
+    }
+    world.advance(Duration::minutes(61));
+    let first = world.fanout().await.unwrap();
+    assert_eq!(first.queued, 12, "{first:?}");
+
+    // The worker is down for two intervals. The run an interval on finds everyone still due since before
+    // the last run: it queues them again, marked; the run after that leaves them.
+    world.advance(Duration::minutes(61));
+    let second = world.fanout().await.unwrap();
+    assert_eq!(
+        (second.queued, second.already_queued),
+        (12, 0),
+        "{second:?}"
+    );
+    world.advance(Duration::minutes(61));
+    let third = world.fanout().await.unwrap();
+    assert_eq!((third.queued, third.already_queued), (0, 12), "{third:?}");
+
+    // The worker comes back: one sync per athlete, the second job finds the newer sync and does
+    // nothing; every record is in Smartabase once.
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (24, 0));
+    for a in &athletes {
+        assert_smartabase_matches_polar(&world, a);
+        assert_eq!(stored_athlete(&world, a).await.queued_until, None);
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_job_that_fails_keeps_the_fanout_from_queueing_a_second() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "failing", 1).await;
+    let a = &athletes[0];
+    world.advance(Duration::minutes(61));
+    assert_eq!(world.fanout().await.unwrap().queued, 1);
+    assert_eq!(stored_athlete(&world, a).await.queued_until, None);
+    // Every record it writes fails: SQS retries the job.
+    lose_every_import_answer(&world);
+    generate(&world, a, 1);
+    let failed = invoke_worker_once(&world, no_deadline()).await;
+    assert_eq!(failed.failed.len(), 1);
+    let stored = stored_athlete(&world, a).await;
+    assert!(stored.queued_until.is_some(), "{stored:?}");
+    assert_eq!(stored.sync_lock, None);
+
+    world.advance(Duration::minutes(61));
+    let next = world.fanout().await.unwrap();
+    assert_eq!((next.queued, next.already_queued), (0, 1), "{next:?}");
+}
+
+#[tokio::test]
+async fn a_scheduled_job_deferred_for_budget_marks_the_athlete_and_its_rerun_clears_the_marker() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "deferred", 1).await;
+    let a = &athletes[0];
+    world.advance(Duration::minutes(61));
+    let first = world.fanout().await.unwrap();
+    assert_eq!((first.queued, first.delayed), (1, 0));
+    // Polar's window is spent before the job runs.
+    short_window_spent(&world).await;
+    let deferred = invoke_worker_once(&world, no_deadline()).await;
+    assert_eq!((deferred.delivered, deferred.failed.len()), (1, 0));
+    let stored = stored_athlete(&world, a).await;
+    assert!(stored.queued_until.is_some(), "{stored:?}");
+    assert_eq!(stored.sync_lock, None);
+    let next = world.fanout().await.unwrap();
+    assert_eq!((next.queued, next.already_queued), (0, 1), "{next:?}");
+
+    world.advance(Duration::minutes(11));
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let synced = stored_athlete(&world, a).await;
+    assert_eq!(synced.queued_until, None);
+    assert!(synced.next_sync_due.unwrap() > world.clock.now());
 }

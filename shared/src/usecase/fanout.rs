@@ -5,9 +5,11 @@
 //!
 //! A job sent without a delay costs no write: it runs within seconds, and a job that stays on the queue
 //! longer (failed and retried by SQS, deferred, unfinished) sets the athlete's queued marker when it
-//! releases the lock. A delayed job is marked here. A run soon after another (a schedule invoked twice,
-//! a run by hand) skips the athletes the last run reached, from one record of the run.
+//! releases the lock. Delayed jobs, first jobs and athletes overdue since the last run are marked here.
+//! A run soon after another (a schedule invoked twice, a run by hand) skips the athletes that one
+//! queued, from one record of the recent runs.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,6 +20,7 @@ use tracing::{info, warn};
 use super::{Connector, QUEUED_MARKER_TTL};
 use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW};
 use crate::clock::Clock;
+use crate::ids::AthleteUuid;
 use crate::polar::PolarApi;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
 use crate::smartabase::SmartabaseApi;
@@ -167,6 +170,7 @@ where
         report.due = listing.due.len() as u64;
         report.skipped = listing.skipped;
         let recent = self.recent_runs(now).await;
+        let interval = self.settings.sync_interval.duration();
         // A store failure on one athlete fails the run, but only once every page is done: no marker is
         // left without its job, and one athlete whose item cannot be written holds no one else up.
         let mut failed: Option<FanoutError> = None;
@@ -201,7 +205,8 @@ where
                 };
                 through = Some(position);
                 let job = SyncJob::new(d.uuid.clone(), JobKind::Scheduled, Vec::new(), now);
-                if delay_seconds == 0 && !d.never_synced {
+                let overdue = d.due <= now - interval;
+                if delay_seconds == 0 && !d.never_synced && !overdue {
                     // Runs within seconds: the worker's lock and its check for a sync since the job was
                     // queued stop a second one, so no marker write is spent on it.
                     outgoing.push(Outgoing { job, delay_seconds });
@@ -209,11 +214,14 @@ where
                     marked.push(Outgoing { job, delay_seconds });
                 }
             }
-            // A delayed job waits on the queue for the next budget window (up to SQS's longest delay, as
-            // long as the shortest interval): its marker keeps the next run from queueing a second one.
-            // An athlete who never synced may have their link's first sync queued beside it: the marker
-            // keeps that one off the queue. The conditional marker also guards against one set since the
-            // listing, and a sync since.
+            // Marked first, as a queued job always was:
+            // - a delayed job waits on the queue for the next budget window (up to SQS's longest delay,
+            //   as long as the shortest interval): the marker keeps the next run from adding a second;
+            // - an athlete who never synced may have their link's first sync queued beside it: the
+            //   marker keeps that one off the queue;
+            // - an athlete due since before the last scheduled run may have that run's job still waiting
+            //   (a worker backlog): marked, they are queued at most twice, not once per run.
+            // The conditional marker also guards against one set since the listing, and a sync since.
             let marked: Vec<(Outgoing, Result<bool, StoreError>)> = futures::stream::iter(marked)
                 .map(|out| async move {
                     let r = self
@@ -225,16 +233,20 @@ where
                 .buffered(MARK_CONCURRENCY)
                 .collect()
                 .await;
+            let mut holding_marker = HashSet::new();
             for (out, marked) in marked {
                 match marked {
-                    Ok(true) => outgoing.push(out),
+                    Ok(true) => {
+                        holding_marker.insert(out.job.athlete.clone());
+                        outgoing.push(out);
+                    }
                     Ok(false) => report.already_queued += 1,
                     Err(e) => {
                         failed.get_or_insert(e.into());
                     }
                 }
             }
-            if let Err(e) = self.send_all(outgoing, &mut report).await {
+            if let Err(e) = self.send_all(outgoing, &holding_marker, &mut report).await {
                 failed.get_or_insert(e);
             }
             if report.budget_limited {
@@ -324,11 +336,12 @@ where
         })
     }
 
-    /// Sends the jobs in batches of ten; a delayed job that could not be sent has its marker released.
-    /// Every batch is tried; the first store failure is returned at the end.
+    /// Sends the jobs in batches of ten; a job that could not be sent has its marker released if this
+    /// run set one (`marked`). Every batch is tried; the first store failure is returned at the end.
     async fn send_all(
         &self,
         outgoing: Vec<Outgoing>,
+        marked: &HashSet<AthleteUuid>,
         report: &mut FanoutReport,
     ) -> Result<(), FanoutError> {
         let mut store_failure = None;
@@ -343,8 +356,7 @@ where
             for (i, out) in batch.iter().enumerate() {
                 if failed.contains(&i) {
                     report.send_failures += 1;
-                    // Only a delayed job was marked.
-                    if out.delay_seconds > 0
+                    if marked.contains(&out.job.athlete)
                         && let Err(e) = self.store.clear_queued(&out.job.athlete).await
                     {
                         store_failure.get_or_insert(e);

@@ -140,6 +140,14 @@ struct Slice {
     stopped: Option<&'static str>,
 }
 
+/// The history backfill still to do for one athlete ([`Connector::backfill_left`]).
+struct BackfillLeft {
+    /// Enabled kinds with no plan yet, and their plans (a newly linked athlete, or a form enabled since).
+    unplanned: Vec<(DataKind, BackfillProgress)>,
+    /// Enabled kinds planned and not finished, in the cursors' order.
+    unfinished: Vec<(DataKind, BackfillProgress)>,
+}
+
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
 where
     S: Store,
@@ -208,14 +216,32 @@ where
         ) else {
             return false;
         };
-        DataKind::ALL
-            .into_iter()
-            .filter(|kind| self.mapping.is_enabled(*kind))
-            .any(|kind| match cursors.backfill.get(&kind) {
-                Some(progress) => progress.finished.is_none(),
-                // Planned even when the plan comes back finished: the slice stores it, once.
-                None => plan(kind, linked_at.date_naive(), self.settings.backfill_days).is_some(),
-            })
+        // Planned even when the plan comes back finished: the slice stores it, once.
+        let left = self.backfill_left(cursors, linked_at);
+        !left.unplanned.is_empty() || !left.unfinished.is_empty()
+    }
+
+    /// What the history backfill has left for an athlete linked at `linked_at` whose cursors are
+    /// `cursors`. The one selection [`Self::backfill_follows`] (does the sync keep its lock?),
+    /// [`Self::plan_backfill`] and [`Self::backfill_slice`] all make.
+    fn backfill_left(&self, cursors: &SyncCursors, linked_at: DateTime<Utc>) -> BackfillLeft {
+        let enabled = |kind: &DataKind| self.mapping.is_enabled(*kind);
+        BackfillLeft {
+            unplanned: DataKind::ALL
+                .into_iter()
+                .filter(|kind| enabled(kind) && !cursors.backfill.contains_key(kind))
+                .filter_map(|kind| {
+                    plan(kind, linked_at.date_naive(), self.settings.backfill_days)
+                        .map(|p| (kind, p))
+                })
+                .collect(),
+            unfinished: cursors
+                .backfill
+                .iter()
+                .filter(|(kind, p)| p.finished.is_none() && enabled(kind))
+                .map(|(kind, p)| (*kind, p.clone()))
+                .collect(),
+        }
     }
 
     /// `athlete` as the sync just stored it.
@@ -235,13 +261,7 @@ where
             return Ok(slice);
         };
         let athlete = self.plan_backfill(athlete, linked_at).await?;
-        let mut pending: Vec<(DataKind, BackfillProgress)> = athlete
-            .cursors
-            .backfill
-            .iter()
-            .filter(|(kind, p)| p.finished.is_none() && self.mapping.is_enabled(**kind))
-            .map(|(kind, p)| (*kind, p.clone()))
-            .collect();
+        let mut pending = self.backfill_left(&athlete.cursors, linked_at).unfinished;
         if pending.is_empty() {
             return Ok(slice);
         }
@@ -344,15 +364,7 @@ where
         athlete: Athlete,
         linked_at: DateTime<Utc>,
     ) -> Result<Athlete, SyncError> {
-        let planned: Vec<(DataKind, BackfillProgress)> = DataKind::ALL
-            .into_iter()
-            .filter(|kind| {
-                self.mapping.is_enabled(*kind) && !athlete.cursors.backfill.contains_key(kind)
-            })
-            .filter_map(|kind| {
-                plan(kind, linked_at.date_naive(), self.settings.backfill_days).map(|p| (kind, p))
-            })
-            .collect();
+        let planned = self.backfill_left(&athlete.cursors, linked_at).unplanned;
         if planned.is_empty() {
             return Ok(athlete);
         }

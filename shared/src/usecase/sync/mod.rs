@@ -277,7 +277,10 @@ where
         // failed, or the backfill followed it). A full sync that stays on the queue sets the queued marker
         // in the same write, so the fan-out does not pile up a second job meanwhile.
         if last_written.locked_by(&job.job_id) {
-            let queued_until = stays_queued(job, &result).then(|| self.now() + QUEUED_MARKER_TTL);
+            // (Only a linked athlete: the fan-out takes no one else.)
+            let queued_until = (last_written.status == AthleteStatus::Linked
+                && stays_queued(job, &result))
+            .then(|| self.now() + QUEUED_MARKER_TTL);
             if let Err(e) = self
                 .store
                 .unlock(&job.athlete, &job.job_id, queued_until)

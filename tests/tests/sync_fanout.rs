@@ -114,8 +114,9 @@ async fn fanout_queues_only_linked_due_unqueued_athletes_in_batches_of_ten() {
     assert_eq!((after.due, after.queued), (0, 0));
 }
 
-/// Polar's short window allows 40 calls (36 for scheduled work); 4 are spent and it resets in 10 min.
-async fn short_window_of_40_with_4_spent<S: Store>(world: &World<S>) {
+/// Polar's short window allows 40 calls (36 for scheduled work); `spent` of them are spent and it resets
+/// in 10 min.
+async fn short_window_of_40<S: Store>(world: &World<S>, spent: u64) {
     let mut state = BudgetState::initial(
         LimitFormula {
             short_base: 40,
@@ -126,7 +127,7 @@ async fn short_window_of_40_with_4_spent<S: Store>(world: &World<S>) {
         0,
     );
     state.short = Window {
-        used: 4,
+        used: spent,
         limit: 40,
         resets_at: Some(world.clock.now() + Duration::minutes(10)),
         counted_by_polar: 0,
@@ -139,7 +140,7 @@ async fn a_run_right_after_a_budget_limited_one_queues_only_the_athletes_it_did_
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
     synced_athletes(&world, "twice", 30).await;
     world.advance(Duration::minutes(61));
-    short_window_of_40_with_4_spent(&world).await;
+    short_window_of_40(&world, 4).await;
     let first = world.fanout().await.unwrap();
     assert_eq!((first.queued, first.delayed), (17, 9), "{first:?}");
     let first_sent: BTreeSet<String> = world
@@ -176,7 +177,7 @@ async fn a_budget_below_the_due_count_spreads_jobs_with_delays_and_leaves_the_re
     let athletes = synced_athletes(&world, "spread", 30).await;
     world.advance(Duration::minutes(61));
     let now = world.clock.now();
-    short_window_of_40_with_4_spent(&world).await;
+    short_window_of_40(&world, 4).await;
     let sent_before = world.connector.queue.sent().len();
 
     let report = world.fanout().await.unwrap();
@@ -318,7 +319,7 @@ async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_nex
     world.advance(Duration::minutes(61));
     // Polar's short window is spent until it resets in 10 minutes: every job waits for the next window
     // on the queue, so each is marked first.
-    short_window_spent(&world).await;
+    short_window_of_40(&world, 40).await;
     let unlucky = athletes[2].athlete();
     world.connector.store.fail_marker_writes(&unlucky, 1);
     let sent_before = world.connector.queue.sent().len();
@@ -353,26 +354,6 @@ async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_nex
     world.advance(Duration::minutes(11));
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (5, 0));
-}
-
-/// Polar's short window spent until it resets in 10 minutes (Polar allows 40 calls per window).
-async fn short_window_spent<S: Store>(world: &World<S>) {
-    let mut state = BudgetState::initial(
-        LimitFormula {
-            short_base: 40,
-            short_per_user: 0,
-            long_base: 10_000,
-            long_per_user: 0,
-        },
-        0,
-    );
-    state.short = Window {
-        used: 40,
-        limit: 40,
-        resets_at: Some(world.clock.now() + Duration::minutes(10)),
-        counted_by_polar: 0,
-    };
-    set_budget(world, state).await;
 }
 
 #[tokio::test]
@@ -494,7 +475,7 @@ async fn a_scheduled_job_deferred_for_budget_marks_the_athlete_and_its_rerun_cle
     let first = world.fanout().await.unwrap();
     assert_eq!((first.queued, first.delayed), (1, 0));
     // Polar's window is spent before the job runs.
-    short_window_spent(&world).await;
+    short_window_of_40(&world, 40).await;
     let deferred = invoke_worker_once(&world, no_deadline()).await;
     assert_eq!((deferred.delivered, deferred.failed.len()), (1, 0));
     let stored = stored_athlete(&world, a).await;

@@ -62,19 +62,24 @@ async fn linked_world(uuid: &str) -> (World<MemoryStore>, SqsMessage, i64) {
     (world, first_sync, polar)
 }
 
-#[tokio::test]
-async fn only_unreadable_or_failing_messages_are_reported_as_batch_failures() {
-    let (world, first_sync, _) = linked_world("worker-batch").await;
-    let stranger = SyncJob::new(
+/// A scheduled job for an athlete nobody linked.
+fn stranger(world: &World<MemoryStore>) -> SqsMessage {
+    let job = SyncJob::new(
         AthleteUuid::parse("nobody-here").unwrap(),
         JobKind::Scheduled,
         Vec::new(),
         world.clock.now(),
     );
+    message("m-stranger", &job.to_body())
+}
+
+#[tokio::test]
+async fn only_unreadable_or_failing_messages_are_reported_as_batch_failures() {
+    let (world, first_sync, _) = linked_world("worker-batch").await;
     let batch = event(vec![
         first_sync,
         message("m-garbage", "{not a job"),
-        message("m-stranger", &stranger.to_body()),
+        stranger(&world),
         message("m-empty", ""),
     ]);
 
@@ -191,6 +196,17 @@ fn child_json_lines(name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The EMF lines of the child test `name` and, of them, the worker's.
+fn worker_lines(name: &str) -> (Vec<Value>, Vec<Value>) {
+    let lines = child_json_lines(name);
+    let worker = lines
+        .iter()
+        .filter(|l| l["Function"] == "sync-worker")
+        .cloned()
+        .collect();
+    (lines, worker)
+}
+
 async fn run_with_a_malformed_record<S: Store>(world: &World<S>, first_sync: SqsMessage) {
     world
         .polar
@@ -216,13 +232,9 @@ async fn child_sync_with_a_malformed_record() {
 
 #[test]
 fn a_job_prints_one_emf_line_with_its_counts() {
-    let lines = child_json_lines("child_sync_with_a_malformed_record");
-    let worker: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["Function"] == "sync-worker")
-        .collect();
+    let (lines, worker) = worker_lines("child_sync_with_a_malformed_record");
     assert_eq!(worker.len(), 1, "one line per invocation: {lines:?}");
-    let line = worker[0];
+    let line = &worker[0];
     assert_eq!(
         line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
         "PolarConnector"
@@ -258,30 +270,16 @@ async fn child_batch_of_two_athletes_and_a_stranger() {
     let mut received = world.connector.queue.receive(10).await.unwrap();
     assert_eq!(received.len(), 1);
     let second_sync = received.remove(0).message;
-    let stranger = SyncJob::new(
-        AthleteUuid::parse("nobody-here").unwrap(),
-        JobKind::Scheduled,
-        Vec::new(),
-        world.clock.now(),
-    );
-    let batch = event(vec![
-        first_sync,
-        second_sync,
-        message("m-stranger", &stranger.to_body()),
-    ]);
+    let batch = event(vec![first_sync, second_sync, stranger(&world)]);
     let response = sync_worker::handle(&world.connector, batch, no_deadline()).await;
     assert!(failures(&response).is_empty());
 }
 
 #[test]
 fn a_batch_prints_one_emf_line_for_all_its_jobs() {
-    let lines = child_json_lines("child_batch_of_two_athletes_and_a_stranger");
-    let worker: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["Function"] == "sync-worker")
-        .collect();
+    let (lines, worker) = worker_lines("child_batch_of_two_athletes_and_a_stranger");
     assert_eq!(worker.len(), 1, "one line for the batch: {lines:?}");
-    let line = worker[0];
+    let line = &worker[0];
     assert_eq!(line["JobsSynced"], 2.0, "{line}");
     assert_eq!(line["JobsSkipped"], 1.0, "the unknown athlete: {line}");
     // Each synced job's lag is a sample of its own, so the dashboard's p95 and maximum see both.
@@ -332,11 +330,7 @@ async fn child_defer_busy_then_rate_limited() {
 
 #[test]
 fn a_deferral_counts_against_the_budget_only_when_polar_limited_it() {
-    let lines = child_json_lines("child_defer_busy_then_rate_limited");
-    let worker: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["Function"] == "sync-worker")
-        .collect();
+    let (lines, worker) = worker_lines("child_defer_busy_then_rate_limited");
     assert_eq!(worker.len(), 2, "one line per invocation: {lines:?}");
     assert_eq!(worker[0]["JobsDeferred"], 1.0, "busy: {:?}", worker[0]);
     assert!(
@@ -344,7 +338,7 @@ fn a_deferral_counts_against_the_budget_only_when_polar_limited_it() {
         "a busy athlete is not a budget deferral: {:?}",
         worker[0]
     );
-    let limited = worker[1];
+    let limited = &worker[1];
     let deferred_or_released = limited["JobsDeferred"].as_f64().unwrap_or(0.0)
         + limited["JobsReleased"].as_f64().unwrap_or(0.0);
     assert_eq!(deferred_or_released, 1.0, "429: {limited:?}");

@@ -294,25 +294,6 @@ async fn a_worker_batch_leaves_the_budget_counting_only_the_calls_its_jobs_made(
 }
 
 #[tokio::test]
-async fn a_batch_of_ten_scheduled_jobs_writes_the_budget_twice() {
-    use shared::store::BudgetStore as _;
-
-    let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    synced_athletes(&world, "twice", 10).await;
-    world.advance(Duration::minutes(61));
-    set_budget(&world, BudgetState::initial(LimitFormula::POLAR, 0)).await;
-    assert_eq!(world.fanout().await.unwrap().queued, 10);
-    let store = &world.connector.store;
-    let version = || async { store.load_budget::<BudgetState>().await.unwrap().unwrap().1 };
-    let before = version().await;
-
-    // Ten athletes, five at a time: one reservation for the whole batch, one give-back at its end.
-    let batch = invoke_worker_once(&world, no_deadline()).await;
-    assert_eq!((batch.delivered, batch.failed.len()), (10, 0));
-    assert_eq!(version().await - before, 2);
-}
-
-#[tokio::test]
 async fn a_marker_write_that_fails_for_one_athlete_queues_the_others_and_the_next_run_takes_them() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
     let athletes = synced_athletes(&world, "throttled", 5).await;

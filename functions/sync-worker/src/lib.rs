@@ -69,9 +69,9 @@ where
             None => by_athlete.push(vec![(messages, job)]),
         }
     }
-    // Budget reserved for the whole batch at once (one athlete's jobs count as one: they run one after
-    // the other); what it leaves goes back at the end.
-    let pool = connector.call_pool(by_athlete.len());
+    // Budget reserved for the jobs running at once (one athlete's run one after the other); what they
+    // leave goes back at the end.
+    let pool = connector.call_pool(by_athlete.len().min(CONCURRENCY));
     let pool = &pool;
     let runs: Vec<(Vec<String>, Metrics)> = futures::stream::iter(by_athlete)
         .map(|runs| async move {

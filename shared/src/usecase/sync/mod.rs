@@ -299,12 +299,11 @@ where
         result
     }
 
-    /// The Polar-call pool of a worker batch of `jobs` jobs: the first job short of calls reserves for
-    /// the batch's other jobs too (at the most a sync can cost, as far as the budget has them), so a
-    /// batch usually writes the budget twice (that reservation and the give-back at its end), not once
-    /// per job. The calls it parks meanwhile are a batch's worth, for the seconds the batch runs.
-    pub fn call_pool(&self, jobs: usize) -> CallPool {
-        let others = jobs.saturating_sub(1) as u64;
+    /// The Polar-call pool of a worker batch running `at_once` jobs at a time: the first job short of
+    /// calls reserves for the others running beside it too (at the most a sync can cost), so a batch
+    /// writes the budget a few times, not once per job, and parks little of it.
+    pub fn call_pool(&self, at_once: usize) -> CallPool {
+        let others = at_once.saturating_sub(1) as u64;
         CallPool::expecting(
             others.saturating_mul(self.scheduled_sync_calls()),
             self.polar.latest_rate_limit(),

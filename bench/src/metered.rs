@@ -423,6 +423,20 @@ impl<S: LockStore + AthleteStore> LockStore for MeteredStore<S> {
         locking
     }
 
+    async fn lock_unchanged(
+        &self,
+        uuid: &AthleteUuid,
+        version: u64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Athlete>, StoreError> {
+        let old = self.inner.get_athlete(uuid).await.ok().flatten();
+        let locked = self.inner.lock_unchanged(uuid, version, owner, until).await;
+        let units = self.athlete_write_units(old.as_ref(), uuid).await;
+        self.meter.write("lock_unchanged", units, 1);
+        locked
+    }
+
     async fn unlock(
         &self,
         uuid: &AthleteUuid,

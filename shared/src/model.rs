@@ -207,6 +207,11 @@ impl Athlete {
         }
     }
 
+    /// Whether a job holds the athlete's sync lock at `now` (a lapsed lock is free to take).
+    pub fn lock_held(&self, now: DateTime<Utc>) -> bool {
+        self.sync_lock.as_ref().is_some_and(|l| l.until >= now)
+    }
+
     /// Whether the job `owner` holds the athlete's sync lock (lapsed or not: nobody else took it).
     pub fn locked_by(&self, owner: &str) -> bool {
         self.sync_lock.as_ref().is_some_and(|l| l.owner == owner)

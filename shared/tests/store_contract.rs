@@ -997,6 +997,75 @@ async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
     ));
 }
 
+/// A full sync reads the athlete without the lock and takes it only once it has something to deliver,
+/// at the version it read: any write since (another job's lock or its end, the scan, a re-link) refuses
+/// it, and the job comes back later.
+async fn a_lock_taken_at_the_version_read_is_refused_after_any_write<S: Store>(store: &S) {
+    let id = uuid("read-first");
+    let now = t0();
+    let until = now + Duration::minutes(3);
+    assert_eq!(
+        store.lock_unchanged(&id, 1, "job-a", until).await.unwrap(),
+        None,
+        "no such athlete"
+    );
+    let read = store
+        .save_athlete(&linked("read-first", Some(now)))
+        .await
+        .unwrap();
+
+    // Another job's lock and its release come in between: the read is stale, and so is its version.
+    let Locking::Taken(other) = store.try_lock(&id, "job-b", now, until).await.unwrap() else {
+        panic!("the lock was free");
+    };
+    assert_eq!(
+        store
+            .lock_unchanged(&id, read.version, "job-a", until)
+            .await
+            .unwrap(),
+        None,
+        "held by job-b"
+    );
+    store.unlock(&id, "job-b", None).await.unwrap();
+    assert_eq!(
+        store
+            .lock_unchanged(&id, other.version, "job-a", until)
+            .await
+            .unwrap(),
+        None,
+        "released since job-b locked it"
+    );
+
+    // Read again, nothing written since: the lock is the job's, with the athlete as it reads now.
+    let fresh = store.get_athlete(&id).await.unwrap().unwrap();
+    let Some(locked) = store
+        .lock_unchanged(&id, fresh.version, "job-a", until)
+        .await
+        .unwrap()
+    else {
+        panic!("nothing was written since the read");
+    };
+    let expected = Athlete {
+        sync_lock: Some(SyncLock {
+            owner: "job-a".to_string(),
+            until,
+        }),
+        version: fresh.version + 1,
+        ..fresh.clone()
+    };
+    assert_eq!(locked, expected);
+    assert_eq!(store.get_athlete(&id).await.unwrap(), Some(expected));
+    // It excludes like any lock, and a save from the read before it conflicts.
+    assert_eq!(
+        store.try_lock(&id, "job-c", now, until).await.unwrap(),
+        Locking::Busy
+    );
+    assert!(matches!(
+        store.save_athlete(&fresh).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
 /// A job that stays on the queue (SQS retries it, or it comes back delayed) releases its lock and keeps
 /// the fan-out from queueing a second job for the athlete in one write; a lock it no longer holds leaves
 /// the athlete alone.
@@ -1210,6 +1279,7 @@ contract!(
     ledger_keeps_the_optional_forms_records_apart,
     ledger_handles_more_than_one_batch,
     locks_exclude_until_released_or_lapsed,
+    a_lock_taken_at_the_version_read_is_refused_after_any_write,
     a_job_that_stays_queued_unlocks_and_sets_the_marker_in_one_write,
     one_of_twenty_concurrent_locks_wins,
     budget_saves_check_the_version,

@@ -10,9 +10,12 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, NaiveDate};
 use polar_sim::{GenerateRequest, NewRecord, RecordKind, UploadMode};
+use shared::error::DeferCause;
+use shared::ids::ExerciseId;
 use shared::model::LedgerState;
-use shared::queue::SyncJob;
+use shared::queue::{JobKind, SyncJob, Target};
 use shared::store::Store;
+use shared::usecase::sync::SyncOutcome;
 use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
 use sync_support::*;
 use testkit::world::{World, WorldOptions};
@@ -529,4 +532,99 @@ fn served_count(world: &World<impl Store>, athlete: &Linked) -> usize {
         .iter()
         .map(|k| served(world, athlete.polar, *k).len())
         .sum()
+}
+
+/// Runs one job as the worker does (its own Polar-call pool, a minute to work).
+async fn run_job<S: Store>(world: &World<S>, job: &SyncJob) -> SyncOutcome {
+    let pool = world.connector.call_pool(1);
+    let report = world
+        .connector
+        .sync_job(job, Instant::now() + StdDuration::from_secs(60), &pool)
+        .await
+        .unwrap();
+    world.connector.give_back_calls(&pool).await;
+    report.outcome
+}
+
+#[tokio::test]
+async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_once() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "crossing", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+
+    // The watch syncs a session. The hourly job starts reading Polar (its first answer takes 3 s);
+    // meanwhile the session's webhook job delivers it.
+    let session = world
+        .polar
+        .add_record(
+            a.polar,
+            NewRecord {
+                kind: RecordKind::Exercise,
+                date: None,
+                start_time: (local_today(&world, a.offset) - Duration::days(1))
+                    .and_hms_opt(7, 0, 0),
+                values: Default::default(),
+                ready: true,
+                uploaded_at: None,
+            },
+        )
+        .unwrap();
+    world
+        .polar
+        .inject_fault(polar_sim::FaultSpec {
+            path_prefix: "/v3/".into(),
+            method: Some("GET".into()),
+            fault: polar_sim::FaultKind::Delay { ms: 3_000 },
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    let hourly = SyncJob::new(
+        a.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let webhook = SyncJob::new(
+        a.athlete(),
+        JobKind::Targeted,
+        vec![Target::Exercise {
+            id: ExerciseId::parse(session.key.clone()).unwrap(),
+        }],
+        world.connector.now(),
+    );
+    let (hourly_outcome, webhook_outcome) = tokio::join!(run_job(&world, &hourly), async {
+        // Once the hourly job's first Polar call is held.
+        while world.polar.faults()[0].remaining != Some(0) {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        run_job(&world, &webhook).await
+    });
+    // The webhook's job is not turned away by a sync that holds no lock yet.
+    assert!(
+        matches!(&webhook_outcome, SyncOutcome::Synced(c) if c.created == 1),
+        "{webhook_outcome:?}"
+    );
+    // The hourly job found the session too, but the athlete had moved since it read them: it delivers
+    // nothing on that stale reading and comes back a minute later.
+    assert!(
+        matches!(
+            &hourly_outcome,
+            SyncOutcome::Deferred(d) if d.cause == DeferCause::AthleteBusy
+        ),
+        "{hourly_outcome:?} (the webhook's job must finish within the hourly job's 3 s wait: too slow a machine?)"
+    );
+    assert_eq!(stored_athlete(&world, a).await.sync_lock, None);
+
+    // Back a minute later, it finds the session delivered: one event, nothing written again.
+    world.advance(Duration::minutes(1));
+    let again = run_job(&world, &hourly).await;
+    assert!(
+        matches!(&again, SyncOutcome::Synced(c) if c.created + c.updated == 0),
+        "{again:?}"
+    );
+    assert_one_training_event_per_session(&world, a);
+    assert_smartabase_matches_polar(&world, a);
 }

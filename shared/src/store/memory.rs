@@ -471,7 +471,7 @@ impl LockStore for MemoryStore {
         let Some(athlete) = state.athletes.get_mut(uuid) else {
             return Ok(Locking::NoAthlete);
         };
-        if athlete.sync_lock.as_ref().is_some_and(|l| l.until >= now) {
+        if athlete.lock_held(now) {
             return Ok(Locking::Busy);
         }
         athlete.sync_lock = Some(SyncLock {
@@ -480,6 +480,29 @@ impl LockStore for MemoryStore {
         });
         athlete.version += 1;
         Ok(Locking::Taken(Box::new(athlete.clone())))
+    }
+
+    async fn lock_unchanged(
+        &self,
+        uuid: &AthleteUuid,
+        version: u64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Athlete>, StoreError> {
+        let mut state = self.state()?;
+        let Some(athlete) = state
+            .athletes
+            .get_mut(uuid)
+            .filter(|a| a.version == version)
+        else {
+            return Ok(None);
+        };
+        athlete.sync_lock = Some(SyncLock {
+            owner: owner.to_string(),
+            until,
+        });
+        athlete.version += 1;
+        Ok(Some(athlete.clone()))
     }
 
     async fn unlock(

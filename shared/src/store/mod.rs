@@ -298,6 +298,16 @@ pub trait LockStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Locking, StoreError>> + Send;
+    /// Takes the athlete's lock for `owner` only if the athlete is still at `version`, as a job read it
+    /// (free, or lapsed) before deciding it needs the lock: hands back the athlete as locked, or `None`
+    /// when anyone wrote it since (a lock taken included) or it is gone.
+    fn lock_unchanged(
+        &self,
+        uuid: &AthleteUuid,
+        version: u64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Athlete>, StoreError>> + Send;
     /// Releases the lock if `owner` still holds it, setting the queued marker until `queued_until` in
     /// the same write when given (the job stays on the queue: SQS retries it, or it comes back delayed).
     /// A job's last write of the athlete usually releases it instead ([`Athlete::sync_lock`] set to

@@ -10,6 +10,7 @@ use super::codec::{
 };
 use super::{DynamoStore, condition_failed, unavailable};
 use crate::ids::AthleteUuid;
+use crate::model::Athlete;
 
 impl LockStore for DynamoStore {
     async fn try_lock(
@@ -58,6 +59,44 @@ impl LockStore for DynamoStore {
                     None => Ok(Locking::NoAthlete),
                 }
             }
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
+    }
+
+    async fn lock_unchanged(
+        &self,
+        uuid: &AthleteUuid,
+        version: u64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Athlete>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
+            // The version the job read says the lock was free then, and that nobody took it since.
+            .update_expression("SET #owner = :me, #until = :until ADD #version :one")
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":until", instant(until))
+            .expression_attribute_values(":expected", n(version))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match athlete_from_item(&out.attributes.unwrap_or_default()) {
+                Ok(athlete) => Ok(Some(athlete)),
+                Err(e) => {
+                    let _ = self.unlock(uuid, owner, None).await;
+                    Err(e)
+                }
+            },
+            Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(unavailable("UpdateItem", &e)),
         }
     }

@@ -4,7 +4,8 @@
 //! - `plan`: which steps (one Polar call each) a job runs.
 //! - `fetch`: one step's Polar call, its records mapped.
 //! - `deliver`: the ledger and the writes: exactly once, lost answers looked up.
-//! - this file: the job under the athlete's lock, its outcome, and the cursors.
+//! - this file: the job, the athlete's lock (taken once there is something to deliver), its outcome,
+//!   and the cursors.
 
 mod deliver;
 mod fetch;
@@ -190,9 +191,9 @@ impl SyncReport {
     }
 }
 
-/// A job's end under the lock: its report, and the athlete as it last read or wrote it (the backfill goes
+/// A job's end: its report, and the athlete as it last read or wrote it (the backfill goes
 /// on from there).
-struct Locked {
+struct Ran {
     report: Result<SyncReport, SyncError>,
     athlete: Athlete,
 }
@@ -221,8 +222,11 @@ where
     B: SmartabaseApi,
     C: Clock,
 {
-    /// Runs one sync job under the athlete's lock, starting no Polar or Smartabase call after `deadline`;
-    /// its Polar calls come from `pool`, the worker batch's reservation.
+    /// Runs one sync job, starting no Polar or Smartabase call after `deadline`; its Polar calls come
+    /// from `pool`, the worker batch's reservation. A webhook's job takes the athlete's lock first. A
+    /// full sync reads the athlete and takes the lock only once it has something to deliver (or a first
+    /// sync or backfill to run), at the version it read: most full syncs find nothing new, and a read
+    /// costs a fifth of the lock's write.
     pub async fn sync_job(
         &self,
         job: &SyncJob,
@@ -230,21 +234,23 @@ where
         pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
         let now = self.now();
-        // Taking the lock reads the athlete: a job that just finished may have moved the cursors.
-        let current = match self
-            .store
-            .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
-            .await?
-        {
-            Locking::Taken(current) => *current,
-            Locking::Busy => {
-                return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
-                    until: now + BUSY_RETRY,
-                    cause: DeferCause::AthleteBusy,
-                })));
+        let unknown = || SyncReport::only(SyncOutcome::Skipped("unknown athlete"));
+        // Either read reads the athlete as it is now: a job that just finished may have moved the cursors.
+        let current = if job.kind == JobKind::Targeted {
+            match self
+                .store
+                .try_lock(&job.athlete, &job.job_id, now, now + LOCK_TTL)
+                .await?
+            {
+                Locking::Taken(current) => *current,
+                Locking::Busy => return Ok(busy(now)),
+                Locking::NoAthlete => return Ok(unknown()),
             }
-            Locking::NoAthlete => {
-                return Ok(SyncReport::only(SyncOutcome::Skipped("unknown athlete")));
+        } else {
+            match self.store.get_athlete(&job.athlete).await? {
+                Some(current) if current.lock_held(now) => return Ok(busy(now)),
+                Some(current) => current,
+                None => return Ok(unknown()),
             }
         };
         let (result, last_written) = if current.status != AthleteStatus::Linked {
@@ -260,27 +266,27 @@ where
             ));
             (Ok(skipped), current)
         } else {
-            let locked = self.sync_locked(job, current, now, deadline, pool).await;
-            match locked.report {
+            let ran = self.sync_athlete(job, current, now, deadline, pool).await;
+            match ran.report {
                 // The history backfill runs under the lock, which the sync then kept.
-                Ok(report) if locked.athlete.locked_by(&job.job_id) => {
-                    let athlete = locked.athlete.clone();
+                Ok(report) if ran.athlete.locked_by(&job.job_id) => {
+                    let athlete = ran.athlete.clone();
                     let report = self
                         .backfill_after_sync(job, report, athlete, deadline, pool)
                         .await;
-                    (report, locked.athlete)
+                    (report, ran.athlete)
                 }
-                report => (report, locked.athlete),
+                report => (report, ran.athlete),
             }
         };
         // Released by the sync's last write of the athlete, unless it ended another way (or that write
         // failed, or the backfill followed it). A full sync that stays on the queue sets the queued marker
-        // in the same write, so the fan-out does not pile up a second job meanwhile.
+        // in the same write, so the fan-out does not pile up a second job meanwhile (only for a linked
+        // athlete: the fan-out takes no one else).
+        let queued_until = (last_written.status == AthleteStatus::Linked
+            && stays_queued(job, &result))
+        .then(|| self.now() + QUEUED_MARKER_TTL);
         if last_written.locked_by(&job.job_id) {
-            // (Only a linked athlete: the fan-out takes no one else.)
-            let queued_until = (last_written.status == AthleteStatus::Linked
-                && stays_queued(job, &result))
-            .then(|| self.now() + QUEUED_MARKER_TTL);
             if let Err(e) = self
                 .store
                 .unlock(&job.athlete, &job.job_id, queued_until)
@@ -288,6 +294,17 @@ where
             {
                 // The lock lapses by itself after LOCK_TTL.
                 warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
+            }
+        } else if let Some(until) = queued_until
+            && last_written.queued_until.is_none_or(|q| q < self.now())
+        {
+            // A full sync that never needed the lock marks on its own (a failure's end already did).
+            if let Err(e) = self
+                .store
+                .mark_queued(&job.athlete, until, self.now())
+                .await
+            {
+                warn!(athlete = %job.athlete, error = %e, "could not mark the athlete queued; the fan-out may send a second job, which finds the sync done");
             }
         }
         // The batch records the last one with its give-back, on the connector's clock (the client keeps
@@ -362,19 +379,19 @@ where
         Plan::site_kinds(&self.mapping).len() as u64
     }
 
-    async fn sync_locked(
+    async fn sync_athlete(
         &self,
         job: &SyncJob,
         athlete: Athlete,
         now: DateTime<Utc>,
         deadline: Instant,
         pool: &CallPool,
-    ) -> Locked {
+    ) -> Ran {
         let mut stored = athlete.clone();
         let report = self
             .sync_steps(job, athlete, &mut stored, now, deadline, pool)
             .await;
-        Locked {
+        Ran {
             report,
             athlete: stored,
         }
@@ -403,6 +420,12 @@ where
         let rhythm =
             Rhythm::new(&athlete.cursors, now, self.cadence()).linked_at(athlete.linked_at);
         let mut plan = Plan::for_job(job, &athlete.cursors, &self.mapping, &rhythm, now);
+        // A first sync always delivers, and the backfill runs under the sync's lock.
+        if (plan.first_sync || self.backfill_follows(job, &athlete, &athlete.cursors))
+            && !self.hold_lock(job, stored).await?
+        {
+            return Ok(busy(now));
+        }
         // A webhook's job needs all its calls; a full sync reads the lists that fit, the rest stay due.
         let reserved = if plan.calls() == 0 {
             Ok((0, None))
@@ -495,6 +518,9 @@ where
                 step.advance(&mut cursors, now, newest);
                 continue;
             }
+            if !self.hold_lock(job, stored).await? {
+                return Ok(busy(self.now()));
+            }
             let created_before = counts.created;
             let written = self
                 .deliver(
@@ -582,6 +608,28 @@ where
         .await
     }
 
+    /// Makes sure the job holds the athlete's lock before it writes to Smartabase or the ledger. A full
+    /// sync that read the athlete without it takes it now, at the version it read, so the plan and the
+    /// cursors it fetched by are still the athlete's; `false` when anyone wrote the athlete since (the job
+    /// then comes back as if the athlete were busy).
+    async fn hold_lock(&self, job: &SyncJob, stored: &mut Athlete) -> Result<bool, StoreError> {
+        let now = self.now();
+        if holds_lock(stored, job, now) {
+            return Ok(true);
+        }
+        match self
+            .store
+            .lock_unchanged(&job.athlete, stored.version, &job.job_id, now + LOCK_TTL)
+            .await?
+        {
+            Some(locked) => {
+                *stored = locked;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// A list brought a new record: the watch just synced, so the other core lists the rhythm allows are
     /// read in the same job (each call reserved first; without budget they wait for their rhythm).
     async fn read_along(
@@ -633,8 +681,14 @@ where
         now: DateTime<Utc>,
     ) -> Result<SyncReport, SyncError> {
         let account = progress.account;
+        // A full sync that found nothing to deliver ran without the lock: if another job moved the
+        // cursors since it read them, that job's record of the athlete stands.
+        let locked = holds_lock(stored, job, now);
+        let read_cursors = stored.cursors.clone();
+        let ours =
+            |a: &Athlete| a.polar_user_id == account && (locked || a.cursors == read_cursors);
         let keep_cursors = |a: &mut Athlete| {
-            if a.polar_user_id == account {
+            if ours(a) {
                 a.cursors = progress.cursors.clone();
             }
         };
@@ -667,7 +721,7 @@ where
                 if a.locked_by(&job.job_id) && !self.backfill_follows(job, a, &progress.cursors) {
                     a.sync_lock = None;
                 }
-                if a.polar_user_id != account {
+                if !ours(a) {
                     return;
                 }
                 a.cursors = progress.cursors.clone();
@@ -885,6 +939,19 @@ fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(Sync
     );
     later.deferrals = job.deferrals + 1;
     Some((later, RECHARGE_RETRY.num_seconds() as u32))
+}
+
+/// Whether the job holds the athlete's lock now (not one an earlier attempt of it left to lapse).
+fn holds_lock(athlete: &Athlete, job: &SyncJob, now: DateTime<Utc>) -> bool {
+    athlete.locked_by(&job.job_id) && athlete.lock_held(now)
+}
+
+/// Another job holds the athlete (or wrote it while this one read Polar): this one comes back later.
+fn busy(now: DateTime<Utc>) -> SyncReport {
+    SyncReport::only(SyncOutcome::Deferred(Deferral {
+        until: now + BUSY_RETRY,
+        cause: DeferCause::AthleteBusy,
+    }))
 }
 
 /// Keeps a delivered full-sync list's digest: every record of the answer is confirmed with its content.

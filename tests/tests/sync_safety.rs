@@ -14,8 +14,8 @@ use shared::error::DeferCause;
 use shared::ids::ExerciseId;
 use shared::model::LedgerState;
 use shared::queue::{JobKind, SyncJob, Target};
-use shared::store::Store;
-use shared::usecase::sync::SyncOutcome;
+use shared::store::{AthleteStore as _, LockStore as _, Locking, Store};
+use shared::usecase::sync::{LOCK_TTL, SyncOutcome};
 use smartabase_sim::{Endpoint, FaultKind, FaultRule, UnreadableAnswer};
 use sync_support::*;
 use testkit::world::{World, WorldOptions};
@@ -556,31 +556,7 @@ async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_
 
     // The watch syncs a session. The hourly job starts reading Polar (its first answer takes 3 s);
     // meanwhile the session's webhook job delivers it.
-    let session = world
-        .polar
-        .add_record(
-            a.polar,
-            NewRecord {
-                kind: RecordKind::Exercise,
-                date: None,
-                start_time: (local_today(&world, a.offset) - Duration::days(1))
-                    .and_hms_opt(7, 0, 0),
-                values: Default::default(),
-                ready: true,
-                uploaded_at: None,
-            },
-        )
-        .unwrap();
-    world
-        .polar
-        .inject_fault(polar_sim::FaultSpec {
-            path_prefix: "/v3/".into(),
-            method: Some("GET".into()),
-            fault: polar_sim::FaultKind::Delay { ms: 3_000 },
-            count: Some(1),
-            probability: None,
-        })
-        .unwrap();
+    let session = add_session_yesterday_at_seven(&world, a);
     let hourly = SyncJob::new(
         a.athlete(),
         JobKind::Scheduled,
@@ -591,17 +567,12 @@ async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_
         a.athlete(),
         JobKind::Targeted,
         vec![Target::Exercise {
-            id: ExerciseId::parse(session.key.clone()).unwrap(),
+            id: ExerciseId::parse(session).unwrap(),
         }],
         world.connector.now(),
     );
-    let (hourly_outcome, webhook_outcome) = tokio::join!(run_job(&world, &hourly), async {
-        // Once the hourly job's first Polar call is held.
-        while world.polar.faults()[0].remaining != Some(0) {
-            tokio::time::sleep(StdDuration::from_millis(10)).await;
-        }
-        run_job(&world, &webhook).await
-    });
+    let (hourly_outcome, webhook_outcome) =
+        while_the_next_polar_call_is_held(&world, &hourly, || run_job(&world, &webhook)).await;
     // The webhook's job is not turned away by a sync that holds no lock yet.
     assert!(
         matches!(&webhook_outcome, SyncOutcome::Synced(c) if c.created == 1),
@@ -627,4 +598,199 @@ async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_
     );
     assert_one_training_event_per_session(&world, a);
     assert_smartabase_matches_polar(&world, a);
+}
+
+/// SQS delivers a message at least once: two copies of one full sync can run at once. The copy that finds
+/// nothing new must not release the lock of the copy that is writing a session (found in review: both
+/// copies shared the message's job id as the lock's owner, and a webhook job then wrote the session too).
+#[tokio::test]
+async fn a_sync_message_delivered_twice_never_frees_the_lock_of_the_copy_that_is_writing() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "twice", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+
+    // A manual (full) sync reads every list; its message arrives twice.
+    let job = SyncJob::new(a.athlete(), JobKind::Manual, vec![], world.connector.now());
+    // Copy B's activity list (its second call, after the exercises) answers after 1.5 s; copy A's import
+    // of the new session is held 6 s.
+    world
+        .polar
+        .inject_fault(polar_sim::FaultSpec {
+            path_prefix: "/v3/users/activities".into(),
+            method: Some("GET".into()),
+            fault: polar_sim::FaultKind::Delay { ms: 1_500 },
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    world
+        .smartabase
+        .add_fault(FaultRule::next(
+            Some(Endpoint::EventsImport),
+            FaultKind::Delay { ms: 6_000 },
+            1,
+        ))
+        .unwrap();
+
+    let copy_b = run_job(&world, &job);
+    let copy_a_and_webhook = async {
+        // Once copy B has read the exercises (and waits on its activity list), the watch syncs a session.
+        while world.polar.faults()[0].remaining != Some(0) {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        let session = add_session_yesterday_at_seven(&world, a);
+        let webhook = SyncJob::new(
+            a.athlete(),
+            JobKind::Targeted,
+            vec![Target::Exercise {
+                id: ExerciseId::parse(session.clone()).unwrap(),
+            }],
+            world.connector.now(),
+        );
+        tokio::join!(run_job(&world, &job), async {
+            // Copy A holds the lock and its import is held; copy B ends meanwhile.
+            until_the_held_import_started(&world).await;
+            tokio::time::sleep(StdDuration::from_millis(2_000)).await;
+            let lock = stored_athlete(&world, a).await.sync_lock;
+            let webhook_outcome = run_job(&world, &webhook).await;
+            (lock, webhook_outcome)
+        })
+    };
+    let (copy_b, (copy_a, (lock_while_a_imports, webhook_outcome))) =
+        tokio::join!(copy_b, copy_a_and_webhook);
+    assert!(
+        lock_while_a_imports.is_some(),
+        "copy B ({copy_b:?}) released copy A's lock"
+    );
+    assert!(
+        matches!(&webhook_outcome, SyncOutcome::Deferred(d) if d.cause == DeferCause::AthleteBusy),
+        "the webhook's job ran while copy A held the lock: {webhook_outcome:?}"
+    );
+    assert!(
+        matches!(&copy_a, SyncOutcome::Synced(c) if c.created == 1),
+        "{copy_a:?}"
+    );
+    assert_one_training_event_per_session(&world, a);
+    assert_smartabase_matches_polar(&world, a);
+}
+
+/// Holds the next Polar call 3 s and waits until a job has made it.
+async fn while_the_next_polar_call_is_held<S: Store, F: std::future::Future>(
+    world: &World<S>,
+    job: &SyncJob,
+    meanwhile: impl FnOnce() -> F,
+) -> (SyncOutcome, F::Output) {
+    world
+        .polar
+        .inject_fault(polar_sim::FaultSpec {
+            path_prefix: "/v3/".into(),
+            method: Some("GET".into()),
+            fault: polar_sim::FaultKind::Delay { ms: 3_000 },
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    tokio::join!(run_job(world, job), async {
+        while world.polar.faults().iter().any(|f| f.remaining != Some(0)) {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        meanwhile().await
+    })
+}
+
+#[tokio::test]
+async fn an_hourly_sync_whose_athlete_was_marked_queued_meanwhile_still_writes_the_new_session() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "marked", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+    add_session_yesterday_at_seven(&world, a);
+
+    // While the job reads Polar, the fan-out marks the athlete queued: a write of the athlete that
+    // changes nothing the job planned by.
+    let job = SyncJob::new(
+        a.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let now = world.connector.now();
+    let uuid = a.athlete();
+    let (outcome, marked) = while_the_next_polar_call_is_held(&world, &job, || {
+        world
+            .connector
+            .store
+            .mark_queued(&uuid, now + Duration::hours(2), now)
+    })
+    .await;
+    assert!(marked.unwrap());
+    assert!(
+        matches!(&outcome, SyncOutcome::Synced(c) if c.created == 1),
+        "{outcome:?}"
+    );
+    let after = stored_athlete(&world, a).await;
+    assert_eq!((after.sync_lock, after.queued_until), (None, None));
+    assert_one_training_event_per_session(&world, a);
+    assert_smartabase_matches_polar(&world, a);
+}
+
+#[tokio::test]
+async fn an_hourly_sync_that_finds_nothing_new_while_another_job_holds_the_athlete_leaves_its_record_alone()
+ {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "holder", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+    let before = stored_athlete(&world, a).await;
+
+    // While the job reads Polar, another job takes the athlete (its end, or its retry, will say when the
+    // athlete last synced).
+    let job = SyncJob::new(
+        a.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let now = world.connector.now();
+    let uuid = a.athlete();
+    let (outcome, taken) = while_the_next_polar_call_is_held(&world, &job, || {
+        world
+            .connector
+            .store
+            .try_lock(&uuid, "other-job", now, now + LOCK_TTL)
+    })
+    .await;
+    assert!(matches!(taken.unwrap(), Locking::Taken(_)));
+    assert!(
+        matches!(&outcome, SyncOutcome::Synced(c) if c.created + c.updated == 0),
+        "{outcome:?}"
+    );
+    let after = stored_athlete(&world, a).await;
+    assert!(after.locked_by("other-job"));
+    assert_eq!(after.last_sync_at, before.last_sync_at);
+    assert_eq!(after.cursors, before.cursors);
+}
+
+/// A training yesterday at 07:00 (the athlete's time), uploaded now.
+fn add_session_yesterday_at_seven(world: &World<impl Store>, athlete: &Linked) -> String {
+    world
+        .polar
+        .add_record(
+            athlete.polar,
+            NewRecord {
+                kind: RecordKind::Exercise,
+                date: None,
+                start_time: (local_today(world, athlete.offset) - Duration::days(1))
+                    .and_hms_opt(7, 0, 0),
+                values: Default::default(),
+                ready: true,
+                uploaded_at: None,
+            },
+        )
+        .unwrap()
+        .key
 }

@@ -207,8 +207,8 @@ where
                 let job = SyncJob::new(d.uuid.clone(), JobKind::Scheduled, Vec::new(), now);
                 let overdue = d.due <= now - interval;
                 if delay_seconds == 0 && !d.never_synced && !overdue {
-                    // Runs within seconds: the worker's lock and its check for a sync since the job was
-                    // queued stop a second one, so no marker write is spent on it.
+                    // Runs within seconds: the worker's check for a sync since the job was queued stops a
+                    // second one (or the lock, or the version it read), so no marker write is spent on it.
                     outgoing.push(Outgoing { job, delay_seconds });
                 } else {
                     marked.push(Outgoing { job, delay_seconds });

@@ -233,6 +233,13 @@ where
         deadline: Instant,
         pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
+        // The lock's owner is this attempt, not the message: SQS may deliver one message twice at once,
+        // and neither copy may take, or release, the other's lock as its own.
+        let attempt = SyncJob {
+            job_id: format!("{}/{}", job.job_id, uuid::Uuid::new_v4()),
+            ..job.clone()
+        };
+        let job = &attempt;
         let now = self.now();
         let unknown = || SyncReport::only(SyncOutcome::Skipped("unknown athlete"));
         // Either read reads the athlete as it is now: a job that just finished may have moved the cursors.
@@ -617,17 +624,29 @@ where
         if holds_lock(stored, job, now) {
             return Ok(true);
         }
-        match self
-            .store
-            .lock_unchanged(&job.athlete, stored.version, &job.job_id, now + LOCK_TTL)
-            .await?
-        {
-            Some(locked) => {
-                *stored = locked;
-                Ok(true)
+        let mut version = stored.version;
+        for attempt in 0..2 {
+            if attempt > 0 {
+                // Refused: someone wrote the athlete. The fan-out's marker or the scan's sighting leaves
+                // what the job planned and read Polar by as it was, and the ledger is read under the lock:
+                // the lock is still the job's to take at the version now.
+                match self.store.get_athlete(&job.athlete).await? {
+                    Some(current) if !current.lock_held(now) && same_plan(&current, stored) => {
+                        version = current.version;
+                    }
+                    _ => return Ok(false),
+                }
             }
-            None => Ok(false),
+            if let Some(locked) = self
+                .store
+                .lock_unchanged(&job.athlete, version, &job.job_id, now + LOCK_TTL)
+                .await?
+            {
+                *stored = locked;
+                return Ok(true);
+            }
         }
+        Ok(false)
     }
 
     /// A list brought a new record: the watch just synced, so the other core lists the rhythm allows are
@@ -682,11 +701,15 @@ where
     ) -> Result<SyncReport, SyncError> {
         let account = progress.account;
         // A full sync that found nothing to deliver ran without the lock: if another job moved the
-        // cursors since it read them, that job's record of the athlete stands.
+        // cursors since it read them, or holds the lock now, that job's record of the athlete stands (its
+        // end is the one that says when the athlete last synced: a retry of it must not look redundant).
         let locked = holds_lock(stored, job, now);
         let read_cursors = stored.cursors.clone();
-        let ours =
-            |a: &Athlete| a.polar_user_id == account && (locked || a.cursors == read_cursors);
+        let concluding_at = self.now();
+        let ours = |a: &Athlete| {
+            a.polar_user_id == account
+                && (locked || (a.cursors == read_cursors && !a.lock_held(concluding_at)))
+        };
         let keep_cursors = |a: &mut Athlete| {
             if ours(a) {
                 a.cursors = progress.cursors.clone();
@@ -722,6 +745,10 @@ where
                     a.sync_lock = None;
                 }
                 if !ours(a) {
+                    // This job is off the queue all the same.
+                    if full_sync && first_failure.is_none() && a.polar_user_id == account {
+                        a.queued_until = None;
+                    }
                     return;
                 }
                 a.cursors = progress.cursors.clone();
@@ -944,6 +971,16 @@ fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(Sync
 /// Whether the job holds the athlete's lock now (not one an earlier attempt of it left to lapse).
 fn holds_lock(athlete: &Athlete, job: &SyncJob, now: DateTime<Utc>) -> bool {
     athlete.locked_by(&job.job_id) && athlete.lock_held(now)
+}
+
+/// Whether `current` still holds what a job planned by when it read `read`: the same link, the same
+/// Smartabase user, the same cursors.
+fn same_plan(current: &Athlete, read: &Athlete) -> bool {
+    current.status == read.status
+        && current.linked_at == read.linked_at
+        && current.polar_user_id == read.polar_user_id
+        && current.smartabase_user_id == read.smartabase_user_id
+        && current.cursors == read.cursors
 }
 
 /// Another job holds the athlete (or wrote it while this one read Polar): this one comes back later.

@@ -173,6 +173,10 @@ pub struct Athlete {
     /// athlete in the same write, and the job's last write of the athlete releases it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_lock: Option<SyncLock>,
+    /// How many times a job has taken the sync lock: a job that read the athlete without it tells by this
+    /// whether another job locked and wrote in between, even one that left everything else as it was.
+    #[serde(default)]
+    pub locks_taken: u64,
     /// Optimistic-concurrency version, bumped on every write.
     pub version: u64,
 }
@@ -203,6 +207,7 @@ impl Athlete {
             cursors: SyncCursors::default(),
             last_error: None,
             sync_lock: None,
+            locks_taken: 0,
             version: 0,
         }
     }

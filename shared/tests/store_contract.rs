@@ -116,6 +116,7 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
             owner: "job-1".to_string(),
             until: t0() + Duration::seconds(180),
         }),
+        locks_taken: 7,
         version: 0,
     };
     let saved = store.save_athlete(&full).await.unwrap();
@@ -925,6 +926,7 @@ async fn locks_exclude_until_released_or_lapsed<S: Store>(store: &S) {
             owner: "worker-a".to_string(),
             until,
         }),
+        locks_taken: athlete.locks_taken + 1,
         version: athlete.version + 1,
         ..athlete.clone()
     };
@@ -1050,6 +1052,7 @@ async fn a_lock_taken_at_the_version_read_is_refused_after_any_write<S: Store>(s
             owner: "job-a".to_string(),
             until,
         }),
+        locks_taken: fresh.locks_taken + 1,
         version: fresh.version + 1,
         ..fresh.clone()
     };
@@ -1102,9 +1105,15 @@ async fn a_job_that_stays_queued_unlocks_and_sets_the_marker_in_one_write<S: Sto
     assert_eq!(parked.queued_until, Some(queued_until));
     assert_eq!(parked.version, locked.version + 1, "moves the version");
     assert_eq!(
+        parked.locks_taken,
+        athlete.locks_taken + 1,
+        "a released lock still counts as taken"
+    );
+    assert_eq!(
         Athlete {
             queued_until: None,
             version: athlete.version,
+            locks_taken: athlete.locks_taken,
             ..parked.clone()
         },
         athlete,

@@ -794,3 +794,155 @@ fn add_session_yesterday_at_seven(world: &World<impl Store>, athlete: &Linked) -
         .unwrap()
         .key
 }
+
+/// A manual sync fails (SQS retries it; its queued marker says so) while an hourly sync that finds
+/// nothing new reads Polar: the hourly job's end leaves the failed job's marker up, so the fan-out does
+/// not queue a second job beside the retry (found in review).
+#[tokio::test]
+async fn a_quiet_hourly_sync_leaves_up_the_marker_of_a_failed_job_still_on_the_queue() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "marker", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+    // A revised activity: only the manual sync reads activities now (their rhythm is 3 h).
+    let yesterday = (local_today(&world, a.offset) - Duration::days(1)).to_string();
+    let mut values = serde_json::Map::new();
+    values.insert("steps".into(), serde_json::json!(23_456));
+    world
+        .polar
+        .revise_record(a.polar, RecordKind::Activity, &yesterday, values)
+        .unwrap();
+
+    let hourly = SyncJob::new(
+        a.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let manual = SyncJob::new(a.athlete(), JobKind::Manual, vec![], world.connector.now());
+    let (hourly_outcome, (manual_result, marker_after_failure)) =
+        while_the_next_polar_call_is_held(&world, &hourly, || async {
+            world
+                .smartabase
+                .add_fault(FaultRule::next(
+                    Some(Endpoint::EventsImport),
+                    FaultKind::FailureBody,
+                    20,
+                ))
+                .unwrap();
+            let pool = world.connector.call_pool(1);
+            let result = world
+                .connector
+                .sync_job(&manual, Instant::now() + StdDuration::from_secs(60), &pool)
+                .await;
+            (result, stored_athlete(&world, a).await.queued_until)
+        })
+        .await;
+    assert!(
+        manual_result.is_err(),
+        "the manual job failed: SQS retries it"
+    );
+    assert!(marker_after_failure.is_some());
+    assert!(
+        matches!(&hourly_outcome, SyncOutcome::Synced(c) if c.created + c.updated == 0),
+        "{hourly_outcome:?}"
+    );
+    assert_eq!(
+        stored_athlete(&world, a).await.queued_until,
+        marker_after_failure
+    );
+    assert_eq!(world.fanout().await.unwrap().queued, 0);
+}
+
+#[tokio::test]
+async fn an_hourly_sync_refuses_the_lock_after_another_job_locked_and_released_the_athlete() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "between", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+    add_session_yesterday_at_seven(&world, a);
+    let before = stored_athlete(&world, a).await;
+
+    // While the job reads Polar, another job locks the athlete and releases it having changed nothing
+    // the job can see (say a webhook's record of a kind without a list digest): what it wrote, the job's
+    // reading of Polar may not know.
+    let job = SyncJob::new(
+        a.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let now = world.connector.now();
+    let uuid = a.athlete();
+    let (outcome, ()) = while_the_next_polar_call_is_held(&world, &job, || async {
+        let store = &world.connector.store;
+        assert!(matches!(
+            store
+                .try_lock(&uuid, "other-job", now, now + LOCK_TTL)
+                .await,
+            Ok(Locking::Taken(_))
+        ));
+        store.unlock(&uuid, "other-job", None).await.unwrap();
+    })
+    .await;
+    assert!(
+        matches!(&outcome, SyncOutcome::Deferred(d) if d.cause == DeferCause::AthleteBusy),
+        "{outcome:?}"
+    );
+    let after = stored_athlete(&world, a).await;
+    assert_eq!(
+        (after.cursors, after.last_sync_at, after.sync_lock),
+        (before.cursors, before.last_sync_at, None)
+    );
+    // Back a minute later, it writes the session.
+    world.advance(Duration::minutes(1));
+    let again = run_job(&world, &job).await;
+    assert!(
+        matches!(&again, SyncOutcome::Synced(c) if c.created == 1),
+        "{again:?}"
+    );
+    assert_one_training_event_per_session(&world, a);
+}
+
+#[tokio::test]
+async fn a_quiet_hourly_sync_leaves_the_record_of_a_job_that_locked_and_released_meanwhile() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &link_athletes(&world, "released", &[60]).await[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+    let before = stored_athlete(&world, a).await;
+
+    // Another job locks the athlete and fails without moving a cursor (SQS retries it): the quiet job's
+    // end must not say the athlete synced after that job was queued, or its retry would look redundant.
+    let job = SyncJob::new(
+        a.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let now = world.connector.now();
+    let uuid = a.athlete();
+    let (outcome, ()) = while_the_next_polar_call_is_held(&world, &job, || async {
+        let store = &world.connector.store;
+        assert!(matches!(
+            store
+                .try_lock(&uuid, "failing-job", now, now + LOCK_TTL)
+                .await,
+            Ok(Locking::Taken(_))
+        ));
+        store.unlock(&uuid, "failing-job", None).await.unwrap();
+    })
+    .await;
+    assert!(
+        matches!(&outcome, SyncOutcome::Synced(c) if c.created + c.updated == 0),
+        "{outcome:?}"
+    );
+    let after = stored_athlete(&world, a).await;
+    assert_eq!(
+        (after.cursors, after.last_sync_at),
+        (before.cursors, before.last_sync_at)
+    );
+}

@@ -478,6 +478,7 @@ impl LockStore for MemoryStore {
             owner: owner.to_string(),
             until,
         });
+        athlete.locks_taken += 1;
         athlete.version += 1;
         Ok(Locking::Taken(Box::new(athlete.clone())))
     }
@@ -501,6 +502,7 @@ impl LockStore for MemoryStore {
             owner: owner.to_string(),
             until,
         });
+        athlete.locks_taken += 1;
         athlete.version += 1;
         Ok(Some(athlete.clone()))
     }

@@ -59,6 +59,7 @@ pub(super) const EVENT_START_DATE: &str = "event_start_date";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const LOCK_OWNER: &str = "lock_owner";
 pub(super) const LOCK_UNTIL: &str = "lock_until";
+pub(super) const LOCKS_TAKEN: &str = "locks_taken";
 pub(super) const UNTIL: &str = "until";
 pub(super) const BUDGET_STATE: &str = "state";
 pub(super) const VALUE: &str = "value";
@@ -200,6 +201,9 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
         item.insert(LOCK_OWNER.into(), s(&lock.owner));
         item.insert(LOCK_UNTIL.into(), instant(lock.until));
     }
+    if athlete.locks_taken > 0 {
+        item.insert(LOCKS_TAKEN.into(), n(athlete.locks_taken));
+    }
     Ok(item)
 }
 
@@ -335,6 +339,7 @@ pub(super) fn athlete_from_item(item: &Item) -> Result<Athlete, StoreError> {
             }),
             _ => None,
         },
+        locks_taken: r.opt_number(LOCKS_TAKEN)?.unwrap_or(0),
         version: r.number(VERSION)?,
     })
 }

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use super::super::schema::{self, PK, SK_ATHLETE};
 use super::super::{LockStore, Locking, StoreError};
 use super::codec::{
-    LOCK_OWNER, LOCK_UNTIL, QUEUED_UNTIL, VERSION, athlete_from_item, instant, key, n, s,
+    LOCK_OWNER, LOCK_UNTIL, LOCKS_TAKEN, QUEUED_UNTIL, VERSION, athlete_from_item, instant, key, n,
+    s,
 };
 use super::{DynamoStore, condition_failed, unavailable};
 use crate::ids::AthleteUuid;
@@ -27,11 +28,12 @@ impl LockStore for DynamoStore {
             .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
             // The lock moves the version like every write of the item: a writer that read the athlete
             // before cannot put it back unlocked, nor one that read it locked put back a released lock.
-            .update_expression("SET #owner = :me, #until = :until ADD #version :one")
+            .update_expression("SET #owner = :me, #until = :until ADD #version :one, #locks :one")
             .condition_expression(
                 "attribute_exists(#pk) AND (attribute_not_exists(#until) OR #until < :now)",
             )
             .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#locks", LOCKS_TAKEN)
             .expression_attribute_names("#owner", LOCK_OWNER)
             .expression_attribute_names("#until", LOCK_UNTIL)
             .expression_attribute_names("#version", VERSION)
@@ -76,8 +78,9 @@ impl LockStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
             // The version the job read says the lock was free then, and that nobody took it since.
-            .update_expression("SET #owner = :me, #until = :until ADD #version :one")
+            .update_expression("SET #owner = :me, #until = :until ADD #version :one, #locks :one")
             .condition_expression("#version = :expected")
+            .expression_attribute_names("#locks", LOCKS_TAKEN)
             .expression_attribute_names("#owner", LOCK_OWNER)
             .expression_attribute_names("#until", LOCK_UNTIL)
             .expression_attribute_names("#version", VERSION)

@@ -617,8 +617,9 @@ where
 
     /// Makes sure the job holds the athlete's lock before it writes to Smartabase or the ledger. A full
     /// sync that read the athlete without it takes it now, at the version it read, so the plan and the
-    /// cursors it fetched by are still the athlete's; `false` when anyone wrote the athlete since (the job
-    /// then comes back as if the athlete were busy).
+    /// cursors it fetched by are still the athlete's; if someone wrote the athlete since without changing
+    /// any of that (the fan-out's marker, the scan) and nobody holds or took the lock, it takes it at the
+    /// version now. `false` otherwise (the job then comes back as if the athlete were busy).
     async fn hold_lock(&self, job: &SyncJob, stored: &mut Athlete) -> Result<bool, StoreError> {
         let now = self.now();
         if holds_lock(stored, job, now) {
@@ -701,14 +702,17 @@ where
     ) -> Result<SyncReport, SyncError> {
         let account = progress.account;
         // A full sync that found nothing to deliver ran without the lock: if another job moved the
-        // cursors since it read them, or holds the lock now, that job's record of the athlete stands (its
-        // end is the one that says when the athlete last synced: a retry of it must not look redundant).
+        // cursors since it read them, or took the lock, that job's record of the athlete stands (its end
+        // is the one that says when the athlete last synced: a retry of it must not look redundant).
         let locked = holds_lock(stored, job, now);
-        let read_cursors = stored.cursors.clone();
+        let read = stored.clone();
         let concluding_at = self.now();
         let ours = |a: &Athlete| {
             a.polar_user_id == account
-                && (locked || (a.cursors == read_cursors && !a.lock_held(concluding_at)))
+                && (locked
+                    || (a.cursors == read.cursors
+                        && a.locks_taken == read.locks_taken
+                        && !a.lock_held(concluding_at)))
         };
         let keep_cursors = |a: &mut Athlete| {
             if ours(a) {
@@ -745,8 +749,13 @@ where
                     a.sync_lock = None;
                 }
                 if !ours(a) {
-                    // This job is off the queue all the same.
-                    if full_sync && first_failure.is_none() && a.polar_user_id == account {
+                    // This job is off the queue all the same (a marker set since it read the athlete is
+                    // another job's, still queued).
+                    if full_sync
+                        && first_failure.is_none()
+                        && a.polar_user_id == account
+                        && a.queued_until == read.queued_until
+                    {
                         a.queued_until = None;
                     }
                     return;
@@ -974,13 +983,15 @@ fn holds_lock(athlete: &Athlete, job: &SyncJob, now: DateTime<Utc>) -> bool {
 }
 
 /// Whether `current` still holds what a job planned by when it read `read`: the same link, the same
-/// Smartabase user, the same cursors.
+/// Smartabase user, the same cursors, and no job locked it in between (one that wrote a record without
+/// moving a cursor would otherwise pass).
 fn same_plan(current: &Athlete, read: &Athlete) -> bool {
     current.status == read.status
         && current.linked_at == read.linked_at
         && current.polar_user_id == read.polar_user_id
         && current.smartabase_user_id == read.smartabase_user_id
         && current.cursors == read.cursors
+        && current.locks_taken == read.locks_taken
 }
 
 /// Another job holds the athlete (or wrote it while this one read Polar): this one comes back later.

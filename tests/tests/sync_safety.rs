@@ -12,7 +12,7 @@ use chrono::{Duration, NaiveDate};
 use polar_sim::{GenerateRequest, NewRecord, RecordKind, UploadMode};
 use shared::error::DeferCause;
 use shared::ids::ExerciseId;
-use shared::model::LedgerState;
+use shared::model::{Athlete, LedgerState};
 use shared::queue::{JobKind, SyncJob, Target};
 use shared::store::{AthleteStore as _, LockStore as _, Locking, Store};
 use shared::usecase::sync::{LOCK_TTL, SyncOutcome};
@@ -549,10 +549,7 @@ async fn run_job<S: Store>(world: &World<S>, job: &SyncJob) -> SyncOutcome {
 #[tokio::test]
 async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_once() {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "crossing", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
+    let a = &synced_an_hour_ago(&world, "crossing").await;
 
     // The watch syncs a session. The hourly job starts reading Polar (its first answer takes 3 s);
     // meanwhile the session's webhook job delivers it.
@@ -606,10 +603,7 @@ async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_
 #[tokio::test]
 async fn a_sync_message_delivered_twice_never_frees_the_lock_of_the_copy_that_is_writing() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "twice", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
+    let a = &synced_an_hour_ago(&world, "twice").await;
 
     // A manual (full) sync reads every list; its message arrives twice.
     let job = SyncJob::new(a.athlete(), JobKind::Manual, vec![], world.connector.now());
@@ -703,10 +697,7 @@ async fn while_the_next_polar_call_is_held<S: Store, F: std::future::Future>(
 #[tokio::test]
 async fn an_hourly_sync_whose_athlete_was_marked_queued_meanwhile_still_writes_the_new_session() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "marked", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
+    let a = &synced_an_hour_ago(&world, "marked").await;
     add_session_yesterday_at_seven(&world, a);
 
     // While the job reads Polar, the fan-out marks the athlete queued: a write of the athlete that
@@ -741,10 +732,7 @@ async fn an_hourly_sync_whose_athlete_was_marked_queued_meanwhile_still_writes_t
 async fn an_hourly_sync_that_finds_nothing_new_while_another_job_holds_the_athlete_leaves_its_record_alone()
  {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "holder", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
+    let a = &synced_an_hour_ago(&world, "holder").await;
     let before = stored_athlete(&world, a).await;
 
     // While the job reads Polar, another job takes the athlete (its end, or its retry, will say when the
@@ -801,10 +789,7 @@ fn add_session_yesterday_at_seven(world: &World<impl Store>, athlete: &Linked) -
 #[tokio::test]
 async fn a_quiet_hourly_sync_leaves_up_the_marker_of_a_failed_job_still_on_the_queue() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "marker", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
+    let a = &synced_an_hour_ago(&world, "marker").await;
     // A revised activity: only the manual sync reads activities now (their rhythm is 3 h).
     let yesterday = (local_today(&world, a.offset) - Duration::days(1)).to_string();
     let mut values = serde_json::Map::new();
@@ -858,35 +843,12 @@ async fn a_quiet_hourly_sync_leaves_up_the_marker_of_a_failed_job_still_on_the_q
 #[tokio::test]
 async fn an_hourly_sync_refuses_the_lock_after_another_job_locked_and_released_the_athlete() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "between", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
+    let a = &synced_an_hour_ago(&world, "between").await;
     add_session_yesterday_at_seven(&world, a);
-    let before = stored_athlete(&world, a).await;
 
-    // While the job reads Polar, another job locks the athlete and releases it having changed nothing
-    // the job can see (say a webhook's record of a kind without a list digest): what it wrote, the job's
-    // reading of Polar may not know.
-    let job = SyncJob::new(
-        a.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
-    let now = world.connector.now();
-    let uuid = a.athlete();
-    let (outcome, ()) = while_the_next_polar_call_is_held(&world, &job, || async {
-        let store = &world.connector.store;
-        assert!(matches!(
-            store
-                .try_lock(&uuid, "other-job", now, now + LOCK_TTL)
-                .await,
-            Ok(Locking::Taken(_))
-        ));
-        store.unlock(&uuid, "other-job", None).await.unwrap();
-    })
-    .await;
+    // The other job changed nothing the hourly job can see (say a webhook's record of a kind without a
+    // list digest): what it wrote, the hourly job's reading of Polar may not know.
+    let (job, before, outcome) = while_another_job_locks_and_releases(&world, a).await;
     assert!(
         matches!(&outcome, SyncOutcome::Deferred(d) if d.cause == DeferCause::AthleteBusy),
         "{outcome:?}"
@@ -909,33 +871,11 @@ async fn an_hourly_sync_refuses_the_lock_after_another_job_locked_and_released_t
 #[tokio::test]
 async fn a_quiet_hourly_sync_leaves_the_record_of_a_job_that_locked_and_released_meanwhile() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
-    let a = &link_athletes(&world, "released", &[60]).await[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(60));
-    let before = stored_athlete(&world, a).await;
+    let a = &synced_an_hour_ago(&world, "released").await;
 
-    // Another job locks the athlete and fails without moving a cursor (SQS retries it): the quiet job's
-    // end must not say the athlete synced after that job was queued, or its retry would look redundant.
-    let job = SyncJob::new(
-        a.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
-    let now = world.connector.now();
-    let uuid = a.athlete();
-    let (outcome, ()) = while_the_next_polar_call_is_held(&world, &job, || async {
-        let store = &world.connector.store;
-        assert!(matches!(
-            store
-                .try_lock(&uuid, "failing-job", now, now + LOCK_TTL)
-                .await,
-            Ok(Locking::Taken(_))
-        ));
-        store.unlock(&uuid, "failing-job", None).await.unwrap();
-    })
-    .await;
+    // The other job failed without moving a cursor (SQS retries it): the quiet job's end must not say the
+    // athlete synced after that job was queued, or its retry would look redundant.
+    let (_, before, outcome) = while_another_job_locks_and_releases(&world, a).await;
     assert!(
         matches!(&outcome, SyncOutcome::Synced(c) if c.created + c.updated == 0),
         "{outcome:?}"
@@ -945,4 +885,42 @@ async fn a_quiet_hourly_sync_leaves_the_record_of_a_job_that_locked_and_released
         (after.cursors, after.last_sync_at),
         (before.cursors, before.last_sync_at)
     );
+}
+
+/// Runs a scheduled job for `athlete` while, during its first Polar call, another job locks the athlete
+/// and releases it; returns the job, the athlete as it was before, and the outcome.
+async fn while_another_job_locks_and_releases<S: Store>(
+    world: &World<S>,
+    athlete: &Linked,
+) -> (SyncJob, Athlete, SyncOutcome) {
+    let before = stored_athlete(world, athlete).await;
+    let job = SyncJob::new(
+        athlete.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    );
+    let now = world.connector.now();
+    let uuid = athlete.athlete();
+    let (outcome, ()) = while_the_next_polar_call_is_held(world, &job, || async {
+        let store = &world.connector.store;
+        assert!(matches!(
+            store
+                .try_lock(&uuid, "other-job", now, now + LOCK_TTL)
+                .await,
+            Ok(Locking::Taken(_))
+        ));
+        store.unlock(&uuid, "other-job", None).await.unwrap();
+    })
+    .await;
+    (job, before, outcome)
+}
+
+/// One athlete linked, three days synced, and an hour gone by.
+async fn synced_an_hour_ago<S: Store>(world: &World<S>, prefix: &str) -> Linked {
+    let a = link_athletes(world, prefix, &[60]).await.remove(0);
+    generate(world, &a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(60));
+    a
 }

@@ -1,6 +1,6 @@
 //! Per-athlete sync locks, as two attributes of the athlete item.
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
 use super::super::schema::{self, PK, SK_ATHLETE};
@@ -13,6 +13,55 @@ use super::{DynamoStore, condition_failed, unavailable};
 use crate::ids::AthleteUuid;
 use crate::model::Athlete;
 
+impl DynamoStore {
+    /// Takes the athlete's lock for `owner` where `condition` holds (over `#version` and `#until`, with
+    /// `values` for its placeholders), and hands back the athlete as locked; `Ok(None)` when the condition
+    /// failed. Taking it moves the version like every write of the item (a writer that read the athlete
+    /// before cannot put it back unlocked, nor one that read it locked put back a released lock) and
+    /// counts the lock taken.
+    async fn take_lock(
+        &self,
+        uuid: &AthleteUuid,
+        owner: &str,
+        until: DateTime<Utc>,
+        condition: &str,
+        values: [(&str, AttributeValue); 1],
+    ) -> Result<Option<Athlete>, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
+            .update_expression("SET #owner = :me, #until = :until ADD #version :one, #locks :one")
+            .condition_expression(condition)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#locks", LOCKS_TAKEN)
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":until", instant(until))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(out) => match athlete_from_item(&out.attributes.unwrap_or_default()) {
+                Ok(athlete) => Ok(Some(athlete)),
+                Err(e) => {
+                    // Nobody can sync an athlete whose item does not decode; the lock need not wait
+                    // to lapse for the next attempt to say so.
+                    let _ = self.unlock(uuid, owner, None).await;
+                    Err(e)
+                }
+            },
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable("UpdateItem", &e)),
+        }
+    }
+}
+
 impl LockStore for DynamoStore {
     async fn try_lock(
         &self,
@@ -21,47 +70,17 @@ impl LockStore for DynamoStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Locking, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
-            // The lock moves the version like every write of the item: a writer that read the athlete
-            // before cannot put it back unlocked, nor one that read it locked put back a released lock.
-            .update_expression("SET #owner = :me, #until = :until ADD #version :one, #locks :one")
-            .condition_expression(
-                "attribute_exists(#pk) AND (attribute_not_exists(#until) OR #until < :now)",
-            )
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#locks", LOCKS_TAKEN)
-            .expression_attribute_names("#owner", LOCK_OWNER)
-            .expression_attribute_names("#until", LOCK_UNTIL)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":until", instant(until))
-            .expression_attribute_values(":now", instant(now))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match athlete_from_item(&out.attributes.unwrap_or_default()) {
-                Ok(athlete) => Ok(Locking::Taken(Box::new(athlete))),
-                Err(e) => {
-                    // Nobody can sync an athlete whose item does not decode; the lock need not wait
-                    // to lapse for the next attempt to say so.
-                    let _ = self.unlock(uuid, owner, None).await;
-                    Err(e)
-                }
-            },
-            // Rare (a duplicate delivery, or an athlete removed): one read tells which.
-            Err(e) if condition_failed(&e) => {
-                match self.get_item(schema::athlete_pk(uuid), SK_ATHLETE).await? {
-                    Some(_) => Ok(Locking::Busy),
-                    None => Ok(Locking::NoAthlete),
-                }
-            }
-            Err(e) => Err(unavailable("UpdateItem", &e)),
+        let free = "attribute_exists(#pk) AND (attribute_not_exists(#until) OR #until < :now)";
+        if let Some(athlete) = self
+            .take_lock(uuid, owner, until, free, [(":now", instant(now))])
+            .await?
+        {
+            return Ok(Locking::Taken(Box::new(athlete)));
+        }
+        // Rare (a duplicate delivery, or an athlete removed): one read tells which.
+        match self.get_item(schema::athlete_pk(uuid), SK_ATHLETE).await? {
+            Some(_) => Ok(Locking::Busy),
+            None => Ok(Locking::NoAthlete),
         }
     }
 
@@ -72,36 +91,10 @@ impl LockStore for DynamoStore {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<Option<Athlete>, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(schema::athlete_pk(uuid), SK_ATHLETE)))
-            // The version the job read says the lock was free then, and that nobody took it since.
-            .update_expression("SET #owner = :me, #until = :until ADD #version :one, #locks :one")
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#locks", LOCKS_TAKEN)
-            .expression_attribute_names("#owner", LOCK_OWNER)
-            .expression_attribute_names("#until", LOCK_UNTIL)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":until", instant(until))
-            .expression_attribute_values(":expected", n(version))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match athlete_from_item(&out.attributes.unwrap_or_default()) {
-                Ok(athlete) => Ok(Some(athlete)),
-                Err(e) => {
-                    let _ = self.unlock(uuid, owner, None).await;
-                    Err(e)
-                }
-            },
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(unavailable("UpdateItem", &e)),
-        }
+        // The version the job read says the lock was free then, and that nobody took it since.
+        let unchanged = "attribute_exists(#pk) AND #version = :expected";
+        self.take_lock(uuid, owner, until, unchanged, [(":expected", n(version))])
+            .await
     }
 
     async fn unlock(

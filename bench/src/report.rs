@@ -945,11 +945,11 @@ fn targets_section(out: &mut String, r: &Results) {
         "~17 / 9",
         unchanged.map_or_else(dash, |u| {
             let jobs = u.jobs.max(1) as f64;
-            let locking: f64 = ["try_lock", "unlock"]
+            // (A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0.00".)
+            let locking = ["try_lock", "lock_unchanged", "unlock"]
                 .iter()
                 .filter_map(|op| u.store_by_operation.get(*op))
-                .map(|usage| usage.write_units)
-                .sum();
+                .fold(0.0, |sum, usage| sum + usage.write_units);
             format!(
                 "{:.2} / {:.2} (+ {:.2} locking)",
                 u.store.read_units / jobs,

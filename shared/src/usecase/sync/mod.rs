@@ -977,7 +977,7 @@ fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(Sync
     Some((later, RECHARGE_RETRY.num_seconds() as u32))
 }
 
-/// Whether the job holds the athlete's lock now (not one an earlier attempt of it left to lapse).
+/// Whether this attempt of the job holds the athlete's lock, and it has not lapsed.
 fn holds_lock(athlete: &Athlete, job: &SyncJob, now: DateTime<Utc>) -> bool {
     athlete.locked_by(&job.job_id) && athlete.lock_held(now)
 }

@@ -554,12 +554,7 @@ async fn a_session_another_job_delivers_while_the_hourly_sync_reads_polar_lands_
     // The watch syncs a session. The hourly job starts reading Polar (its first answer takes 3 s);
     // meanwhile the session's webhook job delivers it.
     let session = add_session_yesterday_at_seven(&world, a);
-    let hourly = SyncJob::new(
-        a.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
+    let hourly = scheduled_job(&world, a);
     let webhook = SyncJob::new(
         a.athlete(),
         JobKind::Targeted,
@@ -702,12 +697,7 @@ async fn an_hourly_sync_whose_athlete_was_marked_queued_meanwhile_still_writes_t
 
     // While the job reads Polar, the fan-out marks the athlete queued: a write of the athlete that
     // changes nothing the job planned by.
-    let job = SyncJob::new(
-        a.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
+    let job = scheduled_job(&world, a);
     let now = world.connector.now();
     let uuid = a.athlete();
     let (outcome, marked) = while_the_next_polar_call_is_held(&world, &job, || {
@@ -737,12 +727,7 @@ async fn an_hourly_sync_that_finds_nothing_new_while_another_job_holds_the_athle
 
     // While the job reads Polar, another job takes the athlete (its end, or its retry, will say when the
     // athlete last synced).
-    let job = SyncJob::new(
-        a.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
+    let job = scheduled_job(&world, a);
     let now = world.connector.now();
     let uuid = a.athlete();
     let (outcome, taken) = while_the_next_polar_call_is_held(&world, &job, || {
@@ -799,12 +784,7 @@ async fn a_quiet_hourly_sync_leaves_up_the_marker_of_a_failed_job_still_on_the_q
         .revise_record(a.polar, RecordKind::Activity, &yesterday, values)
         .unwrap();
 
-    let hourly = SyncJob::new(
-        a.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
+    let hourly = scheduled_job(&world, a);
     let manual = SyncJob::new(a.athlete(), JobKind::Manual, vec![], world.connector.now());
     let (hourly_outcome, (manual_result, marker_after_failure)) =
         while_the_next_polar_call_is_held(&world, &hourly, || async {
@@ -894,12 +874,7 @@ async fn while_another_job_locks_and_releases<S: Store>(
     athlete: &Linked,
 ) -> (SyncJob, Athlete, SyncOutcome) {
     let before = stored_athlete(world, athlete).await;
-    let job = SyncJob::new(
-        athlete.athlete(),
-        JobKind::Scheduled,
-        vec![],
-        world.connector.now(),
-    );
+    let job = scheduled_job(world, athlete);
     let now = world.connector.now();
     let uuid = athlete.athlete();
     let (outcome, ()) = while_the_next_polar_call_is_held(world, &job, || async {
@@ -923,4 +898,14 @@ async fn synced_an_hour_ago<S: Store>(world: &World<S>, prefix: &str) -> Linked 
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
     world.advance(Duration::minutes(60));
     a
+}
+
+/// A scheduled (fan-out) job for the athlete, queued now.
+fn scheduled_job(world: &World<impl Store>, athlete: &Linked) -> SyncJob {
+    SyncJob::new(
+        athlete.athlete(),
+        JobKind::Scheduled,
+        vec![],
+        world.connector.now(),
+    )
 }

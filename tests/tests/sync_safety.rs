@@ -604,16 +604,7 @@ async fn a_sync_message_delivered_twice_never_frees_the_lock_of_the_copy_that_is
     let job = SyncJob::new(a.athlete(), JobKind::Manual, vec![], world.connector.now());
     // Copy B's activity list (its second call, after the exercises) answers after 1.5 s; copy A's import
     // of the new session is held 6 s.
-    world
-        .polar
-        .inject_fault(polar_sim::FaultSpec {
-            path_prefix: "/v3/users/activities".into(),
-            method: Some("GET".into()),
-            fault: polar_sim::FaultKind::Delay { ms: 1_500 },
-            count: Some(1),
-            probability: None,
-        })
-        .unwrap();
+    delay_next_polar_read(&world, "/v3/users/activities", 1_500);
     world
         .smartabase
         .add_fault(FaultRule::next(
@@ -671,16 +662,7 @@ async fn while_the_next_polar_call_is_held<S: Store, F: std::future::Future>(
     job: &SyncJob,
     meanwhile: impl FnOnce() -> F,
 ) -> (SyncOutcome, F::Output) {
-    world
-        .polar
-        .inject_fault(polar_sim::FaultSpec {
-            path_prefix: "/v3/".into(),
-            method: Some("GET".into()),
-            fault: polar_sim::FaultKind::Delay { ms: 3_000 },
-            count: Some(1),
-            probability: None,
-        })
-        .unwrap();
+    delay_next_polar_read(world, "/v3/", 3_000);
     tokio::join!(run_job(world, job), async {
         while world.polar.faults().iter().any(|f| f.remaining != Some(0)) {
             tokio::time::sleep(StdDuration::from_millis(10)).await;
@@ -908,4 +890,18 @@ fn scheduled_job(world: &World<impl Store>, athlete: &Linked) -> SyncJob {
         vec![],
         world.connector.now(),
     )
+}
+
+/// The next Polar GET under `path_prefix` answers `ms` late.
+fn delay_next_polar_read(world: &World<impl Store>, path_prefix: &str, ms: u64) {
+    world
+        .polar
+        .inject_fault(polar_sim::FaultSpec {
+            path_prefix: path_prefix.into(),
+            method: Some("GET".into()),
+            fault: polar_sim::FaultKind::Delay { ms },
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
 }

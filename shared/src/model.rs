@@ -82,10 +82,16 @@ pub struct SyncCursors {
     pub backfill: BTreeMap<DataKind, BackfillProgress>,
     /// Per data type, the digest of the last whole list Polar answered whose every record the ledger
     /// held as confirmed with exactly that content. A later answer with the same digest needs neither a
-    /// ledger read nor a write. The digest of a type is taken out, and that stored, before any ledger
-    /// entry of the type is written, so it never stands for a record whose write is unconfirmed.
+    /// ledger read nor a write. They count only at the lock they were stored under
+    /// ([`Self::confirmed_lists_at_lock`]), so none stands for a record whose write is unconfirmed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub confirmed_lists: BTreeMap<DataKind, String>,
+    /// The athlete's lock count ([`Athlete::locks_taken`]) of the job that stored the digests, which held
+    /// the lock and took out those of the types it wrote. Only a job holding the lock writes records, and
+    /// taking it counts: a count moved on since means a job wrote without recording its end (killed, or
+    /// failed mid-write), and no digest is trusted. `None` (items from before it) trusts none either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_lists_at_lock: Option<u64>,
     /// Per data type, the last time its whole Polar list was read and delivered: each type is read on
     /// its own rhythm (`usecase::sync` plan), and a type missing here is due (items written before the
     /// rhythm existed read everything once).
@@ -95,6 +101,16 @@ pub struct SyncCursors {
     /// daily data by the athlete's local date, so "today's night is in" is asked in their time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utc_offset_minutes: Option<i32>,
+}
+
+impl SyncCursors {
+    /// Drops the confirmed-list digests unless they were stored under the lock counted `locks_taken`,
+    /// the athlete's count before this job took the lock.
+    pub fn trust_lists_stored_at(&mut self, locks_taken: u64) {
+        if self.confirmed_lists_at_lock != Some(locks_taken) {
+            self.confirmed_lists.clear();
+        }
+    }
 }
 
 /// One read of a data type's whole Polar list that was delivered in full.
@@ -484,6 +500,27 @@ mod tests {
         let json = serde_json::to_string(&cursors).unwrap();
         assert!(json.contains(r#""confirmed_lists":{"sleep":"#), "{json}");
         assert_eq!(serde_json::from_str::<SyncCursors>(&json).unwrap(), cursors);
+    }
+
+    #[test]
+    fn confirmed_lists_count_only_at_the_lock_they_were_stored_under() {
+        let mut stored = SyncCursors::default();
+        stored
+            .confirmed_lists
+            .insert(DataKind::Sleep, "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into());
+        stored.confirmed_lists_at_lock = Some(4);
+        let mut unchanged = stored.clone();
+        unchanged.trust_lists_stored_at(4);
+        assert_eq!(unchanged, stored);
+        // A job locked since and never recorded its end: it may have written any type.
+        let mut after_a_lost_end = stored.clone();
+        after_a_lost_end.trust_lists_stored_at(5);
+        assert!(after_a_lost_end.confirmed_lists.is_empty());
+        // Stored before the count was kept: unknown, so not trusted.
+        let mut older = stored.clone();
+        older.confirmed_lists_at_lock = None;
+        older.trust_lists_stored_at(4);
+        assert!(older.confirmed_lists.is_empty());
     }
 
     #[test]

@@ -110,6 +110,7 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
                 "5f0c1d2e3a4b5c6d7e8f901a2b3c4d5e".to_string(),
             )]
             .into(),
+            confirmed_lists_at_lock: Some(6),
         },
         last_error: Some("Smartabase 503".to_string()),
         sync_lock: Some(SyncLock {

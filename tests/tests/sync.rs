@@ -426,6 +426,55 @@ async fn a_second_sync_with_nothing_new_makes_no_smartabase_call_and_no_ledger_w
 }
 
 #[tokio::test]
+async fn a_sync_that_delivers_revised_nights_writes_the_athlete_twice_its_lock_and_its_end() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "twowrites", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+
+    // Polar revises the last night's sleep and its recharge: two lists, each known as confirmed whole.
+    for (kind, field) in [
+        (RecordKind::Sleep, "sleep_score"),
+        (RecordKind::Recharge, "heart_rate_avg"),
+    ] {
+        let record = served(&world, a.polar, kind).into_iter().next().unwrap();
+        let value = record.body[field].as_i64().unwrap() + 3;
+        let values = [(field.to_string(), Value::from(value))].into_iter().collect();
+        world
+            .polar
+            .revise_record(a.polar, kind, &record.key, values)
+            .unwrap();
+    }
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
+    world.fanout().await.unwrap();
+    let queued = stored_athlete(&world, a).await;
+    assert!(queued.cursors.confirmed_lists.len() >= 2, "{:?}", queued.cursors);
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (1, 0));
+
+    // Both revisions land with two writes of the athlete item, however many lists changed: the lock, and
+    // the end, which stores the new lists' digests at that lock.
+    assert_smartabase_matches_polar(&world, a);
+    let synced = stored_athlete(&world, a).await;
+    assert_eq!(synced.version, queued.version + 2);
+    assert_eq!(synced.locks_taken, queued.locks_taken + 1);
+    assert_eq!(
+        synced.cursors.confirmed_lists_at_lock,
+        Some(synced.locks_taken)
+    );
+    assert!(
+        synced
+            .cursors
+            .confirmed_lists
+            .contains_key(&shared::model::DataKind::Sleep)
+    );
+}
+
+#[tokio::test]
 async fn the_same_sqs_message_delivered_twice_creates_no_duplicates() {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
     let athletes = link_athletes(&world, "dup", &[-570]).await;

@@ -160,6 +160,85 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
 }
 
 #[tokio::test]
+async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when_polar_reverts_it() {
+    let world = World::on_moto(WorldOptions::default()).await.unwrap();
+    let athletes = link_athletes(&world, "killrevert", &[60]).await;
+    let a = &athletes[0];
+    generate(&world, a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    // A second sync finds nothing new: every list is known as confirmed whole.
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    assert!(
+        stored_athlete(&world, a)
+            .await
+            .cursors
+            .confirmed_lists
+            .contains_key(&shared::model::DataKind::Recharge)
+    );
+
+    // Polar revises a night's recharge. The worker writes it, then is killed while it reads the sleep
+    // list (the stalest list goes first: the recharge, unread since the first sync): the revision is in
+    // Smartabase, the job's end is never written.
+    let night = served(&world, a.polar, RecordKind::Recharge)
+        .into_iter()
+        .next()
+        .expect("a recharge");
+    let first_value = night.body["heart_rate_avg"].clone();
+    let revise = |value: serde_json::Value| {
+        let values = [("heart_rate_avg".to_string(), value)].into_iter().collect();
+        world
+            .polar
+            .revise_record(a.polar, RecordKind::Recharge, &night.key, values)
+            .unwrap();
+    };
+    revise((first_value.as_i64().unwrap() + 7).into());
+    world.advance(NIGHT_RHYTHM + Duration::minutes(1));
+    world.fanout().await.unwrap();
+    world
+        .polar
+        .inject_fault(polar_fault(
+            "/v3/users/sleep",
+            FaultKind::Delay { ms: 3_000 },
+            1,
+        ))
+        .unwrap();
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![delivered[0].message.clone()];
+    let worker = sync_worker::handle(&world.connector, event, no_deadline());
+    let reading_sleep = async {
+        while world.polar.faults().iter().any(|f| f.remaining != Some(0)) {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    };
+    let finished = tokio::select! {
+        _ = worker => true,
+        _ = reading_sleep => false,
+    };
+    assert!(!finished, "the worker must still have been reading Polar");
+    assert_smartabase_matches_polar(&world, a);
+    let message_id = delivered[0].message.message_id.clone().unwrap();
+    world
+        .connector
+        .queue
+        .settle(&delivered, &[message_id])
+        .await
+        .unwrap();
+
+    // Polar then serves the recharge as Smartabase had confirmed it before the revision: the recharge list
+    // is the one stored as confirmed whole, but Smartabase holds the revision.
+    revise(first_value);
+    world.advance(LOCK_TTL + Duration::seconds(1));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(run.failed, 0);
+    assert_smartabase_matches_polar(&world, a);
+    assert_every_entry_confirmed(&world, a).await;
+}
+
+#[tokio::test]
 async fn a_malformed_record_is_skipped_logged_and_retried_next_cycle_without_blocking_the_rest() {
     testkit::logs::install();
     let world = World::on_moto(WorldOptions::default()).await.unwrap();

@@ -7,7 +7,7 @@
 //! Smartabase call; revised ones update their event in place. Cursors only move past what Smartabase
 //! confirmed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Timelike as _, Utc};
@@ -18,9 +18,7 @@ use super::{SyncCounts, SyncError};
 use crate::clock::Clock;
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 use crate::mapping::MappedEvent;
-use crate::model::{
-    Athlete, DataKind, LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors,
-};
+use crate::model::{LedgerEntry, LedgerKey, LedgerState, RecordKey, SyncCursors};
 use crate::polar::PolarApi;
 use crate::queue::JobQueue;
 use crate::smartabase::{EventRead, IMPORT_BATCH, SmartabaseApi, SmartabaseError, import_batches};
@@ -36,8 +34,8 @@ where
 {
     /// Writes what changed and is not pending, exactly once, starting no Smartabase call after `deadline`.
     /// Pending entries are returned untouched: the job looks them up after every fresh write, so one
-    /// type's lost answers never hold back another type's new records. Before the first ledger write of
-    /// a type, that type's confirmed-list digest is taken out of `lists` and the store.
+    /// type's lost answers never hold back another type's new records. The digests of the types it writes
+    /// are taken out of `cursors`, the job's (the store's stopped counting at this job's lock).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn deliver(
         &self,
@@ -45,7 +43,7 @@ where
         user: SmartabaseUserId,
         events: Vec<MappedEvent>,
         counts: &mut SyncCounts,
-        lists: Option<ConfirmedLists<'_>>,
+        cursors: Option<&mut SyncCursors>,
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> Result<Delivery, SyncError> {
@@ -87,42 +85,15 @@ where
                 None => writes.push((event, None)),
             }
         }
-        if let Some(lists) = lists {
-            let touched: BTreeSet<DataKind> = writes
-                .iter()
-                .map(|(e, _)| e.key.kind)
-                .chain(delivery.pending.iter().map(|(e, _)| e.key.kind))
-                .collect();
-            self.forget_confirmed_lists(lists, &touched).await?;
+        if let Some(cursors) = cursors {
+            let written = writes.iter().map(|(e, _)| e);
+            for event in written.chain(delivery.pending.iter().map(|(e, _)| e)) {
+                cursors.confirmed_lists.remove(&event.key.kind);
+            }
         }
         self.write_all(athlete, user, writes, counts, &mut delivery, now, deadline)
             .await?;
         Ok(delivery)
-    }
-
-    /// Takes the confirmed-list digests of `kinds` out of the job's cursors and, if the stored athlete
-    /// carries any of them, out of the store, before anything of those kinds is written.
-    async fn forget_confirmed_lists(
-        &self,
-        lists: ConfirmedLists<'_>,
-        kinds: &BTreeSet<DataKind>,
-    ) -> Result<(), StoreError> {
-        for kind in kinds {
-            lists.cursors.confirmed_lists.remove(kind);
-        }
-        if kinds
-            .iter()
-            .any(|k| lists.athlete.cursors.confirmed_lists.contains_key(k))
-        {
-            *lists.athlete = self
-                .update_known_athlete(lists.athlete, |a| {
-                    for kind in kinds {
-                        a.cursors.confirmed_lists.remove(kind);
-                    }
-                })
-                .await?;
-        }
-        Ok(())
     }
 
     /// Pending entries: an earlier import may have landed without us hearing back, so each is looked up
@@ -451,14 +422,6 @@ fn holds(read: &EventRead, event: &MappedEvent) -> bool {
         value.trim().is_empty() || event.pairs.iter().any(|(f, _)| f == field)
     });
     written_all && nothing_else
-}
-
-/// The job's hold on its athlete's confirmed-list digests ([`SyncCursors::confirmed_lists`]).
-pub(crate) struct ConfirmedLists<'a> {
-    /// The athlete as the job last read or wrote it.
-    pub(crate) athlete: &'a mut Athlete,
-    /// The cursors the job will store when it ends.
-    pub(crate) cursors: &'a mut SyncCursors,
 }
 
 /// What a list answer holds: its records' ledger keys and content hashes, a key listed twice counted

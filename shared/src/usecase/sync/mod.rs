@@ -33,7 +33,7 @@ use crate::polar::{BrokenRecord, PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
 use crate::smartabase::{SmartabaseApi, SmartabaseError};
 use crate::store::{Locking, Store, StoreError};
-use deliver::{ConfirmedLists, Delivery, ListDigest};
+use deliver::{Delivery, ListDigest};
 pub(crate) use fetch::{FetchError, Fetched, Stop};
 pub(crate) use plan::Step;
 use plan::{Plan, newest_date};
@@ -466,6 +466,13 @@ where
 
         let mut counts = SyncCounts::default();
         let mut cursors = athlete.cursors.clone();
+        // A webhook's job read the athlete as it locked it, one lock later.
+        let locks_before = if athlete.locked_by(&job.job_id) {
+            athlete.locks_taken.saturating_sub(1)
+        } else {
+            athlete.locks_taken
+        };
+        cursors.trust_lists_stored_at(locks_before);
         let mut follow_ups = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut unfinished = false;
@@ -535,10 +542,7 @@ where
                     user,
                     fetched.events,
                     &mut counts,
-                    Some(ConfirmedLists {
-                        athlete: stored,
-                        cursors: &mut cursors,
-                    }),
+                    Some(&mut cursors),
                     now,
                     deadline,
                 )
@@ -716,7 +720,7 @@ where
         };
         let keep_cursors = |a: &mut Athlete| {
             if ours(a) {
-                a.cursors = progress.cursors.clone();
+                a.cursors = ended_cursors(a, job, &progress.cursors);
             }
         };
         if progress.unfinished && progress.failures.is_empty() {
@@ -744,6 +748,7 @@ where
         let full_sync = job.kind != JobKind::Targeted;
         *stored = self
             .update_known_athlete(stored, |a| {
+                let cursors = ended_cursors(a, job, &progress.cursors);
                 // The job's last write of the athlete releases its lock, unless the backfill needs it.
                 if a.locked_by(&job.job_id) && !self.backfill_follows(job, a, &progress.cursors) {
                     a.sync_lock = None;
@@ -760,7 +765,7 @@ where
                     }
                     return;
                 }
-                a.cursors = progress.cursors.clone();
+                a.cursors = cursors;
                 // A failed job is still on the queue (SQS retries it): its queued marker keeps the fan-out
                 // from piling up a second job, and lapses by itself if the job ends in the DLQ.
                 if full_sync && first_failure.is_some() {
@@ -1000,6 +1005,16 @@ fn busy(now: DateTime<Utc>) -> SyncReport {
         until: now + BUSY_RETRY,
         cause: DeferCause::AthleteBusy,
     }))
+}
+
+/// The cursors a job's end stores: under its lock, the digests it kept or confirmed count at that lock
+/// (no other job wrote records meanwhile). Without it, they stay at the count the job read them at.
+fn ended_cursors(athlete: &Athlete, job: &SyncJob, cursors: &SyncCursors) -> SyncCursors {
+    let mut cursors = cursors.clone();
+    if athlete.locked_by(&job.job_id) {
+        cursors.confirmed_lists_at_lock = Some(athlete.locks_taken);
+    }
+    cursors
 }
 
 /// Keeps a delivered full-sync list's digest: every record of the answer is confirmed with its content.

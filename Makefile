@@ -28,7 +28,7 @@ ARGS ?=
 
 help:
 	@echo "make demo      - the whole connector on a local stack, narrated (ARGS=--keep leaves it running)"
-	@echo "make test      - fmt, clippy -D warnings, dependency audit, every test on one moto server, the log scan, template validation"
+	@echo "make test      - fmt, clippy -D warnings, doc links, dependency audit, every test on one moto server, the log scan, template validation"
 	@echo "make audit     - cargo deny check licenses bans sources (deny.toml; advisories where GitHub is reachable)"
 	@echo "make local     - moto and both simulators in the foreground, with their URLs"
 	@echo "make validate  - cfn-lint and sam validate --lint of infra/template.yaml, and its tests (offline)"
@@ -65,6 +65,8 @@ test: tools venv
 	cargo fmt --all --check
 	@echo "==> clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "==> cargo doc: every link in the docs names an item that exists"
+	RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --workspace --document-private-items
 	@$(MAKE) --no-print-directory audit
 	@echo "==> building the function binaries and the connector CLI (the local runner's tests run them)"
 	cargo build --bins $(addprefix -p ,$(FUNCTIONS)) -p connector

@@ -1,6 +1,6 @@
 //! One moto server per test process, and helpers that give each test its own table, queues and secret.
 //!
-//! [`shared`] connects to `MOTO_ENDPOINT` when it is set (`make test` starts one server for the whole
+//! The `shared` crate connects to `MOTO_ENDPOINT` when it is set (`make test` starts one server for the whole
 //! run); otherwise it starts `<workspace>/.venv/bin/moto_server` (installed by `make venv`) on a free
 //! loopback port. That server must not outlive the test process, even when the process is killed: it is
 //! spawned with `PR_SET_PDEATHSIG = SIGKILL` (Linux), which the kernel delivers when the spawning *thread*

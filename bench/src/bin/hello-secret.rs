@@ -1,4 +1,4 @@
-//! The cold-start benchmark's second baseline: [`hello-lambda`] plus the one network round trip every
+//! The cold-start benchmark's second baseline: `hello-lambda` plus the one network round trip every
 //! connector function must make before its first poll (the AWS config loaded and the secret read, from
 //! `CONNECTOR_SECRET_ID` on the endpoint `AWS_ENDPOINT_URL` names). The functions' init over this one is
 //! what the connector adds beyond that round trip.

@@ -28,7 +28,7 @@ use crate::store::{DueAthlete, Store, StoreError};
 
 const PAGE: usize = 200;
 const MARK_CONCURRENCY: usize = 16;
-/// The settings entry holding the recent runs' [`RunRange`]s, newest first.
+/// The settings entry holding the recent runs' `RunRange`s, newest first.
 pub const RECENT_RUNS_SETTING: &str = "fanout-recent-runs";
 
 /// An athlete's place in the due listing's order (oldest due first, ties by UUID).

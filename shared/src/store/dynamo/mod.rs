@@ -1,6 +1,6 @@
 //! `DynamoStore`: every store port on the single table of [`super::schema`], with conditional writes for
 //! optimistic concurrency, single-use states, locks and markers. One module per aggregate sends its
-//! requests; [`codec`] decides what each item looks like.
+//! requests; `codec` decides what each item looks like.
 //!
 //! Errors: a failed condition is [`StoreError::Conflict`] (or `Ok(false)`/`None` where the port says
 //! so); throttling, transport and service failures are [`StoreError::Unavailable`] carrying only the

@@ -72,7 +72,7 @@ impl<'a> Rhythm<'a> {
         }
     }
 
-    /// The same rhythm for an athlete linked at `linked_at`: in their first [`TRACKING_DAYS`] nobody
+    /// The same rhythm for an athlete linked at `linked_at`: in their first `TRACKING_DAYS` nobody
     /// knows yet whether they sleep with the watch, so today's night is looked for as if they did.
     pub fn linked_at(self, linked_at: Option<DateTime<Utc>>) -> Self {
         Self { linked_at, ..self }
@@ -167,7 +167,7 @@ impl<'a> Rhythm<'a> {
     }
 
     /// Today's record of `kind` is not in yet, it is morning or later, and the athlete had one within
-    /// [`TRACKING_DAYS`].
+    /// `TRACKING_DAYS`.
     fn awaited(&self, kind: DataKind) -> bool {
         let local = self.local_now();
         let today = local.date();

@@ -17,3 +17,28 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// `span` in whole seconds, rounded up: a delay of that many seconds never ends before `span` has passed
+/// (SQS delays are whole seconds; rounded down, a job comes back a moment before the time it waits for
+/// and is only deferred again).
+pub fn whole_seconds_up(span: chrono::Duration) -> i64 {
+    span.num_milliseconds().saturating_add(999).div_euclid(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::whole_seconds_up;
+
+    #[test]
+    fn a_delay_in_whole_seconds_never_ends_before_the_span() {
+        assert_eq!(whole_seconds_up(Duration::seconds(480)), 480);
+        assert_eq!(whole_seconds_up(Duration::milliseconds(479_997)), 480);
+        assert_eq!(whole_seconds_up(Duration::milliseconds(480_001)), 481);
+        assert_eq!(whole_seconds_up(Duration::zero()), 0);
+        assert_eq!(whole_seconds_up(Duration::milliseconds(-1_500)), -1);
+        // The longest span saturates instead of overflowing.
+        assert!(whole_seconds_up(Duration::MAX) >= Duration::MAX.num_seconds());
+    }
+}

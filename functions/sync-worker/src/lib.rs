@@ -13,7 +13,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use shared::budget::CallPool;
-use shared::clock::Clock;
+use shared::clock::{Clock, whole_seconds_up};
 use shared::error::{Deferral, Disposition};
 use shared::metrics::Metrics;
 use shared::model::DataKind;
@@ -226,8 +226,7 @@ where
     if deferral.cause.is_polar_limit() {
         metrics.count("BudgetDeferrals", 1);
     }
-    let delay = (deferral.until - connector.now())
-        .num_seconds()
+    let delay = whole_seconds_up(deferral.until - connector.now())
         .clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) as u32;
     let mut again = job.clone();
     again.deferrals = again.deferrals.saturating_add(1);

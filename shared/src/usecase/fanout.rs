@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::{Connector, QUEUED_MARKER_TTL};
 use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW};
-use crate::clock::Clock;
+use crate::clock::{Clock, whole_seconds_up};
 use crate::ids::AthleteUuid;
 use crate::polar::PolarApi;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
@@ -332,7 +332,7 @@ where
         Ok(Spread {
             now: jobs_now,
             next_window,
-            delay_seconds: until_reset.num_seconds().clamp(0, max_delay.num_seconds()) as u32,
+            delay_seconds: whole_seconds_up(until_reset).clamp(0, max_delay.num_seconds()) as u32,
         })
     }
 

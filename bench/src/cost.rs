@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::coldstart::ColdStartReport;
+use crate::metered::StoreUsage;
 use crate::simulation::SimulationReport;
 use crate::throughput::ThroughputReport;
 
@@ -160,6 +161,9 @@ const FANOUT_RUNS_PER_DAY: f64 = 24.0;
 /// Cold starts an hour: the fan-out, half a scan, the worker at the template's concurrency of 10, and
 /// the webhook function when webhooks are on (an hour idle is longer than Lambda keeps environments).
 const WORKER_COLD_STARTS_PER_HOUR: f64 = 10.0;
+/// A warm `polar-webhook` instance reads and writes the last delivery's time at most once a minute
+/// whatever the fleet's size; the estimate assumes one (the hourly cold start above replaces it).
+pub const LAST_DELIVERY_RECORDS_PER_DAY: f64 = 24.0 * 60.0;
 /// Init time when the cold-start benchmark did not run (seconds).
 const DEFAULT_INIT_SECONDS: f64 = 0.1;
 
@@ -249,15 +253,28 @@ pub fn daily_usage(
         .max(m.webhook_deliveries as f64 * 0.001);
     let worker_invocations = scheduled as f64 / 10.0 + targeted as f64;
     let webhooks_on = m.webhook_deliveries > 0;
-    // The scheduled runs' fixed spend (their summary lines, the budget and settings items) is the
-    // deployment's, shared by its athletes like the runs' invocations: the simulated fleet is far smaller.
-    let per_run = &m.per_run;
+    // What the deployment spends whatever its size is shared by its athletes like the runs'
+    // invocations (the simulated fleet is far smaller): `measured` of which `own` was the deployment's
+    // in the simulation, and `charged` is the deployment's over the same stretch.
     let fleet_share = run.athletes as f64 * share;
+    let per_athlete_day = |measured: f64, own: f64, charged: f64| {
+        (measured - own + charged * fleet_share) / athlete_days
+    };
+    // The scheduled runs' summary lines and budget and settings items: the same runs in any deployment.
+    let per_run = &m.per_run;
     let run_lines = (per_run.log_bytes + per_run.emf_bytes) as f64;
+    // The webhook's last-delivery time: the simulated rate scaled to the deployment, at most its cap.
+    let days = f64::from(m.hours) / 24.0;
+    let last_delivery = |used: StoreUsage, units: f64| {
+        let requests = used.requests as f64;
+        let charged = (requests / fleet_share).min(LAST_DELIVERY_RECORDS_PER_DAY * days);
+        units / requests.max(1.0) * charged
+    };
+    let (reads, writes) = (m.last_delivery.reads, m.last_delivery.writes);
     // The worker writes one EMF line per invocation; the simulation's batches are smaller than the
     // full batches billed here.
     let worker_emf_per_invocation = m.worker_emf_bytes as f64 / m.worker.invocations.max(1) as f64;
-    let fleet_lines = (m.log_bytes + m.emf_bytes) as f64 - run_lines - m.worker_emf_bytes as f64;
+    let lines = (m.log_bytes + m.emf_bytes) as f64 - m.worker_emf_bytes as f64;
 
     let invocations = worker_invocations / athlete_days
         + (SCAN_RUNS_PER_DAY + FANOUT_RUNS_PER_DAY) * share
@@ -274,12 +291,17 @@ pub fn daily_usage(
         cold_starts: cold_starts_per_hour * 24.0 * share,
         init_seconds,
         sqs_requests: sqs,
-        read_units: (m.store.read_units - per_run.read_units + per_run.read_units * fleet_share)
-            / athlete_days,
-        write_units: (m.store.write_units - per_run.write_units
-            + per_run.write_units * fleet_share)
-            / athlete_days,
-        log_bytes: (fleet_lines + run_lines * fleet_share) / athlete_days
+        read_units: per_athlete_day(
+            m.store.read_units,
+            per_run.read_units + reads.read_units,
+            per_run.read_units + last_delivery(reads, reads.read_units),
+        ),
+        write_units: per_athlete_day(
+            m.store.write_units,
+            per_run.write_units + writes.write_units,
+            per_run.write_units + last_delivery(writes, writes.write_units),
+        ),
+        log_bytes: per_athlete_day(lines, run_lines, run_lines)
             + worker_emf_per_invocation * worker_invocations / athlete_days
             + invocations * PLATFORM_LOG_BYTES_PER_INVOCATION,
         http_requests: m.webhook_deliveries as f64 / athlete_days,
@@ -324,8 +346,8 @@ pub fn estimate(
                 throughput.latency_ms
             ),
             format!(
-                "Scan and fan-out durations are their in-process times plus {} ms per Smartabase call of the scan; the schedules (scan 12, fan-out 24 runs a day) are shared by a deployment of {} athletes, and so is what a run spends whatever the fleet's size (its summary log and EMF lines, the scan's claim, settings and pending-link reads, the fan-out's budget read; measured per run); the listings and every athlete's reads and writes count per athlete.",
-                throughput.latency_ms, DEPLOYMENT_ATHLETES
+                "Scan and fan-out durations are their in-process times plus {} ms per Smartabase call of the scan; the schedules (scan 12, fan-out 24 runs a day) are shared by a deployment of {} athletes, and so is what a run spends whatever the fleet's size (its summary log and EMF lines, the scan's claim, settings and pending-link reads, the fan-out's budget read; measured per run); the listings and every athlete's reads and writes count per athlete. The webhook's reads and writes of its last delivery's time (made when the instance's memory of it is a minute old) are the deployment's too: the simulated rate scaled to the deployment, at most {:.0} of each a day (one warm instance, once a minute), shared likewise.",
+                throughput.latency_ms, DEPLOYMENT_ATHLETES, LAST_DELIVERY_RECORDS_PER_DAY
             ),
             format!(
                 "Worker invocations: scheduled jobs in full batches of 10, every webhook job alone. Cold starts: every scheduled run and {WORKER_COLD_STARTS_PER_HOUR} worker instances each hour, plus one webhook instance an hour when webhooks are on; each reads the secret once and bills its init ({:.0} ms, the measured sync-worker median).",
@@ -427,6 +449,41 @@ mod tests {
         );
         let platform = usage.invocations * PLATFORM_LOG_BYTES_PER_INVOCATION;
         assert!(close(usage.log_bytes - platform, 200.0 + 36.0), "{usage:?}");
+    }
+
+    #[test]
+    fn the_webhooks_last_delivery_time_is_the_deployments_at_most_once_a_minute() {
+        let throughput = ThroughputReport {
+            athletes: 0,
+            latency_ms: 50,
+            rounds: Vec::new(),
+        };
+        let with_records = |records: u64| {
+            let mut run = ten_athlete_day();
+            let units = records as f64;
+            run.measured.store.read_units += units;
+            run.measured.store.write_units += units;
+            let last_delivery = &mut run.measured.last_delivery;
+            last_delivery.reads.read_units = units;
+            last_delivery.reads.requests = records;
+            last_delivery.writes.write_units = units;
+            last_delivery.writes.requests = records;
+            daily_usage(&run, &throughput, 0.0)
+        };
+        // 300 a day among 10 athletes would be 30,000 among 1,000: at most 1,440, shared by them.
+        let busy = with_records(300);
+        assert!(close(busy.read_units, 1.44), "{busy:?}");
+        assert!(
+            close(busy.write_units, 100.0 + 12.0 / 1_000.0 + 1.44),
+            "{busy:?}"
+        );
+        // 5 a day among 10 athletes stay under the cap at 1,000: half a unit each per athlete-day.
+        let quiet = with_records(5);
+        assert!(close(quiet.read_units, 0.5), "{quiet:?}");
+        assert!(
+            close(quiet.write_units, 100.0 + 12.0 / 1_000.0 + 0.5),
+            "{quiet:?}"
+        );
     }
 
     #[test]

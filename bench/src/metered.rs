@@ -61,6 +61,14 @@ impl StoreUsage {
     }
 }
 
+impl std::ops::AddAssign for StoreUsage {
+    fn add_assign(&mut self, other: StoreUsage) {
+        self.read_units += other.read_units;
+        self.write_units += other.write_units;
+        self.requests += other.requests;
+    }
+}
+
 impl StoreMeter {
     fn count(&self, operation: &'static str, half_reads: u64, writes: u64, requests: u64) {
         self.half_read_units

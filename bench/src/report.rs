@@ -345,12 +345,29 @@ fn store_by_operation_table(out: &mut String, e: &EfficiencyReport) {
             format!("{} ({mode})", cell(usage, f.athlete_days))
         })
         .collect();
+    let last_delivery: Vec<String> = e
+        .runs
+        .iter()
+        .zip(&e.figures)
+        .filter(|(_, f)| f.webhooks)
+        .map(|(r, f)| {
+            let spent = &r.measured.last_delivery;
+            let usage = StoreUsage {
+                read_units: spent.reads.read_units,
+                write_units: spent.writes.write_units,
+                requests: 0,
+            };
+            format!("{} (webhooks on)", cell(usage, f.athlete_days))
+        })
+        .collect();
     let _ = writeln!(
         out,
-        "Of these, the scan's and fan-out's runs spend {} per athlete-day whatever the fleet's size (the scan's claim, settings and pending links, the fan-out's budget read), counted here among the {} simulated athletes; the cost estimate shares them among a deployment of {:.0}.\n",
+        "Of these, the scan's and fan-out's runs spend {} per athlete-day whatever the fleet's size (the scan's claim, settings and pending links, the fan-out's budget read), and the webhook's reads and writes of its last-delivery time (within `get_setting` / `put_setting`) {}, at most one of each a minute per warm instance; both are counted here among the {} simulated athletes. The cost estimate shares the runs' among a deployment of {:.0}, and charges the last-delivery time at the simulated rate scaled to that deployment, at most {:.0} of each a day, shared likewise.\n",
         fixed.join(", "),
+        last_delivery.join(", "),
         e.runs.first().map_or(0, |r| r.athletes),
-        crate::cost::DEPLOYMENT_ATHLETES
+        crate::cost::DEPLOYMENT_ATHLETES,
+        crate::cost::LAST_DELIVERY_RECORDS_PER_DAY
     );
 }
 

@@ -116,6 +116,17 @@ pub const PER_RUN_OPERATIONS: [&str; 5] = [
     "pending_links",
 ];
 
+/// The webhook's reads (`get_setting`) and writes (`put_setting`) of the last delivery's time while it
+/// serves deliveries: at most one of each a minute per warm instance whatever the fleet's size, so the
+/// cost model charges them to the deployment, not to the few athletes a simulation runs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LastDeliveryTally {
+    /// Its reads.
+    pub reads: StoreUsage,
+    /// Its writes.
+    pub writes: StoreUsage,
+}
+
 /// Everything counted over a stretch of time.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Tally {
@@ -157,6 +168,8 @@ pub struct Tally {
     pub worker_emf_bytes: u64,
     /// The share of the above the scheduled runs spent whatever the fleet's size.
     pub per_run: PerRunTally,
+    /// The share of the above the webhook spent on its last-delivery time.
+    pub last_delivery: LastDeliveryTally,
 }
 
 impl Tally {
@@ -261,6 +274,21 @@ pub struct SimulationReport {
     pub delivery: Delivery,
     /// The whole simulation (seconds, wall clock).
     pub wall_seconds: f64,
+}
+
+/// What `operations` used between two readings of the store's meter by operation.
+fn used_since(
+    before: &BTreeMap<&'static str, StoreUsage>,
+    after: &BTreeMap<&'static str, StoreUsage>,
+    operations: &[&str],
+) -> StoreUsage {
+    let mut used = StoreUsage::default();
+    for (operation, usage) in after {
+        if operations.contains(operation) {
+            used += usage.since(before.get(operation).copied().unwrap_or_default());
+        }
+    }
+    used
 }
 
 /// What is known about one uploaded record.
@@ -426,8 +454,15 @@ impl<'a> Simulation<'a> {
                 announced += self.upload(upload)?;
             }
             if let Some(relay) = self.relay.as_mut() {
+                // The world's connector is one warm `polar-webhook` instance for the whole run: its
+                // memory of the last delivery lives as long as the run.
+                let before = self.world.connector.store.usage_by_operation();
                 let (busy, refused) =
                     stack::serve_deliveries(relay, &self.world, announced).await?;
+                let after = self.world.connector.store.usage_by_operation();
+                let last_delivery = &mut tally.last_delivery;
+                last_delivery.reads += used_since(&before, &after, &["get_setting"]);
+                last_delivery.writes += used_since(&before, &after, &["put_setting"]);
                 tally.webhook_deliveries += announced as u64;
                 tally.webhook_refused += refused as u64;
                 tally.webhook_busy_seconds += busy.as_secs_f64();
@@ -497,24 +532,17 @@ impl<'a> Simulation<'a> {
         self.world.polar.clear_deliveries();
 
         tally.absorb_outcomes(self.meter.take_outcomes());
-        let store = self.world.connector.store.usage().since(store_before);
-        tally.store.read_units += store.read_units;
-        tally.store.write_units += store.write_units;
-        tally.store.requests += store.requests;
+        tally.store += self.world.connector.store.usage().since(store_before);
         for (operation, usage) in self.world.connector.store.usage_by_operation() {
-            let used = usage.since(
+            *tally
+                .store_by_operation
+                .entry(operation.to_string())
+                .or_default() += usage.since(
                 operations_before
                     .get(operation)
                     .copied()
                     .unwrap_or_default(),
             );
-            let total = tally
-                .store_by_operation
-                .entry(operation.to_string())
-                .or_default();
-            total.read_units += used.read_units;
-            total.write_units += used.write_units;
-            total.requests += used.requests;
         }
         let (log_bytes, log_lines) = self.meter.log_totals();
         tally.log_bytes += log_bytes - log_bytes_before;
@@ -549,14 +577,13 @@ impl<'a> Simulation<'a> {
         per_run.runs += 1;
         per_run.emf_bytes += emf;
         per_run.log_bytes += self.meter.log_totals().0 - start.log_bytes;
-        for (operation, usage) in self.world.connector.store.usage_by_operation() {
-            if PER_RUN_OPERATIONS.contains(&operation) {
-                let used =
-                    usage.since(start.operations.get(operation).copied().unwrap_or_default());
-                per_run.read_units += used.read_units;
-                per_run.write_units += used.write_units;
-            }
-        }
+        let used = used_since(
+            &start.operations,
+            &self.world.connector.store.usage_by_operation(),
+            &PER_RUN_OPERATIONS,
+        );
+        per_run.read_units += used.read_units;
+        per_run.write_units += used.write_units;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use crate::polar::{PolarClient, PolarEndpoints};
 use crate::queue::{JobQueue, SqsQueue};
 use crate::smartabase::SmartabaseClient;
 use crate::store::{DynamoStore, SettingsStore, Store};
-use crate::usecase::webhook::WebhookPorts;
+use crate::usecase::webhook::{LastDelivery, WebhookPorts};
 use crate::usecase::{Connector, Settings};
 
 /// The setting holding a site's mapping override (`connector mapping set FILE`).
@@ -48,6 +48,8 @@ pub struct WebhookDeps<S, Q, C> {
     pub mapping: Mapping,
     /// Polar's webhook signing secret among them.
     pub settings: Settings,
+    /// The instance's memory of its last recorded delivery.
+    pub last_delivery: LastDelivery,
 }
 
 impl<S, Q, C> WebhookDeps<S, Q, C> {
@@ -59,6 +61,7 @@ impl<S, Q, C> WebhookDeps<S, Q, C> {
             clock: &self.clock,
             mapping: &self.mapping,
             settings: &self.settings,
+            last_delivery: &self.last_delivery,
         }
     }
 }
@@ -93,6 +96,7 @@ pub async fn live_webhook(
         clock: SystemClock,
         mapping,
         settings: Settings::new(config, &secrets),
+        last_delivery: LastDelivery::default(),
     })
 }
 
@@ -172,6 +176,7 @@ fn assemble<S, Q, C>(
         signer: LinkSigner::new(secrets.link_signing_key.clone()),
         mapping,
         settings: Settings::new(config, secrets),
+        last_delivery: LastDelivery::default(),
     })
 }
 

@@ -80,6 +80,8 @@ pub struct Connector<S, Q, P, B, C> {
     pub mapping: Mapping,
     /// URLs, interval and hook secrets.
     pub settings: Settings,
+    /// The webhook's memory of its last recorded delivery, kept for the container's life.
+    pub last_delivery: webhook::LastDelivery,
 }
 
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C> {
@@ -91,6 +93,7 @@ impl<S, Q, P, B, C> Connector<S, Q, P, B, C> {
             clock: &self.clock,
             mapping: &self.mapping,
             settings: &self.settings,
+            last_delivery: &self.last_delivery,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! an optional form (`CONTINUOUS_HEART_RATE`, `SLEEP_WISE_ALERTNESS`) are synced only where the site
 //! enables the form, and ignored elsewhere (a webhook registered before the form was disabled).
 
-use chrono::{Duration, NaiveDate};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
@@ -92,9 +94,35 @@ struct Payload {
     timestamp: Option<serde_json::Value>,
 }
 
+/// A function instance's memory of the recorded last delivery: the time it last read there or wrote.
+/// While that is under [`LAST_DELIVERY_RESOLUTION`] old, the record needs no write, so a warm instance
+/// neither reads nor writes it: at most one read and one write a minute per instance, however many
+/// deliveries it serves. One per instance (held beside the ports, which borrow it).
+#[derive(Debug, Default)]
+pub struct LastDelivery(Mutex<Option<DateTime<Utc>>>);
+
+impl LastDelivery {
+    fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        // A poisoned lock still holds a time; bookkeeping never fails a delivery.
+        let at = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        at.is_some_and(|at| is_fresh(at, now))
+    }
+
+    fn remember(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
+    }
+}
+
+/// A record made at `at` needs no rewrite at `now` (one from the future, another instance's clock ahead
+/// of this one's, is rewritten).
+fn is_fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let age = now - at;
+    age >= Duration::zero() && age < LAST_DELIVERY_RESOLUTION
+}
+
 /// The ports the webhook uses: the store, the queue, the clock, the site's mapping (which optional forms
-/// it syncs) and settings (Polar's signing secret). No Polar or Smartabase client: `polar-webhook` builds
-/// none ([`crate::bootstrap::start_webhook`]).
+/// it syncs), settings (Polar's signing secret) and the instance's [`LastDelivery`]. No Polar or
+/// Smartabase client: `polar-webhook` builds none ([`crate::bootstrap::start_webhook`]).
 pub struct WebhookPorts<'a, S, Q, C> {
     /// Athletes, the duplicate markers and the delivery times.
     pub store: &'a S,
@@ -106,6 +134,8 @@ pub struct WebhookPorts<'a, S, Q, C> {
     pub mapping: &'a Mapping,
     /// Polar's webhook signing secret among them.
     pub settings: &'a Settings,
+    /// This instance's memory of the recorded last delivery: it must live as long as the instance.
+    pub last_delivery: &'a LastDelivery,
 }
 
 impl<S, Q, C> Clone for WebhookPorts<'_, S, Q, C> {
@@ -122,35 +152,42 @@ where
     Q: JobQueue,
     C: Clock,
 {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
     /// Records the time of a signed delivery for `connector webhook status`, at most once per
-    /// [`LAST_DELIVERY_RESOLUTION`]: a read costs a fifth of a write, and a write per delivery was a
-    /// tenth of a webhook site's DynamoDB writes.
-    async fn record_delivery(&self, now: chrono::DateTime<chrono::Utc>) {
+    /// [`LAST_DELIVERY_RESOLUTION`]: a write per delivery was a tenth of a webhook site's DynamoDB
+    /// writes, and a read per delivery most of its settings reads. While the instance's memory says the
+    /// record is fresh it is not read either.
+    async fn record_delivery(&self, now: DateTime<Utc>) {
+        if self.last_delivery.is_fresh(now) {
+            return;
+        }
         // An unreadable record is rewritten.
         let recorded = match self.store.get_setting(LAST_DELIVERY_SETTING).await {
-            Ok(at) => at.and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok()),
+            Ok(at) => at.and_then(|at| DateTime::parse_from_rfc3339(&at).ok()),
             Err(e) => {
                 warn!(error = %e, "could not read the last delivery's time; recording this one");
                 None
             }
         };
-        if recorded.is_some_and(|at| {
-            let age = now - at.with_timezone(&chrono::Utc);
-            age >= Duration::zero() && age < LAST_DELIVERY_RESOLUTION
-        }) {
+        if let Some(at) = recorded
+            .map(|at| at.with_timezone(&Utc))
+            .filter(|at| is_fresh(*at, now))
+        {
+            self.last_delivery.remember(at);
             return;
         }
-        // Bookkeeping: a failed write is logged, and the delivery still queues its job.
-        if let Err(e) = self
+        // Bookkeeping: a failed write is logged, and the delivery still queues its job (the next
+        // delivery tries again: nothing is remembered).
+        match self
             .store
             .put_setting(LAST_DELIVERY_SETTING, &now.to_rfc3339())
             .await
         {
-            warn!(error = %e, "could not record the delivery's time");
+            Ok(()) => self.last_delivery.remember(now),
+            Err(e) => warn!(error = %e, "could not record the delivery's time"),
         }
     }
 
@@ -280,5 +317,37 @@ where
         }
         info!(athlete = %athlete, event = %payload.event, outcome = "queued", "webhook job queued");
         Ok(WebhookOutcome::Queued { athlete, target })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_memory_of_the_last_delivery_is_fresh_for_a_minute_even_after_a_panic() {
+        let memory = LastDelivery::default();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert!(!memory.is_fresh(at), "a cold instance knows nothing");
+        memory.remember(at);
+        assert!(memory.is_fresh(at + Duration::seconds(59)));
+        assert!(!memory.is_fresh(at + LAST_DELIVERY_RESOLUTION));
+        assert!(
+            !memory.is_fresh(at - Duration::seconds(1)),
+            "a time ahead of this clock"
+        );
+        // A thread that panicked holding the lock leaves the time readable and writable.
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = memory.0.lock();
+                    panic!("poisons the lock");
+                })
+                .join();
+        });
+        assert!(memory.0.is_poisoned());
+        assert!(memory.is_fresh(at + Duration::seconds(1)));
+        memory.remember(at + Duration::minutes(5));
+        assert!(memory.is_fresh(at + Duration::minutes(5)));
     }
 }

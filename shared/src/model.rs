@@ -84,7 +84,13 @@ pub struct SyncCursors {
     /// held as confirmed with exactly that content. A later answer with the same digest needs neither a
     /// ledger read nor a write. They count only at the lock they were stored under
     /// ([`Self::confirmed_lists_at_lock`]), so none stands for a record whose write is unconfirmed.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Stored as `counted_lists`: releases before the count stored them as `confirmed_lists` and trust
+    /// them without it, so neither reads the other's (each finds none and reads its ledger).
+    #[serde(
+        default,
+        rename = "counted_lists",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub confirmed_lists: BTreeMap<DataKind, String>,
     /// The athlete's lock count ([`Athlete::locks_taken`]) of the job that stored the digests, which held
     /// the lock and took out those of the types it wrote. Only a job holding the lock writes records, and
@@ -482,12 +488,18 @@ mod tests {
     #[test]
     fn cursors_stored_by_the_linked_fleet_read_back_without_confirmed_lists_and_keep_them_once_set()
     {
-        // An athlete item written before confirmed lists existed (production today).
+        // An athlete item written before confirmed lists existed, and one written by a release that
+        // stored them without the lock count: neither has digests this release trusts.
         let old: SyncCursors = serde_json::from_str(
             r#"{"exercises_uploaded_since":"2026-11-27T12:00:00Z","backfill":{}}"#,
         )
         .unwrap();
         assert!(old.confirmed_lists.is_empty());
+        let uncounted: SyncCursors = serde_json::from_str(
+            r#"{"exercises_uploaded_since":null,"confirmed_lists":{"sleep":"0f1e2d3c"}}"#,
+        )
+        .unwrap();
+        assert!(uncounted.confirmed_lists.is_empty());
         assert_eq!(
             serde_json::to_string(&SyncCursors::default()).unwrap(),
             r#"{"exercises_uploaded_since":null}"#,
@@ -498,7 +510,8 @@ mod tests {
             .confirmed_lists
             .insert(DataKind::Sleep, "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into());
         let json = serde_json::to_string(&cursors).unwrap();
-        assert!(json.contains(r#""confirmed_lists":{"sleep":"#), "{json}");
+        assert!(json.contains(r#""counted_lists":{"sleep":"#), "{json}");
+        assert!(!json.contains("confirmed_lists"), "{json}");
         assert_eq!(serde_json::from_str::<SyncCursors>(&json).unwrap(), cursors);
     }
 

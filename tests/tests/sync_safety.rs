@@ -873,6 +873,72 @@ async fn while_another_job_locks_and_releases<S: Store>(
     (job, before, outcome)
 }
 
+#[tokio::test]
+async fn a_webhook_job_deferred_before_writing_leaves_the_lists_known_as_confirmed() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &synced_an_hour_ago(&world, "deferred").await;
+    let idle = run_job(&world, &scheduled_job(&world, a)).await;
+    assert!(
+        matches!(&idle, SyncOutcome::Synced(c) if c.created + c.updated == 0),
+        "{idle:?}"
+    );
+    let settled = stored_athlete(&world, a).await;
+    assert!(!settled.cursors.confirmed_lists.is_empty());
+
+    // A recharge's webhook job takes the lock, and Polar answers its first call with a 429: it defers
+    // having written nothing.
+    world.advance(Duration::minutes(60));
+    world
+        .polar
+        .inject_fault(polar_sim::FaultSpec {
+            path_prefix: "/v3/".into(),
+            method: Some("GET".into()),
+            fault: polar_sim::FaultKind::RateLimited,
+            count: Some(1),
+            probability: None,
+        })
+        .unwrap();
+    let night = local_today(&world, a.offset) - Duration::days(1);
+    let webhook = SyncJob::new(
+        a.athlete(),
+        JobKind::Targeted,
+        vec![Target::Recharge { date: night }],
+        world.connector.now(),
+    );
+    let entries = ledger(&world, a).await;
+    let deferred = run_job(&world, &webhook).await;
+    assert!(
+        matches!(&deferred, SyncOutcome::Deferred(_)),
+        "{deferred:?}"
+    );
+    assert_eq!(
+        ledger(&world, a).await,
+        entries,
+        "the deferred job wrote nothing"
+    );
+    let released = stored_athlete(&world, a).await;
+    assert_eq!(released.sync_lock, None);
+    assert_eq!(released.locks_taken, settled.locks_taken + 1);
+
+    // The next hourly sync still knows every list as confirmed: it finds nothing new without the lock
+    // (taking it would mean reading the ledger of every list).
+    world.advance(Duration::minutes(60));
+    let idle = run_job(&world, &scheduled_job(&world, a)).await;
+    assert!(
+        matches!(&idle, SyncOutcome::Synced(c) if c.created + c.updated == 0),
+        "{idle:?}"
+    );
+    let after = stored_athlete(&world, a).await;
+    assert_eq!(
+        after.locks_taken, released.locks_taken,
+        "the idle sync took the lock"
+    );
+    assert_eq!(
+        after.cursors.confirmed_lists,
+        settled.cursors.confirmed_lists
+    );
+}
+
 /// One athlete linked, three days synced, and an hour gone by.
 async fn synced_an_hour_ago<S: Store>(world: &World<S>, prefix: &str) -> Linked {
     let a = link_athletes(world, prefix, &[60]).await.remove(0);

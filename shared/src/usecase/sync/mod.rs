@@ -196,6 +196,14 @@ impl SyncReport {
 struct Ran {
     report: Result<SyncReport, SyncError>,
     athlete: Athlete,
+    /// Whether it started a ledger or Smartabase write.
+    wrote: bool,
+}
+
+/// The athlete as a job last read or wrote it, and whether the job started a ledger or Smartabase write.
+struct Held {
+    athlete: Athlete,
+    wrote: bool,
 }
 
 /// Where a job got to: what it counted, the cursors it moved, the jobs it asks for, what failed.
@@ -260,30 +268,36 @@ where
                 None => return Ok(unknown()),
             }
         };
-        let (result, last_written) = if current.status != AthleteStatus::Linked {
+        let (result, last_written, wrote) = if current.status != AthleteStatus::Linked {
             let cleared = match current.queued_until {
                 Some(_) => self.store.clear_queued(&job.athlete).await,
                 None => Ok(()),
             };
             let skipped = SyncReport::only(SyncOutcome::Skipped("athlete is not linked"));
-            (cleared.map(|()| skipped).map_err(SyncError::from), current)
+            (
+                cleared.map(|()| skipped).map_err(SyncError::from),
+                current,
+                false,
+            )
         } else if redundant(job, &current) {
             let skipped = SyncReport::only(SyncOutcome::Skipped(
                 "the athlete was synced after this job was queued",
             ));
-            (Ok(skipped), current)
+            (Ok(skipped), current, false)
         } else {
             let ran = self.sync_athlete(job, current, now, deadline, pool).await;
             match ran.report {
-                // The history backfill runs under the lock, which the sync then kept.
+                // The history backfill runs under the lock, which the sync then kept (a sync it
+                // follows stored its digests at this lock; the backfill writes only records no digest
+                // stands for, so they still count).
                 Ok(report) if ran.athlete.locked_by(&job.job_id) => {
                     let athlete = ran.athlete.clone();
                     let report = self
                         .backfill_after_sync(job, report, athlete, deadline, pool)
                         .await;
-                    (report, ran.athlete)
+                    (report, ran.athlete, ran.wrote)
                 }
-                report => (report, ran.athlete),
+                report => (report, ran.athlete, ran.wrote),
             }
         };
         // Released by the sync's last write of the athlete, unless it ended another way (or that write
@@ -294,11 +308,15 @@ where
             && stays_queued(job, &result))
         .then(|| self.now() + QUEUED_MARKER_TTL);
         if last_written.locked_by(&job.job_id) {
-            if let Err(e) = self
-                .store
-                .unlock(&job.athlete, &job.job_id, queued_until)
-                .await
-            {
+            let released = if !wrote && lists_counted_before_its_lock(&last_written) {
+                self.release_unwritten(job, &last_written, queued_until)
+                    .await
+            } else {
+                self.store
+                    .unlock(&job.athlete, &job.job_id, queued_until)
+                    .await
+            };
+            if let Err(e) = released {
                 // The lock lapses by itself after LOCK_TTL.
                 warn!(athlete = %job.athlete, error = %e, "could not release the athlete's lock");
             }
@@ -321,6 +339,32 @@ where
             pool.note_reading(reading, self.now() - age).await;
         }
         result
+    }
+
+    /// Releases the lock of a job that wrote nothing under it (deferred, stopped by Polar, or with nothing
+    /// to sync) in a write of the athlete that moves its list digests to this lock: they still hold, and
+    /// a plain unlock would leave the count moved on past them, so the next job would distrust them all
+    /// and read the ledger of every list.
+    async fn release_unwritten(
+        &self,
+        job: &SyncJob,
+        athlete: &Athlete,
+        queued_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.update_known_athlete(athlete, |a| {
+            if !a.locked_by(&job.job_id) {
+                return;
+            }
+            a.sync_lock = None;
+            if queued_until.is_some() {
+                a.queued_until = queued_until;
+            }
+            if lists_counted_before_its_lock(a) {
+                a.cursors.confirmed_lists_at_lock = Some(a.locks_taken);
+            }
+        })
+        .await
+        .map(drop)
     }
 
     /// The Polar-call pool of a worker batch running `at_once` jobs at a time: the first job short of
@@ -394,27 +438,35 @@ where
         deadline: Instant,
         pool: &CallPool,
     ) -> Ran {
-        let mut stored = athlete.clone();
+        let mut held = Held {
+            athlete: athlete.clone(),
+            wrote: false,
+        };
         let report = self
-            .sync_steps(job, athlete, &mut stored, now, deadline, pool)
+            .sync_steps(job, athlete, &mut held, now, deadline, pool)
             .await;
         Ran {
             report,
-            athlete: stored,
+            athlete: held.athlete,
+            wrote: held.wrote,
         }
     }
 
-    /// The job's steps and their delivery. `stored` follows the athlete as this job last read or wrote
-    /// it.
+    /// The job's steps and their delivery. `held` follows the athlete as this job last read or wrote it,
+    /// and whether it started a write.
     async fn sync_steps(
         &self,
         job: &SyncJob,
         athlete: Athlete,
-        stored: &mut Athlete,
+        held: &mut Held,
         now: DateTime<Utc>,
         deadline: Instant,
         pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
+        let Held {
+            athlete: stored,
+            wrote,
+        } = held;
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
             return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
@@ -536,6 +588,7 @@ where
                 return Ok(busy(self.now()));
             }
             let created_before = counts.created;
+            *wrote = true;
             let written = self
                 .deliver(
                     &job.athlete,
@@ -580,6 +633,7 @@ where
                 owners,
                 ..Delivery::default()
             };
+            *wrote = true;
             self.resolve_pending(
                 &job.athlete,
                 user,
@@ -1007,12 +1061,18 @@ fn busy(now: DateTime<Utc>) -> SyncReport {
     }))
 }
 
+/// Whether the athlete's list digests counted just before the lock it is under now was taken.
+fn lists_counted_before_its_lock(athlete: &Athlete) -> bool {
+    athlete.cursors.confirmed_lists_at_lock == Some(athlete.locks_taken.saturating_sub(1))
+}
+
 /// The cursors a job's end stores: under its lock, the digests it kept or confirmed count at that lock
 /// (no other job wrote records meanwhile). Without it, they stay at the count the job read them at.
 fn ended_cursors(athlete: &Athlete, job: &SyncJob, cursors: &SyncCursors) -> SyncCursors {
     let mut cursors = cursors.clone();
     if athlete.locked_by(&job.job_id) {
-        cursors.confirmed_lists_at_lock = Some(athlete.locks_taken);
+        cursors.confirmed_lists_at_lock =
+            (!cursors.confirmed_lists.is_empty()).then_some(athlete.locks_taken);
     }
     cursors
 }

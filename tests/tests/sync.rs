@@ -428,13 +428,7 @@ async fn a_second_sync_with_nothing_new_makes_no_smartabase_call_and_no_ledger_w
 #[tokio::test]
 async fn a_sync_that_delivers_revised_nights_writes_the_athlete_twice_its_lock_and_its_end() {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
-    let athletes = link_athletes(&world, "twowrites", &[60]).await;
-    let a = &athletes[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    world.advance(Duration::minutes(61));
-    world.fanout().await.unwrap();
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let a = &synced_twice(&world, "twowrites").await;
 
     // Polar revises the last night's sleep and its recharge: two lists, each known as confirmed whole.
     for (kind, field) in [
@@ -443,7 +437,9 @@ async fn a_sync_that_delivers_revised_nights_writes_the_athlete_twice_its_lock_a
     ] {
         let record = served(&world, a.polar, kind).into_iter().next().unwrap();
         let value = record.body[field].as_i64().unwrap() + 3;
-        let values = [(field.to_string(), Value::from(value))].into_iter().collect();
+        let values = [(field.to_string(), Value::from(value))]
+            .into_iter()
+            .collect();
         world
             .polar
             .revise_record(a.polar, kind, &record.key, values)
@@ -452,7 +448,11 @@ async fn a_sync_that_delivers_revised_nights_writes_the_athlete_twice_its_lock_a
     world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     let queued = stored_athlete(&world, a).await;
-    assert!(queued.cursors.confirmed_lists.len() >= 2, "{:?}", queued.cursors);
+    assert!(
+        queued.cursors.confirmed_lists.len() >= 2,
+        "{:?}",
+        queued.cursors
+    );
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (1, 0));
 

@@ -10,10 +10,11 @@ use polar_sim::{FaultKind, FaultSpec, NewRecord, RecordKind};
 use shared::clock::Clock as _;
 use shared::model::LedgerState;
 use shared::queue::SyncJob;
-use shared::store::{LockStore as _, Locking};
+use shared::store::{LockStore as _, Locking, Store};
 use shared::usecase::sync::{LOCK_TTL, NIGHT_RHYTHM};
 use smartabase_sim::{Endpoint, FaultRule, FaultTrigger};
 use sync_support::*;
+use testkit::queue::Received;
 use testkit::world::{World, WorldOptions, no_deadline};
 
 fn polar_fault(path_prefix: &str, fault: FaultKind, count: u32) -> FaultSpec {
@@ -83,6 +84,36 @@ async fn a_job_waits_while_a_dead_workers_lock_lives_then_delivers_everything_on
     assert_eq!(world.connector.queue.depth().await.unwrap(), 0);
 }
 
+/// Runs the worker on the one job queued and kills it (drops its future, as a crash or a timeout ends a
+/// Lambda) once `moment` comes; the worker must still be working then. Its message stays in flight.
+async fn kill_the_worker_at<S: Store>(
+    world: &World<S>,
+    moment: impl std::future::Future<Output = ()>,
+) -> Vec<Received> {
+    let delivered = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![delivered[0].message.clone()];
+    let worker = sync_worker::handle(&world.connector, event, no_deadline());
+    let finished = tokio::select! {
+        _ = worker => true,
+        _ = moment => false,
+    };
+    assert!(!finished, "the worker must still have been working");
+    delivered
+}
+
+/// The killed worker's message visible again, as after its visibility timeout.
+async fn back_on_the_queue<S: Store>(world: &World<S>, delivered: &[Received]) {
+    let message_id = delivered[0].message.message_id.clone().unwrap();
+    world
+        .connector
+        .queue
+        .settle(delivered, &[message_id])
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
@@ -101,13 +132,8 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
             trigger: FaultTrigger::Next(1),
         })
         .unwrap();
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    assert_eq!(delivered.len(), 1);
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = vec![delivered[0].message.clone()];
-    let worker = sync_worker::handle(&world.connector, event, no_deadline());
     // Killed once its first import is on the wire: the ledger says `Pending`, Smartabase is still busy.
-    let import_in_flight = async {
+    let delivered = kill_the_worker_at(&world, async {
         while !ledger(&world, a)
             .await
             .values()
@@ -116,21 +142,11 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
             tokio::time::sleep(StdDuration::from_millis(5)).await;
         }
         tokio::time::sleep(StdDuration::from_millis(200)).await;
-    };
-    let finished = tokio::select! {
-        _ = worker => true,
-        _ = import_in_flight => false,
-    };
-    assert!(!finished, "the worker must still have been writing");
+    })
+    .await;
     // Whatever the slow import did, it is over now; the message comes back after its visibility timeout.
     tokio::time::sleep(slow).await;
-    let message_id = delivered[0].message.message_id.clone().unwrap();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &[message_id])
-        .await
-        .unwrap();
+    back_on_the_queue(&world, &delivered).await;
     let pending = ledger(&world, a).await;
     assert!(
         pending.values().any(|e| e.state == LedgerState::Pending),
@@ -160,16 +176,10 @@ async fn a_worker_killed_mid_write_leaves_a_lock_that_lapses_and_no_duplicate() 
 }
 
 #[tokio::test]
-async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when_polar_reverts_it() {
+async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when_polar_reverts_it()
+{
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
-    let athletes = link_athletes(&world, "killrevert", &[60]).await;
-    let a = &athletes[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    // A second sync finds nothing new: every list is known as confirmed whole.
-    world.advance(Duration::minutes(61));
-    world.fanout().await.unwrap();
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let a = &synced_twice(&world, "killrevert").await;
     assert!(
         stored_athlete(&world, a)
             .await
@@ -187,7 +197,9 @@ async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when
         .expect("a recharge");
     let first_value = night.body["heart_rate_avg"].clone();
     let revise = |value: serde_json::Value| {
-        let values = [("heart_rate_avg".to_string(), value)].into_iter().collect();
+        let values = [("heart_rate_avg".to_string(), value)]
+            .into_iter()
+            .collect();
         world
             .polar
             .revise_record(a.polar, RecordKind::Recharge, &night.key, values)
@@ -204,29 +216,14 @@ async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when
             1,
         ))
         .unwrap();
-    let delivered = world.connector.queue.receive(10).await.unwrap();
-    assert_eq!(delivered.len(), 1);
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = vec![delivered[0].message.clone()];
-    let worker = sync_worker::handle(&world.connector, event, no_deadline());
-    let reading_sleep = async {
+    let delivered = kill_the_worker_at(&world, async {
         while world.polar.faults().iter().any(|f| f.remaining != Some(0)) {
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
-    };
-    let finished = tokio::select! {
-        _ = worker => true,
-        _ = reading_sleep => false,
-    };
-    assert!(!finished, "the worker must still have been reading Polar");
+    })
+    .await;
     assert_smartabase_matches_polar(&world, a);
-    let message_id = delivered[0].message.message_id.clone().unwrap();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &[message_id])
-        .await
-        .unwrap();
+    back_on_the_queue(&world, &delivered).await;
 
     // Polar then serves the recharge as Smartabase had confirmed it before the revision: the recharge list
     // is the one stored as confirmed whole, but Smartabase holds the revision.

@@ -7,7 +7,6 @@
 
 mod sync_support;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Duration;
 use polar_sim::{FaultKind, FaultSpec, RateLimits, RequestLogEntry, SettingsPatch};
 use shared::clock::Clock as _;
@@ -347,29 +346,11 @@ async fn due(world: &World<impl Store>, athlete: &Linked) -> chrono::DateTime<ch
 /// One worker invocation handed at most `max` messages: the athletes whose jobs it ran, and how many
 /// messages it failed.
 async fn invoke_worker(world: &World<impl Store>, max: usize) -> (Vec<String>, usize) {
-    let delivered = world.connector.queue.receive(max).await.unwrap();
-    let athletes = delivered
+    let run = invoke_worker_on(world, max, no_deadline()).await;
+    let athletes = run
+        .bodies
         .iter()
-        .map(|r| {
-            SyncJob::from_body(r.message.body.as_deref().unwrap_or_default())
-                .unwrap()
-                .athlete
-                .to_string()
-        })
+        .map(|body| SyncJob::from_body(body).unwrap().athlete.to_string())
         .collect();
-    let mut event = SqsEvent::default();
-    event.records = delivered.iter().map(|r| r.message.clone()).collect();
-    let response = sync_worker::handle(&world.connector, event, no_deadline()).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    world
-        .connector
-        .queue
-        .settle(&delivered, &failed)
-        .await
-        .unwrap();
-    (athletes, failed.len())
+    (athletes, run.failed.len())
 }

@@ -238,14 +238,7 @@ async fn a_day_polar_revises_to_nothing_measured_keeps_its_event_and_the_check_a
 async fn a_revision_whose_answer_was_lost_is_made_right_when_polar_serves_the_first_version_again()
 {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
-    let athletes = link_athletes(&world, "reverted", &[60]).await;
-    let a = &athletes[0];
-    generate(&world, a, 3);
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
-    // A second full sync finds nothing new: every list is now known as confirmed whole.
-    world.advance(Duration::minutes(61));
-    world.fanout().await.unwrap();
-    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    let a = &synced_twice(&world, "reverted").await;
     let stored = stored_athlete(&world, a).await;
     assert!(
         stored

@@ -914,7 +914,16 @@ pub async fn invoke_worker_once(
     world: &World<impl Store>,
     deadline: std::time::Instant,
 ) -> WorkerInvocation {
-    let delivered = world.connector.queue.receive(10).await.unwrap();
+    invoke_worker_on(world, 10, deadline).await
+}
+
+/// [`invoke_worker_once`] on a batch of at most `max` messages.
+pub async fn invoke_worker_on(
+    world: &World<impl Store>,
+    max: usize,
+    deadline: std::time::Instant,
+) -> WorkerInvocation {
+    let delivered = world.connector.queue.receive(max).await.unwrap();
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     event.records = delivered.iter().map(|r| r.message.clone()).collect();
     let bodies = delivered
@@ -948,6 +957,18 @@ pub struct WorkerInvocation {
     pub failed: Vec<String>,
     /// The bodies of the messages handed to it.
     pub bodies: Vec<String>,
+}
+
+/// One athlete (UTC+1) with three days of data, synced twice: the second sync found nothing new, so every
+/// list is stored as confirmed whole.
+pub async fn synced_twice<S: Store>(world: &World<S>, name: &str) -> Linked {
+    let a = link_athletes(world, name, &[60]).await.remove(0);
+    generate(world, &a, 3);
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    world.advance(Duration::minutes(61));
+    world.fanout().await.unwrap();
+    assert_eq!(world.run_worker().await.unwrap().failed, 0);
+    a
 }
 
 /// [`invoke_worker_once`] with time to spare; returns how many messages were delivered and the ids the

@@ -244,7 +244,7 @@ where
         // The lock's owner is this attempt, not the message: SQS may deliver one message twice at once,
         // and neither copy may take, or release, the other's lock as its own.
         let attempt = SyncJob {
-            job_id: format!("{}/{}", job.job_id, uuid::Uuid::new_v4()),
+            job_id: attempt_owner(&job.job_id),
             ..job.clone()
         };
         let job = &attempt;
@@ -1059,6 +1059,12 @@ fn busy(now: DateTime<Utc>) -> SyncReport {
         until: now + BUSY_RETRY,
         cause: DeferCause::AthleteBusy,
     }))
+}
+
+/// The lock owner of one attempt at the job `job_id`: the job's id (what the logs name) and 32 random
+/// bits, which tell apart the copies of one message that SQS runs at once and keep the athlete item small.
+pub(super) fn attempt_owner(job_id: &str) -> String {
+    format!("{job_id}/{:08x}", rand::random::<u32>())
 }
 
 /// Whether the athlete's list digests counted just before the lock it is under now was taken.

@@ -92,6 +92,11 @@ pub struct SyncCursors {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub confirmed_lists: BTreeMap<DataKind, String>,
+    /// Digests a release before the count stored (`confirmed_lists`), never trusted here. That release
+    /// trusts them, so the first job of this one to write takes them out first (a rollback finds none
+    /// that a write since undermined); a save of the athlete drops them.
+    #[serde(default, rename = "confirmed_lists", skip_serializing)]
+    pub uncounted_lists: BTreeMap<DataKind, String>,
     /// The athlete's lock count ([`Athlete::locks_taken`]) of the job that stored the digests, which held
     /// the lock and took out those of the types it wrote. Only a job holding the lock writes records, and
     /// taking it counts: a count moved on since means a job wrote without recording its end (killed, or

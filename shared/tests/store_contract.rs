@@ -111,6 +111,7 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
             )]
             .into(),
             confirmed_lists_at_lock: Some(6),
+            uncounted_lists: Default::default(),
         },
         last_error: Some("Smartabase 503".to_string()),
         sync_lock: Some(SyncLock {

@@ -304,16 +304,20 @@ async fn cursors_are_stored_deflated_and_items_with_cursors_as_text_still_read()
         old.cursors.exercises_uploaded_since,
         Some(Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap())
     );
-    // Digests stored without the lock count they hold at are not read (a job may have written since).
+    // Digests stored without the lock count they hold at are never trusted (a job may have written
+    // since); they are known, to be taken out before a write.
     assert!(old.cursors.confirmed_lists.is_empty());
+    assert_eq!(old.cursors.uncounted_lists.len(), 1);
 
-    // Written again, the cursors are deflated and the text is gone; they read back the same.
+    // Written again, the cursors are deflated, the text is gone and so are the uncounted digests; the
+    // rest reads back the same.
     let mut old = old;
     old.cursors
         .confirmed_lists
         .insert(shared::model::DataKind::Sleep, "5f0c".into());
     old.cursors.confirmed_lists_at_lock = Some(3);
     store.save_athlete(&old).await.unwrap();
+    old.cursors.uncounted_lists.clear();
     let item = raw_item(&client, &table, "ATHLETE#old", "ATHLETE").await;
     assert!(!item.contains_key("cursors"));
     let deflated = item["cursors_deflated"].as_b().unwrap().as_ref().len();

@@ -10,7 +10,7 @@ use polar_sim::{FaultKind, FaultSpec, NewRecord, RecordKind};
 use shared::clock::Clock as _;
 use shared::model::LedgerState;
 use shared::queue::SyncJob;
-use shared::store::{LockStore as _, Locking, Store};
+use shared::store::{AthleteStore as _, LockStore as _, Locking, Store};
 use shared::usecase::sync::{LOCK_TTL, NIGHT_RHYTHM};
 use smartabase_sim::{Endpoint, FaultRule, FaultTrigger};
 use sync_support::*;
@@ -187,25 +187,78 @@ async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when
             .confirmed_lists
             .contains_key(&shared::model::DataKind::Recharge)
     );
+    let revision = revise_a_recharge_and_kill_the_worker_once_it_is_written(&world, a).await;
 
-    // Polar revises a night's recharge. The worker writes it, then is killed while it reads the sleep
-    // list (the stalest list goes first: the recharge, unread since the first sync): the revision is in
-    // Smartabase, the job's end is never written.
-    let night = served(&world, a.polar, RecordKind::Recharge)
+    // Polar then serves the recharge as Smartabase had confirmed it before the revision: the recharge list
+    // is the one stored as confirmed whole, but Smartabase holds the revision.
+    revision.revert(&world, a);
+    world.advance(LOCK_TTL + Duration::seconds(1));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!(run.failed, 0);
+    assert_smartabase_matches_polar(&world, a);
+    assert_every_entry_confirmed(&world, a).await;
+}
+
+#[tokio::test]
+async fn digests_the_release_before_trusts_are_gone_before_this_one_writes() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let a = &synced_twice(&world, "uncounted").await;
+    // Digests as the release before the lock count stored them: it trusts them without a count, so a
+    // rollback after a write of this release must not find them.
+    let mut athlete = stored_athlete(&world, a).await;
+    athlete.cursors.uncounted_lists = athlete.cursors.confirmed_lists.clone();
+    assert!(!athlete.cursors.uncounted_lists.is_empty());
+    world.connector.store.save_athlete(&athlete).await.unwrap();
+
+    revise_a_recharge_and_kill_the_worker_once_it_is_written(&world, a).await;
+    let left = stored_athlete(&world, a).await;
+    assert!(
+        left.cursors.uncounted_lists.is_empty(),
+        "a digest the release before trusts outlived a write: {:?}",
+        left.cursors.uncounted_lists
+    );
+}
+
+/// A recharge Polar revised, and how to serve its first version again.
+struct Revision {
+    key: String,
+    first_value: serde_json::Value,
+}
+
+impl Revision {
+    fn revert(&self, world: &World<impl Store>, a: &Linked) {
+        revise_heart_rate(world, a, &self.key, self.first_value.clone());
+    }
+}
+
+fn revise_heart_rate(world: &World<impl Store>, a: &Linked, key: &str, value: serde_json::Value) {
+    let values = [("heart_rate_avg".to_string(), value)]
+        .into_iter()
+        .collect();
+    world
+        .polar
+        .revise_record(a.polar, RecordKind::Recharge, key, values)
+        .unwrap();
+}
+
+/// Polar revises a night's recharge. The worker writes it, then is killed while it reads the sleep list
+/// (the stalest list goes first: the recharge, unread since the first sync): the revision is in
+/// Smartabase, the job's end is never written, and its message is back on the queue.
+async fn revise_a_recharge_and_kill_the_worker_once_it_is_written<S: Store>(
+    world: &World<S>,
+    a: &Linked,
+) -> Revision {
+    let night = served(world, a.polar, RecordKind::Recharge)
         .into_iter()
         .next()
         .expect("a recharge");
     let first_value = night.body["heart_rate_avg"].clone();
-    let revise = |value: serde_json::Value| {
-        let values = [("heart_rate_avg".to_string(), value)]
-            .into_iter()
-            .collect();
-        world
-            .polar
-            .revise_record(a.polar, RecordKind::Recharge, &night.key, values)
-            .unwrap();
-    };
-    revise((first_value.as_i64().unwrap() + 7).into());
+    revise_heart_rate(
+        world,
+        a,
+        &night.key,
+        (first_value.as_i64().unwrap() + 7).into(),
+    );
     world.advance(NIGHT_RHYTHM + Duration::minutes(1));
     world.fanout().await.unwrap();
     world
@@ -216,23 +269,18 @@ async fn a_recharge_revised_by_a_worker_killed_before_its_end_is_made_right_when
             1,
         ))
         .unwrap();
-    let delivered = kill_the_worker_at(&world, async {
+    let delivered = kill_the_worker_at(world, async {
         while world.polar.faults().iter().any(|f| f.remaining != Some(0)) {
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
     })
     .await;
-    assert_smartabase_matches_polar(&world, a);
-    back_on_the_queue(&world, &delivered).await;
-
-    // Polar then serves the recharge as Smartabase had confirmed it before the revision: the recharge list
-    // is the one stored as confirmed whole, but Smartabase holds the revision.
-    revise(first_value);
-    world.advance(LOCK_TTL + Duration::seconds(1));
-    let run = world.run_worker().await.unwrap();
-    assert_eq!(run.failed, 0);
-    assert_smartabase_matches_polar(&world, a);
-    assert_every_entry_confirmed(&world, a).await;
+    assert_smartabase_matches_polar(world, a);
+    back_on_the_queue(world, &delivered).await;
+    Revision {
+        key: night.key,
+        first_value,
+    }
 }
 
 #[tokio::test]

@@ -351,20 +351,21 @@ where
         athlete: &Athlete,
         queued_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        self.update_known_athlete(athlete, |a| {
-            if !a.locked_by(&job.job_id) {
-                return;
+        let mut released = athlete.clone();
+        released.sync_lock = None;
+        if queued_until.is_some() {
+            released.queued_until = queued_until;
+        }
+        released.cursors.confirmed_lists_at_lock = Some(released.locks_taken);
+        match self.store.save_athlete(&released).await {
+            // Someone wrote the athlete since (or removed it): the plain release, by owner.
+            Err(StoreError::Conflict(_)) => {
+                self.store
+                    .unlock(&job.athlete, &job.job_id, queued_until)
+                    .await
             }
-            a.sync_lock = None;
-            if queued_until.is_some() {
-                a.queued_until = queued_until;
-            }
-            if lists_counted_before_its_lock(a) {
-                a.cursors.confirmed_lists_at_lock = Some(a.locks_taken);
-            }
-        })
-        .await
-        .map(drop)
+            saved => saved.map(drop),
+        }
     }
 
     /// The Polar-call pool of a worker batch running `at_once` jobs at a time: the first job short of
@@ -518,8 +519,8 @@ where
 
         let mut counts = SyncCounts::default();
         let mut cursors = athlete.cursors.clone();
-        // A webhook's job read the athlete as it locked it, one lock later.
-        let locks_before = if athlete.locked_by(&job.job_id) {
+        // A webhook's job read the athlete as it locked it, one lock later; a full sync read it unlocked.
+        let locks_before = if job.kind == JobKind::Targeted {
             athlete.locks_taken.saturating_sub(1)
         } else {
             athlete.locks_taken
@@ -586,6 +587,12 @@ where
             }
             if !self.hold_lock(job, stored).await? {
                 return Ok(busy(self.now()));
+            }
+            if !stored.cursors.uncounted_lists.is_empty() {
+                // The release before trusts these: none may outlive a write they do not stand for.
+                *stored = self
+                    .update_known_athlete(stored, |a| a.cursors.uncounted_lists.clear())
+                    .await?;
             }
             let created_before = counts.created;
             *wrote = true;
@@ -1061,10 +1068,11 @@ fn busy(now: DateTime<Utc>) -> SyncReport {
     }))
 }
 
-/// The lock owner of one attempt at the job `job_id`: the job's id (what the logs name) and 32 random
-/// bits, which tell apart the copies of one message that SQS runs at once and keep the athlete item small.
+/// The lock owner of one attempt at the job `job_id`: the job's id (what the logs name) and 64 random
+/// bits, which tell apart every attempt at one message (two copies SQS runs at once, a retry meeting a
+/// killed attempt's lapsed lock) and keep the athlete item small.
 pub(super) fn attempt_owner(job_id: &str) -> String {
-    format!("{job_id}/{:08x}", rand::random::<u32>())
+    format!("{job_id}/{:016x}", rand::random::<u64>())
 }
 
 /// Whether the athlete's list digests counted just before the lock it is under now was taken.

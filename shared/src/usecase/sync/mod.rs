@@ -1084,6 +1084,8 @@ fn lists_counted_before_its_lock(athlete: &Athlete) -> bool {
 /// (no other job wrote records meanwhile). Without it, they stay at the count the job read them at.
 fn ended_cursors(athlete: &Athlete, job: &SyncJob, cursors: &SyncCursors) -> SyncCursors {
     let mut cursors = cursors.clone();
+    // Never stored again (a save drops them; the in-memory store keeps what it is given).
+    cursors.uncounted_lists.clear();
     if athlete.locked_by(&job.job_id) {
         cursors.confirmed_lists_at_lock =
             (!cursors.confirmed_lists.is_empty()).then_some(athlete.locks_taken);

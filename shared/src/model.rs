@@ -85,7 +85,7 @@ pub struct SyncCursors {
     /// ledger read nor a write. They count only at the lock they were stored under
     /// ([`Self::confirmed_lists_at_lock`]), so none stands for a record whose write is unconfirmed.
     /// Stored as `counted_lists`: releases before the count stored them as `confirmed_lists` and trust
-    /// them without it, so neither reads the other's (each finds none and reads its ledger).
+    /// them without it, so neither trusts the other's (each reads its ledger once instead).
     #[serde(
         default,
         rename = "counted_lists",

@@ -13,6 +13,7 @@ mod plan;
 mod rhythm;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -25,9 +26,11 @@ use crate::budget::{
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::error::{DeferCause, Deferral, Disposition};
-use crate::ids::{AccessToken, AthleteUuid, PolarUserId};
+use crate::ids::{AccessToken, AthleteUuid, EventId, PolarUserId, SmartabaseUserId};
+use crate::mapping::MappedEvent;
 use crate::model::{
-    Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, RecordKey, SyncCursors,
+    Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, LedgerEntry, LedgerKey, RecordKey,
+    SyncCursors,
 };
 use crate::polar::{BrokenRecord, PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
@@ -36,7 +39,7 @@ use crate::store::{Locking, Store, StoreError};
 use deliver::{Delivery, ListDigest};
 pub(crate) use fetch::{FetchError, Fetched, Stop};
 pub(crate) use plan::Step;
-use plan::{Plan, newest_date};
+use plan::{Newest, Plan, newest_date};
 pub use rhythm::{Cadence, DAY_RHYTHM, NIGHT_RHYTHM, RECONCILIATION_INTERVAL, Rhythm};
 
 /// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
@@ -220,6 +223,63 @@ struct Progress {
     announced_missing: bool,
     /// The budget let a full sync read only some of its lists: it continues when the window resets.
     cut_short: Option<DateTime<Utc>>,
+}
+
+impl Progress {
+    /// Where a job starts: the cursors it read, trusting only the list digests stored at the lock count
+    /// before its own (a job that wrote and never recorded its end moved the count on past them).
+    fn starting(job: &SyncJob, athlete: &Athlete, cut_short: Option<DateTime<Utc>>) -> Self {
+        let mut cursors = athlete.cursors.clone();
+        // A webhook's job read the athlete as it locked it, one lock later; a full sync read it unlocked.
+        let locks_before = if job.kind == JobKind::Targeted {
+            athlete.locks_taken.saturating_sub(1)
+        } else {
+            athlete.locks_taken
+        };
+        cursors.trust_lists_stored_at(locks_before);
+        Self {
+            account: athlete.polar_user_id,
+            counts: SyncCounts::default(),
+            cursors,
+            follow_ups: Vec::new(),
+            failures: Vec::new(),
+            unfinished: false,
+            announced_missing: false,
+            cut_short,
+        }
+    }
+}
+
+/// What a job's steps run with: the athlete as the job read them, and the token it opened.
+struct JobRun<'a> {
+    job: &'a SyncJob,
+    athlete: &'a Athlete,
+    user: SmartabaseUserId,
+    token: AccessToken,
+    now: DateTime<Utc>,
+    deadline: Instant,
+    pool: &'a CallPool,
+}
+
+/// Records written without an answer, looked up after every step has written its fresh ones, and the
+/// steps whose cursors move once they are confirmed.
+#[derive(Default)]
+struct Unanswered {
+    pending: Vec<(MappedEvent, LedgerEntry)>,
+    owners: HashMap<EventId, LedgerKey>,
+    steps: Vec<(Step, Newest, Option<ListDigest>)>,
+}
+
+/// How a step left the job.
+enum StepEnd {
+    /// On to the next step.
+    Next,
+    /// It delivered a new record: the watch just synced, so the other lists come along (`read_along`).
+    News,
+    /// The deadline came before its records were all tried.
+    Unfinished,
+    /// The job ends with this report (Polar stopped it, or another job holds the athlete).
+    Stop(SyncReport),
 }
 
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
@@ -464,10 +524,6 @@ where
         deadline: Instant,
         pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
-        let Held {
-            athlete: stored,
-            wrote,
-        } = held;
         let Some(user) = athlete.smartabase_user_id else {
             // Linked through the web flow before the scan saw them on the roster: the scan fills this in.
             return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
@@ -482,65 +538,34 @@ where
         let mut plan = Plan::for_job(job, &athlete.cursors, &self.mapping, &rhythm, now);
         // A first sync always delivers, and the backfill runs under the sync's lock.
         if (plan.first_sync || self.backfill_follows(job, &athlete, &athlete.cursors))
-            && !self.hold_lock(job, stored).await?
+            && !self.hold_lock(job, &mut held.athlete).await?
         {
             return Ok(busy(now));
         }
-        // A webhook's job needs all its calls; a full sync reads the lists that fit, the rest stay due.
-        let reserved = if plan.calls() == 0 {
-            Ok((0, None))
-        } else {
-            let whole = job.kind == JobKind::Targeted;
-            self.budget()
-                .take(pool, plan.calls(), whole, self.now())
-                .await
+        let cut_short = match self
+            .reserve_calls(job, &mut plan, &athlete, now, pool)
+            .await?
+        {
+            ControlFlow::Continue(cut_short) => cut_short,
+            ControlFlow::Break(deferred) => return Ok(deferred),
         };
-        let mut cut_short = None;
-        match reserved {
-            Ok((granted, more_at)) if granted < plan.calls() => {
-                // The lists that fit now; the job keeps its place on the queue for the rest.
-                plan.steps.truncate(granted as usize);
-                cut_short = Some(more_at.unwrap_or(now + SHORT_WINDOW));
-            }
-            Ok(_) => {}
-            Err(BudgetError::Exhausted(e)) => {
-                return Ok(self
-                    .defer_or_release(
-                        job,
-                        athlete.polar_user_id,
-                        e.until,
-                        now,
-                        DeferCause::PolarBudget,
-                    )
-                    .await?);
-            }
-            Err(BudgetError::Store(e)) => return Err(e.into()),
-        }
 
-        let mut counts = SyncCounts::default();
-        let mut cursors = athlete.cursors.clone();
-        // A webhook's job read the athlete as it locked it, one lock later; a full sync read it unlocked.
-        let locks_before = if job.kind == JobKind::Targeted {
-            athlete.locks_taken.saturating_sub(1)
-        } else {
-            athlete.locks_taken
+        let run = JobRun {
+            job,
+            athlete: &athlete,
+            user,
+            token,
+            now,
+            deadline,
+            pool,
         };
-        cursors.trust_lists_stored_at(locks_before);
-        let mut follow_ups = Vec::new();
-        let mut failures: Vec<String> = Vec::new();
-        let mut unfinished = false;
-        let mut announced_missing = false;
-        // Written after every step's fresh records (see `resolve_pending`); the steps they came from move
-        // their cursors only once they are delivered.
-        let mut pending = Vec::new();
-        let mut owners = HashMap::new();
-        let mut advance_once_resolved = Vec::new();
-
+        let mut progress = Progress::starting(job, &athlete, cut_short);
+        let mut unanswered = Unanswered::default();
         let mut next = 0;
         while let Some(step) = plan.steps.get(next).cloned() {
             next += 1;
             if Instant::now() >= deadline {
-                unfinished = true;
+                progress.unfinished = true;
                 break;
             }
             // Another job of the batch met a 429 (and told the budget): this one waits as it does.
@@ -555,129 +580,200 @@ where
                     )
                     .await?);
             }
-            let fetched = match self.fetch(&token, &step, &mut counts).await {
-                Ok(f) => f,
-                Err(FetchError::Failed(e)) => {
-                    failures.push(format!("{} fetch: {e}", step.kind().as_str()));
-                    step.forget(&mut cursors);
-                    continue;
-                }
-                Err(FetchError::Stop(stop)) => {
-                    return self
-                        .stopped(job, &athlete, &token, stop, counts, now, deadline, pool)
+            let ended = self
+                .run_step(&run, &plan, &step, held, &mut progress, &mut unanswered)
+                .await?;
+            match ended {
+                StepEnd::Next => {}
+                StepEnd::News => {
+                    self.read_along(&mut plan, &rhythm, &athlete.cursors, now, pool)
                         .await;
                 }
-            };
-            follow_ups.extend(recharge_retry(job, &step, &fetched));
-            counts.broken += fetched.broken.len() as u64;
-            log_broken(&job.athlete, &step, &fetched.broken);
-            let newest = (newest_date(&fetched.events), fetched.utc_offset_minutes);
-            let complete = plan.holds_announced(&step, &fetched.events);
-            announced_missing |= !complete;
-            // A whole list that Polar answers exactly as when Smartabase last confirmed all of it.
-            let digest = step.is_list().then(|| ListDigest::of(&fetched.events));
-            if let Some(digest) = &digest
-                && complete
-                && fetched.broken.is_empty()
-                && cursors.confirmed_lists.get(&step.kind()) == Some(&digest.value)
-            {
-                counts.unchanged += digest.records;
-                step.advance(&mut cursors, now, newest);
-                continue;
-            }
-            if !self.hold_lock(job, stored).await? {
-                return Ok(busy(self.now()));
-            }
-            if !stored.cursors.uncounted_lists.is_empty() {
-                // The release before trusts these: none may outlive a write they do not stand for.
-                *stored = self
-                    .update_known_athlete(stored, |a| a.cursors.uncounted_lists.clear())
-                    .await?;
-            }
-            let created_before = counts.created;
-            *wrote = true;
-            let written = self
-                .deliver(
-                    &job.athlete,
-                    user,
-                    fetched.events,
-                    &mut counts,
-                    Some(&mut cursors),
-                    now,
-                    deadline,
-                )
-                .await?;
-            if let Some(first) = written.failures.first() {
-                failures.push(first.clone());
-            }
-            if written.unfinished {
-                unfinished = true;
-                break;
-            }
-            let clean = complete && fetched.broken.is_empty() && written.failures.is_empty();
-            if !clean {
-                step.forget(&mut cursors);
-            }
-            if written.pending.is_empty() {
-                if clean {
-                    step.advance(&mut cursors, now, newest);
-                    confirm_list(&mut cursors, &step, digest);
+                StepEnd::Unfinished => {
+                    progress.unfinished = true;
+                    break;
                 }
-            } else {
-                pending.extend(written.pending);
-                owners.extend(written.owners);
-                if clean {
-                    advance_once_resolved.push((step.clone(), newest, digest));
-                }
-            }
-            if counts.created > created_before {
-                self.read_along(&mut plan, &rhythm, &athlete.cursors, now, pool)
-                    .await;
+                StepEnd::Stop(report) => return Ok(report),
             }
         }
-        if !unfinished && !pending.is_empty() {
-            let mut resolved = Delivery {
-                owners,
-                ..Delivery::default()
-            };
-            *wrote = true;
-            self.resolve_pending(
+        if !progress.unfinished {
+            self.look_up_unanswered(&run, held, &mut progress, unanswered)
+                .await?;
+        }
+        self.conclude(job, &plan, &mut held.athlete, progress, now)
+            .await
+    }
+
+    /// Reserves the plan's Polar calls: a webhook's job all of them, a full sync those that fit (the
+    /// plan keeps the steps they pay for, and `Continue` says when the rest can be had: the job keeps its
+    /// place on the queue for them). `Break` ends the job: the budget has no call for it.
+    async fn reserve_calls(
+        &self,
+        job: &SyncJob,
+        plan: &mut Plan,
+        athlete: &Athlete,
+        now: DateTime<Utc>,
+        pool: &CallPool,
+    ) -> Result<ControlFlow<SyncReport, Option<DateTime<Utc>>>, SyncError> {
+        if plan.calls() == 0 {
+            return Ok(ControlFlow::Continue(None));
+        }
+        let whole = job.kind == JobKind::Targeted;
+        match self
+            .budget()
+            .take(pool, plan.calls(), whole, self.now())
+            .await
+        {
+            Ok((granted, more_at)) if granted < plan.calls() => {
+                plan.steps.truncate(granted as usize);
+                Ok(ControlFlow::Continue(Some(
+                    more_at.unwrap_or(now + SHORT_WINDOW),
+                )))
+            }
+            Ok(_) => Ok(ControlFlow::Continue(None)),
+            Err(BudgetError::Exhausted(e)) => Ok(ControlFlow::Break(
+                self.defer_or_release(
+                    job,
+                    athlete.polar_user_id,
+                    e.until,
+                    now,
+                    DeferCause::PolarBudget,
+                )
+                .await?,
+            )),
+            Err(BudgetError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// One step: its Polar call, then, unless its list is exactly as Smartabase last confirmed it, its
+    /// records' delivery under the athlete's lock. Its cursors move once every record is confirmed.
+    async fn run_step(
+        &self,
+        run: &JobRun<'_>,
+        plan: &Plan,
+        step: &Step,
+        held: &mut Held,
+        progress: &mut Progress,
+        unanswered: &mut Unanswered,
+    ) -> Result<StepEnd, SyncError> {
+        let (job, now) = (run.job, run.now);
+        let fetched = match self.fetch(&run.token, step, &mut progress.counts).await {
+            Ok(f) => f,
+            Err(FetchError::Failed(e)) => {
+                let failure = format!("{} fetch: {e}", step.kind().as_str());
+                progress.failures.push(failure);
+                step.forget(&mut progress.cursors);
+                return Ok(StepEnd::Next);
+            }
+            Err(FetchError::Stop(stop)) => {
+                let counts = std::mem::take(&mut progress.counts);
+                return self.stopped(run, stop, counts).await.map(StepEnd::Stop);
+            }
+        };
+        progress
+            .follow_ups
+            .extend(recharge_retry(job, step, &fetched));
+        progress.counts.broken += fetched.broken.len() as u64;
+        log_broken(&job.athlete, step, &fetched.broken);
+        let newest = (newest_date(&fetched.events), fetched.utc_offset_minutes);
+        let complete = plan.holds_announced(step, &fetched.events);
+        progress.announced_missing |= !complete;
+        // A whole list that Polar answers exactly as when Smartabase last confirmed all of it.
+        let digest = step.is_list().then(|| ListDigest::of(&fetched.events));
+        if let Some(digest) = &digest
+            && complete
+            && fetched.broken.is_empty()
+            && progress.cursors.confirmed_lists.get(&step.kind()) == Some(&digest.value)
+        {
+            progress.counts.unchanged += digest.records;
+            step.advance(&mut progress.cursors, now, newest);
+            return Ok(StepEnd::Next);
+        }
+        if !self.hold_lock(job, &mut held.athlete).await? {
+            return Ok(StepEnd::Stop(busy(self.now())));
+        }
+        if !held.athlete.cursors.uncounted_lists.is_empty() {
+            // The release before trusts these: none may outlive a write they do not stand for.
+            held.athlete = self
+                .update_known_athlete(&held.athlete, |a| a.cursors.uncounted_lists.clear())
+                .await?;
+        }
+        let created_before = progress.counts.created;
+        held.wrote = true;
+        let written = self
+            .deliver(
                 &job.athlete,
-                user,
-                pending,
-                &mut counts,
-                &mut resolved,
+                run.user,
+                fetched.events,
+                &mut progress.counts,
+                Some(&mut progress.cursors),
                 now,
-                deadline,
+                run.deadline,
             )
             .await?;
-            failures.extend(resolved.failures.first().cloned());
-            unfinished = resolved.unfinished;
-            if !unfinished && resolved.failures.is_empty() {
-                for (step, newest, digest) in advance_once_resolved {
-                    step.advance(&mut cursors, now, newest);
-                    confirm_list(&mut cursors, &step, digest);
-                }
+        progress.failures.extend(written.failures.first().cloned());
+        if written.unfinished {
+            return Ok(StepEnd::Unfinished);
+        }
+        let clean = complete && fetched.broken.is_empty() && written.failures.is_empty();
+        if !clean {
+            step.forget(&mut progress.cursors);
+        }
+        if written.pending.is_empty() {
+            if clean {
+                step.advance(&mut progress.cursors, now, newest);
+                confirm_list(&mut progress.cursors, step, digest);
+            }
+        } else {
+            unanswered.pending.extend(written.pending);
+            unanswered.owners.extend(written.owners);
+            if clean {
+                unanswered.steps.push((step.clone(), newest, digest));
             }
         }
+        Ok(if progress.counts.created > created_before {
+            StepEnd::News
+        } else {
+            StepEnd::Next
+        })
+    }
 
-        self.conclude(
-            job,
-            &plan,
-            stored,
-            Progress {
-                account: athlete.polar_user_id,
-                counts,
-                cursors,
-                follow_ups,
-                failures,
-                unfinished,
-                announced_missing,
-                cut_short,
-            },
-            now,
+    /// Looks up the records whose writes went unanswered (written after every step, see
+    /// `resolve_pending`); the steps they came from move their cursors once all are confirmed.
+    async fn look_up_unanswered(
+        &self,
+        run: &JobRun<'_>,
+        held: &mut Held,
+        progress: &mut Progress,
+        unanswered: Unanswered,
+    ) -> Result<(), SyncError> {
+        if unanswered.pending.is_empty() {
+            return Ok(());
+        }
+        let mut resolved = Delivery {
+            owners: unanswered.owners,
+            ..Delivery::default()
+        };
+        held.wrote = true;
+        self.resolve_pending(
+            &run.job.athlete,
+            run.user,
+            unanswered.pending,
+            &mut progress.counts,
+            &mut resolved,
+            run.now,
+            run.deadline,
         )
-        .await
+        .await?;
+        progress.failures.extend(resolved.failures.first().cloned());
+        progress.unfinished = resolved.unfinished;
+        if !progress.unfinished && resolved.failures.is_empty() {
+            for (step, newest, digest) in unanswered.steps {
+                step.advance(&mut progress.cursors, run.now, newest);
+                confirm_list(&mut progress.cursors, &step, digest);
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure the job holds the athlete's lock before it writes to Smartabase or the ledger. A full
@@ -866,18 +962,21 @@ where
     }
 
     /// Ends a job whose fetch Polar stopped: a disconnect, a 429, or consents the athlete withdrew.
-    #[allow(clippy::too_many_arguments)]
     async fn stopped(
         &self,
-        job: &SyncJob,
-        athlete: &Athlete,
-        token: &AccessToken,
+        run: &JobRun<'_>,
         stop: Stop,
         counts: SyncCounts,
-        now: DateTime<Utc>,
-        deadline: Instant,
-        pool: &CallPool,
     ) -> Result<SyncReport, SyncError> {
+        let JobRun {
+            job,
+            athlete,
+            ref token,
+            now,
+            deadline,
+            pool,
+            ..
+        } = *run;
         match stop {
             Stop::Unauthorized => {
                 self.confirm_unauthorized(athlete, token, counts, deadline)

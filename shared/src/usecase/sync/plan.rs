@@ -86,7 +86,7 @@ impl Step {
         &self,
         cursors: &mut SyncCursors,
         now: DateTime<Utc>,
-        (newest, utc_offset_minutes): (Option<NaiveDate>, Option<i32>),
+        (newest, utc_offset_minutes): Newest,
     ) {
         if let Self::Exercises { .. } = self {
             cursors.exercises_uploaded_since = Some(now);
@@ -109,6 +109,10 @@ impl Step {
         }
     }
 }
+
+/// What a list read tells the rhythm: the newest daily date it held, and the athlete's UTC offset in
+/// minutes if its records told it.
+pub(super) type Newest = (Option<NaiveDate>, Option<i32>);
 
 /// The newest daily date among `events` (their Polar dates), for the rhythm.
 pub(super) fn newest_date(events: &[MappedEvent]) -> Option<NaiveDate> {

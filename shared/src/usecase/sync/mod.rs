@@ -4,11 +4,16 @@
 //! - `plan`: which steps (one Polar call each) a job runs.
 //! - `fetch`: one step's Polar call, its records mapped.
 //! - `deliver`: the ledger and the writes: exactly once, lost answers looked up.
-//! - this file: the job, the athlete's lock (taken once there is something to deliver), its outcome,
-//!   and the cursors.
+//! - `rhythm`: when each data type is due again.
+//! - `lock`: the athlete's lock, taken once there is something to deliver.
+//! - `end`: the job's record on the athlete, Polar's stops (401, 429, consents), deferral.
+//! - this file: the job's outline (`sync_job`, `sync_steps`: reserve the calls, run each step, look up
+//!   unanswered writes) and its outcome.
 
 mod deliver;
+mod end;
 mod fetch;
+mod lock;
 mod plan;
 mod rhythm;
 
@@ -17,7 +22,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{Connector, QUEUED_MARKER_TTL};
 use crate::budget::{
@@ -29,8 +34,7 @@ use crate::error::{DeferCause, Deferral, Disposition};
 use crate::ids::{AccessToken, AthleteUuid, EventId, PolarUserId, SmartabaseUserId};
 use crate::mapping::MappedEvent;
 use crate::model::{
-    Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, DataKind, LedgerEntry, LedgerKey, RecordKey,
-    SyncCursors,
+    Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, RecordKey, SyncCursors,
 };
 use crate::polar::{BrokenRecord, PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue, SyncJob, Target};
@@ -38,12 +42,12 @@ use crate::smartabase::{SmartabaseApi, SmartabaseError};
 use crate::store::{Locking, Store, StoreError};
 use deliver::{Delivery, ListDigest};
 pub(crate) use fetch::{FetchError, Fetched, Stop};
+pub use lock::LOCK_TTL;
+use lock::{attempt_owner, busy, lists_counted_before_its_lock};
 pub(crate) use plan::Step;
 use plan::{Newest, Plan, newest_date};
 pub use rhythm::{Cadence, DAY_RHYTHM, NIGHT_RHYTHM, RECONCILIATION_INTERVAL, Rhythm};
 
-/// How long a worker holds an athlete (longer than the worker's timeout, so a crash frees it soon).
-pub const LOCK_TTL: Duration = Duration::seconds(180);
 /// Polar keeps daily data for 28 days and exercises for 30. Every read of a list takes the whole window
 /// (each type on its rhythm: `rhythm`): a night uploaded weeks late, or revised after delivery, is in
 /// it, and the ledger's content hash keeps what did not change at zero Smartabase calls.
@@ -401,33 +405,6 @@ where
         result
     }
 
-    /// Releases the lock of a job that wrote nothing under it (deferred, stopped by Polar, or with nothing
-    /// to sync) in a write of the athlete that moves its list digests to this lock: they still hold, and
-    /// a plain unlock would leave the count moved on past them, so the next job would distrust them all
-    /// and read the ledger of every list.
-    async fn release_unwritten(
-        &self,
-        job: &SyncJob,
-        athlete: &Athlete,
-        queued_until: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let mut released = athlete.clone();
-        released.sync_lock = None;
-        if queued_until.is_some() {
-            released.queued_until = queued_until;
-        }
-        released.cursors.confirmed_lists_at_lock = Some(released.locks_taken);
-        match self.store.save_athlete(&released).await {
-            // Someone wrote the athlete since (or removed it): the plain release, by owner.
-            Err(StoreError::Conflict(_)) => {
-                self.store
-                    .unlock(&job.athlete, &job.job_id, queued_until)
-                    .await
-            }
-            saved => saved.map(drop),
-        }
-    }
-
     /// The Polar-call pool of a worker batch running `at_once` jobs at a time: the first job short of
     /// calls reserves for the others running beside it too (at the most a sync can cost), so a batch
     /// writes the budget a few times, not once per job, and parks little of it.
@@ -776,41 +753,6 @@ where
         Ok(())
     }
 
-    /// Makes sure the job holds the athlete's lock before it writes to Smartabase or the ledger. A full
-    /// sync that read the athlete without it takes it now, at the version it read, so the plan and the
-    /// cursors it fetched by are still the athlete's; if someone wrote the athlete since without changing
-    /// any of that (the fan-out's marker, the scan) and nobody holds or took the lock, it takes it at the
-    /// version now. `false` otherwise (the job then comes back as if the athlete were busy).
-    async fn hold_lock(&self, job: &SyncJob, stored: &mut Athlete) -> Result<bool, StoreError> {
-        let now = self.now();
-        if holds_lock(stored, job, now) {
-            return Ok(true);
-        }
-        let mut version = stored.version;
-        for attempt in 0..2 {
-            if attempt > 0 {
-                // Refused: someone wrote the athlete. The fan-out's marker or the scan's sighting leaves
-                // what the job planned and read Polar by as it was, and the ledger is read under the lock:
-                // the lock is still the job's to take at the version now.
-                match self.store.get_athlete(&job.athlete).await? {
-                    Some(current) if !current.lock_held(now) && same_plan(&current, stored) => {
-                        version = current.version;
-                    }
-                    _ => return Ok(false),
-                }
-            }
-            if let Some(locked) = self
-                .store
-                .lock_unchanged(&job.athlete, version, &job.job_id, now + LOCK_TTL)
-                .await?
-            {
-                *stored = locked;
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// A list brought a new record: the watch just synced, so the other core lists the rhythm allows are
     /// read in the same job (each call reserved first; without budget they wait for their rhythm).
     async fn read_along(
@@ -850,265 +792,6 @@ where
             .open(athlete, &stored.sealed)
             .map_err(SyncError::Token)
     }
-
-    /// Records a job's end on the athlete: its cursors, and for a full sync done without failures, when
-    /// it ran and when the next is due. A failure fails the job (SQS retries it).
-    async fn conclude(
-        &self,
-        job: &SyncJob,
-        plan: &Plan,
-        stored: &mut Athlete,
-        progress: Progress,
-        now: DateTime<Utc>,
-    ) -> Result<SyncReport, SyncError> {
-        let account = progress.account;
-        // A full sync that found nothing to deliver ran without the lock: if another job moved the
-        // cursors since it read them, or took the lock, that job's record of the athlete stands (its end
-        // is the one that says when the athlete last synced: a retry of it must not look redundant).
-        let locked = holds_lock(stored, job, now);
-        let read = stored.clone();
-        let concluding_at = self.now();
-        let ours = |a: &Athlete| {
-            a.polar_user_id == account
-                && (locked
-                    || (a.cursors == read.cursors
-                        && a.locks_taken == read.locks_taken
-                        && !a.lock_held(concluding_at)))
-        };
-        let keep_cursors = |a: &mut Athlete| {
-            if ours(a) {
-                a.cursors = ended_cursors(a, job, &progress.cursors);
-            }
-        };
-        if progress.unfinished && progress.failures.is_empty() {
-            // Keep what is done (fully delivered steps' cursors); the job stays queued and unsynced.
-            *stored = self.update_known_athlete(stored, keep_cursors).await?;
-            return Ok(SyncReport {
-                outcome: SyncOutcome::Unfinished(progress.counts),
-                follow_ups: progress.follow_ups,
-            });
-        }
-        if let Some(until) = progress.cut_short
-            && progress.failures.is_empty()
-        {
-            // What was read is delivered and counts for the rhythm; the rest is still due.
-            *stored = self.update_known_athlete(stored, keep_cursors).await?;
-            return Ok(self
-                .defer_or_release(job, account, until, now, DeferCause::PolarBudget)
-                .await?);
-        }
-        let failed = progress.counts.failed;
-        let next_due = Rhythm::new(&progress.cursors, now, self.cadence())
-            .next_due(&Plan::site_kinds(&self.mapping));
-        let soon = now + self.settings.sync_interval.duration();
-        let first_failure = progress.failures.first().cloned();
-        let full_sync = job.kind != JobKind::Targeted;
-        *stored = self
-            .update_known_athlete(stored, |a| {
-                let cursors = ended_cursors(a, job, &progress.cursors);
-                // The job's last write of the athlete releases its lock, unless the backfill needs it.
-                if a.locked_by(&job.job_id) && !self.backfill_follows(job, a, &progress.cursors) {
-                    a.sync_lock = None;
-                }
-                if !ours(a) {
-                    // This job is off the queue all the same (a marker set since it read the athlete is
-                    // another job's, still queued).
-                    if full_sync
-                        && first_failure.is_none()
-                        && a.polar_user_id == account
-                        && a.queued_until == read.queued_until
-                    {
-                        a.queued_until = None;
-                    }
-                    return;
-                }
-                a.cursors = cursors;
-                // A failed job is still on the queue (SQS retries it): its queued marker keeps the fan-out
-                // from piling up a second job, and lapses by itself if the job ends in the DLQ.
-                if full_sync && first_failure.is_some() {
-                    a.queued_until = Some(now + QUEUED_MARKER_TTL);
-                }
-                if full_sync && first_failure.is_none() {
-                    a.queued_until = None;
-                    a.last_sync_at = Some(now);
-                    if a.status == AthleteStatus::Linked {
-                        a.next_sync_due = Some(next_due);
-                    }
-                }
-                if progress.announced_missing && a.status == AthleteStatus::Linked {
-                    a.next_sync_due = Some(a.next_sync_due.map_or(soon, |d| d.min(soon)));
-                }
-                a.last_error = first_failure.clone();
-            })
-            .await?;
-        if plan.first_sync {
-            info!(
-                athlete = %job.athlete,
-                daily_from = %(now.date_naive() - Duration::days(DAILY_HISTORY_DAYS - 1)),
-                to = %now.date_naive(),
-                "first sync: took everything Polar still offers (exercises 30 days, daily data 28 days)"
-            );
-        }
-        if let Some(first) = progress.failures.into_iter().next() {
-            return Err(SyncError::Partial {
-                failed: failed.max(1),
-                first,
-            });
-        }
-        Ok(SyncReport {
-            outcome: SyncOutcome::Synced(progress.counts),
-            follow_ups: progress.follow_ups,
-        })
-    }
-
-    /// Ends a job whose fetch Polar stopped: a disconnect, a 429, or consents the athlete withdrew.
-    async fn stopped(
-        &self,
-        run: &JobRun<'_>,
-        stop: Stop,
-        counts: SyncCounts,
-    ) -> Result<SyncReport, SyncError> {
-        let JobRun {
-            job,
-            athlete,
-            ref token,
-            now,
-            deadline,
-            pool,
-            ..
-        } = *run;
-        match stop {
-            Stop::Unauthorized => {
-                self.confirm_unauthorized(athlete, token, counts, deadline)
-                    .await
-            }
-            Stop::RateLimited(seconds) => {
-                let until = self.polar_rate_limited(pool, seconds).await;
-                Ok(self
-                    .defer_or_release(
-                        job,
-                        athlete.polar_user_id,
-                        until,
-                        self.now(),
-                        DeferCause::PolarRateLimited,
-                    )
-                    .await?)
-            }
-            Stop::Consents => {
-                let updated = self
-                    .update_athlete(&job.athlete, |a| {
-                        if a.polar_user_id == athlete.polar_user_id {
-                            a.last_error = Some(CONSENTS_MISSING_ERROR.into());
-                            a.queued_until = None;
-                            a.next_sync_due = Some(now + self.settings.sync_interval.duration());
-                        }
-                    })
-                    .await?;
-                // Nothing arrives until the athlete accepts: their profile says so (the scan writes it
-                // if this fails or the deadline has passed).
-                if athlete.profile_label() != updated.profile_label()
-                    && Instant::now() < deadline
-                    && let Err(e) = self.write_access_token_profile(&updated, None).await
-                {
-                    warn!(athlete = %job.athlete, error = %e, "could not write Needs Polar Consents to the profile; the scan retries");
-                }
-                Ok(SyncReport::only(SyncOutcome::ConsentsMissing))
-            }
-        }
-    }
-
-    async fn defer_or_release(
-        &self,
-        job: &SyncJob,
-        account: Option<PolarUserId>,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-        cause: DeferCause,
-    ) -> Result<SyncReport, StoreError> {
-        if until - now <= Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) {
-            return Ok(SyncReport::only(SyncOutcome::Deferred(Deferral {
-                until,
-                cause,
-            })));
-        }
-        // Too long to park on the queue: leave the athlete due and let the fan-out send it when budget
-        // returns (unless they re-linked to another account meanwhile, which schedules itself).
-        self.update_athlete(&job.athlete, |a| {
-            if a.polar_user_id != account {
-                return;
-            }
-            a.queued_until = None;
-            if a.status == AthleteStatus::Linked {
-                a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)));
-            }
-        })
-        .await?;
-        Ok(SyncReport::only(SyncOutcome::Released(cause)))
-    }
-
-    /// A 401 is confirmed before anyone is unlinked: `GET /v3/users/{id}` (or a second data call when the
-    /// Polar user id is unknown) must also answer 401. Anything else is transient. The athlete is marked
-    /// only if they are still the link this sync started from (same status, link time, Polar user and
-    /// token): a revoke, removal or re-link while Polar answered is never overwritten. Nothing starts after
-    /// `deadline`: an unconfirmed 401 hands the job back (its continuation meets the 401 again), and a
-    /// status the profile does not show yet is written by the scan, which keeps every profile's status true.
-    async fn confirm_unauthorized(
-        &self,
-        athlete: &Athlete,
-        token: &AccessToken,
-        mut counts: SyncCounts,
-        deadline: Instant,
-    ) -> Result<SyncReport, SyncError> {
-        if Instant::now() >= deadline {
-            return Ok(SyncReport::only(SyncOutcome::Unfinished(counts)));
-        }
-        counts.polar_calls += 1;
-        let confirmation = match athlete.polar_user_id {
-            Some(user) => self.polar.get_user(token, user).await.map(|_| ()),
-            None => self.polar.sleeps(token).await.map(|_| ()),
-        };
-        match confirmation {
-            Err(PolarError::Unauthorized) => {}
-            Ok(()) => return Err(SyncError::Polar(PolarError::Unauthorized)),
-            Err(e) => return Err(SyncError::Polar(e)),
-        }
-        let now = self.now();
-        let dead_token = crate::crypto::sha256_hex(token.expose_secret().as_bytes());
-        let mut attempts = 0;
-        let updated = loop {
-            // The athlete first, then the token: a re-link holds its new token before it writes the athlete,
-            // so either the token differs here or the write below loses on the version.
-            let current = self.store.get_athlete(&athlete.uuid).await?;
-            let held = self.store.get_token(&athlete.uuid).await?;
-            let Some(mut current) = current.filter(|c| {
-                c.status == AthleteStatus::Linked
-                    && c.linked_at == athlete.linked_at
-                    && c.polar_user_id == athlete.polar_user_id
-                    && held.is_some_and(|h| h.fingerprint == dead_token)
-            }) else {
-                info!(athlete = %athlete.uuid, outcome = "superseded", "Polar confirmed the 401, but the athlete was revoked, removed or re-linked meanwhile; nothing marked");
-                return Ok(SyncReport::only(SyncOutcome::Skipped(
-                    "the athlete changed while the 401 was confirmed",
-                )));
-            };
-            current.set_status(AthleteStatus::NeedsReauthorisation, now);
-            current.queued_until = None;
-            current.last_error =
-                Some("Polar: access revoked on Polar's side (confirmed 401)".into());
-            match self.store.save_athlete(&current).await {
-                Ok(saved) => break saved,
-                Err(StoreError::Conflict(_)) if attempts < 5 => attempts += 1,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if Instant::now() >= deadline {
-            info!(athlete = %athlete.uuid, "deadline reached: the scan writes Needs Reauthorisation to the profile");
-        } else if let Err(e) = self.write_access_token_profile(&updated, None).await {
-            warn!(athlete = %athlete.uuid, error = %e, "could not write Needs Reauthorisation to the profile; the scan retries");
-        }
-        warn!(athlete = %athlete.uuid, outcome = "reauthorise", "athlete disconnected on Polar's side; needs reauthorisation");
-        Ok(SyncReport::only(SyncOutcome::Reauthorise))
-    }
 }
 
 /// Nightly Recharge may lag its sleep: a webhook's night whose recharge is not there yet is asked for
@@ -1140,56 +823,6 @@ fn recharge_retry(job: &SyncJob, step: &Step, fetched: &Fetched) -> Option<(Sync
     );
     later.deferrals = job.deferrals + 1;
     Some((later, RECHARGE_RETRY.num_seconds() as u32))
-}
-
-/// Whether this attempt of the job holds the athlete's lock, and it has not lapsed.
-fn holds_lock(athlete: &Athlete, job: &SyncJob, now: DateTime<Utc>) -> bool {
-    athlete.locked_by(&job.job_id) && athlete.lock_held(now)
-}
-
-/// Whether `current` still holds what a job planned by when it read `read`: the same link, the same
-/// Smartabase user, the same cursors, and no job locked it in between (one that wrote a record without
-/// moving a cursor would otherwise pass).
-fn same_plan(current: &Athlete, read: &Athlete) -> bool {
-    current.status == read.status
-        && current.linked_at == read.linked_at
-        && current.polar_user_id == read.polar_user_id
-        && current.smartabase_user_id == read.smartabase_user_id
-        && current.cursors == read.cursors
-        && current.locks_taken == read.locks_taken
-}
-
-/// Another job holds the athlete (or wrote it while this one read Polar): this one comes back later.
-fn busy(now: DateTime<Utc>) -> SyncReport {
-    SyncReport::only(SyncOutcome::Deferred(Deferral {
-        until: now + BUSY_RETRY,
-        cause: DeferCause::AthleteBusy,
-    }))
-}
-
-/// The lock owner of one attempt at the job `job_id`: the job's id (what the logs name) and 64 random
-/// bits, which tell apart every attempt at one message (two copies SQS runs at once, a retry meeting a
-/// killed attempt's lapsed lock) and keep the athlete item small.
-pub(super) fn attempt_owner(job_id: &str) -> String {
-    format!("{job_id}/{:016x}", rand::random::<u64>())
-}
-
-/// Whether the athlete's list digests counted just before the lock it is under now was taken.
-fn lists_counted_before_its_lock(athlete: &Athlete) -> bool {
-    athlete.cursors.confirmed_lists_at_lock == Some(athlete.locks_taken.saturating_sub(1))
-}
-
-/// The cursors a job's end stores: under its lock, the digests it kept or confirmed count at that lock
-/// (no other job wrote records meanwhile). Without it, they stay at the count the job read them at.
-fn ended_cursors(athlete: &Athlete, job: &SyncJob, cursors: &SyncCursors) -> SyncCursors {
-    let mut cursors = cursors.clone();
-    // Never stored again (a save drops them; the in-memory store keeps what it is given).
-    cursors.uncounted_lists.clear();
-    if athlete.locked_by(&job.job_id) {
-        cursors.confirmed_lists_at_lock =
-            (!cursors.confirmed_lists.is_empty()).then_some(athlete.locks_taken);
-    }
-    cursors
 }
 
 /// Keeps a delivered full-sync list's digest: every record of the answer is confirmed with its content.

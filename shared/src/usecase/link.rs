@@ -198,6 +198,39 @@ pub enum LinkStep {
     AccountOfAnotherAthlete,
 }
 
+/// The link's outcome for the logs (no token: ids and how it came).
+fn log_linked(pending: &PendingLink, linked: &Linked) {
+    let athlete = &pending.athlete;
+    let polar_user_id = pending.token.polar_user_id.map(|id| id.to_string());
+    let polar_user_id = polar_user_id.as_deref();
+    let source = match pending.token.source {
+        TokenSource::WebFlow => "web",
+        TokenSource::AthleteApp => "athlete_app",
+    };
+    let first_sync_queued = linked.first_sync_queued;
+    match pending.replaces {
+        Some(previous) => info!(
+            athlete = %athlete,
+            polar_user_id,
+            previous_polar_user_id = %previous,
+            source,
+            first_sync_queued,
+            outcome = "relinked",
+            "athlete re-linked to another Polar account; the previous one is deregistered"
+        ),
+        None => info!(
+            athlete = %athlete,
+            polar_user_id,
+            source,
+            already_registered = linked.already_registered,
+            refreshed = linked.refreshed,
+            first_sync_queued,
+            outcome = "linked",
+            "athlete linked"
+        ),
+    }
+}
+
 /// `fut`, given until `deadline` (if any); `None` when it did not finish in time.
 async fn within<T>(deadline: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
     match deadline {
@@ -505,65 +538,20 @@ where
             && held.is_some()
             && let (Some(old), Some(new)) = (held_account, pending.token.polar_user_id)
             && old != new
+            && !self
+                .give_up_replaced_account(&mut pending, old, new, deadline)
+                .await?
         {
-            // The old account goes first, with its own token, as a revoke does it: until Polar confirms, the
-            // old token stays and the old link keeps syncing; the scan tries again.
-            match within(deadline, self.deregister(athlete)).await {
-                Some(Ok(true)) => {}
-                Some(Ok(false)) | None => {
-                    info!(athlete = %athlete, polar_user_id = %new, previous_polar_user_id = %old, outcome = "link_pending",
-                        "the replaced Polar account could not be deregistered yet; the scan finishes the re-link");
-                    return Ok(LinkStep::Waiting);
-                }
-                Some(Err(e)) => return Err(e),
-            }
-            // The old token is gone at Polar: the athlete moves to the new account now, unscheduled until
-            // it is registered.
-            pending.replaces = Some(old);
-            self.store.put_pending_link(&pending).await?;
-            self.commit_link(&pending, false, false).await?;
+            return Ok(LinkStep::Waiting);
         }
         let committed = committed || pending.replaces.is_some();
 
         let registration = match self.register_until(&token, athlete, deadline).await {
             Ok(registration) => registration,
-            Err(PolarError::ConsentsMissing) => {
-                if committed {
-                    // Linked to the new account already: the scan registers them once they accept.
-                    self.update_athlete(athlete, |a| {
-                        a.last_error = Some(CONSENTS_MISSING_ERROR.into());
-                    })
-                    .await?;
-                } else {
-                    // Nothing changed: they accept at Polar and open their link again.
-                    self.store.delete_pending_link(athlete, fingerprint).await?;
-                }
-                info!(athlete = %athlete, outcome = "consents_missing", "Polar's mandatory consents are not accepted");
-                // The profile says what to do (the web flow's page does too; the Athlete app shows only this).
-                let now_linked = self.store.get_athlete(athlete).await?;
-                self.show_link_outcome(
-                    now_linked.as_ref(),
-                    committed,
-                    NEEDS_POLAR_CONSENTS,
-                    deadline,
-                )
-                .await;
-                return Ok(LinkStep::ConsentsMissing);
-            }
-            Err(PolarError::Unauthorized) => {
-                warn!(athlete = %athlete, outcome = "rejected", "Polar refused the new token (401); pending link dropped");
-                self.store.delete_pending_link(athlete, fingerprint).await?;
-                if committed {
-                    // The worker's confirmed 401 then shows the athlete as needing reauthorisation.
-                    let now = self.now();
-                    self.update_athlete(athlete, |a| a.next_sync_due = Some(now))
-                        .await?;
-                }
-                return Ok(LinkStep::TokenRefused);
-            }
             Err(e) => {
-                info!(athlete = %athlete, error = %e, outcome = "link_pending", "Polar registration did not complete; the scan finishes the link");
-                return Ok(LinkStep::Waiting);
+                return self
+                    .registration_failed(&pending, committed, e, deadline)
+                    .await;
             }
         };
         if registration == Registration::AlreadyRegistered
@@ -582,32 +570,82 @@ where
             Registration::AlreadyRegistered => None,
         };
         if pending.token.polar_user_id.is_none() {
-            // An Athlete-app token of unknown user: Polar's answer names it, else the token it refreshes
-            // did (without an id the athlete syncs but cannot be deregistered at Polar later).
-            pending.token.polar_user_id = registered_as.or(refreshed_account);
-            // Still unknown: the account of an ended link, if Polar serves it to this token (the same
-            // account connected again), so a later revoke can deregister it.
-            if pending.token.polar_user_id.is_none()
-                && let Some(old) = current.as_ref().and_then(|a| a.polar_user_id)
-                && let Some(Ok(Some(user))) =
-                    within(deadline, self.polar.get_user(&token, old)).await
-                && user.polar_user_id == old
-            {
-                pending.token.polar_user_id = Some(old);
-            }
+            let ended_account = current.as_ref().and_then(|a| a.polar_user_id);
+            self.name_the_account(
+                &mut pending,
+                &token,
+                registered_as.or(refreshed_account),
+                ended_account,
+                deadline,
+            )
+            .await;
             if registered_as.is_some() {
                 // Polar names the account once: a retry after a stop below gets 409 and no id.
                 self.store.put_pending_link(&pending).await?;
             }
         }
+        let already_registered = registration == Registration::AlreadyRegistered;
+        let linked = self
+            .complete_link(
+                &pending,
+                current.as_ref(),
+                committed,
+                already_registered,
+                deadline,
+            )
+            .await?;
+        log_linked(&pending, &linked);
+        Ok(LinkStep::Linked(linked))
+    }
+
+    /// Deregisters the Polar account a re-link replaces, with its own token, as a revoke does it; once
+    /// Polar confirms, the athlete moves to the new account, unscheduled until it is registered. `false`
+    /// while Polar has not confirmed: the old token stays, the old link keeps syncing and the scan tries
+    /// again.
+    async fn give_up_replaced_account(
+        &self,
+        pending: &mut PendingLink,
+        old: PolarUserId,
+        new: PolarUserId,
+        deadline: Option<Instant>,
+    ) -> Result<bool, StoreError> {
+        let athlete = &pending.athlete;
+        match within(deadline, self.deregister(athlete)).await {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) | None => {
+                info!(athlete = %athlete, polar_user_id = %new, previous_polar_user_id = %old, outcome = "link_pending",
+                    "the replaced Polar account could not be deregistered yet; the scan finishes the re-link");
+                return Ok(false);
+            }
+            Some(Err(e)) => return Err(e),
+        }
+        pending.replaces = Some(old);
+        self.store.put_pending_link(pending).await?;
+        self.commit_link(pending, false, false).await?;
+        Ok(true)
+    }
+
+    /// Commits a registered link (marks the athlete `Linked` with the new token, unless the same account
+    /// only refreshed its token), drops the pending link, writes the profile entry and queues the first
+    /// sync.
+    async fn complete_link(
+        &self,
+        pending: &PendingLink,
+        current: Option<&Athlete>,
+        committed: bool,
+        already_registered: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Linked, StoreError> {
+        let athlete = &pending.athlete;
+        let fingerprint = pending.token.fingerprint.as_str();
         let refreshed = !committed
-            && current.as_ref().is_some_and(|a| {
+            && current.is_some_and(|a| {
                 a.status == AthleteStatus::Linked
                     && a.next_sync_due.is_some()
                     && a.polar_user_id.is_some()
                     && a.polar_user_id == pending.token.polar_user_id
             });
-        let linked_athlete = self.commit_link(&pending, true, refreshed).await?;
+        let linked_athlete = self.commit_link(pending, true, refreshed).await?;
         self.store.delete_pending_link(athlete, fingerprint).await?;
         match within(
             deadline,
@@ -634,41 +672,88 @@ where
             && self
                 .enqueue_now(athlete, JobKind::FirstSync, self.now())
                 .await;
-        let linked = Linked {
+        Ok(Linked {
             athlete: athlete.clone(),
-            already_registered: registration == Registration::AlreadyRegistered,
+            already_registered,
             first_sync_queued,
             relinked_from: pending.replaces,
             refreshed,
-        };
-        let polar_user_id = pending.token.polar_user_id.map(|id| id.to_string());
-        let polar_user_id = polar_user_id.as_deref();
-        let source = match pending.token.source {
-            TokenSource::WebFlow => "web",
-            TokenSource::AthleteApp => "athlete_app",
-        };
-        match pending.replaces {
-            Some(previous) => info!(
-                athlete = %athlete,
-                polar_user_id,
-                previous_polar_user_id = %previous,
-                source,
-                first_sync_queued,
-                outcome = "relinked",
-                "athlete re-linked to another Polar account; the previous one is deregistered"
-            ),
-            None => info!(
-                athlete = %athlete,
-                polar_user_id,
-                source,
-                already_registered = linked.already_registered,
-                refreshed,
-                first_sync_queued,
-                outcome = "linked",
-                "athlete linked"
-            ),
+        })
+    }
+
+    /// Ends a link whose registration Polar refused or did not answer: consents to accept, a token Polar
+    /// refuses, or (anything else) a try again by the scan.
+    async fn registration_failed(
+        &self,
+        pending: &PendingLink,
+        committed: bool,
+        error: PolarError,
+        deadline: Option<Instant>,
+    ) -> Result<LinkStep, StoreError> {
+        let athlete = &pending.athlete;
+        let fingerprint = pending.token.fingerprint.as_str();
+        match error {
+            PolarError::ConsentsMissing => {
+                if committed {
+                    // Linked to the new account already: the scan registers them once they accept.
+                    self.update_athlete(athlete, |a| {
+                        a.last_error = Some(CONSENTS_MISSING_ERROR.into());
+                    })
+                    .await?;
+                } else {
+                    // Nothing changed: they accept at Polar and open their link again.
+                    self.store.delete_pending_link(athlete, fingerprint).await?;
+                }
+                info!(athlete = %athlete, outcome = "consents_missing", "Polar's mandatory consents are not accepted");
+                // The profile says what to do (the web flow's page does too; the Athlete app shows only this).
+                let now_linked = self.store.get_athlete(athlete).await?;
+                self.show_link_outcome(
+                    now_linked.as_ref(),
+                    committed,
+                    NEEDS_POLAR_CONSENTS,
+                    deadline,
+                )
+                .await;
+                Ok(LinkStep::ConsentsMissing)
+            }
+            PolarError::Unauthorized => {
+                warn!(athlete = %athlete, outcome = "rejected", "Polar refused the new token (401); pending link dropped");
+                self.store.delete_pending_link(athlete, fingerprint).await?;
+                if committed {
+                    // The worker's confirmed 401 then shows the athlete as needing reauthorisation.
+                    let now = self.now();
+                    self.update_athlete(athlete, |a| a.next_sync_due = Some(now))
+                        .await?;
+                }
+                Ok(LinkStep::TokenRefused)
+            }
+            e => {
+                info!(athlete = %athlete, error = %e, outcome = "link_pending", "Polar registration did not complete; the scan finishes the link");
+                Ok(LinkStep::Waiting)
+            }
         }
-        Ok(LinkStep::Linked(linked))
+    }
+
+    /// Names the Polar account of an Athlete-app token of unknown user: Polar's registration answer, else
+    /// the token it refreshes (`known`); else the account of an ended link (`ended_account`) if Polar
+    /// serves it to this token (the same account connected again), so a later revoke can deregister it.
+    /// Without an id the athlete syncs but cannot be deregistered at Polar later.
+    async fn name_the_account(
+        &self,
+        pending: &mut PendingLink,
+        token: &AccessToken,
+        known: Option<PolarUserId>,
+        ended_account: Option<PolarUserId>,
+        deadline: Option<Instant>,
+    ) {
+        pending.token.polar_user_id = known;
+        if known.is_none()
+            && let Some(old) = ended_account
+            && let Some(Ok(Some(user))) = within(deadline, self.polar.get_user(token, old)).await
+            && user.polar_user_id == old
+        {
+            pending.token.polar_user_id = Some(old);
+        }
     }
 
     /// `POST /v3/users`, tried again on transient failures while `deadline` leaves time for it (once

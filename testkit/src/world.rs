@@ -11,6 +11,7 @@ use base64::Engine as _;
 use chrono::{Duration, Utc};
 use polar_sim::{ConsentMode, NewAccount, PolarSim, PolarSimConfig, PolarSimHandle};
 use shared::bootstrap::{self, MAPPING_SETTING};
+use shared::budget::BudgetState;
 use shared::config::{Config, Secrets};
 use shared::ids::{AthleteUuid, SmartabaseUserId};
 use shared::mapping::{Mapping, OPTIONAL_FORMS};
@@ -342,6 +343,17 @@ impl<S: Store> World<S> {
         if let Err(e) = self.polar.advance_clock(by.num_seconds()) {
             panic!("cannot advance polar-sim's clock: {e}");
         }
+    }
+
+    /// Replaces the shared Polar budget, as if Polar's headers had said so.
+    pub async fn set_budget(&self, state: &BudgetState) -> anyhow::Result<()> {
+        let store = &self.connector.store;
+        let version = store
+            .load_budget::<BudgetState>()
+            .await?
+            .map_or(0, |(_, version)| version);
+        store.save_budget(state, version).await?;
+        Ok(())
     }
 
     /// Puts an athlete on the Smartabase roster; returns their Smartabase user id.

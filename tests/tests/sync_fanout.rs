@@ -14,23 +14,6 @@ use shared::store::Store;
 use sync_support::*;
 use testkit::world::{World, WorldOptions, no_deadline};
 
-/// Replaces the shared Polar budget (as if Polar's headers had said so).
-async fn set_budget<S: Store>(world: &World<S>, state: BudgetState) {
-    let version = world
-        .connector
-        .store
-        .load_budget::<BudgetState>()
-        .await
-        .unwrap()
-        .map_or(0, |(_, v)| v);
-    world
-        .connector
-        .store
-        .save_budget(&state, version)
-        .await
-        .unwrap();
-}
-
 /// Links `count` athletes and runs their first syncs, so each is next due one interval later.
 async fn synced_athletes<S: Store>(world: &World<S>, prefix: &str, count: usize) -> Vec<Linked> {
     let athletes = link_athletes(world, prefix, &vec![120; count]).await;
@@ -132,7 +115,7 @@ async fn short_window_of_40<S: Store>(world: &World<S>, spent: u64) {
         resets_at: Some(world.clock.now() + Duration::minutes(10)),
         counted_by_polar: 0,
     };
-    set_budget(world, state).await;
+    world.set_budget(&state).await.unwrap();
 }
 
 #[tokio::test]
@@ -234,9 +217,8 @@ async fn with_no_window_open_the_second_share_waits_a_whole_short_window() {
     synced_athletes(&world, "fresh", 12).await;
     world.advance(Duration::hours(2));
     // A budget of 20 short-window calls and no window open yet: the first request opens one.
-    set_budget(
-        &world,
-        BudgetState::initial(
+    world
+        .set_budget(&BudgetState::initial(
             LimitFormula {
                 short_base: 20,
                 short_per_user: 0,
@@ -244,9 +226,9 @@ async fn with_no_window_open_the_second_share_waits_a_whole_short_window() {
                 long_per_user: 0,
             },
             0,
-        ),
-    )
-    .await;
+        ))
+        .await
+        .unwrap();
     let sent_before = world.connector.queue.sent().len();
     let report = world.fanout().await.unwrap();
     let delays: Vec<u32> = world
@@ -269,7 +251,10 @@ async fn a_worker_batch_leaves_the_budget_counting_only_the_calls_its_jobs_made(
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
     synced_athletes(&world, "pooled", 8).await;
     world.advance(Duration::minutes(61));
-    set_budget(&world, BudgetState::initial(LimitFormula::POLAR, 0)).await;
+    world
+        .set_budget(&BudgetState::initial(LimitFormula::POLAR, 0))
+        .await
+        .unwrap();
     assert_eq!(world.fanout().await.unwrap().queued, 8);
     world.polar.clear_requests();
 

@@ -2,15 +2,14 @@
 //! budget-limited run), and a whole-run failure when the store is down.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use serde_json::Value;
 use shared::budget::{BudgetState, LimitFormula, Window};
 use shared::clock::Clock as _;
-use shared::store::Store;
 use shared::testing::MemoryStore;
+use testkit::emf::lines_of_child_test;
 use testkit::world::{World, WorldOptions};
 
 /// `count` athletes linked through the web flow, first syncs done, and due again.
@@ -29,22 +28,6 @@ async fn due_athletes(count: usize) -> World<MemoryStore> {
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
     world.advance(Duration::minutes(61));
     world
-}
-
-async fn set_budget<S: Store>(world: &World<S>, state: BudgetState) {
-    let version = world
-        .connector
-        .store
-        .load_budget::<BudgetState>()
-        .await
-        .unwrap()
-        .map_or(0, |(_, v)| v);
-    world
-        .connector
-        .store
-        .save_budget(&state, version)
-        .await
-        .unwrap();
 }
 
 fn deadline() -> Instant {
@@ -90,31 +73,6 @@ async fn a_run_past_its_deadline_leaves_everyone_due_for_the_next() {
     assert_eq!((report.queued, report.complete), (2, true));
 }
 
-/// Runs the ignored test `name` of this binary in a child process and returns its stdout lines that
-/// are JSON (the EMF metric lines the handler writes to the process's real stdout).
-fn child_json_lines(name: &str) -> Vec<Value> {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child {name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[tokio::test]
 #[ignore = "run by a_budget_limited_run_says_so_in_its_metric_line in a child process"]
 async fn child_budget_limited_run() {
@@ -137,7 +95,7 @@ async fn child_budget_limited_run() {
         resets_at: Some(now + Duration::minutes(10)),
         counted_by_polar: 0,
     };
-    set_budget(&world, state).await;
+    world.set_budget(&state).await.unwrap();
     let report = sync_fanout::handle(&world.connector, deadline())
         .await
         .unwrap();
@@ -146,7 +104,7 @@ async fn child_budget_limited_run() {
 
 #[test]
 fn a_budget_limited_run_says_so_in_its_metric_line() {
-    let lines = child_json_lines("child_budget_limited_run");
+    let lines = lines_of_child_test("child_budget_limited_run").unwrap();
     let fanout: Vec<&Value> = lines
         .iter()
         .filter(|l| l["Function"] == "sync-fanout")

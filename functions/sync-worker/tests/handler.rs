@@ -2,8 +2,6 @@
 //! the queue (and acknowledged), and one EMF metric line per batch on stdout.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Duration;
 use polar_sim::{FaultKind, FaultSpec, GenerateRequest, UploadMode};
@@ -14,6 +12,7 @@ use shared::queue::{JobKind, SyncJob};
 use shared::store::{LockStore as _, Locking, Store};
 use shared::testing::MemoryStore;
 use shared::usecase::sync::{BUSY_RETRY, LOCK_TTL};
+use testkit::emf::lines_of_child_test;
 use testkit::world::{World, WorldOptions, no_deadline};
 
 fn message(id: &str, body: &str) -> SqsMessage {
@@ -171,34 +170,9 @@ async fn a_job_reached_after_the_deadline_is_handed_back_as_a_new_message_not_fa
     assert!(!world.smartabase.events(&Default::default()).is_empty());
 }
 
-/// Runs the ignored test `name` of this binary in a child process and returns its stdout lines that
-/// are JSON (the EMF metric lines the handler writes to the process's real stdout).
-fn child_json_lines(name: &str) -> Vec<Value> {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child {name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// The EMF lines of the child test `name` and, of them, the worker's.
 fn worker_lines(name: &str) -> (Vec<Value>, Vec<Value>) {
-    let lines = child_json_lines(name);
+    let lines = lines_of_child_test(name).unwrap();
     let worker = lines
         .iter()
         .filter(|l| l["Function"] == "sync-worker")

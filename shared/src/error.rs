@@ -13,7 +13,9 @@ pub enum Disposition {
     Reauthorise,
     /// Bad input or signature: final, logged, acknowledged.
     Reject,
-    /// A defect or broken invariant: fail loudly (DLQ), page someone.
+    /// A defect or broken invariant (an item that does not read back, a token that does not open): logged
+    /// as an error and, on the queue, retried like [`Self::Retry`] (an operator's fix may let it pass)
+    /// until the DLQ takes it and its alarm pages someone.
     Bug,
 }
 

@@ -1,6 +1,6 @@
 //! Building the connector once per container: configuration, the secret, the AWS and HTTP clients and
-//! the site's mapping. Every function's `main` calls [`start`]; a failure is one log line naming the
-//! setting, and the function refuses to run.
+//! the site's mapping. Every function's `main` calls [`start`] (or [`start_dispatch`]); a failure is one
+//! log line naming the setting, and the function refuses to run.
 
 use aws_config::SdkConfig;
 
@@ -14,6 +14,7 @@ use crate::polar::{PolarClient, PolarEndpoints};
 use crate::queue::{JobQueue, SqsQueue};
 use crate::smartabase::SmartabaseClient;
 use crate::store::{DynamoStore, SettingsStore, Store};
+use crate::usecase::fanout::FanoutPorts;
 use crate::usecase::webhook::{LastDelivery, WebhookPorts};
 use crate::usecase::{Connector, Settings};
 
@@ -35,9 +36,10 @@ pub async fn start() -> Result<LiveConnector, ConfigError> {
     .await
 }
 
-/// What `polar-webhook` runs on: the store, the queue, the clock, the mapping and the settings. It builds
-/// no Polar or Smartabase client (the webhook verifies, queues and answers).
-pub struct WebhookDeps<S, Q, C> {
+/// What `polar-webhook` and `sync-fanout` run on: the store, the queue, the clock, the mapping and the
+/// settings. No Polar or Smartabase client: they only queue jobs (the webhook verifies, queues and
+/// answers; the fan-out lists who is due and queues them within the budget).
+pub struct DispatchDeps<S, Q, C> {
     /// Durable state.
     pub store: S,
     /// The sync queue.
@@ -52,9 +54,20 @@ pub struct WebhookDeps<S, Q, C> {
     pub last_delivery: LastDelivery,
 }
 
-impl<S, Q, C> WebhookDeps<S, Q, C> {
-    /// The ports the webhook use case takes.
-    pub fn ports(&self) -> WebhookPorts<'_, S, Q, C> {
+impl<S, Q, C> DispatchDeps<S, Q, C> {
+    /// The ports the fan-out takes.
+    pub fn fanout_ports(&self) -> FanoutPorts<'_, S, Q, C> {
+        FanoutPorts {
+            store: &self.store,
+            queue: &self.queue,
+            clock: &self.clock,
+            mapping: &self.mapping,
+            settings: &self.settings,
+        }
+    }
+
+    /// The ports the webhook takes.
+    pub fn webhook_ports(&self) -> WebhookPorts<'_, S, Q, C> {
         WebhookPorts {
             store: &self.store,
             queue: &self.queue,
@@ -66,31 +79,31 @@ impl<S, Q, C> WebhookDeps<S, Q, C> {
     }
 }
 
-/// [`start`] for `polar-webhook`: the same configuration and secret, without the Polar and Smartabase
-/// clients.
-pub async fn start_webhook() -> Result<WebhookDeps<DynamoStore, SqsQueue, SystemClock>, ConfigError>
-{
+/// [`start`] for `polar-webhook` and `sync-fanout`: the same configuration and secret, without the Polar
+/// and Smartabase clients.
+pub async fn start_dispatch()
+-> Result<DispatchDeps<DynamoStore, SqsQueue, SystemClock>, ConfigError> {
     logged(async {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
-        live_webhook(&config, &sdk).await
+        live_dispatch(&config, &sdk).await
     })
     .await
 }
 
-/// The webhook's dependencies for `config` on the AWS endpoint of `sdk` (the secret and the mapping read
+/// [`DispatchDeps`] for `config` on the AWS endpoint of `sdk` (the secret and the mapping read
 /// concurrently, as for [`live_connector`]).
-pub async fn live_webhook(
+pub async fn live_dispatch(
     config: &Config,
     sdk: &SdkConfig,
-) -> Result<WebhookDeps<DynamoStore, SqsQueue, SystemClock>, ConfigError> {
+) -> Result<DispatchDeps<DynamoStore, SqsQueue, SystemClock>, ConfigError> {
     let store = DynamoStore::from_config(sdk, config.table.clone());
     let queue = SqsQueue::from_config(sdk, config.sync_queue_url.clone());
     let (secrets, mapping) = tokio::try_join!(
         aws::read_secrets(sdk, &config.secret_id),
         load_mapping(&store)
     )?;
-    Ok(WebhookDeps {
+    Ok(DispatchDeps {
         store,
         queue,
         clock: SystemClock,

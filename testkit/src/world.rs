@@ -452,7 +452,7 @@ impl<S: Store> World<S> {
     /// Runs the fan-out function once.
     pub async fn fanout(&self) -> anyhow::Result<FanoutReport> {
         sync_fanout::handle(
-            &self.connector,
+            self.connector.fanout_ports(),
             Instant::now() + StdDuration::from_secs(600),
         )
         .await

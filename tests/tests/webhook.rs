@@ -514,7 +514,7 @@ async fn the_webhook_function_started_without_api_clients_queues_the_announced_r
     .await
     .unwrap();
 
-    let deps = shared::bootstrap::live_webhook(&config, &sdk)
+    let deps = shared::bootstrap::live_dispatch(&config, &sdk)
         .await
         .unwrap();
     let date = shared::clock::Clock::now(&world.clock).date_naive();
@@ -524,7 +524,7 @@ async fn the_webhook_function_started_without_api_clients_queues_the_announced_r
     );
     let signature = shared::crypto::hmac_hex(SECRET.as_bytes(), body.as_bytes());
     let outcome = deps
-        .ports()
+        .webhook_ports()
         .webhook(Some("ACTIVITY_SUMMARY"), Some(&signature), body.as_bytes())
         .await
         .unwrap();

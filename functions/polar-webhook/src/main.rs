@@ -5,9 +5,9 @@ use lambda_http::{run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init("polar-webhook");
-    let deps = shared::bootstrap::start_webhook().await?;
+    let deps = shared::bootstrap::start_dispatch().await?;
     run(service_fn(|request| {
-        polar_webhook::handle(deps.ports(), request)
+        polar_webhook::handle(deps.webhook_ports(), request)
     }))
     .await
 }

@@ -4,27 +4,22 @@ use std::time::Instant;
 
 use shared::clock::Clock;
 use shared::metrics::Metrics;
-use shared::polar::PolarApi;
 use shared::queue::JobQueue;
-use shared::smartabase::SmartabaseApi;
 use shared::store::Store;
-use shared::usecase::Connector;
-use shared::usecase::fanout::{FanoutError, FanoutReport};
+use shared::usecase::fanout::{FanoutError, FanoutPorts, FanoutReport};
 use tracing::{error, info};
 
 /// Runs one fan-out until `deadline`.
-pub async fn handle<S, Q, P, B, C>(
-    connector: &Connector<S, Q, P, B, C>,
+pub async fn handle<S, Q, C>(
+    ports: FanoutPorts<'_, S, Q, C>,
     deadline: Instant,
 ) -> Result<FanoutReport, FanoutError>
 where
     S: Store,
     Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
     C: Clock,
 {
-    let result = connector.fanout(deadline).await;
+    let result = ports.fanout(deadline).await;
     let mut metrics = Metrics::new("sync-fanout");
     match &result {
         Ok(r) => {
@@ -58,6 +53,6 @@ where
             error!(error = %e, outcome = "failed", "fan-out could not run; the next run catches up");
         }
     }
-    metrics.emit(connector.now());
+    metrics.emit(ports.clock.now());
     result
 }

@@ -37,7 +37,7 @@ fn deadline() -> Instant {
 #[tokio::test]
 async fn a_run_queues_the_due_athletes_and_reports_it() {
     let world = due_athletes(3).await;
-    let report = sync_fanout::handle(&world.connector, deadline())
+    let report = sync_fanout::handle(world.connector.fanout_ports(), deadline())
         .await
         .unwrap();
     assert_eq!((report.due, report.queued, report.delayed), (3, 3, 0));
@@ -49,12 +49,12 @@ async fn a_run_queues_the_due_athletes_and_reports_it() {
 async fn a_run_whose_store_is_down_fails_as_a_whole_and_queues_nothing() {
     let world = due_athletes(2).await;
     world.connector.store.set_unavailable(true);
-    let result = sync_fanout::handle(&world.connector, deadline()).await;
+    let result = sync_fanout::handle(world.connector.fanout_ports(), deadline()).await;
     assert!(result.is_err());
     world.connector.store.set_unavailable(false);
     assert_eq!(world.connector.queue.depth().await.unwrap(), 0);
     // The next run catches up.
-    let report = sync_fanout::handle(&world.connector, deadline())
+    let report = sync_fanout::handle(world.connector.fanout_ports(), deadline())
         .await
         .unwrap();
     assert_eq!(report.queued, 2);
@@ -63,11 +63,11 @@ async fn a_run_whose_store_is_down_fails_as_a_whole_and_queues_nothing() {
 #[tokio::test]
 async fn a_run_past_its_deadline_leaves_everyone_due_for_the_next() {
     let world = due_athletes(2).await;
-    let report = sync_fanout::handle(&world.connector, Instant::now())
+    let report = sync_fanout::handle(world.connector.fanout_ports(), Instant::now())
         .await
         .unwrap();
     assert_eq!((report.queued, report.complete), (0, false));
-    let report = sync_fanout::handle(&world.connector, deadline())
+    let report = sync_fanout::handle(world.connector.fanout_ports(), deadline())
         .await
         .unwrap();
     assert_eq!((report.queued, report.complete), (2, true));
@@ -96,7 +96,7 @@ async fn child_budget_limited_run() {
         counted_by_polar: 0,
     };
     world.set_budget(&state).await.unwrap();
-    let report = sync_fanout::handle(&world.connector, deadline())
+    let report = sync_fanout::handle(world.connector.fanout_ports(), deadline())
         .await
         .unwrap();
     assert!(report.budget_limited);

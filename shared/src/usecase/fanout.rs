@@ -17,13 +17,13 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{Connector, QUEUED_MARKER_TTL};
+use super::sync::scheduled_sync_calls;
+use super::{QUEUED_MARKER_TTL, Settings};
 use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW};
 use crate::clock::{Clock, whole_seconds_up};
 use crate::ids::AthleteUuid;
-use crate::polar::PolarApi;
+use crate::mapping::Mapping;
 use crate::queue::{JobKind, JobQueue, Outgoing, SyncJob};
-use crate::smartabase::SmartabaseApi;
 use crate::store::{DueAthlete, Store, StoreError};
 
 const PAGE: usize = 200;
@@ -153,14 +153,41 @@ impl Spread {
     }
 }
 
-impl<S, Q, P, B, C> Connector<S, Q, P, B, C>
+/// The ports the fan-out uses: the store (the due listing, the markers, the budget, the record of its
+/// runs), the queue, the clock, the mapping (what a scheduled job can cost) and the settings (the sync
+/// interval). No Polar or Smartabase client: `sync-fanout` builds none
+/// ([`crate::bootstrap::start_dispatch`]).
+pub struct FanoutPorts<'a, S, Q, C> {
+    /// Athletes, markers, the budget and the recent runs.
+    pub store: &'a S,
+    /// The sync queue.
+    pub queue: &'a Q,
+    /// Time.
+    pub clock: &'a C,
+    /// The site's forms: one Polar call per list a scheduled job reads.
+    pub mapping: &'a Mapping,
+    /// The sync interval among them.
+    pub settings: &'a Settings,
+}
+
+impl<S, Q, C> Clone for FanoutPorts<'_, S, Q, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, Q, C> Copy for FanoutPorts<'_, S, Q, C> {}
+
+impl<S, Q, C> FanoutPorts<'_, S, Q, C>
 where
     S: Store,
     Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
     C: Clock,
 {
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// One fan-out run, stopping at `deadline` (athletes not reached stay due for the next run).
     pub async fn fanout(&self, deadline: Instant) -> Result<FanoutReport, FanoutError> {
         let now = self.now();
@@ -313,11 +340,11 @@ where
     }
 
     async fn spread(&self, now: DateTime<Utc>) -> Result<Spread, FanoutError> {
-        let budget = RateBudget::new(&self.store, LimitFormula::POLAR);
+        let budget = RateBudget::new(self.store, LimitFormula::POLAR);
         let available = budget.available(now).await?;
         let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
         // The most a scheduled job can cost: one call per list of the site.
-        let per_job = self.scheduled_sync_calls();
+        let per_job = scheduled_sync_calls(self.mapping);
         let jobs_now = short.min(long) / per_job;
         // No window open: the jobs sent now open one, and it resets a whole window later.
         let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));

@@ -85,6 +85,17 @@ pub struct Connector<S, Q, P, B, C> {
 }
 
 impl<S, Q, P, B, C> Connector<S, Q, P, B, C> {
+    /// The ports the fan-out uses.
+    pub fn fanout_ports(&self) -> fanout::FanoutPorts<'_, S, Q, C> {
+        fanout::FanoutPorts {
+            store: &self.store,
+            queue: &self.queue,
+            clock: &self.clock,
+            mapping: &self.mapping,
+            settings: &self.settings,
+        }
+    }
+
     /// The ports the webhook uses.
     pub fn webhook_ports(&self) -> webhook::WebhookPorts<'_, S, Q, C> {
         webhook::WebhookPorts {

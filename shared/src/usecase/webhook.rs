@@ -122,7 +122,7 @@ fn is_fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
 
 /// The ports the webhook uses: the store, the queue, the clock, the site's mapping (which optional forms
 /// it syncs), settings (Polar's signing secret) and the instance's [`LastDelivery`]. No Polar or
-/// Smartabase client: `polar-webhook` builds none ([`crate::bootstrap::start_webhook`]).
+/// Smartabase client: `polar-webhook` builds none ([`crate::bootstrap::start_dispatch`]).
 pub struct WebhookPorts<'a, S, Q, C> {
     /// Athletes, the duplicate markers and the delivery times.
     pub store: &'a S,

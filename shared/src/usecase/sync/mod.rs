@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::error::{DeferCause, Deferral, Disposition};
 use crate::ids::{AccessToken, AthleteUuid, EventId, PolarUserId, SmartabaseUserId};
-use crate::mapping::MappedEvent;
+use crate::mapping::{MappedEvent, Mapping};
 use crate::model::{
     Athlete, AthleteStatus, DataKind, LedgerEntry, LedgerKey, RecordKey, SyncCursors,
 };
@@ -459,13 +459,9 @@ where
         }
     }
 
-    /// The most Polar calls a scheduled sync on this site can cost: one per list (the fan-out spreads
-    /// jobs by it, a worker batch reserves by it). Most cost less, as each list has its rhythm, and a
-    /// batch gives back what its jobs did not spend; a fan-out that counted on the average would queue
-    /// jobs the budget cannot run, and their deferrals would take the next window from the athletes
-    /// waiting longest.
+    /// [`scheduled_sync_calls`] of this site.
     pub fn scheduled_sync_calls(&self) -> u64 {
-        Plan::site_kinds(&self.mapping).len() as u64
+        scheduled_sync_calls(&self.mapping)
     }
 
     async fn sync_athlete(
@@ -792,6 +788,15 @@ where
             .open(athlete, &stored.sealed)
             .map_err(SyncError::Token)
     }
+}
+
+/// The most Polar calls a scheduled sync on a site with `mapping` can cost: one per list (the fan-out
+/// spreads jobs by it, a worker batch reserves by it). Most cost less, as each list has its rhythm, and a
+/// batch gives back what its jobs did not spend; a fan-out that counted on the average would queue jobs
+/// the budget cannot run, and their deferrals would take the next window from the athletes waiting
+/// longest.
+pub fn scheduled_sync_calls(mapping: &Mapping) -> u64 {
+    Plan::site_kinds(mapping).len() as u64
 }
 
 /// Nightly Recharge may lag its sleep: a webhook's night whose recharge is not there yet is asked for

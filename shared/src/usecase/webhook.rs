@@ -94,6 +94,54 @@ struct Payload {
     timestamp: Option<serde_json::Value>,
 }
 
+impl Payload {
+    /// The record the delivery announces: `Ok(None)` when it names none usable (sync fully), `Err` for
+    /// an event type this site does not sync. Dates are Polar's (the athlete's local dates), within
+    /// [`TARGET_DAYS_FROM_TODAY`] of `today`.
+    fn target(&self, mapping: &Mapping, today: NaiveDate) -> Result<Option<Target>, ()> {
+        let day = |text: Option<&str>| {
+            text.and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
+                .filter(|d| TARGET_DAYS_FROM_TODAY.contains(&(*d - today).num_days()))
+        };
+        let date = day(self.date.as_deref());
+        let optional = |kind: DataKind| mapping.is_enabled(kind);
+        Ok(match self.event.as_str() {
+            "EXERCISE" => self
+                .entity_id
+                .as_deref()
+                .and_then(|id| ExerciseId::parse(id).ok())
+                .map(|id| Target::Exercise { id }),
+            "SLEEP" => date.map(|date| Target::Night { date }),
+            "ACTIVITY_SUMMARY" => date.map(|date| Target::Activity { date }),
+            "CONTINUOUS_HEART_RATE" if optional(DataKind::DailyHeartRate) => {
+                date.map(|date| Target::HeartRate { date })
+            }
+            "SLEEP_WISE_ALERTNESS" if optional(DataKind::Alertness) => {
+                match (day(self.from.as_deref()), day(self.to.as_deref())) {
+                    (Some(from), Some(to)) if from <= to => Some(Target::Alertness { from, to }),
+                    _ => None,
+                }
+            }
+            _ => return Err(()),
+        })
+    }
+
+    /// The same announcement delivered again (Polar double-fires, or retries) has the same key and
+    /// coalesces; a revision of the record is a new announcement (a new timestamp) and always gets its
+    /// own job, or it would wait for the next reconciliation.
+    fn dedupe_key(&self, user: PolarUserId, target: Option<&Target>) -> String {
+        format!(
+            "webhook#{user}#{}#{}#{}",
+            self.event,
+            target.map_or_else(|| "full".to_string(), |t| format!("{t:?}")),
+            self.timestamp
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// A function instance's memory of the recorded last delivery: the time it last read there or wrote.
 /// While that is under [`LAST_DELIVERY_RESOLUTION`] old, the record needs no write, so a warm instance
 /// neither reads nor writes it: at most one read and one write a minute per instance, however many
@@ -191,6 +239,52 @@ where
         }
     }
 
+    /// Polar pings before the secret exists (on create and activate); a ping changes nothing. Its time is
+    /// bookkeeping: a store hiccup must not fail Polar's handshake.
+    async fn record_ping(&self, now: DateTime<Utc>) {
+        info!(outcome = "ping", "Polar webhook ping");
+        if let Err(e) = self
+            .store
+            .put_setting(LAST_PING_SETTING, &now.to_rfc3339())
+            .await
+        {
+            warn!(error = %e, "could not record the webhook ping");
+        }
+    }
+
+    /// Queues the delivery's job: a webhook's job for the announced record, or a full sync when the
+    /// payload named none usable (Polar's examples carry impossible dates). If the queue refuses, nothing
+    /// is lost: the athlete becomes due and the next fan-out syncs them.
+    async fn queue_job(
+        &self,
+        athlete: &AthleteUuid,
+        target: Option<&Target>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let queued = match target {
+            Some(t) => {
+                let job = SyncJob::new(athlete.clone(), JobKind::Targeted, vec![t.clone()], now);
+                let sent = self
+                    .queue
+                    .send_batch(&[Outgoing {
+                        job,
+                        delay_seconds: 0,
+                    }])
+                    .await;
+                matches!(sent, Ok(failed) if failed.is_empty())
+            }
+            None => enqueue_now(self.store, self.queue, athlete, JobKind::Manual, now).await,
+        };
+        if !queued {
+            warn!(athlete = %athlete, "could not queue the webhook's job; athlete marked due");
+            update_athlete(self.store, athlete, |a| {
+                a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// `POST /polar/webhook`.
     pub async fn webhook(
         &self,
@@ -200,16 +294,7 @@ where
     ) -> Result<WebhookOutcome, WebhookError> {
         let now = self.now();
         if event_header.is_some_and(|e| e.eq_ignore_ascii_case("PING")) {
-            // Polar pings before the secret exists (on create and activate); a ping changes nothing. Its
-            // time is bookkeeping: a store hiccup must not fail Polar's handshake.
-            info!(outcome = "ping", "Polar webhook ping");
-            if let Err(e) = self
-                .store
-                .put_setting(LAST_PING_SETTING, &now.to_rfc3339())
-                .await
-            {
-                warn!(error = %e, "could not record the webhook ping");
-            }
+            self.record_ping(now).await;
             return Ok(WebhookOutcome::Ping);
         }
         let Some(secret) = &self.settings.polar_webhook_secret else {
@@ -248,73 +333,23 @@ where
             info!(athlete = %athlete, outcome = "ignored", "webhook for an athlete who is not linked");
             return Ok(WebhookOutcome::Ignored("athlete not linked"));
         }
-        let today = now.date_naive();
-        let day = |text: Option<&str>| {
-            text.and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
-                .filter(|d| TARGET_DAYS_FROM_TODAY.contains(&(*d - today).num_days()))
+        let Ok(target) = payload.target(self.mapping, now.date_naive()) else {
+            info!(athlete = %athlete, event = %payload.event, outcome = "ignored", "webhook event type not synced");
+            return Ok(WebhookOutcome::Ignored("event type not synced"));
         };
-        let date = day(payload.date.as_deref());
-        let optional = |kind: DataKind| self.mapping.is_enabled(kind);
-        let target = match payload.event.as_str() {
-            "EXERCISE" => payload
-                .entity_id
-                .and_then(|id| ExerciseId::parse(id).ok())
-                .map(|id| Target::Exercise { id }),
-            "SLEEP" => date.map(|date| Target::Night { date }),
-            "ACTIVITY_SUMMARY" => date.map(|date| Target::Activity { date }),
-            "CONTINUOUS_HEART_RATE" if optional(DataKind::DailyHeartRate) => {
-                date.map(|date| Target::HeartRate { date })
-            }
-            "SLEEP_WISE_ALERTNESS" if optional(DataKind::Alertness) => {
-                match (day(payload.from.as_deref()), day(payload.to.as_deref())) {
-                    (Some(from), Some(to)) if from <= to => Some(Target::Alertness { from, to }),
-                    _ => None,
-                }
-            }
-            other => {
-                info!(athlete = %athlete, event = other, outcome = "ignored", "webhook event type not synced");
-                return Ok(WebhookOutcome::Ignored("event type not synced"));
-            }
-        };
-        // The same announcement delivered again (Polar double-fires, or retries) coalesces; a revision of
-        // the record is a new announcement and always gets its own job, or it would wait for the next
-        // reconciliation.
-        let dedupe_key = format!(
-            "webhook#{user}#{}#{}#{}",
-            payload.event,
-            target
-                .as_ref()
-                .map_or_else(|| "full".to_string(), |t| format!("{t:?}")),
-            payload
-                .timestamp
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        );
         if !self
             .store
-            .claim(&dedupe_key, now, now + DUPLICATE_WINDOW)
+            .claim(
+                &payload.dedupe_key(user, target.as_ref()),
+                now,
+                now + DUPLICATE_WINDOW,
+            )
             .await?
         {
             info!(athlete = %athlete, outcome = "duplicate", "webhook delivery coalesced with an earlier one");
             return Ok(WebhookOutcome::Duplicate);
         }
-        let queued = match &target {
-            Some(t) => {
-                let job = SyncJob::new(athlete.clone(), JobKind::Targeted, vec![t.clone()], now);
-                matches!(self.queue.send_batch(&[Outgoing { job, delay_seconds: 0 }]).await, Ok(failed) if failed.is_empty())
-            }
-            // The payload did not name a usable record (Polar's examples carry impossible dates): sync fully.
-            None => enqueue_now(self.store, self.queue, &athlete, JobKind::Manual, now).await,
-        };
-        if !queued {
-            // Nothing is lost: the athlete becomes due and the next fan-out syncs them.
-            warn!(athlete = %athlete, "could not queue the webhook's job; athlete marked due");
-            update_athlete(self.store, &athlete, |a| {
-                a.next_sync_due = Some(a.next_sync_due.map_or(now, |d| d.min(now)))
-            })
-            .await?;
-        }
+        self.queue_job(&athlete, target.as_ref(), now).await?;
         info!(athlete = %athlete, event = %payload.event, outcome = "queued", "webhook job queued");
         Ok(WebhookOutcome::Queued { athlete, target })
     }

@@ -395,9 +395,11 @@ impl CallPool {
     }
 }
 
-/// What scheduled work may spend now.
+/// What scheduled work may spend, from when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Availability {
+    /// When scheduled work may call Polar: now, or the end of a 429's block.
+    pub from: DateTime<Utc>,
     /// Calls left in the short window (within the scheduled share).
     pub short: u64,
     /// Calls left in the long window (within the scheduled share).
@@ -630,17 +632,20 @@ impl<'a, S: BudgetStore> RateBudget<'a, S> {
             .await
     }
 
-    /// What scheduled work may spend now, and the short window it is spent in.
+    /// When scheduled work may next call Polar (now, or when a 429's block ends), what it may spend then,
+    /// and the short window it is spent in.
     pub async fn available(&self, now: DateTime<Utc>) -> Result<Availability, BudgetError> {
         let state = match self.store.load_budget().await? {
             Some((state, _)) => state,
             None => BudgetState::initial(self.formula, 0),
         };
-        let (short, long) = state.available(self.share, now);
+        let from = state.rolled(now).blocked_until.unwrap_or(now);
+        let (short, long) = state.available(self.share, from);
         Ok(Availability {
+            from,
             short,
             long,
-            short_resets_at: state.rolled(now).short.resets_at,
+            short_resets_at: state.rolled(from).short.resets_at,
             short_limit: state.short.limit,
         })
     }

@@ -456,3 +456,61 @@ async fn a_scheduled_job_deferred_for_budget_marks_the_athlete_and_its_rerun_cle
     assert_eq!(synced.queued_until, None);
     assert!(synced.next_sync_due.unwrap() > world.clock.now());
 }
+
+#[tokio::test]
+async fn athletes_due_during_a_429_block_are_queued_for_its_end_not_left_to_the_next_run() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    let athletes = synced_athletes(&world, "blocked", 5).await;
+    world.advance(Duration::minutes(61));
+    // A worker met a 429 and Polar named a wait of 7½ minutes: nobody calls Polar before it ends.
+    let mut state = BudgetState::initial(LimitFormula::POLAR, 0);
+    state.blocked_until = Some(world.clock.now() + Duration::seconds(450));
+    world.set_budget(&state).await.unwrap();
+    let report = world.fanout().await.unwrap();
+    assert_eq!(
+        (report.queued, report.delayed, report.budget_limited),
+        (5, 5, false),
+        "{report:?}"
+    );
+    let delays: Vec<u32> = world
+        .connector
+        .queue
+        .sent()
+        .iter()
+        .filter(|o| o.job.kind == JobKind::Scheduled)
+        .map(|o| o.delay_seconds)
+        .collect();
+    assert_eq!(delays, vec![450; 5]);
+
+    // Nothing runs while the block lasts; every athlete syncs once it has ended.
+    world.advance(Duration::seconds(449));
+    assert_eq!(world.run_worker().await.unwrap().delivered, 0);
+    world.advance(Duration::seconds(2));
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (5, 0));
+    for a in &athletes {
+        let synced = stored_athlete(&world, a).await;
+        assert!(
+            synced.last_sync_at.unwrap() > world.clock.now() - Duration::minutes(1),
+            "{synced:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_429_block_beyond_the_queue_s_longest_delay_leaves_the_athletes_due() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "long-block", 3).await;
+    world.advance(Duration::minutes(61));
+    let mut state = BudgetState::initial(LimitFormula::POLAR, 0);
+    state.blocked_until = Some(world.clock.now() + Duration::minutes(20));
+    world.set_budget(&state).await.unwrap();
+    let report = world.fanout().await.unwrap();
+    assert_eq!(
+        (report.queued, report.budget_limited),
+        (0, true),
+        "{report:?}"
+    );
+    world.advance(Duration::minutes(21));
+    assert_eq!(world.fanout().await.unwrap().queued, 3);
+}

@@ -133,7 +133,7 @@ pub enum FanoutError {
 }
 
 /// Spreads jobs over the budget: the first `now` fit at once, the next `next_window` after the short
-/// window resets (a delay SQS can still express), the rest wait for the next run.
+/// window resets or a 429's block ends (a delay SQS can still express), the rest wait for the next run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Spread {
     now: u64,
@@ -345,10 +345,26 @@ where
         let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
         // The most a scheduled job can cost: one call per list of the site.
         let per_job = scheduled_sync_calls(self.mapping);
+        let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
+        if available.from > now {
+            // A 429's block: nobody calls Polar before it ends. The jobs the windows then hold wait on the
+            // queue for its end, as for a window's reset (all stay due if it ends beyond SQS's longest
+            // delay), so the athletes due meanwhile are not left to the next run.
+            let wait = available.from - now;
+            let next_window = if wait <= max_delay {
+                short.min(long) / per_job
+            } else {
+                0
+            };
+            return Ok(Spread {
+                now: 0,
+                next_window,
+                delay_seconds: whole_seconds_up(wait).clamp(0, max_delay.num_seconds()) as u32,
+            });
+        }
         let jobs_now = short.min(long) / per_job;
         // No window open: the jobs sent now open one, and it resets a whole window later.
         let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));
-        let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
         let next_window = if until_reset <= max_delay {
             let full =
                 (available.short_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / per_job;

@@ -80,3 +80,26 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     };
     format!("{what} (line {}, column {})", e.line(), e.column())
 }
+
+/// The underlying failure an error keeps as its `source()`. Only failures whose `Display` and `Debug` hold
+/// no secret are kept: reqwest errors without their URL, JSON syntax errors (they name a position, never
+/// the text), AWS SDK failures without their raw response ([`crate::aws::sdk_source`]).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `error` and its causes on one line (`a: b: c`), for messages that travel as text.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+/// A JSON error as a [`Cause`], unless it is a data error: those quote the value (`invalid type: string
+/// "…"`), which may be a token or health data. Syntax errors name only a position.
+pub fn json_syntax_cause(error: serde_json::Error) -> Option<Cause> {
+    (!error.is_data()).then(|| Box::new(error) as Cause)
+}

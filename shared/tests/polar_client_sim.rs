@@ -686,7 +686,7 @@ async fn truncated_json_is_malformed() {
     let result = client.recharges(&token).await;
 
     assert!(
-        matches!(result, Err(PolarError::Malformed(_))),
+        matches!(result, Err(PolarError::Malformed { .. })),
         "{result:?}"
     );
 }
@@ -722,10 +722,15 @@ async fn a_dropped_connection_is_transport() {
 
     let result = client.exercises(&token).await;
 
-    let Err(PolarError::Transport(message)) = result else {
+    let Err(PolarError::Transport { message, source }) = result else {
         panic!("expected Transport, got {result:?}");
     };
     assert!(!message.contains("127.0.0.1"), "{message}");
+    let source = source.expect("reqwest's error is kept");
+    let source = source
+        .downcast_ref::<reqwest::Error>()
+        .expect("the source is reqwest's error");
+    assert!(source.url().is_none(), "{source:?}");
 }
 
 #[tokio::test]

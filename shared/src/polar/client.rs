@@ -141,7 +141,7 @@ impl PolarClient {
         let http = self
             .http
             .get()
-            .map_err(|e| PolarError::Transport(format!("no HTTP client: {e}")))?;
+            .map_err(|e| PolarError::transport(format!("no HTTP client: {e}")))?;
         let request = http
             .request(method, url)
             .timeout(self.request_timeout)
@@ -207,7 +207,7 @@ impl PolarClient {
         match self.single_wire::<W>(url, token).await? {
             Some(record) => record
                 .into_domain()
-                .map_err(|e| PolarError::Malformed(e.to_string())),
+                .map_err(|e| PolarError::malformed(e.to_string())),
             None => Ok(None),
         }
     }
@@ -259,7 +259,7 @@ impl PolarApi for PolarClient {
         if reply.status == StatusCode::OK {
             return wire::parse_one::<TokenResponse>(&reply.body)?
                 .into_grant()
-                .map_err(|e| PolarError::Malformed(e.to_string()));
+                .map_err(|e| PolarError::malformed(e.to_string()));
         }
         let code = ErrorBody::code_from(&reply.body);
         Err(match (reply.status, code.as_deref()) {
@@ -318,7 +318,7 @@ impl PolarApi for PolarClient {
             StatusCode::OK => wire::parse_one::<UserWire>(&reply.body)?
                 .into_domain()
                 .map(Some)
-                .map_err(|e| PolarError::Malformed(e.to_string())),
+                .map_err(|e| PolarError::malformed(e.to_string())),
             StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(None),
             _ => Err(status_error(&reply)),
         }
@@ -389,7 +389,7 @@ impl PolarApi for PolarClient {
         match self.single_wire::<ActivityWire>(url, token).await? {
             Some(record) => record
                 .into_domain_on(date)
-                .map_err(|e| PolarError::Malformed(e.to_string())),
+                .map_err(|e| PolarError::malformed(e.to_string())),
             None => Ok(None),
         }
     }
@@ -503,7 +503,7 @@ impl PolarApi for PolarClient {
                 wire::parse_one::<DataEnvelope<CreatedWebhookWire>>(&reply.body)?
                     .data
                     .into_domain()
-                    .map_err(|e| PolarError::Malformed(e.to_string()))
+                    .map_err(|e| PolarError::malformed(e.to_string()))
             }
             StatusCode::CONFLICT => Err(PolarError::BadRequest {
                 status: 409,
@@ -593,7 +593,7 @@ fn status_error(reply: &Reply) -> PolarError {
             status: status.as_u16(),
             detail: client_error_detail(reply),
         },
-        other => PolarError::Malformed(format!("unexpected HTTP status {other}")),
+        other => PolarError::malformed(format!("unexpected HTTP status {other}")),
     }
 }
 
@@ -617,21 +617,13 @@ fn client_credentials_error(reply: &Reply) -> PolarError {
     }
 }
 
-/// Timeouts become [`PolarError::Timeout`]; everything else [`PolarError::Transport`] with reqwest's
-/// description and its causes, without the URL (and reqwest never includes headers).
+/// Timeouts become [`PolarError::Timeout`]; everything else [`PolarError::Transport`] (without the URL;
+/// reqwest never includes headers).
 fn transport_error(error: reqwest::Error) -> PolarError {
     if error.is_timeout() {
         return PolarError::Timeout;
     }
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    PolarError::Transport(message)
+    PolarError::transport_from(error)
 }
 
 /// One `RateLimit-*` header: two comma-separated integers (short window first).
@@ -915,6 +907,106 @@ mod tests {
         assert!(printed.contains("client-1"));
     }
 
+    /// An http URL of a local port nothing listens on: connecting is refused at once.
+    fn closed_port() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_keeps_reqwest_s_error_but_never_its_url_or_credentials() {
+        let base = closed_port();
+        let client = PolarClient::new(
+            PolarEndpoints {
+                auth_url: Url::parse("https://flow.polar.com/oauth2/authorization").unwrap(),
+                token_url: Url::parse(&format!("{base}/v2/oauth2/token?code=SECRET-IN-URL"))
+                    .unwrap(),
+                api_url: Url::parse(&format!("{base}/?state=SECRET-IN-URL")).unwrap(),
+            },
+            "client-1".into(),
+            SecretString::from("CLIENT-SECRET-XYZ"),
+            reqwest::Client::new(),
+        );
+        let token = AccessToken::new("POLAR-TOKEN-SECRET");
+        let failures = [
+            client.exercises(&token).await.unwrap_err(),
+            client
+                .exchange_code(&AuthCode::new("AUTH-CODE-SECRET"), "https://cb/?r=SECRET")
+                .await
+                .unwrap_err(),
+        ];
+
+        for error in failures {
+            let PolarError::Transport {
+                source: Some(source),
+                ..
+            } = &error
+            else {
+                panic!("expected Transport with a source, got {error:?}");
+            };
+            let cause = source
+                .downcast_ref::<reqwest::Error>()
+                .expect("reqwest's error is the source");
+            assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+            for printed in [
+                error.to_string(),
+                crate::error::with_causes(&error),
+                format!("{error:?}"),
+            ] {
+                assert!(!printed.contains("SECRET"), "{printed}");
+            }
+            assert!(error.is_transient());
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_keeps_the_syntax_error_but_a_field_error_keeps_no_value() {
+        // A token response cut short: the JSON error names a position, not the token.
+        let Err(truncated) = wire::parse_one::<TokenResponse>(br#"{"access_token": "TOKEN-SECRET"#)
+        else {
+            panic!("a truncated body does not parse");
+        };
+        let PolarError::Malformed {
+            source: Some(source),
+            ..
+        } = &truncated
+        else {
+            panic!("expected Malformed with a source, got {truncated:?}");
+        };
+        assert!(source.downcast_ref::<serde_json::Error>().unwrap().is_eof());
+        assert!(truncated.is_transient());
+
+        // A field of the wrong type: serde's error quotes the value, so none is kept.
+        let Err(wrong_type) = wire::parse_one::<TokenResponse>(
+            br#"{"access_token": "TOKEN-SECRET", "x_user_id": "TOKEN-SECRET"}"#,
+        ) else {
+            panic!("a user id that is not a number does not parse");
+        };
+        assert!(matches!(
+            &wrong_type,
+            PolarError::Malformed { source: None, .. }
+        ));
+        // And a data error handed to `not_json` is not kept either.
+        let data = serde_json::from_str::<u64>(r#""TOKEN-SECRET""#).unwrap_err();
+        let handed = PolarError::not_json("body is not JSON", data);
+        assert!(matches!(
+            &handed,
+            PolarError::Malformed { source: None, .. }
+        ));
+
+        for error in [truncated, wrong_type, handed] {
+            for printed in [
+                error.to_string(),
+                crate::error::with_causes(&error),
+                format!("{error:?}"),
+            ] {
+                assert!(!printed.contains("TOKEN-SECRET"), "{printed}");
+            }
+        }
+    }
+
     #[test]
     fn status_errors_map_by_meaning() {
         let reply = |status: u16, body: &'static str| Reply {
@@ -950,7 +1042,7 @@ mod tests {
         ));
         assert!(matches!(
             status_error(&reply(302, "")),
-            PolarError::Malformed(m) if m == "unexpected HTTP status 302"
+            PolarError::Malformed { message: m, .. } if m == "unexpected HTTP status 302"
         ));
         assert!(matches!(
             client_credentials_error(&reply(401, "")),

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Cause, json_syntax_cause, with_causes};
 use crate::ids::{AccessToken, AthleteUuid, AuthCode, AuthState, ExerciseId, PolarUserId};
 
 pub mod client;
@@ -86,11 +87,24 @@ pub enum PolarError {
     #[error("Polar did not answer in time")]
     Timeout,
     /// Connection refused, reset or dropped.
-    #[error("Polar could not be reached: {0}")]
-    Transport(String),
+    #[error("Polar could not be reached: {message}")]
+    Transport {
+        /// What failed, with its causes; never a URL or a header.
+        message: String,
+        /// The HTTP client's error, without its URL (which could carry a code or a state).
+        #[source]
+        source: Option<Cause>,
+    },
     /// 2xx with a body that is not what the API documents.
-    #[error("Polar sent a malformed response: {0}")]
-    Malformed(String),
+    #[error("Polar sent a malformed response: {message}")]
+    Malformed {
+        /// What was wrong, never a value from the body.
+        message: String,
+        /// The JSON syntax error, when the body was not JSON (a field that does not read keeps none:
+        /// serde's data errors quote the value, which may be a token).
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl PolarError {
@@ -100,10 +114,45 @@ impl PolarError {
             self,
             Self::Server { .. }
                 | Self::Timeout
-                | Self::Transport(_)
-                | Self::Malformed(_)
+                | Self::Transport { .. }
+                | Self::Malformed { .. }
                 | Self::RateLimited { .. }
         )
+    }
+
+    /// [`Self::Transport`] with no underlying error (no HTTP client, a simulated fault).
+    pub fn transport(message: impl Into<String>) -> Self {
+        Self::Transport {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`Self::Transport`] keeping reqwest's error, stripped of its URL, as the source; the message is
+    /// its description and causes.
+    pub fn transport_from(error: reqwest::Error) -> Self {
+        let error = error.without_url();
+        Self::Transport {
+            message: with_causes(&error),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// [`Self::Malformed`] with no underlying error.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::Malformed {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`Self::Malformed`] for a body that is not JSON, keeping the syntax error (see
+    /// [`json_syntax_cause`]).
+    pub fn not_json(message: impl Into<String>, error: serde_json::Error) -> Self {
+        Self::Malformed {
+            message: message.into(),
+            source: json_syntax_cause(error),
+        }
     }
 }
 

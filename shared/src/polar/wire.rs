@@ -707,14 +707,14 @@ pub(crate) fn parse_list<W: WireRecord>(
     shape: ListShape,
 ) -> Result<Records<W::Domain>, PolarError> {
     let document: Value = serde_json::from_slice(body).map_err(|e| {
-        PolarError::Malformed(format!("list body is not JSON ({})", json_failure(&e)))
+        PolarError::not_json(format!("list body is not JSON ({})", json_failure(&e)), e)
     })?;
     let elements = match (shape, document) {
         (ListShape::Array, Value::Array(elements)) => elements,
         (ListShape::Field(key), Value::Object(mut object)) => match object.remove(key) {
             Some(Value::Array(elements)) => elements,
             _ => {
-                return Err(PolarError::Malformed(format!(
+                return Err(PolarError::malformed(format!(
                     "list body has no `{key}` array"
                 )));
             }
@@ -726,21 +726,21 @@ pub(crate) fn parse_list<W: WireRecord>(
             None if object.is_empty() => Vec::new(),
             None => vec![Value::Object(object)],
             Some(_) => {
-                return Err(PolarError::Malformed(format!(
+                return Err(PolarError::malformed(format!(
                     "list body's `{key}` is not an array"
                 )));
             }
         },
         (ListShape::Array, _) => {
-            return Err(PolarError::Malformed("list body is not an array".into()));
+            return Err(PolarError::malformed("list body is not an array"));
         }
         (ListShape::Lenient(key), _) => {
-            return Err(PolarError::Malformed(format!(
+            return Err(PolarError::malformed(format!(
                 "list body is neither an array nor an object (`{key}` or one record)"
             )));
         }
         (ListShape::Field(key), _) => {
-            return Err(PolarError::Malformed(format!(
+            return Err(PolarError::malformed(format!(
                 "list body is not an object with a `{key}` array"
             )));
         }
@@ -766,9 +766,10 @@ pub(crate) fn parse_list<W: WireRecord>(
 /// Parses a single-record body (`/v3/exercises/{id}`, `/sleep/{date}`, ...) into its wire type.
 pub(crate) fn parse_one<T: DeserializeOwned>(body: &[u8]) -> Result<T, PolarError> {
     let document: Value = serde_json::from_slice(body)
-        .map_err(|e| PolarError::Malformed(format!("body is not JSON ({})", json_failure(&e))))?;
+        .map_err(|e| PolarError::not_json(format!("body is not JSON ({})", json_failure(&e)), e))?;
+    // No source: serde's data errors quote the value (a token, in a token response).
     serde_path_to_error::deserialize(document)
-        .map_err(|e| PolarError::Malformed(FieldError::from_serde(e).to_string()))
+        .map_err(|e| PolarError::malformed(FieldError::from_serde(e).to_string()))
 }
 
 fn parse_element<W: WireRecord>(element: &Value) -> Result<Option<W::Domain>, FieldError> {
@@ -1081,7 +1082,7 @@ mod tests {
         )
         .err();
         assert!(
-            matches!(&broken, Some(PolarError::Malformed(m)) if m == "field `start_time_utc_offset`: invalid value, expected an integer"),
+            matches!(&broken, Some(PolarError::Malformed { message: m, .. }) if m == "field `start_time_utc_offset`: invalid value, expected an integer"),
             "{broken:?}"
         );
     }
@@ -1325,20 +1326,20 @@ mod tests {
     fn list_containers_are_checked() {
         let not_json = parse_list::<ExerciseWire>(b"[{\"id\": ", ListShape::Array);
         assert!(
-            matches!(&not_json, Err(PolarError::Malformed(m)) if m == "list body is not JSON (truncated)"),
+            matches!(&not_json, Err(PolarError::Malformed { message: m, .. }) if m == "list body is not JSON (truncated)"),
             "{not_json:?}"
         );
         assert!(matches!(
             parse_list::<ExerciseWire>(b"{}", ListShape::Array),
-            Err(PolarError::Malformed(_))
+            Err(PolarError::Malformed { .. })
         ));
         assert!(matches!(
             parse_list::<SleepWire>(br#"{"recharges": []}"#, ListShape::Field("nights")),
-            Err(PolarError::Malformed(_))
+            Err(PolarError::Malformed { .. })
         ));
         assert!(matches!(
             parse_list::<SleepWire>(br#"[]"#, ListShape::Field("nights")),
-            Err(PolarError::Malformed(_))
+            Err(PolarError::Malformed { .. })
         ));
         let empty =
             parse_list::<RechargeWire>(br#"{"recharges": []}"#, ListShape::Field("recharges"))
@@ -1404,7 +1405,7 @@ mod tests {
         let result = parse_one::<TokenResponse>(
             br#"{"access_token":"tok-SECRET","x_user_id":"tok-SECRET"}"#,
         );
-        let Err(PolarError::Malformed(message)) = result else {
+        let Err(PolarError::Malformed { message, .. }) = result else {
             panic!("expected Malformed");
         };
         assert_eq!(

@@ -571,7 +571,7 @@ mod tests {
             assert!(
                 matches!(
                     parse_list::<DailyHeartRateWire>(malformed.as_bytes(), shape),
-                    Err(PolarError::Malformed(_))
+                    Err(PolarError::Malformed { .. })
                 ),
                 "{malformed}"
             );

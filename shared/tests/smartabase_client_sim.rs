@@ -522,7 +522,7 @@ async fn an_import_answer_that_cannot_be_read_is_never_a_rejection() {
         assert!(
             matches!(
                 error,
-                SmartabaseError::Unconfirmed(_) | SmartabaseError::Malformed(_)
+                SmartabaseError::Unconfirmed(_) | SmartabaseError::Malformed { .. }
             ),
             "{answer:?}: {error:?}"
         );
@@ -644,9 +644,17 @@ async fn dropped_connection_is_a_transport_error() {
         .unwrap_err();
 
     match &error {
-        SmartabaseError::Transport(text) => {
+        SmartabaseError::Transport {
+            message: text,
+            source,
+        } => {
             assert!(text.starts_with("eventsimport: "), "{text}");
             assert!(!text.contains("127.0.0.1"), "no URL in the message: {text}");
+            let source = source
+                .as_deref()
+                .and_then(|cause| cause.downcast_ref::<reqwest::Error>())
+                .expect("reqwest's error is the source");
+            assert!(source.url().is_none(), "{source:?}");
         }
         other => panic!("expected Transport, got {other:?}"),
     }

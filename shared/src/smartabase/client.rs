@@ -16,6 +16,7 @@ use super::wire;
 use super::{
     EventRead, EventWrite, ImportOutcome, ProfileEntry, RosterPage, SmartabaseApi, SmartabaseError,
 };
+use crate::error::with_causes;
 use crate::http::SharedHttp;
 use crate::ids::SmartabaseUserId;
 
@@ -120,7 +121,7 @@ impl SmartabaseClient {
     fn http(&self) -> Result<&reqwest::Client, SmartabaseError> {
         self.http
             .get()
-            .map_err(|e| SmartabaseError::Transport(format!("no HTTP client: {e}")))
+            .map_err(|e| SmartabaseError::transport(format!("no HTTP client: {e}")))
     }
 
     /// Gives each request `timeout` instead of [`REQUEST_TIMEOUT`] (tests use short ones).
@@ -139,7 +140,10 @@ impl SmartabaseClient {
         let mut url = self
             .api_base
             .join(endpoint)
-            .map_err(|error| SmartabaseError::Transport(format!("{endpoint}: {error}")))?;
+            .map_err(|error| SmartabaseError::Transport {
+                message: format!("{endpoint}: {error}"),
+                source: Some(Box::new(error)),
+            })?;
         url.set_query(Some("informat=json&format=json"));
         Ok(url)
     }
@@ -154,7 +158,7 @@ impl SmartabaseClient {
     ) -> Result<Url, SmartabaseError> {
         let mut url = self.api_base.clone();
         url.path_segments_mut()
-            .map_err(|()| SmartabaseError::Transport("the site URL cannot be a base".to_owned()))?
+            .map_err(|()| SmartabaseError::transport("the site URL cannot be a base"))?
             .pop_if_empty()
             .pop()
             .push(version)
@@ -332,8 +336,14 @@ impl SmartabaseClient {
             },
             SmartabaseError::UnexpectedIds(text) => SmartabaseError::UnexpectedIds(scrub(text)),
             SmartabaseError::Unconfirmed(text) => SmartabaseError::Unconfirmed(scrub(text)),
-            SmartabaseError::Transport(text) => SmartabaseError::Transport(scrub(text)),
-            SmartabaseError::Malformed(text) => SmartabaseError::Malformed(scrub(text)),
+            SmartabaseError::Transport { message, source } => SmartabaseError::Transport {
+                message: scrub(message),
+                source: source.filter(|cause| !mentions(cause.as_ref(), password)),
+            },
+            SmartabaseError::Malformed { message, source } => SmartabaseError::Malformed {
+                message: scrub(message),
+                source: source.filter(|cause| !mentions(cause.as_ref(), password)),
+            },
             other @ (SmartabaseError::Unauthorized { .. }
             | SmartabaseError::Server { .. }
             | SmartabaseError::Timeout) => other,
@@ -469,21 +479,14 @@ fn request_error(endpoint: &str, error: reqwest::Error) -> SmartabaseError {
     if error.is_timeout() {
         SmartabaseError::Timeout
     } else {
-        SmartabaseError::Transport(format!("{endpoint}: {}", describe(error)))
+        SmartabaseError::transport_from(endpoint, error)
     }
 }
 
-/// An error and its causes on one line, without the URL.
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// Whether `secret` shows anywhere in `error`'s chain or its `Debug` output. A kept source cannot be
+/// scrubbed like text, so one that shows the password is dropped instead.
+fn mentions(error: &(dyn std::error::Error + 'static), secret: &str) -> bool {
+    with_causes(error).contains(secret) || format!("{error:?}").contains(secret)
 }
 
 #[cfg(test)]
@@ -578,6 +581,84 @@ mod tests {
         let printed = result.unwrap_err().to_string();
         assert!(!printed.contains("SB-PASSWORD-xyz"), "{printed}");
         assert!(printed.contains("bad login [redacted]"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_keeps_reqwest_s_error_but_never_its_url_or_the_password() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = listener.local_addr().unwrap();
+        drop(listener);
+        let client = client(&format!("http://{closed}/SECRET-PATH/club"));
+
+        let error = client.roster_page(None).await.unwrap_err();
+
+        let SmartabaseError::Transport {
+            source: Some(source),
+            ..
+        } = &error
+        else {
+            panic!("expected Transport with a source, got {error:?}");
+        };
+        let cause = source
+            .downcast_ref::<reqwest::Error>()
+            .expect("reqwest's error is the source");
+        assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+        for printed in [error.to_string(), with_causes(&error), format!("{error:?}")] {
+            assert!(!printed.contains("SECRET-PATH"), "{printed}");
+            assert!(!printed.contains("SB-PASSWORD-xyz"), "{printed}");
+        }
+        assert!(error.is_transient());
+    }
+
+    #[test]
+    fn a_source_showing_the_password_is_dropped_and_any_other_kept() {
+        let client = client("https://club.smartabase.com/club");
+        let transport = |cause: &str| {
+            client
+                .scrubbed::<()>(Err(SmartabaseError::Transport {
+                    message: "usersynchronise: SB-PASSWORD-xyz".to_owned(),
+                    source: Some(Box::new(std::io::Error::other(cause.to_owned()))),
+                }))
+                .unwrap_err()
+        };
+
+        let echoed = transport("echo SB-PASSWORD-xyz");
+        assert!(
+            matches!(&echoed, SmartabaseError::Transport { message, source: None } if message == "usersynchronise: [redacted]"),
+            "{echoed:?}"
+        );
+        let plain = transport("connection reset");
+        assert!(
+            matches!(
+                &plain,
+                SmartabaseError::Transport {
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{plain:?}"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_keeps_the_syntax_error() {
+        let error = wire::json_body("eventsimport", b"<html>SECRET</html>").unwrap_err();
+        let SmartabaseError::Malformed {
+            source: Some(source),
+            ..
+        } = &error
+        else {
+            panic!("expected Malformed with a source, got {error:?}");
+        };
+        assert!(
+            source
+                .downcast_ref::<serde_json::Error>()
+                .unwrap()
+                .is_syntax()
+        );
+        for printed in [error.to_string(), with_causes(&error), format!("{error:?}")] {
+            assert!(!printed.contains("SECRET"), "{printed}");
+        }
     }
 
     #[test]

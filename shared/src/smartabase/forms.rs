@@ -106,7 +106,7 @@ pub(crate) fn login_answer(
     let token = from_header
         .or_else(|| session_cookie(headers))
         .ok_or_else(|| {
-            SmartabaseError::Malformed(
+            SmartabaseError::malformed(
                 "the login answered without a session-header or JSESSIONID cookie".to_owned(),
             )
         })?;
@@ -166,9 +166,9 @@ pub(crate) fn form_summaries(body: Option<&Value>) -> Result<Vec<FormSummary>, S
     if let Some(error) = failure(body) {
         return Err(error);
     }
-    let types = body.as_object().ok_or_else(|| {
-        SmartabaseError::Malformed("forms/summaries answer: not an object".to_owned())
-    })?;
+    let types = body
+        .as_object()
+        .ok_or_else(|| SmartabaseError::malformed("forms/summaries answer: not an object"))?;
     let mut forms = Vec::new();
     for (form_type, list) in types {
         for form in list.as_array().into_iter().flatten() {
@@ -206,13 +206,12 @@ pub(crate) fn form_field_names(body: Option<&Value>) -> Result<Vec<String>, Smar
             _ => {}
         }
     }
-    let body = body
-        .ok_or_else(|| SmartabaseError::Malformed("form schema answer: empty body".to_owned()))?;
+    let body = body.ok_or_else(|| SmartabaseError::malformed("form schema answer: empty body"))?;
     if let Some(error) = failure(body) {
         return Err(error);
     }
     if !body.is_object() {
-        return Err(SmartabaseError::Malformed(
+        return Err(SmartabaseError::malformed(
             "form schema answer: not an object".to_owned(),
         ));
     }
@@ -284,7 +283,7 @@ mod tests {
         assert_eq!(cookie_only.account, ApiAccount::default());
         assert!(matches!(
             login_answer(&HeaderMap::new(), Some(&json!({"user": {"id": 1}}))),
-            Err(SmartabaseError::Malformed(_))
+            Err(SmartabaseError::Malformed { .. })
         ));
     }
 
@@ -337,7 +336,7 @@ mod tests {
         assert!(form_summaries(None).unwrap().is_empty());
         assert!(matches!(
             form_summaries(Some(&json!([1, 2]))),
-            Err(SmartabaseError::Malformed(_))
+            Err(SmartabaseError::Malformed { .. })
         ));
         // A failure state with HTTP 200 is not "no forms".
         assert!(matches!(

@@ -10,6 +10,7 @@ use std::future::Future;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike as _};
 
+use crate::error::{Cause, json_syntax_cause, with_causes};
 use crate::ids::{AthleteUuid, EventId, SmartabaseUserId};
 
 mod batching;
@@ -64,11 +65,23 @@ pub enum SmartabaseError {
     #[error("Smartabase did not answer in time")]
     Timeout,
     /// Connection refused, reset or dropped.
-    #[error("Smartabase could not be reached: {0}")]
-    Transport(String),
+    #[error("Smartabase could not be reached: {message}")]
+    Transport {
+        /// The endpoint and what failed, with its causes; never the URL or credentials.
+        message: String,
+        /// The HTTP client's error, without its URL.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A body we could not read.
-    #[error("Smartabase sent a malformed response: {0}")]
-    Malformed(String),
+    #[error("Smartabase sent a malformed response: {message}")]
+    Malformed {
+        /// What was wrong, never the content.
+        message: String,
+        /// The JSON syntax error, when the body was not JSON (a position, never the text).
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl SmartabaseError {
@@ -76,6 +89,41 @@ impl SmartabaseError {
     /// server trouble as `UNEXPECTED_ERROR` with HTTP 200.
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::Unauthorized { .. } | Self::BadRequest { .. })
+    }
+
+    /// [`Self::Transport`] with no underlying error (no HTTP client, a URL that cannot be built).
+    pub fn transport(message: impl Into<String>) -> Self {
+        Self::Transport {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`Self::Transport`] for a call to `endpoint` that got no (complete) answer, keeping reqwest's error,
+    /// stripped of its URL, as the source.
+    pub fn transport_from(endpoint: &str, error: reqwest::Error) -> Self {
+        let error = error.without_url();
+        Self::Transport {
+            message: format!("{endpoint}: {}", with_causes(&error)),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// [`Self::Malformed`] with no underlying error.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::Malformed {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`Self::Malformed`] for a body that is not JSON, keeping the syntax error (see
+    /// [`json_syntax_cause`]).
+    pub fn not_json(message: impl Into<String>, error: serde_json::Error) -> Self {
+        Self::Malformed {
+            message: message.into(),
+            source: json_syntax_cause(error),
+        }
     }
 }
 

@@ -281,11 +281,14 @@ pub(crate) fn json_body(endpoint: &str, bytes: &[u8]) -> Result<Option<Value>, S
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes).map(Some).map_err(|_| {
-        SmartabaseError::Malformed(format!(
-            "{endpoint} answered a body that is not JSON ({} bytes)",
-            bytes.len()
-        ))
+    serde_json::from_slice(bytes).map(Some).map_err(|error| {
+        SmartabaseError::not_json(
+            format!(
+                "{endpoint} answered a body that is not JSON ({} bytes)",
+                bytes.len()
+            ),
+            error,
+        )
     })
 }
 
@@ -380,7 +383,7 @@ fn typed<T: serde::de::DeserializeOwned>(
             serde_json::error::Category::Data => "unexpected shape",
             _ => "unreadable JSON",
         };
-        SmartabaseError::Malformed(format!("{endpoint} answer: {kind}"))
+        SmartabaseError::malformed(format!("{endpoint} answer: {kind}"))
     })
 }
 
@@ -574,9 +577,8 @@ fn profile_state_is_success(state: &str) -> bool {
 
 /// Reads a `profileimport` answer: the dropped field names on success.
 pub(crate) fn profile_import_result(body: Option<&Value>) -> Result<Vec<String>, SmartabaseError> {
-    let body = body.ok_or_else(|| {
-        SmartabaseError::Malformed("profileimport answered with an empty body".to_owned())
-    })?;
+    let body = body
+        .ok_or_else(|| SmartabaseError::malformed("profileimport answered with an empty body"))?;
     let answer: ImportState = typed("profileimport", body)?;
     let state = answer.state.unwrap_or_default();
     let message = answer.message.unwrap_or_default();
@@ -605,9 +607,8 @@ pub(crate) fn events_import_outcome(
     body: Option<&Value>,
     events: &[EventWrite],
 ) -> Result<ImportOutcome, SmartabaseError> {
-    let body = body.ok_or_else(|| {
-        SmartabaseError::Malformed("eventsimport answered with an empty body".to_owned())
-    })?;
+    let body =
+        body.ok_or_else(|| SmartabaseError::malformed("eventsimport answered with an empty body"))?;
     if let Some(SmartabaseError::Rejected { message, .. }) = rpc_exception(body) {
         // An exception says the server failed, not that it stored nothing.
         return Err(SmartabaseError::Unconfirmed(format!(
@@ -653,7 +654,7 @@ pub(crate) fn events_import_outcome(
             id_number(id)
                 .and_then(|id| EventId::new(id).ok())
                 .ok_or_else(|| {
-                    SmartabaseError::Malformed(
+                    SmartabaseError::malformed(
                         "eventsimport answered an id that is not a positive number".to_owned(),
                     )
                 })
@@ -929,7 +930,7 @@ mod tests {
         }
         assert!(matches!(
             events_import_outcome(None, &events),
-            Err(SmartabaseError::Malformed(_))
+            Err(SmartabaseError::Malformed { .. })
         ));
     }
 
@@ -1048,7 +1049,7 @@ mod tests {
         }
         assert!(matches!(
             profile_import_result(None),
-            Err(SmartabaseError::Malformed(_))
+            Err(SmartabaseError::Malformed { .. })
         ));
     }
 
@@ -1110,7 +1111,7 @@ mod tests {
         assert_eq!(json_body("eventsearch", b" \n").unwrap(), None);
         assert!(matches!(
             json_body("eventsearch", b"<html>"),
-            Err(SmartabaseError::Malformed(_))
+            Err(SmartabaseError::Malformed { .. })
         ));
     }
 

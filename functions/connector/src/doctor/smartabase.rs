@@ -59,7 +59,13 @@ pub(super) async fn check_site(
             "the Smartabase credentials are in the secret",
         );
     };
-    let http = shared::http::client().map_err(|e| SmartabaseError::Transport(e.to_string()));
+    let http = shared::http::client().map_err(|e| {
+        let e = e.without_url();
+        SmartabaseError::Transport {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    });
     let client = http.and_then(|http| {
         SmartabaseClient::new(
             config.smartabase_url.clone(),

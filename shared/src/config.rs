@@ -7,14 +7,21 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 /// A setting that is missing or malformed. `Display` names the setting, never its value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {name} is not set")]
     Missing { name: String },
     #[error("configuration: {name} is invalid: {reason}")]
     Invalid { name: String, reason: String },
     #[error("configuration: secret {secret_id} could not be read: {reason}")]
-    SecretUnavailable { secret_id: String, reason: String },
+    SecretUnavailable {
+        secret_id: String,
+        reason: String,
+        /// The SDK's failure, never its raw response (which would be the secret's value):
+        /// [`crate::aws::sdk_source`].
+        #[source]
+        source: Option<crate::error::Cause>,
+    },
 }
 
 impl ConfigError {
@@ -406,11 +413,9 @@ mod tests {
             let mut e = env();
             e.remove(name);
             let err = load(&e).unwrap_err();
-            assert_eq!(
-                err,
-                ConfigError::Missing {
-                    name: name.to_string()
-                }
+            assert!(
+                matches!(&err, ConfigError::Missing { name: n } if n == name),
+                "{err:?}"
             );
             assert!(err.to_string().contains(name));
         }

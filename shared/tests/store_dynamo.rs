@@ -353,13 +353,60 @@ async fn service_failures_are_unavailable_and_carry_only_the_code() {
         .get_athlete(&AthleteUuid::parse("anyone").unwrap())
         .await
     {
-        Err(StoreError::Unavailable(reason)) => {
+        Err(StoreError::Unavailable {
+            message: reason,
+            source,
+        }) => {
             assert_eq!(reason, "GetItem: ResourceNotFoundException");
+            // The modelled service error is kept; the raw response is not.
+            let source = source.expect("the service error is kept");
+            assert!(
+                source
+                    .downcast_ref::<aws_sdk_dynamodb::operation::get_item::GetItemError>()
+                    .is_some_and(|e| e.is_resource_not_found_exception()),
+                "{source:?}"
+            );
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(matches!(
         missing.try_lock(&AthleteUuid::parse("anyone").unwrap(), "w", t0(), t0()).await,
-        Err(StoreError::Unavailable(reason)) if reason.starts_with("UpdateItem: ")
+        Err(StoreError::Unavailable { message: reason, .. }) if reason.starts_with("UpdateItem: ")
     ));
+}
+
+#[tokio::test]
+async fn an_unreachable_table_is_unavailable_and_keeps_the_connector_s_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://{closed}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        // One attempt: the SDK's retries of a refused connection only slow the test.
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let store = DynamoStore::from_config(&config, "unreachable");
+
+    let error = store
+        .get_athlete(&AthleteUuid::parse("anyone").unwrap())
+        .await
+        .unwrap_err();
+
+    let StoreError::Unavailable {
+        message,
+        source: Some(source),
+    } = &error
+    else {
+        panic!("expected Unavailable with a source, got {error:?}");
+    };
+    assert_eq!(message, "GetItem: dispatch failure");
+    let cause = source
+        .downcast_ref::<aws_sdk_dynamodb::error::ConnectorError>()
+        .expect("the connector's error is the source");
+    assert!(cause.is_io(), "{cause:?}");
 }

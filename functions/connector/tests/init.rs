@@ -316,6 +316,12 @@ async fn reading_a_missing_secret_names_it() {
         message.contains(&id) && message.contains("ResourceNotFoundException"),
         "{message}"
     );
+    assert!(
+        std::error::Error::source(&error)
+            .and_then(|cause| cause.downcast_ref::<aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError>())
+            .is_some_and(|cause| cause.is_resource_not_found_exception()),
+        "the service error is kept as the source: {error:?}"
+    );
 }
 
 #[test]

@@ -68,9 +68,7 @@ impl MemoryStore {
             && *left > 0
         {
             *left -= 1;
-            return Err(StoreError::Unavailable(
-                "queued-marker write set to fail".into(),
-            ));
+            return Err(StoreError::unavailable("queued-marker write set to fail"));
         }
         match state.athletes.get_mut(uuid) {
             Some(a)
@@ -143,9 +141,7 @@ impl MemoryStore {
     fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         let state = self.lock_state();
         if state.unavailable {
-            return Err(StoreError::Unavailable(
-                "memory store set unavailable".into(),
-            ));
+            return Err(StoreError::unavailable("memory store set unavailable"));
         }
         Ok(state)
     }
@@ -164,7 +160,7 @@ impl AthleteStore for MemoryStore {
             .filter(|n| **n > 0)
         {
             *left -= 1;
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "memory store failing reads of {uuid}"
             )));
         }
@@ -175,7 +171,7 @@ impl AthleteStore for MemoryStore {
         let mut state = self.state()?;
         if state.failing_athlete_writes > 0 {
             state.failing_athlete_writes -= 1;
-            return Err(StoreError::Unavailable("athlete write set to fail".into()));
+            return Err(StoreError::unavailable("athlete write set to fail"));
         }
         let stored = state.athletes.get(&athlete.uuid).map(|a| a.version);
         let matches = match stored {
@@ -297,7 +293,7 @@ impl TokenStore for MemoryStore {
         let mut state = self.state()?;
         if state.failing_token_writes > 0 {
             state.failing_token_writes -= 1;
-            return Err(StoreError::Unavailable("token write set to fail".into()));
+            return Err(StoreError::unavailable("token write set to fail"));
         }
         state.tokens.insert(uuid.clone(), token.clone());
         Ok(())
@@ -356,9 +352,7 @@ impl TokenStore for MemoryStore {
         let mut state = self.state()?;
         if state.failing_pending_link_deletes > 0 {
             state.failing_pending_link_deletes -= 1;
-            return Err(StoreError::Unavailable(
-                "pending-link delete set to fail".into(),
-            ));
+            return Err(StoreError::unavailable("pending-link delete set to fail"));
         }
         state
             .pending_links
@@ -610,11 +604,11 @@ mod tests {
         store.set_unavailable(true);
         assert!(matches!(
             store.get_athlete(&uuid).await,
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::Unavailable { .. })
         ));
         assert!(matches!(
             store.put_setting("x", "y").await,
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::Unavailable { .. })
         ));
         store.set_unavailable(false);
         assert_eq!(store.athletes().len(), 1);

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::Cause;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::{Athlete, AthleteStatus, LedgerEntry, LedgerKey, PendingLink, StoredToken};
 
@@ -26,8 +27,14 @@ pub enum StoreError {
     #[error("concurrent update of {0}")]
     Conflict(String),
     /// The store throttled or was unreachable.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// The operation and the SDK's error code (or what failed), never an item's content.
+        message: String,
+        /// The SDK's failure, without its raw response ([`crate::aws::sdk_source`]).
+        #[source]
+        source: Option<Cause>,
+    },
     /// A stored item could not be read back (a defect or a manual edit).
     #[error("stored item {key} is corrupt: {reason}")]
     Corrupt {
@@ -36,6 +43,24 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
+}
+
+impl StoreError {
+    /// [`Self::Unavailable`] with no underlying error (retries used up, an injected fault).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`Self::Unavailable`] keeping `source`, which must show no item content or secret.
+    pub fn unavailable_from(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// Of several athletes carrying one Polar user id, the one a webhook means: the linked one, else the

@@ -61,7 +61,7 @@ impl DynamoStore {
         match request.condition_expression(condition).send().await {
             Ok(_) => Ok(true),
             Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable("UpdateItem", &e)),
+            Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 
@@ -99,7 +99,7 @@ impl DynamoStore {
             .set_exclusive_start_key(after)
             .send()
             .await
-            .map_err(|e| unavailable("Query", &e))?;
+            .map_err(|e| unavailable("Query", e))?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
@@ -174,7 +174,7 @@ impl AthleteStore for DynamoStore {
             .expression_attribute_values(":user", s(schema::polar_user_key(user)))
             .send()
             .await
-            .map_err(|e| unavailable("Query", &e))?;
+            .map_err(|e| unavailable("Query", e))?;
         let mut uuids = out
             .items
             .unwrap_or_default()
@@ -355,7 +355,7 @@ impl AthleteStore for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable("UpdateItem", &e)),
+            Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 }

@@ -62,7 +62,7 @@ impl AuthStateStore for DynamoStore {
         let old = match result {
             Ok(out) => out.attributes.unwrap_or_default(),
             Err(e) if condition_failed(&e) => return Ok(None),
-            Err(e) => return Err(unavailable("DeleteItem", &e)),
+            Err(e) => return Err(unavailable("DeleteItem", e)),
         };
         Ok(state_from_item(&old, now)?.map(|(athlete, _)| athlete))
     }

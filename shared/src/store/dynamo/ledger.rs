@@ -68,7 +68,7 @@ impl LedgerStore for DynamoStore {
                     .set_exclusive_start_key(after)
                     .send()
                     .await
-                    .map_err(|e| unavailable("Query", &e))?;
+                    .map_err(|e| unavailable("Query", e))?;
                 total += u64::try_from(out.count).unwrap_or(0);
                 after = out.last_evaluated_key;
                 if after.is_none() {

@@ -57,7 +57,7 @@ impl DynamoStore {
                 }
             },
             Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(unavailable("UpdateItem", &e)),
+            Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 }
@@ -128,7 +128,7 @@ impl LockStore for DynamoStore {
             Ok(_) => Ok(()),
             // Someone else holds it now (ours lapsed), or nobody does: nothing to release.
             Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable("UpdateItem", &e)),
+            Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! requests; `codec` decides what each item looks like.
 //!
 //! Errors: a failed condition is [`StoreError::Conflict`] (or `Ok(false)`/`None` where the port says
-//! so); throttling, transport and service failures are [`StoreError::Unavailable`] carrying only the
-//! operation and the SDK's error code; an item that does not decode is [`StoreError::Corrupt`].
+//! so); throttling, transport and service failures are [`StoreError::Unavailable`] carrying the
+//! operation and the SDK's error code, with the SDK's failure (never its raw response) as the source; an
+//! item that does not decode is [`StoreError::Corrupt`].
 
 mod athletes;
 mod auth_states;
@@ -80,7 +81,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem", &e))?;
+            .map_err(|e| unavailable("GetItem", e))?;
         Ok(out.item)
     }
 
@@ -91,7 +92,7 @@ impl DynamoStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| unavailable("PutItem", &e))?;
+            .map_err(|e| unavailable("PutItem", e))?;
         Ok(())
     }
 
@@ -118,7 +119,7 @@ impl DynamoStore {
         match request.send().await {
             Ok(_) => Ok(true),
             Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable("PutItem", &e)),
+            Err(e) => Err(unavailable("PutItem", e)),
         }
     }
 
@@ -150,7 +151,7 @@ impl DynamoStore {
             }
             let mut pending = request
                 .build()
-                .map_err(|e| StoreError::Unavailable(format!("BatchGetItem: {e}")))?;
+                .map_err(|e| StoreError::unavailable_from(format!("BatchGetItem: {e}"), e))?;
             let mut attempt = 0;
             loop {
                 let out = self
@@ -159,7 +160,7 @@ impl DynamoStore {
                     .request_items(&self.table, pending)
                     .send()
                     .await
-                    .map_err(|e| unavailable("BatchGetItem", &e))?;
+                    .map_err(|e| unavailable("BatchGetItem", e))?;
                 if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
                     found.extend(items);
                 }
@@ -172,8 +173,8 @@ impl DynamoStore {
                     Some(rest) => {
                         attempt += 1;
                         if attempt >= BATCH_ATTEMPTS {
-                            return Err(StoreError::Unavailable(
-                                "BatchGetItem: keys still unprocessed after retries".to_string(),
+                            return Err(StoreError::unavailable(
+                                "BatchGetItem: keys still unprocessed after retries",
                             ));
                         }
                         tokio::time::sleep(backoff(attempt)).await;
@@ -192,7 +193,7 @@ impl DynamoStore {
             let put = PutRequest::builder()
                 .set_item(Some(item))
                 .build()
-                .map_err(|e| StoreError::Unavailable(format!("BatchWriteItem: {e}")))?;
+                .map_err(|e| StoreError::unavailable_from(format!("BatchWriteItem: {e}"), e))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
         for chunk in requests.chunks(BATCH_WRITE_MAX) {
@@ -205,7 +206,7 @@ impl DynamoStore {
                     .request_items(&self.table, pending)
                     .send()
                     .await
-                    .map_err(|e| unavailable("BatchWriteItem", &e))?;
+                    .map_err(|e| unavailable("BatchWriteItem", e))?;
                 match out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))
@@ -215,8 +216,8 @@ impl DynamoStore {
                     Some(rest) => {
                         attempt += 1;
                         if attempt >= BATCH_ATTEMPTS {
-                            return Err(StoreError::Unavailable(
-                                "BatchWriteItem: items still unprocessed after retries".to_string(),
+                            return Err(StoreError::unavailable(
+                                "BatchWriteItem: items still unprocessed after retries",
                             ));
                         }
                         tokio::time::sleep(backoff(attempt)).await;
@@ -244,11 +245,16 @@ pub(super) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>)
         == Some("ConditionalCheckFailedException")
 }
 
-pub(super) fn unavailable<E: ProvideErrorMetadata, R>(
-    operation: &str,
-    err: &SdkError<E, R>,
-) -> StoreError {
-    StoreError::Unavailable(format!("{operation}: {}", crate::aws::error_code(err)))
+/// [`StoreError::Unavailable`] naming the operation and the SDK's error code, keeping what of the SDK's
+/// failure is safe to keep ([`crate::aws::sdk_source`]).
+pub(super) fn unavailable<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    StoreError::Unavailable {
+        message: format!("{operation}: {}", crate::aws::error_code(&err)),
+        source: crate::aws::sdk_source(err),
+    }
 }
 
 pub(super) fn bad_page_token(reason: &str) -> StoreError {

@@ -28,7 +28,7 @@ impl TokenStore for DynamoStore {
             .set_key(Some(key(schema::athlete_pk(uuid), SK_TOKEN)))
             .send()
             .await
-            .map_err(|e| unavailable("DeleteItem", &e))?;
+            .map_err(|e| unavailable("DeleteItem", e))?;
         Ok(())
     }
 
@@ -67,7 +67,7 @@ impl TokenStore for DynamoStore {
             .set_exclusive_start_key(after)
             .send()
             .await
-            .map_err(|e| unavailable("Query", &e))?;
+            .map_err(|e| unavailable("Query", e))?;
         let items = out
             .items
             .unwrap_or_default()
@@ -95,7 +95,7 @@ impl TokenStore for DynamoStore {
             )))
             .send()
             .await
-            .map_err(|e| unavailable("DeleteItem", &e))?;
+            .map_err(|e| unavailable("DeleteItem", e))?;
         Ok(())
     }
 }

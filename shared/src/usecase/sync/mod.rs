@@ -421,8 +421,11 @@ where
     pub async fn give_back_calls(&self, pool: &CallPool) {
         let given_back =
             tokio::time::timeout(GIVE_BACK_TIME, self.budget().give_back(pool, self.now())).await;
-        if let Err(e) = given_back.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable("the budget store did not answer in time".into()).into())
+        if let Err(e) = given_back.unwrap_or_else(|elapsed| {
+            Err(
+                StoreError::unavailable_from("the budget store did not answer in time", elapsed)
+                    .into(),
+            )
         }) {
             warn!(error = %e, "could not give back a batch's unspent Polar calls or record Polar's reading; the calls count as spent until the windows reset");
         }

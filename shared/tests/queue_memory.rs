@@ -42,7 +42,7 @@ async fn more_than_ten_are_refused_like_sqs() {
     let batch: Vec<Outgoing> = (0..11).map(|i| outgoing(&format!("a{i}"), 0)).collect();
     assert!(matches!(
         queue.send_batch(&batch).await,
-        Err(QueueError::Unavailable(_))
+        Err(QueueError::Unavailable { .. })
     ));
     assert!(queue.sent().is_empty());
     assert!(queue.send_batch(&batch[..10]).await.unwrap().is_empty());

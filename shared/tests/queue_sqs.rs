@@ -91,7 +91,9 @@ async fn ten_jobs_go_out_in_one_batch_and_arrive_intact() {
 async fn eleven_jobs_are_refused_and_nothing_is_sent() {
     let (client, url, queue) = fresh_queue().await;
     match queue.send_batch(&outgoing(11, 0)).await {
-        Err(QueueError::Unavailable(reason)) => assert!(reason.contains("at most 10"), "{reason}"),
+        Err(QueueError::Unavailable {
+            message: reason, ..
+        }) => assert!(reason.contains("at most 10"), "{reason}"),
         other => panic!("expected an error, got {other:?}"),
     }
     assert_eq!(
@@ -145,11 +147,22 @@ async fn an_unreachable_queue_is_unavailable_with_the_code() {
         ),
     );
     match missing.send_batch(&outgoing(1, 0)).await {
-        Err(QueueError::Unavailable(reason)) => {
+        Err(QueueError::Unavailable {
+            message: reason,
+            source,
+        }) => {
             assert!(reason.starts_with("SendMessageBatch: "), "{reason}");
             assert!(
                 reason.contains("NonExistentQueue") || reason.contains("QueueDoesNotExist"),
                 "{reason}"
+            );
+            // The modelled service error is kept as the source; the raw response is not.
+            let source = source.expect("the service error is kept");
+            assert!(
+                source
+                    .downcast_ref::<aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError>()
+                    .is_some(),
+                "{source:?}"
             );
         }
         other => panic!("expected Unavailable, got {other:?}"),

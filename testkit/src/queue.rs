@@ -300,7 +300,7 @@ impl JobQueue for LocalQueue {
             Self::Sqs { queue, .. } => queue.send_batch(jobs).await,
             Self::Memory(q) => {
                 if jobs.len() > 10 {
-                    return Err(QueueError::Unavailable(format!(
+                    return Err(QueueError::unavailable(format!(
                         "a batch holds at most 10 jobs, {} given",
                         jobs.len()
                     )));

@@ -70,12 +70,10 @@ impl JobQueue for MemoryQueue {
     async fn send_batch(&self, jobs: &[Outgoing]) -> Result<Vec<usize>, QueueError> {
         let mut state = self.lock_state();
         if state.unavailable {
-            return Err(QueueError::Unavailable(
-                "memory queue set unavailable".into(),
-            ));
+            return Err(QueueError::unavailable("memory queue set unavailable"));
         }
         if jobs.len() > MAX_BATCH {
-            return Err(QueueError::Unavailable(format!(
+            return Err(QueueError::unavailable(format!(
                 "a batch holds at most {MAX_BATCH} jobs, {} given",
                 jobs.len()
             )));

@@ -5,6 +5,7 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Cause;
 use crate::ids::{AthleteUuid, ExerciseId};
 
 #[cfg(any(test, feature = "testing"))]
@@ -152,8 +153,24 @@ pub fn coalesce<M>(jobs: Vec<(M, SyncJob)>) -> Vec<(Vec<M>, SyncJob)> {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The queue refused or could not be reached.
-    #[error("queue unavailable: {0}")]
-    Unavailable(String),
+    #[error("queue unavailable: {message}")]
+    Unavailable {
+        /// The operation and the SDK's error code (or what was wrong), never a job's body.
+        message: String,
+        /// The SDK's failure, without its raw response ([`crate::aws::sdk_source`]).
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl QueueError {
+    /// [`Self::Unavailable`] with no underlying error (a batch too large, an injected fault).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
 }
 
 /// A job to send, with an optional delivery delay (SQS caps it at 15 minutes).

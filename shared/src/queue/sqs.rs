@@ -4,7 +4,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use super::{JobQueue, Outgoing, QueueError};
-use crate::aws::error_code;
+use crate::aws::{error_code, sdk_source};
 
 /// SendMessageBatch's limit.
 pub const MAX_BATCH: usize = 10;
@@ -44,7 +44,7 @@ impl JobQueue for SqsQueue {
             return Ok(Vec::new());
         }
         if jobs.len() > MAX_BATCH {
-            return Err(QueueError::Unavailable(format!(
+            return Err(QueueError::unavailable(format!(
                 "a batch holds at most {MAX_BATCH} jobs, {} given",
                 jobs.len()
             )));
@@ -59,7 +59,10 @@ impl JobQueue for SqsQueue {
                     .message_body(outgoing.job.to_body())
                     .delay_seconds(i32::try_from(delay).unwrap_or(0))
                     .build()
-                    .map_err(|e| QueueError::Unavailable(format!("SendMessageBatch: {e}")))
+                    .map_err(|e| QueueError::Unavailable {
+                        message: format!("SendMessageBatch: {e}"),
+                        source: Some(Box::new(e)),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = self
@@ -69,8 +72,9 @@ impl JobQueue for SqsQueue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| {
-                QueueError::Unavailable(format!("SendMessageBatch: {}", error_code(&e)))
+            .map_err(|e| QueueError::Unavailable {
+                message: format!("SendMessageBatch: {}", error_code(&e)),
+                source: sdk_source(e),
             })?;
         let mut failed: Vec<usize> = out
             .failed()

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::error_code;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+
+use super::{error_code, sdk_source};
+use crate::error::Cause;
 
 /// A provisioning step (or an operator's lookup) failed; names the resource, the operation and the SDK's
 /// error code.
@@ -19,14 +22,48 @@ pub struct ProvisionError {
     pub operation: &'static str,
     /// The error code or reason.
     pub code: String,
+    /// The SDK's failure, never its raw response ([`super::sdk_source`]).
+    #[source]
+    source: Option<Cause>,
 }
 
 impl ProvisionError {
+    /// A failure with no underlying error (an answer missing what it must hold).
     pub(crate) fn new(resource: impl Into<String>, operation: &'static str, code: String) -> Self {
         Self {
             resource: resource.into(),
             operation,
             code,
+            source: None,
+        }
+    }
+
+    /// `operation` failed in the SDK: its error code, and what of its failure is safe to keep.
+    pub(crate) fn sdk<E, R>(
+        resource: impl Into<String>,
+        operation: &'static str,
+        err: SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        Self {
+            code: error_code(&err),
+            source: sdk_source(err),
+            ..Self::new(resource, operation, String::new())
+        }
+    }
+
+    /// A request the SDK refused to build, keeping its error.
+    pub(crate) fn invalid_request(
+        resource: impl Into<String>,
+        operation: &'static str,
+        err: aws_sdk_dynamodb::error::BuildError,
+    ) -> Self {
+        Self {
+            code: format!("invalid request: {err}"),
+            source: Some(Box::new(err)),
+            ..Self::new(resource, operation, String::new())
         }
     }
 }
@@ -90,13 +127,7 @@ pub async fn ensure_sync_queues(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| {
-            ProvisionError::new(
-                format!("queue {dlq_name}"),
-                "GetQueueAttributes",
-                error_code(&e),
-            )
-        })?
+        .map_err(|e| ProvisionError::sdk(format!("queue {dlq_name}"), "GetQueueAttributes", e))?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| {
@@ -167,7 +198,7 @@ async fn ensure_queue(
         {
             None
         }
-        Err(e) => return Err(ProvisionError::new(resource, "GetQueueUrl", error_code(&e))),
+        Err(e) => return Err(ProvisionError::sdk(resource, "GetQueueUrl", e)),
     };
     let Some(url) = existing else {
         let url = client
@@ -176,7 +207,7 @@ async fn ensure_queue(
             .set_attributes(Some(wanted))
             .send()
             .await
-            .map_err(|e| ProvisionError::new(&resource, "CreateQueue", error_code(&e)))?
+            .map_err(|e| ProvisionError::sdk(&resource, "CreateQueue", e))?
             .queue_url
             .ok_or_else(|| {
                 ProvisionError::new(&resource, "CreateQueue", "no QueueUrl returned".to_string())
@@ -189,7 +220,7 @@ async fn ensure_queue(
         .set_attribute_names(Some(wanted.keys().cloned().collect()))
         .send()
         .await
-        .map_err(|e| ProvisionError::new(&resource, "GetQueueAttributes", error_code(&e)))?
+        .map_err(|e| ProvisionError::sdk(&resource, "GetQueueAttributes", e))?
         .attributes
         .unwrap_or_default();
     let differs = wanted
@@ -204,7 +235,7 @@ async fn ensure_queue(
         .set_attributes(Some(wanted))
         .send()
         .await
-        .map_err(|e| ProvisionError::new(&resource, "SetQueueAttributes", error_code(&e)))?;
+        .map_err(|e| ProvisionError::sdk(&resource, "SetQueueAttributes", e))?;
     Ok((url, Provisioned::Updated))
 }
 
@@ -243,20 +274,12 @@ pub async fn ensure_secret(
                     if e.as_service_error()
                         .is_some_and(|s| s.is_resource_exists_exception()) => {}
                 Err(e) => {
-                    return Err(ProvisionError::new(
-                        resource,
-                        "CreateSecret",
-                        error_code(&e),
-                    ));
+                    return Err(ProvisionError::sdk(resource, "CreateSecret", e));
                 }
             }
         }
         Err(e) => {
-            return Err(ProvisionError::new(
-                resource,
-                "GetSecretValue",
-                error_code(&e),
-            ));
+            return Err(ProvisionError::sdk(resource, "GetSecretValue", e));
         }
     }
     client
@@ -265,7 +288,7 @@ pub async fn ensure_secret(
         .secret_string(json)
         .send()
         .await
-        .map_err(|e| ProvisionError::new(resource, "PutSecretValue", error_code(&e)))?;
+        .map_err(|e| ProvisionError::sdk(resource, "PutSecretValue", e))?;
     Ok(Provisioned::Updated)
 }
 
@@ -284,7 +307,7 @@ pub async fn set_secret_key(
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|e| ProvisionError::new(&resource, "GetSecretValue", error_code(&e)))?;
+        .map_err(|e| ProvisionError::sdk(&resource, "GetSecretValue", e))?;
     let mut object: serde_json::Map<String, serde_json::Value> = current
         .secret_string()
         .and_then(|s| serde_json::from_str(s).ok())
@@ -313,7 +336,7 @@ pub async fn set_secret_key(
         .secret_string(serde_json::Value::Object(object).to_string())
         .send()
         .await
-        .map_err(|e| ProvisionError::new(&resource, "PutSecretValue", error_code(&e)))?;
+        .map_err(|e| ProvisionError::sdk(&resource, "PutSecretValue", e))?;
     Ok(true)
 }
 
@@ -330,7 +353,7 @@ pub async fn dead_letter_queue_url(
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map_err(|e| ProvisionError::new(&resource, "GetQueueAttributes", error_code(&e)))?
+        .map_err(|e| ProvisionError::sdk(&resource, "GetQueueAttributes", e))?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::RedrivePolicy))
         .ok_or_else(|| {
@@ -353,7 +376,7 @@ pub async fn dead_letter_queue_url(
         .queue_owner_aws_account_id(account)
         .send()
         .await
-        .map_err(|e| ProvisionError::new(format!("queue {name}"), "GetQueueUrl", error_code(&e)))?
+        .map_err(|e| ProvisionError::sdk(format!("queue {name}"), "GetQueueUrl", e))?
         .queue_url
         .ok_or_else(|| {
             ProvisionError::new(

@@ -29,7 +29,6 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::aws::error_code;
 use crate::aws::provision::ProvisionError;
 use crate::ids::{AthleteUuid, AuthState, PolarUserId};
 use crate::model::LedgerKey;
@@ -142,12 +141,15 @@ pub struct TableSetup {
     pub ttl_enabled: bool,
 }
 
-fn schema_error<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
+fn schema_error<E>(
     table: &str,
     operation: &'static str,
-    err: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> ProvisionError {
-    ProvisionError::new(format!("table {table}"), operation, error_code(err))
+    err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> ProvisionError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    ProvisionError::sdk(format!("table {table}"), operation, err)
 }
 
 fn key(
@@ -182,11 +184,7 @@ fn index(
 }
 
 fn build_error(table: &str, err: aws_sdk_dynamodb::error::BuildError) -> ProvisionError {
-    ProvisionError::new(
-        format!("table {table}"),
-        "CreateTable",
-        format!("invalid request: {err}"),
-    )
+    ProvisionError::invalid_request(format!("table {table}"), "CreateTable", err)
 }
 
 /// Creates the table with its two indexes (PAY_PER_REQUEST) and switches TTL on, idempotently: an
@@ -239,7 +237,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, Pr
         {
             false
         }
-        Err(e) => return Err(schema_error(table, "CreateTable", &e)),
+        Err(e) => return Err(schema_error(table, "CreateTable", e)),
     };
 
     // TTL can only be changed on an ACTIVE table; a new table takes a few seconds on AWS.
@@ -261,7 +259,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, Pr
         .table_name(table)
         .send()
         .await
-        .map_err(|e| schema_error(table, "DescribeTimeToLive", &e))?;
+        .map_err(|e| schema_error(table, "DescribeTimeToLive", e))?;
     let already_on = ttl.time_to_live_description().is_some_and(|d| {
         d.attribute_name() == Some(EXPIRES_AT)
             && matches!(
@@ -281,7 +279,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, Pr
             .time_to_live_specification(spec)
             .send()
             .await
-            .map_err(|e| schema_error(table, "UpdateTimeToLive", &e))?;
+            .map_err(|e| schema_error(table, "UpdateTimeToLive", e))?;
     }
     Ok(TableSetup {
         created,

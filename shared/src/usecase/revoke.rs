@@ -29,7 +29,7 @@ pub enum RevokeOutcome {
 pub enum RevokeError {
     /// Bad, missing or stale signature: 401, nothing changed.
     #[error("revoke request not authenticated: {0}")]
-    Unauthenticated(RevokeSignatureError),
+    Unauthenticated(#[source] RevokeSignatureError),
     /// The body is not `{"athlete_uuid": "<uuid>"}`.
     #[error("revoke request body is invalid: {0}")]
     BadRequest(String),

@@ -86,13 +86,17 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 /// the text), AWS SDK failures without their raw response ([`crate::aws::sdk_source`]).
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// `error` and its causes on one line (`a: b: c`), for messages that travel as text.
+/// `error` and its causes on one line (`a: b: c`). A cause whose text the line already holds is not
+/// repeated: several errors here print their source's text and also keep it as their source.
 pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        let shown = inner.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
         cause = inner.source();
     }
     text
@@ -102,4 +106,46 @@ pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
 /// "…"`), which may be a token or health data. Syntax errors name only a position.
 pub fn json_syntax_cause(error: serde_json::Error) -> Option<Cause> {
     (!error.is_data()).then(|| Box::new(error) as Cause)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Link {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Link>>,
+    }
+
+    fn chain(texts: &[&'static str]) -> Link {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, &text| {
+                Some(Link {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_chain_is_one_line_and_text_already_shown_is_not_repeated() {
+        assert_eq!(with_causes(&chain(&["a", "b", "c"])), "a: b: c");
+        // A sync error showing a transport error that shows reqwest's chain, each also its source.
+        let nested = chain(&[
+            "Polar: could not be reached: sending: refused",
+            "could not be reached: sending: refused",
+            "sending",
+            "refused",
+        ]);
+        assert_eq!(
+            with_causes(&nested),
+            "Polar: could not be reached: sending: refused"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::aws::error_code;
 use shared::aws::provision::dead_letter_queue_url;
+use shared::error::with_causes;
 use shared::queue::SyncJob;
 
 use crate::environment::Operator;
@@ -157,7 +158,7 @@ async fn redrive(
         match move_to(sqs, queue_url, dlq_url, message).await {
             Ok(()) => moved += 1,
             Err(e) => {
-                failures.push(format!("{id}: {e:#}"));
+                failures.push(format!("{id}: {}", with_causes(e.as_ref())));
                 // Hand back what was not moved, so nothing stays hidden for the hold time.
                 release(sqs, dlq_url, &chosen[index..]).await?;
                 break;

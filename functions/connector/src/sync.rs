@@ -4,6 +4,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, Utc};
 use shared::bootstrap::LiveConnector;
+use shared::error::with_causes;
 use shared::ids::AthleteUuid;
 use shared::model::AthleteStatus;
 use shared::queue::JobKind;
@@ -81,7 +82,7 @@ async fn all(connector: &LiveConnector) -> Result<(), CliError> {
                 Ok(Enqueued::Queued) => queued += 1,
                 Ok(Enqueued::AlreadyQueued(_)) => already += 1,
                 Err(e) => {
-                    eprintln!("{}: {e:#}", athlete.uuid);
+                    eprintln!("{}: {}", athlete.uuid, with_causes(e.as_ref()));
                     failed += 1;
                 }
             }

@@ -540,7 +540,8 @@ pub struct CreatedWebhook {
     pub signature_secret: SecretString,
 }
 
-/// Everything the connector asks of Polar. `PolarClient` talks HTTP; `testing::FakePolar` is in memory.
+/// Everything the connector asks of Polar. [`PolarClient`] talks HTTP; tests run it against `polar-sim`,
+/// the project's simulator of AccessLink.
 pub trait PolarApi: Send + Sync {
     /// The browser URL that starts authorisation (pure; no request).
     fn authorization_url(&self, state: &AuthState, redirect_uri: &str) -> String;

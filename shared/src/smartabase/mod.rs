@@ -205,7 +205,8 @@ pub struct EventRead {
     pub fields: BTreeMap<String, String>,
 }
 
-/// Everything the connector asks of Smartabase. `SmartabaseClient` talks HTTP; `testing::FakeSmartabase` is in memory.
+/// Everything the connector asks of Smartabase. [`SmartabaseClient`] talks HTTP; tests run it against
+/// `smartabase-sim`, the project's simulator of the API.
 pub trait SmartabaseApi: Send + Sync {
     /// One page of the roster (`usersynchronise`, 100 users a page); `None` starts from the beginning.
     fn roster_page(

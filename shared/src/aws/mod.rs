@@ -42,10 +42,13 @@ pub async fn read_secrets(config: &SdkConfig, secret_id: &str) -> Result<Secrets
 /// sealed token, the secret's value), so an unreadable response keeps nothing.
 pub fn sdk_source<E, R>(err: SdkError<E, R>) -> Option<Cause>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match err {
         SdkError::ResponseError(_) => None,
+        // A 2xx body that did not deserialize comes back as an unmodelled service error with no code,
+        // whose source is the JSON reader's error: that quotes bytes of the payload.
+        SdkError::ServiceError(ref e) if e.err().code().is_none() => None,
         other => other.into_source().ok(),
     }
 }
@@ -93,6 +96,12 @@ mod tests {
             GetSecretValueError::ResourceNotFoundException(
                 ResourceNotFoundException::builder()
                     .message("Secrets Manager can't find the specified secret.")
+                    // As the SDK reads it from an answer: with its code.
+                    .meta(
+                        aws_sdk_secretsmanager::error::ErrorMetadata::builder()
+                            .code("ResourceNotFoundException")
+                            .build(),
+                    )
                     .build(),
             ),
             raw(),

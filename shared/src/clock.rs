@@ -22,7 +22,12 @@ impl Clock for SystemClock {
 /// (SQS delays are whole seconds; rounded down, a job comes back a moment before the time it waits for
 /// and is only deferred again).
 pub fn whole_seconds_up(span: chrono::Duration) -> i64 {
-    span.num_milliseconds().saturating_add(999).div_euclid(1000)
+    let whole = span.num_seconds();
+    if span > chrono::Duration::seconds(whole) {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 #[cfg(test)]
@@ -36,6 +41,12 @@ mod tests {
         assert_eq!(whole_seconds_up(Duration::seconds(480)), 480);
         assert_eq!(whole_seconds_up(Duration::milliseconds(479_997)), 480);
         assert_eq!(whole_seconds_up(Duration::milliseconds(480_001)), 481);
+        // Under a millisecond over still needs the next second.
+        assert_eq!(whole_seconds_up(Duration::microseconds(450_000_400)), 451);
+        assert_eq!(
+            whole_seconds_up(Duration::nanoseconds(450_000_000_001)),
+            451
+        );
         assert_eq!(whole_seconds_up(Duration::zero()), 0);
         assert_eq!(whole_seconds_up(Duration::milliseconds(-1_500)), -1);
         // The longest span saturates instead of overflowing.

@@ -360,6 +360,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_delivery_s_de_duplication_key_is_the_one_earlier_releases_claimed() {
+        // Claims outlive a deploy: a key spelled differently would queue a re-delivery twice.
+        let payload: Payload = serde_json::from_str(
+            r#"{"event":"SLEEP","user_id":4711,"date":"2026-12-06","timestamp":"2026-12-07T05:00:00.000Z"}"#,
+        )
+        .unwrap();
+        let night = NaiveDate::from_ymd_opt(2026, 12, 6).unwrap();
+        let target = payload
+            .target(&Mapping::defaults(), night + Duration::days(1))
+            .unwrap();
+        assert_eq!(target, Some(Target::Night { date: night }));
+        let user = PolarUserId::new(4711).unwrap();
+        assert_eq!(
+            payload.dedupe_key(user, target.as_ref()),
+            r#"webhook#4711#SLEEP#Night { date: 2026-12-06 }#"2026-12-07T05:00:00.000Z""#
+        );
+        assert_eq!(
+            payload.dedupe_key(user, None),
+            r#"webhook#4711#SLEEP#full#"2026-12-07T05:00:00.000Z""#
+        );
+    }
+
+    #[test]
     fn the_webhook_memory_of_the_last_delivery_is_fresh_for_a_minute_even_after_a_panic() {
         let memory = LastDelivery::default();
         let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();

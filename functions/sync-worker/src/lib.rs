@@ -190,13 +190,13 @@ where
         let retry = match disposition {
             None | Some(Disposition::Reauthorise | Disposition::Reject) => false,
             Some(Disposition::Defer(deferral)) => {
-                follow_ups.push(deferred(connector, &job, deferral, &mut metrics));
+                follow_ups.push(deferred::<Q>(connector.now(), &job, deferral, &mut metrics));
                 false
             }
             // SQS retries the message with backoff, and moves it to the DLQ after MAX_RECEIVES.
             Some(Disposition::Retry | Disposition::Bug) => true,
         };
-        let retry = retry || !send_follow_ups(connector, follow_ups).await;
+        let retry = retry || !send_follow_ups(&connector.queue, follow_ups).await;
         let retried = if retry {
             message_ids.clone()
         } else {
@@ -209,24 +209,17 @@ where
 }
 
 /// The job again, delayed until the deferral's end (as a new message: a deferral is not a failed receive).
-fn deferred<S, Q, P, B, C>(
-    connector: &Connector<S, Q, P, B, C>,
+fn deferred<Q: JobQueue>(
+    now: DateTime<Utc>,
     job: &SyncJob,
     deferral: Deferral,
     metrics: &mut Metrics,
-) -> Outgoing
-where
-    S: Store,
-    Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
-    C: Clock,
-{
+) -> Outgoing {
     metrics.count("JobsDeferred", 1);
     if deferral.cause.is_polar_limit() {
         metrics.count("BudgetDeferrals", 1);
     }
-    let delay = whole_seconds_up(deferral.until - connector.now())
+    let delay = whole_seconds_up(deferral.until - now)
         .clamp(1, i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS)) as u32;
     let mut again = job.clone();
     again.deferrals = again.deferrals.saturating_add(1);
@@ -346,19 +339,9 @@ fn record(
 
 /// Queues the jobs a message asked for; `false` if one could not be queued (retrying the original message
 /// redoes the work safely: the ledger makes it a no-op).
-async fn send_follow_ups<S, Q, P, B, C>(
-    connector: &Connector<S, Q, P, B, C>,
-    follow_ups: Vec<Outgoing>,
-) -> bool
-where
-    S: Store,
-    Q: JobQueue,
-    P: PolarApi,
-    B: SmartabaseApi,
-    C: Clock,
-{
+async fn send_follow_ups(queue: &impl JobQueue, follow_ups: Vec<Outgoing>) -> bool {
     for batch in follow_ups.chunks(10) {
-        match connector.queue.send_batch(batch).await {
+        match queue.send_batch(batch).await {
             Ok(failed) if failed.is_empty() => {}
             result => {
                 error!(queue_error = ?result.err(), "could not queue a follow-up job; retrying the message");

@@ -81,7 +81,7 @@ where
     match connector.start_authorization(&request).await {
         Ok(started) => {
             let cookie = browser_cookie(
-                connector,
+                &connector.settings.redirect_uri,
                 browser_cookie_name(&started.state),
                 started.browser_secret,
                 STATE_TTL.num_seconds(),
@@ -125,7 +125,14 @@ where
     let cleared = cookie_name
         .as_deref()
         .filter(|_| browser_secret.is_some())
-        .map(|name| browser_cookie(connector, name.to_string(), String::new(), 0));
+        .map(|name| {
+            browser_cookie(
+                &connector.settings.redirect_uri,
+                name.to_string(),
+                String::new(),
+                0,
+            )
+        });
     let request = CallbackRequest {
         code: query.get("code").map(AuthCode::new),
         state,
@@ -207,8 +214,8 @@ fn browser_cookie_name(state: &AuthState) -> String {
 
 /// The path the cookie is sent back on: the redirect URI's directory (`/polar`, or below a stage or a
 /// custom domain's base path).
-fn cookie_path<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>) -> String {
-    url::Url::parse(&connector.settings.redirect_uri)
+fn cookie_path(redirect_uri: &str) -> String {
+    url::Url::parse(redirect_uri)
         .ok()
         .and_then(|u| u.path().strip_suffix("/callback").map(str::to_string))
         .filter(|p| !p.is_empty())
@@ -217,14 +224,9 @@ fn cookie_path<S, Q, P, B, C>(connector: &Connector<S, Q, P, B, C>) -> String {
 
 /// `Set-Cookie` for the cookie `name` binding an attempt to this browser: HttpOnly, Secure,
 /// SameSite=Lax (sent on Polar's redirect back, a top-level GET), for `max_age_seconds` (0 = forget it).
-fn browser_cookie<S, Q, P, B, C>(
-    connector: &Connector<S, Q, P, B, C>,
-    name: String,
-    value: String,
-    max_age_seconds: i64,
-) -> String {
+fn browser_cookie(redirect_uri: &str, name: String, value: String, max_age_seconds: i64) -> String {
     Cookie::build((name, value))
-        .path(cookie_path(connector))
+        .path(cookie_path(redirect_uri))
         .secure(true)
         .http_only(true)
         .same_site(SameSite::Lax)

@@ -7,7 +7,13 @@
 //! longer (failed and retried by SQS, deferred, unfinished) sets the athlete's queued marker when it
 //! releases the lock. Delayed jobs, first jobs and athletes overdue since the last run are marked here.
 //! A run soon after another (a schedule invoked twice, a run by hand) skips the athletes that one
-//! queued, from one record of the recent runs.
+//! queued, from one record of the recent runs. The record also says how many delayed jobs each run
+//! queued and when SQS makes them visible: those have reserved no budget yet, so a later run counts the
+//! ones due in the window its own delayed jobs would go to against that window, rather than queueing a
+//! second window's worth for the same reset or 429 block end. (Its undelayed jobs are not counted: they
+//! reserve within seconds, and the budget then shows them.) Without the record (it could not be read or
+//! written) a run soon after may queue a second window's worth: workers over the window defer to the
+//! next reset, nothing is lost.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -53,21 +59,73 @@ impl Position {
 const RECENT_RUN: Duration = Duration::minutes(10);
 /// Ranges remembered at most (runs by hand in a loop).
 const RECENT_RANGES_KEPT: usize = 32;
+/// How far apart two runs' reckonings of one window's start may be: a delay is whole seconds, rounded
+/// up, and a `RateLimit-Reset` reading may move a reset by a second's rounding (the budget takes resets
+/// up to a minute apart as one window).
+const SAME_WINDOW_SLACK: Duration = Duration::seconds(60);
+
+/// The delayed jobs a run queued: how many, and when SQS makes them visible (the run's time plus their
+/// delay). Until then none of them has reserved budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct DelayedJobs {
+    jobs: u64,
+    visible_at: DateTime<Utc>,
+}
 
 /// Athletes a run queued (or found queued): those after `after` (from the listing's start if `None`) up
 /// to and including `through`, in the listing's order. A run's ranges are what it reached less the
 /// ranges of the recent runs it skipped, so no athlete is covered longer than [`RECENT_RUN`] after the
 /// run that queued them.
+///
+/// The first range of a run that queued delayed jobs carries them (`delayed`); a range is kept past
+/// [`RECENT_RUN`] while they are still to become visible, covering no one then. The field is optional
+/// both ways: a record written before it parses (no delayed jobs known), and code from before it ignores
+/// the field (no `deny_unknown_fields`) and, filtering by age, the ranges kept longer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct RunRange {
     at: DateTime<Utc>,
     after: Option<Position>,
     through: Position,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delayed: Option<DelayedJobs>,
 }
 
 impl RunRange {
     fn covers(&self, position: &Position) -> bool {
         self.after.as_ref().is_none_or(|after| after < position) && *position <= self.through
+    }
+
+    /// Whether the run was recent enough at `now` that the athletes in the range have a job on the queue.
+    fn recent(&self, now: DateTime<Utc>) -> bool {
+        let age = now - self.at;
+        age >= Duration::zero() && age < RECENT_RUN
+    }
+
+    /// Whether the record keeps the range at `now`: recent, or carrying delayed jobs not yet visible.
+    fn kept(&self, now: DateTime<Utc>) -> bool {
+        self.recent(now) || (self.at <= now && self.delayed.is_some_and(|d| d.visible_at > now))
+    }
+
+    /// The delayed jobs of `runs` not yet visible at `now` that become visible in the window from `start`
+    /// to `end`: they will spend that window's budget, which the budget does not show yet.
+    ///
+    /// A window, not one release instant: jobs released at any time while it is open spend from it (a
+    /// window still open at a 429 block's end takes the jobs released before it resets, whatever the
+    /// delay that brought them). Jobs visible before `start` (less [`SAME_WINDOW_SLACK`]: two runs
+    /// reckon one window's start from different readings and round their delays up to whole seconds)
+    /// spend the window open now, or are deferred to `start` if it is spent: they are left to the
+    /// budget, like undelayed jobs. Jobs visible at or after `end` spend a later window.
+    fn pending_in(
+        runs: &[RunRange],
+        now: DateTime<Utc>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> u64 {
+        runs.iter()
+            .filter_map(|r| r.delayed)
+            .filter(|d| d.visible_at > now && d.visible_at >= start - SAME_WINDOW_SLACK)
+            .filter(|d| d.visible_at < end)
+            .fold(0, |sum, d| sum.saturating_add(d.jobs))
     }
 
     /// The ranges of a run at `at` that reached `through`: the listing's start through `through`, less
@@ -84,6 +142,7 @@ impl RunRange {
                     at,
                     after: from.clone(),
                     through: to.clone(),
+                    delayed: None,
                 });
             }
         };
@@ -191,12 +250,13 @@ where
     /// One fan-out run, stopping at `deadline` (athletes not reached stay due for the next run).
     pub async fn fanout(&self, deadline: Instant) -> Result<FanoutReport, FanoutError> {
         let now = self.now();
-        let spread = self.spread(now).await?;
+        let kept = self.recent_runs(now).await;
+        let spread = self.spread(now, &kept).await?;
         let mut report = FanoutReport::default();
         let listing = self.store.due_athletes(now).await?;
         report.due = listing.due.len() as u64;
         report.skipped = listing.skipped;
-        let recent = self.recent_runs(now).await;
+        let recent: Vec<RunRange> = kept.iter().filter(|r| r.recent(now)).cloned().collect();
         let interval = self.settings.sync_interval.duration();
         // A store failure on one athlete fails the run, but only once every page is done: no marker is
         // left without its job, and one athlete whose item cannot be written holds no one else up.
@@ -293,7 +353,15 @@ where
             && let Some(through) = through
         {
             let mut ranges = RunRange::reached(now, &through, &recent);
-            ranges.extend(recent);
+            if report.delayed > 0
+                && let Some(first) = ranges.first_mut()
+            {
+                first.delayed = Some(DelayedJobs {
+                    jobs: report.delayed,
+                    visible_at: now + Duration::seconds(i64::from(spread.delay_seconds)),
+                });
+            }
+            ranges.extend(kept);
             self.record_run(ranges).await;
         }
         match failed {
@@ -303,7 +371,8 @@ where
     }
 
     /// The ranges of the runs of the last [`RECENT_RUN`] (EventBridge may invoke a schedule twice, and an
-    /// operator may run it by hand): the athletes in them have a job on the queue.
+    /// operator may run it by hand): the athletes in them have a job on the queue. With them, older ranges
+    /// whose delayed jobs are not visible yet ([`RunRange::kept`]).
     async fn recent_runs(&self, now: DateTime<Utc>) -> Vec<RunRange> {
         let recorded = match self.store.get_setting(RECENT_RUNS_SETTING).await {
             Ok(recorded) => recorded,
@@ -320,12 +389,7 @@ where
             warn!("the recent fan-out runs' record is unreadable; it is ignored");
             return Vec::new();
         };
-        runs.into_iter()
-            .filter(|r| {
-                let age = now - r.at;
-                age >= Duration::zero() && age < RECENT_RUN
-            })
-            .collect()
+        runs.into_iter().filter(|r| r.kept(now)).collect()
     }
 
     /// Records this run's ranges (first) with the recent runs', for a run soon after
@@ -339,7 +403,14 @@ where
         }
     }
 
-    async fn spread(&self, now: DateTime<Utc>) -> Result<Spread, FanoutError> {
+    /// The spread of this run's jobs: what the budget shows now, then the next window less the delayed
+    /// jobs of `recent` runs that will spend it ([`RunRange::pending_in`]). The undelayed jobs of a run a
+    /// moment ago are not counted against `now`: they reserve within seconds of being sent, and the
+    /// budget shows them then (counting them too would queue fewer than the budget allows whenever the
+    /// workers had run); one not yet run when this run reads the budget is deferred by its worker to the
+    /// next reset. A scheduled run an interval after the last finds that run's delayed jobs visible
+    /// already: it queues as many as the budget shows, as a single run does.
+    async fn spread(&self, now: DateTime<Utc>, recent: &[RunRange]) -> Result<Spread, FanoutError> {
         let budget = RateBudget::new(self.store, LimitFormula::POLAR);
         let available = budget.available(now).await?;
         let (short, long, resets_at) = (available.short, available.long, available.short_resets_at);
@@ -352,7 +423,13 @@ where
             // delay), so the athletes due meanwhile are not left to the next run.
             let wait = available.from - now;
             let next_window = if wait <= max_delay {
-                short.min(long) / per_job
+                // Spent at the block's end in the window open then, or in one opened then.
+                let end = available
+                    .short_resets_at
+                    .filter(|r| *r > available.from)
+                    .unwrap_or(available.from + SHORT_WINDOW);
+                let pending = RunRange::pending_in(recent, now, available.from, end);
+                (short.min(long) / per_job).saturating_sub(pending)
             } else {
                 0
             };
@@ -368,7 +445,10 @@ where
         let next_window = if until_reset <= max_delay {
             let full =
                 (available.short_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / per_job;
+            let reset = now + until_reset;
+            let pending = RunRange::pending_in(recent, now, reset, reset + SHORT_WINDOW);
             full.min(long.saturating_sub(short.min(long)) / per_job)
+                .saturating_sub(pending)
         } else {
             0
         };
@@ -434,6 +514,7 @@ mod tests {
             at,
             after: after.map(position),
             through: position(through),
+            delayed: None,
         }
     }
 
@@ -495,6 +576,112 @@ mod tests {
             ..position(20)
         };
         assert!(!r.covers(&tie));
+    }
+
+    #[test]
+    fn a_record_from_before_the_delayed_jobs_parses_and_its_runs_still_cover_their_athletes() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap();
+        let through = serde_json::to_string(&position(20)).unwrap();
+        let after = serde_json::to_string(&position(10)).unwrap();
+        // As the fan-out wrote it before the field existed.
+        let old = format!(
+            r#"[{{"at":"2026-12-06T12:58:00Z","after":{after},"through":{through}}},{{"at":"2026-12-06T12:55:00Z","after":null,"through":{after}}}]"#
+        );
+        let runs: Vec<RunRange> = serde_json::from_str(&old).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|r| r.delayed.is_none() && r.kept(at)));
+        for minute in [0, 10, 11, 20] {
+            assert!(
+                runs.iter().any(|r| r.covers(&position(minute))),
+                "minute {minute}"
+            );
+        }
+        assert!(!runs.iter().any(|r| r.covers(&position(21))));
+        // Nothing pending: the next window is the budget's alone.
+        assert_eq!(RunRange::pending_in(&runs, at, at, at + SHORT_WINDOW), 0);
+        // A range without delayed jobs is written as before, byte for byte.
+        assert_eq!(
+            serde_json::to_string(&runs).unwrap(),
+            old,
+            "the record's size is unchanged"
+        );
+    }
+
+    #[test]
+    fn a_record_with_delayed_jobs_is_read_by_the_code_from_before_them() {
+        // The fan-out before the field: the same fields, unknown ones not denied.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct OldRunRange {
+            at: DateTime<Utc>,
+            after: Option<Position>,
+            through: Position,
+        }
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap();
+        let runs = [RunRange {
+            delayed: Some(DelayedJobs {
+                jobs: 5,
+                visible_at: at + Duration::seconds(450),
+            }),
+            ..range(at, Some(10), 20)
+        }];
+        let record = serde_json::to_string(&runs).unwrap();
+        assert!(record.contains("\"delayed\""), "{record}");
+        let old: Vec<OldRunRange> = serde_json::from_str(&record).unwrap();
+        assert_eq!((old[0].at, &old[0].through), (at, &position(20)));
+        let back: Vec<RunRange> = serde_json::from_str(&record).unwrap();
+        assert_eq!(back, runs);
+    }
+
+    #[test]
+    fn delayed_jobs_not_yet_visible_count_against_the_window_they_become_visible_in() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap();
+        let reset = at + Duration::minutes(10);
+        let delayed = |jobs, visible_at| RunRange {
+            delayed: Some(DelayedJobs { jobs, visible_at }),
+            ..range(at, None, 20)
+        };
+        let runs = [
+            // For this reset (a whole second later, rounded up).
+            delayed(5, reset + Duration::seconds(1)),
+            // For the same window after a reading moved its reset a few seconds.
+            delayed(2, reset - Duration::seconds(3)),
+            // Into the window open now: the budget's to show.
+            delayed(7, at + Duration::minutes(3)),
+            // After the next window: a later one's.
+            delayed(11, reset + SHORT_WINDOW),
+        ];
+        let now = at + Duration::minutes(1);
+        assert_eq!(
+            RunRange::pending_in(&runs, now, reset, reset + SHORT_WINDOW),
+            7
+        );
+        // Once visible they have reserved (or been deferred by their worker): no longer counted; the
+        // ones still to come count against the window they become visible in.
+        let later = reset + Duration::seconds(2);
+        assert_eq!(
+            RunRange::pending_in(&runs, later, later, later + SHORT_WINDOW),
+            11
+        );
+    }
+
+    #[test]
+    fn a_run_s_range_lapses_after_recent_run_but_its_delayed_jobs_are_kept_until_visible() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 13, 0, 0).unwrap();
+        let r = RunRange {
+            delayed: Some(DelayedJobs {
+                jobs: 3,
+                visible_at: at + Duration::minutes(14),
+            }),
+            ..range(at, None, 20)
+        };
+        let now = at + Duration::minutes(12);
+        assert!(
+            !r.recent(now) && r.kept(now),
+            "covers no one, still counted"
+        );
+        assert!(!r.kept(at + Duration::minutes(14)));
+        assert!(!range(at, None, 20).kept(now));
     }
 
     #[test]

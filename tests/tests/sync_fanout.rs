@@ -100,6 +100,16 @@ async fn fanout_queues_only_linked_due_unqueued_athletes_in_batches_of_ten() {
 /// Polar's short window allows 40 calls (36 for scheduled work); `spent` of them are spent and it resets
 /// in 10 min.
 async fn short_window_of_40<S: Store>(world: &World<S>, spent: u64) {
+    short_window_of_40_resetting_in(world, spent, Duration::minutes(10)).await;
+}
+
+/// Polar's short window allows 40 calls (36 for scheduled work); `spent` of them are spent and it resets
+/// in `resets_in`.
+async fn short_window_of_40_resetting_in<S: Store>(
+    world: &World<S>,
+    spent: u64,
+    resets_in: Duration,
+) {
     let mut state = BudgetState::initial(
         LimitFormula {
             short_base: 40,
@@ -112,7 +122,7 @@ async fn short_window_of_40<S: Store>(world: &World<S>, spent: u64) {
     state.short = Window {
         used: spent,
         limit: 40,
-        resets_at: Some(world.clock.now() + Duration::minutes(10)),
+        resets_at: Some(world.clock.now() + resets_in),
         counted_by_polar: 0,
     };
     world.set_budget(&state).await.unwrap();
@@ -513,4 +523,134 @@ async fn a_429_block_beyond_the_queue_s_longest_delay_leaves_the_athletes_due() 
     );
     world.advance(Duration::minutes(21));
     assert_eq!(world.fanout().await.unwrap().queued, 3);
+}
+
+/// The delays of the scheduled jobs sent since `sent_before`.
+fn scheduled_delays_since<S: Store>(world: &World<S>, sent_before: usize) -> Vec<u32> {
+    world.connector.queue.sent()[sent_before..]
+        .iter()
+        .filter(|o| o.job.kind == JobKind::Scheduled)
+        .map(|o| o.delay_seconds)
+        .collect()
+}
+
+#[tokio::test]
+async fn two_runs_during_one_429_wait_queue_one_window_s_worth_of_delayed_jobs_between_them() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "blocked-twice", 20).await;
+    world.advance(Duration::minutes(61));
+    // Polar's short window is spent until it resets in 5 minutes, and a worker's 429 named a wait of
+    // 7½ minutes: at the block's end a fresh window holds 36 calls for scheduled work.
+    let mut state = BudgetState::initial(
+        LimitFormula {
+            short_base: 40,
+            short_per_user: 0,
+            long_base: 10_000,
+            long_per_user: 0,
+        },
+        0,
+    );
+    state.short = Window {
+        used: 40,
+        limit: 40,
+        resets_at: Some(world.clock.now() + Duration::minutes(5)),
+        counted_by_polar: 0,
+    };
+    state.blocked_until = Some(world.clock.now() + Duration::seconds(450));
+    world.set_budget(&state).await.unwrap();
+    let window = 36 / world.connector.scheduled_sync_calls();
+    assert!(window > 0 && window < 20, "{window}");
+    let sent_before = world.connector.queue.sent().len();
+
+    let first = world.fanout().await.unwrap();
+    assert_eq!((first.queued, first.delayed), (window, window), "{first:?}");
+    // The schedule invoked twice, or an operator running it by hand a minute later, during the same
+    // wait: the window at the block's end is taken by the first run's jobs, none of which has run.
+    world.advance(Duration::minutes(1));
+    let second = world.fanout().await.unwrap();
+    assert_eq!((second.queued, second.delayed), (0, 0), "{second:?}");
+    assert!(second.budget_limited, "{second:?}");
+
+    let delays = scheduled_delays_since(&world, sent_before);
+    assert_eq!(
+        delays,
+        vec![450; window as usize],
+        "one window's worth in all"
+    );
+
+    // At the block's end the window's worth runs, and no job is deferred to the next reset.
+    world.advance(Duration::seconds(391));
+    let sent_before_run = world.connector.queue.sent().len();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (window as usize, 0));
+    assert_eq!(
+        world.connector.queue.sent().len(),
+        sent_before_run,
+        "no job deferred"
+    );
+}
+
+#[tokio::test]
+async fn two_runs_while_the_budget_is_spent_until_the_reset_queue_one_window_s_worth_between_them()
+{
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "spent-twice", 20).await;
+    world.advance(Duration::minutes(61));
+    // Polar's short window is spent until it resets in 10 minutes: every job waits for the next window.
+    short_window_of_40(&world, 40).await;
+    let window = 36 / world.connector.scheduled_sync_calls();
+    assert!(window > 0 && window < 20, "{window}");
+    let sent_before = world.connector.queue.sent().len();
+
+    let first = world.fanout().await.unwrap();
+    assert_eq!((first.queued, first.delayed), (window, window), "{first:?}");
+    world.advance(Duration::minutes(1));
+    let second = world.fanout().await.unwrap();
+    assert_eq!((second.queued, second.delayed), (0, 0), "{second:?}");
+    assert!(second.budget_limited, "{second:?}");
+
+    let delays = scheduled_delays_since(&world, sent_before);
+    assert_eq!(
+        delays,
+        vec![600; window as usize],
+        "one window's worth in all"
+    );
+
+    // At the reset the window's worth runs, and no job is deferred to the one after.
+    world.advance(Duration::seconds(541));
+    let sent_before_run = world.connector.queue.sent().len();
+    let run = world.run_worker().await.unwrap();
+    assert_eq!((run.delivered, run.failed), (window as usize, 0));
+    assert_eq!(
+        world.connector.queue.sent().len(),
+        sent_before_run,
+        "no job deferred"
+    );
+}
+
+#[tokio::test]
+async fn a_run_by_hand_after_the_recent_runs_lapse_still_counts_their_delayed_jobs_not_yet_run() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "spent-later", 20).await;
+    world.advance(Duration::minutes(61));
+    // Polar's short window is spent until it resets in 14 minutes.
+    short_window_of_40_resetting_in(&world, 40, Duration::minutes(14)).await;
+    let window = 36 / world.connector.scheduled_sync_calls();
+    let sent_before = world.connector.queue.sent().len();
+    let first = world.fanout().await.unwrap();
+    assert_eq!((first.queued, first.delayed), (window, window), "{first:?}");
+
+    // An operator runs the fan-out 11 minutes later: the first run no longer keeps anyone from being
+    // queued (its delayed athletes are marked), but its jobs still wait for the same reset.
+    world.advance(Duration::minutes(11));
+    let second = world.fanout().await.unwrap();
+    assert_eq!(
+        (second.queued, second.already_queued),
+        (0, window),
+        "{second:?}"
+    );
+    assert_eq!(
+        scheduled_delays_since(&world, sent_before),
+        vec![840; window as usize]
+    );
 }

@@ -576,9 +576,13 @@ mod tests {
         // The item and its status-index entry.
         assert_eq!(store.usage().write_units, 2.0);
 
-        // An error text long enough to take the item past 1 KB (the cursors deflate; this does not).
+        // A lock owner long enough to take the item past 1 KB (the cursors deflate and the last error is
+        // bounded; the owner is neither).
         let mut long = saved.clone();
-        long.last_error = Some("x".repeat(1100));
+        long.sync_lock = Some(shared::model::SyncLock {
+            owner: "x".repeat(1100),
+            until: Utc::now(),
+        });
         let before = store.usage();
         let long = store.save_athlete(&long).await.unwrap();
         assert_eq!(store.usage().since(before).write_units, 2.0);
@@ -586,7 +590,7 @@ mod tests {
         let before = store.usage();
         let short = store
             .save_athlete(&Athlete {
-                last_error: None,
+                sync_lock: None,
                 ..long.clone()
             })
             .await

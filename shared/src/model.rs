@@ -1,6 +1,7 @@
 //! The connector's own records: athletes, their link status, sync cursors, stored tokens, ledger entries, jobs.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -194,8 +195,8 @@ pub struct Athlete {
     pub roster_seen_at: Option<DateTime<Utc>>,
     /// Delivery cursors.
     pub cursors: SyncCursors,
-    /// Last sync failure, short and free of secrets, for operators.
-    pub last_error: Option<String>,
+    /// Last sync failure, short and free of secrets, for operators (bounded: see [`LastError`]).
+    pub last_error: Option<LastError>,
     /// The sync job working on the athlete, if any: kept in the athlete item so taking it reads the
     /// athlete in the same write, and the job's last write of the athlete releases it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +259,79 @@ impl Athlete {
         if status != AthleteStatus::Linked {
             self.next_sync_due = None;
         }
+    }
+}
+
+/// The bytes an athlete's [`LastError`] keeps at most, the ellipsis included. Bytes, not characters:
+/// DynamoDB bills bytes, and a character takes up to four. With this bound an athlete with the four core
+/// forms, every time set and the lock held (900 bytes) stays under 1 KB with any error; one with all
+/// seven forms is 1,001 bytes without one, which no useful bound keeps in one unit (the consents error
+/// alone is 38 bytes), and is billed two units with an error, never more.
+pub const LAST_ERROR_MAX_BYTES: usize = 96;
+
+/// What a cut [`LastError`] ends with.
+const LAST_ERROR_ELLIPSIS: char = '…';
+
+/// An athlete's last sync failure as stored: at most [`LAST_ERROR_MAX_BYTES`] bytes of UTF-8. A longer
+/// text (a Smartabase rejection quotes its message) keeps its start, cut on a character boundary, and
+/// ends with `…`. The athlete item is billed one write unit per started KB on every lock and end write,
+/// so the error it carries is bounded here, once, for every store; the whole text stays in the
+/// sync-worker's log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct LastError(String);
+
+impl LastError {
+    /// `text`, cut to [`LAST_ERROR_MAX_BYTES`] with an ellipsis if longer.
+    pub fn new(text: impl Into<String>) -> Self {
+        let mut text = text.into();
+        if text.len() > LAST_ERROR_MAX_BYTES {
+            let mut end = LAST_ERROR_MAX_BYTES - LAST_ERROR_ELLIPSIS.len_utf8();
+            // Index 0 is a boundary, so this ends.
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push(LAST_ERROR_ELLIPSIS);
+        }
+        Self(text)
+    }
+
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for LastError {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for LastError {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<&str> for LastError {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<LastError> for String {
+    fn from(error: LastError) -> Self {
+        error.0
     }
 }
 
@@ -488,6 +562,63 @@ mod tests {
 
     fn round_trip(key: &LedgerKey) -> Option<LedgerKey> {
         LedgerKey::decode(&key.encode())
+    }
+
+    #[test]
+    fn a_last_error_within_the_bound_is_kept_whole() {
+        for text in ["", "Smartabase 503", &"é".repeat(LAST_ERROR_MAX_BYTES / 2)] {
+            assert_eq!(LastError::new(text).as_str(), text);
+        }
+        // The texts the connector writes itself, which `profile_label` and operators compare whole.
+        for text in [
+            CONSENTS_MISSING_ERROR,
+            "Polar: access revoked on Polar's side (confirmed 401)",
+        ] {
+            assert!(text.len() <= LAST_ERROR_MAX_BYTES, "{text}");
+            assert_eq!(LastError::new(text).as_str(), text);
+        }
+        let mut a = Athlete::new(AthleteUuid::parse("consents").unwrap());
+        a.set_status(AthleteStatus::Linked, Utc::now());
+        a.last_error = Some(CONSENTS_MISSING_ERROR.into());
+        assert_eq!(a.profile_label(), NEEDS_POLAR_CONSENTS);
+    }
+
+    #[test]
+    fn a_longer_last_error_keeps_its_start_on_a_character_boundary_and_ends_with_an_ellipsis() {
+        // Every UTF-8 width, and the bound falling at every offset inside each character.
+        for lead in 0..4 {
+            for unit in ["x", "é", "€", "𝄞", "é€𝄞x"] {
+                let text = format!(
+                    "{}{}",
+                    "x".repeat(lead),
+                    unit.repeat(LAST_ERROR_MAX_BYTES + 1)
+                );
+                let error = LastError::new(text.clone());
+                assert!(error.len() <= LAST_ERROR_MAX_BYTES, "{} bytes", error.len());
+                assert!(
+                    error.len() > LAST_ERROR_MAX_BYTES - 3 - 4,
+                    "{} bytes",
+                    error.len()
+                );
+                let kept = error.strip_suffix('…').expect("an ellipsis");
+                assert!(text.starts_with(kept), "{error}");
+            }
+        }
+        // One byte over is cut too.
+        let error = LastError::new("y".repeat(LAST_ERROR_MAX_BYTES + 1));
+        assert_eq!(error.len(), LAST_ERROR_MAX_BYTES);
+        assert!(error.ends_with('…'));
+    }
+
+    #[test]
+    fn a_last_error_read_back_from_json_is_bounded_too() {
+        let long = "z".repeat(5_000);
+        let error: LastError = serde_json::from_value(serde_json::json!(long)).unwrap();
+        assert_eq!(error, LastError::new(long));
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            serde_json::json!(error.as_str())
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@ use shared::budget::{BudgetState, LimitFormula};
 use shared::crypto::SealedToken;
 use shared::ids::{AthleteUuid, AuthState, EventId, ExerciseId, PolarUserId, SmartabaseUserId};
 use shared::model::{
-    Athlete, AthleteStatus, BackfillProgress, DataKind, LedgerEntry, LedgerKey, LedgerState,
-    ListRead, PendingLink, RecordKey, StoredToken, SyncCursors, SyncLock, TokenSource,
+    Athlete, AthleteStatus, BackfillProgress, DataKind, LAST_ERROR_MAX_BYTES, LedgerEntry,
+    LedgerKey, LedgerState, ListRead, PendingLink, RecordKey, StoredToken, SyncCursors, SyncLock,
+    TokenSource,
 };
 use shared::store::{Locking, PageToken, Store, StoreError, StoredState};
 
@@ -113,7 +114,7 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
             confirmed_lists_at_lock: Some(6),
             uncounted_lists: Default::default(),
         },
-        last_error: Some("Smartabase 503".to_string()),
+        last_error: Some("Smartabase 503".into()),
         sync_lock: Some(SyncLock {
             owner: "job-1".to_string(),
             until: t0() + Duration::seconds(180),
@@ -171,6 +172,19 @@ async fn athlete_round_trips_with_optimistic_versions<S: Store>(store: &S) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.get_athlete(&uuid("never-saved")).await.unwrap(), None);
+}
+
+async fn a_long_last_error_is_stored_bounded<S: Store>(store: &S) {
+    let mut a = linked("long-error", None);
+    let long = "Smartabase rejected é€𝄞 ".repeat(200);
+    a.last_error = Some(long.clone().into());
+    let saved = store.save_athlete(&a).await.unwrap();
+    let stored = store.get_athlete(&a.uuid).await.unwrap().unwrap();
+    assert_eq!(stored, saved);
+    let error = stored.last_error.unwrap();
+    assert!(error.len() <= LAST_ERROR_MAX_BYTES, "{} bytes", error.len());
+    let kept = error.strip_suffix('…').unwrap();
+    assert!(long.starts_with(kept), "{error}");
 }
 
 async fn due_athletes_come_oldest_first_with_their_markers<S: Store>(store: &S) {
@@ -1277,6 +1291,7 @@ macro_rules! contract {
 
 contract!(
     athlete_round_trips_with_optimistic_versions,
+    a_long_last_error_is_stored_bounded,
     due_athletes_come_oldest_first_with_their_markers,
     listings_page_by_status_then_uuid,
     polar_user_finds_the_linked_athlete,

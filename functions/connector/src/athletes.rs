@@ -70,7 +70,7 @@ impl From<Athlete> for AthleteRow {
             polar_user_id: athlete.polar_user_id.map(|id| id.get()),
             last_sync_at: athlete.last_sync_at,
             next_sync_due: athlete.next_sync_due,
-            last_error: athlete.last_error,
+            last_error: athlete.last_error.map(String::from),
         }
     }
 }
@@ -189,7 +189,7 @@ pub async fn show(operator: &Operator, args: ShowArgs) -> Result<(), CliError> {
                 )
             })
             .collect(),
-        last_error: athlete.last_error,
+        last_error: athlete.last_error.map(String::from),
         token_held,
     };
     if args.json {

@@ -22,8 +22,8 @@ use super::super::{DueAthlete, StoreError};
 use crate::crypto::SealedToken;
 use crate::ids::{AthleteUuid, AuthState, EventId, PolarUserId, SmartabaseUserId};
 use crate::model::{
-    Athlete, AthleteStatus, LedgerEntry, LedgerKey, LedgerState, PendingLink, StoredToken,
-    SyncCursors, SyncLock, TokenSource,
+    Athlete, AthleteStatus, LastError, LedgerEntry, LedgerKey, LedgerState, PendingLink,
+    StoredToken, SyncCursors, SyncLock, TokenSource,
 };
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -195,7 +195,7 @@ pub(super) fn athlete_item(athlete: &Athlete, version: u64) -> Result<Item, Stor
         AttributeValue::B(Blob::new(cursors)),
     );
     if let Some(error) = &athlete.last_error {
-        item.insert(LAST_ERROR.into(), s(error));
+        item.insert(LAST_ERROR.into(), s(error.as_str()));
     }
     if let Some(lock) = &athlete.sync_lock {
         item.insert(LOCK_OWNER.into(), s(&lock.owner));
@@ -331,7 +331,7 @@ pub(super) fn athlete_from_item(item: &Item) -> Result<Athlete, StoreError> {
         queued_until: r.opt_instant(QUEUED_UNTIL)?,
         roster_seen_at: r.opt_instant(ROSTER_SEEN_AT)?,
         cursors,
-        last_error: r.opt_string(LAST_ERROR)?.map(str::to_string),
+        last_error: r.opt_string(LAST_ERROR)?.map(LastError::from),
         sync_lock: match (r.opt_string(LOCK_OWNER)?, r.opt_instant(LOCK_UNTIL)?) {
             (Some(owner), Some(until)) => Some(SyncLock {
                 owner: owner.to_string(),

@@ -485,8 +485,9 @@ mod tests {
     use crate::mapping::Mapping;
     use crate::model::DataKind;
 
-    #[test]
-    fn an_athlete_with_every_form_synced_and_locked_fits_in_one_write_unit() {
+    /// An athlete with every optional form: all seven data types synced, their backfill done, every time
+    /// set and the lock held.
+    fn every_form_synced_and_locked() -> crate::model::Athlete {
         use crate::ids::{AthleteUuid, PolarUserId, SmartabaseUserId};
         use crate::model::{
             Athlete, AthleteStatus, BackfillEnd, BackfillProgress, ListRead, SyncLock,
@@ -534,8 +535,54 @@ mod tests {
             };
             cursors.backfill.insert(kind, progress);
         }
-        let bytes = crate::store::athlete_item_bytes(&a).unwrap();
+        a
+    }
+
+    #[test]
+    fn an_athlete_with_every_form_synced_and_locked_fits_in_one_write_unit() {
+        let bytes = crate::store::athlete_item_bytes(&every_form_synced_and_locked()).unwrap();
         assert!(bytes < 1024, "{bytes} bytes");
+    }
+
+    /// The longest errors a sync can leave: 5,000 bytes of characters of every UTF-8 width (2, 3, 4 and 1
+    /// bytes), led by 0 to 3 bytes so that the bound falls inside a character of each width.
+    fn longest_errors() -> impl Iterator<Item = String> {
+        ["", "x", "xx", "xxx"]
+            .into_iter()
+            .map(|lead| format!("{lead}{}", "é€𝄞x".repeat(500)))
+    }
+
+    #[test]
+    fn an_athlete_with_the_core_forms_locked_and_the_longest_error_fits_in_one_write_unit() {
+        let mut a = every_form_synced_and_locked();
+        for kind in DataKind::ALL.into_iter().skip(4) {
+            a.cursors.lists.remove(&kind);
+            a.cursors.confirmed_lists.remove(&kind);
+            a.cursors.backfill.remove(&kind);
+        }
+        for error in longest_errors() {
+            a.last_error = Some(error.into());
+            let bytes = crate::store::athlete_item_bytes(&a).unwrap();
+            assert!(bytes < 1024, "{bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn the_longest_error_adds_at_most_its_bound_to_an_athlete_with_every_form() {
+        use crate::model::LAST_ERROR_MAX_BYTES;
+        let mut a = every_form_synced_and_locked();
+        let without = crate::store::athlete_item_bytes(&a).unwrap();
+        for error in longest_errors() {
+            a.last_error = Some(error.into());
+            let with = crate::store::athlete_item_bytes(&a).unwrap();
+            // This athlete leaves too few bytes of its first unit for any useful error (the consents
+            // error alone takes it past 1 KB): with one it is billed two units, never more.
+            assert!(with < 2 * 1024, "{with} bytes: past two write units");
+            assert!(
+                with <= without + "last_error".len() + LAST_ERROR_MAX_BYTES,
+                "{with} bytes, {without} without the error"
+            );
+        }
     }
 
     fn day(d: u32) -> NaiveDate {

@@ -15,7 +15,7 @@ use super::{
 use crate::clock::Clock;
 use crate::error::{DeferCause, Deferral};
 use crate::ids::{AccessToken, PolarUserId};
-use crate::model::{Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, SyncCursors};
+use crate::model::{Athlete, AthleteStatus, CONSENTS_MISSING_ERROR, LastError, SyncCursors};
 use crate::polar::{PolarApi, PolarError};
 use crate::queue::{JobKind, JobQueue, SyncJob};
 use crate::smartabase::SmartabaseApi;
@@ -116,7 +116,7 @@ where
                 if progress.announced_missing && a.status == AthleteStatus::Linked {
                     a.next_sync_due = Some(a.next_sync_due.map_or(soon, |d| d.min(soon)));
                 }
-                a.last_error = first_failure.clone();
+                a.last_error = first_failure.clone().map(LastError::from);
             })
             .await?;
         if plan.first_sync {

@@ -108,6 +108,39 @@ pub fn json_syntax_cause(error: serde_json::Error) -> Option<Cause> {
     (!error.is_data()).then(|| Box::new(error) as Cause)
 }
 
+/// What the clients' tests assert of an error that must not leak: a refused connection's cause and every
+/// way the error is printed.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Cause, with_causes};
+
+    /// An http URL of a local port nothing listens on: connecting is refused at once.
+    pub(crate) fn closed_port() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{address}")
+    }
+
+    /// Asserts that `source` is reqwest's error for a refused connection, kept without its URL.
+    #[track_caller]
+    pub(crate) fn assert_refused_connection_without_url(source: &Cause) {
+        let cause = source
+            .downcast_ref::<reqwest::Error>()
+            .expect("reqwest's error is the source");
+        assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+    }
+
+    /// Asserts that `secret` shows in none of the ways `error` is printed: its `Display`, its causes
+    /// ([`with_causes`]) and its `Debug`.
+    #[track_caller]
+    pub(crate) fn assert_never_shows(error: &(dyn std::error::Error + 'static), secret: &str) {
+        for printed in [error.to_string(), with_causes(error), format!("{error:?}")] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -492,6 +492,8 @@ mod tests {
         use crate::model::{
             Athlete, AthleteStatus, BackfillEnd, BackfillProgress, ListRead, SyncLock,
         };
+        // To the millisecond, as `Step::advance` keeps the cursors' instants (the item's own instants
+        // are written with nine digits whatever they hold).
         let at = noon(30) + Duration::milliseconds(789);
         let mut a =
             Athlete::new(AthleteUuid::parse("3f2b8c1e-9d4a-4e7b-a1c2-5d6e7f8091a2").unwrap());

@@ -270,9 +270,13 @@ impl BudgetState {
     }
 }
 
+/// How far apart two readings of one window's reset may be (a second's rounding, a delay rounded up to
+/// whole seconds) and still be taken for the same window.
+pub const SAME_WINDOW_SLACK: Duration = Duration::seconds(60);
+
 /// Two reset instants of one window: readings of it differ by a second's rounding.
 fn same_window(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
-    (a - b).num_seconds().abs() <= 60
+    (a - b).abs() <= SAME_WINDOW_SLACK
 }
 
 /// When the windows a reservation was made in reset.

@@ -654,3 +654,82 @@ async fn a_run_by_hand_after_the_recent_runs_lapse_still_counts_their_delayed_jo
         vec![840; window as usize]
     );
 }
+
+#[tokio::test]
+async fn a_run_after_the_recent_runs_lapse_queues_again_the_athletes_whose_jobs_are_gone() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "lapsed", 20).await;
+    world.advance(Duration::minutes(61));
+    // Two jobs' worth left in the open window, which resets in 14 minutes.
+    let per_job = world.connector.scheduled_sync_calls();
+    let window = 36 / per_job;
+    short_window_of_40_resetting_in(&world, 36 - 2 * per_job, Duration::minutes(14)).await;
+    let sent_before = world.connector.queue.sent().len();
+    let first = world.fanout().await.unwrap();
+    assert_eq!(
+        (first.queued, first.delayed),
+        (2 + window, window),
+        "{first:?}"
+    );
+    let undelayed: BTreeSet<String> = world.connector.queue.sent()[sent_before..]
+        .iter()
+        .filter(|o| o.delay_seconds == 0)
+        .map(|o| o.job.athlete.to_string())
+        .collect();
+    assert_eq!(undelayed.len(), 2);
+    // The two undelayed jobs are gone without a sync (taken off the queue by hand, say): their
+    // athletes are still due, and nothing marks them queued.
+    let taken = world.connector.queue.receive(10).await.unwrap();
+    assert_eq!(taken.len(), 2, "only the undelayed jobs are visible yet");
+    world.connector.queue.settle(&taken, &[]).await.unwrap();
+
+    // 11 minutes later the first run's range has lapsed, though its delayed jobs still wait for the
+    // reset: it keeps no one from being queued, and the two are queued again.
+    world.advance(Duration::minutes(11));
+    let sent_before = world.connector.queue.sent().len();
+    let second = world.fanout().await.unwrap();
+    let requeued: BTreeSet<String> = world.connector.queue.sent()[sent_before..]
+        .iter()
+        .map(|o| o.job.athlete.to_string())
+        .collect();
+    assert_eq!(requeued, undelayed, "{second:?}");
+    assert_eq!(
+        second.already_queued, window,
+        "the delayed athletes are marked"
+    );
+}
+
+#[tokio::test]
+async fn a_recent_runs_record_naming_a_delay_the_queue_cannot_express_holds_back_no_window() {
+    let world = World::in_memory(WorldOptions::default()).await.unwrap();
+    synced_athletes(&world, "edited", 20).await;
+    world.advance(Duration::minutes(61));
+    let per_job = world.connector.scheduled_sync_calls();
+    let window = 36 / per_job;
+    short_window_of_40_resetting_in(&world, 36 - 2 * per_job, Duration::minutes(14)).await;
+    // A record edited by hand (or corrupt): a run 5 minutes ago whose "delayed" jobs become visible 25
+    // minutes after it, in the next window, beyond SQS's 15-minute delay, and more of them than exist.
+    let now = world.clock.now();
+    let record = serde_json::json!([{
+        "at": now - Duration::minutes(5),
+        "after": null,
+        "through": {"due": "2000-01-01T00:00:00Z", "uuid": "nobody"},
+        "delayed": {"jobs": u64::MAX, "visible_at": now + Duration::minutes(20)},
+    }]);
+    use shared::store::SettingsStore as _;
+    world
+        .connector
+        .store
+        .put_setting(
+            shared::usecase::fanout::RECENT_RUNS_SETTING,
+            &record.to_string(),
+        )
+        .await
+        .unwrap();
+    let report = world.fanout().await.unwrap();
+    assert_eq!(
+        (report.queued, report.delayed),
+        (2 + window, window),
+        "{report:?}"
+    );
+}

@@ -260,3 +260,29 @@ fn redirect(location: &str, set_cookie: &str) -> Response<Body> {
         .body(Body::Empty)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cookie_path;
+
+    #[test]
+    fn the_cookie_goes_back_on_the_redirect_uri_s_directory() {
+        for (redirect_uri, path) in [
+            ("https://connector.example.org/polar/callback", "/polar"),
+            (
+                "https://abc.execute-api.eu-west-1.amazonaws.com/prod/polar/callback",
+                "/prod/polar",
+            ),
+            (
+                "https://club.example.org/base/polar/callback?x=1",
+                "/base/polar",
+            ),
+            // Shapes without a directory to name fall back to the contract's `/polar`.
+            ("https://connector.example.org/polar/callback/", "/polar"),
+            ("https://connector.example.org/callback", "/polar"),
+            ("not a uri", "/polar"),
+        ] {
+            assert_eq!(cookie_path(redirect_uri), path, "{redirect_uri}");
+        }
+    }
+}

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::sync::scheduled_sync_calls;
 use super::{QUEUED_MARKER_TTL, Settings};
-use crate::budget::{BudgetError, LimitFormula, RateBudget, SHORT_WINDOW};
+use crate::budget::{BudgetError, LimitFormula, RateBudget, SAME_WINDOW_SLACK, SHORT_WINDOW};
 use crate::clock::{Clock, whole_seconds_up};
 use crate::ids::AthleteUuid;
 use crate::mapping::Mapping;
@@ -59,10 +59,6 @@ impl Position {
 const RECENT_RUN: Duration = Duration::minutes(10);
 /// Ranges remembered at most (runs by hand in a loop).
 const RECENT_RANGES_KEPT: usize = 32;
-/// How far apart two runs' reckonings of one window's start may be: a delay is whole seconds, rounded
-/// up, and a `RateLimit-Reset` reading may move a reset by a second's rounding (the budget takes resets
-/// up to a minute apart as one window).
-const SAME_WINDOW_SLACK: Duration = Duration::seconds(60);
 
 /// The delayed jobs a run queued: how many, and when SQS makes them visible (the run's time plus their
 /// delay). Until then none of them has reserved budget.
@@ -389,7 +385,19 @@ where
             warn!("the recent fan-out runs' record is unreadable; it is ignored");
             return Vec::new();
         };
-        runs.into_iter().filter(|r| r.kept(now)).collect()
+        // A delay the queue cannot express (a record edited by hand, or corrupt) would hold back the
+        // windows it names for nothing: such a count is ignored.
+        let max_delay = Duration::seconds(i64::from(<Q as JobQueue>::MAX_DELAY_SECONDS));
+        runs.into_iter()
+            .map(|mut r| {
+                let latest = r.at.checked_add_signed(max_delay + SAME_WINDOW_SLACK);
+                r.delayed = r
+                    .delayed
+                    .filter(|d| d.visible_at >= r.at && latest.is_some_and(|l| d.visible_at <= l));
+                r
+            })
+            .filter(|r| r.kept(now))
+            .collect()
     }
 
     /// Records this run's ranges (first) with the recent runs', for a run soon after
@@ -408,8 +416,10 @@ where
     /// moment ago are not counted against `now`: they reserve within seconds of being sent, and the
     /// budget shows them then (counting them too would queue fewer than the budget allows whenever the
     /// workers had run); one not yet run when this run reads the budget is deferred by its worker to the
-    /// next reset. A scheduled run an interval after the last finds that run's delayed jobs visible
-    /// already: it queues as many as the budget shows, as a single run does.
+    /// next reset. A scheduled run an interval after the last usually finds that run's delayed jobs
+    /// visible already and queues as many as the budget shows, as a single run does; if it starts before
+    /// they are (a 15-minute interval after a 900 s delay, and the schedule a second early), it counts
+    /// them against the window they share, which is the one they spend.
     async fn spread(&self, now: DateTime<Utc>, recent: &[RunRange]) -> Result<Spread, FanoutError> {
         let budget = RateBudget::new(self.store, LimitFormula::POLAR);
         let available = budget.available(now).await?;

@@ -10,7 +10,7 @@ use shared::budget::{BudgetState, LimitFormula, Window};
 use shared::clock::Clock as _;
 use shared::model::AthleteStatus;
 use shared::queue::JobKind;
-use shared::store::Store;
+use shared::store::{SettingsStore as _, Store};
 use sync_support::*;
 use testkit::world::{World, WorldOptions, no_deadline};
 
@@ -110,6 +110,14 @@ async fn short_window_of_40_resetting_in<S: Store>(
     spent: u64,
     resets_in: Duration,
 ) {
+    world
+        .set_budget(&window_of_40_state(world, spent, resets_in))
+        .await
+        .unwrap();
+}
+
+/// The budget of [`short_window_of_40_resetting_in`], to change before it is set.
+fn window_of_40_state<S: Store>(world: &World<S>, spent: u64, resets_in: Duration) -> BudgetState {
     let mut state = BudgetState::initial(
         LimitFormula {
             short_base: 40,
@@ -125,7 +133,7 @@ async fn short_window_of_40_resetting_in<S: Store>(
         resets_at: Some(world.clock.now() + resets_in),
         counted_by_polar: 0,
     };
-    world.set_budget(&state).await.unwrap();
+    state
 }
 
 #[tokio::test]
@@ -541,53 +549,12 @@ async fn two_runs_during_one_429_wait_queue_one_window_s_worth_of_delayed_jobs_b
     world.advance(Duration::minutes(61));
     // Polar's short window is spent until it resets in 5 minutes, and a worker's 429 named a wait of
     // 7½ minutes: at the block's end a fresh window holds 36 calls for scheduled work.
-    let mut state = BudgetState::initial(
-        LimitFormula {
-            short_base: 40,
-            short_per_user: 0,
-            long_base: 10_000,
-            long_per_user: 0,
-        },
-        0,
-    );
-    state.short = Window {
-        used: 40,
-        limit: 40,
-        resets_at: Some(world.clock.now() + Duration::minutes(5)),
-        counted_by_polar: 0,
-    };
+    let mut state = window_of_40_state(&world, 40, Duration::minutes(5));
     state.blocked_until = Some(world.clock.now() + Duration::seconds(450));
     world.set_budget(&state).await.unwrap();
-    let window = 36 / world.connector.scheduled_sync_calls();
-    assert!(window > 0 && window < 20, "{window}");
-    let sent_before = world.connector.queue.sent().len();
-
-    let first = world.fanout().await.unwrap();
-    assert_eq!((first.queued, first.delayed), (window, window), "{first:?}");
     // The schedule invoked twice, or an operator running it by hand a minute later, during the same
     // wait: the window at the block's end is taken by the first run's jobs, none of which has run.
-    world.advance(Duration::minutes(1));
-    let second = world.fanout().await.unwrap();
-    assert_eq!((second.queued, second.delayed), (0, 0), "{second:?}");
-    assert!(second.budget_limited, "{second:?}");
-
-    let delays = scheduled_delays_since(&world, sent_before);
-    assert_eq!(
-        delays,
-        vec![450; window as usize],
-        "one window's worth in all"
-    );
-
-    // At the block's end the window's worth runs, and no job is deferred to the next reset.
-    world.advance(Duration::seconds(391));
-    let sent_before_run = world.connector.queue.sent().len();
-    let run = world.run_worker().await.unwrap();
-    assert_eq!((run.delivered, run.failed), (window as usize, 0));
-    assert_eq!(
-        world.connector.queue.sent().len(),
-        sent_before_run,
-        "no job deferred"
-    );
+    two_runs_a_minute_apart_queue_one_window_s_worth(&world, 450).await;
 }
 
 #[tokio::test]
@@ -598,6 +565,16 @@ async fn two_runs_while_the_budget_is_spent_until_the_reset_queue_one_window_s_w
     world.advance(Duration::minutes(61));
     // Polar's short window is spent until it resets in 10 minutes: every job waits for the next window.
     short_window_of_40(&world, 40).await;
+    two_runs_a_minute_apart_queue_one_window_s_worth(&world, 600).await;
+}
+
+/// Two fan-out runs a minute apart while every job must wait `delay_seconds` for the next window: the
+/// first queues the window's worth, delayed; the second, counting them, queues nothing. When they become
+/// visible the window's worth runs, and no job is deferred to the window after.
+async fn two_runs_a_minute_apart_queue_one_window_s_worth<S: Store>(
+    world: &World<S>,
+    delay_seconds: u32,
+) {
     let window = 36 / world.connector.scheduled_sync_calls();
     assert!(window > 0 && window < 20, "{window}");
     let sent_before = world.connector.queue.sent().len();
@@ -608,16 +585,13 @@ async fn two_runs_while_the_budget_is_spent_until_the_reset_queue_one_window_s_w
     let second = world.fanout().await.unwrap();
     assert_eq!((second.queued, second.delayed), (0, 0), "{second:?}");
     assert!(second.budget_limited, "{second:?}");
-
-    let delays = scheduled_delays_since(&world, sent_before);
     assert_eq!(
-        delays,
-        vec![600; window as usize],
+        scheduled_delays_since(world, sent_before),
+        vec![delay_seconds; window as usize],
         "one window's worth in all"
     );
 
-    // At the reset the window's worth runs, and no job is deferred to the one after.
-    world.advance(Duration::seconds(541));
+    world.advance(Duration::seconds(i64::from(delay_seconds) - 60 + 1));
     let sent_before_run = world.connector.queue.sent().len();
     let run = world.run_worker().await.unwrap();
     assert_eq!((run.delivered, run.failed), (window as usize, 0));
@@ -716,7 +690,6 @@ async fn a_recent_runs_record_naming_a_delay_the_queue_cannot_express_holds_back
         "through": {"due": "2000-01-01T00:00:00Z", "uuid": "nobody"},
         "delayed": {"jobs": u64::MAX, "visible_at": now + Duration::minutes(20)},
     }]);
-    use shared::store::SettingsStore as _;
     world
         .connector
         .store

@@ -583,7 +583,11 @@ async fn two_runs_a_minute_apart_queue_one_window_s_worth<S: Store>(
     assert_eq!((first.queued, first.delayed), (window, window), "{first:?}");
     world.advance(Duration::minutes(1));
     let second = world.fanout().await.unwrap();
-    assert_eq!((second.queued, second.delayed), (0, 0), "{second:?}");
+    assert_eq!(
+        (second.queued, second.delayed, second.earlier_delayed),
+        (0, 0, window),
+        "{second:?}"
+    );
     assert!(second.budget_limited, "{second:?}");
     assert_eq!(
         scheduled_delays_since(world, sent_before),
@@ -701,8 +705,8 @@ async fn a_recent_runs_record_naming_a_delay_the_queue_cannot_express_holds_back
         .unwrap();
     let report = world.fanout().await.unwrap();
     assert_eq!(
-        (report.queued, report.delayed),
-        (2 + window, window),
+        (report.queued, report.delayed, report.earlier_delayed),
+        (2 + window, window, 0),
         "{report:?}"
     );
 }

@@ -44,6 +44,7 @@ where
                 queued = r.queued,
                 delayed = r.delayed,
                 already_queued = r.already_queued,
+                earlier_delayed = r.earlier_delayed,
                 send_failures = r.send_failures,
                 "fan-out finished"
             );

@@ -168,6 +168,9 @@ pub struct FanoutReport {
     pub delayed: u64,
     /// Due athletes skipped because a job of theirs is still queued.
     pub already_queued: u64,
+    /// Delayed jobs of recent runs, still waiting for the window this run's delayed jobs would go to:
+    /// counted against it (why a run soon after another may queue nothing).
+    pub earlier_delayed: u64,
     /// Whether the run stopped because the budget could not cover more this interval.
     pub budget_limited: bool,
     /// Jobs that could not be sent (left due for the next run).
@@ -189,11 +192,13 @@ pub enum FanoutError {
 
 /// Spreads jobs over the budget: the first `now` fit at once, the next `next_window` after the short
 /// window resets or a 429's block ends (a delay SQS can still express), the rest wait for the next run.
+/// `earlier_delayed`: recent runs' delayed jobs that will spend that window, taken off `next_window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Spread {
     now: u64,
     next_window: u64,
     delay_seconds: u32,
+    earlier_delayed: u64,
 }
 
 impl Spread {
@@ -248,7 +253,10 @@ where
         let now = self.now();
         let kept = self.recent_runs(now).await;
         let spread = self.spread(now, &kept).await?;
-        let mut report = FanoutReport::default();
+        let mut report = FanoutReport {
+            earlier_delayed: spread.earlier_delayed,
+            ..FanoutReport::default()
+        };
         let listing = self.store.due_athletes(now).await?;
         report.due = listing.due.len() as u64;
         report.skipped = listing.skipped;
@@ -432,40 +440,42 @@ where
             // queue for its end, as for a window's reset (all stay due if it ends beyond SQS's longest
             // delay), so the athletes due meanwhile are not left to the next run.
             let wait = available.from - now;
-            let next_window = if wait <= max_delay {
+            let (next_window, earlier_delayed) = if wait <= max_delay {
                 // Spent at the block's end in the window open then, or in one opened then.
                 let end = available
                     .short_resets_at
                     .filter(|r| *r > available.from)
                     .unwrap_or(available.from + SHORT_WINDOW);
                 let pending = RunRange::pending_in(recent, now, available.from, end);
-                (short.min(long) / per_job).saturating_sub(pending)
+                ((short.min(long) / per_job).saturating_sub(pending), pending)
             } else {
-                0
+                (0, 0)
             };
             return Ok(Spread {
                 now: 0,
                 next_window,
                 delay_seconds: whole_seconds_up(wait).clamp(0, max_delay.num_seconds()) as u32,
+                earlier_delayed,
             });
         }
         let jobs_now = short.min(long) / per_job;
         // No window open: the jobs sent now open one, and it resets a whole window later.
         let until_reset = resets_at.map_or(SHORT_WINDOW, |r| (r - now).max(Duration::zero()));
-        let next_window = if until_reset <= max_delay {
+        let (next_window, earlier_delayed) = if until_reset <= max_delay {
             let full =
                 (available.short_limit as f64 * RateBudget::<S>::SCHEDULED_SHARE) as u64 / per_job;
             let reset = now + until_reset;
             let pending = RunRange::pending_in(recent, now, reset, reset + SHORT_WINDOW);
-            full.min(long.saturating_sub(short.min(long)) / per_job)
-                .saturating_sub(pending)
+            let next_window = full.min(long.saturating_sub(short.min(long)) / per_job);
+            (next_window.saturating_sub(pending), pending)
         } else {
-            0
+            (0, 0)
         };
         Ok(Spread {
             now: jobs_now,
             next_window,
             delay_seconds: whole_seconds_up(until_reset).clamp(0, max_delay.num_seconds()) as u32,
+            earlier_delayed,
         })
     }
 
@@ -700,6 +710,7 @@ mod tests {
             now: 2,
             next_window: 3,
             delay_seconds: 600,
+            earlier_delayed: 0,
         };
         let delays: Vec<_> = (0..6).map(|i| spread.delay_for(i)).collect();
         assert_eq!(

@@ -276,7 +276,7 @@ pub const SAME_WINDOW_SLACK: Duration = Duration::seconds(60);
 
 /// Two reset instants of one window: readings of it differ by a second's rounding.
 fn same_window(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
-    (a - b).abs() <= SAME_WINDOW_SLACK
+    (a - b).num_seconds().abs() <= SAME_WINDOW_SLACK.num_seconds()
 }
 
 /// When the windows a reservation was made in reset.

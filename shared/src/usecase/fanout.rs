@@ -168,8 +168,9 @@ pub struct FanoutReport {
     pub delayed: u64,
     /// Due athletes skipped because a job of theirs is still queued.
     pub already_queued: u64,
-    /// Delayed jobs of recent runs, still waiting for the window this run's delayed jobs would go to:
-    /// counted against it (why a run soon after another may queue nothing).
+    /// Delayed jobs of earlier runs (of the last 10 minutes, or older and still invisible) that will
+    /// spend the window this run's delayed jobs would go to: counted against it (why a run soon after
+    /// another may queue nothing).
     pub earlier_delayed: u64,
     /// Whether the run stopped because the budget could not cover more this interval.
     pub budget_limited: bool,

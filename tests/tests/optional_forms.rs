@@ -34,20 +34,6 @@ fn local_today(world: &World<impl Store>, offset: i32) -> NaiveDate {
     (world.polar.now() + Duration::minutes(i64::from(offset))).date_naive()
 }
 
-/// Moves the world forward to `hour`:00 on the clock of an athlete `offset` minutes from UTC, so a test
-/// about "today so far" neither finds the day without a sample yet (just after midnight) nor sees it end.
-fn advance_to_local_hour(world: &World<impl Store>, offset: i32, hour: u32) {
-    let local = (world.polar.now() + Duration::minutes(i64::from(offset))).naive_utc();
-    let mut target = local
-        .date()
-        .and_hms_opt(hour, 0, 0)
-        .expect("an hour of the day");
-    if target <= local {
-        target += Duration::days(1);
-    }
-    world.advance(target - local);
-}
-
 fn record(kind: RecordKind, date: Option<NaiveDate>, values: Value) -> NewRecord {
     NewRecord {
         kind,

@@ -345,6 +345,22 @@ impl<S: Store> World<S> {
         }
     }
 
+    /// Moves both clocks forward to `hour`:00 on the clock of an athlete `offset` minutes from UTC, for a
+    /// test whose steps assume a time of day (today has begun: a sample, a night; and does not end
+    /// within the test). Every other test keeps starting at the real time, so the suite still sees
+    /// all hours.
+    pub fn advance_to_local_hour(&self, offset: i32, hour: u32) {
+        let local = (self.clock_now() + Duration::minutes(i64::from(offset))).naive_utc();
+        let mut target = local
+            .date()
+            .and_hms_opt(hour, 0, 0)
+            .unwrap_or_else(|| panic!("{hour} is not an hour of the day"));
+        if target <= local {
+            target += Duration::days(1);
+        }
+        self.advance(target - local);
+    }
+
     /// Replaces the shared Polar budget, as if Polar's headers had said so.
     pub async fn set_budget(&self, state: &BudgetState) -> anyhow::Result<()> {
         let store = &self.connector.store;

@@ -204,7 +204,7 @@ async fn each_optional_form_lands_once_with_exact_values_in_every_time_zone() {
 #[tokio::test]
 async fn revised_heart_rate_and_cardio_load_of_today_update_the_same_events() {
     let world = world_with_optional_forms().await;
-    advance_to_local_hour(&world, 600, 9);
+    world.advance_to_local_hour(600, 9);
     let a = link_athletes(&world, "optrev", &[600]).await.remove(0);
     generate_all(&world, &a, 12);
     let today = local_today(&world, a.offset);
@@ -393,7 +393,7 @@ async fn register_webhook<S: Store>(world: &mut World<S>) -> WebhookRelay {
 #[tokio::test]
 async fn webhook_driven_sites_get_todays_heart_rate_alertness_and_cardio_load_within_minutes() {
     let mut world = world_with_optional_forms().await;
-    advance_to_local_hour(&world, 780, 10);
+    world.advance_to_local_hour(780, 10);
     let a = link_athletes(&world, "opthook", &[780]).await.remove(0);
     generate_all(&world, &a, 10);
     assert_eq!(world.run_worker().await.unwrap().failed, 0);
@@ -475,7 +475,7 @@ async fn webhook_driven_sites_get_todays_heart_rate_alertness_and_cardio_load_wi
 #[tokio::test]
 async fn a_site_without_the_optional_forms_ignores_their_webhook_events() {
     let mut world = world_with_optional_forms().await;
-    advance_to_local_hour(&world, 0, 10);
+    world.advance_to_local_hour(0, 10);
     let a = link_athletes(&world, "opthookoff", &[0]).await.remove(0);
     generate_all(&world, &a, 8);
     assert_eq!(world.run_worker().await.unwrap().failed, 0);

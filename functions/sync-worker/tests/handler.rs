@@ -4,7 +4,7 @@
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Duration;
-use polar_sim::{FaultKind, FaultSpec, GenerateRequest, UploadMode};
+use polar_sim::{FaultKind, FaultSpec, GenerateRequest, NewRecord, RecordKind, UploadMode};
 use serde_json::Value;
 use shared::clock::Clock as _;
 use shared::ids::AthleteUuid;
@@ -52,6 +52,22 @@ async fn linked_world(uuid: &str) -> (World<MemoryStore>, SqsMessage, i64) {
                 days: 2,
                 upload: UploadMode::Now,
                 ..GenerateRequest::default()
+            },
+        )
+        .unwrap();
+    // A training of today's too: generated days hold one on some dates only, and the metric tests count
+    // at least six records (the two days' activity and nights, a recharge, a training).
+    world
+        .polar
+        .add_record(
+            polar,
+            NewRecord {
+                kind: RecordKind::Exercise,
+                date: None,
+                start_time: None,
+                values: Default::default(),
+                ready: true,
+                uploaded_at: None,
             },
         )
         .unwrap();

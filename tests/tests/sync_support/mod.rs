@@ -959,26 +959,12 @@ pub struct WorkerInvocation {
     pub bodies: Vec<String>,
 }
 
-/// Moves the world forward to `hour`:00 on the clock of an athlete `offset` minutes from UTC, for a test
-/// whose steps assume a time of day: today has begun (a sample, a night) and does not end within the test.
-pub fn advance_to_local_hour(world: &World<impl Store>, offset: i32, hour: u32) {
-    let local = (world.polar.now() + Duration::minutes(i64::from(offset))).naive_utc();
-    let mut target = local
-        .date()
-        .and_hms_opt(hour, 0, 0)
-        .expect("an hour of the day");
-    if target <= local {
-        target += Duration::days(1);
-    }
-    world.advance(target - local);
-}
-
 /// One athlete (UTC+1) with three days of data, linked at 14:00 their time and synced twice: the second
 /// sync found nothing new, so every list is stored as confirmed whole. The time of day is fixed because
 /// the rhythm decides the order of the next sync's lists: linked at 01:00, that sync reads the sleep list
 /// before the recharge, and a test that stops the worker at the sleep read finds the recharge unwritten.
 pub async fn synced_twice<S: Store>(world: &World<S>, name: &str) -> Linked {
-    advance_to_local_hour(world, 60, 14);
+    world.advance_to_local_hour(60, 14);
     let a = link_athletes(world, name, &[60]).await.remove(0);
     generate(world, &a, 3);
     assert_eq!(world.run_worker().await.unwrap().failed, 0);

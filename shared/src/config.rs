@@ -161,6 +161,20 @@ impl Config {
             }
             Ok(parsed)
         };
+        // The routes are appended to the base URL's path, and the consent cookie's `Path` is that path:
+        // a query or fragment would end up before `/polar/callback`, and a `;` would end the attribute.
+        let base_url = |parsed: Url| -> Result<Url, ConfigError> {
+            if parsed.query().is_some()
+                || parsed.fragment().is_some()
+                || parsed.path().contains(';')
+            {
+                return Err(ConfigError::invalid(
+                    "PUBLIC_BASE_URL",
+                    "must be a plain base URL: no query, fragment or ';' (the routes are appended to it)",
+                ));
+            }
+            Ok(parsed)
+        };
         let optional_url = |name: &str, default: &str| -> Result<Url, ConfigError> {
             let value = lookup(name)
                 .filter(|v| !v.trim().is_empty())
@@ -203,7 +217,7 @@ impl Config {
             table: required("CONNECTOR_TABLE")?,
             sync_queue_url: required("SYNC_QUEUE_URL")?,
             secret_id: required("CONNECTOR_SECRET_ID")?,
-            public_base_url: url("PUBLIC_BASE_URL", required("PUBLIC_BASE_URL")?)?,
+            public_base_url: base_url(url("PUBLIC_BASE_URL", required("PUBLIC_BASE_URL")?)?)?,
             smartabase_url,
             polar_auth_url: optional_url("POLAR_AUTH_URL", Self::DEFAULT_POLAR_AUTH_URL)?,
             polar_token_url: optional_url("POLAR_TOKEN_URL", Self::DEFAULT_POLAR_TOKEN_URL)?,
@@ -429,6 +443,9 @@ mod tests {
             ("SMARTABASE_URL", "ftp://club.smartabase.com/club"),
             ("POLAR_API_URL", "nope"),
             ("PUBLIC_BASE_URL", "https://user:pass@api.example.com/prod"),
+            ("PUBLIC_BASE_URL", "https://api.example.com/prod?stage=1"),
+            ("PUBLIC_BASE_URL", "https://api.example.com/prod#top"),
+            ("PUBLIC_BASE_URL", "https://api.example.com/pro;d"),
             (
                 "POLAR_TOKEN_URL",
                 "https://client@polarremote.com/v2/oauth2/token",

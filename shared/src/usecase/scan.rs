@@ -93,8 +93,8 @@ pub struct ScanReport {
 /// A scan run that could not proceed at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// Smartabase failed on the roster or a profile search.
-    #[error("Smartabase: {0}")]
+    /// Smartabase failed on the roster or a profile search (the client's text names Smartabase).
+    #[error("{0}")]
     Smartabase(#[from] SmartabaseError),
     /// The store failed.
     #[error(transparent)]

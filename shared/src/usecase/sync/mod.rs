@@ -145,11 +145,12 @@ impl SyncOutcome {
 /// A sync that must be retried (the message fails; SQS retries with backoff, then the DLQ).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// Polar failed transiently (5xx, timeout, dropped connection, malformed body).
-    #[error("Polar: {0}")]
+    /// Polar failed transiently (5xx, timeout, dropped connection, malformed body). The client's text
+    /// names Polar already.
+    #[error("{0}")]
     Polar(#[source] PolarError),
-    /// Smartabase failed or did not confirm.
-    #[error("Smartabase: {0}")]
+    /// Smartabase failed or did not confirm. The client's text names Smartabase already.
+    #[error("{0}")]
     Smartabase(#[source] SmartabaseError),
     /// The store failed.
     #[error(transparent)]
@@ -913,6 +914,20 @@ mod tests {
 
     fn athlete_uuid() -> AthleteUuid {
         AthleteUuid::parse("a-1").unwrap()
+    }
+
+    #[test]
+    fn a_clients_failure_names_its_service_once_and_stays_the_source() {
+        let smartabase = SyncError::Smartabase(SmartabaseError::Timeout);
+        assert_eq!(smartabase.to_string(), "Smartabase did not answer in time");
+        assert_eq!(
+            crate::error::with_causes(&smartabase),
+            "Smartabase did not answer in time"
+        );
+        assert!(std::error::Error::source(&smartabase).is_some());
+        let polar = SyncError::Polar(PolarError::Timeout);
+        assert_eq!(polar.to_string(), "Polar did not answer in time");
+        assert!(std::error::Error::source(&polar).is_some());
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub const MORNING_HOUR: u32 = 4;
 /// An athlete whose newest night is older than this does not sleep with the watch (or is away): their
 /// sleep is read on [`NIGHT_RHYTHM`] alone, not every sync.
 pub const TRACKING_DAYS: i64 = 2;
+/// With webhooks, today's Nightly Recharge is looked for every [`NIGHT_RHYTHM`] once today's night is in
+/// if the athlete had one within this many days: Polar leaves a night without one now and then (too
+/// short, too restless), and no webhook announces a recharge, so two such nights in a row must not make
+/// the next one wait for the daily reconciliation. Four reads a day at most, only on such days.
+pub const RECHARGE_TRACKING_DAYS: i64 = 14;
 
 /// How the athlete's records reach the connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +163,7 @@ impl<'a> Rhythm<'a> {
     fn reconciliation_period(&self, kind: DataKind) -> Duration {
         let recharge_awaited = kind == DataKind::Recharge
             && self.has_today(DataKind::Sleep)
-            && self.awaited(DataKind::Recharge);
+            && self.awaited_within(DataKind::Recharge, RECHARGE_TRACKING_DAYS);
         if recharge_awaited {
             NIGHT_RHYTHM
         } else {
@@ -169,10 +174,18 @@ impl<'a> Rhythm<'a> {
     /// Today's record of `kind` is not in yet, it is morning or later, and the athlete had one within
     /// `TRACKING_DAYS`.
     fn awaited(&self, kind: DataKind) -> bool {
+        self.awaited_within(kind, TRACKING_DAYS)
+    }
+
+    /// [`Self::awaited`] for an athlete who had one within `days` (a new athlete still only in their
+    /// first `TRACKING_DAYS`).
+    fn awaited_within(&self, kind: DataKind, days: i64) -> bool {
         let local = self.local_now();
         let today = local.date();
-        let tracking = Duration::days(TRACKING_DAYS);
-        let new_athlete = self.linked_at.is_some_and(|at| self.now - at <= tracking);
+        let tracking = Duration::days(days);
+        let new_athlete = self
+            .linked_at
+            .is_some_and(|at| self.now - at <= Duration::days(TRACKING_DAYS));
         // Without a known offset it may be morning somewhere in the athlete's day at any UTC hour.
         let morning = self.cursors.utc_offset_minutes.is_none() || local.hour() >= MORNING_HOUR;
         morning
@@ -369,6 +382,40 @@ mod tests {
             Rhythm::new(&found, at(27, 9), hooks).next_due(&core),
             at(28, 7)
         );
+    }
+
+    #[test]
+    fn with_webhooks_a_recharge_after_nights_without_one_is_still_looked_for_every_six_hours() {
+        let hooks = Cadence::Webhooks(HOUR);
+        // This morning's night is in; Polar left the two nights before without a recharge.
+        let after_gap = |newest: u32| {
+            cursors(
+                &[
+                    read(DataKind::Sleep, at(27, 7), Some(date(27))),
+                    read(DataKind::Recharge, at(27, 7), Some(date(newest))),
+                ],
+                Some(0),
+            )
+        };
+        let due = |c: &SyncCursors, now| Rhythm::new(c, now, hooks).due(DataKind::Recharge);
+        let gap = after_gap(24);
+        assert!(!due(&gap, at(27, 12)));
+        assert!(due(&gap, at(27, 13)), "six hours after its last read");
+        assert_eq!(
+            Rhythm::new(&gap, at(27, 8), hooks).next_due(&[DataKind::Recharge]),
+            at(27, 13)
+        );
+        // A watch that has computed none for longer than `RECHARGE_TRACKING_DAYS`: the daily reconciliation.
+        let stopped = after_gap(12);
+        assert!(!due(&stopped, at(27, 13)));
+        assert_eq!(
+            Rhythm::new(&stopped, at(27, 8), hooks).next_due(&[DataKind::Recharge]),
+            at(28, 7)
+        );
+        // Without webhooks such an athlete's recharge keeps the six-hour rhythm, not every sync.
+        let polling = |now| Rhythm::new(&gap, now, Cadence::Polling(HOUR)).due(DataKind::Recharge);
+        assert!(!polling(at(27, 8)));
+        assert!(polling(at(27, 13)));
     }
 
     #[test]

@@ -631,6 +631,20 @@ class ParametersAndOutputs(unittest.TestCase):
         self.assertEqual(parameters["LogRetentionDays"]["Default"], 30)
         self.assertEqual(parameters["WorkerMaxConcurrency"]["Default"], 10)
 
+    def test_public_base_url_pattern_refuses_what_the_functions_refuse_at_start(self):
+        pattern = re.compile(TEMPLATE["Parameters"]["PublicBaseUrl"]["AllowedPattern"])
+        for good in ("", "https://connector.club.org", "https://api.club.org/polar-connector"):
+            self.assertTrue(pattern.fullmatch(good), good)
+        for bad in (
+            "http://connector.club.org",
+            "https://connector.club.org/",
+            "https://connector.club.org/x?stage=1",
+            "https://connector.club.org/x#top",
+            "https://connector.club.org/a;b",
+            "https://connector.club.org/a b",
+        ):
+            self.assertFalse(pattern.fullmatch(bad), bad)
+
     def test_outputs_give_the_urls_to_register(self):
         outputs = TEMPLATE["Outputs"]
         self.assertLessEqual(REQUIRED_OUTPUTS, set(outputs))

@@ -171,14 +171,14 @@ mod tests {
         assert_eq!(with_causes(&chain(&["a", "b", "c"])), "a: b: c");
         // A sync error showing a transport error that shows reqwest's chain, each also its source.
         let nested = chain(&[
-            "Polar: could not be reached: sending: refused",
-            "could not be reached: sending: refused",
+            "Polar could not be reached: sending: refused",
+            "Polar could not be reached: sending: refused",
             "sending",
             "refused",
         ]);
         assert_eq!(
             with_causes(&nested),
-            "Polar: could not be reached: sending: refused"
+            "Polar could not be reached: sending: refused"
         );
     }
 }

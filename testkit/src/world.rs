@@ -358,7 +358,12 @@ impl<S: Store> World<S> {
         if target <= local {
             target += Duration::days(1);
         }
-        self.advance(target - local);
+        // Whole seconds, rounded up: polar-sim's clock moves by whole seconds, and must not stay before
+        // the hour (on the day before, for hour 0).
+        let by = target - local;
+        self.advance(Duration::seconds(
+            by.num_seconds() + i64::from(by.subsec_nanos() > 0),
+        ));
     }
 
     /// Replaces the shared Polar budget, as if Polar's headers had said so.

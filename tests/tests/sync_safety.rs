@@ -95,10 +95,11 @@ fn assert_every_served_record_landed_once(world: &World<impl Store>, athlete: &L
 #[tokio::test]
 async fn a_watch_synced_after_a_training_camp_delivers_every_night_day_and_session_once() {
     let world = World::on_moto(WorldOptions::default()).await.unwrap();
-    // The camps end at noon UTC, daytime for all four: one sync later every list has been read. A watch
-    // that uploads just after its midnight has its activity read on the 3-hour rhythm and its nights
-    // from the morning on (the rhythm's own tests), not by the first sync after the upload.
-    world.advance_to_local_hour(0, 12);
+    // The camps end at 23:00 for the athlete at UTC+5:45, whose sync an hour later is past their
+    // midnight, and in the afternoon for the others: one sync later every list has been read. (A watch
+    // that uploads just after its midnight without a training has its activity read on the 3-hour rhythm
+    // and its nights from the morning on, not by the first sync after the upload.)
+    world.advance_to_local_hour(345, 23);
     // Four athletes leave their phones at home for camps of 1, 4, 12 and 27 days that all end today.
     const DAYS: i64 = 27;
     let camps: [i64; 4] = [1, 4, 12, 27];

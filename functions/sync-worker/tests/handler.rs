@@ -55,7 +55,7 @@ async fn linked_world(uuid: &str) -> (World<MemoryStore>, SqsMessage, i64) {
             },
         )
         .unwrap();
-    // A training of today's too: generated days hold one on some dates only, and the metric tests count
+    // A training two hours ago too: generated days hold one on some dates only, and the metric tests count
     // at least six records (the two days' activity and nights, a recharge, a training).
     world
         .polar

@@ -762,8 +762,13 @@ fn add_session_yesterday_at_seven(world: &World<impl Store>, athlete: &Linked) -
 async fn a_quiet_hourly_sync_leaves_up_the_marker_of_a_failed_job_still_on_the_queue() {
     let world = World::in_memory(WorldOptions::default()).await.unwrap();
     let a = &synced_an_hour_ago(&world, "marker").await;
-    // A revised activity: only the manual sync reads activities now (their rhythm is 3 h).
-    let yesterday = (local_today(&world, a.offset) - Duration::days(1)).to_string();
+    // A revised activity, the newest (yesterday's when the athlete's midnight did not pass in the last
+    // hour): only the manual sync reads activities now (their rhythm is 3 h).
+    let yesterday = served(&world, a.polar, RecordKind::Activity)
+        .into_iter()
+        .map(|r| r.key)
+        .max()
+        .expect("generated days");
     let mut values = serde_json::Map::new();
     values.insert("steps".into(), serde_json::json!(23_456));
     world

@@ -483,17 +483,7 @@ async fn the_same_sqs_message_delivered_twice_creates_no_duplicates() {
     assert_eq!(world.run_worker().await.unwrap().failed, 0, "first sync");
     world
         .polar
-        .add_record(
-            a.polar,
-            NewRecord {
-                kind: RecordKind::Exercise,
-                date: None,
-                start_time: None,
-                values: Default::default(),
-                ready: true,
-                uploaded_at: None,
-            },
-        )
+        .add_record(a.polar, NewRecord::of(RecordKind::Exercise))
         .unwrap();
 
     // The same job body sent twice (SQS at-least-once delivery), then each copy received.

@@ -28,14 +28,7 @@ fn polar_fault(path_prefix: &str, fault: FaultKind, count: u32) -> FaultSpec {
 }
 
 fn new_exercise() -> NewRecord {
-    NewRecord {
-        kind: RecordKind::Exercise,
-        date: None,
-        start_time: None,
-        values: Default::default(),
-        ready: true,
-        uploaded_at: None,
-    }
+    NewRecord::of(RecordKind::Exercise)
 }
 
 #[tokio::test]

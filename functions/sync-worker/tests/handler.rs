@@ -59,17 +59,7 @@ async fn linked_world(uuid: &str) -> (World<MemoryStore>, SqsMessage, i64) {
     // at least six records (the two days' activity and nights, a recharge, a training).
     world
         .polar
-        .add_record(
-            polar,
-            NewRecord {
-                kind: RecordKind::Exercise,
-                date: None,
-                start_time: None,
-                values: Default::default(),
-                ready: true,
-                uploaded_at: None,
-            },
-        )
+        .add_record(polar, NewRecord::of(RecordKind::Exercise))
         .unwrap();
     let mut received = world.connector.queue.receive(10).await.unwrap();
     assert_eq!(received.len(), 1);

@@ -221,6 +221,21 @@ fn default_true() -> bool {
     true
 }
 
+impl NewRecord {
+    /// A generated record of `kind` as the defaults make it: today's (an exercise two hours ago), ready,
+    /// uploaded now.
+    pub fn of(kind: RecordKind) -> Self {
+        Self {
+            kind,
+            date: None,
+            start_time: None,
+            values: Map::new(),
+            ready: true,
+            uploaded_at: None,
+        }
+    }
+}
+
 /// Body of `POST .../revise`: new values for top-level fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use polar_sim::{NewAccount, NewRecord, RecordKind};
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Sha256;
 
 async fn create_webhook(h: &Harness, url: &str, events: Value) -> reqwest::Response {
@@ -51,20 +51,7 @@ fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
 }
 
 fn add_now(h: &Harness, id: i64, kind: RecordKind) -> String {
-    h.sim
-        .add_record(
-            id,
-            NewRecord {
-                kind,
-                date: None,
-                start_time: None,
-                values: Map::new(),
-                ready: true,
-                uploaded_at: None,
-            },
-        )
-        .unwrap()
-        .key
+    h.sim.add_record(id, NewRecord::of(kind)).unwrap().key
 }
 
 #[tokio::test]
